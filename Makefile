@@ -1,0 +1,52 @@
+# wval: world validation inside PostgreSQL (PGXS build)
+#
+#   make && make install          build and install into the server of pg_config
+#   make test                     everything the README's test command runs
+#   make installcheck             pg_regress against a running server (PGXS)
+#
+# The install script wval--$(EXTVERSION).sql is generated from the ordered SQL
+# sources below; each one sits next to the C file of the same concept.
+
+EXTENSION  = wval
+EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
+
+MODULE_big = wval
+OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+
+# Order matters: later files use objects of earlier ones.
+SQL_SOURCES = \
+	src/wval.sql \
+	src/store.sql \
+	src/finish.sql
+
+DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+DATA       = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*--*.sql))
+DOCS       = README.md
+
+REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --inputdir=. --load-extension=pgcrypto
+
+# -isystem keeps warnings of the server headers out of our -Wextra build.
+PG_CONFIG ?= pg_config
+PG_CPPFLAGS = -I$(srcdir)/src -isystem $(shell $(PG_CONFIG) --includedir-server)
+PG_CFLAGS   = -Wall -Wextra
+# JIT bitcode is of no use for wval and needs clang; skip it.
+with_llvm = no
+
+EXTRA_CLEAN = $(DATA_built)
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(DATA_built): $(SQL_SOURCES) $(EXTENSION).control
+	( echo '-- generated from $(SQL_SOURCES); edit those files, not this one'; \
+	  for f in $(SQL_SOURCES); do echo; echo "-- source: $$f"; cat $$f; done ) > $@
+
+$(OBJS): src/wval.h
+
+.PHONY: test demo
+test:
+	./scripts/test.sh
+
+demo:
+	./scripts/demo.sh

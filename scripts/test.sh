@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# scripts/test.sh: sets everything up and runs the whole test suite.
+#
+#   1. installs the Debian packages it needs (apt-get),
+#   2. builds wval with -Wall -Wextra -Werror,
+#   3. installs it into a private copy of PostgreSQL 15 (make install DESTDIR),
+#   4. starts a throw-away cluster with pg_cron preloaded,
+#   5. runs every pg_regress file (sql/ -> expected/), every pgTAP file
+#      (test/*.sql, pg_prove) and every multi-session script (test/sessions/),
+#   6. exits non-zero when anything failed.
+#
+# Usage: scripts/test.sh [--keep]     (--keep leaves the work directory)
+
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+keep=no
+[ "${1:-}" = "--keep" ] && keep=yes
+
+ensure_packages
+build
+
+WORK=$(mktemp -d /tmp/wval-test.XXXXXX)
+chmod 755 "$WORK"
+STAGE=$WORK/stage
+BIN=$STAGE$PG_BINDIR
+DATA=$WORK/cluster
+TAPDB=wval_tap
+
+cleanup() {
+	stop_cluster "$BIN" "$DATA"
+	if [ "$keep" = no ]; then rm -rf "$WORK"; else log "kept $WORK"; fi
+}
+trap cleanup EXIT
+
+stage "$STAGE"
+start_cluster "$BIN" "$DATA" "$TAPDB" "fsync = off
+synchronous_commit = off
+full_page_writes = off"
+
+export PGHOST=$DATA/sock PGPORT=5432 PGUSER=postgres
+export WVAL_BINDIR=$BIN WVAL_REPO=$REPO WVAL_WORK=$WORK
+failed=()
+
+# pg_regress reads and writes its files as the server user, so it works on
+# a copy of sql/ and expected/ in the work directory.
+log "pg_regress"
+mkdir -p "$WORK/regress"
+cp -r "$REPO/sql" "$REPO/expected" "$WORK/regress/"
+[ -d "$REPO/test/data" ] && cp -r "$REPO/test/data" "$WORK/regress/"
+chown -R "$( [ "$(id -u)" -eq 0 ] && echo postgres || id -un )" "$WORK/regress"
+tests=$(cd "$REPO/sql" && ls *.sql | sed 's/\.sql$//')
+if ! as_pg env PGHOST="$PGHOST" PGPORT=$PGPORT PGUSER=postgres \
+	"$STAGE/usr/lib/postgresql/$PG_MAJOR/lib/pgxs/src/test/regress/pg_regress" \
+	--use-existing --bindir="$BIN" --inputdir="$WORK/regress" --outputdir="$WORK/regress" \
+	--dbname=contrib_regression --load-extension=pgcrypto --load-extension=wval \
+	$tests; then
+	cat "$WORK/regress/regression.diffs" >&2 || true
+	failed+=(pg_regress)
+fi
+
+log "pgTAP (pg_prove)"
+"$BIN/psql" -q -X -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE $TAPDB" >/dev/null
+"$BIN/psql" -q -X -v ON_ERROR_STOP=1 -d $TAPDB >/dev/null <<-'SQL'
+	SET client_min_messages = warning;
+	CREATE EXTENSION pgtap;
+	CREATE EXTENSION pg_cron;
+	CREATE EXTENSION wval CASCADE;
+SQL
+if ! pg_prove --failures -d $TAPDB "$REPO"/test/*.sql; then
+	failed+=(pgTAP)
+fi
+
+log "multi-session scripts"
+export PGDATABASE=$TAPDB
+for s in "$REPO"/test/sessions/*.sh; do
+	[ -e "$s" ] || continue
+	name=$(basename "$s")
+	if bash "$s" >"$WORK/$name.log" 2>&1; then
+		echo "ok - $name"
+	else
+		echo "not ok - $name"
+		sed 's/^/    /' "$WORK/$name.log"
+		failed+=("$name")
+	fi
+done
+
+if [ ${#failed[@]} -gt 0 ]; then
+	log "FAILED: ${failed[*]}"
+	keep=yes
+	exit 1
+fi
+log "all tests passed"

@@ -1,0 +1,616 @@
+/*-------------------------------------------------------------------------
+ *
+ * store.c
+ *	  The append-only evaluation store: the trigger that refuses UPDATE,
+ *	  DELETE and TRUNCATE on history tables, the transaction-local guard
+ *	  that only the retention path can raise, and the per-world hash chain.
+ *
+ * Hash chain.  Every row of a chained table gets (chain_seq, prev_hash,
+ * row_hash) from a BEFORE INSERT trigger:
+ *
+ *	  row_hash = 'sha256:' || hex(sha256(prev_hash || '\n' || table || '\n' ||
+ *									   chain_seq || '\n' || canonical(row)))
+ *
+ * where canonical(row) is a JSON object of the row's non-null columns in
+ * column-name order, without the three chain columns, with every value in a form
+ * that no session setting can change (timestamps in UTC, floats in their
+ * shortest exact form, bytea in hex, jsonb in its normalised text).  Null
+ * columns are left out so that a column added by an upgrade does not change
+ * the hash of older rows.  The head of each world's chain lives in
+ * wval.chain_heads; the row lock taken there orders concurrent writers of
+ * one world.
+ *
+ * A row that arrives with row_hash already set is a restore (pg_dump data)
+ * and is accepted as is from a superuser; wval_verify_chain() then proves
+ * or disproves it like any other row.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "datatype/timestamp.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+#include "utils/uuid.h"
+
+#include "wval.h"
+
+#define GENESIS_HASH "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+
+/*
+ * The retention guard: set by wval._purge_guard() (executable only by the
+ * extension owner, called from wval_purge) for the rest of the current top
+ * transaction; cleared at commit or abort.
+ */
+static bool purge_guard = false;
+
+static SPIPlanPtr chain_advance_plan = NULL;
+static SPIPlanPtr chain_set_head_plan = NULL;
+static SPIPlanPtr chain_restore_plan = NULL;
+
+static void append_canonical_value(StringInfo buf, Datum value, Oid typid);
+
+/* Clears the retention guard when the transaction that raised it ends. */
+static void
+store_xact_callback(XactEvent event, void *arg)
+{
+	(void) arg;
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			purge_guard = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/* Registers the store's transaction callback (called from _PG_init). */
+void
+wval_store_init(void)
+{
+	RegisterXactCallback(store_xact_callback, NULL);
+}
+
+/* True while the retention path may remove history rows. */
+bool
+wval_purge_guard_active(void)
+{
+	return purge_guard;
+}
+
+PG_FUNCTION_INFO_V1(wval_purge_guard);
+
+/* Raises the retention guard for the current transaction. */
+Datum
+wval_purge_guard(PG_FUNCTION_ARGS)
+{
+	purge_guard = PG_GETARG_BOOL(0);
+	PG_RETURN_BOOL(purge_guard);
+}
+
+PG_FUNCTION_INFO_V1(wval_append_only_trigger);
+
+/*
+ * Trigger on every history table: UPDATE is always refused, DELETE and
+ * TRUNCATE unless the retention guard is up.  Installed as a row trigger
+ * for UPDATE/DELETE (so that it is cloned onto partitions) and as a
+ * statement trigger for TRUNCATE.
+ */
+Datum
+wval_append_only_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	const char *op;
+	char	   *relname;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "wval_append_only_trigger: not called by trigger manager");
+
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		op = "UPDATE";
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		op = "DELETE";
+	else if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		op = "TRUNCATE";
+	else
+		op = "INSERT";
+
+	if (purge_guard && !TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+	{
+		if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+			return PointerGetDatum(trigdata->tg_trigtuple);
+		return PointerGetDatum(NULL);
+	}
+
+	relname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(trigdata->tg_relation)),
+										 RelationGetRelationName(trigdata->tg_relation));
+	ereport(ERROR,
+			(errcode(ERRCODE_WVAL_APPEND_ONLY),
+			 errmsg("%s on history table %s is not allowed", op, relname),
+			 errdetail("wval history tables are append-only for every role, including the table owner and superusers."),
+			 errhint("Record a correction as a new row (an override, a new run that supersedes the old one, a later case state); rows leave only through wval_purge().")));
+	PG_RETURN_NULL();			/* not reached */
+}
+
+/* Appends a timestamptz in UTC ISO-8601 with microseconds. */
+static void
+append_canonical_timestamp(StringInfo buf, TimestampTz ts)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (TIMESTAMP_NOT_FINITE(ts))
+	{
+		appendStringInfoString(buf, TIMESTAMP_IS_NOBEGIN(ts) ? "\"-infinity\"" : "\"infinity\"");
+		return;
+	}
+	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0 ||
+		tm.tm_year < 1 || tm.tm_year > 9999)
+	{
+		appendStringInfo(buf, "\"@" INT64_FORMAT "\"", (int64) ts);
+		return;
+	}
+	appendStringInfo(buf, "\"%04d-%02d-%02dT%02d:%02d:%02d.%06dZ\"",
+					 tm.tm_year, tm.tm_mon, tm.tm_mday,
+					 tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+}
+
+/* Appends a one-dimensional view of an array, each element canonical. */
+static void
+append_canonical_array(StringInfo buf, ArrayType *arr)
+{
+	Oid			elemtype = ARR_ELEMTYPE(arr);
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			nelems;
+	int			i;
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	deconstruct_array(arr, elemtype, typlen, typbyval, typalign,
+					  &elems, &nulls, &nelems);
+	appendStringInfoChar(buf, '[');
+	for (i = 0; i < nelems; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(buf, ',');
+		if (nulls[i])
+			appendStringInfoString(buf, "null");
+		else
+			append_canonical_value(buf, elems[i], elemtype);
+	}
+	appendStringInfoChar(buf, ']');
+}
+
+/* Appends one non-null value in the canonical form of its type. */
+static void
+append_canonical_value(StringInfo buf, Datum value, Oid typid)
+{
+	Oid			basetype = getBaseType(typid);
+
+	switch (basetype)
+	{
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+			wval_append_json_string(buf, TextDatumGetCString(value));
+			break;
+		case NAMEOID:
+			wval_append_json_string(buf, NameStr(*DatumGetName(value)));
+			break;
+		case INT2OID:
+			appendStringInfo(buf, "%d", (int) DatumGetInt16(value));
+			break;
+		case INT4OID:
+			appendStringInfo(buf, "%d", DatumGetInt32(value));
+			break;
+		case INT8OID:
+			appendStringInfo(buf, INT64_FORMAT, DatumGetInt64(value));
+			break;
+		case OIDOID:
+			appendStringInfo(buf, "%u", DatumGetObjectId(value));
+			break;
+		case BOOLOID:
+			appendStringInfoString(buf, DatumGetBool(value) ? "true" : "false");
+			break;
+		case FLOAT4OID:
+			wval_append_float8(buf, (double) DatumGetFloat4(value));
+			break;
+		case FLOAT8OID:
+			wval_append_float8(buf, DatumGetFloat8(value));
+			break;
+		case NUMERICOID:
+			appendStringInfoString(buf, DatumGetCString(DirectFunctionCall1(numeric_out, value)));
+			break;
+		case UUIDOID:
+			wval_append_json_string(buf, DatumGetCString(DirectFunctionCall1(uuid_out, value)));
+			break;
+		case JSONBOID:
+			{
+				Jsonb	   *jb = DatumGetJsonbP(value);
+
+				appendStringInfoString(buf, JsonbToCString(NULL, &jb->root, VARSIZE(jb)));
+				break;
+			}
+		case TIMESTAMPTZOID:
+		case TIMESTAMPOID:
+			append_canonical_timestamp(buf, DatumGetTimestampTz(value));
+			break;
+		case DATEOID:
+			{
+				DateADT		d = DatumGetDateADT(value);
+				int			y,
+							m,
+							dd;
+
+				if (DATE_NOT_FINITE(d))
+					appendStringInfoString(buf, DATE_IS_NOBEGIN(d) ? "\"-infinity\"" : "\"infinity\"");
+				else
+				{
+					j2date(d + POSTGRES_EPOCH_JDATE, &y, &m, &dd);
+					appendStringInfo(buf, "\"%04d-%02d-%02d\"", y, m, dd);
+				}
+				break;
+			}
+		case INTERVALOID:
+			{
+				Interval   *iv = DatumGetIntervalP(value);
+
+				appendStringInfo(buf, "\"%dm%dd" INT64_FORMAT "us\"",
+								 iv->month, iv->day, iv->time);
+				break;
+			}
+		case BYTEAOID:
+			{
+				bytea	   *b = DatumGetByteaPP(value);
+				const unsigned char *p = (const unsigned char *) VARDATA_ANY(b);
+				int			n = VARSIZE_ANY_EXHDR(b);
+				int			i;
+
+				appendStringInfoString(buf, "\"\\\\x");
+				for (i = 0; i < n; i++)
+					appendStringInfo(buf, "%02x", p[i]);
+				appendStringInfoChar(buf, '"');
+				break;
+			}
+		default:
+			if (type_is_array(basetype))
+			{
+				append_canonical_array(buf, DatumGetArrayTypeP(value));
+				break;
+			}
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("type %s has no canonical form for the wval hash chain",
+							format_type_be(typid))));
+	}
+}
+
+/* True for the three columns the chain itself maintains. */
+static bool
+is_chain_column(const char *name)
+{
+	return strcmp(name, "chain_seq") == 0 ||
+		strcmp(name, "prev_hash") == 0 ||
+		strcmp(name, "row_hash") == 0;
+}
+
+/* Orders attribute numbers by column name (see append_canonical_row). */
+static int
+compare_attnames(const void *a, const void *b, void *arg)
+{
+	TupleDesc	tupdesc = (TupleDesc) arg;
+
+	return strcmp(NameStr(TupleDescAttr(tupdesc, *(const int *) a)->attname),
+				  NameStr(TupleDescAttr(tupdesc, *(const int *) b)->attname));
+}
+
+/*
+ * Builds the canonical JSON text of a row (see the file header).  Columns
+ * are taken in name order, so that a partition or a restored table whose
+ * physical column order differs still hashes the same.
+ */
+static void
+append_canonical_row(StringInfo buf, HeapTuple tuple, TupleDesc tupdesc)
+{
+	int		   *order = palloc(sizeof(int) * Max(tupdesc->natts, 1));
+	int			n = 0;
+	int			i;
+	bool		first = true;
+
+	for (i = 0; i < tupdesc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+
+		if (!att->attisdropped && !is_chain_column(NameStr(att->attname)))
+			order[n++] = i;
+	}
+	qsort_arg(order, n, sizeof(int), compare_attnames, tupdesc);
+
+	appendStringInfoChar(buf, '{');
+	for (i = 0; i < n; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(tupdesc, order[i]);
+		Datum		value;
+		bool		isnull;
+
+		value = heap_getattr(tuple, order[i] + 1, tupdesc, &isnull);
+		if (isnull)
+			continue;
+		if (!first)
+			appendStringInfoChar(buf, ',');
+		first = false;
+		wval_append_json_string(buf, NameStr(att->attname));
+		appendStringInfoChar(buf, ':');
+		append_canonical_value(buf, value, att->atttypid);
+	}
+	appendStringInfoChar(buf, '}');
+	pfree(order);
+}
+
+/* Computes the row hash of a row at a given chain position. */
+static char *
+compute_row_hash(const char *prev_hash, const char *table, int64 seq,
+				 HeapTuple tuple, TupleDesc tupdesc)
+{
+	StringInfoData buf;
+	char		hex[65];
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%s\n%s\n" INT64_FORMAT "\n", prev_hash, table, seq);
+	append_canonical_row(&buf, tuple, tupdesc);
+	wval_sha256_hex(buf.data, buf.len, hex);
+	pfree(buf.data);
+	return psprintf("sha256:%s", hex);
+}
+
+/* Returns the column number of a chain column, or errors out. */
+static int
+chain_attnum(TupleDesc tupdesc, const char *name, const char *relname)
+{
+	int			attnum = SPI_fnumber(tupdesc, name);
+
+	if (attnum <= 0)
+		elog(ERROR, "chained table \"%s\" has no column \"%s\"", relname, name);
+	return attnum;
+}
+
+/* Prepares (once per backend) the statements that move a chain head. */
+static void
+prepare_chain_plans(void)
+{
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
+
+	if (chain_advance_plan == NULL)
+	{
+		chain_advance_plan = SPI_prepare(
+										 "INSERT INTO wval.chain_heads AS h (world_id, seq, head_hash) "
+										 "VALUES ($1, 1, '" GENESIS_HASH "') "
+										 "ON CONFLICT (world_id) DO UPDATE SET seq = h.seq + 1 "
+										 "RETURNING h.seq, h.head_hash",
+										 1, argtypes);
+		if (chain_advance_plan == NULL || SPI_keepplan(chain_advance_plan) != 0)
+			elog(ERROR, "could not prepare chain statement");
+	}
+	if (chain_set_head_plan == NULL)
+	{
+		chain_set_head_plan = SPI_prepare(
+										  "UPDATE wval.chain_heads SET head_hash = $2, updated_at = now() "
+										  "WHERE world_id = $1",
+										  2, argtypes);
+		if (chain_set_head_plan == NULL || SPI_keepplan(chain_set_head_plan) != 0)
+			elog(ERROR, "could not prepare chain statement");
+	}
+	if (chain_restore_plan == NULL)
+	{
+		chain_restore_plan = SPI_prepare(
+										 "INSERT INTO wval.chain_heads AS h (world_id, seq, head_hash) "
+										 "VALUES ($1, $3, $2) "
+										 "ON CONFLICT (world_id) DO UPDATE SET seq = excluded.seq, "
+										 "head_hash = excluded.head_hash WHERE h.seq < excluded.seq",
+										 3, argtypes);
+		if (chain_restore_plan == NULL || SPI_keepplan(chain_restore_plan) != 0)
+			elog(ERROR, "could not prepare chain statement");
+	}
+}
+
+PG_FUNCTION_INFO_V1(wval_chain_trigger);
+
+/*
+ * BEFORE INSERT FOR EACH ROW on chained tables; tgargs[0] is the logical
+ * table name that enters the hash (a partition reports its parent's name).
+ */
+Datum
+wval_chain_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	TupleDesc	tupdesc;
+	HeapTuple	tuple;
+	const char *table;
+	int			att_world,
+				att_seq,
+				att_prev,
+				att_hash;
+	bool		isnull;
+	Datum		d;
+	char	   *world;
+	Datum		args[3];
+	int64		seq;
+	char	   *prev_hash;
+	char	   *row_hash;
+	int			cols[3];
+	Datum		vals[3];
+	bool		nulls[3] = {false, false, false};
+	MemoryContext caller_cxt = CurrentMemoryContext;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		trigdata->tg_trigger->tgnargs != 1)
+		elog(ERROR, "wval_chain_trigger must be a BEFORE INSERT row trigger with one argument");
+
+	rel = trigdata->tg_relation;
+	tupdesc = RelationGetDescr(rel);
+	tuple = trigdata->tg_trigtuple;
+	table = trigdata->tg_trigger->tgargs[0];
+
+	att_world = chain_attnum(tupdesc, "world_id", table);
+	att_seq = chain_attnum(tupdesc, "chain_seq", table);
+	att_prev = chain_attnum(tupdesc, "prev_hash", table);
+	att_hash = chain_attnum(tupdesc, "row_hash", table);
+
+	d = heap_getattr(tuple, att_world, tupdesc, &isnull);
+	world = isnull ? "" : TextDatumGetCString(d);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	prepare_chain_plans();
+
+	(void) heap_getattr(tuple, att_hash, tupdesc, &isnull);
+	if (!isnull)
+	{
+		/* restore of dumped rows: keep their chain values, move the head */
+		bool		seqnull,
+					prevnull;
+		Datum		seqd = heap_getattr(tuple, att_seq, tupdesc, &seqnull);
+
+		(void) heap_getattr(tuple, att_prev, tupdesc, &prevnull);
+		if (!superuser() || seqnull || prevnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_WVAL_APPEND_ONLY),
+					 errmsg("chain columns of \"%s\" are assigned by wval", table),
+					 errdetail("The row arrived with row_hash set."),
+					 errhint("Insert rows through the wval_* functions; only a superuser restoring a dump may supply chain_seq, prev_hash and row_hash.")));
+		args[0] = CStringGetTextDatum(world);
+		args[1] = heap_getattr(tuple, att_hash, tupdesc, &isnull);
+		args[2] = seqd;
+		if (SPI_execute_plan(chain_restore_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not restore chain head");
+		SPI_finish();
+		return PointerGetDatum(tuple);
+	}
+
+	args[0] = CStringGetTextDatum(world);
+	if (SPI_execute_plan(chain_advance_plan, args, NULL, false, 1) != SPI_OK_INSERT_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "could not advance the hash chain of world \"%s\"", world);
+	seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	prev_hash = MemoryContextStrdup(caller_cxt,
+									SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+
+	row_hash = MemoryContextStrdup(caller_cxt,
+								   compute_row_hash(prev_hash, table, seq, tuple, tupdesc));
+
+	args[1] = CStringGetTextDatum(row_hash);
+	if (SPI_execute_plan(chain_set_head_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not move the head of the hash chain of world \"%s\"", world);
+
+	SPI_finish();
+
+	/* the outgoing tuple is built in the caller's context, not SPI's */
+	cols[0] = att_seq;
+	cols[1] = att_prev;
+	cols[2] = att_hash;
+	vals[0] = Int64GetDatum(seq);
+	vals[1] = CStringGetTextDatum(prev_hash);
+	vals[2] = CStringGetTextDatum(row_hash);
+	tuple = heap_modify_tuple_by_cols(tuple, tupdesc, 3, cols, vals, nulls);
+	return PointerGetDatum(tuple);
+}
+
+PG_FUNCTION_INFO_V1(wval_row_hash);
+
+/*
+ * wval._row_hash(table text, chain_seq bigint, prev_hash text, row record)
+ * recomputes the hash of a stored row for wval_verify_chain().
+ */
+Datum
+wval_row_hash(PG_FUNCTION_ARGS)
+{
+	text	   *table = PG_GETARG_TEXT_PP(0);
+	int64		seq = PG_GETARG_INT64(1);
+	text	   *prev = PG_GETARG_TEXT_PP(2);
+	HeapTupleHeader rec = PG_GETARG_HEAPTUPLEHEADER(3);
+	TupleDesc	tupdesc;
+	HeapTupleData tuple;
+	char	   *hash;
+
+	tupdesc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(rec),
+									 HeapTupleHeaderGetTypMod(rec));
+	tuple.t_len = HeapTupleHeaderGetDatumLength(rec);
+	ItemPointerSetInvalid(&(tuple.t_self));
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = rec;
+
+	hash = compute_row_hash(text_to_cstring(prev), text_to_cstring(table), seq,
+							&tuple, tupdesc);
+	ReleaseTupleDesc(tupdesc);
+	PG_RETURN_TEXT_P(cstring_to_text(hash));
+}
+
+PG_FUNCTION_INFO_V1(wval_canonical_row);
+
+/* wval._canonical(row record): the canonical text a row hash covers. */
+Datum
+wval_canonical_row(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader rec = PG_GETARG_HEAPTUPLEHEADER(0);
+	TupleDesc	tupdesc;
+	HeapTupleData tuple;
+	StringInfoData buf;
+
+	tupdesc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(rec),
+									 HeapTupleHeaderGetTypMod(rec));
+	tuple.t_len = HeapTupleHeaderGetDatumLength(rec);
+	ItemPointerSetInvalid(&(tuple.t_self));
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = rec;
+
+	initStringInfo(&buf);
+	append_canonical_row(&buf, &tuple, tupdesc);
+	ReleaseTupleDesc(tupdesc);
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
+}
+
+PG_FUNCTION_INFO_V1(wval_check_identifier_sql);
+
+/* wval._ident(field text, value text) → text: checks and returns value. */
+Datum
+wval_check_identifier_sql(PG_FUNCTION_ARGS)
+{
+	char	   *field = PG_ARGISNULL(0) ? "identifier" : text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" must not be null", field),
+				 errhint("Pass a non-empty identifier of at most %d bytes.",
+						 WVAL_MAX_IDENT_BYTES)));
+	wval_check_identifier(field, text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	PG_RETURN_DATUM(PG_GETARG_DATUM(1));
+}

@@ -1,0 +1,905 @@
+-- store.sql: the append-only evaluation store (spec store.md), next to store.c.
+--
+-- History tables refuse UPDATE/DELETE/TRUNCATE for every role (trigger
+-- wval._append_only, SQLSTATE WV003); rows leave only through the retention
+-- path, which raises a transaction-local guard first.  Chained tables also
+-- carry the per-world hash chain (chain_seq, prev_hash, row_hash).
+
+------------------------------------------------------------------------------
+-- Trigger functions (C, store.c)
+------------------------------------------------------------------------------
+
+CREATE FUNCTION wval._append_only() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'wval_append_only_trigger' LANGUAGE C;
+COMMENT ON FUNCTION wval._append_only() IS 'trigger: refuses UPDATE, DELETE and TRUNCATE on history tables (WV003) outside the retention path';
+
+CREATE FUNCTION wval._chain() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'wval_chain_trigger' LANGUAGE C;
+COMMENT ON FUNCTION wval._chain() IS 'trigger: appends the row to its world''s hash chain (chain_seq, prev_hash, row_hash)';
+
+CREATE FUNCTION wval._purge_guard(raise boolean) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'wval_purge_guard' LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION wval._purge_guard(boolean) IS 'raises (true) or lowers the retention guard for the current transaction; executable only by the extension owner';
+
+CREATE FUNCTION wval._row_hash(table_name text, chain_seq bigint, prev_hash text, row_value record)
+RETURNS text
+    AS 'MODULE_PATHNAME', 'wval_row_hash' LANGUAGE C STRICT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION wval._row_hash(text, bigint, text, record) IS 'recomputes the chain hash of a stored history row';
+
+CREATE FUNCTION wval._canonical(row_value record) RETURNS text
+    AS 'MODULE_PATHNAME', 'wval_canonical_row' LANGUAGE C STRICT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION wval._canonical(record) IS 'the canonical text of a history row that its chain hash covers (see docs/store.md)';
+
+-- wval._protect(table, chained): installs the append-only triggers (and the
+-- chain trigger) on one history table.  Used by this script and by
+-- wval_maintain() for new partitions (TRUNCATE triggers are per table).
+CREATE FUNCTION wval._protect(tbl regclass, chain_name text DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    kind "char";
+BEGIN
+    SELECT relkind INTO kind FROM pg_class WHERE oid = tbl;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'wval_append_only_truncate') THEN
+        EXECUTE format('CREATE TRIGGER wval_append_only_truncate BEFORE TRUNCATE ON %s
+                        FOR EACH STATEMENT EXECUTE FUNCTION wval._append_only()', tbl);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'wval_append_only') THEN
+        EXECUTE format('CREATE TRIGGER wval_append_only BEFORE UPDATE OR DELETE ON %s
+                        FOR EACH ROW EXECUTE FUNCTION wval._append_only()', tbl);
+    END IF;
+    IF chain_name IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'wval_chain') THEN
+        EXECUTE format('CREATE TRIGGER wval_chain BEFORE INSERT ON %s
+                        FOR EACH ROW EXECUTE FUNCTION wval._chain(%L)', tbl, chain_name);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION wval._protect(regclass, text) IS 'installs the append-only (and chain) triggers on a history table';
+
+------------------------------------------------------------------------------
+-- Chain bookkeeping
+------------------------------------------------------------------------------
+
+CREATE TABLE wval.chain_heads (
+    world_id   text PRIMARY KEY,
+    seq        bigint NOT NULL,
+    head_hash  text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE wval.chain_heads IS 'head (last chain_seq and row_hash) of each world''s hash chain; the empty world_id is the chain of global audit rows. Publish head_hash outside the database to anchor the chain.';
+
+CREATE TABLE wval.chain_tombstones (
+    world_id   text NOT NULL,
+    chain_seq  bigint NOT NULL,
+    table_name text NOT NULL,
+    prev_hash  text NOT NULL,
+    row_hash   text NOT NULL,
+    purged_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (world_id, chain_seq)
+);
+COMMENT ON TABLE wval.chain_tombstones IS 'links of rows removed by wval_purge(): the chain of what remains still verifies';
+SELECT wval._protect('wval.chain_tombstones');
+
+------------------------------------------------------------------------------
+-- Worlds (mutable configuration; every change is audited)
+------------------------------------------------------------------------------
+
+CREATE TABLE wval.worlds (
+    world_id                text PRIMARY KEY,
+    risk_tier               text NOT NULL DEFAULT 'medium' CHECK (risk_tier IN ('high', 'medium', 'low')),
+    client_critical         boolean NOT NULL DEFAULT false,
+    max_capital_at_risk_pct float8 CHECK (max_capital_at_risk_pct >= 0 AND max_capital_at_risk_pct <= 100),
+    legal_hold              boolean NOT NULL DEFAULT false,
+    settings                jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(settings) = 'object'),
+    created_by              text NOT NULL,
+    created_at              timestamptz NOT NULL DEFAULT now(),
+    updated_by              text NOT NULL,
+    updated_at              timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE wval.worlds IS 'worlds (portfolios / trading environments); mutable configuration written by wval_world_upsert, every change audited';
+COMMENT ON COLUMN wval.worlds.risk_tier IS 'high | medium | low; high + client_critical forces fail-closed validation';
+COMMENT ON COLUMN wval.worlds.client_critical IS 'true for worlds that trade client money; with risk_tier high: always fail-closed, 30-day override reviews';
+COMMENT ON COLUMN wval.worlds.legal_hold IS 'a world under legal hold is never purged';
+COMMENT ON COLUMN wval.worlds.settings IS 'per-world settings (jsonb object)';
+
+------------------------------------------------------------------------------
+-- Policy versions and activations
+------------------------------------------------------------------------------
+
+CREATE TABLE wval.policy_versions (
+    world_id       text NOT NULL,
+    version        integer NOT NULL CHECK (version > 0),
+    policy         jsonb NOT NULL,
+    author         text NOT NULL,
+    note           text,
+    ruleset_hashes jsonb NOT NULL DEFAULT '{}',
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    chain_seq      bigint NOT NULL,
+    prev_hash      text NOT NULL,
+    row_hash       text NOT NULL,
+    PRIMARY KEY (world_id, version)
+);
+COMMENT ON TABLE wval.policy_versions IS 'immutable, numbered policy documents per world (1, 2, 3 ... without gaps); publishing does not activate';
+COMMENT ON COLUMN wval.policy_versions.ruleset_hashes IS 'per profile: sha256 of the materialised ruleset';
+SELECT wval._protect('wval.policy_versions', 'policy_versions');
+
+CREATE SEQUENCE wval.policy_activations_id_seq;
+CREATE TABLE wval.policy_activations (
+    activation_id    bigint NOT NULL DEFAULT nextval('wval.policy_activations_id_seq'),
+    world_id         text NOT NULL,
+    version          integer NOT NULL,
+    previous_version integer,
+    activated_by     text NOT NULL,
+    approved_by      text,
+    reason           text NOT NULL,
+    forced           boolean NOT NULL DEFAULT false,
+    details          jsonb NOT NULL DEFAULT '{}',
+    activated_at     timestamptz NOT NULL DEFAULT now(),
+    chain_seq        bigint NOT NULL,
+    prev_hash        text NOT NULL,
+    row_hash         text NOT NULL,
+    PRIMARY KEY (world_id, activation_id)
+);
+ALTER SEQUENCE wval.policy_activations_id_seq OWNED BY wval.policy_activations.activation_id;
+CREATE INDEX ON wval.policy_activations (world_id, activated_at DESC);
+COMMENT ON TABLE wval.policy_activations IS 'which policy version became active, who activated and approved it, why; the active version is the latest activation';
+SELECT wval._protect('wval.policy_activations', 'policy_activations');
+
+------------------------------------------------------------------------------
+-- Evaluation runs and rule results (partitioned by time, see wval_maintain)
+------------------------------------------------------------------------------
+
+CREATE TABLE wval.evaluation_runs (
+    run_id             uuid NOT NULL DEFAULT gen_random_uuid(),
+    world_id           text NOT NULL,
+    strategy_id        text NOT NULL,
+    stage              text NOT NULL CHECK (stage IN ('backtest', 'paper', 'shadow', 'live')),
+    kind               text NOT NULL DEFAULT 'single' CHECK (kind IN ('single', 'cohort', 'live', 'portfolio', 'stress')),
+    campaign_id        text,
+    risk_tier          text,
+    model_card_version text,
+    code_hash          text,
+    data_snapshot      jsonb,
+    context            jsonb NOT NULL DEFAULT '{}',
+    client_run_id      text,
+    metrics            jsonb NOT NULL DEFAULT '{}',
+    policy_version     integer,
+    ruleset_hash       text,
+    profile            text,
+    status             text NOT NULL CHECK (status IN ('pass', 'warn', 'fail', 'unvalidated')),
+    recommended_stage  text CHECK (recommended_stage IN ('backtest_only', 'paper_only', 'paper_ok_live_candidate')),
+    recommendation     jsonb,
+    results            jsonb NOT NULL DEFAULT '{}',
+    linked_run_id      uuid,
+    supersedes         uuid,
+    as_of              date,
+    created_by         text NOT NULL,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    chain_seq          bigint NOT NULL,
+    prev_hash          text NOT NULL,
+    row_hash           text NOT NULL,
+    PRIMARY KEY (world_id, run_id, created_at)
+) PARTITION BY RANGE (created_at);
+CREATE INDEX ON wval.evaluation_runs (run_id);
+CREATE INDEX ON wval.evaluation_runs (world_id, strategy_id, stage, created_at DESC);
+CREATE INDEX ON wval.evaluation_runs (world_id, status, created_at DESC);
+CREATE INDEX ON wval.evaluation_runs (world_id, strategy_id, client_run_id) WHERE client_run_id IS NOT NULL;
+COMMENT ON TABLE wval.evaluation_runs IS 'every evaluation ever made: metrics, the policy version and ruleset hash applied, the outcome and its provenance; append-only, hash-chained';
+COMMENT ON COLUMN wval.evaluation_runs.kind IS 'single | cohort | live | portfolio | stress';
+COMMENT ON COLUMN wval.evaluation_runs.client_run_id IS 'context.run_id: the caller''s idempotency key (same world, strategy and run_id returns the first run)';
+COMMENT ON COLUMN wval.evaluation_runs.metrics IS 'metric blocks (returns, sample, robustness, risk, benchmark, diagnostics, ...)';
+COMMENT ON COLUMN wval.evaluation_runs.status IS 'pass | warn | fail | unvalidated (emergency bypass)';
+COMMENT ON COLUMN wval.evaluation_runs.recommended_stage IS 'backtest_only | paper_only | paper_ok_live_candidate';
+COMMENT ON COLUMN wval.evaluation_runs.recommendation IS 'which profiles were tried for the recommendation and why each stopped';
+COMMENT ON COLUMN wval.evaluation_runs.results IS 'check key -> RuleResult';
+COMMENT ON COLUMN wval.evaluation_runs.linked_run_id IS 'for cohort, portfolio and stress runs: the candidate run they extend';
+COMMENT ON COLUMN wval.evaluation_runs.supersedes IS 'the run this one corrects';
+COMMENT ON COLUMN wval.evaluation_runs.as_of IS 'live runs: the day the realized windows end';
+
+CREATE TABLE wval.evaluation_runs_default PARTITION OF wval.evaluation_runs DEFAULT;
+SELECT wval._protect('wval.evaluation_runs', 'evaluation_runs');
+SELECT wval._protect('wval.evaluation_runs_default');
+
+CREATE TABLE wval.rule_results (
+    run_id      uuid NOT NULL,
+    world_id    text NOT NULL,
+    strategy_id text NOT NULL,
+    stage       text NOT NULL,
+    rule        text NOT NULL,
+    layer       text NOT NULL,
+    status      text NOT NULL CHECK (status IN ('pass', 'warn', 'fail')),
+    severity    text NOT NULL CHECK (severity IN ('blocking', 'soft', 'info')),
+    owner       text NOT NULL CHECK (owner IN ('quant', 'risk', 'ops')),
+    reason_code text NOT NULL,
+    reason      text,
+    tags        text[] NOT NULL DEFAULT '{}',
+    details     jsonb NOT NULL DEFAULT '{}',
+    created_at  timestamptz NOT NULL,
+    PRIMARY KEY (world_id, run_id, rule, created_at)
+) PARTITION BY RANGE (created_at);
+CREATE INDEX ON wval.rule_results (world_id, rule, status);
+CREATE INDEX ON wval.rule_results (run_id);
+COMMENT ON TABLE wval.rule_results IS 'one row per check result of a run (the same RuleResults as evaluation_runs.results, indexable by world, rule and status)';
+CREATE TABLE wval.rule_results_default PARTITION OF wval.rule_results DEFAULT;
+SELECT wval._protect('wval.rule_results');
+SELECT wval._protect('wval.rule_results_default');
+
+------------------------------------------------------------------------------
+-- Overrides and ex-post failures
+------------------------------------------------------------------------------
+
+CREATE SEQUENCE wval.overrides_id_seq;
+CREATE TABLE wval.overrides (
+    override_id   bigint NOT NULL DEFAULT nextval('wval.overrides_id_seq'),
+    run_id        uuid NOT NULL,
+    world_id      text NOT NULL,
+    strategy_id   text NOT NULL,
+    status        text NOT NULL CHECK (status IN ('approved', 'rejected', 'revoked')),
+    reason        text,
+    actor         text,
+    recorded_at   timestamptz NOT NULL DEFAULT now(),
+    review_due_at timestamptz,
+    chain_seq     bigint NOT NULL,
+    prev_hash     text NOT NULL,
+    row_hash      text NOT NULL,
+    PRIMARY KEY (world_id, override_id)
+);
+ALTER SEQUENCE wval.overrides_id_seq OWNED BY wval.overrides.override_id;
+CREATE INDEX ON wval.overrides (run_id, recorded_at DESC);
+COMMENT ON TABLE wval.overrides IS 'human decisions on runs (approved | rejected | revoked); the latest row per run is its current override state';
+COMMENT ON COLUMN wval.overrides.review_due_at IS 'approvals must be reviewed by then: recorded_at + 30 days for live runs or high-tier client-critical worlds, + 90 days otherwise';
+SELECT wval._protect('wval.overrides', 'overrides');
+
+CREATE SEQUENCE wval.ex_post_failures_id_seq;
+CREATE TABLE wval.ex_post_failures (
+    entry_id     bigint NOT NULL DEFAULT nextval('wval.ex_post_failures_id_seq'),
+    case_id      uuid NOT NULL,
+    run_id       uuid NOT NULL,
+    world_id     text NOT NULL,
+    strategy_id  text NOT NULL,
+    status       text NOT NULL CHECK (status IN ('candidate', 'confirmed', 'dismissed')),
+    category     text NOT NULL CHECK (category IN ('risk_breach', 'performance_failure', 'liquidity_failure', 'data_issue', 'ops_incident')),
+    reason_code  text NOT NULL,
+    severity     text NOT NULL CHECK (severity IN ('critical', 'high', 'medium', 'low')),
+    actor        text NOT NULL,
+    evidence_url text,
+    notes        text,
+    source       text NOT NULL DEFAULT 'manual' CHECK (source IN ('manual', 'auto')),
+    recorded_at  timestamptz NOT NULL DEFAULT now(),
+    chain_seq    bigint NOT NULL,
+    prev_hash    text NOT NULL,
+    row_hash     text NOT NULL,
+    PRIMARY KEY (world_id, case_id, entry_id)
+);
+ALTER SEQUENCE wval.ex_post_failures_id_seq OWNED BY wval.ex_post_failures.entry_id;
+CREATE INDEX ON wval.ex_post_failures (run_id);
+COMMENT ON TABLE wval.ex_post_failures IS 'ex-post failure cases: a strategy that passed validation and later failed; a later row with the same case_id changes the case''s state';
+SELECT wval._protect('wval.ex_post_failures', 'ex_post_failures');
+
+------------------------------------------------------------------------------
+-- Audit log
+------------------------------------------------------------------------------
+
+CREATE SEQUENCE wval.audit_log_id_seq;
+CREATE TABLE wval.audit_log (
+    id          bigint NOT NULL DEFAULT nextval('wval.audit_log_id_seq') PRIMARY KEY,
+    world_id    text,
+    action      text NOT NULL,
+    actor       text NOT NULL,
+    db_user     text NOT NULL DEFAULT session_user,
+    details     jsonb NOT NULL DEFAULT '{}',
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    chain_seq   bigint NOT NULL,
+    prev_hash   text NOT NULL,
+    row_hash    text NOT NULL
+);
+ALTER SEQUENCE wval.audit_log_id_seq OWNED BY wval.audit_log.id;
+CREATE INDEX ON wval.audit_log (world_id, recorded_at);
+COMMENT ON TABLE wval.audit_log IS 'every administrative act (world change, publish, activate, override, ex-post case, purge, grant) with the actor and the database user';
+COMMENT ON COLUMN wval.audit_log.world_id IS 'null for acts that concern no single world (their chain is the one of the empty world_id)';
+SELECT wval._protect('wval.audit_log', 'audit_log');
+
+-- wval._audit(world, action, actor, details): appends one audit row.
+CREATE FUNCTION wval._audit(p_world_id text, p_action text, p_actor text, p_details jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE sql SET search_path = pg_catalog, wval, pg_temp AS $$
+    INSERT INTO wval.audit_log (world_id, action, actor, details)
+    VALUES (p_world_id, p_action, p_actor, coalesce(p_details, '{}'))
+    RETURNING id;
+$$;
+COMMENT ON FUNCTION wval._audit(text, text, text, jsonb) IS 'appends one row to wval.audit_log';
+
+------------------------------------------------------------------------------
+-- Event outbox (the bus, bus.md; consumer groups are in bus.sql)
+------------------------------------------------------------------------------
+
+CREATE SEQUENCE wval.events_id_seq;
+CREATE TABLE wval.events (
+    event_id        bigint NOT NULL DEFAULT nextval('wval.events_id_seq') PRIMARY KEY,
+    type            text NOT NULL,
+    world_id        text,
+    subject         text,
+    idempotency_key text NOT NULL UNIQUE,
+    payload         jsonb NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    expires_at      timestamptz
+);
+ALTER SEQUENCE wval.events_id_seq OWNED BY wval.events.event_id;
+CREATE INDEX ON wval.events (type, event_id);
+COMMENT ON TABLE wval.events IS 'transactional outbox: one row per event, written in the same transaction as the change it announces; payload is a CloudEvents 1.0 envelope';
+COMMENT ON COLUMN wval.events.idempotency_key IS '<type>:<world_id>:<subject>:<discriminator>; publishing an existing key is a counted no-op';
+COMMENT ON COLUMN wval.events.expires_at IS 'events with a TTL (risk snapshots) are not handed out after this time';
+SELECT wval._protect('wval.events');
+
+CREATE TABLE wval.event_dedupe_hits (
+    type text PRIMARY KEY,
+    hits bigint NOT NULL DEFAULT 0
+);
+COMMENT ON TABLE wval.event_dedupe_hits IS 'per event type: publishes that were no-ops because their idempotency key existed';
+
+-- wval._emit(type, world, subject, key, data, ttl): writes one event and
+-- wakes listeners with a small pointer; returns the event_id, or null when
+-- the idempotency key exists (counted as a dedupe hit).
+CREATE FUNCTION wval._emit(p_type text, p_world_id text, p_subject text, p_idempotency_key text,
+                           p_data jsonb, p_ttl interval DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    id bigint := nextval('wval.events_id_seq');
+    inserted bigint;
+BEGIN
+    INSERT INTO wval.events (event_id, type, world_id, subject, idempotency_key, payload, expires_at)
+    VALUES (id, p_type, p_world_id, p_subject, p_idempotency_key,
+            jsonb_build_object(
+                'specversion', '1.0',
+                'id', id::text,
+                'source', '/wval/' || current_database() || '/worlds/' || coalesce(p_world_id, '-'),
+                'type', p_type,
+                'subject', p_subject,
+                'time', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                'datacontenttype', 'application/json',
+                'data', coalesce(p_data, '{}'::jsonb)),
+            now() + p_ttl)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING event_id INTO inserted;
+    IF inserted IS NULL THEN
+        INSERT INTO wval.event_dedupe_hits AS h (type, hits) VALUES (p_type, 1)
+        ON CONFLICT (type) DO UPDATE SET hits = h.hits + 1;
+        RETURN NULL;
+    END IF;
+    PERFORM pg_notify('wval_events',
+                      json_build_object('event_id', inserted, 'type', p_type, 'world_id', p_world_id)::text);
+    RETURN inserted;
+END
+$$;
+COMMENT ON FUNCTION wval._emit(text, text, text, text, jsonb, interval) IS 'internal API of the bus: writes one event in the caller''s transaction and NOTIFYs wval_events with {event_id, type, world_id}';
+
+------------------------------------------------------------------------------
+-- Partitions (created ahead by wval_maintain, see docs/retention.md)
+------------------------------------------------------------------------------
+
+-- wval_maintain(months_ahead): creates the monthly partitions of the
+-- partitioned history tables from the current month to months_ahead months
+-- ahead (a month whose rows already sit in the default partition is left
+-- there), protects them, and returns what it created.
+CREATE FUNCTION public.wval_maintain(months_ahead integer DEFAULT 3) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    parent regclass;
+    m date;
+    part text;
+    created text[] := '{}';
+    skipped text[] := '{}';
+    has_rows boolean;
+BEGIN
+    IF months_ahead IS NULL OR months_ahead < 0 OR months_ahead > 120 THEN
+        RAISE EXCEPTION 'invalid value for "months_ahead"' USING ERRCODE = '22023',
+            DETAIL = format('months_ahead is %s.', coalesce(months_ahead::text, 'null')),
+            HINT = 'Pass a number of months between 0 and 120.';
+    END IF;
+    FOR parent IN
+        SELECT c.oid::regclass FROM pg_class c
+        WHERE c.relnamespace = 'wval'::regnamespace AND c.relkind = 'p' AND NOT c.relispartition
+        ORDER BY c.relname
+    LOOP
+        FOR i IN 0 .. months_ahead LOOP
+            m := (date_trunc('month', now()) + make_interval(months => i))::date;
+            part := format('%s_p%s', (SELECT relname FROM pg_class WHERE oid = parent), to_char(m, 'YYYYMM'));
+            CONTINUE WHEN to_regclass('wval.' || part) IS NOT NULL;
+            EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s_default WHERE created_at >= %L AND created_at < %L)',
+                           parent, m, (m + interval '1 month')::date)
+                INTO has_rows;
+            IF has_rows THEN
+                skipped := skipped || part;
+                CONTINUE;
+            END IF;
+            EXECUTE format('CREATE TABLE wval.%I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
+                           part, parent, m::timestamptz, (m + interval '1 month')::date::timestamptz);
+            PERFORM wval._protect(('wval.' || quote_ident(part))::regclass);
+            EXECUTE format('GRANT SELECT ON wval.%I TO wval_analyst', part);
+            created := created || part;
+        END LOOP;
+    END LOOP;
+    IF cardinality(created) > 0 THEN
+        PERFORM wval._audit(NULL, 'partitions_created', current_user,
+                            jsonb_build_object('created', to_jsonb(created)));
+    END IF;
+    RETURN jsonb_build_object('created', to_jsonb(created), 'left_in_default', to_jsonb(skipped));
+END
+$$;
+COMMENT ON FUNCTION public.wval_maintain(integer) IS 'creates monthly partitions of the history tables ahead of time (run by the maintenance job)';
+
+------------------------------------------------------------------------------
+-- Writes
+------------------------------------------------------------------------------
+
+-- wval._world(world_id, lock): the world row, WV010 when it does not exist.
+CREATE FUNCTION wval._world(p_world_id text, p_lock boolean DEFAULT false) RETURNS wval.worlds
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    w wval.worlds;
+BEGIN
+    IF p_lock THEN
+        SELECT * INTO w FROM wval.worlds WHERE world_id = p_world_id FOR UPDATE;
+    ELSE
+        SELECT * INTO w FROM wval.worlds WHERE world_id = p_world_id;
+    END IF;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'world "%" does not exist', p_world_id
+            USING ERRCODE = 'WV010',
+                  DETAIL = format('world_id is %L.', p_world_id),
+                  HINT = 'Create it first with wval_world_upsert(world_id, risk_tier, client_critical).';
+    END IF;
+    RETURN w;
+END
+$$;
+COMMENT ON FUNCTION wval._world(text, boolean) IS 'returns (optionally locks) a world; WV010 when it does not exist';
+
+CREATE FUNCTION public.wval_world_upsert(
+    world_id text,
+    risk_tier text DEFAULT NULL,
+    client_critical boolean DEFAULT NULL,
+    max_capital_at_risk_pct float8 DEFAULT NULL,
+    legal_hold boolean DEFAULT NULL,
+    settings jsonb DEFAULT NULL,
+    actor text DEFAULT NULL)
+RETURNS wval.worlds
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    p_world text := wval._ident('world_id', world_id);
+    p_actor text := wval._ident('actor', coalesce(actor, session_user::text));
+    old wval.worlds;
+    new wval.worlds;
+BEGIN
+    IF risk_tier IS NOT NULL THEN
+        PERFORM wval._one_of('risk_tier', risk_tier, ARRAY['high', 'medium', 'low']);
+    END IF;
+    IF settings IS NOT NULL AND jsonb_typeof(settings) <> 'object' THEN
+        RAISE EXCEPTION 'invalid value for "settings"' USING ERRCODE = '22023',
+            DETAIL = format('settings is %s.', settings), HINT = 'Pass a jsonb object.';
+    END IF;
+    IF max_capital_at_risk_pct IS NOT NULL AND NOT (max_capital_at_risk_pct >= 0 AND max_capital_at_risk_pct <= 100) THEN
+        RAISE EXCEPTION 'invalid value for "max_capital_at_risk_pct"' USING ERRCODE = '22023',
+            DETAIL = format('max_capital_at_risk_pct is %s.', max_capital_at_risk_pct),
+            HINT = 'Pass a percentage between 0 and 100.';
+    END IF;
+
+    SELECT * INTO old FROM wval.worlds w WHERE w.world_id = p_world FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO wval.worlds AS w (world_id, risk_tier, client_critical, max_capital_at_risk_pct,
+                                     legal_hold, settings, created_by, updated_by)
+        VALUES (p_world, coalesce(risk_tier, 'medium'), coalesce(client_critical, false),
+                max_capital_at_risk_pct, coalesce(legal_hold, false), coalesce(settings, '{}'),
+                p_actor, p_actor)
+        ON CONFLICT ON CONSTRAINT worlds_pkey DO NOTHING
+        RETURNING * INTO new;
+        IF NOT FOUND THEN
+            -- a concurrent creator won: update its row like any other change
+            RETURN public.wval_world_upsert(world_id, risk_tier, client_critical, max_capital_at_risk_pct,
+                                            legal_hold, settings, actor);
+        END IF;
+        PERFORM wval._audit(p_world, 'world_created', p_actor, to_jsonb(new));
+        RETURN new;
+    END IF;
+
+    UPDATE wval.worlds w SET
+        risk_tier = coalesce(wval_world_upsert.risk_tier, w.risk_tier),
+        client_critical = coalesce(wval_world_upsert.client_critical, w.client_critical),
+        max_capital_at_risk_pct = coalesce(wval_world_upsert.max_capital_at_risk_pct, w.max_capital_at_risk_pct),
+        legal_hold = coalesce(wval_world_upsert.legal_hold, w.legal_hold),
+        settings = coalesce(wval_world_upsert.settings, w.settings),
+        updated_by = p_actor,
+        updated_at = now()
+    WHERE w.world_id = p_world
+    RETURNING * INTO new;
+    IF (to_jsonb(old) - 'updated_at' - 'updated_by') IS DISTINCT FROM (to_jsonb(new) - 'updated_at' - 'updated_by') THEN
+        PERFORM wval._audit(p_world, 'world_updated', p_actor,
+                            jsonb_build_object('old', to_jsonb(old), 'new', to_jsonb(new)));
+    END IF;
+    RETURN new;
+END
+$$;
+COMMENT ON FUNCTION public.wval_world_upsert(text, text, boolean, float8, boolean, jsonb, text) IS 'creates a world or changes its configuration (arguments left null keep their value); audited';
+
+-- wval._policy_check(policy): validates a policy document (WV002) and returns
+-- the per-profile ruleset hashes to store with the version.
+CREATE FUNCTION wval._policy_check(p_policy jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF p_policy IS NULL OR jsonb_typeof(p_policy) <> 'object' THEN
+        RAISE EXCEPTION 'policy must be a JSON object'
+            USING ERRCODE = 'WV002',
+                  DETAIL = format('policy is %s.', coalesce(jsonb_typeof(p_policy), 'null')),
+                  HINT = 'Pass a jsonb object with validation_profiles and default_profile_by_stage (docs/policy.md).';
+    END IF;
+    RETURN '{}'::jsonb;
+END
+$$;
+COMMENT ON FUNCTION wval._policy_check(jsonb) IS 'validates a policy document (WV002) and returns its per-profile ruleset hashes';
+
+CREATE FUNCTION public.wval_policy_publish(world_id text, policy jsonb, actor text, note text DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    p_world text := wval._ident('world_id', world_id);
+    p_actor text := wval._ident('actor', actor);
+    hashes jsonb;
+    v integer;
+BEGIN
+    hashes := wval._policy_check(policy);
+    PERFORM wval._world(p_world, true);	-- the row lock makes versions gapless
+    SELECT coalesce(max(pv.version), 0) + 1 INTO v FROM wval.policy_versions pv WHERE pv.world_id = p_world;
+    INSERT INTO wval.policy_versions (world_id, version, policy, author, note, ruleset_hashes)
+    VALUES (p_world, v, policy, p_actor, note, hashes);
+    PERFORM wval._audit(p_world, 'policy_published', p_actor,
+                        jsonb_build_object('version', v, 'note', note, 'ruleset_hashes', hashes));
+    PERFORM wval._emit('policy_version_published', p_world, 'v' || v,
+                       format('policy_version_published:%s:v%s', p_world, v),
+                       jsonb_build_object('world_id', p_world, 'version', v, 'ruleset_hashes', hashes,
+                                          'author', p_actor));
+    RETURN v;
+END
+$$;
+COMMENT ON FUNCTION public.wval_policy_publish(text, jsonb, text, text) IS 'validates a policy document and stores it as the world''s next version (1, 2, 3 ...); does not activate it';
+
+CREATE FUNCTION public.wval_active_policy_version(world_id text) RETURNS integer
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+    SELECT a.version FROM wval.policy_activations a
+    WHERE a.world_id = wval_active_policy_version.world_id
+    ORDER BY a.activation_id DESC LIMIT 1;
+$$;
+COMMENT ON FUNCTION public.wval_active_policy_version(text) IS 'the world''s active policy version (latest activation), null when none';
+
+CREATE FUNCTION public.wval_policy_activate(world_id text, version integer, actor text, reason text,
+                                            force boolean DEFAULT false)
+RETURNS wval.policy_activations
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    p_world text := wval._ident('world_id', world_id);
+    p_actor text := wval._ident('actor', actor);
+    prev integer;
+    act wval.policy_activations;
+BEGIN
+    PERFORM wval._require_text('reason', reason, '22023', 'Say why this version becomes active.');
+    PERFORM wval._world(p_world, true);
+    IF NOT EXISTS (SELECT 1 FROM wval.policy_versions pv
+                   WHERE pv.world_id = p_world AND pv.version = wval_policy_activate.version) THEN
+        RAISE EXCEPTION 'policy version % of world "%" does not exist', version, p_world
+            USING ERRCODE = 'WV010',
+                  DETAIL = format('version is %s.', coalesce(version::text, 'null')),
+                  HINT = 'Publish it first with wval_policy_publish(); see wval.policy_versions.';
+    END IF;
+    prev := public.wval_active_policy_version(p_world);
+    INSERT INTO wval.policy_activations (world_id, version, previous_version, activated_by, reason, forced)
+    VALUES (p_world, version, prev, p_actor, reason, coalesce(force, false))
+    RETURNING * INTO act;
+    PERFORM wval._audit(p_world, 'policy_activated', p_actor,
+                        jsonb_build_object('version', version, 'previous_version', prev,
+                                           'reason', reason, 'forced', coalesce(force, false)));
+    PERFORM wval._emit('validation_profile_changed', p_world, 'v' || version,
+                       format('validation_profile_changed:%s:v%s:%s', p_world, version, act.activation_id),
+                       jsonb_build_object('world_id', p_world, 'old_version', prev, 'new_version', version,
+                                          'actor', p_actor));
+    RETURN act;
+END
+$$;
+COMMENT ON FUNCTION public.wval_policy_activate(text, integer, text, text, boolean) IS 'makes a published policy version the active one (audited, emits validation_profile_changed)';
+
+-- wval._run(run_id): the stored run, WV010 when it does not exist.
+CREATE FUNCTION wval._run(p_run_id uuid) RETURNS wval.evaluation_runs
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    r wval.evaluation_runs;
+BEGIN
+    SELECT * INTO r FROM wval.evaluation_runs WHERE run_id = p_run_id LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'evaluation run % does not exist', p_run_id
+            USING ERRCODE = 'WV010',
+                  DETAIL = format('run_id is %s.', coalesce(p_run_id::text, 'null')),
+                  HINT = 'Look the run up in wval.evaluation_runs or wval.latest_runs.';
+    END IF;
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION wval._run(uuid) IS 'returns a stored run; WV010 when it does not exist';
+
+CREATE FUNCTION public.wval_override(run_id uuid, status text, reason text, actor text)
+RETURNS wval.overrides
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    r wval.evaluation_runs := wval._run(run_id);
+    w wval.worlds;
+    missing text[] := '{}';
+    due timestamptz;
+    o wval.overrides;
+BEGIN
+    PERFORM wval._one_of('status', status, ARRAY['approved', 'rejected', 'revoked']);
+    IF status = 'approved' THEN
+        IF reason IS NULL OR btrim(reason) = '' THEN missing := missing || 'reason'::text; END IF;
+        IF actor IS NULL OR btrim(actor) = '' THEN missing := missing || 'actor'::text; END IF;
+        IF cardinality(missing) > 0 THEN
+            RAISE EXCEPTION 'an approved override needs %', array_to_string(missing, ' and ')
+                USING ERRCODE = 'WV009',
+                      DETAIL = format('reason is %s, actor is %s.', coalesce(quote_literal(reason), 'null'),
+                                      coalesce(quote_literal(actor), 'null')),
+                      HINT = 'Approve with a non-blank reason and the name of the approving person.';
+        END IF;
+    END IF;
+    IF actor IS NOT NULL THEN
+        PERFORM wval._ident('actor', actor);
+    END IF;
+    w := wval._world(r.world_id);
+    IF status = 'approved' THEN
+        due := now() + CASE WHEN r.stage = 'live' OR r.kind = 'live'
+                                 OR (w.risk_tier = 'high' AND w.client_critical)
+                            THEN interval '30 days' ELSE interval '90 days' END;
+    END IF;
+    INSERT INTO wval.overrides (run_id, world_id, strategy_id, status, reason, actor, review_due_at)
+    VALUES (r.run_id, r.world_id, r.strategy_id, status, reason, actor, due)
+    RETURNING * INTO o;
+    PERFORM wval._audit(r.world_id, 'override_' || status, coalesce(actor, session_user::text),
+                        jsonb_build_object('run_id', r.run_id, 'strategy_id', r.strategy_id,
+                                           'reason', reason, 'review_due_at', due));
+    PERFORM wval._emit('evaluation_run_updated', r.world_id, r.run_id::text,
+                       format('evaluation_run_updated:%s:%s:override:%s', r.world_id, r.run_id, o.override_id),
+                       jsonb_build_object('run_id', r.run_id, 'world_id', r.world_id, 'strategy_id', r.strategy_id,
+                                          'change_type', 'override', 'status', status,
+                                          'review_due_at', due));
+    RETURN o;
+END
+$$;
+COMMENT ON FUNCTION public.wval_override(uuid, text, text, text) IS 'records an override (approved | rejected | revoked) on a run; approvals need reason and actor (WV009) and get a review date';
+
+CREATE FUNCTION public.wval_record_failure(
+    run_id uuid,
+    category text,
+    reason_code text,
+    severity text,
+    actor text,
+    evidence_url text DEFAULT NULL,
+    notes text DEFAULT NULL,
+    status text DEFAULT 'candidate',
+    source text DEFAULT 'manual',
+    case_id uuid DEFAULT NULL)
+RETURNS wval.ex_post_failures
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    r wval.evaluation_runs := wval._run(run_id);
+    p_actor text := wval._ident('actor', actor);
+    f wval.ex_post_failures;
+BEGIN
+    PERFORM wval._one_of('category', category,
+                         ARRAY['risk_breach', 'performance_failure', 'liquidity_failure', 'data_issue', 'ops_incident']);
+    PERFORM wval._one_of('severity', severity, ARRAY['critical', 'high', 'medium', 'low']);
+    PERFORM wval._one_of('status', status, ARRAY['candidate', 'confirmed', 'dismissed']);
+    PERFORM wval._one_of('source', source, ARRAY['manual', 'auto']);
+    PERFORM wval._require_text('reason_code', reason_code);
+    IF case_id IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM wval.ex_post_failures e WHERE e.case_id = wval_record_failure.case_id AND e.run_id = r.run_id) THEN
+        RAISE EXCEPTION 'ex-post failure case % does not exist for run %', case_id, r.run_id
+            USING ERRCODE = 'WV010',
+                  DETAIL = format('case_id is %s.', case_id),
+                  HINT = 'Leave case_id null to open a new case; pass the case_id of an existing case of this run to change its state.';
+    END IF;
+    INSERT INTO wval.ex_post_failures (case_id, run_id, world_id, strategy_id, status, category, reason_code,
+                                       severity, actor, evidence_url, notes, source)
+    VALUES (coalesce(case_id, gen_random_uuid()), r.run_id, r.world_id, r.strategy_id, status, category,
+            reason_code, severity, p_actor, evidence_url, notes, source)
+    RETURNING * INTO f;
+    PERFORM wval._audit(r.world_id, 'ex_post_failure_' || status, p_actor,
+                        jsonb_build_object('case_id', f.case_id, 'run_id', r.run_id, 'category', category,
+                                           'reason_code', reason_code, 'severity', severity, 'source', source));
+    PERFORM wval._emit('evaluation_run_updated', r.world_id, r.run_id::text,
+                       format('evaluation_run_updated:%s:%s:ex_post_failure:%s', r.world_id, r.run_id, f.entry_id),
+                       jsonb_build_object('run_id', r.run_id, 'world_id', r.world_id, 'strategy_id', r.strategy_id,
+                                          'change_type', 'ex_post_failure', 'case_id', f.case_id,
+                                          'status', status, 'category', category, 'severity', severity));
+    RETURN f;
+END
+$$;
+COMMENT ON FUNCTION public.wval_record_failure(uuid, text, text, text, text, text, text, text, text, uuid) IS 'opens an ex-post failure case on a run, or (with case_id) records its next state';
+
+------------------------------------------------------------------------------
+-- Hash chain verification
+------------------------------------------------------------------------------
+
+-- wval_chain_problems(world_id): the first broken link of a world's chain
+-- (no row when the chain is intact).
+CREATE FUNCTION public.wval_chain_problems(world_id text)
+RETURNS TABLE (table_name text, chain_seq bigint, problem text, expected text, found text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    key text := coalesce(world_id, '');
+    parts text[] := '{}';
+    t record;
+    head wval.chain_heads;
+    last record;
+BEGIN
+    FOR t IN
+        SELECT tg.tgrelid::regclass AS rel, split_part(encode(tg.tgargs, 'escape'), '\000', 1) AS args
+        FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
+        WHERE tg.tgfoid = 'wval._chain'::regproc AND NOT c.relispartition AND tg.tgparentid = 0
+        ORDER BY 1
+    LOOP
+        parts := parts || format(
+            'SELECT %L::text AS t, x.chain_seq, x.prev_hash, x.row_hash,
+                    wval._row_hash(%L, x.chain_seq, x.prev_hash, x) AS calc
+             FROM %s x WHERE %s',
+            t.args, t.args, t.rel,
+            CASE WHEN key = '' THEN 'x.world_id IS NULL' ELSE 'x.world_id = $1' END);
+    END LOOP;
+    parts := parts || 'SELECT s.table_name, s.chain_seq, s.prev_hash, s.row_hash, s.row_hash
+                       FROM wval.chain_tombstones s WHERE s.world_id = $1'::text;
+
+    RETURN QUERY EXECUTE format(
+        'WITH r AS (%s),
+              o AS (SELECT r.*, lag(r.row_hash) OVER w AS lag_hash, lag(r.chain_seq) OVER w AS lag_seq
+                    FROM r WINDOW w AS (ORDER BY r.chain_seq))
+         SELECT o.t, o.chain_seq,
+                CASE WHEN o.chain_seq <> coalesce(o.lag_seq, 0) + 1 THEN ''missing or duplicate rows before this one''
+                     WHEN o.prev_hash IS DISTINCT FROM coalesce(o.lag_hash, %L) THEN ''prev_hash does not match the previous row''
+                     ELSE ''row content does not match its row_hash'' END,
+                CASE WHEN o.chain_seq <> coalesce(o.lag_seq, 0) + 1 THEN (coalesce(o.lag_seq, 0) + 1)::text
+                     WHEN o.prev_hash IS DISTINCT FROM coalesce(o.lag_hash, %L) THEN coalesce(o.lag_hash, %L)
+                     ELSE o.calc END,
+                CASE WHEN o.chain_seq <> coalesce(o.lag_seq, 0) + 1 THEN o.chain_seq::text
+                     WHEN o.prev_hash IS DISTINCT FROM coalesce(o.lag_hash, %L) THEN o.prev_hash
+                     ELSE o.row_hash END
+         FROM o
+         WHERE o.chain_seq <> coalesce(o.lag_seq, 0) + 1
+            OR o.prev_hash IS DISTINCT FROM coalesce(o.lag_hash, %L)
+            OR o.calc IS DISTINCT FROM o.row_hash
+         ORDER BY o.chain_seq LIMIT 1',
+        array_to_string(parts, ' UNION ALL '),
+        'sha256:' || repeat('0', 64), 'sha256:' || repeat('0', 64), 'sha256:' || repeat('0', 64),
+        'sha256:' || repeat('0', 64), 'sha256:' || repeat('0', 64))
+    USING key;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+
+    -- rows removed at the end of the chain leave the head pointing past them
+    SELECT * INTO head FROM wval.chain_heads h WHERE h.world_id = key;
+    EXECUTE format('SELECT r.t, r.chain_seq, r.row_hash FROM (%s) r ORDER BY r.chain_seq DESC LIMIT 1',
+                   array_to_string(parts, ' UNION ALL '))
+        INTO last USING key;
+    IF head.world_id IS NOT NULL AND (last.chain_seq IS DISTINCT FROM head.seq OR last.row_hash IS DISTINCT FROM head.head_hash) THEN
+        table_name := coalesce(last.t, 'wval.chain_heads');
+        chain_seq := last.chain_seq;
+        problem := 'the chain ends before its recorded head (rows missing at the end)';
+        expected := head.seq || ' ' || head.head_hash;
+        found := coalesce(last.chain_seq::text || ' ' || last.row_hash, 'no rows');
+        RETURN NEXT;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION public.wval_chain_problems(text) IS 'the first broken link of a world''s hash chain (table, chain_seq, problem, expected, found); no row when intact. Pass null for the chain of global audit rows';
+
+CREATE FUNCTION public.wval_verify_chain(world_id text) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    p record;
+BEGIN
+    SELECT * INTO p FROM public.wval_chain_problems(world_id);
+    IF FOUND THEN
+        RAISE NOTICE 'hash chain of world "%" is broken at % chain_seq %: %', coalesce(world_id, ''),
+            p.table_name, p.chain_seq, p.problem
+            USING DETAIL = format('expected %s, found %s', p.expected, p.found);
+        RETURN false;
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION public.wval_verify_chain(text) IS 'true when the world''s hash chain is intact; otherwise false and a NOTICE naming the first broken row';
+
+------------------------------------------------------------------------------
+-- Reads analysts expect
+------------------------------------------------------------------------------
+
+CREATE VIEW wval.current_overrides AS
+SELECT DISTINCT ON (o.run_id) o.*
+FROM wval.overrides o
+ORDER BY o.run_id, o.recorded_at DESC, o.override_id DESC;
+COMMENT ON VIEW wval.current_overrides IS 'the current override state of each run (its latest override row)';
+
+CREATE VIEW wval.latest_runs AS
+SELECT DISTINCT ON (r.world_id, r.strategy_id, r.stage)
+       r.world_id, r.strategy_id, r.stage, r.run_id, r.kind, r.status, r.recommended_stage,
+       r.policy_version, r.ruleset_hash, r.profile, r.created_at,
+       co.status AS override_status, co.review_due_at AS override_review_due_at,
+       (co.status = 'approved' AND co.review_due_at < now()) AS override_overdue
+FROM wval.evaluation_runs r
+LEFT JOIN wval.current_overrides co ON co.run_id = r.run_id
+WHERE r.kind IN ('single', 'live')
+ORDER BY r.world_id, r.strategy_id, r.stage, r.created_at DESC, r.chain_seq DESC;
+COMMENT ON VIEW wval.latest_runs IS 'latest run per (world, strategy, stage) with the current override state folded in';
+
+CREATE FUNCTION wval.run_history(world_id text, strategy_id text)
+RETURNS SETOF wval.evaluation_runs
+LANGUAGE sql STABLE AS $$
+    SELECT r.* FROM wval.evaluation_runs r
+    WHERE r.world_id = run_history.world_id AND r.strategy_id = run_history.strategy_id
+    ORDER BY r.created_at, r.chain_seq;
+$$;
+COMMENT ON FUNCTION wval.run_history(text, text) IS 'every run of a strategy with its policy version and outcome, oldest first';
+
+CREATE VIEW wval.override_queue AS
+SELECT o.world_id, o.strategy_id, o.run_id, o.override_id, o.actor, o.reason, o.recorded_at, o.review_due_at,
+       o.review_due_at < now() AS overdue,
+       array_remove(ARRAY[CASE WHEN o.reason IS NULL OR btrim(o.reason) = '' THEN 'reason' END,
+                          CASE WHEN o.actor IS NULL OR btrim(o.actor) = '' THEN 'actor' END,
+                          CASE WHEN o.review_due_at IS NULL THEN 'review_due_at' END], NULL) AS missing_fields
+FROM wval.current_overrides o
+WHERE o.status = 'approved'
+ORDER BY o.review_due_at < now() DESC, o.review_due_at;
+COMMENT ON VIEW wval.override_queue IS 'approved overrides with their review date, overdue flag and missing fields; overdue first';
+
+CREATE VIEW wval.ex_post_cases AS
+SELECT DISTINCT ON (f.case_id) f.*
+FROM wval.ex_post_failures f
+ORDER BY f.case_id, f.recorded_at DESC, f.entry_id DESC;
+COMMENT ON VIEW wval.ex_post_cases IS 'the current state of each ex-post failure case';
+
+------------------------------------------------------------------------------
+-- pg_dump: every table that holds data is extension configuration
+------------------------------------------------------------------------------
+
+SELECT pg_catalog.pg_extension_config_dump('wval.chain_heads', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.chain_tombstones', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.worlds', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.policy_versions', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.policy_activations', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.policy_activations_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.evaluation_runs_default', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.rule_results_default', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.overrides', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.overrides_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.ex_post_failures', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.ex_post_failures_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.audit_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.events', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.events_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.event_dedupe_hits', '');
+
+------------------------------------------------------------------------------
+-- Privileges (finish.sql revokes everything from PUBLIC first)
+------------------------------------------------------------------------------
+
+GRANT SELECT ON wval.worlds, wval.policy_versions, wval.policy_activations, wval.evaluation_runs,
+      wval.evaluation_runs_default, wval.rule_results, wval.rule_results_default, wval.overrides,
+      wval.ex_post_failures, wval.audit_log, wval.events, wval.event_dedupe_hits,
+      wval.chain_heads, wval.chain_tombstones,
+      wval.current_overrides, wval.latest_runs, wval.override_queue, wval.ex_post_cases
+   TO wval_analyst;
+
+GRANT EXECUTE ON FUNCTION public.wval_verify_chain(text), public.wval_chain_problems(text),
+      public.wval_active_policy_version(text), wval.run_history(text, text)
+   TO wval_analyst;
+GRANT EXECUTE ON FUNCTION public.wval_policy_publish(text, jsonb, text, text),
+      public.wval_policy_activate(text, integer, text, text, boolean),
+      public.wval_override(uuid, text, text, text),
+      public.wval_record_failure(uuid, text, text, text, text, text, text, text, text, uuid)
+   TO wval_validator;
+GRANT EXECUTE ON FUNCTION public.wval_world_upsert(text, text, boolean, float8, boolean, jsonb, text),
+      public.wval_maintain(integer)
+   TO wval_admin;

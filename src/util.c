@@ -1,0 +1,109 @@
+/*-------------------------------------------------------------------------
+ *
+ * util.c
+ *	  Small helpers shared by wval's C files: identifier checks, sha256,
+ *	  and the exact text forms used for hashing (JSON strings, floats).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "common/shortest_dec.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+
+#include "wval.h"
+
+/*
+ * Raises 22023 unless value is a valid wval identifier: non-empty, at most
+ * WVAL_MAX_IDENT_BYTES bytes, no control characters.
+ */
+void
+wval_check_identifier(const char *field, const char *value)
+{
+	size_t		len;
+	const unsigned char *p;
+
+	if (value == NULL || value[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" must not be empty", field),
+				 errhint("Pass a non-empty identifier of at most %d bytes.",
+						 WVAL_MAX_IDENT_BYTES)));
+	len = strlen(value);
+	if (len > WVAL_MAX_IDENT_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" is too long", field),
+				 errdetail("The value has %zu bytes.", len),
+				 errhint("Identifiers have at most %d bytes.",
+						 WVAL_MAX_IDENT_BYTES)));
+	for (p = (const unsigned char *) value; *p; p++)
+	{
+		if (*p < 0x20 || *p == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("\"%s\" contains a control character", field),
+					 errdetail("Byte 0x%02x at offset %d.", *p,
+							   (int) (p - (const unsigned char *) value)),
+					 errhint("Identifiers must not contain control characters.")));
+	}
+}
+
+/* Writes the lowercase hex sha256 of data into out (65 bytes with NUL). */
+void
+wval_sha256_hex(const char *data, size_t len, char *out)
+{
+	pg_cryptohash_ctx *ctx;
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	static const char hex[] = "0123456789abcdef";
+	int			i;
+
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0 ||
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+	{
+		pg_cryptohash_free(ctx);
+		elog(ERROR, "could not compute sha256");
+	}
+	pg_cryptohash_free(ctx);
+	for (i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
+	{
+		out[2 * i] = hex[digest[i] >> 4];
+		out[2 * i + 1] = hex[digest[i] & 0x0f];
+	}
+	out[2 * PG_SHA256_DIGEST_LENGTH] = '\0';
+}
+
+/* Appends str as a JSON string literal (quoted and escaped). */
+void
+wval_append_json_string(StringInfo buf, const char *str)
+{
+	escape_json(buf, str);
+}
+
+/*
+ * Appends a float8 in its shortest exact decimal form, independent of
+ * extra_float_digits; non-finite values as the JSON strings wval stores.
+ */
+void
+wval_append_float8(StringInfo buf, double value)
+{
+	char		tmp[DOUBLE_SHORTEST_DECIMAL_LEN];
+
+	if (isnan(value))
+		appendStringInfoString(buf, "\"NaN\"");
+	else if (isinf(value))
+		appendStringInfoString(buf, value > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+	else
+	{
+		double_to_shortest_decimal_buf(value, tmp);
+		appendStringInfoString(buf, tmp);
+	}
+}

@@ -1,0 +1,44 @@
+/*-------------------------------------------------------------------------
+ *
+ * wval.h
+ *	  Declarations shared by the C files of the wval extension.
+ *
+ * Error classes (spec README): every error a caller can trigger carries
+ * one of the WVxxx SQLSTATEs below, or a standard code where one fits
+ * (22023 invalid parameter, 42501 insufficient privilege).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WVAL_H
+#define WVAL_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+
+#define ERRCODE_WVAL_INVALID_METRIC_INPUT	MAKE_SQLSTATE('W','V','0','0','1')
+#define ERRCODE_WVAL_INVALID_POLICY			MAKE_SQLSTATE('W','V','0','0','2')
+#define ERRCODE_WVAL_APPEND_ONLY			MAKE_SQLSTATE('W','V','0','0','3')
+#define ERRCODE_WVAL_CONTRACT_VIOLATION		MAKE_SQLSTATE('W','V','0','0','4')
+#define ERRCODE_WVAL_SNAPSHOT_EXPIRED		MAKE_SQLSTATE('W','V','0','0','5')
+#define ERRCODE_WVAL_HASH_MISMATCH			MAKE_SQLSTATE('W','V','0','0','6')
+#define ERRCODE_WVAL_VERSION_COLLISION		MAKE_SQLSTATE('W','V','0','0','7')
+#define ERRCODE_WVAL_IMPACT_EXCEEDED		MAKE_SQLSTATE('W','V','0','0','8')
+#define ERRCODE_WVAL_GOVERNANCE				MAKE_SQLSTATE('W','V','0','0','9')
+#define ERRCODE_WVAL_UNKNOWN_OBJECT			MAKE_SQLSTATE('W','V','0','1','0')
+#define ERRCODE_WVAL_RETENTION				MAKE_SQLSTATE('W','V','0','1','1')
+
+/* identifiers (world_id, strategy_id, actor): non-empty, <= 200 bytes */
+#define WVAL_MAX_IDENT_BYTES 200
+
+/* util.c */
+extern void wval_check_identifier(const char *field, const char *value);
+extern void wval_sha256_hex(const char *data, size_t len, char *out);	/* out: 65 bytes */
+extern void wval_append_json_string(StringInfo buf, const char *str);
+extern void wval_append_float8(StringInfo buf, double value);
+
+/* store.c */
+extern void wval_store_init(void);
+extern bool wval_purge_guard_active(void);
+
+#endif							/* WVAL_H */
