@@ -21,8 +21,8 @@
  * one world.
  *
  * A row that arrives with row_hash already set is a restore (pg_dump data)
- * and is accepted as is from a superuser; wval_verify_chain() then proves
- * or disproves it like any other row.
+ * and is accepted as is from a superuser (the chain heads come from the same
+ * dump); wval_verify_chain() then proves or disproves it like any other row.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,6 +30,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "datatype/timestamp.h"
@@ -61,7 +62,6 @@ static bool purge_guard = false;
 
 static SPIPlanPtr chain_advance_plan = NULL;
 static SPIPlanPtr chain_set_head_plan = NULL;
-static SPIPlanPtr chain_restore_plan = NULL;
 
 static void append_canonical_value(StringInfo buf, Datum value, Oid typid);
 
@@ -122,6 +122,7 @@ wval_append_only_trigger(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	const char *op;
 	char	   *relname;
+	Oid			relid;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "wval_append_only_trigger: not called by trigger manager");
@@ -143,8 +144,12 @@ wval_append_only_trigger(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 	}
 
-	relname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(trigdata->tg_relation)),
-										 RelationGetRelationName(trigdata->tg_relation));
+	/* name the table the user knows: the root of a partition tree */
+	relid = RelationGetRelid(trigdata->tg_relation);
+	if (get_rel_relispartition(relid))
+		relid = llast_oid(get_partition_ancestors(relid));
+	relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+										 get_rel_name(relid));
 	ereport(ERROR,
 			(errcode(ERRCODE_WVAL_APPEND_ONLY),
 			 errmsg("%s on history table %s is not allowed", op, relname),
@@ -402,7 +407,7 @@ chain_attnum(TupleDesc tupdesc, const char *name, const char *relname)
 static void
 prepare_chain_plans(void)
 {
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 
 	if (chain_advance_plan == NULL)
 	{
@@ -422,17 +427,6 @@ prepare_chain_plans(void)
 										  "WHERE world_id = $1",
 										  2, argtypes);
 		if (chain_set_head_plan == NULL || SPI_keepplan(chain_set_head_plan) != 0)
-			elog(ERROR, "could not prepare chain statement");
-	}
-	if (chain_restore_plan == NULL)
-	{
-		chain_restore_plan = SPI_prepare(
-										 "INSERT INTO wval.chain_heads AS h (world_id, seq, head_hash) "
-										 "VALUES ($1, $3, $2) "
-										 "ON CONFLICT (world_id) DO UPDATE SET seq = excluded.seq, "
-										 "head_hash = excluded.head_hash WHERE h.seq < excluded.seq",
-										 3, argtypes);
-		if (chain_restore_plan == NULL || SPI_keepplan(chain_restore_plan) != 0)
 			elog(ERROR, "could not prepare chain statement");
 	}
 }
@@ -458,7 +452,7 @@ wval_chain_trigger(PG_FUNCTION_ARGS)
 	bool		isnull;
 	Datum		d;
 	char	   *world;
-	Datum		args[3];
+	Datum		args[2];
 	int64		seq;
 	char	   *prev_hash;
 	char	   *row_hash;
@@ -487,18 +481,17 @@ wval_chain_trigger(PG_FUNCTION_ARGS)
 	d = heap_getattr(tuple, att_world, tupdesc, &isnull);
 	world = isnull ? "" : TextDatumGetCString(d);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	prepare_chain_plans();
-
 	(void) heap_getattr(tuple, att_hash, tupdesc, &isnull);
 	if (!isnull)
 	{
-		/* restore of dumped rows: keep their chain values, move the head */
+		/*
+		 * Restore of dumped rows: keep their chain values.  wval.chain_heads
+		 * is restored from the same dump, so the head is not touched here.
+		 */
 		bool		seqnull,
 					prevnull;
-		Datum		seqd = heap_getattr(tuple, att_seq, tupdesc, &seqnull);
 
+		(void) heap_getattr(tuple, att_seq, tupdesc, &seqnull);
 		(void) heap_getattr(tuple, att_prev, tupdesc, &prevnull);
 		if (!superuser() || seqnull || prevnull)
 			ereport(ERROR,
@@ -506,14 +499,12 @@ wval_chain_trigger(PG_FUNCTION_ARGS)
 					 errmsg("chain columns of \"%s\" are assigned by wval", table),
 					 errdetail("The row arrived with row_hash set."),
 					 errhint("Insert rows through the wval_* functions; only a superuser restoring a dump may supply chain_seq, prev_hash and row_hash.")));
-		args[0] = CStringGetTextDatum(world);
-		args[1] = heap_getattr(tuple, att_hash, tupdesc, &isnull);
-		args[2] = seqd;
-		if (SPI_execute_plan(chain_restore_plan, args, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not restore chain head");
-		SPI_finish();
 		return PointerGetDatum(tuple);
 	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	prepare_chain_plans();
 
 	args[0] = CStringGetTextDatum(world);
 	if (SPI_execute_plan(chain_advance_plan, args, NULL, false, 1) != SPI_OK_INSERT_RETURNING ||
@@ -613,4 +604,17 @@ wval_check_identifier_sql(PG_FUNCTION_ARGS)
 						 WVAL_MAX_IDENT_BYTES)));
 	wval_check_identifier(field, text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	PG_RETURN_DATUM(PG_GETARG_DATUM(1));
+}
+
+PG_FUNCTION_INFO_V1(wval_invoker);
+
+/*
+ * wval._invoker(): the role that called into wval, i.e. current_user outside
+ * any SECURITY DEFINER function (SET ROLE is honoured, unlike session_user).
+ */
+Datum
+wval_invoker(PG_FUNCTION_ARGS)
+{
+	(void) fcinfo;
+	PG_RETURN_TEXT_P(cstring_to_text(GetUserNameFromId(GetOuterUserId(), false)));
 }

@@ -30,6 +30,10 @@ CREATE FUNCTION wval._canonical(row_value record) RETURNS text
     AS 'MODULE_PATHNAME', 'wval_canonical_row' LANGUAGE C STRICT STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION wval._canonical(record) IS 'the canonical text of a history row that its chain hash covers (see docs/store.md)';
 
+CREATE FUNCTION wval._invoker() RETURNS text
+    AS 'MODULE_PATHNAME', 'wval_invoker' LANGUAGE C STABLE;
+COMMENT ON FUNCTION wval._invoker() IS 'the role that called into wval (current_user outside SECURITY DEFINER functions; honours SET ROLE)';
+
 -- wval._protect(table, chained): installs the append-only triggers (and the
 -- chain trigger) on one history table.  Used by this script and by
 -- wval_maintain() for new partitions (TRUNCATE triggers are per table).
@@ -146,7 +150,41 @@ SELECT wval._protect('wval.policy_activations', 'policy_activations');
 
 ------------------------------------------------------------------------------
 -- Evaluation runs and rule results (partitioned by time, see wval_maintain)
+--
+-- The partitioned parents carry no indexes: each partition gets its own
+-- (wval._index_partition, from wval.partition_indexes).  Indexes on an
+-- extension-owned parent would be re-created by CREATE EXTENSION before
+-- pg_restore attaches the dumped monthly partitions, and the restore would
+-- then fail on the partitions' own copies of them.
 ------------------------------------------------------------------------------
+
+CREATE TABLE wval.partition_indexes (
+    parent text NOT NULL,
+    spec   text NOT NULL,
+    PRIMARY KEY (parent, spec)
+);
+COMMENT ON TABLE wval.partition_indexes IS 'the indexes every partition of a partitioned history table gets (PRIMARY KEY (...) or an index column list with optional WHERE)';
+
+-- wval._index_partition(partition): creates the indexes of its parent's
+-- specification on one partition.
+CREATE FUNCTION wval._index_partition(part regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    parent_name text;
+    spec text;
+BEGIN
+    SELECT c.relname INTO parent_name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent
+    WHERE i.inhrelid = part;
+    FOR spec IN SELECT p.spec FROM wval.partition_indexes p WHERE p.parent = parent_name ORDER BY p.spec LOOP
+        IF spec LIKE 'PRIMARY KEY%' THEN
+            EXECUTE format('ALTER TABLE %s ADD %s', part, spec);
+        ELSE
+            EXECUTE format('CREATE INDEX ON %s %s', part, spec);
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION wval._index_partition(regclass) IS 'creates the indexes of wval.partition_indexes on a new partition';
 
 CREATE TABLE wval.evaluation_runs (
     run_id             uuid NOT NULL DEFAULT gen_random_uuid(),
@@ -176,13 +214,14 @@ CREATE TABLE wval.evaluation_runs (
     created_at         timestamptz NOT NULL DEFAULT now(),
     chain_seq          bigint NOT NULL,
     prev_hash          text NOT NULL,
-    row_hash           text NOT NULL,
-    PRIMARY KEY (world_id, run_id, created_at)
+    row_hash           text NOT NULL
 ) PARTITION BY RANGE (created_at);
-CREATE INDEX ON wval.evaluation_runs (run_id);
-CREATE INDEX ON wval.evaluation_runs (world_id, strategy_id, stage, created_at DESC);
-CREATE INDEX ON wval.evaluation_runs (world_id, status, created_at DESC);
-CREATE INDEX ON wval.evaluation_runs (world_id, strategy_id, client_run_id) WHERE client_run_id IS NOT NULL;
+INSERT INTO wval.partition_indexes (parent, spec) VALUES
+    ('evaluation_runs', 'PRIMARY KEY (world_id, run_id, created_at)'),
+    ('evaluation_runs', '(run_id)'),
+    ('evaluation_runs', '(world_id, strategy_id, stage, created_at DESC)'),
+    ('evaluation_runs', '(world_id, status, created_at DESC)'),
+    ('evaluation_runs', '(world_id, strategy_id, client_run_id) WHERE client_run_id IS NOT NULL');
 COMMENT ON TABLE wval.evaluation_runs IS 'every evaluation ever made: metrics, the policy version and ruleset hash applied, the outcome and its provenance; append-only, hash-chained';
 COMMENT ON COLUMN wval.evaluation_runs.kind IS 'single | cohort | live | portfolio | stress';
 COMMENT ON COLUMN wval.evaluation_runs.client_run_id IS 'context.run_id: the caller''s idempotency key (same world, strategy and run_id returns the first run)';
@@ -196,6 +235,7 @@ COMMENT ON COLUMN wval.evaluation_runs.supersedes IS 'the run this one corrects'
 COMMENT ON COLUMN wval.evaluation_runs.as_of IS 'live runs: the day the realized windows end';
 
 CREATE TABLE wval.evaluation_runs_default PARTITION OF wval.evaluation_runs DEFAULT;
+SELECT wval._index_partition('wval.evaluation_runs_default');
 SELECT wval._protect('wval.evaluation_runs', 'evaluation_runs');
 SELECT wval._protect('wval.evaluation_runs_default');
 
@@ -213,13 +253,15 @@ CREATE TABLE wval.rule_results (
     reason      text,
     tags        text[] NOT NULL DEFAULT '{}',
     details     jsonb NOT NULL DEFAULT '{}',
-    created_at  timestamptz NOT NULL,
-    PRIMARY KEY (world_id, run_id, rule, created_at)
+    created_at  timestamptz NOT NULL
 ) PARTITION BY RANGE (created_at);
-CREATE INDEX ON wval.rule_results (world_id, rule, status);
-CREATE INDEX ON wval.rule_results (run_id);
+INSERT INTO wval.partition_indexes (parent, spec) VALUES
+    ('rule_results', 'PRIMARY KEY (world_id, run_id, rule, created_at)'),
+    ('rule_results', '(world_id, rule, status)'),
+    ('rule_results', '(run_id)');
 COMMENT ON TABLE wval.rule_results IS 'one row per check result of a run (the same RuleResults as evaluation_runs.results, indexable by world, rule and status)';
 CREATE TABLE wval.rule_results_default PARTITION OF wval.rule_results DEFAULT;
+SELECT wval._index_partition('wval.rule_results_default');
 SELECT wval._protect('wval.rule_results');
 SELECT wval._protect('wval.rule_results_default');
 
@@ -285,7 +327,7 @@ CREATE TABLE wval.audit_log (
     world_id    text,
     action      text NOT NULL,
     actor       text NOT NULL,
-    db_user     text NOT NULL DEFAULT session_user,
+    db_user     text NOT NULL DEFAULT wval._invoker(),
     details     jsonb NOT NULL DEFAULT '{}',
     recorded_at timestamptz NOT NULL DEFAULT now(),
     chain_seq   bigint NOT NULL,
@@ -414,13 +456,14 @@ BEGIN
             END IF;
             EXECUTE format('CREATE TABLE wval.%I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
                            part, parent, m::timestamptz, (m + interval '1 month')::date::timestamptz);
+            PERFORM wval._index_partition(('wval.' || quote_ident(part))::regclass);
             PERFORM wval._protect(('wval.' || quote_ident(part))::regclass);
             EXECUTE format('GRANT SELECT ON wval.%I TO wval_analyst', part);
             created := created || part;
         END LOOP;
     END LOOP;
     IF cardinality(created) > 0 THEN
-        PERFORM wval._audit(NULL, 'partitions_created', current_user,
+        PERFORM wval._audit(NULL, 'partitions_created', wval._invoker(),
                             jsonb_build_object('created', to_jsonb(created)));
     END IF;
     RETURN jsonb_build_object('created', to_jsonb(created), 'left_in_default', to_jsonb(skipped));
@@ -466,7 +509,7 @@ RETURNS wval.worlds
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     p_world text := wval._ident('world_id', world_id);
-    p_actor text := wval._ident('actor', coalesce(actor, session_user::text));
+    p_actor text := wval._ident('actor', coalesce(actor, wval._invoker()));
     old wval.worlds;
     new wval.worlds;
 BEGIN
@@ -656,7 +699,7 @@ BEGIN
     INSERT INTO wval.overrides (run_id, world_id, strategy_id, status, reason, actor, review_due_at)
     VALUES (r.run_id, r.world_id, r.strategy_id, status, reason, actor, due)
     RETURNING * INTO o;
-    PERFORM wval._audit(r.world_id, 'override_' || status, coalesce(actor, session_user::text),
+    PERFORM wval._audit(r.world_id, 'override_' || status, coalesce(actor, wval._invoker()),
                         jsonb_build_object('run_id', r.run_id, 'strategy_id', r.strategy_id,
                                            'reason', reason, 'review_due_at', due));
     PERFORM wval._emit('evaluation_run_updated', r.world_id, r.run_id::text,
