@@ -17,6 +17,7 @@ OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 SQL_SOURCES = \
 	src/wval.sql \
 	src/store.sql \
+	src/hub.sql \
 	src/finish.sql
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
@@ -43,6 +44,7 @@ $(DATA_built): $(SQL_SOURCES) $(EXTENSION).control
 	  for f in $(SQL_SOURCES); do echo; echo "-- source: $$f"; cat $$f; done ) > $@
 
 $(OBJS): src/wval.h
+src/hub.o src/wval.o: src/hub.h
 
 .PHONY: test demo
 test:

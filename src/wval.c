@@ -14,6 +14,7 @@
 #include "fmgr.h"
 
 #include "wval.h"
+#include "hub.h"
 
 PG_MODULE_MAGIC;
 
@@ -24,4 +25,5 @@ void
 _PG_init(void)
 {
 	wval_store_init();
+	wval_hub_init();
 }
