@@ -26,10 +26,24 @@ CREATE FUNCTION pg_temp.snap(v text, extra jsonb DEFAULT '{}') RETURNS jsonb LAN
         'weights', jsonb_build_object('a', 0.6, 'b', 0.4)) || extra;
 $$;
 
--- pub(snapshot, actor, stage): try a publish as producer gw, paper stage
+-- every publish tried through pubq/pub is recorded, to check the counters
+CREATE TEMP TABLE outcomes (world text, stage text, code text);
+
+-- pubq(world, stage, sql): try a publish statement and record its outcome
+CREATE FUNCTION pg_temp.pubq(world text, stage text, q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    r text := pg_temp.try(q);
+BEGIN
+    INSERT INTO outcomes VALUES (world, CASE WHEN stage IN ('backtest', 'paper', 'shadow', 'live') THEN stage ELSE 'invalid' END,
+                                 split_part(r, ':', 1));
+    RETURN r;
+END
+$$;
+
+-- pub(snapshot, actor, stage, world): try a publish (producer gw, paper stage)
 CREATE FUNCTION pg_temp.pub(s jsonb, actor text DEFAULT 'gw', stage text DEFAULT 'paper', world text DEFAULT 'hub_w')
 RETURNS text LANGUAGE sql AS $$
-    SELECT pg_temp.try(format('SELECT wval_snapshot_publish(%L, %L::jsonb, %L, %L)', world, s, actor, stage));
+    SELECT pg_temp.pubq(world, stage, format('SELECT wval_snapshot_publish(%L, %L::jsonb, %L, %L)', world, s, actor, stage));
 $$;
 
 SELECT world_id FROM wval_world_upsert('hub_w');
@@ -60,7 +74,7 @@ SELECT pg_temp.pub(pg_temp.snap('x'), world => 'no_such_world') AS unknown_world
 SELECT pg_temp.try($$SELECT wval_snapshot_publish(NULL, '{}', 'gw', 'paper')$$) AS null_world;
 SELECT pg_temp.pub(pg_temp.snap('x'), stage => 'prod') AS bad_stage;
 SELECT pg_temp.pub(pg_temp.snap('x'), actor => '') AS empty_actor;
-SELECT pg_temp.try($$SELECT wval_snapshot_publish('hub_w', NULL, 'gw', 'paper')$$) AS null_snapshot;
+SELECT pg_temp.pubq('hub_w', 'paper', $$SELECT wval_snapshot_publish('hub_w', NULL, 'gw', 'paper')$$) AS null_snapshot;
 SELECT pg_temp.pub('[1, 2]') AS array_snapshot;
 SELECT pg_temp.pub(pg_temp.snap('x', '{"weight": {"a": 1}}')) AS unknown_field;
 
@@ -261,10 +275,10 @@ CREATE TEMP TABLE hs AS SELECT pg_temp.snap('h1') AS s;
 SELECT version, signed
 FROM hs, wval_snapshot_publish('hub_w', s, 'signer', 'live',
     upper(encode(hmac(convert_to(wval_snapshot_canonical('hub_w', s), 'UTF8'), decode(repeat('ab', 20), 'hex'), 'sha256'), 'hex')));
-SELECT pg_temp.try(format('SELECT wval_snapshot_publish(%L, %L::jsonb, %L, %L, %L)', 'hub_w', pg_temp.snap('h2'), 'signer', 'live',
+SELECT pg_temp.pubq('hub_w', 'live', format('SELECT wval_snapshot_publish(%L, %L::jsonb, %L, %L, %L)', 'hub_w', pg_temp.snap('h2'), 'signer', 'live',
     encode(hmac(convert_to(wval_snapshot_canonical('hub_w', s), 'UTF8'), decode(repeat('ab', 20), 'hex'), 'sha256'), 'hex'))) AS signature_of_other_text
 FROM hs;
-SELECT pg_temp.try(format('SELECT wval_snapshot_publish(%L, %L::jsonb, %L, %L, %L)', 'hub_w', pg_temp.snap('h3'), 'signer', 'live', 'abc')) AS short_signature;
+SELECT pg_temp.pubq('hub_w', 'live', format('SELECT wval_snapshot_publish(%L, %L::jsonb, %L, %L, %L)', 'hub_w', pg_temp.snap('h3'), 'signer', 'live', 'abc')) AS short_signature;
 -- revoked producers are refused
 SELECT status FROM wval_producer_revoke('hub_w', 'signer', 'key leaked');
 SELECT pg_temp.pub(pg_temp.snap('h4'), actor => 'signer', stage => 'live') AS revoked;
@@ -356,7 +370,19 @@ SELECT pg_temp.try($$SELECT wval_portfolio_risk('hub_p', 'backtest')$$) AS stale
 ------------------------------------------------------------------------------
 -- Counters: rejections are counted although their transactions rolled back
 ------------------------------------------------------------------------------
-SELECT * FROM wval_snapshot_stats('hub_w');
+-- processed / dedupe counted by hand from the statements above: paper
+-- stored w_0999 w_1001 v1 v1h big1 big2 big3 rr101 rr100 big_inline
+-- small_off ext1 (12) and answered the retries of v1 and big1 (2); live
+-- stored h1, backtest old1.  expired / failed must equal the rejected calls
+-- recorded in outcomes (WV005 = expired, any other error = failed).
+SELECT s.stage, s.processed, s.dedupe, s.expired, s.failed,
+       s.expired = coalesce(o.expired, 0) AS expired_matches_calls,
+       s.failed = coalesce(o.failed, 0) AS failed_matches_calls
+FROM wval_snapshot_stats('hub_w') s
+LEFT JOIN (SELECT stage, count(*) FILTER (WHERE code = 'WV005') AS expired,
+                  count(*) FILTER (WHERE code NOT IN ('ok', 'WV005')) AS failed
+           FROM outcomes WHERE world = 'hub_w' GROUP BY stage) o ON o.stage = s.stage
+ORDER BY s.stage;
 SELECT world_id IS NULL AS unattributed, failed >= 1 AS counted
 FROM wval_snapshot_stats() WHERE world_id IS NULL;
 
