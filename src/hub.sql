@@ -155,7 +155,8 @@ COMMENT ON FUNCTION public.wval_portfolio_risk(text, text) IS 'baseline of the l
 -- wval._snapshot_counters_create(world_id): the world's sequences that count
 -- rejected publishes per stage (expired, failed; an invalid stage argument
 -- counts as failed under stage 'invalid').  Owned by a column of
--- wval.snapshot_counters, so DROP EXTENSION removes them.
+-- wval.snapshot_counters, so DROP EXTENSION removes them.  Runs again for
+-- every world restored by pg_restore (the trigger below fires on its COPY).
 CREATE FUNCTION wval._snapshot_counters_create(p_world_id text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
@@ -167,10 +168,14 @@ BEGIN
         FOREACH outcome IN ARRAY ARRAY['expired', 'failed'] LOOP
             CONTINUE WHEN st = 'invalid' AND outcome = 'expired';
             seq := wval._snapshot_counter_name(p_world_id, st, outcome);
-            CONTINUE WHEN to_regclass('wval.' || quote_ident(seq)) IS NOT NULL;
-            EXECUTE format('CREATE SEQUENCE wval.%I OWNED BY wval.snapshot_counters.world_id', seq);
-            EXECUTE format('COMMENT ON SEQUENCE wval.%I IS %L', seq,
-                           format('risk snapshots of world %s, stage %s, rejected as %s', p_world_id, st, outcome));
+            IF to_regclass('wval.' || quote_ident(seq)) IS NULL THEN
+                EXECUTE format('CREATE SEQUENCE wval.%I', seq);
+                EXECUTE format('COMMENT ON SEQUENCE wval.%I IS %L', seq,
+                               format('risk snapshots of world %s, stage %s, rejected as %s', p_world_id, st, outcome));
+            END IF;
+            -- also after a restore: pg_dump recreates the sequence (with its
+            -- value) but not its link to the extension's table
+            EXECUTE format('ALTER SEQUENCE wval.%I OWNED BY wval.snapshot_counters.world_id', seq);
         END LOOP;
     END LOOP;
 END
