@@ -23,7 +23,7 @@
 /* tail probability of the 99 % measures */
 #define WVAL_TAIL_99		0.01
 
-/* Standard normal density phi(x). */
+/* Standard normal density phi(x); phi(WVAL_Z_99) = 0.02665214220345808. */
 extern double wval_normal_pdf(double x);
 
 /* Parametric VaR_99 = z * sigma. */
