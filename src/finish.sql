@@ -13,7 +13,7 @@ BEGIN
         JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'wval'
         WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
     LOOP
-        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE format('REVOKE ALL ON ROUTINE %s FROM PUBLIC', f);  -- ROUTINE: procedures too
     END LOOP;
 END
 $finish$;

@@ -351,71 +351,6 @@ $$;
 COMMENT ON FUNCTION wval._audit(text, text, text, jsonb) IS 'appends one row to wval.audit_log';
 
 ------------------------------------------------------------------------------
--- Event outbox (the bus, bus.md; consumer groups are in bus.sql)
-------------------------------------------------------------------------------
-
-CREATE SEQUENCE wval.events_id_seq;
-CREATE TABLE wval.events (
-    event_id        bigint NOT NULL DEFAULT nextval('wval.events_id_seq') PRIMARY KEY,
-    type            text NOT NULL,
-    world_id        text,
-    subject         text,
-    idempotency_key text NOT NULL UNIQUE,
-    payload         jsonb NOT NULL,
-    created_at      timestamptz NOT NULL DEFAULT now(),
-    expires_at      timestamptz
-);
-ALTER SEQUENCE wval.events_id_seq OWNED BY wval.events.event_id;
-CREATE INDEX ON wval.events (type, event_id);
-COMMENT ON TABLE wval.events IS 'transactional outbox: one row per event, written in the same transaction as the change it announces; payload is a CloudEvents 1.0 envelope';
-COMMENT ON COLUMN wval.events.idempotency_key IS '<type>:<world_id>:<subject>:<discriminator>; publishing an existing key is a counted no-op';
-COMMENT ON COLUMN wval.events.expires_at IS 'events with a TTL (risk snapshots) are not handed out after this time';
-SELECT wval._protect('wval.events');
-
-CREATE TABLE wval.event_dedupe_hits (
-    type text PRIMARY KEY,
-    hits bigint NOT NULL DEFAULT 0
-);
-COMMENT ON TABLE wval.event_dedupe_hits IS 'per event type: publishes that were no-ops because their idempotency key existed';
-
--- wval._emit(type, world, subject, key, data, ttl): writes one event and
--- wakes listeners with a small pointer; returns the event_id, or null when
--- the idempotency key exists (counted as a dedupe hit).
-CREATE FUNCTION wval._emit(p_type text, p_world_id text, p_subject text, p_idempotency_key text,
-                           p_data jsonb, p_ttl interval DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
-DECLARE
-    id bigint := nextval('wval.events_id_seq');
-    inserted bigint;
-BEGIN
-    INSERT INTO wval.events (event_id, type, world_id, subject, idempotency_key, payload, expires_at)
-    VALUES (id, p_type, p_world_id, p_subject, p_idempotency_key,
-            jsonb_build_object(
-                'specversion', '1.0',
-                'id', id::text,
-                'source', '/wval/' || current_database() || '/worlds/' || coalesce(p_world_id, '-'),
-                'type', p_type,
-                'subject', p_subject,
-                'time', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                'datacontenttype', 'application/json',
-                'data', coalesce(p_data, '{}'::jsonb)),
-            now() + p_ttl)
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING event_id INTO inserted;
-    IF inserted IS NULL THEN
-        INSERT INTO wval.event_dedupe_hits AS h (type, hits) VALUES (p_type, 1)
-        ON CONFLICT (type) DO UPDATE SET hits = h.hits + 1;
-        RETURN NULL;
-    END IF;
-    PERFORM pg_notify('wval_events',
-                      json_build_object('event_id', inserted, 'type', p_type, 'world_id', p_world_id)::text);
-    RETURN inserted;
-END
-$$;
-COMMENT ON FUNCTION wval._emit(text, text, text, text, jsonb, interval) IS 'internal API of the bus: writes one event in the caller''s transaction and NOTIFYs wval_events with {event_id, type, world_id}';
-
-------------------------------------------------------------------------------
 -- Partitions (created ahead by wval_maintain, see docs/retention.md)
 ------------------------------------------------------------------------------
 
@@ -920,9 +855,6 @@ SELECT pg_catalog.pg_extension_config_dump('wval.ex_post_failures', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.ex_post_failures_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.audit_log_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('wval.events', '');
-SELECT pg_catalog.pg_extension_config_dump('wval.events_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('wval.event_dedupe_hits', '');
 
 ------------------------------------------------------------------------------
 -- Privileges (finish.sql revokes everything from PUBLIC first)
@@ -930,7 +862,7 @@ SELECT pg_catalog.pg_extension_config_dump('wval.event_dedupe_hits', '');
 
 GRANT SELECT ON wval.worlds, wval.policy_versions, wval.policy_activations, wval.evaluation_runs,
       wval.evaluation_runs_default, wval.rule_results, wval.rule_results_default, wval.overrides,
-      wval.ex_post_failures, wval.audit_log, wval.events, wval.event_dedupe_hits,
+      wval.ex_post_failures, wval.audit_log,
       wval.chain_heads, wval.chain_tombstones,
       wval.current_overrides, wval.latest_runs, wval.override_queue, wval.ex_post_cases
    TO wval_analyst;

@@ -1,0 +1,926 @@
+-- bus.sql: the event bus (spec bus.md): transactional outbox, LISTEN/NOTIFY
+-- wake-ups, consumer groups with retry, backoff, visibility timeout and dead
+-- letters, wval's internal consumers, health and pruning.  All of it is SQL
+-- and set-based plpgsql; see docs/bus.md for the user's view.
+--
+-- Delivery design.  Consumers do not track an offset into wval.events:
+-- event_ids come from a sequence, so a transaction holding a smaller
+-- event_id can commit after one holding a larger id, and an offset that has
+-- moved past the larger id would skip the smaller one for ever.  Instead
+-- wval._emit() writes one row per subscribed group into wval.deliveries in
+-- the same transaction as the event (fan-out at publish time).  A delivery
+-- row becomes visible exactly when its event commits, and it stays
+-- outstanding (done_at IS NULL) until the group acknowledges it, lets it
+-- expire or dead-letters it; a late commit is simply a late delivery row,
+-- never a skipped one.
+--
+-- Per-world order.  A group's outstanding deliveries form one queue per
+-- world (world_key; '' for events without a world), ordered by event_id.
+-- wval_consume() hands out a world's events only from the head of that
+-- queue, and only while the head is visible (visible_at <= now: not leased
+-- to another consumer, not waiting for its backoff).  Handing out sets
+-- visible_at to now + visibility on every event handed out, and a world with
+-- an event in a consumer's hands (leased, visibility not yet passed) is not
+-- handed out at all, so the world is busy until those events are acked,
+-- nacked or time out.  Two
+-- consumers racing for the same world are serialised by a transaction-level
+-- advisory lock on (group, world), taken with pg_try_advisory_xact_lock()
+-- (the loser skips the world, SKIP LOCKED style); the winner then re-reads
+-- the queue in a new statement, whose snapshot includes every lease
+-- committed before it got the lock.
+--
+-- Subscriptions and concurrent emitters.  _emit() holds a shared advisory
+-- lock (BUS_LOCK, 0) until its transaction ends; wval_subscribe() takes it
+-- exclusively, so it waits for every transaction that is emitting and
+-- makes later emitters wait for the subscription to commit: a group receives
+-- exactly the events that commit after its subscription.
+
+------------------------------------------------------------------------------
+-- The outbox
+------------------------------------------------------------------------------
+
+CREATE SEQUENCE wval.events_id_seq;
+CREATE TABLE wval.events (
+    event_id        bigint NOT NULL DEFAULT nextval('wval.events_id_seq') PRIMARY KEY,
+    type            text NOT NULL,
+    world_id        text,
+    subject         text,
+    idempotency_key text NOT NULL UNIQUE,
+    payload         jsonb NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    expires_at      timestamptz
+);
+ALTER SEQUENCE wval.events_id_seq OWNED BY wval.events.event_id;
+CREATE INDEX ON wval.events (type, event_id);
+CREATE INDEX ON wval.events (created_at);
+COMMENT ON TABLE wval.events IS 'transactional outbox: one row per event, written in the same transaction as the change it announces; payload is a CloudEvents 1.0 envelope. Append-only; wval_bus_prune() removes events every group has finished';
+COMMENT ON COLUMN wval.events.event_id IS 'from a sequence: increasing, but a smaller id may commit after a larger one (consumers never track offsets, see docs/bus.md)';
+COMMENT ON COLUMN wval.events.type IS 'event type (catalogue in docs/bus.md), e.g. policy_version_published';
+COMMENT ON COLUMN wval.events.world_id IS 'the world the event is about; null for events of no world (schedule_missed)';
+COMMENT ON COLUMN wval.events.subject IS 'what in the world the event is about: a run_id, a policy version (v3), an event_id';
+COMMENT ON COLUMN wval.events.idempotency_key IS '<type>:<world_id>:<subject>:<discriminator>; publishing an existing key is a counted no-op';
+COMMENT ON COLUMN wval.events.payload IS 'CloudEvents 1.0 envelope: specversion, id, source, type, subject, time, datacontenttype, data';
+COMMENT ON COLUMN wval.events.created_at IS 'start of the emitting transaction (enqueue time for latency)';
+COMMENT ON COLUMN wval.events.expires_at IS 'events with a TTL (risk snapshots) are not handed out after this time; they are counted as expired and acknowledged';
+SELECT wval._protect('wval.events');
+
+CREATE TABLE wval.event_dedupe_hits (
+    type        text NOT NULL,
+    shard       smallint NOT NULL,
+    hits        bigint NOT NULL DEFAULT 0,
+    last_key    text,
+    last_hit_at timestamptz,
+    PRIMARY KEY (type, shard)
+);
+COMMENT ON TABLE wval.event_dedupe_hits IS 'per event type: publishes that were no-ops because their idempotency key existed; sharded by backend so that concurrent publishers do not queue on one row (sum hits over shards, or read wval.bus_health)';
+COMMENT ON COLUMN wval.event_dedupe_hits.shard IS 'pg_backend_pid() % 16 of the publisher';
+COMMENT ON COLUMN wval.event_dedupe_hits.last_key IS 'the idempotency key of the latest hit in this shard';
+
+------------------------------------------------------------------------------
+-- Consumer groups and deliveries
+------------------------------------------------------------------------------
+
+CREATE TABLE wval.consumer_groups (
+    group_name   text PRIMARY KEY,
+    types        text[] NOT NULL,
+    max_attempts integer NOT NULL CHECK (max_attempts BETWEEN 1 AND 100),
+    backoff      interval NOT NULL CHECK (backoff >= interval '0'),
+    visibility   interval NOT NULL CHECK (visibility > interval '0'),
+    internal     boolean NOT NULL DEFAULT false,
+    created_by   text NOT NULL DEFAULT session_user,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE wval.consumer_groups IS 'consumer groups (wval_subscribe): the event types each receives and its retry settings';
+COMMENT ON COLUMN wval.consumer_groups.types IS 'event types delivered to the group (those emitted after the subscription committed)';
+COMMENT ON COLUMN wval.consumer_groups.max_attempts IS 'hand-outs before an event is dead-lettered (a nack or an expired visibility timeout each count as a failed attempt)';
+COMMENT ON COLUMN wval.consumer_groups.backoff IS 'a nacked event is handed out again after backoff x attempt (linear)';
+COMMENT ON COLUMN wval.consumer_groups.visibility IS 'an event handed out and neither acked nor nacked within this time is handed out again';
+COMMENT ON COLUMN wval.consumer_groups.internal IS 'true for wval''s own consumers, drained by wval_work() through wval.internal_handlers';
+
+CREATE TABLE wval.deliveries (
+    group_name  text NOT NULL,
+    event_id    bigint NOT NULL,
+    type        text NOT NULL,
+    world_key   text NOT NULL,
+    enqueued_at timestamptz NOT NULL,
+    expires_at  timestamptz,
+    visible_at  timestamptz NOT NULL,
+    attempts    integer NOT NULL DEFAULT 0,
+    leased      boolean NOT NULL DEFAULT false,
+    leased_at   timestamptz,
+    done_at     timestamptz,
+    outcome     text CHECK (outcome IN ('acked', 'expired', 'dead')),
+    dead_count  integer NOT NULL DEFAULT 0,
+    errors      jsonb NOT NULL DEFAULT '[]',
+    PRIMARY KEY (group_name, event_id),
+    CHECK ((done_at IS NULL) = (outcome IS NULL))
+) WITH (fillfactor = 80);
+CREATE INDEX deliveries_queue_idx ON wval.deliveries (group_name, world_key, event_id) WHERE done_at IS NULL;
+CREATE INDEX deliveries_expiry_idx ON wval.deliveries (group_name, expires_at) WHERE done_at IS NULL AND expires_at IS NOT NULL;
+CREATE INDEX deliveries_event_idx ON wval.deliveries (event_id);
+COMMENT ON TABLE wval.deliveries IS 'one row per (consumer group, event), written with the event: the group''s queue, its delivery state and the raw numbers of wval.bus_health. Operational state (not history): changed only by the wval_* bus functions';
+COMMENT ON COLUMN wval.deliveries.world_key IS 'world_id of the event, '''' for events of no world: the unit of per-world order';
+COMMENT ON COLUMN wval.deliveries.enqueued_at IS 'when the event was emitted (events.created_at)';
+COMMENT ON COLUMN wval.deliveries.visible_at IS 'the event may be handed out from this time on (lease end, or end of the backoff after a nack)';
+COMMENT ON COLUMN wval.deliveries.attempts IS 'how often the event was handed out since it was emitted or redriven';
+COMMENT ON COLUMN wval.deliveries.leased IS 'true while the latest hand-out is neither acked nor nacked';
+COMMENT ON COLUMN wval.deliveries.leased_at IS 'time of the latest hand-out';
+COMMENT ON COLUMN wval.deliveries.done_at IS 'when the group finished the event (ack, expiry or dead letter); null while outstanding';
+COMMENT ON COLUMN wval.deliveries.outcome IS 'acked | expired | dead; null while outstanding';
+COMMENT ON COLUMN wval.deliveries.dead_count IS 'how often the event was dead-lettered in this group (a redriven event can die again)';
+COMMENT ON COLUMN wval.deliveries.errors IS 'array of {attempt, at, error} from nacks and visibility timeouts, and {redriven_at, by} marks';
+
+CREATE TABLE wval.bus_counters (
+    group_name    text NOT NULL,
+    type          text NOT NULL,
+    processed     bigint NOT NULL DEFAULT 0,
+    retried       bigint NOT NULL DEFAULT 0,
+    dead_lettered bigint NOT NULL DEFAULT 0,
+    expired       bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (group_name, type)
+);
+COMMENT ON TABLE wval.bus_counters IS 'totals of deliveries removed by wval_bus_prune(), so that the counters of wval.bus_health never go down';
+
+CREATE TABLE wval.internal_handlers (
+    group_name    text NOT NULL,
+    type          text NOT NULL,
+    handler       text NOT NULL,
+    registered_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (group_name, type)
+);
+COMMENT ON TABLE wval.internal_handlers IS 'wval''s own consumers: for an internal group and event type, the function wval_work() calls with the event (registered with wval._register_handler)';
+COMMENT ON COLUMN wval.internal_handlers.handler IS 'signature of a function taking one wval.events argument, e.g. wval._recheck(wval.events); an error it raises nacks the event';
+
+------------------------------------------------------------------------------
+-- Helpers
+------------------------------------------------------------------------------
+
+-- wval._group(group_name): the consumer group, WV010 when it does not exist.
+CREATE FUNCTION wval._group(p_group text) RETURNS wval.consumer_groups
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    g wval.consumer_groups;
+BEGIN
+    SELECT * INTO g FROM wval.consumer_groups c WHERE c.group_name = p_group;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'consumer group "%" does not exist', p_group
+            USING ERRCODE = 'WV010',
+                  DETAIL = format('group_name is %s.', coalesce(quote_literal(p_group), 'null')),
+                  HINT = 'Register it first with wval_subscribe(group_name, types); see wval.consumer_groups.';
+    END IF;
+    RETURN g;
+END
+$$;
+COMMENT ON FUNCTION wval._group(text) IS 'returns a consumer group; WV010 when it does not exist';
+
+-- wval._delivery_missing(group, event_id): raises WV010 for an event the
+-- group does not hold (used after an UPDATE found no row).
+CREATE FUNCTION wval._delivery_missing(p_group text, p_event_id bigint) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'event % is not delivered to consumer group "%"', p_event_id, p_group
+        USING ERRCODE = 'WV010',
+              DETAIL = format('event_id is %s, group_name is %L.', coalesce(p_event_id::text, 'null'), p_group),
+              HINT = 'Pass an event_id returned by wval_consume() for this group; a group receives only the types it subscribed to, emitted after it subscribed.';
+END
+$$;
+COMMENT ON FUNCTION wval._delivery_missing(text, bigint) IS 'raises WV010: the event is not delivered to the group';
+
+-- wval._dead_lettered(group, event_id): emits event_dead_lettered for a
+-- delivery that has just been dead-lettered (not for event_dead_lettered
+-- events themselves, so that a failing dead-letter consumer cannot loop).
+CREATE FUNCTION wval._dead_lettered(p_group text, p_event_id bigint) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    d wval.deliveries;
+    e wval.events;
+BEGIN
+    SELECT * INTO d FROM wval.deliveries x WHERE x.group_name = p_group AND x.event_id = p_event_id;
+    SELECT * INTO e FROM wval.events x WHERE x.event_id = p_event_id;
+    IF d.type = 'event_dead_lettered' THEN
+        RETURN NULL;
+    END IF;
+    RETURN wval._emit('event_dead_lettered', e.world_id, p_event_id::text,
+                      format('event_dead_lettered:%s:%s:%s:%s', coalesce(e.world_id, '-'), p_event_id,
+                             p_group, d.dead_count),
+                      jsonb_build_object('group', p_group, 'event_id', p_event_id, 'type', d.type,
+                                         'world_id', e.world_id, 'attempts', d.attempts,
+                                         'last_error', d.errors -> -1 ->> 'error'));
+END
+$$;
+COMMENT ON FUNCTION wval._dead_lettered(text, bigint) IS 'emits event_dead_lettered for a delivery that was just dead-lettered';
+
+------------------------------------------------------------------------------
+-- Publishing
+------------------------------------------------------------------------------
+
+-- wval._emit(type, world, subject, key, data, ttl): writes one event and its
+-- deliveries and wakes listeners with a small pointer; returns the event_id,
+-- or null when the idempotency key exists (counted as a dedupe hit).
+CREATE FUNCTION wval._emit(p_type text, p_world_id text, p_subject text, p_idempotency_key text,
+                           p_data jsonb, p_ttl interval DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    id bigint;
+    inserted bigint;
+BEGIN
+    IF p_type IS NULL OR btrim(p_type) = '' OR p_idempotency_key IS NULL OR btrim(p_idempotency_key) = '' THEN
+        RAISE EXCEPTION '"%" must not be empty', CASE WHEN p_type IS NULL OR btrim(p_type) = '' THEN 'type' ELSE 'idempotency_key' END
+            USING ERRCODE = '22023',
+                  DETAIL = format('type is %s, idempotency_key is %s.', coalesce(quote_literal(p_type), 'null'),
+                                  coalesce(quote_literal(p_idempotency_key), 'null')),
+                  HINT = 'Events need a type and an idempotency key <type>:<world_id>:<subject>:<discriminator>.';
+    END IF;
+    -- shared with other emitters, exclusive for wval_subscribe (file header)
+    PERFORM pg_advisory_xact_lock_shared(2004312428, 0);
+    id := nextval('wval.events_id_seq');
+    INSERT INTO wval.events (event_id, type, world_id, subject, idempotency_key, payload, expires_at)
+    VALUES (id, p_type, p_world_id, p_subject, p_idempotency_key,
+            jsonb_build_object(
+                'specversion', '1.0',
+                'id', id::text,
+                'source', '/wval/' || current_database() || '/worlds/' || coalesce(p_world_id, '-'),
+                'type', p_type,
+                'subject', p_subject,
+                'time', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                'datacontenttype', 'application/json',
+                'data', coalesce(p_data, '{}'::jsonb)),
+            now() + p_ttl)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING event_id INTO inserted;
+    IF inserted IS NULL THEN
+        INSERT INTO wval.event_dedupe_hits AS h (type, shard, hits, last_key, last_hit_at)
+        VALUES (p_type, pg_backend_pid() % 16, 1, p_idempotency_key, now())
+        ON CONFLICT (type, shard) DO UPDATE
+            SET hits = h.hits + 1, last_key = excluded.last_key, last_hit_at = excluded.last_hit_at;
+        RETURN NULL;
+    END IF;
+    INSERT INTO wval.deliveries (group_name, event_id, type, world_key, enqueued_at, expires_at, visible_at)
+    SELECT g.group_name, id, p_type, coalesce(p_world_id, ''), now(), now() + p_ttl, now()
+    FROM wval.consumer_groups g
+    WHERE p_type = ANY (g.types);
+    PERFORM pg_notify('wval_events',
+                      json_build_object('event_id', id, 'type', p_type, 'world_id', p_world_id)::text);
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION wval._emit(text, text, text, text, jsonb, interval) IS 'internal API of the bus: writes one event and one delivery per subscribed group in the caller''s transaction and NOTIFYs wval_events with {event_id, type, world_id}; null (and a dedupe hit) when the idempotency key exists';
+
+------------------------------------------------------------------------------
+-- Consumer groups
+------------------------------------------------------------------------------
+
+CREATE FUNCTION public.wval_subscribe(group_name text, types text[], max_attempts integer DEFAULT 3,
+                                      backoff text DEFAULT '500ms', visibility text DEFAULT '30s')
+RETURNS wval.consumer_groups
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    p_group text := wval._ident('group_name', wval_subscribe.group_name);
+    p_types text[];
+    p_backoff interval := wval._duration('backoff', wval_subscribe.backoff);
+    p_visibility interval := wval._duration('visibility', wval_subscribe.visibility);
+    old wval.consumer_groups;
+    g wval.consumer_groups;
+    lock_timeout text;
+BEGIN
+    IF wval_subscribe.types IS NULL OR cardinality(wval_subscribe.types) = 0
+       OR EXISTS (SELECT 1 FROM unnest(wval_subscribe.types) t WHERE t IS NULL OR btrim(t) = '') THEN
+        RAISE EXCEPTION 'invalid value for "types"' USING ERRCODE = '22023',
+            DETAIL = format('types is %s.', coalesce(quote_literal(wval_subscribe.types::text), 'null')),
+            HINT = 'Pass a non-empty array of event types, e.g. ARRAY[''evaluation_run_created''] (catalogue in docs/bus.md).';
+    END IF;
+    SELECT array_agg(DISTINCT t ORDER BY t) INTO p_types FROM unnest(wval_subscribe.types) t;
+    IF wval_subscribe.max_attempts IS NULL OR wval_subscribe.max_attempts NOT BETWEEN 1 AND 100 THEN
+        RAISE EXCEPTION 'invalid value for "max_attempts"' USING ERRCODE = '22023',
+            DETAIL = format('max_attempts is %s.', coalesce(wval_subscribe.max_attempts::text, 'null')),
+            HINT = 'Pass a number of attempts between 1 and 100.';
+    END IF;
+    IF p_backoff IS NULL OR p_backoff < interval '0' THEN
+        RAISE EXCEPTION 'invalid value for "backoff"' USING ERRCODE = '22023',
+            DETAIL = format('backoff is %s.', coalesce(quote_literal(wval_subscribe.backoff), 'null')),
+            HINT = 'Pass a duration of zero or more, e.g. 500ms or 2s.';
+    END IF;
+    IF p_visibility IS NULL OR p_visibility <= interval '0' THEN
+        RAISE EXCEPTION 'invalid value for "visibility"' USING ERRCODE = '22023',
+            DETAIL = format('visibility is %s.', coalesce(quote_literal(wval_subscribe.visibility), 'null')),
+            HINT = 'Pass a positive duration, e.g. 30s.';
+    END IF;
+
+    SELECT * INTO old FROM wval.consumer_groups WHERE group_name = p_group FOR UPDATE;
+    IF old.internal THEN
+        RAISE EXCEPTION 'consumer group "%" is internal to wval', p_group USING ERRCODE = '42501',
+            DETAIL = format('group_name is %L.', p_group),
+            HINT = 'Internal groups are managed by wval (wval.internal_handlers); subscribe under another name.';
+    END IF;
+    -- wait for transactions that are emitting, hold off new ones (file header);
+    -- give up rather than stall every emitter behind a long transaction
+    lock_timeout := current_setting('lock_timeout');
+    BEGIN
+        PERFORM set_config('lock_timeout', '5s', true);
+        PERFORM pg_advisory_xact_lock(2004312428, 0);
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE EXCEPTION 'cannot subscribe consumer group "%" while a long transaction is emitting events', p_group
+            USING ERRCODE = '55P03',
+                  DETAIL = 'A subscription waits for the transactions that are emitting events, and holds new emitters meanwhile; it waited 5 s.',
+                  HINT = 'Retry, or end the long transaction first (pg_stat_activity shows it).';
+    END;
+    PERFORM set_config('lock_timeout', lock_timeout, true);
+    INSERT INTO wval.consumer_groups AS c (group_name, types, max_attempts, backoff, visibility)
+    VALUES (p_group, p_types, wval_subscribe.max_attempts, p_backoff, p_visibility)
+    ON CONFLICT (group_name) DO UPDATE
+        SET types = excluded.types, max_attempts = excluded.max_attempts, backoff = excluded.backoff,
+            visibility = excluded.visibility, updated_at = now()
+    RETURNING * INTO g;
+    IF old.group_name IS NULL OR (to_jsonb(old) - 'updated_at') IS DISTINCT FROM (to_jsonb(g) - 'updated_at') THEN
+        PERFORM wval._audit(NULL, CASE WHEN old.group_name IS NULL THEN 'bus_subscribed' ELSE 'bus_subscription_changed' END,
+                            session_user,
+                            jsonb_build_object('group_name', p_group, 'types', to_jsonb(p_types),
+                                               'max_attempts', g.max_attempts, 'backoff', g.backoff::text,
+                                               'visibility', g.visibility::text));
+    END IF;
+    RETURN g;
+END
+$$;
+COMMENT ON FUNCTION public.wval_subscribe(text, text[], integer, text, text) IS 'registers (or changes) a consumer group: the event types it receives from now on, max_attempts before dead letter, linear backoff, visibility timeout (durations: intervals or 500ms, 30s, 5m, 1h)';
+
+CREATE FUNCTION public.wval_subscribe(group_name text, types text[], max_attempts integer, backoff interval,
+                                      visibility interval DEFAULT '30 seconds')
+RETURNS wval.consumer_groups
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+    SELECT public.wval_subscribe(group_name, types, max_attempts, backoff::text, visibility::text);
+$$;
+COMMENT ON FUNCTION public.wval_subscribe(text, text[], integer, interval, interval) IS 'wval_subscribe with interval values for backoff and visibility';
+
+CREATE FUNCTION public.wval_unsubscribe(group_name text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    g wval.consumer_groups := wval._group(wval_unsubscribe.group_name);
+    outstanding bigint;
+BEGIN
+    IF g.internal THEN
+        RAISE EXCEPTION 'consumer group "%" is internal to wval', g.group_name USING ERRCODE = '42501',
+            DETAIL = format('group_name is %L.', g.group_name),
+            HINT = 'Internal groups are managed by wval and cannot be dropped.';
+    END IF;
+    PERFORM 1 FROM wval.consumer_groups WHERE group_name = g.group_name FOR UPDATE;
+    SELECT count(*) INTO outstanding FROM wval.deliveries WHERE group_name = g.group_name AND done_at IS NULL;
+    DELETE FROM wval.deliveries WHERE group_name = g.group_name;
+    DELETE FROM wval.bus_counters WHERE group_name = g.group_name;
+    DELETE FROM wval.consumer_groups WHERE group_name = g.group_name;
+    PERFORM wval._audit(NULL, 'bus_unsubscribed', session_user,
+                        jsonb_build_object('group_name', g.group_name, 'outstanding_dropped', outstanding));
+    RETURN outstanding;
+END
+$$;
+COMMENT ON FUNCTION public.wval_unsubscribe(text) IS 'drops a consumer group with its deliveries (audited); returns how many outstanding events it drops';
+
+------------------------------------------------------------------------------
+-- Consuming
+------------------------------------------------------------------------------
+
+CREATE FUNCTION public.wval_consume(group_name text, max integer DEFAULT 100)
+RETURNS SETOF wval.events
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    g wval.consumer_groups := wval._group(wval_consume.group_name);
+    t timestamptz := clock_timestamp();
+    budget integer := wval_consume.max;
+    w record;
+    handed bigint[] := '{}';
+    got bigint[];
+    died bigint[];
+    n integer;
+BEGIN
+    IF budget IS NULL OR budget < 1 OR budget > 1000 THEN
+        RAISE EXCEPTION 'invalid value for "max"' USING ERRCODE = '22023',
+            DETAIL = format('max is %s.', coalesce(budget::text, 'null')),
+            HINT = 'Ask for between 1 and 1000 events per call.';
+    END IF;
+
+    -- expired events nobody holds: counted as expired and acknowledged
+    UPDATE wval.deliveries d SET done_at = t, outcome = 'expired', leased = false
+    WHERE (d.group_name, d.event_id) IN (
+        SELECT x.group_name, x.event_id FROM wval.deliveries x
+        WHERE x.group_name = g.group_name AND x.done_at IS NULL
+          AND x.expires_at <= t AND x.visible_at <= t
+        FOR UPDATE SKIP LOCKED);
+
+    -- worlds whose queue head may be handed out, oldest head first
+    FOR w IN
+        SELECT h.world_key FROM (
+            SELECT DISTINCT ON (x.world_key) x.world_key, x.event_id, x.visible_at
+            FROM wval.deliveries x
+            WHERE x.group_name = g.group_name AND x.done_at IS NULL
+            ORDER BY x.world_key, x.event_id) h
+        WHERE h.visible_at <= t
+        ORDER BY h.event_id
+        LIMIT wval_consume.max
+    LOOP
+        EXIT WHEN budget <= 0;
+        -- another consumer is claiming this world right now: skip it
+        CONTINUE WHEN NOT pg_try_advisory_xact_lock(2004312429, hashtext(g.group_name || '/' || w.world_key));
+        -- a new statement, so a new snapshot: it sees every claim committed
+        -- before the lock was granted.  Take the visible prefix of the queue.
+        WITH prefix AS (
+            SELECT x.event_id, x.attempts, x.expires_at, x.visible_at
+            FROM wval.deliveries x
+            WHERE x.group_name = g.group_name AND x.world_key = w.world_key AND x.done_at IS NULL
+              -- nothing of this world may be in another consumer's hands
+              AND NOT EXISTS (SELECT 1 FROM wval.deliveries z
+                              WHERE z.group_name = g.group_name AND z.world_key = w.world_key
+                                AND z.done_at IS NULL AND z.leased AND z.visible_at > t)
+            ORDER BY x.event_id
+            LIMIT budget),
+        run AS (
+            SELECT p.event_id,
+                   CASE WHEN p.expires_at <= t THEN 'expire'
+                        WHEN p.attempts >= g.max_attempts THEN 'dead'
+                        ELSE 'lease' END AS act,
+                   bool_and(p.visible_at <= t) OVER (ORDER BY p.event_id) AS open
+            FROM prefix p),
+        upd AS (
+            UPDATE wval.deliveries d SET
+                attempts   = CASE WHEN r.act = 'lease' THEN d.attempts + 1 ELSE d.attempts END,
+                visible_at = CASE WHEN r.act = 'lease' THEN t + g.visibility ELSE d.visible_at END,
+                leased     = (r.act = 'lease'),
+                leased_at  = CASE WHEN r.act = 'lease' THEN t ELSE d.leased_at END,
+                done_at    = CASE WHEN r.act = 'lease' THEN NULL ELSE t END,
+                outcome    = CASE r.act WHEN 'expire' THEN 'expired' WHEN 'dead' THEN 'dead' END,
+                dead_count = d.dead_count + (r.act = 'dead')::integer,
+                errors     = CASE WHEN d.leased AND r.act <> 'expire'
+                                  THEN d.errors || jsonb_build_array(jsonb_build_object(
+                                           'attempt', d.attempts, 'at', t,
+                                           'error', 'visibility timeout expired'))
+                                  ELSE d.errors END
+            FROM run r
+            WHERE r.open AND d.group_name = g.group_name AND d.event_id = r.event_id
+              AND d.done_at IS NULL AND d.visible_at <= t
+            RETURNING d.event_id, r.act)
+        SELECT coalesce(array_agg(u.event_id ORDER BY u.event_id) FILTER (WHERE u.act = 'lease'), '{}'),
+               coalesce(array_agg(u.event_id ORDER BY u.event_id) FILTER (WHERE u.act = 'dead'), '{}'),
+               count(*)
+        INTO got, died, n
+        FROM upd u;
+        handed := handed || got;
+        budget := budget - n;
+        FOR i IN 1 .. coalesce(cardinality(died), 0) LOOP
+            PERFORM wval._dead_lettered(g.group_name, died[i]);
+        END LOOP;
+    END LOOP;
+
+    RETURN QUERY SELECT e.* FROM wval.events e WHERE e.event_id = ANY (handed) ORDER BY e.event_id;
+END
+$$;
+COMMENT ON FUNCTION public.wval_consume(text, integer) IS 'hands out up to max events the group has not finished, oldest first, per-world order kept (a world''s events go to one consumer at a time); concurrent callers never get the same event';
+
+CREATE FUNCTION public.wval_ack(group_name text, event_id bigint) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    d wval.deliveries;
+BEGIN
+    UPDATE wval.deliveries SET done_at = clock_timestamp(), outcome = 'acked', leased = false
+    WHERE group_name = wval_ack.group_name AND event_id = wval_ack.event_id
+      AND done_at IS NULL AND attempts > 0;
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    PERFORM wval._group(wval_ack.group_name);
+    SELECT * INTO d FROM wval.deliveries WHERE group_name = wval_ack.group_name AND event_id = wval_ack.event_id;
+    IF NOT FOUND THEN
+        PERFORM wval._delivery_missing(wval_ack.group_name, wval_ack.event_id);
+    ELSIF d.done_at IS NULL THEN
+        RAISE EXCEPTION 'event % has not been handed out to consumer group "%"', d.event_id, d.group_name
+            USING ERRCODE = '22023',
+                  DETAIL = format('event_id is %s, attempts is 0.', d.event_id),
+                  HINT = 'Acknowledge only events that wval_consume() returned.';
+    END IF;
+    RETURN false;	-- already finished (acked, expired or dead-lettered)
+END
+$$;
+COMMENT ON FUNCTION public.wval_ack(text, bigint) IS 'acknowledges an event handed out to the group: true, or false when the group had already finished it';
+
+CREATE FUNCTION public.wval_ack(group_name text, event_ids bigint[]) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    n integer;
+    missing bigint;
+BEGIN
+    PERFORM wval._group(wval_ack.group_name);
+    SELECT i INTO missing FROM unnest(wval_ack.event_ids) i
+    WHERE i IS NULL OR NOT EXISTS (SELECT 1 FROM wval.deliveries d
+                                   WHERE d.group_name = wval_ack.group_name AND d.event_id = i AND d.attempts > 0)
+    LIMIT 1;
+    IF FOUND THEN
+        PERFORM wval._delivery_missing(wval_ack.group_name, missing);
+    END IF;
+    UPDATE wval.deliveries SET done_at = clock_timestamp(), outcome = 'acked', leased = false
+    WHERE group_name = wval_ack.group_name AND event_id = ANY (wval_ack.event_ids) AND done_at IS NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION public.wval_ack(text, bigint[]) IS 'acknowledges several handed-out events at once; returns how many were not finished before';
+
+CREATE FUNCTION public.wval_nack(group_name text, event_id bigint, error text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    g wval.consumer_groups := wval._group(wval_nack.group_name);
+    d wval.deliveries;
+    t timestamptz := clock_timestamp();
+    entry jsonb;
+BEGIN
+    PERFORM wval._require_text('error', wval_nack.error, '22023', 'Say why the event could not be processed; it is kept with the dead letter.');
+    SELECT * INTO d FROM wval.deliveries
+    WHERE group_name = g.group_name AND event_id = wval_nack.event_id FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM wval._delivery_missing(g.group_name, wval_nack.event_id);
+    END IF;
+    IF d.done_at IS NOT NULL THEN
+        RETURN 'ignored';	-- finished already (acked by a redelivery, expired, dead)
+    END IF;
+    IF d.attempts = 0 THEN
+        RAISE EXCEPTION 'event % has not been handed out to consumer group "%"', d.event_id, d.group_name
+            USING ERRCODE = '22023',
+                  DETAIL = format('event_id is %s, attempts is 0.', d.event_id),
+                  HINT = 'Nack only events that wval_consume() returned.';
+    END IF;
+    entry := jsonb_build_object('attempt', d.attempts, 'at', t, 'error', left(wval_nack.error, 2000));
+    IF d.attempts >= g.max_attempts THEN
+        UPDATE wval.deliveries SET done_at = t, outcome = 'dead', leased = false,
+               dead_count = dead_count + 1, errors = errors || jsonb_build_array(entry)
+        WHERE group_name = g.group_name AND event_id = d.event_id;
+        PERFORM wval._dead_lettered(g.group_name, d.event_id);
+        RETURN 'dead_lettered';
+    END IF;
+    UPDATE wval.deliveries SET visible_at = t + g.backoff * d.attempts, leased = false,
+           errors = errors || jsonb_build_array(entry)
+    WHERE group_name = g.group_name AND event_id = d.event_id;
+    RETURN 'retry';
+END
+$$;
+COMMENT ON FUNCTION public.wval_nack(text, bigint, text) IS 'reports a failed event: retried after backoff x attempt (returns retry), or dead-lettered after max_attempts (returns dead_lettered, emits event_dead_lettered); ignored when the group already finished it';
+
+CREATE VIEW wval.dead_letters AS
+SELECT d.group_name, d.event_id, d.attempts, d.errors, d.done_at AS dead_at,
+       d.type, nullif(d.world_key, '') AS world_id, d.errors -> -1 ->> 'error' AS last_error, d.dead_count
+FROM wval.deliveries d
+WHERE d.outcome = 'dead';
+COMMENT ON VIEW wval.dead_letters IS 'events a group gave up on after max_attempts; wval_redrive(group_name, event_id) hands them out again';
+COMMENT ON COLUMN wval.dead_letters.errors IS 'every failed attempt: {attempt, at, error}';
+COMMENT ON COLUMN wval.dead_letters.dead_count IS 'how often this event died in this group (more than 1 after a redrive)';
+
+CREATE FUNCTION public.wval_redrive(group_name text, event_id bigint DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    g wval.consumer_groups := wval._group(wval_redrive.group_name);
+    d wval.deliveries;
+    t timestamptz := clock_timestamp();
+    ids bigint[];
+BEGIN
+    IF wval_redrive.event_id IS NOT NULL THEN
+        SELECT * INTO d FROM wval.deliveries
+        WHERE group_name = g.group_name AND event_id = wval_redrive.event_id FOR UPDATE;
+        IF NOT FOUND THEN
+            PERFORM wval._delivery_missing(g.group_name, wval_redrive.event_id);
+        END IF;
+        IF d.outcome IS DISTINCT FROM 'dead' THEN
+            RAISE EXCEPTION 'event % is not a dead letter of consumer group "%"', d.event_id, g.group_name
+                USING ERRCODE = '22023',
+                      DETAIL = format('event_id is %s, state is %s.', d.event_id, coalesce(d.outcome, 'outstanding')),
+                      HINT = 'Redrive events listed in wval.dead_letters.';
+        END IF;
+    END IF;
+    WITH r AS (
+        UPDATE wval.deliveries SET done_at = NULL, outcome = NULL, attempts = 0, leased = false, visible_at = t,
+               errors = errors || jsonb_build_array(jsonb_build_object('redriven_at', t, 'by', session_user))
+        WHERE group_name = g.group_name AND outcome = 'dead'
+          AND (wval_redrive.event_id IS NULL OR event_id = wval_redrive.event_id)
+        RETURNING event_id)
+    SELECT coalesce(array_agg(r.event_id ORDER BY r.event_id), '{}') INTO ids FROM r;
+    IF cardinality(ids) > 0 THEN
+        PERFORM wval._audit(NULL, 'bus_redriven', session_user,
+                            jsonb_build_object('group_name', g.group_name, 'event_ids', to_jsonb(ids)));
+    END IF;
+    RETURN cardinality(ids);
+END
+$$;
+COMMENT ON FUNCTION public.wval_redrive(text, bigint) IS 'puts a dead-lettered event (or, with event_id null, all of the group''s dead letters) back into the group''s queue with fresh attempts; audited; returns how many';
+
+------------------------------------------------------------------------------
+-- Internal consumers (wval_work) and the pg_cron job
+------------------------------------------------------------------------------
+
+-- wval._register_handler(group, type, handler): lets a later part of wval
+-- consume its own events: creates (or extends) the internal group and maps
+-- the type to a function taking one wval.events.  Called by install scripts.
+CREATE FUNCTION wval._register_handler(p_group text, p_type text, p_handler regprocedure,
+                                       p_max_attempts integer DEFAULT 3, p_backoff interval DEFAULT '5 seconds',
+                                       p_visibility interval DEFAULT '5 minutes')
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+BEGIN
+    PERFORM wval._ident('group_name', p_group);
+    PERFORM wval._require_text('type', p_type);
+    IF (SELECT p.pronargs <> 1 OR p.proargtypes[0] <> 'wval.events'::regtype FROM pg_proc p WHERE p.oid = p_handler) THEN
+        RAISE EXCEPTION 'invalid value for "handler"' USING ERRCODE = '22023',
+            DETAIL = format('handler is %s.', p_handler),
+            HINT = 'A handler takes exactly one argument of type wval.events.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM wval.consumer_groups g WHERE g.group_name = p_group AND NOT g.internal) THEN
+        RAISE EXCEPTION 'consumer group "%" is not internal', p_group USING ERRCODE = '22023',
+            DETAIL = format('group_name is %L.', p_group),
+            HINT = 'Register internal handlers under a group name no client uses.';
+    END IF;
+    PERFORM pg_advisory_xact_lock(2004312428, 0);
+    INSERT INTO wval.consumer_groups AS g (group_name, types, max_attempts, backoff, visibility, internal)
+    VALUES (p_group, ARRAY[p_type], p_max_attempts, p_backoff, p_visibility, true)
+    ON CONFLICT (group_name) DO UPDATE
+        SET types = ARRAY(SELECT DISTINCT u FROM unnest(g.types || excluded.types) u ORDER BY u),
+            updated_at = now();
+    INSERT INTO wval.internal_handlers AS h (group_name, type, handler)
+    VALUES (p_group, p_type, p_handler::text)
+    ON CONFLICT (group_name, type) DO UPDATE SET handler = excluded.handler, registered_at = now();
+END
+$$;
+COMMENT ON FUNCTION wval._register_handler(text, text, regprocedure, integer, interval, interval) IS 'registers an internal consumer: wval_work() calls handler(event) for events of this type in this internal group';
+
+-- wval._work(max_events, max_ms): the body of wval_work, returning what it did.
+CREATE FUNCTION wval._work(p_max_events integer, p_max_ms integer) RETURNS jsonb
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    deadline timestamptz;
+    left_events integer := p_max_events;
+    grp text;
+    e wval.events;
+    h text;
+    got integer;
+    ok integer := 0;
+    failed integer := 0;
+BEGIN
+    IF p_max_events IS NULL OR p_max_events < 1 THEN
+        RAISE EXCEPTION 'invalid value for "max_events"' USING ERRCODE = '22023',
+            DETAIL = format('max_events is %s.', coalesce(p_max_events::text, 'null')),
+            HINT = 'Pass a positive number of events.';
+    END IF;
+    IF p_max_ms IS NULL OR p_max_ms < 1 THEN
+        RAISE EXCEPTION 'invalid value for "max_ms"' USING ERRCODE = '22023',
+            DETAIL = format('max_ms is %s.', coalesce(p_max_ms::text, 'null')),
+            HINT = 'Pass a positive number of milliseconds.';
+    END IF;
+    deadline := clock_timestamp() + p_max_ms * interval '1 millisecond';
+    <<groups>>
+    FOR grp IN SELECT g.group_name FROM wval.consumer_groups g WHERE g.internal ORDER BY g.group_name LOOP
+        LOOP
+            EXIT groups WHEN left_events <= 0 OR clock_timestamp() >= deadline;
+            got := 0;
+            FOR e IN SELECT * FROM public.wval_consume(grp, least(left_events, 20)) LOOP
+                got := got + 1;
+                left_events := left_events - 1;
+                SELECT ih.handler INTO h FROM wval.internal_handlers ih
+                WHERE ih.group_name = grp AND ih.type = e.type;
+                BEGIN
+                    IF h IS NULL THEN
+                        RAISE EXCEPTION 'no internal handler for event type "%" in group "%"', e.type, grp
+                            USING ERRCODE = 'WV010';
+                    END IF;
+                    EXECUTE format('SELECT %s($1)', h::regprocedure::oid::regproc) USING e;
+                    PERFORM public.wval_ack(grp, e.event_id);
+                    ok := ok + 1;
+                EXCEPTION WHEN OTHERS THEN
+                    PERFORM public.wval_nack(grp, e.event_id, SQLSTATE || ': ' || SQLERRM);
+                    failed := failed + 1;
+                END;
+            END LOOP;
+            EXIT WHEN got = 0;
+        END LOOP;
+    END LOOP;
+    RETURN jsonb_build_object('processed', ok, 'failed', failed);
+END
+$$;
+COMMENT ON FUNCTION wval._work(integer, integer) IS 'drains wval''s internal consumer groups through their handlers (at most max_events events, stops starting batches after max_ms); returns {processed, failed}';
+
+CREATE PROCEDURE public.wval_work(max_events integer DEFAULT 1000, max_ms integer DEFAULT 10000)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    report jsonb := wval._work(max_events, max_ms);
+BEGIN
+    RAISE DEBUG 'wval_work: %', report;
+END
+$$;
+COMMENT ON PROCEDURE public.wval_work(integer, integer) IS 'drains wval''s internal consumer groups (hub re-checks, policy-change re-checks) in the caller''s transaction: at most max_events events, no new batch after max_ms; run every minute by the pg_cron job wval:bus-worker';
+
+-- wval._require_pg_cron(): raises WV010 with set-up instructions unless
+-- pg_cron is installed in this database.
+CREATE FUNCTION wval._require_pg_cron() RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in database "%"', current_database()
+            USING ERRCODE = 'WV010',
+                  DETAIL = format('shared_preload_libraries is %L, cron.database_name is %L.',
+                                  current_setting('shared_preload_libraries', true),
+                                  coalesce(current_setting('cron.database_name', true), '(unset)')),
+                  HINT = format('Add pg_cron to shared_preload_libraries, set cron.database_name = %L in postgresql.conf, restart the server and run CREATE EXTENSION pg_cron; or call CALL wval_work(1000, 10000) from a scheduler of your own.',
+                                current_database());
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION wval._require_pg_cron() IS 'raises WV010 with set-up instructions unless pg_cron is installed in this database';
+
+CREATE FUNCTION public.wval_schedule_bus_worker(schedule text DEFAULT '* * * * *', max_events integer DEFAULT 1000,
+                                                max_ms integer DEFAULT 10000)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    job bigint;
+BEGIN
+    PERFORM wval._require_text('schedule', schedule);
+    IF max_events IS NULL OR max_events < 1 OR max_ms IS NULL OR max_ms < 1 THEN
+        RAISE EXCEPTION 'invalid value for "%"', CASE WHEN max_events IS NULL OR max_events < 1 THEN 'max_events' ELSE 'max_ms' END
+            USING ERRCODE = '22023',
+                  DETAIL = format('max_events is %s, max_ms is %s.', coalesce(max_events::text, 'null'), coalesce(max_ms::text, 'null')),
+                  HINT = 'Pass positive numbers.';
+    END IF;
+    PERFORM wval._require_pg_cron();
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)'
+        INTO job
+        USING 'wval:bus-worker', schedule, format('CALL public.wval_work(%s, %s)', max_events, max_ms);
+    PERFORM wval._audit(NULL, 'bus_worker_scheduled', session_user,
+                        jsonb_build_object('jobid', job, 'schedule', schedule, 'max_events', max_events, 'max_ms', max_ms));
+    RETURN job;
+END
+$$;
+COMMENT ON FUNCTION public.wval_schedule_bus_worker(text, integer, integer) IS 'schedules (or reschedules) the pg_cron job wval:bus-worker that runs CALL wval_work(max_events, max_ms); WV010 with set-up instructions when pg_cron is missing';
+
+CREATE FUNCTION public.wval_unschedule_bus_worker() RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    found_job boolean;
+BEGIN
+    PERFORM wval._require_pg_cron();
+    EXECUTE 'SELECT EXISTS (SELECT 1 FROM cron.job WHERE jobname = $1)' INTO found_job USING 'wval:bus-worker';
+    IF found_job THEN
+        EXECUTE 'SELECT cron.unschedule($1)' USING 'wval:bus-worker';
+        PERFORM wval._audit(NULL, 'bus_worker_unscheduled', session_user, '{}');
+    END IF;
+    RETURN found_job;
+END
+$$;
+COMMENT ON FUNCTION public.wval_unschedule_bus_worker() IS 'removes the pg_cron job wval:bus-worker; false when it was not scheduled';
+
+------------------------------------------------------------------------------
+-- Health
+------------------------------------------------------------------------------
+
+CREATE VIEW wval.bus_health AS
+WITH d AS (
+    SELECT x.group_name, x.type,
+           count(*) FILTER (WHERE x.done_at IS NULL) AS backlog,
+           count(*) FILTER (WHERE x.done_at IS NULL AND x.leased AND x.visible_at > now()) AS in_flight,
+           min(x.enqueued_at) FILTER (WHERE x.done_at IS NULL) AS oldest_unacked,
+           count(*) FILTER (WHERE x.outcome = 'acked') AS processed,
+           sum(greatest(x.attempts - 1, 0)) AS retried,
+           sum(x.dead_count) AS dead_lettered,
+           count(*) FILTER (WHERE x.outcome = 'dead') AS dead_letters,
+           count(*) FILTER (WHERE x.outcome = 'expired') AS expired,
+           avg(extract(epoch FROM x.done_at - x.enqueued_at) * 1000)
+               FILTER (WHERE x.outcome = 'acked' AND x.done_at > now() - interval '1 hour') AS latency_avg_ms,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM x.done_at - x.enqueued_at) * 1000)
+               FILTER (WHERE x.outcome = 'acked' AND x.done_at > now() - interval '1 hour') AS latency_p95_ms,
+           max(x.done_at) FILTER (WHERE x.outcome = 'acked') AS last_ack_at
+    FROM wval.deliveries x
+    GROUP BY x.group_name, x.type),
+keys AS (
+    SELECT g.group_name, t.type FROM wval.consumer_groups g, unnest(g.types) t(type)
+    UNION SELECT d.group_name, d.type FROM d
+    UNION SELECT c.group_name, c.type FROM wval.bus_counters c),
+dedupe AS (
+    SELECT h.type, sum(h.hits) AS hits FROM wval.event_dedupe_hits h GROUP BY h.type)
+SELECT k.group_name, k.type,
+       coalesce(d.backlog, 0) AS backlog,
+       coalesce(d.in_flight, 0) AS in_flight,
+       now() - d.oldest_unacked AS oldest_unacked_age,
+       (coalesce(d.processed, 0) + coalesce(c.processed, 0))::bigint AS processed,
+       (coalesce(d.retried, 0) + coalesce(c.retried, 0))::bigint AS retried,
+       (coalesce(d.dead_lettered, 0) + coalesce(c.dead_lettered, 0))::bigint AS dead_lettered,
+       coalesce(d.dead_letters, 0) AS dead_letters,
+       coalesce(dd.hits, 0)::bigint AS dedupe_hits,
+       (coalesce(d.expired, 0) + coalesce(c.expired, 0))::bigint AS expired,
+       round(d.latency_avg_ms::numeric, 3) AS latency_avg_ms,
+       round(d.latency_p95_ms::numeric, 3) AS latency_p95_ms,
+       d.last_ack_at
+FROM keys k
+LEFT JOIN d ON d.group_name = k.group_name AND d.type = k.type
+LEFT JOIN wval.bus_counters c ON c.group_name = k.group_name AND c.type = k.type
+LEFT JOIN dedupe dd ON dd.type = k.type;
+COMMENT ON VIEW wval.bus_health IS 'per consumer group and event type: backlog, in flight, age of the oldest unacked event, processed, retried, dead-lettered, open dead letters, dedupe hits, expired, processing latency (enqueue -> ack) over the last hour';
+COMMENT ON COLUMN wval.bus_health.backlog IS 'events the group has not finished (waiting, in flight or in backoff)';
+COMMENT ON COLUMN wval.bus_health.in_flight IS 'events handed out whose visibility timeout has not passed';
+COMMENT ON COLUMN wval.bus_health.oldest_unacked_age IS 'now() minus the enqueue time of the oldest unfinished event; null when the backlog is empty';
+COMMENT ON COLUMN wval.bus_health.processed IS 'events acknowledged (counter)';
+COMMENT ON COLUMN wval.bus_health.retried IS 'hand-outs beyond the first (after a nack or a visibility timeout) (counter)';
+COMMENT ON COLUMN wval.bus_health.dead_lettered IS 'times an event was dead-lettered (counter)';
+COMMENT ON COLUMN wval.bus_health.dead_letters IS 'dead letters currently waiting for an operator (wval.dead_letters)';
+COMMENT ON COLUMN wval.bus_health.dedupe_hits IS 'publishes of this type that were no-ops because the idempotency key existed (per type, all groups) (counter)';
+COMMENT ON COLUMN wval.bus_health.expired IS 'events not handed out because their TTL had passed (counter)';
+COMMENT ON COLUMN wval.bus_health.latency_avg_ms IS 'average enqueue -> ack time of the events acknowledged in the last hour, in milliseconds';
+COMMENT ON COLUMN wval.bus_health.latency_p95_ms IS '95th percentile of enqueue -> ack time over the last hour, in milliseconds';
+
+------------------------------------------------------------------------------
+-- Pruning
+------------------------------------------------------------------------------
+
+CREATE FUNCTION public.wval_bus_prune(older_than interval DEFAULT '7 days', include_dead_letters boolean DEFAULT false)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    cutoff timestamptz;
+    cand bigint[];
+    n_deliveries bigint;
+    n_events bigint;
+    report jsonb;
+BEGIN
+    IF older_than IS NULL OR older_than < interval '0' THEN
+        RAISE EXCEPTION 'invalid value for "older_than"' USING ERRCODE = '22023',
+            DETAIL = format('older_than is %s.', coalesce(older_than::text, 'null')),
+            HINT = 'Pass a period of zero or more, e.g. ''7 days''.';
+    END IF;
+    cutoff := now() - older_than;
+    -- events old enough whose every delivery is finished (dead letters only
+    -- when asked): never an event some group still owes
+    SELECT coalesce(array_agg(e.event_id), '{}') INTO cand
+    FROM wval.events e
+    WHERE e.created_at < cutoff
+      AND NOT EXISTS (SELECT 1 FROM wval.deliveries d
+                      WHERE d.event_id = e.event_id
+                        AND (d.done_at IS NULL OR d.done_at >= cutoff
+                             OR (d.outcome = 'dead' AND NOT coalesce(include_dead_letters, false))));
+    -- fold the counters first; DELETE re-checks each row it locks, so a
+    -- delivery redriven meanwhile stays (and so does its event, below)
+    WITH gone AS (
+        DELETE FROM wval.deliveries d
+        WHERE d.event_id = ANY (cand) AND d.done_at IS NOT NULL AND d.done_at < cutoff
+          AND (d.outcome <> 'dead' OR coalesce(include_dead_letters, false))
+        RETURNING d.*),
+    folded AS (
+        INSERT INTO wval.bus_counters AS c (group_name, type, processed, retried, dead_lettered, expired)
+        SELECT g.group_name, g.type, count(*) FILTER (WHERE g.outcome = 'acked'),
+               sum(greatest(g.attempts - 1, 0)), sum(g.dead_count), count(*) FILTER (WHERE g.outcome = 'expired')
+        FROM gone g GROUP BY g.group_name, g.type
+        ON CONFLICT (group_name, type) DO UPDATE
+            SET processed = c.processed + excluded.processed, retried = c.retried + excluded.retried,
+                dead_lettered = c.dead_lettered + excluded.dead_lettered, expired = c.expired + excluded.expired
+        RETURNING 1)
+    SELECT count(*) INTO n_deliveries FROM gone;
+
+    PERFORM wval._purge_guard(true);
+    DELETE FROM wval.events e
+    WHERE e.event_id = ANY (cand)
+      AND NOT EXISTS (SELECT 1 FROM wval.deliveries d WHERE d.event_id = e.event_id);
+    GET DIAGNOSTICS n_events = ROW_COUNT;
+    PERFORM wval._purge_guard(false);
+
+    report := jsonb_build_object('older_than', older_than::text, 'cutoff', cutoff,
+                                 'events_deleted', n_events, 'deliveries_deleted', n_deliveries,
+                                 'include_dead_letters', coalesce(include_dead_letters, false),
+                                 'oldest_kept', (SELECT min(e.created_at) FROM wval.events e));
+    PERFORM wval._audit(NULL, 'bus_pruned', current_user, report);
+    RETURN report;
+END
+$$;
+COMMENT ON FUNCTION public.wval_bus_prune(interval, boolean) IS 'removes events older than older_than that every subscribed group has finished (acked or expired; dead letters only with include_dead_letters), with their deliveries; folds their counts into wval.bus_counters; audited; returns a report';
+
+------------------------------------------------------------------------------
+-- pg_dump, privileges
+------------------------------------------------------------------------------
+
+SELECT pg_catalog.pg_extension_config_dump('wval.events', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.events_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.event_dedupe_hits', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.consumer_groups', 'WHERE NOT internal');
+SELECT pg_catalog.pg_extension_config_dump('wval.deliveries', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.bus_counters', '');
+
+GRANT SELECT ON wval.events, wval.event_dedupe_hits, wval.consumer_groups, wval.deliveries,
+      wval.bus_counters, wval.internal_handlers, wval.dead_letters, wval.bus_health
+   TO wval_analyst;
+GRANT EXECUTE ON FUNCTION public.wval_subscribe(text, text[], integer, text, text),
+      public.wval_subscribe(text, text[], integer, interval, interval),
+      public.wval_consume(text, integer),
+      public.wval_ack(text, bigint), public.wval_ack(text, bigint[]),
+      public.wval_nack(text, bigint, text)
+   TO wval_producer;
+GRANT EXECUTE ON FUNCTION public.wval_unsubscribe(text), public.wval_redrive(text, bigint),
+      public.wval_bus_prune(interval, boolean),
+      public.wval_schedule_bus_worker(text, integer, integer), public.wval_unschedule_bus_worker()
+   TO wval_admin;
+GRANT EXECUTE ON PROCEDURE public.wval_work(integer, integer) TO wval_admin;

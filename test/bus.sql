@@ -1,0 +1,279 @@
+-- test/bus.sql: pgTAP tests of the event bus (src/bus.sql, docs/bus.md).
+-- Runs in one transaction that is rolled back; what needs several sessions
+-- (NOTIFY after commit, late commits, concurrent consumers) is in
+-- test/sessions/bus_*.sh.
+\set ON_ERROR_STOP on
+\set QUIET on
+SET client_min_messages = warning;
+BEGIN;
+SELECT plan(111);
+
+------------------------------------------------------------------------------
+-- objects
+------------------------------------------------------------------------------
+SELECT has_table('wval', 'events', 'outbox table exists');
+SELECT has_table('wval', 'deliveries', 'deliveries table exists');
+SELECT has_table('wval', 'consumer_groups', 'consumer groups table exists');
+SELECT has_table('wval', 'internal_handlers', 'internal handler registry exists');
+SELECT has_view('wval', 'dead_letters', 'dead letters view exists');
+SELECT has_view('wval', 'bus_health', 'health view exists');
+SELECT columns_are('wval', 'dead_letters',
+    ARRAY['group_name', 'event_id', 'attempts', 'errors', 'dead_at', 'type', 'world_id', 'last_error', 'dead_count'],
+    'dead_letters has the spec columns (group_name, event_id, attempts, errors, dead_at) and more');
+SELECT ok(obj_description('wval.bus_health'::regclass) IS NOT NULL
+          AND obj_description('public.wval_consume(text, integer)'::regprocedure) IS NOT NULL
+          AND obj_description('public.wval_work(integer, integer)'::regprocedure) IS NOT NULL,
+          'bus objects are commented');
+
+------------------------------------------------------------------------------
+-- argument errors
+------------------------------------------------------------------------------
+SELECT throws_ok($$SELECT * FROM wval_consume('no-such-group')$$, 'WV010',
+                 'consumer group "no-such-group" does not exist', 'consume: unknown group is WV010');
+SELECT throws_ok($$SELECT wval_ack('no-such-group', 1)$$, 'WV010', NULL, 'ack: unknown group is WV010');
+SELECT throws_ok($$SELECT wval_nack('no-such-group', 1, 'x')$$, 'WV010', NULL, 'nack: unknown group is WV010');
+SELECT throws_ok($$SELECT wval_redrive('no-such-group', 1)$$, 'WV010', NULL, 'redrive: unknown group is WV010');
+SELECT throws_ok($$SELECT wval_subscribe('g', '{}')$$, '22023', 'invalid value for "types"', 'subscribe: empty types is 22023');
+SELECT throws_ok($$SELECT wval_subscribe('g', ARRAY['a', ''])$$, '22023', 'invalid value for "types"', 'subscribe: blank type is 22023');
+SELECT throws_ok($$SELECT wval_subscribe('', ARRAY['a'])$$, '22023', '"group_name" must not be empty', 'subscribe: empty group is 22023');
+SELECT throws_ok($$SELECT wval_subscribe('g', ARRAY['a'], 0)$$, '22023', 'invalid value for "max_attempts"', 'subscribe: max_attempts 0 is 22023');
+SELECT throws_ok($$SELECT wval_subscribe('g', ARRAY['a'], 3, 'soon')$$, '22023', 'invalid duration for "backoff"', 'subscribe: bad backoff is 22023');
+SELECT throws_ok($$SELECT wval_subscribe('g', ARRAY['a'], 3, '1s', '0s')$$, '22023', 'invalid value for "visibility"', 'subscribe: zero visibility is 22023');
+SELECT throws_ok($$SELECT wval._emit('', 'w', 's', 'k', '{}')$$, '22023', '"type" must not be empty', 'emit: empty type is 22023');
+SELECT throws_ok($$SELECT wval._emit('t', 'w', 's', NULL, '{}')$$, '22023', '"idempotency_key" must not be empty', 'emit: missing key is 22023');
+SELECT throws_ok($$SELECT wval_bus_prune('-1 day')$$, '22023', 'invalid value for "older_than"', 'prune: negative period is 22023');
+SELECT throws_ok($$CALL wval_work(0, 100)$$, '22023', 'invalid value for "max_events"', 'work: max_events 0 is 22023');
+
+------------------------------------------------------------------------------
+-- subscribing
+------------------------------------------------------------------------------
+SELECT results_eq(
+    $$SELECT types, max_attempts, backoff, visibility, internal
+      FROM wval_subscribe('t-main', ARRAY['policy_version_published', 'validation_profile_changed', 'policy_version_published'])$$,
+    $$VALUES (ARRAY['policy_version_published', 'validation_profile_changed'], 3, interval '500 ms', interval '30 s', false)$$,
+    'subscribe: defaults 3 attempts, 500ms backoff, 30s visibility; types deduplicated');
+SELECT results_eq(
+    $$SELECT backoff, visibility FROM wval_subscribe('t-short', ARRAY['t.x'], 2, '50ms', '2m')$$,
+    $$VALUES (interval '0.05 s', interval '2 min')$$,
+    'subscribe: short forms 50ms and 2m');
+SELECT results_eq(
+    $$SELECT backoff, visibility FROM wval_subscribe('t-short', ARRAY['t.x'], 2, interval '1 second', interval '1 hour')$$,
+    $$VALUES (interval '1 s', interval '1 h')$$,
+    'subscribe: interval values; a second subscribe changes the group');
+SELECT is((SELECT count(*)::int FROM wval.audit_log WHERE action IN ('bus_subscribed', 'bus_subscription_changed')
+           AND details->>'group_name' = 't-short'), 2, 'subscribe: creation and change are audited');
+
+------------------------------------------------------------------------------
+-- outbox row iff commit (savepoints), deliveries with it
+------------------------------------------------------------------------------
+SELECT lives_ok($$SELECT wval_world_upsert('bus-w1', actor => 'tester')$$, 'a world');
+SAVEPOINT before_publish;
+SELECT is(wval_policy_publish('bus-w1', '{"validation_profiles": {}}', 'alice'), 1, 'publish version 1');
+SELECT results_eq(
+    $$SELECT e.type, e.world_id, e.subject, e.idempotency_key, d.group_name, d.attempts, d.done_at IS NULL
+      FROM wval.events e JOIN wval.deliveries d USING (event_id) WHERE e.world_id = 'bus-w1'$$,
+    $$VALUES ('policy_version_published', 'bus-w1', 'v1', 'policy_version_published:bus-w1:v1', 't-main', 0, true)$$,
+    'publish writes its event and one delivery per subscribed group in the same transaction');
+SELECT is((SELECT array_agg(k ORDER BY k) FROM wval.events e, jsonb_object_keys(e.payload) k WHERE e.world_id = 'bus-w1'),
+          ARRAY['data', 'datacontenttype', 'id', 'source', 'specversion', 'subject', 'time', 'type'],
+          'payload is a CloudEvents 1.0 envelope');
+ROLLBACK TO SAVEPOINT before_publish;
+SELECT is((SELECT count(*)::int FROM wval.events WHERE world_id = 'bus-w1'), 0, 'rolled back publish leaves no event');
+SELECT is((SELECT count(*)::int FROM wval.deliveries WHERE world_key = 'bus-w1'), 0, 'rolled back publish leaves no delivery');
+SELECT is(wval_policy_publish('bus-w1', '{"validation_profiles": {}}', 'alice'), 1, 'publish again');
+SELECT is((SELECT count(*)::int FROM wval.events WHERE world_id = 'bus-w1' AND type = 'policy_version_published'), 1,
+          'the kept publish has its event');
+SELECT throws_ok($$DELETE FROM wval.events WHERE world_id = 'bus-w1'$$, 'WV003', NULL, 'the outbox is append-only');
+SELECT throws_ok($$UPDATE wval.events SET subject = 'x' WHERE world_id = 'bus-w1'$$, 'WV003', NULL, 'outbox rows cannot be updated');
+
+------------------------------------------------------------------------------
+-- dedupe
+------------------------------------------------------------------------------
+SELECT wval_subscribe('t-dedupe', ARRAY['t.dedupe']);
+SELECT isnt(wval._emit('t.dedupe', 'w', 's', 't.dedupe:w:s:1', '{"n": 1}'), NULL, 'first publish of a key returns its event_id');
+SELECT is(wval._emit('t.dedupe', 'w', 's', 't.dedupe:w:s:1', '{"n": 2}'), NULL, 'a repeated key is a no-op (null)');
+SELECT is(wval._emit('t.dedupe', 'w', 's', 't.dedupe:w:s:1', '{"n": 3}'), NULL, 'and again');
+SELECT results_eq($$SELECT count(*)::int, min(payload->'data'->>'n') FROM wval.events WHERE idempotency_key = 't.dedupe:w:s:1'$$,
+                  $$VALUES (1, '1')$$, 'one event with the first data');
+SELECT is((SELECT count(*)::int FROM wval.deliveries WHERE group_name = 't-dedupe'), 1, 'one delivery');
+SELECT is((SELECT dedupe_hits FROM wval.bus_health WHERE group_name = 't-dedupe' AND type = 't.dedupe'), 2::bigint,
+          'dedupe hits are counted');
+
+------------------------------------------------------------------------------
+-- consume / ack, per-world order
+------------------------------------------------------------------------------
+SELECT wval_subscribe('t-order', ARRAY['t.order'], 3, '1s', '30s');
+SELECT wval_subscribe('t-other', ARRAY['t.other']);
+CREATE TEMP TABLE ids AS
+SELECT i, wval._emit(CASE WHEN i = 4 THEN 't.other' ELSE 't.order' END, 'ow' || (CASE WHEN i IN (1, 3, 5) THEN 1 ELSE 2 END),
+                     's' || i, 't.order:' || i, jsonb_build_object('i', i)) AS id
+FROM generate_series(1, 6) i;
+-- ow1: 1 3 5; ow2: 2 6 (4 is another type)
+SELECT is((SELECT count(*)::int FROM wval.deliveries WHERE group_name = 't-order'), 5, 'a group gets only its types');
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-order', 1)$$, $$SELECT id FROM ids WHERE i = 1$$,
+                  'consume hands out the oldest event first');
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-order', 1)$$, $$SELECT id FROM ids WHERE i = 2$$,
+                  'a world with an event in flight is skipped: next comes the other world');
+SELECT is_empty($$SELECT event_id FROM wval_consume('t-order', 10)$$, 'both worlds busy: nothing to hand out');
+SELECT ok(wval_ack('t-order', (SELECT id FROM ids WHERE i = 1)), 'ack returns true');
+SELECT ok(NOT wval_ack('t-order', (SELECT id FROM ids WHERE i = 1)), 'a second ack returns false');
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-order', 10)$$, $$SELECT id FROM ids WHERE i IN (3, 5) ORDER BY i$$,
+                  'after the ack the rest of that world comes, in order');
+SELECT is(wval_ack('t-order', ARRAY(SELECT id FROM ids WHERE i IN (2, 3, 5))), 3, 'batch ack');
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-order', 10)$$, $$SELECT id FROM ids WHERE i = 6$$,
+                  'then the last event');
+SELECT throws_ok(format('SELECT wval_ack(%L, %s)', 't-order', (SELECT id FROM ids WHERE i = 4)), 'WV010',
+                 NULL, 'ack of an event of another type is WV010');
+SELECT is(wval._emit('t.order', 'ow3', 's7', 't.order:7', '{}') IS NOT NULL, true, 'a fresh event');
+SELECT throws_ok(format('SELECT wval_ack(%L, %s)', 't-order', (SELECT max(event_id) FROM wval.events WHERE idempotency_key = 't.order:7')),
+                 '22023', NULL, 'ack of an event not handed out yet is 22023');
+SELECT throws_ok($$SELECT * FROM wval_consume('t-order', 0)$$, '22023', 'invalid value for "max"', 'consume: max 0 is 22023');
+
+------------------------------------------------------------------------------
+-- nack -> retry after backoff -> dead letter after 3 attempts -> redrive
+------------------------------------------------------------------------------
+SELECT wval_subscribe('t-dlq', ARRAY['t.dlq'], 3, '50ms', '1h');
+SELECT wval_subscribe('t-dlq-watch', ARRAY['event_dead_lettered']);
+CREATE TEMP TABLE dl AS SELECT wval._emit('t.dlq', 'dw', 's', 't.dlq:1', '{}') AS id;
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-dlq')$$, $$SELECT id FROM dl$$, 'attempt 1 handed out');
+SELECT throws_ok($$SELECT wval_nack('t-dlq', (SELECT id FROM dl), ' ')$$, '22023', '"error" must not be empty', 'nack needs an error');
+SELECT is(wval_nack('t-dlq', (SELECT id FROM dl), 'boom 1'), 'retry', 'nack 1 schedules a retry');
+SELECT is_empty($$SELECT * FROM wval_consume('t-dlq')$$, 'not handed out during the backoff (50ms x 1)');
+SELECT ok((SELECT visible_at - clock_timestamp() BETWEEN interval '0' AND interval '50 ms' FROM wval.deliveries
+           WHERE group_name = 't-dlq'), 'retry is due backoff x 1 after the nack');
+SELECT pg_sleep(0.06);
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-dlq')$$, $$SELECT id FROM dl$$, 'attempt 2 after the backoff');
+SELECT is(wval_nack('t-dlq', (SELECT id FROM dl), 'boom 2'), 'retry', 'nack 2 schedules a retry');
+SELECT ok((SELECT visible_at - clock_timestamp() BETWEEN interval '50 ms' AND interval '100 ms' FROM wval.deliveries
+           WHERE group_name = 't-dlq'), 'linear backoff: due 50ms x 2 after the second nack');
+SELECT pg_sleep(0.11);
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-dlq')$$, $$SELECT id FROM dl$$, 'attempt 3');
+SELECT is(wval_nack('t-dlq', (SELECT id FROM dl), 'boom 3'), 'dead_lettered', 'nack 3 dead-letters');
+SELECT results_eq($$SELECT attempts, jsonb_array_length(errors), last_error, dead_count FROM wval.dead_letters WHERE group_name = 't-dlq'$$,
+                  $$VALUES (3, 3, 'boom 3', 1)$$, 'the dead letter keeps attempts and every error');
+SELECT is_empty($$SELECT * FROM wval_consume('t-dlq')$$, 'a dead letter is not handed out');
+SELECT results_eq(
+    $$SELECT e.payload->'data' FROM wval.events e WHERE e.type = 'event_dead_lettered' AND e.subject = (SELECT id::text FROM dl)$$,
+    $$SELECT jsonb_build_object('group', 't-dlq', 'event_id', id, 'type', 't.dlq', 'world_id', 'dw', 'attempts', 3, 'last_error', 'boom 3') FROM dl$$,
+    'event_dead_lettered is emitted with group, event_id, attempts and last error');
+SELECT is((SELECT count(*)::int FROM wval.deliveries d JOIN wval.events e USING (event_id)
+           WHERE d.group_name = 't-dlq-watch' AND e.subject = (SELECT id::text FROM dl)), 1,
+          'and delivered to groups that subscribed to it');
+SELECT results_eq($$SELECT backlog, retried, dead_lettered, dead_letters, processed FROM wval.bus_health WHERE group_name = 't-dlq'$$,
+                  $$VALUES (0::bigint, 2::bigint, 1::bigint, 1::bigint, 0::bigint)$$, 'health counts retries and dead letters');
+SELECT is(wval_nack('t-dlq', (SELECT id FROM dl), 'late'), 'ignored', 'a nack after the end is ignored');
+SELECT is(wval_redrive('t-dlq', (SELECT id FROM dl)), 1, 'redrive');
+SELECT throws_ok($$SELECT wval_redrive('t-dlq', (SELECT id FROM dl))$$, '22023', NULL, 'redrive of a live event is 22023');
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-dlq')$$, $$SELECT id FROM dl$$, 'a redriven event is handed out again');
+SELECT results_eq($$SELECT attempts, dead_count, done_at IS NULL FROM wval.deliveries WHERE group_name = 't-dlq'$$,
+                  $$VALUES (1, 1, true)$$, 'with fresh attempts');
+SELECT ok(wval_ack('t-dlq', (SELECT id FROM dl)), 'and acked');
+SELECT is_empty($$SELECT * FROM wval.dead_letters WHERE group_name = 't-dlq'$$, 'no dead letter left');
+
+------------------------------------------------------------------------------
+-- visibility timeout
+------------------------------------------------------------------------------
+SELECT wval_subscribe('t-vis', ARRAY['t.vis'], 2, '0s', '50ms');
+CREATE TEMP TABLE vis AS SELECT wval._emit('t.vis', 'vw', 's', 't.vis:1', '{}') AS id;
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-vis')$$, $$SELECT id FROM vis$$, 'handed out');
+SELECT is_empty($$SELECT * FROM wval_consume('t-vis')$$, 'not again within the visibility timeout');
+SELECT pg_sleep(0.06);
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-vis')$$, $$SELECT id FROM vis$$,
+                  'neither acked nor nacked within visibility: handed out again');
+SELECT results_eq($$SELECT attempts, errors->0->>'error' FROM wval.deliveries WHERE group_name = 't-vis'$$,
+                  $$VALUES (2, 'visibility timeout expired')$$, 'the timeout counts as a failed attempt');
+SELECT pg_sleep(0.06);
+SELECT is_empty($$SELECT * FROM wval_consume('t-vis')$$, 'after max_attempts timeouts the event is not handed out');
+SELECT results_eq($$SELECT attempts, last_error FROM wval.dead_letters WHERE group_name = 't-vis'$$,
+                  $$VALUES (2, 'visibility timeout expired')$$, 'but dead-lettered');
+
+------------------------------------------------------------------------------
+-- expiry
+------------------------------------------------------------------------------
+SELECT wval_subscribe('t-ttl', ARRAY['t.ttl']);
+CREATE TEMP TABLE ttl AS
+SELECT wval._emit('t.ttl', 'tw1', 's', 't.ttl:1', '{}', interval '1 millisecond') AS short_id,
+       wval._emit('t.ttl', 'tw2', 's', 't.ttl:2', '{}', interval '1 hour') AS long_id;
+SELECT ok((SELECT expires_at = created_at + interval '1 ms' FROM wval.events WHERE event_id = (SELECT short_id FROM ttl)),
+          'expires_at = created_at + ttl');
+SELECT pg_sleep(0.01);
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-ttl')$$, $$SELECT long_id FROM ttl$$,
+                  'an expired event is not handed out; the fresh one is');
+SELECT results_eq($$SELECT outcome, attempts FROM wval.deliveries WHERE group_name = 't-ttl' AND event_id = (SELECT short_id FROM ttl)$$,
+                  $$VALUES ('expired', 0)$$, 'it is finished as expired');
+SELECT results_eq($$SELECT expired, backlog FROM wval.bus_health WHERE group_name = 't-ttl'$$,
+                  $$VALUES (1::bigint, 1::bigint)$$, 'health counts it as expired, not as backlog');
+
+------------------------------------------------------------------------------
+-- health: latency and oldest age
+------------------------------------------------------------------------------
+SELECT ok((SELECT latency_avg_ms > 0 AND latency_p95_ms > 0 AND processed = 4
+           FROM wval.bus_health WHERE group_name = 't-order' AND type = 't.order'),
+          'health reports processed and a latency for acked events');
+SELECT ok((SELECT oldest_unacked_age >= interval '0' AND backlog = 2 AND in_flight = 1
+           FROM wval.bus_health WHERE group_name = 't-order'),
+          'health reports the backlog, what is in flight and the age of the oldest unacked event');
+SELECT ok((SELECT oldest_unacked_age IS NULL AND backlog = 0 FROM wval.bus_health WHERE group_name = 't-dlq'),
+          'no age when nothing is unacked');
+
+------------------------------------------------------------------------------
+-- internal consumers: wval_work
+------------------------------------------------------------------------------
+CREATE TABLE public.bus_work_seen (event_id bigint, n int);
+CREATE FUNCTION public.bus_work_handler(e wval.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF (e.payload->'data'->>'fail')::boolean THEN
+        RAISE EXCEPTION 'handler failed on %', e.event_id;
+    END IF;
+    INSERT INTO public.bus_work_seen VALUES (e.event_id, (e.payload->'data'->>'n')::int);
+END
+$$;
+SELECT throws_ok($$SELECT wval._register_handler('t-internal', 't.work', 'now()'::regprocedure)$$, '22023',
+                 'invalid value for "handler"', 'a handler must take one wval.events');
+SELECT lives_ok($$SELECT wval._register_handler('t-internal', 't.work', 'public.bus_work_handler(wval.events)')$$,
+                'register an internal handler');
+SELECT results_eq($$SELECT internal, types FROM wval.consumer_groups WHERE group_name = 't-internal'$$,
+                  $$VALUES (true, ARRAY['t.work'])$$, 'it creates an internal group');
+SELECT throws_ok($$SELECT wval_subscribe('t-internal', ARRAY['x'])$$, '42501', NULL, 'clients cannot take over an internal group');
+SELECT wval._emit('t.work', 'ww', 's' || i, 't.work:' || i, jsonb_build_object('n', i, 'fail', i = 2)) FROM generate_series(1, 3) i;
+CALL wval_work(100, 5000);
+SELECT results_eq($$SELECT n FROM public.bus_work_seen ORDER BY n$$, $$VALUES (1), (3)$$, 'wval_work dispatches events to the handler');
+SELECT results_eq($$SELECT d.outcome, d.attempts, d.errors->0->>'error' LIKE 'P0001: handler failed on %'
+                    FROM wval.deliveries d JOIN wval.events e USING (event_id)
+                    WHERE d.group_name = 't-internal' ORDER BY e.payload->'data'->>'n'$$,
+                  $$VALUES ('acked'::text, 1, NULL::boolean), (NULL, 1, true), ('acked', 1, NULL)$$,
+                  'handled events are acked, a failing handler nacks (its work is rolled back)');
+SELECT is(wval._work(100, 5000), '{"failed": 0, "processed": 0}'::jsonb, 'nothing due during the backoff');
+
+------------------------------------------------------------------------------
+-- pg_cron job
+------------------------------------------------------------------------------
+SELECT ok(wval_schedule_bus_worker() > 0, 'schedule the bus worker');
+SELECT results_eq($$SELECT schedule, command FROM cron.job WHERE jobname = 'wval:bus-worker'$$,
+                  $$VALUES ('* * * * *'::text, 'CALL public.wval_work(1000, 10000)'::text)$$, 'every minute, CALL wval_work');
+SELECT lives_ok($$SELECT wval_schedule_bus_worker('*/5 * * * *', 50, 2000)$$, 'rescheduling');
+SELECT results_eq($$SELECT count(*)::int, min(schedule) FROM cron.job WHERE jobname = 'wval:bus-worker'$$,
+                  $$VALUES (1, '*/5 * * * *'::text)$$, 'replaces the job');
+SELECT ok(wval_unschedule_bus_worker(), 'unschedule');
+SELECT ok(NOT wval_unschedule_bus_worker(), 'unschedule again: nothing to do');
+
+------------------------------------------------------------------------------
+-- roles
+------------------------------------------------------------------------------
+SET LOCAL ROLE wval_analyst;
+SELECT lives_ok($$SELECT * FROM wval.bus_health$$, 'analysts read bus_health');
+SELECT lives_ok($$SELECT * FROM wval.dead_letters$$, 'analysts read dead_letters');
+SELECT throws_ok($$SELECT * FROM wval_consume('t-order')$$, '42501', NULL, 'analysts cannot consume');
+RESET ROLE;
+SET LOCAL ROLE wval_producer;
+SELECT lives_ok($$SELECT wval_subscribe('t-producer', ARRAY['t.p'])$$, 'producers subscribe');
+SELECT is_empty($$SELECT * FROM wval_consume('t-producer')$$, 'and consume');
+SELECT throws_ok($$SELECT wval_redrive('t-dlq')$$, '42501', NULL, 'producers cannot redrive');
+SELECT throws_ok($$SELECT wval._emit('t.p', 'w', 's', 'k-producer', '{}')$$, '42501', NULL, 'producers cannot emit directly');
+RESET ROLE;
+SET LOCAL ROLE wval_admin;
+SELECT is(wval_redrive('t-vis'), 1, 'admins redrive (all dead letters of a group)');
+RESET ROLE;
+
+SELECT * FROM finish();
+ROLLBACK;
