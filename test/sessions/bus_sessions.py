@@ -1,0 +1,258 @@
+"""Multi-session tests of the event bus (run by test/sessions/bus_*.sh).
+
+    python3 bus_sessions.py notify|late_commit|concurrent
+
+Each test connects with the libpq environment that scripts/test.sh exports
+(PGHOST, PGPORT, PGUSER, PGDATABASE), prints what it checks, and exits
+non-zero on the first failed check.  Names (groups, types, worlds) carry a
+per-run suffix so that the tests can share the database with the others.
+"""
+
+import json
+import random
+import select
+import sys
+import threading
+import time
+import uuid
+
+import psycopg2
+
+RUN = uuid.uuid4().hex[:8]
+
+
+def connect(autocommit=True):
+    conn = psycopg2.connect("")
+    conn.autocommit = autocommit
+    return conn
+
+
+def check(cond, what):
+    print(("ok - " if cond else "not ok - ") + what, flush=True)
+    if not cond:
+        sys.exit(1)
+
+
+def one(conn, sql, args=()):
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchone()[0]
+
+
+def notifies(conn, wait):
+    """NOTIFY payloads that arrive on conn within wait seconds."""
+    got = []
+    end = time.monotonic() + wait
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        if select.select([conn], [], [], left) != ([], [], []):
+            conn.poll()
+            got += [json.loads(n.payload) for n in conn.notifies if n.channel == "wval_events"]
+            conn.notifies.clear()
+    return got
+
+
+def wait_notify(conn, pred, timeout=20):
+    """The first NOTIFY payload on conn that satisfies pred (or None)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for p in notifies(conn, min(0.5, end - time.monotonic())):
+            if pred(p):
+                return p
+    return None
+
+
+def test_notify():
+    """NOTIFY arrives only after commit, carries only the pointer; rollback sends nothing."""
+    typ = "s.notify." + RUN
+    listener = connect()
+    listener.cursor().execute("LISTEN wval_events")
+    writer = connect(autocommit=False)
+
+    big = "x" * 20000    # far above NOTIFY's 8000-byte limit: must not travel
+    eid = one(writer, "SELECT wval._emit(%s, 'nw', 's1', %s, jsonb_build_object('big', %s::text))",
+              (typ, typ + ":1", big))
+    early = notifies(listener, 1.0)
+    check(not [p for p in early if p.get("type") == typ], "no NOTIFY while the emitting transaction is open")
+    check(one(listener, "SELECT count(*) FROM wval.events WHERE event_id = %s", (eid,)) == 0,
+          "the uncommitted event is invisible to other sessions")
+    writer.commit()
+    p = wait_notify(listener, lambda p: p.get("type") == typ)
+    check(p == {"event_id": eid, "type": typ, "world_id": "nw"},
+          "after commit the NOTIFY carries exactly {event_id, type, world_id}: %r" % (p,))
+    check(one(listener, "SELECT payload->'data'->>'big' FROM wval.events WHERE event_id = %s", (p["event_id"],)) == big,
+          "the pointer leads to the committed event with its full data")
+
+    one(writer, "SELECT wval._emit(%s, 'nw', 's2', %s, '{}')", (typ, typ + ":2"))
+    writer.rollback()
+    late = notifies(listener, 1.0)
+    check(not [p for p in late if p.get("type") == typ], "a rolled-back emit sends no NOTIFY")
+    check(one(listener, "SELECT count(*) FROM wval.events WHERE idempotency_key = %s", (typ + ":2",)) == 0,
+          "and leaves no event")
+
+    # a real write path: publishing a policy announces itself the same way
+    world = "nw-" + RUN
+    one(writer, "SELECT world_id FROM wval_world_upsert(%s, actor => 'tester')", (world,))
+    version = one(writer, "SELECT wval_policy_publish(%s, '{\"validation_profiles\": {}}', 'alice')", (world,))
+    check(not [p for p in notifies(listener, 0.5) if p.get("world_id") == world],
+          "wval_policy_publish: no NOTIFY before commit")
+    writer.commit()
+    p = wait_notify(listener, lambda p: p.get("world_id") == world)
+    check(p is not None and p["type"] == "policy_version_published" and
+          one(listener, "SELECT subject FROM wval.events WHERE event_id = %s", (p["event_id"],)) == "v%d" % version,
+          "wval_policy_publish: NOTIFY after commit points at policy_version_published v%d" % version)
+
+
+def test_late_commit():
+    """A smaller event_id that commits after a larger one is delivered, not skipped."""
+    typ = "s.late." + RUN
+    group = "late-" + RUN
+    admin = connect()
+    one(admin, "SELECT group_name FROM wval_subscribe(%s, %s)", (group, [typ]))
+    t1 = connect(autocommit=False)
+    t2 = connect(autocommit=False)
+    small = one(t1, "SELECT wval._emit(%s, 'lw', 'a', %s, '{}')", (typ, typ + ":a"))
+    large = one(t2, "SELECT wval._emit(%s, 'lw', 'b', %s, '{}')", (typ, typ + ":b"))
+    check(small < large, "the open transaction holds the smaller event_id (%d < %d)" % (small, large))
+    t2.commit()
+
+    consumer = connect()
+    with consumer.cursor() as cur:
+        cur.execute("SELECT event_id FROM wval_consume(%s, 100)", (group,))
+        first = [r[0] for r in cur.fetchall()]
+    check(first == [large], "the consumer sees only the committed larger id: %r" % first)
+    check(one(consumer, "SELECT wval_ack(%s, %s)", (group, large)), "and acks it")
+
+    t1.commit()
+    with consumer.cursor() as cur:
+        cur.execute("SELECT event_id FROM wval_consume(%s, 100)", (group,))
+        second = [r[0] for r in cur.fetchall()]
+    check(second == [small], "after the late commit the smaller id is handed out: %r" % second)
+    check(one(consumer, "SELECT wval_ack(%s, %s)", (group, small)), "and acked")
+    check(one(consumer, "SELECT count(*) FILTER (WHERE outcome = 'acked' AND attempts = 1) = 2 AND count(*) = 2 "
+                        "FROM wval.deliveries WHERE group_name = %s", (group,)),
+          "both events acked exactly once")
+
+    # a subscription waits for transactions that are emitting: the group gets
+    # exactly the events that commit after it
+    typ2 = "s.sub." + RUN
+    group2 = "sub-" + RUN
+    t1 = connect(autocommit=False)
+    before = one(t1, "SELECT wval._emit(%s, 'sw', 'before', %s, '{}')", (typ2, typ2 + ":before"))
+    result = {}
+
+    def subscribe():
+        c = connect()
+        one(c, "SELECT group_name FROM wval_subscribe(%s, %s)", (group2, [typ2]))
+        result["done"] = time.monotonic()
+    th = threading.Thread(target=subscribe)
+    th.start()
+    time.sleep(1.0)
+    check("done" not in result, "wval_subscribe waits while a transaction is emitting")
+    t1.commit()
+    th.join(10)
+    check("done" in result, "and completes when it commits")
+    after = one(admin, "SELECT wval._emit(%s, 'sw', 'after', %s, '{}')", (typ2, typ2 + ":after"))
+    got = [r for r in (one(admin, "SELECT array_agg(event_id ORDER BY event_id) FROM wval.deliveries "
+                                  "WHERE group_name = %s", (group2,)) or [])]
+    check(got == [after], "the new group gets the event emitted after it (%d), not the one before (%d): %r"
+          % (after, before, got))
+
+
+def test_concurrent():
+    """3 concurrent consumers drain 2,400 events: each acked once, per-world order kept."""
+    typ = "s.conc." + RUN
+    group = "conc-" + RUN
+    n_events, n_worlds = 2400, 6
+    admin = connect()
+    one(admin, "SELECT group_name FROM wval_subscribe(%s, %s, 3, '500ms', '5min')", (group, [typ]))
+    for chunk in range(4):     # four publishing transactions, worlds interleaved
+        one(admin, """SELECT count(wval._emit(%s, 'cw' || (i %% %s), 's' || i, %s || i,
+                                             jsonb_build_object('i', i)))
+                      FROM generate_series(%s, %s) i""",
+            (typ, n_worlds, typ + ":", chunk * 600 + 1, chunk * 600 + 600))
+    check(one(admin, "SELECT count(*) FROM wval.deliveries WHERE group_name = %s", (group,)) == n_events,
+          "%d deliveries queued" % n_events)
+
+    log = []                 # (consumer, world, [event_ids], t_got, time of the world's last ack)
+    bad_acks = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def consume(tid):
+        conn = connect()
+        cur = conn.cursor()
+        rnd = random.Random(tid)
+        empty = 0
+        while not stop.is_set():
+            # small, uneven batches: runs of a world are often cut by the
+            # batch size, so consumers race for the rest of the same world
+            cur.execute("SELECT event_id, world_id FROM wval_consume(%s, %s)", (group, rnd.randint(1, 12)))
+            rows = cur.fetchall()
+            t_got = time.monotonic()
+            if not rows:
+                empty += 1
+                cur.execute("SELECT count(*) FROM wval.deliveries WHERE group_name = %s AND done_at IS NULL",
+                            (group,))
+                if cur.fetchone()[0] == 0:
+                    return
+                time.sleep(0.005 * min(empty, 10))
+                continue
+            empty = 0
+            per_world = {}
+            last_ack = {}
+            for eid, world in rows:
+                if rnd.random() < 0.02:
+                    time.sleep(0.002)          # uneven processing times
+                per_world.setdefault(world, []).append(eid)
+                cur.execute("SELECT wval_ack(%s, %s)", (group, eid))
+                if not cur.fetchone()[0]:
+                    with lock:
+                        bad_acks.append(eid)
+                last_ack[world] = time.monotonic()
+            with lock:
+                for world, ids in per_world.items():
+                    log.append((tid, world, ids, t_got, last_ack[world]))
+
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(300)
+    stop.set()
+
+    handed = [eid for _, _, ids, _, _ in log for eid in ids]
+    check(len(handed) == n_events and len(set(handed)) == n_events,
+          "every event handed out exactly once (%d hand-outs, %d distinct)" % (len(handed), len(set(handed))))
+    check(not bad_acks, "every ack acknowledged a pending event")
+    per_consumer = [sum(len(ids) for t, _, ids, _, _ in log if t == i) for i in range(3)]
+    check(all(c > 0 for c in per_consumer), "all three consumers did work: %r" % per_consumer)
+    check(one(admin, """SELECT count(*) FILTER (WHERE outcome = 'acked' AND attempts = 1) FROM wval.deliveries
+                        WHERE group_name = %s""", (group,)) == n_events,
+          "the database has every delivery acked after one attempt")
+
+    overlaps = 0
+    disorder = 0
+    worlds = {}
+    for entry in sorted(log, key=lambda e: e[3]):
+        worlds.setdefault(entry[1], []).append(entry)
+    for world, entries in worlds.items():
+        seq = [eid for e in entries for eid in e[2]]
+        disorder += sum(1 for a, b in zip(seq, seq[1:]) if a > b)
+        for a, b in zip(entries, entries[1:]):
+            if a[0] != b[0] and b[3] < a[4]:
+                overlaps += 1
+    check(disorder == 0, "per world, events were handed out in event_id order")
+    check(overlaps == 0, "a world was never in the hands of two consumers at once")
+    check(one(admin, """SELECT count(*) FROM (
+                            SELECT event_id < lag(event_id) OVER (PARTITION BY world_key ORDER BY done_at) AS back
+                            FROM wval.deliveries WHERE group_name = %s) x WHERE back""", (group,)) == 0,
+          "per world, the acks in the database follow event_id order")
+    switches = sum(1 for es in worlds.values() for a, b in zip(es, es[1:]) if a[0] != b[0])
+    print("# %d hand-overs of a world between consumers" % switches)
+
+
+if __name__ == "__main__":
+    {"notify": test_notify, "late_commit": test_late_commit, "concurrent": test_concurrent}[sys.argv[1]]()
