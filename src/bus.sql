@@ -107,6 +107,7 @@ CREATE TABLE wval.deliveries (
     expires_at  timestamptz,
     visible_at  timestamptz NOT NULL,
     attempts    integer NOT NULL DEFAULT 0,
+    handouts    integer NOT NULL DEFAULT 0,
     leased      boolean NOT NULL DEFAULT false,
     leased_at   timestamptz,
     done_at     timestamptz,
@@ -124,6 +125,7 @@ COMMENT ON COLUMN wval.deliveries.world_key IS 'world_id of the event, '''' for 
 COMMENT ON COLUMN wval.deliveries.enqueued_at IS 'when the event was emitted (events.created_at)';
 COMMENT ON COLUMN wval.deliveries.visible_at IS 'the event may be handed out from this time on (lease end, or end of the backoff after a nack)';
 COMMENT ON COLUMN wval.deliveries.attempts IS 'how often the event was handed out since it was emitted or redriven';
+COMMENT ON COLUMN wval.deliveries.handouts IS 'how often the event was handed out in all (not reset by a redrive): the retried counter of wval.bus_health';
 COMMENT ON COLUMN wval.deliveries.leased IS 'true while the latest hand-out is neither acked nor nacked';
 COMMENT ON COLUMN wval.deliveries.leased_at IS 'time of the latest hand-out';
 COMMENT ON COLUMN wval.deliveries.done_at IS 'when the group finished the event (ack, expiry or dead letter); null while outstanding';
@@ -446,6 +448,7 @@ BEGIN
         upd AS (
             UPDATE wval.deliveries d SET
                 attempts   = CASE WHEN r.act = 'lease' THEN d.attempts + 1 ELSE d.attempts END,
+                handouts   = CASE WHEN r.act = 'lease' THEN d.handouts + 1 ELSE d.handouts END,
                 visible_at = CASE WHEN r.act = 'lease' THEN t + g.visibility ELSE d.visible_at END,
                 leased     = (r.act = 'lease'),
                 leased_at  = CASE WHEN r.act = 'lease' THEN t ELSE d.leased_at END,
@@ -788,7 +791,7 @@ WITH d AS (
            count(*) FILTER (WHERE x.done_at IS NULL AND x.leased AND x.visible_at > now()) AS in_flight,
            min(x.enqueued_at) FILTER (WHERE x.done_at IS NULL) AS oldest_unacked,
            count(*) FILTER (WHERE x.outcome = 'acked') AS processed,
-           sum(greatest(x.attempts - 1, 0)) AS retried,
+           sum(greatest(x.handouts - 1, 0)) AS retried,
            sum(x.dead_count) AS dead_lettered,
            count(*) FILTER (WHERE x.outcome = 'dead') AS dead_letters,
            count(*) FILTER (WHERE x.outcome = 'expired') AS expired,
@@ -874,7 +877,7 @@ BEGIN
     folded AS (
         INSERT INTO wval.bus_counters AS c (group_name, type, processed, retried, dead_lettered, expired)
         SELECT g.group_name, g.type, count(*) FILTER (WHERE g.outcome = 'acked'),
-               sum(greatest(g.attempts - 1, 0)), sum(g.dead_count), count(*) FILTER (WHERE g.outcome = 'expired')
+               sum(greatest(g.handouts - 1, 0)), sum(g.dead_count), count(*) FILTER (WHERE g.outcome = 'expired')
         FROM gone g GROUP BY g.group_name, g.type
         ON CONFLICT (group_name, type) DO UPDATE
             SET processed = c.processed + excluded.processed, retried = c.retried + excluded.retried,

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# test/bench/bus.sh: event-bus throughput (not part of scripts/test.sh).
+#
+#   test/bench/bus.sh [seconds]       (default 20 s of publishing)
+#
+# On a throw-away cluster (PostgreSQL defaults: fsync and synchronous_commit
+# on; BUS_BENCH_FAST=1 turns them off):
+#   1. publish: pgbench, 4 clients, each transaction inserts a row into a
+#      table and emits its event with wval._emit (a consumer group is
+#      subscribed, so every event also gets its delivery row) -> events/s;
+#   2. drain: 3 consumer threads (test/bench/bus_drain.py), wval_consume 100
+#      at a time, once acknowledging each event with wval_ack(group, id)
+#      and once with one wval_ack(group, ids[]) per batch -> events/s.
+# Prints the numbers; keep the machine otherwise idle for comparable runs.
+
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
+secs=${1:-20}
+
+ensure_packages
+build
+WORK=$(mktemp -d /tmp/wval-bench.XXXXXX)
+chmod 755 "$WORK"
+BIN=$WORK/stage$PG_BINDIR
+trap 'stop_cluster "$BIN" "$WORK/cluster"; rm -rf "$WORK"' EXIT
+stage "$WORK/stage"
+extra=""
+[ "${BUS_BENCH_FAST:-0}" = 1 ] && extra="fsync = off
+synchronous_commit = off"
+start_cluster "$BIN" "$WORK/cluster" bench "$extra
+shared_buffers = 256MB"
+export PGHOST=$WORK/cluster/sock PGPORT=5432 PGUSER=postgres PGDATABASE=bench
+"$BIN/psql" -q -X -d postgres -c "CREATE DATABASE bench"
+"$BIN/psql" -q -X -v ON_ERROR_STOP=1 <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION wval CASCADE;
+CREATE TABLE bench_runs (id bigserial PRIMARY KEY, world_id text NOT NULL, metrics jsonb NOT NULL,
+                         created_at timestamptz NOT NULL DEFAULT now());
+SELECT group_name FROM wval_subscribe('bench-per-event', ARRAY['bench.run_created'], 3, '500ms', '5min');
+SELECT group_name FROM wval_subscribe('bench-batch', ARRAY['bench.run_created'], 3, '500ms', '5min');
+SQL
+
+cat >"$WORK/publish.sql" <<'EOF2'
+\set w random(1, 50)
+BEGIN;
+INSERT INTO bench_runs (world_id, metrics) VALUES ('w' || :w, '{"sharpe": 1.25, "max_drawdown": -0.12}') RETURNING id \gset
+SELECT wval._emit('bench.run_created', 'w' || :w, :id::text, 'bench.run_created:w' || :w || ':' || :id,
+                  jsonb_build_object('run_id', :id, 'world', 'w' || :w, 'status', 'pass', 'stage', 'backtest',
+                                     'recommended_stage', 'paper_only', 'policy_version', 3));
+END;
+EOF2
+log "publish: pgbench -c 4 -j 2 -T $secs (insert a row + wval._emit per transaction)"
+"$BIN/pgbench" -n -c 4 -j 2 -T "$secs" -f "$WORK/publish.sql" >"$WORK/pgbench.out" 2>&1 ||
+	{ cat "$WORK/pgbench.out"; die "pgbench failed"; }
+tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$WORK/pgbench.out")
+events=$("$BIN/psql" -X -At -c "SELECT count(*) FROM wval.events")
+lat=$(sed -n 's/^latency average = \(.*\)$/\1/p' "$WORK/pgbench.out")
+printf 'publish: %s events in %ss, %.0f events/s (latency average %s)\n' "$events" "$secs" "$tps" "$lat"
+
+py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3
+"$py" "$(dirname "$0")/bus_drain.py" bench-per-event one
+"$py" "$(dirname "$0")/bus_drain.py" bench-batch batch
+"$BIN/psql" -X -c "SELECT group_name, backlog, processed, retried, latency_p95_ms FROM wval.bus_health ORDER BY 1"

@@ -1,0 +1,47 @@
+"""Drains one consumer group with 3 threads and prints events/s (test/bench/bus.sh).
+
+    python3 bus_drain.py GROUP one|batch
+
+one: wval_ack(group, event_id) per event; batch: wval_ack(group, ids[]) per batch.
+"""
+import sys
+import threading
+import time
+
+import psycopg2
+
+group, mode = sys.argv[1], sys.argv[2]
+counts = [0, 0, 0]
+
+
+def work(i):
+    conn = psycopg2.connect("")
+    conn.autocommit = True
+    cur = conn.cursor()
+    while True:
+        cur.execute("SELECT event_id FROM wval_consume(%s, 100)", (group,))
+        ids = [r[0] for r in cur.fetchall()]
+        if not ids:
+            cur.execute("SELECT count(*) FROM wval.deliveries WHERE group_name = %s AND done_at IS NULL", (group,))
+            if cur.fetchone()[0] == 0:
+                return
+            time.sleep(0.002)
+            continue
+        if mode == "batch":
+            cur.execute("SELECT wval_ack(%s, %s::bigint[])", (group, ids))
+        else:
+            for eid in ids:
+                cur.execute("SELECT wval_ack(%s, %s)", (group, eid))
+        counts[i] += len(ids)
+
+
+t0 = time.monotonic()
+threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+dt = time.monotonic() - t0
+n = sum(counts)
+print("drain (%s, 3 consumers, ack %s): %d events in %.1fs, %.0f events/s (per consumer %s)"
+      % (group, "per event" if mode == "one" else "per batch", n, dt, n / dt, counts), flush=True)
