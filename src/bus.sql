@@ -395,6 +395,7 @@ DECLARE
     w record;
     handed bigint[] := '{}';
     got bigint[];
+    expired bigint[];
     died bigint[];
     n integer;
 BEGIN
@@ -412,14 +413,26 @@ BEGIN
           AND x.expires_at <= t AND x.visible_at <= t
         FOR UPDATE SKIP LOCKED);
 
-    -- worlds whose queue head may be handed out, oldest head first
+    -- worlds whose queue head may be handed out, oldest head first.  The
+    -- recursive part walks the distinct worlds of the queue index (one probe
+    -- per world) instead of reading the whole backlog.
     FOR w IN
-        SELECT h.world_key FROM (
-            SELECT DISTINCT ON (x.world_key) x.world_key, x.event_id, x.visible_at
-            FROM wval.deliveries x
-            WHERE x.group_name = g.group_name AND x.done_at IS NULL
-            ORDER BY x.world_key, x.event_id) h
-        WHERE h.visible_at <= t
+        WITH RECURSIVE worlds AS (
+            (SELECT x.world_key FROM wval.deliveries x
+             WHERE x.group_name = g.group_name AND x.done_at IS NULL
+             ORDER BY x.world_key LIMIT 1)
+            UNION ALL
+            SELECT (SELECT x.world_key FROM wval.deliveries x
+                    WHERE x.group_name = g.group_name AND x.done_at IS NULL AND x.world_key > ws.world_key
+                    ORDER BY x.world_key LIMIT 1)
+            FROM worlds ws WHERE ws.world_key IS NOT NULL)
+        SELECT ws.world_key
+        FROM worlds ws
+        CROSS JOIN LATERAL (
+            SELECT x.event_id, x.visible_at FROM wval.deliveries x
+            WHERE x.group_name = g.group_name AND x.world_key = ws.world_key AND x.done_at IS NULL
+            ORDER BY x.event_id LIMIT 1) h
+        WHERE ws.world_key IS NOT NULL AND h.visible_at <= t
         ORDER BY h.event_id
         LIMIT wval_consume.max
     LOOP
@@ -427,53 +440,71 @@ BEGIN
         -- another consumer is claiming this world right now: skip it
         CONTINUE WHEN NOT pg_try_advisory_xact_lock(2004312429, hashtext(g.group_name || '/' || w.world_key));
         -- a new statement, so a new snapshot: it sees every claim committed
-        -- before the lock was granted.  Take the visible prefix of the queue.
-        WITH prefix AS (
-            SELECT x.event_id, x.attempts, x.expires_at, x.visible_at
-            FROM wval.deliveries x
-            WHERE x.group_name = g.group_name AND x.world_key = w.world_key AND x.done_at IS NULL
-              -- nothing of this world may be in another consumer's hands
-              AND NOT EXISTS (SELECT 1 FROM wval.deliveries z
-                              WHERE z.group_name = g.group_name AND z.world_key = w.world_key
-                                AND z.done_at IS NULL AND z.leased AND z.visible_at > t)
-            ORDER BY x.event_id
-            LIMIT budget),
-        run AS (
-            SELECT p.event_id,
-                   CASE WHEN p.expires_at <= t THEN 'expire'
-                        WHEN p.attempts >= g.max_attempts THEN 'dead'
-                        ELSE 'lease' END AS act,
-                   bool_and(p.visible_at <= t) OVER (ORDER BY p.event_id) AS open
-            FROM prefix p),
-        upd AS (
-            UPDATE wval.deliveries d SET
-                attempts   = CASE WHEN r.act = 'lease' THEN d.attempts + 1 ELSE d.attempts END,
-                handouts   = CASE WHEN r.act = 'lease' THEN d.handouts + 1 ELSE d.handouts END,
-                visible_at = CASE WHEN r.act = 'lease' THEN t + g.visibility ELSE d.visible_at END,
-                leased     = (r.act = 'lease'),
-                leased_at  = CASE WHEN r.act = 'lease' THEN t ELSE d.leased_at END,
-                done_at    = CASE WHEN r.act = 'lease' THEN NULL ELSE t END,
-                outcome    = CASE r.act WHEN 'expire' THEN 'expired' WHEN 'dead' THEN 'dead' END,
-                dead_count = d.dead_count + (r.act = 'dead')::integer,
-                errors     = CASE WHEN d.leased AND r.act <> 'expire'
-                                  THEN d.errors || jsonb_build_array(jsonb_build_object(
-                                           'attempt', d.attempts, 'at', t,
-                                           'error', 'visibility timeout expired'))
-                                  ELSE d.errors END
-            FROM run r
-            WHERE r.open AND d.group_name = g.group_name AND d.event_id = r.event_id
-              AND d.done_at IS NULL AND d.visible_at <= t
-            RETURNING d.event_id, r.act)
-        SELECT coalesce(array_agg(u.event_id ORDER BY u.event_id) FILTER (WHERE u.act = 'lease'), '{}'),
-               coalesce(array_agg(u.event_id ORDER BY u.event_id) FILTER (WHERE u.act = 'dead'), '{}'),
-               count(*)
-        INTO got, died, n
-        FROM upd u;
-        handed := handed || got;
-        budget := budget - n;
-        FOR i IN 1 .. coalesce(cardinality(died), 0) LOOP
-            PERFORM wval._dead_lettered(g.group_name, died[i]);
-        END LOOP;
+        -- before the lock was granted.  Take the visible prefix of the queue,
+        -- unless something of this world is in another consumer's hands.
+        SELECT coalesce(array_agg(r.event_id ORDER BY r.event_id) FILTER (WHERE r.act = 'lease'), '{}'),
+               coalesce(array_agg(r.event_id ORDER BY r.event_id) FILTER (WHERE r.act = 'expire'), '{}'),
+               coalesce(array_agg(r.event_id ORDER BY r.event_id) FILTER (WHERE r.act = 'dead'), '{}')
+        INTO got, expired, died
+        FROM (SELECT p.event_id,
+                     CASE WHEN p.expires_at <= t THEN 'expire'
+                          WHEN p.attempts >= g.max_attempts THEN 'dead'
+                          ELSE 'lease' END AS act,
+                     bool_and(p.visible_at <= t) OVER (ORDER BY p.event_id) AS open
+              FROM (SELECT x.event_id, x.attempts, x.expires_at, x.visible_at
+                    FROM wval.deliveries x
+                    WHERE x.group_name = g.group_name AND x.world_key = w.world_key AND x.done_at IS NULL
+                      AND NOT EXISTS (SELECT 1 FROM wval.deliveries z
+                                      WHERE z.group_name = g.group_name AND z.world_key = w.world_key
+                                        AND z.done_at IS NULL AND z.leased AND z.visible_at > t)
+                    ORDER BY x.event_id
+                    LIMIT budget) p) r
+        WHERE r.open;
+        -- the conditions are re-checked on rows changed meanwhile by a late
+        -- ack or nack of an earlier holder (they take no world lock).
+        -- "outcome IS NULL" is "done_at IS NULL" (CHECK constraint) in a form
+        -- that keeps the planner on the primary key even with stale
+        -- statistics instead of walking the partial queue index.
+        IF cardinality(got) > 0 THEN
+            UPDATE wval.deliveries d
+            SET attempts = d.attempts + 1, handouts = d.handouts + 1, visible_at = t + g.visibility,
+                leased = true, leased_at = t,
+                errors = CASE WHEN d.leased
+                              THEN d.errors || jsonb_build_array(jsonb_build_object(
+                                       'attempt', d.attempts, 'at', t, 'error', 'visibility timeout expired'))
+                              ELSE d.errors END
+            WHERE d.group_name = g.group_name AND d.event_id = ANY (got)
+              AND d.outcome IS NULL AND d.visible_at <= t;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            IF n < cardinality(got) THEN
+                -- rare: some were finished meanwhile; hand out what was leased now
+                SELECT coalesce(array_agg(d.event_id ORDER BY d.event_id), '{}') INTO got
+                FROM wval.deliveries d
+                WHERE d.group_name = g.group_name AND d.event_id = ANY (got)
+                  AND d.leased AND d.leased_at = t AND d.done_at IS NULL;
+            END IF;
+            handed := handed || got;
+            budget := budget - cardinality(got);
+        END IF;
+        IF cardinality(expired) > 0 THEN
+            UPDATE wval.deliveries d SET done_at = t, outcome = 'expired', leased = false
+            WHERE d.group_name = g.group_name AND d.event_id = ANY (expired)
+              AND d.outcome IS NULL AND d.visible_at <= t;
+            budget := budget - cardinality(expired);
+        END IF;
+        IF cardinality(died) > 0 THEN
+            -- handed out max_attempts times and never acked nor nacked
+            UPDATE wval.deliveries d
+            SET done_at = t, outcome = 'dead', leased = false, dead_count = d.dead_count + 1,
+                errors = d.errors || jsonb_build_array(jsonb_build_object(
+                             'attempt', d.attempts, 'at', t, 'error', 'visibility timeout expired'))
+            WHERE d.group_name = g.group_name AND d.event_id = ANY (died)
+              AND d.outcome IS NULL AND d.visible_at <= t;
+            FOR i IN 1 .. cardinality(died) LOOP
+                PERFORM wval._dead_lettered(g.group_name, died[i]);
+            END LOOP;
+            budget := budget - cardinality(died);
+        END IF;
     END LOOP;
 
     RETURN QUERY SELECT e.* FROM wval.events e WHERE e.event_id = ANY (handed) ORDER BY e.event_id;
@@ -524,7 +555,7 @@ BEGIN
         PERFORM wval._delivery_missing(wval_ack.group_name, missing);
     END IF;
     UPDATE wval.deliveries SET done_at = clock_timestamp(), outcome = 'acked', leased = false
-    WHERE group_name = wval_ack.group_name AND event_id = ANY (wval_ack.event_ids) AND done_at IS NULL;
+    WHERE group_name = wval_ack.group_name AND event_id = ANY (wval_ack.event_ids) AND outcome IS NULL;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END

@@ -6,7 +6,7 @@
 \set QUIET on
 SET client_min_messages = warning;
 BEGIN;
-SELECT plan(111);
+SELECT plan(112);
 
 ------------------------------------------------------------------------------
 -- objects
@@ -132,21 +132,22 @@ SELECT throws_ok($$SELECT * FROM wval_consume('t-order', 0)$$, '22023', 'invalid
 ------------------------------------------------------------------------------
 -- nack -> retry after backoff -> dead letter after 3 attempts -> redrive
 ------------------------------------------------------------------------------
-SELECT wval_subscribe('t-dlq', ARRAY['t.dlq'], 3, '50ms', '1h');
+SELECT wval_subscribe('t-dlq', ARRAY['t.dlq'], 3, '250ms', '1h');
 SELECT wval_subscribe('t-dlq-watch', ARRAY['event_dead_lettered']);
 CREATE TEMP TABLE dl AS SELECT wval._emit('t.dlq', 'dw', 's', 't.dlq:1', '{}') AS id;
 SELECT results_eq($$SELECT event_id FROM wval_consume('t-dlq')$$, $$SELECT id FROM dl$$, 'attempt 1 handed out');
 SELECT throws_ok($$SELECT wval_nack('t-dlq', (SELECT id FROM dl), ' ')$$, '22023', '"error" must not be empty', 'nack needs an error');
 SELECT is(wval_nack('t-dlq', (SELECT id FROM dl), 'boom 1'), 'retry', 'nack 1 schedules a retry');
-SELECT is_empty($$SELECT * FROM wval_consume('t-dlq')$$, 'not handed out during the backoff (50ms x 1)');
-SELECT ok((SELECT visible_at - clock_timestamp() BETWEEN interval '0' AND interval '50 ms' FROM wval.deliveries
-           WHERE group_name = 't-dlq'), 'retry is due backoff x 1 after the nack');
-SELECT pg_sleep(0.06);
+SELECT is_empty($$SELECT * FROM wval_consume('t-dlq')$$, 'not handed out during the backoff (250ms x 1)');
+SELECT is((SELECT visible_at - (errors->-1->>'at')::timestamptz FROM wval.deliveries WHERE group_name = 't-dlq'),
+          interval '250 ms', 'retry is due backoff x 1 after the nack');
+SELECT pg_sleep(0.26);
 SELECT results_eq($$SELECT event_id FROM wval_consume('t-dlq')$$, $$SELECT id FROM dl$$, 'attempt 2 after the backoff');
 SELECT is(wval_nack('t-dlq', (SELECT id FROM dl), 'boom 2'), 'retry', 'nack 2 schedules a retry');
-SELECT ok((SELECT visible_at - clock_timestamp() BETWEEN interval '50 ms' AND interval '100 ms' FROM wval.deliveries
-           WHERE group_name = 't-dlq'), 'linear backoff: due 50ms x 2 after the second nack');
-SELECT pg_sleep(0.11);
+SELECT is((SELECT visible_at - (errors->-1->>'at')::timestamptz FROM wval.deliveries WHERE group_name = 't-dlq'),
+          interval '500 ms', 'linear backoff: due backoff x 2 after the second nack');
+SELECT is_empty($$SELECT * FROM wval_consume('t-dlq')$$, 'not handed out during the second backoff');
+SELECT pg_sleep(0.51);
 SELECT results_eq($$SELECT event_id FROM wval_consume('t-dlq')$$, $$SELECT id FROM dl$$, 'attempt 3');
 SELECT is(wval_nack('t-dlq', (SELECT id FROM dl), 'boom 3'), 'dead_lettered', 'nack 3 dead-letters');
 SELECT results_eq($$SELECT attempts, jsonb_array_length(errors), last_error, dead_count FROM wval.dead_letters WHERE group_name = 't-dlq'$$,
@@ -173,16 +174,16 @@ SELECT is_empty($$SELECT * FROM wval.dead_letters WHERE group_name = 't-dlq'$$, 
 ------------------------------------------------------------------------------
 -- visibility timeout
 ------------------------------------------------------------------------------
-SELECT wval_subscribe('t-vis', ARRAY['t.vis'], 2, '0s', '50ms');
+SELECT wval_subscribe('t-vis', ARRAY['t.vis'], 2, '0s', '250ms');
 CREATE TEMP TABLE vis AS SELECT wval._emit('t.vis', 'vw', 's', 't.vis:1', '{}') AS id;
 SELECT results_eq($$SELECT event_id FROM wval_consume('t-vis')$$, $$SELECT id FROM vis$$, 'handed out');
 SELECT is_empty($$SELECT * FROM wval_consume('t-vis')$$, 'not again within the visibility timeout');
-SELECT pg_sleep(0.06);
+SELECT pg_sleep(0.26);
 SELECT results_eq($$SELECT event_id FROM wval_consume('t-vis')$$, $$SELECT id FROM vis$$,
                   'neither acked nor nacked within visibility: handed out again');
 SELECT results_eq($$SELECT attempts, errors->0->>'error' FROM wval.deliveries WHERE group_name = 't-vis'$$,
                   $$VALUES (2, 'visibility timeout expired')$$, 'the timeout counts as a failed attempt');
-SELECT pg_sleep(0.06);
+SELECT pg_sleep(0.26);
 SELECT is_empty($$SELECT * FROM wval_consume('t-vis')$$, 'after max_attempts timeouts the event is not handed out');
 SELECT results_eq($$SELECT attempts, last_error FROM wval.dead_letters WHERE group_name = 't-vis'$$,
                   $$VALUES (2, 'visibility timeout expired')$$, 'but dead-lettered');
