@@ -18,8 +18,16 @@ SQL_SOURCES = \
 	src/wval.sql \
 	src/store.sql \
 	src/bus.sql \
+	src/metrics.sql \
 	src/hub.sql \
+	src/policy.sql \
+	src/evaluate.sql \
+	src/report.sql \
+	src/scenarios.sql \
 	src/finish.sql
+
+# the published scenario sets, loaded by the install script
+SCENARIO_SETS = good borderline bad known_bad
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA       = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*--*.sql))
@@ -33,16 +41,27 @@ PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/src -isystem $(shell $(PG_CONFIG) --includedir-server)
 PG_CFLAGS   = -Wall -Wextra
 # JIT bitcode is of no use for wval and needs clang; skip it.
-with_llvm = no
+override with_llvm := no
 
 EXTRA_CLEAN = $(DATA_built)
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-$(DATA_built): $(SQL_SOURCES) $(EXTENSION).control
+$(DATA_built): $(SQL_SOURCES) $(EXTENSION).control $(wildcard data/scenarios/*.json)
 	( echo '-- generated from $(SQL_SOURCES); edit those files, not this one'; \
-	  for f in $(SQL_SOURCES); do echo; echo "-- source: $$f"; cat $$f; done ) > $@
+	  for f in $(SQL_SOURCES); do \
+	    echo; echo "-- source: $$f"; cat $$f; \
+	    if [ $$f = src/scenarios.sql ]; then \
+	      echo; echo "-- source: data/scenarios/*.json"; \
+	      printf "INSERT INTO wval.sample_policies VALUES ('sample', \$$json\$$"; \
+	      cat data/scenarios/sample_policy.json; printf "\$$json\$$);\n"; \
+	      for s in $(SCENARIO_SETS); do \
+	        printf "SELECT wval._load_scenario_set('%s', \$$json\$$" $$s; cat data/scenarios/$$s.json; \
+	        printf "\$$json\$$, (SELECT expected FROM wval._scenario_expectations WHERE set_name = '%s'));\n" $$s; \
+	      done; \
+	    fi; \
+	  done ) > $@
 
 $(OBJS): src/wval.h
 src/hub.o src/wval.o: src/hub.h

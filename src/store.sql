@@ -199,6 +199,7 @@ CREATE TABLE wval.evaluation_runs (
     data_snapshot      jsonb,
     context            jsonb NOT NULL DEFAULT '{}',
     client_run_id      text,
+    returns_hash       text,
     metrics            jsonb NOT NULL DEFAULT '{}',
     policy_version     integer,
     ruleset_hash       text,
@@ -225,6 +226,7 @@ INSERT INTO wval.partition_indexes (parent, spec) VALUES
 COMMENT ON TABLE wval.evaluation_runs IS 'every evaluation ever made: metrics, the policy version and ruleset hash applied, the outcome and its provenance; append-only, hash-chained';
 COMMENT ON COLUMN wval.evaluation_runs.kind IS 'single | cohort | live | portfolio | stress';
 COMMENT ON COLUMN wval.evaluation_runs.client_run_id IS 'context.run_id: the caller''s idempotency key (same world, strategy and run_id returns the first run)';
+COMMENT ON COLUMN wval.evaluation_runs.returns_hash IS 'sha256 of the return series the metrics were computed from: hex(sha256(float8send(r_1) || ... || float8send(r_n)))';
 COMMENT ON COLUMN wval.evaluation_runs.metrics IS 'metric blocks (returns, sample, robustness, risk, benchmark, diagnostics, ...)';
 COMMENT ON COLUMN wval.evaluation_runs.status IS 'pass | warn | fail | unvalidated (emergency bypass)';
 COMMENT ON COLUMN wval.evaluation_runs.recommended_stage IS 'backtest_only | paper_only | paper_ok_live_candidate';
@@ -498,33 +500,17 @@ END
 $$;
 COMMENT ON FUNCTION public.wval_world_upsert(text, text, boolean, float8, boolean, jsonb, text) IS 'creates a world or changes its configuration (arguments left null keep their value); audited';
 
--- wval._policy_check(policy): validates a policy document (WV002) and returns
--- the per-profile ruleset hashes to store with the version.
-CREATE FUNCTION wval._policy_check(p_policy jsonb) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE AS $$
-BEGIN
-    IF p_policy IS NULL OR jsonb_typeof(p_policy) <> 'object' THEN
-        RAISE EXCEPTION 'policy must be a JSON object'
-            USING ERRCODE = 'WV002',
-                  DETAIL = format('policy is %s.', coalesce(jsonb_typeof(p_policy), 'null')),
-                  HINT = 'Pass a jsonb object with validation_profiles and default_profile_by_stage (docs/policy.md).';
-    END IF;
-    RETURN '{}'::jsonb;
-END
-$$;
-COMMENT ON FUNCTION wval._policy_check(jsonb) IS 'validates a policy document (WV002) and returns its per-profile ruleset hashes';
-
 CREATE FUNCTION public.wval_policy_publish(world_id text, policy jsonb, actor text, note text DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     p_world text := wval._ident('world_id', world_id);
     p_actor text := wval._ident('actor', actor);
+    w wval.worlds := wval._world(p_world, true);	-- the row lock makes versions gapless
     hashes jsonb;
     v integer;
 BEGIN
-    hashes := wval._policy_check(policy);
-    PERFORM wval._world(p_world, true);	-- the row lock makes versions gapless
+    hashes := wval._policy_validate(policy, wval._fail_closed(w));
     SELECT coalesce(max(pv.version), 0) + 1 INTO v FROM wval.policy_versions pv WHERE pv.world_id = p_world;
     INSERT INTO wval.policy_versions (world_id, version, policy, author, note, ruleset_hashes)
     VALUES (p_world, v, policy, p_actor, note, hashes);
@@ -554,25 +540,45 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS
 DECLARE
     p_world text := wval._ident('world_id', world_id);
     p_actor text := wval._ident('actor', actor);
+    w wval.worlds;
+    doc jsonb;
     prev integer;
+    exceptions jsonb := '[]';
     act wval.policy_activations;
 BEGIN
     PERFORM wval._require_text('reason', reason, '22023', 'Say why this version becomes active.');
-    PERFORM wval._world(p_world, true);
-    IF NOT EXISTS (SELECT 1 FROM wval.policy_versions pv
-                   WHERE pv.world_id = p_world AND pv.version = wval_policy_activate.version) THEN
+    w := wval._world(p_world, true);
+    SELECT pv.policy INTO doc FROM wval.policy_versions pv
+    WHERE pv.world_id = p_world AND pv.version = wval_policy_activate.version;
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'policy version % of world "%" does not exist', version, p_world
             USING ERRCODE = 'WV010',
                   DETAIL = format('version is %s.', coalesce(version::text, 'null')),
                   HINT = 'Publish it first with wval_policy_publish(); see wval.policy_versions.';
     END IF;
+
+    -- high-tier, client-critical worlds are fail-closed: a policy that tries
+    -- to relax on_error / on_missing_metric needs a recorded governance exception
+    IF wval._fail_closed(w) AND (coalesce(doc #>> '{validation,on_error}', 'fail') <> 'fail'
+                                 OR coalesce(doc #>> '{validation,on_missing_metric}', 'fail') <> 'fail') THEN
+        IF NOT coalesce(force, false) THEN
+            RAISE EXCEPTION 'policy version % relaxes fail-closed validation in high-tier client-critical world "%"', version, p_world
+                USING ERRCODE = 'WV009',
+                      DETAIL = format('validation is %s.', doc -> 'validation'),
+                      HINT = 'Keep on_error and on_missing_metric at "fail", or activate with force => true and a reason (a recorded governance exception; evaluation stays fail-closed either way).';
+        END IF;
+        exceptions := exceptions || jsonb_build_object('rule', 'fail_closed', 'validation', doc -> 'validation');
+    END IF;
+
     prev := public.wval_active_policy_version(p_world);
-    INSERT INTO wval.policy_activations (world_id, version, previous_version, activated_by, reason, forced)
-    VALUES (p_world, version, prev, p_actor, reason, coalesce(force, false))
+    INSERT INTO wval.policy_activations (world_id, version, previous_version, activated_by, reason, forced, details)
+    VALUES (p_world, version, prev, p_actor, reason, coalesce(force, false),
+            jsonb_build_object('governance_exceptions', exceptions))
     RETURNING * INTO act;
     PERFORM wval._audit(p_world, 'policy_activated', p_actor,
                         jsonb_build_object('version', version, 'previous_version', prev,
-                                           'reason', reason, 'forced', coalesce(force, false)));
+                                           'reason', reason, 'forced', coalesce(force, false),
+                                           'governance_exceptions', exceptions));
     PERFORM wval._emit('validation_profile_changed', p_world, 'v' || version,
                        format('validation_profile_changed:%s:v%s:%s', p_world, version, act.activation_id),
                        jsonb_build_object('world_id', p_world, 'old_version', prev, 'new_version', version,

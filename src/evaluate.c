@@ -1,0 +1,1146 @@
+/*-------------------------------------------------------------------------
+ *
+ * evaluate.c
+ *	  The evaluation entry points: wval_check (pure) and wval_evaluate
+ *	  (computes metrics, applies the active policy, stores the run), plus the
+ *	  merge of supplied and computed metrics (spec metrics.md, "Merging").
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "common/hashfn.h"
+#include "port/pg_bswap.h"
+#include "utils/array.h"
+#include "utils/uuid.h"
+
+#include "evaluate.h"
+#include "metrics.h"
+#include "policy.h"
+#include "wval.h"
+
+/* Metric blocks wval knows; other top-level keys go to diagnostics.extra_metrics */
+static const char *const known_blocks[] = {
+	"returns", "sample", "robustness", "risk", "benchmark", "portfolio", "stress",
+	"diagnostics", "live"
+};
+
+/* Supplied facts that a computed null must not hide */
+static const char *const supplied_only[] = {
+	"sample.n_trades_total", "sample.n_trades_per_year"
+};
+
+/* One supplied value that a computed one replaced */
+typedef struct Override
+{
+	char	   *path;
+	JsonbValue	supplied;
+} Override;
+
+typedef struct MergeState
+{
+	Override   *overrides;
+	int			noverrides;
+	int			maxoverrides;
+} MergeState;
+
+/* True when name is one of names */
+static bool
+in_list(const char *name, const char *const *names, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(name, names[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Raises WV001 for a supplied metric that is not a number */
+static void
+error_bad_metric(const char *path, const JsonbValue *v)
+{
+	const char *what = v->type == jbvString ? "a string" :
+		v->type == jbvBool ? "a boolean" : "an array";
+	char	   *text;
+
+	if (v->type == jbvString)
+		text = psprintf("\"%.*s\"", Min(v->val.string.len, 80), v->val.string.val);
+	else if (v->type == jbvBool)
+		text = pstrdup(v->val.boolean ? "true" : "false");
+	else
+		text = JsonbToCString(NULL, v->val.binary.data, 200);
+	ereport(ERROR,
+			(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
+			 errmsg("supplied metric \"%s\" is not a number", path),
+			 errdetail("Found %s: %s.", what, text),
+			 errhint("Supplied metrics are finite numbers, the strings \"Infinity\" / \"-Infinity\", null, or objects of those; descriptive values belong under diagnostics.")));
+}
+
+/* True for the strings wval accepts in place of infinite numbers */
+static bool
+is_infinity_string(const JsonbValue *v)
+{
+	return v->type == jbvString &&
+		((v->val.string.len == 8 && strncmp(v->val.string.val, "Infinity", 8) == 0) ||
+		 (v->val.string.len == 9 && strncmp(v->val.string.val, "-Infinity", 9) == 0));
+}
+
+/* Checks a supplied metric value (recursively for objects) */
+static void
+check_supplied(const char *path, const JsonbValue *v, bool descriptive)
+{
+	if (v->type == jbvNumeric || v->type == jbvNull || is_infinity_string(v))
+		return;
+	if (v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data))
+	{
+		JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
+		JsonbValue	k,
+					e;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+		{
+			if (tok != WJB_KEY)
+				continue;
+			tok = JsonbIteratorNext(&it, &e, true);
+			check_supplied(psprintf("%s.%.*s", path, k.val.string.len, k.val.string.val),
+						   &e, descriptive);
+		}
+		return;
+	}
+	if (descriptive)
+		return;
+	error_bad_metric(path, v);
+}
+
+/* The double of a number or infinity string; false otherwise */
+static bool
+value_double(const JsonbValue *v, double *out)
+{
+	if (v->type == jbvNumeric)
+	{
+		*out = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+		return true;
+	}
+	if (is_infinity_string(v))
+	{
+		*out = v->val.string.val[0] == '-' ? -get_float8_infinity() : get_float8_infinity();
+		return true;
+	}
+	return false;
+}
+
+/* True when a supplied and a computed value agree to 1e-9 relative */
+static bool
+values_agree(const JsonbValue *a, const JsonbValue *b)
+{
+	double		x,
+				y;
+
+	if (a->type == jbvNull && b->type == jbvNull)
+		return true;
+	if (!value_double(a, &x) || !value_double(b, &y))
+		return false;
+	if (x == y)
+		return true;
+	return fabs(x - y) <= 1e-9 * Max(fabs(x), fabs(y)) || fabs(x - y) <= 1e-12;
+}
+
+/* Records a supplied value that a computed one replaced */
+static void
+add_override(MergeState *ms, const char *path, const JsonbValue *supplied)
+{
+	if (ms->noverrides == ms->maxoverrides)
+	{
+		ms->maxoverrides = ms->maxoverrides ? ms->maxoverrides * 2 : 8;
+		ms->overrides = ms->overrides ?
+			repalloc(ms->overrides, sizeof(Override) * ms->maxoverrides) :
+			palloc(sizeof(Override) * ms->maxoverrides);
+	}
+	ms->overrides[ms->noverrides].path = pstrdup(path);
+	ms->overrides[ms->noverrides].supplied = *supplied;
+	ms->noverrides++;
+}
+
+/* Collects the key/value pairs of an object container (sorted by jsonb) */
+static int
+container_pairs(JsonbContainer *c, JsonbValue **keys, JsonbValue **vals)
+{
+	int			n = 0;
+	int			max = JsonContainerSize(c);
+	JsonbIterator *it = JsonbIteratorInit(c);
+	JsonbValue	k;
+	JsonbIteratorToken tok;
+
+	*keys = palloc(sizeof(JsonbValue) * Max(max, 1));
+	*vals = palloc(sizeof(JsonbValue) * Max(max, 1));
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		if (tok != WJB_KEY)
+			continue;
+		(*keys)[n] = k;
+		tok = JsonbIteratorNext(&it, &(*vals)[n], true);
+		n++;
+	}
+	return n;
+}
+
+/* Compares two jsonb string keys in jsonb's order (length, then bytes) */
+static int
+key_cmp(const JsonbValue *a, const JsonbValue *b)
+{
+	if (a->val.string.len != b->val.string.len)
+		return a->val.string.len > b->val.string.len ? 1 : -1;
+	return memcmp(a->val.string.val, b->val.string.val, a->val.string.len);
+}
+
+/* True for an object value */
+static bool
+value_is_object(const JsonbValue *v)
+{
+	return v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data);
+}
+
+static void merge_objects(JsonbParseState **st, JsonbContainer *computed, JsonbContainer *supplied,
+						  const char *path, MergeState *ms);
+
+/* Pushes a value (scalar or container) into a parse state */
+static void
+push_value(JsonbParseState **st, JsonbValue *v)
+{
+	if (v->type == jbvBinary)
+	{
+		JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
+		JsonbValue	e;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &e, false)) != WJB_DONE)
+			pushJsonbValue(st, tok, tok < WJB_BEGIN_ARRAY ? &e : NULL);
+	}
+	else
+		pushJsonbValue(st, WJB_VALUE, v);
+}
+
+/*
+ * Merges one key present in both documents: objects recurse, leaves take
+ * the computed value (keeping a disagreeing supplied one as an override),
+ * except supplied-only facts where the computed value is null.
+ */
+static void
+merge_leaf(JsonbParseState **st, JsonbValue *cv, JsonbValue *sv, const char *path, MergeState *ms)
+{
+	if (value_is_object(cv) && value_is_object(sv))
+	{
+		pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
+		merge_objects(st, cv->val.binary.data, sv->val.binary.data, path, ms);
+		pushJsonbValue(st, WJB_END_OBJECT, NULL);
+		return;
+	}
+	if (cv->type == jbvNull &&
+		(in_list(path, supplied_only, lengthof(supplied_only)) || strncmp(path, "diagnostics.", 12) == 0 ||
+		 strncmp(path, "risk.", 5) == 0))
+	{
+		push_value(st, sv);
+		return;
+	}
+	if (!values_agree(sv, cv))
+		add_override(ms, path, sv);
+	push_value(st, cv);
+}
+
+/* Merges two objects key by key (both sorted in jsonb order) */
+static void
+merge_objects(JsonbParseState **st, JsonbContainer *computed, JsonbContainer *supplied,
+			  const char *path, MergeState *ms)
+{
+	JsonbValue *ck = NULL,
+			   *cv = NULL,
+			   *sk = NULL,
+			   *sv = NULL;
+	int			nc = computed ? container_pairs(computed, &ck, &cv) : 0;
+	int			ns = supplied ? container_pairs(supplied, &sk, &sv) : 0;
+	int			i = 0,
+				j = 0;
+
+	while (i < nc || j < ns)
+	{
+		int			c = i >= nc ? 1 : j >= ns ? -1 : key_cmp(&ck[i], &sk[j]);
+
+		if (c < 0)
+		{
+			pushJsonbValue(st, WJB_KEY, &ck[i]);
+			push_value(st, &cv[i]);
+			i++;
+		}
+		else if (c > 0)
+		{
+			pushJsonbValue(st, WJB_KEY, &sk[j]);
+			push_value(st, &sv[j]);
+			j++;
+		}
+		else
+		{
+			char	   *p = path[0] ? psprintf("%s.%.*s", path, ck[i].val.string.len, ck[i].val.string.val) :
+				pnstrdup(ck[i].val.string.val, ck[i].val.string.len);
+
+			pushJsonbValue(st, WJB_KEY, &ck[i]);
+			merge_leaf(st, &cv[i], &sv[j], p, ms);
+			i++;
+			j++;
+		}
+	}
+}
+
+/* Builds a JsonbValue string */
+static JsonbValue
+jstr(const char *s)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) s;
+	v.val.string.len = strlen(s);
+	return v;
+}
+
+/* Builds a JsonbValue number */
+static JsonbValue
+jnum(double d)
+{
+	JsonbValue	v;
+
+	v.type = jbvNumeric;
+	v.val.numeric = DatumGetNumeric(DirectFunctionCall1(float8_numeric, Float8GetDatum(d)));
+	return v;
+}
+
+/*
+ * Normalises the metrics of a run: checks the supplied blocks (WV001),
+ * merges them with the computed ones (computed wins; disagreements kept
+ * under diagnostics.supplied_overridden), moves unknown top-level blocks
+ * to diagnostics.extra_metrics, and derives sample.n_trades_per_year.
+ */
+Jsonb *
+wval_merge_metrics(Jsonb *computed, Jsonb *supplied)
+{
+	JsonbParseState *st = NULL;
+	MergeState	ms = {NULL, 0, 0};
+	JsonbValue *sk = NULL,
+			   *sv = NULL;
+	int			ns = 0;
+	int			i;
+	JsonbParseState *known = NULL;
+	JsonbValue *res;
+	Jsonb	   *known_doc;
+	Jsonb	   *merged;
+	JsonbValue *years,
+			   *trades,
+			   *per_year;
+	double		y,
+				t;
+	int			nextra = 0;
+
+	if (supplied != NULL && (!JB_ROOT_IS_OBJECT(supplied) || JB_ROOT_IS_SCALAR(supplied)))
+		ereport(ERROR,
+				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
+				 errmsg("\"metrics\" must be a JSON object"),
+				 errhint("Pass metric blocks such as {\"returns\": {...}, \"sample\": {...}}.")));
+
+	/* split the supplied document into known blocks and extras */
+	if (supplied != NULL)
+		ns = container_pairs(&supplied->root, &sk, &sv);
+	pushJsonbValue(&known, WJB_BEGIN_OBJECT, NULL);
+	for (i = 0; i < ns; i++)
+	{
+		char	   *name = pnstrdup(sk[i].val.string.val, sk[i].val.string.len);
+
+		if (!in_list(name, known_blocks, lengthof(known_blocks)))
+		{
+			check_supplied(name, &sv[i], false);
+			nextra++;
+			continue;
+		}
+		if (!value_is_object(&sv[i]) && sv[i].type != jbvNull)
+			ereport(ERROR,
+					(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
+					 errmsg("supplied metric block \"%s\" must be an object", name),
+					 errhint("Write metric blocks as objects, e.g. {\"returns\": {\"sharpe\": 1.2}}.")));
+		if (sv[i].type == jbvNull)
+			continue;
+		check_supplied(name, &sv[i], strcmp(name, "diagnostics") == 0);
+		pushJsonbValue(&known, WJB_KEY, &sk[i]);
+		push_value(&known, &sv[i]);
+	}
+	res = pushJsonbValue(&known, WJB_END_OBJECT, NULL);
+	known_doc = JsonbValueToJsonb(res);
+
+	/* merge */
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	merge_objects(&st, computed ? &computed->root : NULL, &known_doc->root, "", &ms);
+	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	merged = JsonbValueToJsonb(res);
+
+	/* diagnostics additions: extra_metrics, supplied_overridden, derived facts */
+	years = wval_json_path(merged, "sample.effective_history_years");
+	trades = wval_json_path(merged, "sample.n_trades_total");
+	per_year = wval_json_path(merged, "sample.n_trades_per_year");
+	if (nextra == 0 && ms.noverrides == 0 && wval_json_path(merged, "diagnostics") != NULL &&
+		!(years && trades && (per_year == NULL || per_year->type == jbvNull)))
+		return merged;
+
+	st = NULL;
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	{
+		JsonbValue *mk,
+				   *mv;
+		int			nm = container_pairs(&merged->root, &mk, &mv);
+		bool		diag_done = false;
+		JsonbValue	dkey = jstr("diagnostics");
+
+		for (i = 0; i <= nm; i++)
+		{
+			bool		is_diag = i < nm && key_cmp(&mk[i], &dkey) == 0;
+			bool		is_sample = i < nm && mk[i].val.string.len == 6 &&
+				strncmp(mk[i].val.string.val, "sample", 6) == 0;
+
+			if (i == nm && diag_done)
+				break;
+			if (is_diag || (i == nm && !diag_done))
+			{
+				JsonbValue *dk = NULL,
+						   *dv = NULL;
+				int			nd = is_diag ? container_pairs(mv[i].val.binary.data, &dk, &dv) : 0;
+				int			d;
+				JsonbValue	k;
+
+				pushJsonbValue(&st, WJB_KEY, &dkey);
+				pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+				for (d = 0; d < nd; d++)
+				{
+					if ((nextra > 0 && dk[d].val.string.len == 13 && strncmp(dk[d].val.string.val, "extra_metrics", 13) == 0) ||
+						(ms.noverrides > 0 && dk[d].val.string.len == 19 && strncmp(dk[d].val.string.val, "supplied_overridden", 19) == 0))
+						continue;	/* rebuilt below */
+					pushJsonbValue(&st, WJB_KEY, &dk[d]);
+					push_value(&st, &dv[d]);
+				}
+				if (nextra > 0)
+				{
+					JsonbValue *old = is_diag ? wval_json_path(merged, "diagnostics.extra_metrics") : NULL;
+					int			s;
+
+					k = jstr("extra_metrics");
+					pushJsonbValue(&st, WJB_KEY, &k);
+					pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+					if (old && value_is_object(old))
+					{
+						JsonbValue *ok,
+								   *ov;
+						int			no = container_pairs(old->val.binary.data, &ok, &ov);
+						int			o;
+
+						for (o = 0; o < no; o++)
+						{
+							pushJsonbValue(&st, WJB_KEY, &ok[o]);
+							push_value(&st, &ov[o]);
+						}
+					}
+					for (s = 0; s < ns; s++)
+					{
+						char	   *name = pnstrdup(sk[s].val.string.val, sk[s].val.string.len);
+
+						if (in_list(name, known_blocks, lengthof(known_blocks)))
+							continue;
+						pushJsonbValue(&st, WJB_KEY, &sk[s]);
+						push_value(&st, &sv[s]);
+					}
+					pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+				}
+				if (ms.noverrides > 0)
+				{
+					int			o;
+
+					k = jstr("supplied_overridden");
+					pushJsonbValue(&st, WJB_KEY, &k);
+					pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+					for (o = 0; o < ms.noverrides; o++)
+					{
+						k = jstr(ms.overrides[o].path);
+						pushJsonbValue(&st, WJB_KEY, &k);
+						push_value(&st, &ms.overrides[o].supplied);
+					}
+					pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+				}
+				pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+				diag_done = true;
+				continue;
+			}
+			if (is_sample && years && trades && (per_year == NULL || per_year->type == jbvNull) &&
+				value_double(years, &y) && value_double(trades, &t) && y > 0 && isfinite(y) && isfinite(t))
+			{
+				JsonbValue *xk,
+						   *xv;
+				int			nx = container_pairs(mv[i].val.binary.data, &xk, &xv);
+				int			x;
+				JsonbValue	k = jstr("n_trades_per_year");
+				JsonbValue	n = jnum(t / y);
+
+				pushJsonbValue(&st, WJB_KEY, &mk[i]);
+				pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+				for (x = 0; x < nx; x++)
+				{
+					if (key_cmp(&xk[x], &k) == 0)
+						continue;
+					pushJsonbValue(&st, WJB_KEY, &xk[x]);
+					push_value(&st, &xv[x]);
+				}
+				pushJsonbValue(&st, WJB_KEY, &k);
+				pushJsonbValue(&st, WJB_VALUE, &n);
+				pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+				continue;
+			}
+			if (i < nm)
+			{
+				pushJsonbValue(&st, WJB_KEY, &mk[i]);
+				push_value(&st, &mv[i]);
+			}
+		}
+	}
+	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}
+
+/* Adds diagnostics.validation_health to a merged metrics document */
+Jsonb *
+wval_add_validation_health(Jsonb *metrics, const WvalOutcome *out)
+{
+	StringInfoData buf;
+	Datum		path;
+	Datum		elems[2];
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"metric_coverage_ratio\":");
+	wval_append_float8(&buf, out->metric_coverage_ratio);
+	appendStringInfoString(&buf, ",\"rules_executed_ratio\":");
+	wval_append_float8(&buf, out->rules_executed_ratio);
+	appendStringInfo(&buf, ",\"validation_error_count\":%d}", out->own.nerrors);
+
+	elems[0] = CStringGetTextDatum("diagnostics");
+	elems[1] = CStringGetTextDatum("validation_health");
+	path = PointerGetDatum(construct_array(elems, 2, TEXTOID, -1, false, TYPALIGN_INT));
+	return DatumGetJsonbP(DirectFunctionCall4(jsonb_set, JsonbPGetDatum(metrics), path,
+											  DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)),
+											  BoolGetDatum(true)));
+}
+
+/* The outcome of wval_check as a jsonb document */
+Jsonb *
+wval_outcome_jsonb(const WvalPolicy *policy, const WvalOutcome *out, Jsonb *metrics)
+{
+	StringInfoData buf;
+	int			own = out->own.profile;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"status\":\"%s\",\"recommended_stage\":\"%s\",\"ruleset_hash\":",
+					 out->own.status, out->recommended_stage);
+	if (own >= 0)
+		wval_append_json_string(&buf, policy->profiles[own].hash);
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfoString(&buf, ",\"profile\":");
+	if (own >= 0)
+		wval_append_json_string(&buf, policy->profiles[own].profile);
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfo(&buf, ",\"results\":%s,\"recommendation\":%s,\"validation_health\":",
+					 out->own.results.data, out->recommendation.data);
+	appendStringInfoString(&buf, "{\"metric_coverage_ratio\":");
+	wval_append_float8(&buf, out->metric_coverage_ratio);
+	appendStringInfoString(&buf, ",\"rules_executed_ratio\":");
+	wval_append_float8(&buf, out->rules_executed_ratio);
+	appendStringInfo(&buf, ",\"validation_error_count\":%d}", out->own.nerrors);
+	if (metrics)
+	{
+		char	   *m = JsonbToCString(NULL, &metrics->root, VARSIZE(metrics));
+
+		appendStringInfo(&buf, ",\"metrics\":%s", m);
+	}
+	appendStringInfoChar(&buf, '}');
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+/* Checks a stage name: backtest, paper, shadow or live */
+void
+wval_check_stage(const char *stage)
+{
+	if (strcmp(stage, "backtest") != 0 && strcmp(stage, "paper") != 0 &&
+		strcmp(stage, "shadow") != 0 && strcmp(stage, "live") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for \"stage\""),
+				 errdetail("stage is \"%s\".", stage),
+				 errhint("Accepted values: backtest, paper, shadow, live.")));
+}
+
+/*
+ * Reads a timestamp of the context (e.g. data_as_of) when present; a value
+ * that is not a timestamp is the caller's error (22023 naming the key).
+ */
+bool
+wval_context_timestamp(Jsonb *context, const char *key, TimestampTz *out)
+{
+	JsonbValue *v = context ? wval_json_path(context, key) : NULL;
+	char	   *text;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (v == NULL || v->type == jbvNull)
+		return false;
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"context.%s\" must be a timestamp string", key),
+				 errhint("Pass an ISO-8601 timestamp such as \"2026-11-27T06:00:00Z\".")));
+	text = pnstrdup(v->val.string.val, v->val.string.len);
+	PG_TRY();
+	{
+		*out = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(text),
+													   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/* re-raise at once with the field named; nothing else runs in between */
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"context.%s\" is not a valid timestamp", key),
+				 errdetail("%s", edata->message),
+				 errhint("Pass an ISO-8601 timestamp such as \"2026-11-27T06:00:00Z\".")));
+	}
+	PG_END_TRY();
+	return true;
+}
+
+PG_FUNCTION_INFO_V1(wval_check);
+
+/*
+ * wval_check(policy jsonb, metrics jsonb, stage text, context jsonb) →
+ * jsonb: the evaluation of wval_evaluate without storage or events.
+ */
+Datum
+wval_check(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *policy_doc = PG_GETARG_JSONB_P(0);
+	Jsonb	   *supplied = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
+	char	   *stage = PG_ARGISNULL(2) ? "backtest" : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	Jsonb	   *context = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	WvalPolicy *policy;
+	WvalEvalInput in;
+	WvalOutcome out;
+	Jsonb	   *metrics;
+	JsonbValue *baseline;
+
+	wval_check_stage(stage);
+	policy = wval_policy_build(policy_doc, false, CurrentMemoryContext);
+	metrics = wval_merge_metrics(NULL, supplied);
+
+	memset(&in, 0, sizeof(in));
+	in.metrics = metrics;
+	in.stage = stage;
+	in.now = GetCurrentTransactionStartTimestamp();
+	in.has_data_as_of = wval_context_timestamp(context, "data_as_of", &in.data_as_of);
+	baseline = context ? wval_json_path(context, "baseline_metrics") : NULL;
+	if (baseline && value_is_object(baseline))
+		in.baseline = JsonbValueToJsonb(baseline);
+
+	wval_evaluate_policy(policy, &in, &out);
+	PG_RETURN_JSONB_P(wval_outcome_jsonb(policy, &out, NULL));
+}
+
+/* ---------------------------------------------------------------------
+ * wval_evaluate
+ * ---------------------------------------------------------------------
+ */
+
+/* Prepared statements of wval_evaluate, kept for the life of the backend */
+static SPIPlanPtr plan_find_client_run = NULL;
+static SPIPlanPtr plan_world = NULL;
+static SPIPlanPtr plan_active_version = NULL;
+static SPIPlanPtr plan_baseline = NULL;
+static SPIPlanPtr plan_insert_run = NULL;
+static SPIPlanPtr plan_insert_results = NULL;
+static SPIPlanPtr plan_emit = NULL;
+
+/* Prepares and keeps one statement */
+static SPIPlanPtr
+prepare_kept(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL || SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	return plan;
+}
+
+/* Prepares the statements of wval_evaluate on first use */
+static void
+prepare_evaluate_plans(void)
+{
+	if (plan_insert_run != NULL)
+		return;
+	{
+		Oid			t[3] = {TEXTOID, TEXTOID, TEXTOID};
+
+		plan_find_client_run = prepare_kept(
+											"SELECT * FROM wval.evaluation_runs WHERE world_id = $1 AND strategy_id = $2 "
+											"AND client_run_id = $3 ORDER BY created_at LIMIT 1", 3, t);
+		plan_world = prepare_kept("SELECT risk_tier, client_critical FROM wval.worlds WHERE world_id = $1", 1, t);
+		plan_active_version = prepare_kept(
+										   "SELECT version FROM wval.policy_activations WHERE world_id = $1 "
+										   "ORDER BY activation_id DESC LIMIT 1", 1, t);
+		plan_baseline = prepare_kept(
+									 "SELECT run_id, metrics FROM wval.evaluation_runs WHERE world_id = $1 "
+									 "AND strategy_id = $2 AND stage = 'backtest' AND kind = 'single' "
+									 "AND status <> 'unvalidated' ORDER BY created_at DESC LIMIT 1", 2, t);
+	}
+	{
+		Oid			t[22] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+			JSONBOID, JSONBOID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID, TEXTOID,
+		TEXTOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID, UUIDOID, TIMESTAMPTZOID};
+
+		plan_insert_run = prepare_kept(
+									   "INSERT INTO wval.evaluation_runs (world_id, strategy_id, stage, campaign_id, risk_tier, "
+									   "model_card_version, code_hash, data_snapshot, context, client_run_id, returns_hash, metrics, "
+									   "policy_version, ruleset_hash, profile, status, recommended_stage, recommendation, results, "
+									   "created_by, run_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+									   "$13, $14, $15, $16, $17, $18, $19, $20, $21, $22) RETURNING *", 22, t);
+	}
+	{
+		Oid			t[6] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TIMESTAMPTZOID};
+
+		plan_insert_results = prepare_kept(
+										   "INSERT INTO wval.rule_results (run_id, world_id, strategy_id, stage, rule, layer, status, "
+										   "severity, owner, reason_code, reason, tags, details, created_at) "
+										   "SELECT $1, $2, $3, $4, r.key, split_part(r.key, '.', 1), r.value->>'status', "
+										   "r.value->>'severity', r.value->>'owner', r.value->>'reason_code', r.value->>'reason', "
+										   "ARRAY(SELECT jsonb_array_elements_text(r.value->'tags')), coalesce(r.value->'details', '{}'), $6 "
+										   "FROM jsonb_each($5) r", 6, t);
+	}
+	{
+		Oid			t[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+
+		plan_emit = prepare_kept("SELECT wval._emit($1, $2, $3, $4, $5)", 5, t);
+	}
+}
+
+/* A text Datum or a null flag */
+static Datum
+text_or_null(const char *s, char *nullflag)
+{
+	*nullflag = s ? ' ' : 'n';
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+/* A string of the context, checked as an identifier when asked */
+static char *
+context_string(Jsonb *context, const char *key, bool ident)
+{
+	JsonbValue *v = context ? wval_json_path(context, key) : NULL;
+	char	   *s;
+
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type == jbvNumeric)
+		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"context.%s\" must be a string", key),
+				 errhint("See docs/evaluate.md for the context keys.")));
+	s = pnstrdup(v->val.string.val, v->val.string.len);
+	if (ident)
+		wval_check_identifier(psprintf("context.%s", key), s);
+	return s;
+}
+
+/* A number of the context (WV001 when it is not one) */
+static bool
+context_number(Jsonb *context, const char *key, double *out)
+{
+	JsonbValue *v = context ? wval_json_path(context, key) : NULL;
+
+	if (v == NULL || v->type == jbvNull)
+		return false;
+	if (v->type != jbvNumeric)
+		ereport(ERROR,
+				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
+				 errmsg("\"context.%s\" must be a number", key),
+				 errhint("See docs/evaluate.md for the context keys.")));
+	*out = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+	return true;
+}
+
+/* An integer of the context (WV001 when it is not a whole number) */
+static bool
+context_int(Jsonb *context, const char *key, int *out)
+{
+	double		d;
+
+	if (!context_number(context, key, &d))
+		return false;
+	if (d != floor(d) || d < PG_INT32_MIN || d > PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
+				 errmsg("\"context.%s\" must be a whole number", key),
+				 errdetail("context.%s is %g.", key, d),
+				 errhint("See docs/evaluate.md for the context keys.")));
+	*out = (int) d;
+	return true;
+}
+
+/* The benchmark series of the context, validated like returns */
+static double *
+context_benchmark(Jsonb *context, int *n)
+{
+	JsonbValue *v = context ? wval_json_path(context, "benchmark") : NULL;
+	JsonbIterator *it;
+	JsonbValue	e;
+	JsonbIteratorToken tok;
+	double	   *b;
+	int			k = 0;
+
+	*n = 0;
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
+				 errmsg("\"context.benchmark\" must be an array of numbers"),
+				 errhint("Pass the benchmark's periodic returns, aligned with the strategy's returns.")));
+	b = palloc(sizeof(double) * Max(JsonContainerSize(v->val.binary.data), 1));
+	it = JsonbIteratorInit(v->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+	{
+		if (tok != WJB_ELEM)
+			continue;
+		if (e.type != jbvNumeric)
+			ereport(ERROR,
+					(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
+					 errmsg("\"context.benchmark\" element %d is not a number", k + 1),
+					 errhint("Every benchmark element must be a finite number greater than -1.")));
+		b[k++] = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(e.val.numeric)));
+	}
+	wval_check_returns(b, k, "context.benchmark");
+	*n = k;
+	return b;
+}
+
+/* sha256 of a return series as float8send bytes (recomputable in SQL) */
+static char *
+returns_hash(const double *r, int n)
+{
+	char	   *bytes = palloc(sizeof(uint64) * Max(n, 1));
+	char		hex[65];
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		uint64		u;
+
+		memcpy(&u, &r[i], sizeof(u));
+		u = pg_hton64(u);
+		memcpy(bytes + i * sizeof(u), &u, sizeof(u));
+	}
+	wval_sha256_hex(bytes, sizeof(uint64) * n, hex);
+	pfree(bytes);
+	return psprintf("sha256:%s", hex);
+}
+
+/* Sets one key of a jsonb document (jsonb_set with create_missing) */
+static Jsonb *
+jsonb_set_path(Jsonb *doc, const char *k1, const char *k2, Jsonb *value)
+{
+	Datum		elems[2];
+
+	elems[0] = CStringGetTextDatum(k1);
+	elems[1] = CStringGetTextDatum(k2);
+	return DatumGetJsonbP(DirectFunctionCall4(jsonb_set, JsonbPGetDatum(doc),
+											  PointerGetDatum(construct_array(elems, 2, TEXTOID, -1, false, TYPALIGN_INT)),
+											  JsonbPGetDatum(value), BoolGetDatum(true)));
+}
+
+/* A jsonb number */
+static Jsonb *
+jsonb_number(double d)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	wval_append_float8(&buf, d);
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+/* The context as stored with the run: without bulky arrays */
+static Jsonb *
+stored_context(Jsonb *context)
+{
+	if (context == NULL)
+		return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	if (wval_json_path(context, "benchmark") == NULL)
+		return context;
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_delete, JsonbPGetDatum(context),
+											  CStringGetTextDatum("benchmark")));
+}
+
+PG_FUNCTION_INFO_V1(wval_evaluate);
+
+/*
+ * wval_evaluate(world_id, strategy_id, stage, returns, metrics, context)
+ * → wval.evaluation_runs: computes the metrics from returns, applies the
+ * world's active policy version, and stores the run with its provenance,
+ * its rule results and its event in the caller's transaction.
+ */
+Datum
+wval_evaluate(PG_FUNCTION_ARGS)
+{
+	char	   *world;
+	char	   *strategy;
+	char	   *stage;
+	Jsonb	   *supplied = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
+	Jsonb	   *context = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
+	WvalMetricsOptions opt;
+	double	   *r = NULL;
+	int			n = 0;
+	bool		have_returns = !PG_ARGISNULL(3);
+	char	   *client_run_id;
+	char	   *actor;
+	Datum		args[22];
+	char		nulls[22];
+	bool		isnull;
+	bool		fail_closed;
+	int			version;
+	WvalPolicy *policy;
+	Jsonb	   *computed = NULL;
+	Jsonb	   *metrics;
+	WvalEvalInput in;
+	WvalOutcome out;
+	int			own;
+	char	   *rhash = NULL;
+	char	   *risk_tier;
+	Datum		result;
+	Datum		results;
+	Datum		run_id;
+	Datum		created_at;
+	StringInfoData data;
+	JsonbValue *snapshot;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" must not be null", PG_ARGISNULL(0) ? "world_id" : "strategy_id"),
+				 errhint("Pass the world and the strategy the run belongs to.")));
+	world = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	strategy = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	stage = PG_ARGISNULL(2) ? "backtest" : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	wval_check_identifier("world_id", world);
+	wval_check_identifier("strategy_id", strategy);
+	wval_check_stage(stage);
+	if (context != NULL && (!JB_ROOT_IS_OBJECT(context) || JB_ROOT_IS_SCALAR(context)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"context\" must be a JSON object"),
+				 errhint("Pass provenance and options such as {\"model_card_version\": \"1.2\", \"run_id\": \"bt-42\"}.")));
+
+	/* metric inputs: returns and the options of the context */
+	wval_metrics_options_init(&opt);
+	context_int(context, "periods_per_year", &opt.periods_per_year);
+	context_number(context, "risk_free", &opt.risk_free);
+	context_int(context, "search_intensity", &opt.search_intensity);
+	opt.has_trials_variance = context_number(context, "trials_sharpe_variance", &opt.trials_sharpe_variance);
+	opt.benchmark = context_benchmark(context, &opt.n_benchmark);
+	if (have_returns)
+	{
+		r = wval_returns_from_array(PG_GETARG_ARRAYTYPE_P(3), "returns", &n);
+		wval_check_metrics_options(&opt, n);
+		rhash = returns_hash(r, n);
+	}
+	client_run_id = context_string(context, "run_id", true);
+	actor = context_string(context, "actor", true);
+	if (actor == NULL)
+		actor = GetUserNameFromId(GetOuterUserId(), false);
+	in.has_data_as_of = wval_context_timestamp(context, "data_as_of", &in.data_as_of);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	prepare_evaluate_plans();
+	memset(nulls, ' ', sizeof(nulls));
+
+	/* idempotency: the same world/strategy/run_id returns the first run */
+	if (client_run_id != NULL)
+	{
+		StringInfoData key;
+
+		initStringInfo(&key);
+		appendStringInfo(&key, "wval:run:%s:%s:%s", world, strategy, client_run_id);
+		DirectFunctionCall1(pg_advisory_xact_lock_int8,
+							Int64GetDatum((int64) hash_bytes_extended((const unsigned char *) key.data, key.len, 0)));
+		args[0] = CStringGetTextDatum(world);
+		args[1] = CStringGetTextDatum(strategy);
+		args[2] = CStringGetTextDatum(client_run_id);
+		if (SPI_execute_plan(plan_find_client_run, args, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not look up run_id \"%s\"", client_run_id);
+		if (SPI_processed == 1)
+		{
+			result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
+			SPI_finish();
+			PG_RETURN_DATUM(result);
+		}
+	}
+
+	/* the world and its active policy version */
+	args[0] = CStringGetTextDatum(world);
+	if (SPI_execute_plan(plan_world, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read world \"%s\"", world);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
+				 errmsg("world \"%s\" does not exist", world),
+				 errhint("Create it first with wval_world_upsert(world_id, risk_tier, client_critical).")));
+	risk_tier = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	fail_closed = strcmp(risk_tier, "high") == 0 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (SPI_execute_plan(plan_active_version, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the active policy of world \"%s\"", world);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
+				 errmsg("world \"%s\" has no active policy version", world),
+				 errdetail("Nothing was evaluated and nothing was recorded."),
+				 errhint("Publish a policy with wval_policy_publish() and activate it with wval_policy_activate().")));
+	version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	policy = wval_policy_for_version(world, version, fail_closed);
+
+	/* metrics: computed from returns win over supplied ones */
+	if (have_returns)
+		computed = wval_compute_metrics(r, n, &opt);
+	metrics = wval_merge_metrics(computed, supplied);
+	if (have_returns)
+	{
+		JsonbValue *extra = wval_json_path(metrics, "diagnostics.extra_metrics");
+
+		if (extra != NULL && extra->type == jbvBinary)
+			metrics = jsonb_set_path(metrics, "diagnostics", "strategy_complexity",
+									 jsonb_number(wval_strategy_complexity_value(opt.search_intensity,
+																				 JsonbValueToJsonb(extra))));
+	}
+
+	/* paper/shadow runs compare with the strategy's latest backtest run */
+	in.baseline = NULL;
+	if (strcmp(stage, "paper") == 0 || strcmp(stage, "shadow") == 0)
+	{
+		args[1] = CStringGetTextDatum(strategy);
+		if (SPI_execute_plan(plan_baseline, args, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the baseline run");
+		if (SPI_processed == 1)
+			in.baseline = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+
+	in.metrics = metrics;
+	in.stage = stage;
+	in.now = GetCurrentTransactionStartTimestamp();
+	wval_evaluate_policy(policy, &in, &out);
+	metrics = wval_add_validation_health(metrics, &out);
+	own = out.own.profile;
+
+	/*
+	 * Rule results and the event first, the run last: the run's insert takes
+	 * the world's hash-chain lock, which is then held only until commit.
+	 */
+	run_id = DirectFunctionCall1(gen_random_uuid, (Datum) 0);
+	created_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	results = DirectFunctionCall1(jsonb_in, CStringGetDatum(out.own.results.data));
+	{
+		Datum		rargs[6];
+
+		rargs[0] = run_id;
+		rargs[1] = CStringGetTextDatum(world);
+		rargs[2] = CStringGetTextDatum(strategy);
+		rargs[3] = CStringGetTextDatum(stage);
+		rargs[4] = results;
+		rargs[5] = created_at;
+		if (SPI_execute_plan(plan_insert_results, rargs, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not store the rule results");
+	}
+	{
+		Datum		eargs[5];
+		char	   *rid = DatumGetCString(DirectFunctionCall1(uuid_out, run_id));
+
+		initStringInfo(&data);
+		appendStringInfoString(&data, "{\"world_id\":");
+		wval_append_json_string(&data, world);
+		appendStringInfoString(&data, ",\"strategy_id\":");
+		wval_append_json_string(&data, strategy);
+		appendStringInfo(&data, ",\"run_id\":\"%s\",\"stage\":\"%s\",\"kind\":\"single\",\"status\":\"%s\","
+						 "\"recommended_stage\":\"%s\",\"policy_version\":%d}",
+						 rid, stage, out.own.status, out.recommended_stage, version);
+		eargs[0] = CStringGetTextDatum("evaluation_run_created");
+		eargs[1] = CStringGetTextDatum(world);
+		eargs[2] = CStringGetTextDatum(strategy);
+		eargs[3] = CStringGetTextDatum(psprintf("evaluation_run_created:%s:%s:%s", world, strategy, rid));
+		eargs[4] = DirectFunctionCall1(jsonb_in, CStringGetDatum(data.data));
+		if (SPI_execute_plan(plan_emit, eargs, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not emit evaluation_run_created");
+	}
+
+	/* the run */
+	snapshot = context ? wval_json_path(context, "data_snapshot") : NULL;
+	args[0] = CStringGetTextDatum(world);
+	args[1] = CStringGetTextDatum(strategy);
+	args[2] = CStringGetTextDatum(stage);
+	args[3] = text_or_null(context_string(context, "campaign_id", true), &nulls[3]);
+	args[4] = CStringGetTextDatum(risk_tier);
+	args[5] = text_or_null(context_string(context, "model_card_version", false), &nulls[5]);
+	args[6] = text_or_null(context_string(context, "code_hash", false), &nulls[6]);
+	if (snapshot != NULL && snapshot->type != jbvNull)
+		args[7] = JsonbPGetDatum(JsonbValueToJsonb(snapshot));
+	else
+		nulls[7] = 'n';
+	args[8] = JsonbPGetDatum(stored_context(context));
+	args[9] = text_or_null(client_run_id, &nulls[9]);
+	args[10] = text_or_null(rhash, &nulls[10]);
+	args[11] = JsonbPGetDatum(metrics);
+	args[12] = Int32GetDatum(version);
+	args[13] = text_or_null(own >= 0 ? policy->profiles[own].hash : NULL, &nulls[13]);
+	args[14] = text_or_null(own >= 0 ? policy->profiles[own].profile : NULL, &nulls[14]);
+	args[15] = CStringGetTextDatum(out.own.status);
+	args[16] = CStringGetTextDatum(out.recommended_stage);
+	args[17] = DirectFunctionCall1(jsonb_in, CStringGetDatum(out.recommendation.data));
+	args[18] = results;
+	args[19] = CStringGetTextDatum(actor);
+	args[20] = run_id;
+	args[21] = created_at;
+	if (SPI_execute_plan(plan_insert_run, args, nulls, false, 1) != SPI_OK_INSERT_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "could not store the evaluation run");
+	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
+
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}

@@ -1,0 +1,144 @@
+-- evaluate.sql: the evaluation entry points (spec policy.md), next to evaluate.c.
+
+CREATE FUNCTION public.wval_check(policy jsonb, metrics jsonb, stage text DEFAULT 'backtest',
+                                  context jsonb DEFAULT '{}')
+RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'wval_check' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION public.wval_check(jsonb, jsonb, text, jsonb) IS 'evaluates metrics against a policy document like wval_evaluate, without storing anything: {status, recommended_stage, ruleset_hash, profile, results, recommendation, validation_health}. context may carry data_as_of and baseline_metrics';
+
+GRANT EXECUTE ON FUNCTION public.wval_check(jsonb, jsonb, text, jsonb) TO wval_analyst;
+
+CREATE FUNCTION public.wval_evaluate(world_id text, strategy_id text, stage text DEFAULT 'backtest',
+                                     returns float8[] DEFAULT NULL, metrics jsonb DEFAULT '{}',
+                                     context jsonb DEFAULT '{}')
+RETURNS wval.evaluation_runs
+    AS 'MODULE_PATHNAME', 'wval_evaluate'
+    LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp;
+COMMENT ON FUNCTION public.wval_evaluate(text, text, text, float8[], jsonb, jsonb) IS 'computes metrics from returns (computed values win over supplied ones), applies the world''s active policy version, stores the run with its provenance, rule results and evaluation_run_created event in one transaction, and returns it; context.run_id makes the call idempotent';
+
+-- wval_record_run: the documented emergency bypass (admin only): records
+-- metrics without validation, status unvalidated, visible in every report.
+CREATE FUNCTION public.wval_record_run(world_id text, strategy_id text, stage text, metrics jsonb,
+                                       actor text, reason text, context jsonb DEFAULT '{}')
+RETURNS wval.evaluation_runs
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    p_world text := wval._ident('world_id', world_id);
+    p_strategy text := wval._ident('strategy_id', strategy_id);
+    p_actor text := wval._ident('actor', actor);
+    w wval.worlds := wval._world(p_world);
+    r wval.evaluation_runs;
+BEGIN
+    PERFORM wval._one_of('stage', stage, ARRAY['backtest', 'paper', 'shadow', 'live']);
+    PERFORM wval._require_text('reason', reason, '22023', 'Say why the validation is bypassed.');
+    IF metrics IS NULL OR jsonb_typeof(metrics) <> 'object' THEN
+        RAISE EXCEPTION '"metrics" must be a JSON object' USING ERRCODE = 'WV001',
+            HINT = 'Pass metric blocks such as {"returns": {...}}.';
+    END IF;
+    INSERT INTO wval.evaluation_runs (world_id, strategy_id, stage, kind, risk_tier, model_card_version, code_hash,
+                                      data_snapshot, context, metrics, status, results, created_by)
+    VALUES (p_world, p_strategy, stage, 'single', w.risk_tier, context->>'model_card_version', context->>'code_hash',
+            context->'data_snapshot', coalesce(context, '{}') || jsonb_build_object('bypass_reason', reason),
+            metrics, 'unvalidated', '{}', p_actor)
+    RETURNING * INTO r;
+    PERFORM wval._audit(p_world, 'validation_bypassed', p_actor,
+                        jsonb_build_object('run_id', r.run_id, 'strategy_id', p_strategy, 'stage', stage, 'reason', reason));
+    PERFORM wval._emit('evaluation_run_created', p_world, p_strategy,
+                       format('evaluation_run_created:%s:%s:%s', p_world, p_strategy, r.run_id),
+                       jsonb_build_object('world_id', p_world, 'strategy_id', p_strategy, 'run_id', r.run_id,
+                                          'stage', stage, 'kind', 'single', 'status', 'unvalidated',
+                                          'recommended_stage', NULL, 'policy_version', NULL));
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION public.wval_record_run(text, text, text, jsonb, text, text, jsonb) IS 'emergency bypass (admin only): records a run without validation (status unvalidated), audited';
+
+-- wval._fmt(x): a metric value for humans
+CREATE FUNCTION wval._fmt(v jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN v IS NULL OR jsonb_typeof(v) = 'null' THEN 'n/a'
+                WHEN jsonb_typeof(v) = 'number' THEN
+                    CASE WHEN abs(v::text::float8) >= 1e6 OR (abs(v::text::float8) < 1e-4 AND v::text::float8 <> 0)
+                         THEN to_char(v::text::float8, 'FM9.999EEEE')
+                         ELSE rtrim(rtrim(round(v::text::numeric, 4)::text, '0'), '.') END
+                WHEN jsonb_typeof(v) = 'string' THEN v #>> '{}'
+                ELSE v::text END
+$$;
+COMMENT ON FUNCTION wval._fmt(jsonb) IS 'formats a metric value for reports';
+
+-- wval._threshold(details): "op threshold" for humans
+CREATE FUNCTION wval._threshold(d jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN d->>'op' = 'between' THEN 'in [' || wval._fmt(d->'threshold'->0) || ', ' || wval._fmt(d->'threshold'->1) || ']'
+                WHEN d ? 'op' THEN (d->>'op') || ' ' || wval._fmt(d->'threshold') || coalesce(' ' || (d->>'unit'), '')
+                ELSE '' END
+$$;
+COMMENT ON FUNCTION wval._threshold(jsonb) IS 'formats the operator and threshold of a RuleResult';
+
+CREATE FUNCTION public.wval_run_explain(run_id uuid) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    r wval.evaluation_runs := wval._run(run_id);
+    o wval.overrides;
+    lines text[] := '{}';
+    rec record;
+    st jsonb;
+BEGIN
+    lines := lines || format('run %s: world %s, strategy %s, stage %s, kind %s', r.run_id, r.world_id, r.strategy_id, r.stage, r.kind);
+    lines := lines || format('evaluated %s by %s under policy version %s, profile %s, ruleset %s',
+                             to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"'), r.created_by,
+                             coalesce(r.policy_version::text, 'none'), coalesce(r.profile, 'none'), coalesce(r.ruleset_hash, 'none'));
+    IF r.status = 'unvalidated' THEN
+        lines := lines || format('status UNVALIDATED: recorded through the emergency bypass (%s); no check ran',
+                                 coalesce(r.context->>'bypass_reason', 'no reason'));
+    ELSE
+        lines := lines || format('status %s, recommended stage %s', upper(r.status), r.recommended_stage);
+    END IF;
+    lines := lines || ''::text || 'checks (failures first):'::text;
+    FOR rec IN
+        SELECT e.key, e.value AS v FROM jsonb_each(r.results) e
+        ORDER BY CASE e.value->>'status' WHEN 'fail' THEN 0 WHEN 'warn' THEN 1 ELSE 2 END, e.key
+    LOOP
+        lines := lines || format('  %-4s %-38s %-8s %-5s value %s, threshold %s (%s)',
+                                 rec.v->>'status', rec.key, rec.v->>'severity', rec.v->>'owner',
+                                 wval._fmt(rec.v->'details'->'value'), nullif(wval._threshold(rec.v->'details'), ''),
+                                 rec.v->>'reason_code');
+        IF rec.v->>'status' <> 'pass' OR rec.v->>'reason_code' <> 'ok' THEN
+            lines := lines || ('       ' || (rec.v->>'reason'));
+        END IF;
+    END LOOP;
+    IF r.recommendation IS NOT NULL THEN
+        lines := lines || ''::text || 'recommended stage:'::text;
+        FOR st IN SELECT * FROM jsonb_array_elements(r.recommendation->'stages') LOOP
+            lines := lines || format('  %-24s %s', st->>'stage',
+                CASE WHEN st->>'profile' IS NULL THEN st->>'note'
+                     WHEN (st->>'cleared')::boolean THEN format('profile %s cleared (%s)', st->>'profile', st->>'status')
+                     ELSE format('profile %s NOT cleared, stopped by %s', st->>'profile',
+                                 (SELECT string_agg(x, ', ') FROM jsonb_array_elements_text(st->'stopped_by') x)) END);
+        END LOOP;
+        lines := lines || format('  -> %s%s', r.recommendation->>'recommended_stage',
+                                 CASE WHEN r.recommendation->>'stopped_at' IS NOT NULL AND r.recommendation->>'stopped_at' <> r.recommendation->>'recommended_stage'
+                                      THEN format(' (the climb stopped at %s)', r.recommendation->>'stopped_at') ELSE '' END);
+    END IF;
+    lines := lines || ''::text || 'metrics:'::text;
+    FOR rec IN
+        SELECT b.key AS block, m.key, m.value FROM jsonb_each(r.metrics) b, jsonb_each(CASE WHEN jsonb_typeof(b.value) = 'object' THEN b.value ELSE '{}' END) m
+        WHERE jsonb_typeof(m.value) IN ('number', 'string', 'null')
+        ORDER BY 1, 2
+    LOOP
+        lines := lines || format('  %s.%s = %s', rec.block, rec.key, wval._fmt(rec.value));
+    END LOOP;
+    SELECT * INTO o FROM wval.current_overrides co WHERE co.run_id = r.run_id;
+    lines := lines || ''::text || CASE WHEN o.run_id IS NULL THEN 'override: none'
+        ELSE format('override: %s by %s on %s (%s)%s', o.status, coalesce(o.actor, '?'),
+                    to_char(o.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), coalesce(o.reason, 'no reason'),
+                    CASE WHEN o.status = 'approved' THEN format(', review due %s%s', to_char(o.review_due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
+                                                              CASE WHEN o.review_due_at < now() THEN ' (OVERDUE)' ELSE '' END) ELSE '' END) END;
+    RETURN array_to_string(lines, E'\n');
+END
+$$;
+COMMENT ON FUNCTION public.wval_run_explain(uuid) IS 'a human-readable account of one run: every check with value, threshold and outcome, why the recommended stage stopped where it did, metrics, override state';
+
+GRANT EXECUTE ON FUNCTION public.wval_evaluate(text, text, text, float8[], jsonb, jsonb) TO wval_producer;
+GRANT EXECUTE ON FUNCTION public.wval_record_run(text, text, text, jsonb, text, text, jsonb) TO wval_admin;
+GRANT EXECUTE ON FUNCTION public.wval_run_explain(uuid) TO wval_analyst;

@@ -1,0 +1,161 @@
+/*-------------------------------------------------------------------------
+ *
+ * policy.h
+ *	  The policy engine: a validated, materialised policy version (policy.c)
+ *	  and the evaluation of its rules against a run's metrics (rules.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WVAL_POLICY_H
+#define WVAL_POLICY_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "utils/jsonb.h"
+
+typedef enum WvalSeverity
+{
+	WVAL_SEV_BLOCKING,
+	WVAL_SEV_SOFT,
+	WVAL_SEV_INFO
+} WvalSeverity;
+
+typedef enum WvalOwner
+{
+	WVAL_OWNER_QUANT,
+	WVAL_OWNER_RISK,
+	WVAL_OWNER_OPS
+} WvalOwner;
+
+typedef enum WvalMode
+{
+	WVAL_MODE_ENFORCE,
+	WVAL_MODE_WARN
+} WvalMode;
+
+/* on_error / on_missing_metric */
+typedef enum WvalOnPolicy
+{
+	WVAL_ON_FAIL,
+	WVAL_ON_WARN,
+	WVAL_ON_IGNORE
+} WvalOnPolicy;
+
+/* How a rule obtains the value it compares */
+typedef enum WvalValueKind
+{
+	WVAL_VAL_METRIC,			/* the number at metric */
+	WVAL_VAL_ABS_METRIC,		/* |number at metric| */
+	WVAL_VAL_LAG,				/* now - context.data_as_of, seconds */
+	WVAL_VAL_HISTORY,			/* sample.effective_history_years, in seconds */
+	WVAL_VAL_HALF_GAP,			/* |metric - metric2| */
+	WVAL_VAL_BASELINE_RATIO		/* metric / the baseline run's metric */
+} WvalValueKind;
+
+/* One materialised check of a profile */
+typedef struct WvalRule
+{
+	char	   *key;			/* result key: "performance.sharpe_min" */
+	char	   *layer;			/* "performance" */
+	char	   *metric;			/* metric path for display: "returns.sharpe" */
+	char	  **path;			/* the same path as segments */
+	int			npath;
+	char	   *metric2;		/* second path (half gap), else NULL */
+	char	  **path2;
+	int			npath2;
+	WvalValueKind vkind;
+	bool		has_min;		/* value >= min (or > min when strict_min) */
+	bool		has_max;		/* value <= max */
+	bool		strict_min;
+	double		min;
+	double		max;
+	const char *code_base;		/* reason code stem: "sharpe" */
+	const char *unit;			/* "", "s" (durations) */
+	WvalSeverity severity;
+	WvalOwner	owner;
+	WvalMode	mode;
+} WvalRule;
+
+/* The materialised ruleset of one profile */
+typedef struct WvalRuleset
+{
+	char	   *profile;
+	WvalOnPolicy on_error;
+	WvalOnPolicy on_missing;
+	int			nrules;
+	WvalRule   *rules;
+	Jsonb	   *materialised;	/* the canonical document the hash covers */
+	char		hash[72];		/* "sha256:<hex>" */
+} WvalRuleset;
+
+/* Stage keys of default_profile_by_stage, in climbing order */
+#define WVAL_NSTAGE_KEYS 3
+extern const char *const wval_stage_keys[WVAL_NSTAGE_KEYS];
+
+/* A validated policy version, every profile materialised */
+typedef struct WvalPolicy
+{
+	int			nprofiles;
+	WvalRuleset *profiles;
+	int			stage_profile[WVAL_NSTAGE_KEYS];	/* index into profiles, -1 = absent */
+	WvalOnPolicy on_error;
+	WvalOnPolicy on_missing;
+	bool		fail_closed;	/* on_error/on_missing forced to fail */
+	MemoryContext cxt;			/* owns everything above */
+} WvalPolicy;
+
+/* policy.c */
+extern WvalPolicy *wval_policy_build(Jsonb *doc, bool fail_closed, MemoryContext parent);
+extern void wval_policy_free(WvalPolicy *policy);
+extern WvalPolicy *wval_policy_for_version(const char *world_id, int version, bool fail_closed);
+extern int	wval_policy_profile_for_stage(const WvalPolicy *policy, const char *stage);
+extern const char *wval_severity_name(WvalSeverity s);
+extern const char *wval_owner_name(WvalOwner o);
+extern const char *wval_mode_name(WvalMode m);
+extern const char *wval_on_name(WvalOnPolicy p);
+
+/* rules.c: what the rules of a profile see */
+typedef struct WvalEvalInput
+{
+	Jsonb	   *metrics;		/* merged metric blocks */
+	Jsonb	   *baseline;		/* latest backtest run's metrics, or NULL */
+	bool		has_data_as_of;
+	TimestampTz data_as_of;
+	TimestampTz now;
+	const char *stage;			/* the run's stage */
+} WvalEvalInput;
+
+/* The outcome of one profile */
+typedef struct WvalProfileOutcome
+{
+	int			profile;		/* index into policy->profiles, -1 = none */
+	const char *status;			/* pass | warn | fail */
+	bool		cleared;		/* no blocking or soft fail */
+	int			nresults;
+	int			nerrors;		/* results with reason_code rule_error */
+	StringInfoData results;		/* JSON object text: key -> RuleResult */
+	StringInfoData stoppers;	/* JSON array text of keys that stop the climb */
+} WvalProfileOutcome;
+
+/* The outcome of a run: its own profile plus the recommendation */
+typedef struct WvalOutcome
+{
+	WvalProfileOutcome own;
+	const char *recommended_stage;
+	StringInfoData recommendation;	/* JSON object text */
+	double		metric_coverage_ratio;
+	double		rules_executed_ratio;
+} WvalOutcome;
+
+extern void wval_evaluate_profile(const WvalPolicy *policy, int profile,
+								  const WvalEvalInput *in, WvalProfileOutcome *out);
+extern void wval_evaluate_policy(const WvalPolicy *policy, const WvalEvalInput *in,
+								 WvalOutcome *out);
+extern double wval_metric_coverage(Jsonb *metrics);
+
+/* jsonb access helpers (rules.c) */
+extern JsonbValue *wval_json_get(Jsonb *doc, char **path, int npath);
+extern JsonbValue *wval_json_path(Jsonb *doc, const char *dotted);
+
+#endif							/* WVAL_POLICY_H */

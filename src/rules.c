@@ -1,0 +1,574 @@
+/*-------------------------------------------------------------------------
+ *
+ * rules.c
+ *	  Evaluation of a materialised policy against a run's metrics: one
+ *	  RuleResult per check, the summary status of a profile, and the
+ *	  recommended stage across profiles (spec policy.md).
+ *
+ * Every check is handled the same way: obtain its value (a metric, an
+ * absolute value, a difference, an age, a ratio to the baseline run); a
+ * missing value follows on_missing_metric, a value that cannot be used
+ * (not a number) follows on_error; otherwise the inclusive bounds decide.
+ * mode "warn" turns a would-be fail into warn with details.would_fail.
+ * One check never aborts the evaluation.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "policy.h"
+#include "wval.h"
+
+/* The 12 v1 core metrics of validation_health (metrics.md) */
+static const char *const core_metrics[] = {
+	"returns.sharpe", "returns.max_drawdown", "returns.gain_to_pain_ratio",
+	"returns.time_under_water_ratio", "sample.effective_history_years",
+	"sample.n_trades_total", "sample.n_trades_per_year", "risk.adv_utilization_p95",
+	"risk.participation_rate_p95", "robustness.deflated_sharpe_ratio",
+	"robustness.sharpe_first_half", "robustness.sharpe_second_half"
+};
+
+/* Outcome of obtaining a check's value */
+typedef enum ValueState
+{
+	VS_OK,
+	VS_MISSING,
+	VS_ERROR
+} ValueState;
+
+/*
+ * The value at a path of segments inside a jsonb document, or NULL when
+ * some segment is absent.  Intermediate values must be objects.
+ */
+JsonbValue *
+wval_json_get(Jsonb *doc, char **path, int npath)
+{
+	JsonbContainer *c;
+	JsonbValue *v = NULL;
+	int			i;
+
+	if (doc == NULL || !JB_ROOT_IS_OBJECT(doc))
+		return NULL;
+	c = &doc->root;
+	for (i = 0; i < npath; i++)
+	{
+		JsonbValue	key;
+
+		if (!JsonContainerIsObject(c))
+			return NULL;
+		key.type = jbvString;
+		key.val.string.val = path[i];
+		key.val.string.len = strlen(path[i]);
+		v = findJsonbValueFromContainer(c, JB_FOBJECT, &key);
+		if (v == NULL)
+			return NULL;
+		if (i + 1 < npath)
+		{
+			if (v->type != jbvBinary)
+				return NULL;
+			c = v->val.binary.data;
+		}
+	}
+	return v;
+}
+
+/* The value at a dotted path, or NULL */
+JsonbValue *
+wval_json_path(Jsonb *doc, const char *dotted)
+{
+	char	   *copy = pstrdup(dotted);
+	char	   *segs[16];
+	int			n = 0;
+	char	   *p = copy;
+
+	segs[n++] = p;
+	for (; *p && n < 16; p++)
+		if (*p == '.')
+		{
+			*p = '\0';
+			segs[n++] = p + 1;
+		}
+	return wval_json_get(doc, segs, n);
+}
+
+/*
+ * Converts a metric value to a double: numbers, and the strings
+ * "Infinity" / "-Infinity" that wval stores for infinite metrics.
+ */
+static ValueState
+metric_number(JsonbValue *v, double *out, char **error)
+{
+	if (v == NULL || v->type == jbvNull)
+		return VS_MISSING;
+	if (v->type == jbvNumeric)
+	{
+		*out = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+		return VS_OK;
+	}
+	if (v->type == jbvString)
+	{
+		if (v->val.string.len == 8 && strncmp(v->val.string.val, "Infinity", 8) == 0)
+		{
+			*out = get_float8_infinity();
+			return VS_OK;
+		}
+		if (v->val.string.len == 9 && strncmp(v->val.string.val, "-Infinity", 9) == 0)
+		{
+			*out = -get_float8_infinity();
+			return VS_OK;
+		}
+		if (v->val.string.len == 3 && strncmp(v->val.string.val, "n/a", 3) == 0)
+			return VS_MISSING;
+		*error = psprintf("the value is the string \"%.*s\", not a number",
+						  Min(v->val.string.len, 60), v->val.string.val);
+		return VS_ERROR;
+	}
+	*error = psprintf("the value is %s, not a number",
+					  v->type == jbvBool ? "a boolean" :
+					  (v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data)) ? "an object" :
+					  "an array");
+	return VS_ERROR;
+}
+
+/* Obtains the value a rule compares (see WvalValueKind) */
+static ValueState
+rule_value(const WvalRule *r, const WvalEvalInput *in, double *out, double *baseline,
+		   char **error)
+{
+	double		a,
+				b;
+	ValueState	st;
+
+	switch (r->vkind)
+	{
+		case WVAL_VAL_METRIC:
+			return metric_number(wval_json_get(in->metrics, r->path, r->npath), out, error);
+		case WVAL_VAL_ABS_METRIC:
+			st = metric_number(wval_json_get(in->metrics, r->path, r->npath), &a, error);
+			*out = fabs(a);
+			return st;
+		case WVAL_VAL_HALF_GAP:
+			st = metric_number(wval_json_get(in->metrics, r->path, r->npath), &a, error);
+			if (st != VS_OK)
+				return st;
+			st = metric_number(wval_json_get(in->metrics, r->path2, r->npath2), &b, error);
+			if (st != VS_OK)
+				return st;
+			*out = fabs(a - b);
+			if (isnan(*out))
+			{
+				*error = pstrdup("the difference of two infinite values is undefined");
+				return VS_ERROR;
+			}
+			return VS_OK;
+		case WVAL_VAL_HISTORY:
+			st = metric_number(wval_json_get(in->metrics, r->path, r->npath), &a, error);
+			*out = a * 365.25 * 86400.0;
+			return st;
+		case WVAL_VAL_LAG:
+			if (!in->has_data_as_of)
+				return VS_MISSING;
+			*out = (double) (in->now - in->data_as_of) / (double) USECS_PER_SEC;
+			return VS_OK;
+		case WVAL_VAL_BASELINE_RATIO:
+			if (in->baseline == NULL)
+				return VS_MISSING;
+			st = metric_number(wval_json_get(in->metrics, r->path, r->npath), &a, error);
+			if (st != VS_OK)
+				return st;
+			st = metric_number(wval_json_get(in->baseline, r->path, r->npath), &b, error);
+			if (st != VS_OK)
+				return st;
+			*baseline = b;
+			if (b == 0 || !isfinite(b))
+				return VS_MISSING;
+			*out = a / b;
+			if (isnan(*out))
+			{
+				*error = pstrdup("the ratio is undefined");
+				return VS_ERROR;
+			}
+			return VS_OK;
+	}
+	return VS_MISSING;
+}
+
+/* True when a rule applies at the run's stage */
+static bool
+rule_applies(const WvalRule *r, const WvalEvalInput *in)
+{
+	if (r->vkind == WVAL_VAL_BASELINE_RATIO)
+		return strcmp(in->stage, "paper") == 0 || strcmp(in->stage, "shadow") == 0;
+	return true;
+}
+
+/* Appends a number in a human form for reasons (durations as days/hours) */
+static void
+append_human(StringInfo buf, double d, const char *unit)
+{
+	if (unit[0] == 's' && isfinite(d))
+	{
+		if (fabs(d) >= 86400)
+			appendStringInfo(buf, "%.4gd", d / 86400.0);
+		else if (fabs(d) >= 3600)
+			appendStringInfo(buf, "%.4gh", d / 3600.0);
+		else
+			appendStringInfo(buf, "%.4gs", d);
+		return;
+	}
+	if (isinf(d))
+		appendStringInfoString(buf, d > 0 ? "Infinity" : "-Infinity");
+	else
+		appendStringInfo(buf, "%.6g", d);
+}
+
+/* The text a rule's value is described by in reasons */
+static char *
+rule_subject(const WvalRule *r)
+{
+	switch (r->vkind)
+	{
+		case WVAL_VAL_ABS_METRIC:
+			return psprintf("|%s|", r->metric);
+		case WVAL_VAL_HALF_GAP:
+			return psprintf("|%s - %s|", r->metric, r->metric2);
+		case WVAL_VAL_LAG:
+			return pstrdup("the age of context.data_as_of");
+		case WVAL_VAL_HISTORY:
+			return pstrdup("the history (sample.effective_history_years)");
+		case WVAL_VAL_BASELINE_RATIO:
+			return psprintf("%s relative to the latest backtest run", r->metric);
+		default:
+			return pstrdup(r->metric);
+	}
+}
+
+/* Appends one RuleResult ("key": {...}) to the results object text */
+static void
+append_result(StringInfo buf, const WvalRule *r, const char *status, WvalSeverity sev,
+			  const char *code, const char *reason, ValueState vs, double value,
+			  bool has_baseline, double baseline, bool would_fail, const char *error)
+{
+	if (buf->len > 1)
+		appendStringInfoChar(buf, ',');
+	wval_append_json_string(buf, r->key);
+	appendStringInfo(buf, ":{\"status\":\"%s\",\"severity\":\"%s\",\"owner\":\"%s\",\"reason_code\":\"%s\",\"reason\":",
+					 status, wval_severity_name(sev), wval_owner_name(r->owner), code);
+	wval_append_json_string(buf, reason);
+	appendStringInfoString(buf, ",\"tags\":[");
+	wval_append_json_string(buf, r->layer);
+	appendStringInfoString(buf, "],\"details\":{\"metric\":");
+	wval_append_json_string(buf, r->metric);
+	appendStringInfoString(buf, ",\"value\":");
+	if (vs == VS_OK)
+		wval_append_float8(buf, value);
+	else
+		appendStringInfoString(buf, "null");
+	if (r->has_min && r->has_max)
+	{
+		appendStringInfoString(buf, ",\"op\":\"between\",\"threshold\":[");
+		wval_append_float8(buf, r->min);
+		appendStringInfoChar(buf, ',');
+		wval_append_float8(buf, r->max);
+		appendStringInfoChar(buf, ']');
+	}
+	else
+	{
+		appendStringInfo(buf, ",\"op\":\"%s\",\"threshold\":",
+						 r->has_min ? (r->strict_min ? ">" : ">=") : "<=");
+		wval_append_float8(buf, r->has_min ? r->min : r->max);
+	}
+	appendStringInfo(buf, ",\"mode\":\"%s\"", wval_mode_name(r->mode));
+	if (r->unit[0])
+		appendStringInfo(buf, ",\"unit\":\"%s\"", r->unit);
+	if (r->metric2)
+	{
+		appendStringInfoString(buf, ",\"metric2\":");
+		wval_append_json_string(buf, r->metric2);
+	}
+	if (has_baseline)
+	{
+		appendStringInfoString(buf, ",\"baseline_value\":");
+		wval_append_float8(buf, baseline);
+	}
+	if (would_fail)
+		appendStringInfoString(buf, ",\"would_fail\":true");
+	if (error)
+	{
+		appendStringInfoString(buf, ",\"error\":");
+		wval_append_json_string(buf, error);
+	}
+	appendStringInfoString(buf, "}}");
+}
+
+/*
+ * Evaluates every check of one profile.  Fills out->results (JSON object
+ * text), the profile's summary status and whether it is cleared.
+ */
+void
+wval_evaluate_profile(const WvalPolicy *policy, int profile, const WvalEvalInput *in,
+					  WvalProfileOutcome *out)
+{
+	const WvalRuleset *rs = profile >= 0 ? &policy->profiles[profile] : NULL;
+	bool		any_blocking_fail = false;
+	bool		any_warn = false;
+	int			i;
+
+	out->profile = profile;
+	out->cleared = true;
+	out->nresults = 0;
+	out->nerrors = 0;
+	initStringInfo(&out->results);
+	initStringInfo(&out->stoppers);
+	appendStringInfoChar(&out->results, '{');
+	appendStringInfoChar(&out->stoppers, '[');
+
+	for (i = 0; rs != NULL && i < rs->nrules; i++)
+	{
+		const WvalRule *r = &rs->rules[i];
+		double		value = 0;
+		double		baseline = 0;
+		char	   *error = NULL;
+		ValueState	vs;
+		const char *status;
+		WvalSeverity sev = r->severity;
+		char	   *code;
+		StringInfoData reason;
+		bool		would_fail = false;
+		char	   *subject;
+
+		if (!rule_applies(r, in))
+			continue;
+		baseline = get_float8_nan();
+		vs = rule_value(r, in, &value, &baseline, &error);
+		subject = rule_subject(r);
+		initStringInfo(&reason);
+
+		if (vs == VS_MISSING)
+		{
+			WvalOnPolicy on = rs->on_missing;
+
+			status = on == WVAL_ON_FAIL ? "fail" : on == WVAL_ON_WARN ? "warn" : "pass";
+			code = on == WVAL_ON_IGNORE ? "missing_metric_ignored" : "missing_metric";
+			if (on == WVAL_ON_IGNORE)
+				sev = WVAL_SEV_INFO;
+			if (r->vkind == WVAL_VAL_BASELINE_RATIO && in->baseline == NULL)
+				appendStringInfo(&reason, "%s: the strategy has no backtest run to compare with", subject);
+			else
+				appendStringInfo(&reason, "%s is missing", subject);
+			if (on == WVAL_ON_IGNORE)
+				appendStringInfoString(&reason, " (ignored: on_missing_metric = ignore)");
+		}
+		else if (vs == VS_ERROR)
+		{
+			status = rs->on_error == WVAL_ON_FAIL ? "fail" : "warn";
+			code = "rule_error";
+			appendStringInfo(&reason, "%s could not be evaluated: %s", subject, error);
+			out->nerrors++;
+		}
+		else
+		{
+			bool		below = r->has_min && (r->strict_min ? !(value > r->min) : !(value >= r->min));
+			bool		above = r->has_max && !(value <= r->max);
+
+			appendStringInfo(&reason, "%s ", subject);
+			append_human(&reason, value, r->unit);
+			if (below)
+			{
+				status = "fail";
+				code = psprintf("%s_below_min", r->code_base);
+				appendStringInfo(&reason, " is %s the minimum ", r->strict_min ? "not above" : "below");
+				append_human(&reason, r->min, r->unit);
+			}
+			else if (above)
+			{
+				status = "fail";
+				code = psprintf("%s_above_max", r->code_base);
+				appendStringInfoString(&reason, " is above the maximum ");
+				append_human(&reason, r->max, r->unit);
+			}
+			else
+			{
+				status = "pass";
+				code = "ok";
+				if (r->has_min && r->has_max)
+				{
+					appendStringInfoString(&reason, " is within [");
+					append_human(&reason, r->min, r->unit);
+					appendStringInfoString(&reason, ", ");
+					append_human(&reason, r->max, r->unit);
+					appendStringInfoChar(&reason, ']');
+				}
+				else if (r->has_min)
+				{
+					appendStringInfo(&reason, " %s the minimum ", r->strict_min ? "is above" : "meets");
+					append_human(&reason, r->min, r->unit);
+				}
+				else
+				{
+					appendStringInfoString(&reason, " is within the maximum ");
+					append_human(&reason, r->max, r->unit);
+				}
+			}
+		}
+
+		if (strcmp(status, "fail") == 0 && r->mode == WVAL_MODE_WARN)
+		{
+			status = "warn";
+			would_fail = true;
+			appendStringInfoString(&reason, " (mode warn: would fail once enforced)");
+		}
+
+		append_result(&out->results, r, status, sev, code, reason.data, vs, value,
+					  !isnan(baseline), baseline, would_fail, error);
+		out->nresults++;
+
+		if (strcmp(status, "fail") == 0)
+		{
+			if (sev == WVAL_SEV_BLOCKING)
+				any_blocking_fail = true;
+			else
+				any_warn = true;
+			if (sev != WVAL_SEV_INFO)
+			{
+				if (out->stoppers.len > 1)
+					appendStringInfoChar(&out->stoppers, ',');
+				wval_append_json_string(&out->stoppers, r->key);
+				out->cleared = false;
+			}
+		}
+		else if (strcmp(status, "warn") == 0)
+			any_warn = true;
+	}
+
+	if (out->nresults == 0)
+	{
+		/* nothing was validated, so nothing may be called a pass */
+		appendStringInfoString(&out->results,
+							   "\"policy.no_checks\":{\"status\":\"warn\",\"severity\":\"info\",\"owner\":\"ops\","
+							   "\"reason_code\":\"no_checks\",\"reason\":");
+		wval_append_json_string(&out->results,
+								rs ? psprintf("profile \"%s\" configures no check for this stage: nothing was validated", rs->profile) :
+								"the policy has no profile for this stage: nothing was validated");
+		appendStringInfoString(&out->results, ",\"tags\":[\"policy\"],\"details\":{}}");
+		out->status = "warn";
+	}
+	else
+		out->status = any_blocking_fail ? "fail" : any_warn ? "warn" : "pass";
+	appendStringInfoChar(&out->results, '}');
+	appendStringInfoChar(&out->stoppers, ']');
+}
+
+/* Share of the 12 core metrics present (validation_health) */
+double
+wval_metric_coverage(Jsonb *metrics)
+{
+	int			i;
+	int			present = 0;
+
+	for (i = 0; i < (int) lengthof(core_metrics); i++)
+	{
+		double		d;
+		char	   *err = NULL;
+
+		if (metric_number(wval_json_path(metrics, core_metrics[i]), &d, &err) == VS_OK)
+			present++;
+	}
+	return (double) present / (double) lengthof(core_metrics);
+}
+
+/*
+ * Evaluates a run: the profile of its own stage (stored status and
+ * results) and the profiles of default_profile_by_stage (the recommended
+ * stage and why the climb stopped).
+ */
+void
+wval_evaluate_policy(const WvalPolicy *policy, const WvalEvalInput *in, WvalOutcome *out)
+{
+	int			own = wval_policy_profile_for_stage(policy, in->stage);
+	WvalProfileOutcome stage_out[WVAL_NSTAGE_KEYS];
+	bool		cleared[WVAL_NSTAGE_KEYS];
+	int			s;
+	int			reached = -1;
+	int			applicable = 0;
+
+	wval_evaluate_profile(policy, own, in, &out->own);
+
+	for (s = 0; s < WVAL_NSTAGE_KEYS; s++)
+	{
+		int			p = policy->stage_profile[s];
+
+		if (p < 0)
+		{
+			/* an absent backtest_only key counts as cleared, others cannot be reached */
+			cleared[s] = (s == 0);
+			continue;
+		}
+		if (p == own)
+			stage_out[s] = out->own;
+		else
+			wval_evaluate_profile(policy, p, in, &stage_out[s]);
+		cleared[s] = stage_out[s].cleared;
+	}
+
+	/* climb while every profile up to here is cleared */
+	for (s = 0; s < WVAL_NSTAGE_KEYS; s++)
+	{
+		if (!cleared[s])
+			break;
+		reached = s;
+	}
+	out->recommended_stage = wval_stage_keys[reached < 0 ? 0 : reached];
+
+	initStringInfo(&out->recommendation);
+	appendStringInfoString(&out->recommendation, "{\"stages\":[");
+	for (s = 0; s < WVAL_NSTAGE_KEYS; s++)
+	{
+		int			p = policy->stage_profile[s];
+
+		if (s > 0)
+			appendStringInfoChar(&out->recommendation, ',');
+		appendStringInfo(&out->recommendation, "{\"stage\":\"%s\",\"profile\":", wval_stage_keys[s]);
+		if (p < 0)
+		{
+			appendStringInfo(&out->recommendation, "null,\"cleared\":%s,\"note\":\"%s\"}",
+							 cleared[s] ? "true" : "false",
+							 s == 0 ? "no profile mapped: counts as cleared" :
+							 "no profile mapped: this stage cannot be recommended");
+			continue;
+		}
+		wval_append_json_string(&out->recommendation, policy->profiles[p].profile);
+		appendStringInfo(&out->recommendation, ",\"status\":\"%s\",\"cleared\":%s,\"stopped_by\":%s}",
+						 stage_out[s].status, cleared[s] ? "true" : "false", stage_out[s].stoppers.data);
+	}
+	appendStringInfoString(&out->recommendation, "],\"recommended_stage\":");
+	wval_append_json_string(&out->recommendation, out->recommended_stage);
+	appendStringInfoString(&out->recommendation, ",\"stopped_at\":");
+	if (reached + 1 < WVAL_NSTAGE_KEYS)
+		wval_append_json_string(&out->recommendation, wval_stage_keys[reached + 1]);
+	else
+		appendStringInfoString(&out->recommendation, "null");
+	appendStringInfoChar(&out->recommendation, '}');
+
+	/* validation_health */
+	out->metric_coverage_ratio = wval_metric_coverage(in->metrics);
+	if (own >= 0)
+	{
+		int			i;
+
+		for (i = 0; i < policy->profiles[own].nrules; i++)
+			if (rule_applies(&policy->profiles[own].rules[i], in))
+				applicable++;
+	}
+	out->rules_executed_ratio = applicable == 0 ? 1.0 :
+		(double) out->own.nresults / (double) applicable;
+}
