@@ -1144,3 +1144,83 @@ wval_evaluate(PG_FUNCTION_ARGS)
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }
+
+PG_FUNCTION_INFO_V1(wval_apply_rules);
+
+/*
+ * wval._apply_rules(policy jsonb, ruleset text, metrics jsonb, stage text,
+ * fail_closed boolean, layers text[], context jsonb) → jsonb: the engine
+ * for other kinds of runs (live, cohort, portfolio, stress).  ruleset is
+ * "live_monitoring", "cohort", a profile name, or null for the profile of
+ * the stage; layers (when not null) restricts the checks to those layers.
+ * Returns {status, cleared, profile, ruleset_hash, results, stopped_by,
+ * validation_error_count}.
+ */
+Datum
+wval_apply_rules(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *policy_doc = PG_GETARG_JSONB_P(0);
+	char	   *name = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Jsonb	   *supplied = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+	char	   *stage = PG_ARGISNULL(3) ? "backtest" : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	bool		fail_closed = PG_ARGISNULL(4) ? false : PG_GETARG_BOOL(4);
+	Jsonb	   *context = PG_ARGISNULL(6) ? NULL : PG_GETARG_JSONB_P(6);
+	const char **layers = NULL;
+	int			nlayers = 0;
+	WvalPolicy *policy;
+	WvalRuleset *rs;
+	WvalEvalInput in;
+	WvalProfileOutcome out;
+	StringInfoData buf;
+	JsonbValue *baseline;
+
+	wval_check_stage(stage);
+	if (!PG_ARGISNULL(5))
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+		int			i;
+
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(5), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &nulls, &nlayers);
+		layers = palloc(sizeof(char *) * Max(nlayers, 1));
+		for (i = 0; i < nlayers; i++)
+			layers[i] = nulls[i] ? "" : TextDatumGetCString(elems[i]);
+	}
+	policy = wval_policy_build(policy_doc, fail_closed, CurrentMemoryContext);
+	if (name != NULL)
+		rs = wval_policy_ruleset_by_name(policy, name);
+	else
+	{
+		int			p = wval_policy_profile_for_stage(policy, stage);
+
+		rs = p >= 0 ? &policy->profiles[p] : NULL;
+	}
+
+	memset(&in, 0, sizeof(in));
+	in.metrics = wval_merge_metrics(NULL, supplied);
+	in.stage = stage;
+	in.now = GetCurrentTransactionStartTimestamp();
+	in.has_data_as_of = wval_context_timestamp(context, "data_as_of", &in.data_as_of);
+	baseline = context ? wval_json_path(context, "baseline_metrics") : NULL;
+	if (baseline && value_is_object(baseline))
+		in.baseline = JsonbValueToJsonb(baseline);
+	/* a selection of layers without checks is "nothing to check", not a warning */
+	wval_evaluate_ruleset(rs, &in, layers, nlayers, &out);
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"status\":\"%s\",\"cleared\":%s,\"profile\":", out.status,
+					 out.cleared ? "true" : "false");
+	if (rs)
+		wval_append_json_string(&buf, rs->profile);
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfoString(&buf, ",\"ruleset_hash\":");
+	if (rs)
+		wval_append_json_string(&buf, rs->hash);
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfo(&buf, ",\"results\":%s,\"stopped_by\":%s,\"validation_error_count\":%d}",
+					 out.results.data, out.stoppers.data, out.nerrors);
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}

@@ -142,3 +142,10 @@ COMMENT ON FUNCTION public.wval_run_explain(uuid) IS 'a human-readable account o
 GRANT EXECUTE ON FUNCTION public.wval_evaluate(text, text, text, float8[], jsonb, jsonb) TO wval_producer;
 GRANT EXECUTE ON FUNCTION public.wval_record_run(text, text, text, jsonb, text, text, jsonb) TO wval_admin;
 GRANT EXECUTE ON FUNCTION public.wval_run_explain(uuid) TO wval_analyst;
+
+CREATE FUNCTION wval._apply_rules(policy jsonb, ruleset text, metrics jsonb, stage text DEFAULT 'backtest',
+                                  fail_closed boolean DEFAULT false, layers text[] DEFAULT NULL,
+                                  context jsonb DEFAULT '{}')
+RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'wval_apply_rules' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION wval._apply_rules(jsonb, text, jsonb, text, boolean, text[], jsonb) IS 'the check engine for other kinds of runs: applies the ruleset "live_monitoring", "cohort", a profile (null: the stage''s profile), optionally only some layers, to metrics; {status, cleared, profile, ruleset_hash, results, stopped_by, validation_error_count}';

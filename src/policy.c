@@ -69,52 +69,70 @@ typedef struct CheckDef
 	CheckType	type;
 	const char *code_base;		/* reason code stem */
 	const char *meaning;
+	const char *code;			/* violation code when not <stem>_below_min/_above_max */
+	bool		warn_mode;		/* the check defaults to mode warn */
 } CheckDef;
 
 static const CheckDef check_catalogue[] = {
-	{"data_currency", "max_lag", "context.data_as_of", NULL, WVAL_VAL_LAG, 'l', CT_DURATION, "data_lag", "time since context.data_as_of"},
-	{"data_currency", "min_history", "sample.effective_history_years", NULL, WVAL_VAL_HISTORY, 'g', CT_DURATION, "history", "length of the return history"},
-	{"data_currency", "max_missing_ratio", "diagnostics.missing_ratio", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "missing_ratio", "share of missing data points (supplied)"},
-	{"sample", "min_effective_years", "sample.effective_history_years", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "effective_years", "years of history"},
-	{"sample", "min_trades_total", "sample.n_trades_total", NULL, WVAL_VAL_METRIC, 'g', CT_COUNT, "trades_total", "number of trades (supplied)"},
-	{"sample", "min_trades_per_year", "sample.n_trades_per_year", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "trades_per_year", "trades per year"},
-	{"sample", "require_high_vol_regime", "sample.regime_coverage.high_vol", NULL, WVAL_VAL_METRIC, 's', CT_BOOL, "high_vol_regime", "share of periods in the high-volatility regime"},
-	{"performance", "sharpe_min", "returns.sharpe", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "sharpe", "annualised Sharpe ratio"},
-	{"performance", "max_dd_max", "returns.max_drawdown", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "max_drawdown", "maximum drawdown"},
-	{"performance", "gain_to_pain_min", "returns.gain_to_pain_ratio", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "gain_to_pain", "gain-to-pain ratio"},
-	{"performance", "sortino_min", "returns.sortino_ratio", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "sortino", "annualised Sortino ratio"},
-	{"performance", "time_under_water_max", "returns.time_under_water_ratio", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "time_under_water", "share of periods under water"},
-	{"performance", "volatility_max", "returns.volatility", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "volatility", "annualised volatility"},
-	{"robustness", "dsr_min", "robustness.deflated_sharpe_ratio", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "dsr", "deflated Sharpe ratio"},
-	{"robustness", "psr_min", "robustness.probabilistic_sharpe_ratio", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "psr", "probabilistic Sharpe ratio"},
-	{"robustness", "half_sharpe_gap_max", "robustness.sharpe_first_half", "robustness.sharpe_second_half", WVAL_VAL_HALF_GAP, 'l', CT_NUMBER, "half_sharpe_gap", "gap between the Sharpe ratios of the two halves"},
-	{"robustness", "cv_sharpe_std_max", "robustness.cv_sharpe_std", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "cv_sharpe_std", "dispersion of cross-validated Sharpe ratios"},
-	{"robustness", "sharpe_max", "returns.sharpe", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "sharpe", "Sharpe ratio too good to be true"},
-	{"robustness", "complexity_max", "diagnostics.strategy_complexity", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "complexity", "strategy complexity"},
-	{"risk", "adv_utilization_p95_max", "risk.adv_utilization_p95", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "adv_utilization", "95th percentile of ADV utilisation (supplied)"},
-	{"risk", "participation_rate_p95_max", "risk.participation_rate_p95", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "participation_rate", "95th percentile of participation rate (supplied)"},
-	{"risk", "var_p01_max", "returns.var_p01", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "var_p01", "historical 1% value at risk"},
-	{"risk", "es_p01_max", "returns.es_p01", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "es_p01", "historical 1% expected shortfall"},
-	{"risk", "incremental_var_99_max", "risk.incremental_var_99", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "incremental_var_99", "incremental portfolio VaR 99%"},
-	{"risk", "incremental_es_99_max", "risk.incremental_es_99", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "incremental_es_99", "incremental portfolio ES 99%"},
-	{"risk", "capacity_estimate_base_min", "risk.capacity_estimate_base", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "capacity", "estimated capacity (supplied)"},
-	{"risk", "max_leverage", "risk.leverage_max", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "leverage", "maximum leverage (supplied)"},
-	{"risk", "factor_exposure_max", "risk.factor_exposures", NULL, WVAL_VAL_ABS_METRIC, 'l', CT_FACTORS, "factor_exposure", "absolute exposure to a factor (supplied)"},
-	{"portfolio", "max_incremental_var_99", "risk.incremental_var_99", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "incremental_var_99", "incremental portfolio VaR 99%"},
-	{"portfolio", "max_incremental_es_99", "risk.incremental_es_99", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "incremental_es_99", "incremental portfolio ES 99%"},
-	{"portfolio", "min_portfolio_sharpe_uplift", "portfolio.sharpe_uplift", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "portfolio_sharpe_uplift", "portfolio Sharpe uplift from adding the strategy"},
-	{"benchmark", "min_vs_benchmark_sharpe", "diagnostics.extra_metrics.vs_benchmark_sharpe", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "vs_benchmark_sharpe", "Sharpe ratio minus the benchmark's"},
-	{"paper_shadow_consistency", "min_sharpe_ratio", "returns.sharpe", NULL, WVAL_VAL_BASELINE_RATIO, 'g', CT_NUMBER, "sharpe_ratio", "Sharpe ratio relative to the latest backtest run"},
-	{"paper_shadow_consistency", "max_drawdown_ratio", "returns.max_drawdown", NULL, WVAL_VAL_BASELINE_RATIO, 'l', CT_NUMBER, "drawdown_ratio", "maximum drawdown relative to the latest backtest run"},
-	{"paper_shadow_consistency", "max_var_p01_ratio", "returns.var_p01", NULL, WVAL_VAL_BASELINE_RATIO, 'l', CT_NUMBER, "var_p01_ratio", "1% VaR relative to the latest backtest run"},
-	{"paper_shadow_consistency", "max_es_p01_ratio", "returns.es_p01", NULL, WVAL_VAL_BASELINE_RATIO, 'l', CT_NUMBER, "es_p01_ratio", "1% ES relative to the latest backtest run"},
+	{"data_currency", "max_lag", "context.data_as_of", NULL, WVAL_VAL_LAG, 'l', CT_DURATION, "data_lag", "time since context.data_as_of", NULL, false},
+	{"data_currency", "min_history", "sample.effective_history_years", NULL, WVAL_VAL_HISTORY, 'g', CT_DURATION, "history", "length of the return history", NULL, false},
+	{"data_currency", "max_missing_ratio", "diagnostics.missing_ratio", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "missing_ratio", "share of missing data points (supplied)", NULL, false},
+	{"sample", "min_effective_years", "sample.effective_history_years", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "effective_years", "years of history", NULL, false},
+	{"sample", "min_trades_total", "sample.n_trades_total", NULL, WVAL_VAL_METRIC, 'g', CT_COUNT, "trades_total", "number of trades (supplied)", NULL, false},
+	{"sample", "min_trades_per_year", "sample.n_trades_per_year", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "trades_per_year", "trades per year", NULL, false},
+	{"sample", "require_high_vol_regime", "sample.regime_coverage.high_vol", NULL, WVAL_VAL_METRIC, 's', CT_BOOL, "high_vol_regime", "share of periods in the high-volatility regime", NULL, false},
+	{"performance", "sharpe_min", "returns.sharpe", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "sharpe", "annualised Sharpe ratio", NULL, false},
+	{"performance", "max_dd_max", "returns.max_drawdown", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "max_drawdown", "maximum drawdown", NULL, false},
+	{"performance", "gain_to_pain_min", "returns.gain_to_pain_ratio", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "gain_to_pain", "gain-to-pain ratio", NULL, false},
+	{"performance", "sortino_min", "returns.sortino_ratio", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "sortino", "annualised Sortino ratio", NULL, false},
+	{"performance", "time_under_water_max", "returns.time_under_water_ratio", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "time_under_water", "share of periods under water", NULL, false},
+	{"performance", "volatility_max", "returns.volatility", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "volatility", "annualised volatility", NULL, false},
+	{"robustness", "dsr_min", "robustness.deflated_sharpe_ratio", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "dsr", "deflated Sharpe ratio", NULL, false},
+	{"robustness", "psr_min", "robustness.probabilistic_sharpe_ratio", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "psr", "probabilistic Sharpe ratio", NULL, false},
+	{"robustness", "half_sharpe_gap_max", "robustness.sharpe_first_half", "robustness.sharpe_second_half", WVAL_VAL_HALF_GAP, 'l', CT_NUMBER, "half_sharpe_gap", "gap between the Sharpe ratios of the two halves", NULL, false},
+	{"robustness", "cv_sharpe_std_max", "robustness.cv_sharpe_std", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "cv_sharpe_std", "dispersion of cross-validated Sharpe ratios", NULL, false},
+	{"robustness", "sharpe_max", "returns.sharpe", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "sharpe", "Sharpe ratio too good to be true", NULL, false},
+	{"robustness", "complexity_max", "diagnostics.strategy_complexity", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "complexity", "strategy complexity", NULL, false},
+	{"risk", "adv_utilization_p95_max", "risk.adv_utilization_p95", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "adv_utilization", "95th percentile of ADV utilisation (supplied)", NULL, false},
+	{"risk", "participation_rate_p95_max", "risk.participation_rate_p95", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "participation_rate", "95th percentile of participation rate (supplied)", NULL, false},
+	{"risk", "var_p01_max", "returns.var_p01", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "var_p01", "historical 1% value at risk", NULL, false},
+	{"risk", "es_p01_max", "returns.es_p01", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "es_p01", "historical 1% expected shortfall", NULL, false},
+	{"risk", "incremental_var_99_max", "risk.incremental_var_99", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "incremental_var_99", "incremental portfolio VaR 99%", NULL, false},
+	{"risk", "incremental_es_99_max", "risk.incremental_es_99", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "incremental_es_99", "incremental portfolio ES 99%", NULL, false},
+	{"risk", "capacity_estimate_base_min", "risk.capacity_estimate_base", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "capacity", "estimated capacity (supplied)", NULL, false},
+	{"risk", "max_leverage", "risk.leverage_max", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "leverage", "maximum leverage (supplied)", NULL, false},
+	{"risk", "factor_exposure_max", "risk.factor_exposures", NULL, WVAL_VAL_ABS_METRIC, 'l', CT_FACTORS, "factor_exposure", "absolute exposure to a factor (supplied)", NULL, false},
+	{"portfolio", "max_incremental_var_99", "risk.incremental_var_99", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "incremental_var_99", "incremental portfolio VaR 99%", NULL, false},
+	{"portfolio", "max_incremental_es_99", "risk.incremental_es_99", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "incremental_es_99", "incremental portfolio ES 99%", NULL, false},
+	{"portfolio", "min_portfolio_sharpe_uplift", "portfolio.sharpe_uplift", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "portfolio_sharpe_uplift", "portfolio Sharpe uplift from adding the strategy", NULL, false},
+	{"benchmark", "min_vs_benchmark_sharpe", "diagnostics.extra_metrics.vs_benchmark_sharpe", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "vs_benchmark_sharpe", "Sharpe ratio minus the benchmark's", NULL, false},
+	{"paper_shadow_consistency", "min_sharpe_ratio", "returns.sharpe", NULL, WVAL_VAL_BASELINE_RATIO, 'g', CT_NUMBER, "sharpe_ratio", "Sharpe ratio relative to the latest backtest run", NULL, false},
+	{"paper_shadow_consistency", "max_drawdown_ratio", "returns.max_drawdown", NULL, WVAL_VAL_BASELINE_RATIO, 'l', CT_NUMBER, "drawdown_ratio", "maximum drawdown relative to the latest backtest run", NULL, false},
+	{"paper_shadow_consistency", "max_var_p01_ratio", "returns.var_p01", NULL, WVAL_VAL_BASELINE_RATIO, 'l', CT_NUMBER, "var_p01_ratio", "1% VaR relative to the latest backtest run", NULL, false},
+	{"paper_shadow_consistency", "max_es_p01_ratio", "returns.es_p01", NULL, WVAL_VAL_BASELINE_RATIO, 'l', CT_NUMBER, "es_p01_ratio", "1% ES relative to the latest backtest run", NULL, false},
 };
 
 /* Checks of a stress scenario: stress.<scenario>.<check> */
 static const CheckDef stress_checks[] = {
-	{"stress", "dd_max", "max_drawdown", NULL, WVAL_VAL_ABS_METRIC, 'l', CT_NUMBER, "stress_max_drawdown", "scenario drawdown"},
-	{"stress", "es_99", "es_99", NULL, WVAL_VAL_ABS_METRIC, 'l', CT_NUMBER, "stress_es_99", "scenario ES 99%"},
-	{"stress", "var_99", "var_99", NULL, WVAL_VAL_ABS_METRIC, 'l', CT_NUMBER, "stress_var_99", "scenario VaR 99%"},
+	{"stress", "dd_max", "max_drawdown", NULL, WVAL_VAL_ABS_METRIC, 'l', CT_NUMBER, "stress_max_drawdown", "scenario drawdown", NULL, false},
+	{"stress", "es_99", "es_99", NULL, WVAL_VAL_ABS_METRIC, 'l', CT_NUMBER, "stress_es_99", "scenario ES 99%", NULL, false},
+	{"stress", "var_99", "var_99", NULL, WVAL_VAL_ABS_METRIC, 'l', CT_NUMBER, "stress_var_99", "scenario VaR 99%", NULL, false},
+};
+
+/* Checks of the top-level live_monitoring block (live.md); values filled by live runs */
+static const CheckDef live_checks[] = {
+	{"live_monitoring", "sharpe_min", "live.sharpe", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "live_sharpe", "realized annualised Sharpe over the shortest window with data", "live_sharpe_below_min", false},
+	{"live_monitoring", "dd_max", "live.max_drawdown", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "live_drawdown", "realized maximum drawdown over the shortest window with data", "live_drawdown_above_max", false},
+	{"live_monitoring", "es_max", "live.es_p025", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "live_es", "realized 97.5% expected shortfall over the shortest window with data", "live_es_above_max", false},
+	{"live_monitoring", "decay_threshold", "live.decay", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "decay", "realized Sharpe over the longest window / Sharpe of the latest backtest run", "decay_below_threshold", false},
+};
+
+/* Checks of the top-level cohort block (hub.md); values filled by campaign evaluations */
+static const CheckDef cohort_checks[] = {
+	{"cohort", "sharpe_median_min", "cohort.sharpe_median", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "cohort_median_sharpe", "median Sharpe of the campaign", "cohort_median_sharpe_below_min", false},
+	{"cohort", "dsr_median_min", "cohort.dsr_median", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "cohort_median_dsr", "median deflated Sharpe of the campaign", "cohort_median_dsr_below_min", false},
+	{"cohort", "top_k", "cohort.dsr_rank", NULL, WVAL_VAL_METRIC, 'l', CT_COUNT, "cohort_top_k", "the candidate's rank by deflated Sharpe in the campaign (1 = best)", "cohort_top_k_exceeded", false},
+	{"cohort", "sharpe_alarm", "cohort.max_sharpe", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "cohort_sharpe_alarm", "highest Sharpe in the campaign (a multiple-testing smell above the alarm)", "cohort_sharpe_alarm", true},
 };
 
 /* Layers of a profile (policy.md), with their default severity and owner */
@@ -155,6 +173,7 @@ typedef struct LayerSettings
 	WvalSeverity severity;
 	WvalOwner	owner;
 	WvalMode	mode;
+	bool		mode_set;		/* mode given explicitly (layer or check) */
 } LayerSettings;
 
 /* A key and its value inside an object */
@@ -438,7 +457,10 @@ apply_setting(LayerSettings *s, const char *path, const char *key, const JsonbVa
 	else if (strcmp(key, "owner") == 0)
 		s->owner = (WvalOwner) get_enum(p, v, owner_names, lengthof_array(owner_names));
 	else
+	{
 		s->mode = (WvalMode) get_enum(p, v, mode_names, lengthof_array(mode_names));
+		s->mode_set = true;
+	}
 }
 
 /* Splits a dotted path into segments */
@@ -509,6 +531,8 @@ build_check(RuleList *list, const char *path, const char *key, const CheckDef *d
 	double		min = 0,
 				max = 0;
 
+	if (def->warn_mode && !layer->mode_set)
+		s.mode = WVAL_MODE_WARN;
 	if (def->type == CT_BOOL)
 	{
 		if (v->type != jbvBool)
@@ -591,6 +615,7 @@ build_check(RuleList *list, const char *path, const char *key, const CheckDef *d
 	r->min = min;
 	r->max = max;
 	r->code_base = def->code_base;
+	r->violation_code = def->code;
 	r->unit = def->type == CT_DURATION ? "s" : "";
 	r->severity = s.severity;
 	r->owner = s.owner;
@@ -725,6 +750,7 @@ build_layer(RuleList *list, const char *path, const LayerDef *layer, const Jsonb
 	s.severity = layer->severity;
 	s.owner = layer->owner;
 	s.mode = WVAL_MODE_ENFORCE;
+	s.mode_set = false;
 
 	if (strcmp(layer->name, "stress") == 0)
 	{
@@ -852,12 +878,6 @@ materialise(WvalRuleset *rs)
 	snprintf(rs->hash, sizeof(rs->hash), "sha256:%s", hex);
 }
 
-/* Orders rules by key, so that the policy's key order does not matter */
-static int
-compare_rules(const void *a, const void *b)
-{
-	return strcmp(((const WvalRule *) a)->key, ((const WvalRule *) b)->key);
-}
 
 /* Validates the validation block: on_error / on_missing_metric */
 static void
@@ -880,85 +900,101 @@ build_validation(WvalPolicy *policy, const JsonbValue *v)
 	}
 }
 
-/* Validates a block of checks whose keys map to a type (cohort, live_monitoring) */
+/* Orders rules by key, so that the policy's key order does not matter */
+static int
+compare_rules(const void *a, const void *b)
+{
+	return strcmp(((const WvalRule *) a)->key, ((const WvalRule *) b)->key);
+}
+
+/*
+ * Materialises a top-level block of checks (cohort, live_monitoring) into
+ * its own ruleset; live_monitoring's windows_days and demote_after are
+ * settings of the live runs, kept on the policy.
+ */
 static void
-validate_simple_block(const char *path, const JsonbValue *v,
-					  const char *const *keys, const CheckType *types, int nkeys)
+build_block(WvalPolicy *policy, WvalRuleset *rs, const char *path, const JsonbValue *v,
+			const CheckDef *checks, int nchecks)
 {
 	Pair	   *pairs;
 	int			n = object_pairs(v, path, &pairs);
 	int			i;
 	int			k;
-	LayerSettings s = {WVAL_SEV_SOFT, WVAL_OWNER_RISK, WVAL_MODE_ENFORCE};
+	LayerSettings s = {WVAL_SEV_SOFT, WVAL_OWNER_RISK, WVAL_MODE_ENFORCE, false};
 	StringInfoData accepted;
+	RuleList	list = {NULL, 0, 0};
+	bool		live = strcmp(path, "live_monitoring") == 0;
 
 	initStringInfo(&accepted);
-	for (k = 0; k < nkeys; k++)
-		appendStringInfo(&accepted, "%s, ", keys[k]);
+	for (k = 0; k < nchecks; k++)
+		appendStringInfo(&accepted, "%s, ", checks[k].check);
+	if (live)
+		appendStringInfoString(&accepted, "windows_days, demote_after, ");
 	appendStringInfoString(&accepted, "severity, owner, mode");
 
 	for (i = 0; i < n; i++)
+		if (is_setting_key(pairs[i].key))
+			apply_setting(&s, path, pairs[i].key, &pairs[i].val);
+	for (i = 0; i < n; i++)
 	{
 		char	   *p = path_join(path, pairs[i].key);
-		bool		found = false;
+		const CheckDef *def = NULL;
 
 		if (is_setting_key(pairs[i].key))
+			continue;
+		if (live && strcmp(pairs[i].key, "windows_days") == 0)
 		{
-			apply_setting(&s, path, pairs[i].key, &pairs[i].val);
+			JsonbIterator *it;
+			JsonbValue	e;
+			JsonbIteratorToken tok;
+			int			count = 0;
+
+			if (pairs[i].val.type != jbvBinary || !JsonContainerIsArray(pairs[i].val.val.binary.data))
+				error_type(p, "an array of positive whole numbers of days", &pairs[i].val);
+			it = JsonbIteratorInit(pairs[i].val.val.binary.data);
+			while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+			{
+				double		d;
+				int			j;
+
+				if (tok != WJB_ELEM)
+					continue;
+				d = get_count(p, &e);
+				if (d < 1 || d > 3660 || count >= WVAL_MAX_LIVE_WINDOWS)
+					error_type(p, psprintf("an array of at most %d whole numbers of days between 1 and 3660",
+										   WVAL_MAX_LIVE_WINDOWS), &pairs[i].val);
+				for (j = 0; j < count; j++)
+					if (policy->live_windows[j] == (int) d)
+						error_type(p, "an array of distinct numbers of days", &pairs[i].val);
+				policy->live_windows[count++] = (int) d;
+			}
+			if (count == 0)
+				error_type(p, "a non-empty array of positive whole numbers of days", &pairs[i].val);
+			policy->nlive_windows = count;
 			continue;
 		}
-		for (k = 0; k < nkeys && !found; k++)
+		if (live && strcmp(pairs[i].key, "demote_after") == 0)
 		{
-			if (strcmp(keys[k], pairs[i].key) != 0)
-				continue;
-			found = true;
-			if (strcmp(pairs[i].key, "windows_days") == 0)
-			{
-				JsonbIterator *it;
-				JsonbValue	e;
-				JsonbIteratorToken tok;
-				int			count = 0;
+			double		d = get_count(p, &pairs[i].val);
 
-				if (pairs[i].val.type != jbvBinary || !JsonContainerIsArray(pairs[i].val.val.binary.data))
-					error_type(p, "an array of positive whole numbers of days", &pairs[i].val);
-				it = JsonbIteratorInit(pairs[i].val.val.binary.data);
-				while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
-				{
-					if (tok != WJB_ELEM)
-						continue;
-					if (get_count(p, &e) < 1)
-						error_type(p, "an array of positive whole numbers of days", &pairs[i].val);
-					count++;
-				}
-				if (count == 0)
-					error_type(p, "a non-empty array of positive whole numbers of days", &pairs[i].val);
-			}
-			else if (types[k] == CT_COUNT)
-			{
-				if (is_object(&pairs[i].val))
-				{
-					CheckDef	def = {path, pairs[i].key, "", NULL, WVAL_VAL_METRIC, 'l', CT_COUNT, "", ""};
-					RuleList	tmp = {NULL, 0, 0};
-
-					build_check(&tmp, p, pairs[i].key, &def, "", NULL, &pairs[i].val, &s);
-				}
-				else
-					(void) get_count(p, &pairs[i].val);
-			}
-			else
-			{
-				const char *ck = pairs[i].key;
-				size_t		len = strlen(ck);
-				char		dir = (len > 4 && strcmp(ck + len - 4, "_min") == 0) ? 'g' : 'l';
-				CheckDef	def = {path, ck, "", NULL, WVAL_VAL_METRIC, dir, types[k], "", ""};
-				RuleList	tmp = {NULL, 0, 0};
-
-				build_check(&tmp, p, ck, &def, "", NULL, &pairs[i].val, &s);
-			}
+			if (d < 1 || d > 1000)
+				error_type(p, "a whole number of runs between 1 and 1000", &pairs[i].val);
+			policy->demote_after = (int) d;
+			continue;
 		}
-		if (!found)
+		for (k = 0; k < nchecks; k++)
+			if (strcmp(checks[k].check, pairs[i].key) == 0)
+				def = &checks[k];
+		if (def == NULL)
 			error_unknown_key(path, pairs[i].key, accepted.data);
+		build_check(&list, p, psprintf("%s.%s", path, def->check), def, def->metric, NULL,
+					&pairs[i].val, &s);
 	}
+	if (list.n > 1)
+		qsort(list.rules, list.n, sizeof(WvalRule), compare_rules);
+	rs->profile = pstrdup(path);
+	rs->nrules = list.n;
+	rs->rules = list.rules;
 }
 
 /* Validates one part of the selection block (or its QMTL alias) */
@@ -1140,6 +1176,8 @@ wval_policy_build(Jsonb *doc, bool fail_closed, MemoryContext parent)
 	JsonbValue *dpbs_v = NULL;
 	JsonbValue *top_portfolio = NULL;
 	JsonbValue *top_stress = NULL;
+	JsonbValue *cohort_v = NULL;
+	JsonbValue *live_v = NULL;
 	bool		selection_seen[4] = {false, false, false, false};
 	bool		alias_seen[4] = {false, false, false, false};
 	Pair	   *profs = NULL;
@@ -1159,6 +1197,11 @@ wval_policy_build(Jsonb *doc, bool fail_closed, MemoryContext parent)
 	policy->on_missing = WVAL_ON_FAIL;
 	for (i = 0; i < WVAL_NSTAGE_KEYS; i++)
 		policy->stage_profile[i] = -1;
+	policy->live_windows[0] = 30;
+	policy->live_windows[1] = 60;
+	policy->live_windows[2] = 90;
+	policy->nlive_windows = 3;
+	policy->demote_after = 2;
 
 	root.type = jbvBinary;
 	root.val.binary.data = &doc->root;
@@ -1181,19 +1224,9 @@ wval_policy_build(Jsonb *doc, bool fail_closed, MemoryContext parent)
 		else if (strcmp(k, "stress") == 0)
 			top_stress = v;
 		else if (strcmp(k, "cohort") == 0)
-		{
-			static const char *const keys[] = {"sharpe_median_min", "dsr_median_min", "top_k", "sharpe_alarm"};
-			static const CheckType types[] = {CT_NUMBER, CT_NUMBER, CT_COUNT, CT_NUMBER};
-
-			validate_simple_block("cohort", v, keys, types, 4);
-		}
+			cohort_v = v;
 		else if (strcmp(k, "live_monitoring") == 0)
-		{
-			static const char *const keys[] = {"sharpe_min", "dd_max", "es_max", "decay_threshold", "windows_days", "demote_after"};
-			static const CheckType types[] = {CT_NUMBER, CT_NUMBER, CT_NUMBER, CT_NUMBER, CT_COUNT, CT_COUNT};
-
-			validate_simple_block("live_monitoring", v, keys, types, 6);
-		}
+			live_v = v;
 		else if (strcmp(k, "selection") == 0)
 			validate_selection(v, selection_seen);
 		else if (strcmp(k, "thresholds") == 0 || strcmp(k, "top_k") == 0 ||
@@ -1228,6 +1261,20 @@ wval_policy_build(Jsonb *doc, bool fail_closed, MemoryContext parent)
 		policy->on_missing = WVAL_ON_FAIL;
 		policy->fail_closed = true;
 	}
+
+	/* the top-level check blocks, materialised like profiles */
+	policy->live = palloc0(sizeof(WvalRuleset));
+	policy->cohort = palloc0(sizeof(WvalRuleset));
+	policy->live->profile = "live_monitoring";
+	policy->cohort->profile = "cohort";
+	if (live_v != NULL)
+		build_block(policy, policy->live, "live_monitoring", live_v, live_checks, lengthof_array(live_checks));
+	if (cohort_v != NULL)
+		build_block(policy, policy->cohort, "cohort", cohort_v, cohort_checks, lengthof_array(cohort_checks));
+	policy->live->on_error = policy->cohort->on_error = policy->on_error;
+	policy->live->on_missing = policy->cohort->on_missing = policy->on_missing;
+	materialise(policy->live);
+	materialise(policy->cohort);
 
 	/* profiles */
 	if (profiles_v != NULL)
@@ -1397,6 +1444,23 @@ wval_policy_profile_for_stage(const WvalPolicy *policy, const char *stage)
 	if (p < 0)
 		p = profile_by_name(policy, "backtest");
 	return p;
+}
+
+/*
+ * A ruleset by name: "live_monitoring", "cohort" or a profile name; NULL
+ * when the policy has none of that name.
+ */
+WvalRuleset *
+wval_policy_ruleset_by_name(const WvalPolicy *policy, const char *name)
+{
+	int			p;
+
+	if (strcmp(name, "live_monitoring") == 0)
+		return policy->live;
+	if (strcmp(name, "cohort") == 0)
+		return policy->cohort;
+	p = profile_by_name(policy, name);
+	return p >= 0 ? &policy->profiles[p] : NULL;
 }
 
 /* ---------------------------------------------------------------------
@@ -1585,14 +1649,6 @@ wval_reason_codes(PG_FUNCTION_ARGS)
 		{"missing_metric_ignored", "*", "the metric is missing and the policy says on_missing_metric = ignore (pass, severity info)"},
 		{"rule_error", "*", "the check could not be evaluated (details.error); on_error decides fail or warn"},
 		{"no_checks", "policy", "no check is configured for the applied profile: nothing was validated (warn)"},
-		{"live_sharpe_below_min", "live_monitoring", "realized Sharpe over the shortest window with data is below live_monitoring.sharpe_min"},
-		{"live_drawdown_above_max", "live_monitoring", "realized maximum drawdown is above live_monitoring.dd_max"},
-		{"live_es_above_max", "live_monitoring", "realized 97.5% expected shortfall is above live_monitoring.es_max"},
-		{"decay_below_threshold", "live_monitoring", "realized Sharpe / backtest Sharpe is below live_monitoring.decay_threshold"},
-		{"cohort_median_sharpe_below_min", "cohort", "median Sharpe of the campaign is below cohort.sharpe_median_min"},
-		{"cohort_median_dsr_below_min", "cohort", "median deflated Sharpe of the campaign is below cohort.dsr_median_min"},
-		{"cohort_top_k_exceeded", "cohort", "the candidate is not among the campaign's top k by deflated Sharpe"},
-		{"cohort_sharpe_alarm", "cohort", "some candidate's Sharpe exceeds cohort.sharpe_alarm (a multiple-testing smell)"},
 	};
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -1603,14 +1659,26 @@ wval_reason_codes(PG_FUNCTION_ARGS)
 		values[2] = CStringGetTextDatum(fixed[i][2]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-	for (i = 0; i < lengthof_array(check_catalogue) + lengthof_array(stress_checks); i++)
+	for (i = 0; i < lengthof_array(check_catalogue) + lengthof_array(stress_checks) +
+		 lengthof_array(live_checks) + lengthof_array(cohort_checks); i++)
 	{
-		const CheckDef *d = i < lengthof_array(check_catalogue) ? &check_catalogue[i] :
-			&stress_checks[i - lengthof_array(check_catalogue)];
-		const char *suffix = d->dir == 'l' ? "above_max" : "below_min";
-		const char *verb = d->dir == 'l' ? "above the maximum" : "below the minimum";
+		int			j = i;
+		const CheckDef *d;
+		const char *suffix;
+		const char *verb;
 
-		values[0] = CStringGetTextDatum(psprintf("%s_%s", d->code_base, suffix));
+		if (j < lengthof_array(check_catalogue))
+			d = &check_catalogue[j];
+		else if ((j -= lengthof_array(check_catalogue)) < lengthof_array(stress_checks))
+			d = &stress_checks[j];
+		else if ((j -= lengthof_array(stress_checks)) < lengthof_array(live_checks))
+			d = &live_checks[j];
+		else
+			d = &cohort_checks[j - lengthof_array(live_checks)];
+		suffix = d->dir == 'l' ? "above_max" : "below_min";
+		verb = d->dir == 'l' ? "above the maximum" : "below the minimum";
+
+		values[0] = CStringGetTextDatum(d->code ? pstrdup(d->code) : psprintf("%s_%s", d->code_base, suffix));
 		values[1] = CStringGetTextDatum(d->layer);
 		values[2] = CStringGetTextDatum(psprintf("%s (%s) is %s of %s.%s", d->meaning, d->metric, verb,
 												 d->layer, d->check));

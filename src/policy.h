@@ -71,6 +71,7 @@ typedef struct WvalRule
 	double		min;
 	double		max;
 	const char *code_base;		/* reason code stem: "sharpe" */
+	const char *violation_code; /* fixed violation code, or NULL: <stem>_below_min / _above_max */
 	const char *unit;			/* "", "s" (durations) */
 	WvalSeverity severity;
 	WvalOwner	owner;
@@ -89,6 +90,9 @@ typedef struct WvalRuleset
 	char		hash[72];		/* "sha256:<hex>" */
 } WvalRuleset;
 
+/* Most windows of live_monitoring.windows_days */
+#define WVAL_MAX_LIVE_WINDOWS 16
+
 /* Stage keys of default_profile_by_stage, in climbing order */
 #define WVAL_NSTAGE_KEYS 3
 extern const char *const wval_stage_keys[WVAL_NSTAGE_KEYS];
@@ -102,6 +106,11 @@ typedef struct WvalPolicy
 	WvalOnPolicy on_error;
 	WvalOnPolicy on_missing;
 	bool		fail_closed;	/* on_error/on_missing forced to fail */
+	WvalRuleset *live;			/* top-level live_monitoring checks (live.* metrics) */
+	WvalRuleset *cohort;		/* top-level cohort checks (cohort.* metrics) */
+	int			live_windows[WVAL_MAX_LIVE_WINDOWS];	/* live_monitoring.windows_days */
+	int			nlive_windows;
+	int			demote_after;	/* live_monitoring.demote_after */
 	MemoryContext cxt;			/* owns everything above */
 } WvalPolicy;
 
@@ -110,6 +119,7 @@ extern WvalPolicy *wval_policy_build(Jsonb *doc, bool fail_closed, MemoryContext
 extern void wval_policy_free(WvalPolicy *policy);
 extern WvalPolicy *wval_policy_for_version(const char *world_id, int version, bool fail_closed);
 extern int	wval_policy_profile_for_stage(const WvalPolicy *policy, const char *stage);
+extern WvalRuleset *wval_policy_ruleset_by_name(const WvalPolicy *policy, const char *name);
 extern const char *wval_severity_name(WvalSeverity s);
 extern const char *wval_owner_name(WvalOwner o);
 extern const char *wval_mode_name(WvalMode m);
@@ -148,6 +158,9 @@ typedef struct WvalOutcome
 	double		rules_executed_ratio;
 } WvalOutcome;
 
+extern void wval_evaluate_ruleset(const WvalRuleset *rs, const WvalEvalInput *in,
+								  const char *const *layers, int nlayers,
+								  WvalProfileOutcome *out);
 extern void wval_evaluate_profile(const WvalPolicy *policy, int profile,
 								  const WvalEvalInput *in, WvalProfileOutcome *out);
 extern void wval_evaluate_policy(const WvalPolicy *policy, const WvalEvalInput *in,

@@ -48,3 +48,11 @@ COMMENT ON FUNCTION public.wval_ruleset(text, text, integer) IS 'the materialise
 GRANT SELECT ON wval.reason_codes TO wval_analyst;
 GRANT EXECUTE ON FUNCTION wval._reason_codes() TO wval_analyst;
 GRANT EXECUTE ON FUNCTION public.wval_ruleset(text, text, integer) TO wval_analyst;
+
+CREATE FUNCTION wval._policy_settings(policy jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT jsonb_build_object(
+        'windows_days', coalesce(policy #> '{live_monitoring,windows_days}', '[30, 60, 90]'),
+        'demote_after', coalesce(policy #> '{live_monitoring,demote_after}', '2'))
+$$;
+COMMENT ON FUNCTION wval._policy_settings(jsonb) IS 'settings of a (validated) policy that are not checks: live_monitoring.windows_days (default [30, 60, 90]) and demote_after (default 2)';

@@ -310,20 +310,34 @@ append_result(StringInfo buf, const WvalRule *r, const char *status, WvalSeverit
 	appendStringInfoString(buf, "}}");
 }
 
+/* True when a rule belongs to one of the layers (all when nlayers is 0) */
+static bool
+rule_in_layers(const WvalRule *r, const char *const *layers, int nlayers)
+{
+	int			i;
+
+	if (nlayers == 0)
+		return true;
+	for (i = 0; i < nlayers; i++)
+		if (strcmp(r->layer, layers[i]) == 0)
+			return true;
+	return false;
+}
+
 /*
- * Evaluates every check of one profile.  Fills out->results (JSON object
- * text), the profile's summary status and whether it is cleared.
+ * Evaluates every check of a ruleset (optionally only those of some
+ * layers).  Fills out->results (JSON object text), the summary status and
+ * whether the ruleset is cleared.
  */
 void
-wval_evaluate_profile(const WvalPolicy *policy, int profile, const WvalEvalInput *in,
-					  WvalProfileOutcome *out)
+wval_evaluate_ruleset(const WvalRuleset *rs, const WvalEvalInput *in,
+					  const char *const *layers, int nlayers, WvalProfileOutcome *out)
 {
-	const WvalRuleset *rs = profile >= 0 ? &policy->profiles[profile] : NULL;
 	bool		any_blocking_fail = false;
 	bool		any_warn = false;
 	int			i;
 
-	out->profile = profile;
+	out->profile = -1;
 	out->cleared = true;
 	out->nresults = 0;
 	out->nerrors = 0;
@@ -346,7 +360,7 @@ wval_evaluate_profile(const WvalPolicy *policy, int profile, const WvalEvalInput
 		bool		would_fail = false;
 		char	   *subject;
 
-		if (!rule_applies(r, in))
+		if (!rule_applies(r, in) || !rule_in_layers(r, layers, nlayers))
 			continue;
 		baseline = get_float8_nan();
 		vs = rule_value(r, in, &value, &baseline, &error);
@@ -385,14 +399,14 @@ wval_evaluate_profile(const WvalPolicy *policy, int profile, const WvalEvalInput
 			if (below)
 			{
 				status = "fail";
-				code = psprintf("%s_below_min", r->code_base);
+				code = r->violation_code ? (char *) r->violation_code : psprintf("%s_below_min", r->code_base);
 				appendStringInfo(&reason, " is %s the minimum ", r->strict_min ? "not above" : "below");
 				append_human(&reason, r->min, r->unit);
 			}
 			else if (above)
 			{
 				status = "fail";
-				code = psprintf("%s_above_max", r->code_base);
+				code = r->violation_code ? (char *) r->violation_code : psprintf("%s_above_max", r->code_base);
 				appendStringInfoString(&reason, " is above the maximum ");
 				append_human(&reason, r->max, r->unit);
 			}
@@ -466,6 +480,15 @@ wval_evaluate_profile(const WvalPolicy *policy, int profile, const WvalEvalInput
 		out->status = any_blocking_fail ? "fail" : any_warn ? "warn" : "pass";
 	appendStringInfoChar(&out->results, '}');
 	appendStringInfoChar(&out->stoppers, ']');
+}
+
+/* Evaluates every check of one profile of a policy (-1: none) */
+void
+wval_evaluate_profile(const WvalPolicy *policy, int profile, const WvalEvalInput *in,
+					  WvalProfileOutcome *out)
+{
+	wval_evaluate_ruleset(profile >= 0 ? &policy->profiles[profile] : NULL, in, NULL, 0, out);
+	out->profile = profile;
 }
 
 /* Share of the 12 core metrics present (validation_health) */
