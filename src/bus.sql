@@ -752,24 +752,6 @@ END
 $$;
 COMMENT ON PROCEDURE public.wval_work(integer, integer) IS 'drains wval''s internal consumer groups (hub re-checks, policy-change re-checks) in the caller''s transaction: at most max_events events, no new batch after max_ms; run every minute by the pg_cron job wval:bus-worker';
 
--- wval._require_pg_cron(): raises WV010 with set-up instructions unless
--- pg_cron is installed in this database.
-CREATE FUNCTION wval._require_pg_cron() RETURNS void
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
-        RAISE EXCEPTION 'pg_cron is not installed in database "%"', current_database()
-            USING ERRCODE = 'WV010',
-                  DETAIL = format('shared_preload_libraries is %L, cron.database_name is %L.',
-                                  current_setting('shared_preload_libraries', true),
-                                  coalesce(current_setting('cron.database_name', true), '(unset)')),
-                  HINT = format('Add pg_cron to shared_preload_libraries, set cron.database_name = %L in postgresql.conf, restart the server and run CREATE EXTENSION pg_cron; or call CALL wval_work(1000, 10000) from a scheduler of your own.',
-                                current_database());
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION wval._require_pg_cron() IS 'raises WV010 with set-up instructions unless pg_cron is installed in this database';
-
 CREATE FUNCTION public.wval_schedule_bus_worker(schedule text DEFAULT '* * * * *', max_events integer DEFAULT 1000,
                                                 max_ms integer DEFAULT 10000)
 RETURNS bigint
@@ -784,30 +766,14 @@ BEGIN
                   DETAIL = format('max_events is %s, max_ms is %s.', coalesce(max_events::text, 'null'), coalesce(max_ms::text, 'null')),
                   HINT = 'Pass positive numbers.';
     END IF;
-    PERFORM wval._require_pg_cron();
-    EXECUTE 'SELECT cron.schedule($1, $2, $3)'
-        INTO job
-        USING 'wval:bus-worker', schedule, format('CALL public.wval_work(%s, %s)', max_events, max_ms);
-    PERFORM wval._audit(NULL, 'bus_worker_scheduled', session_user,
-                        jsonb_build_object('jobid', job, 'schedule', schedule, 'max_events', max_events, 'max_ms', max_ms));
-    RETURN job;
+    RETURN wval._cron_schedule('bus-worker', schedule, format('CALL public.wval_work(%s, %s)', max_events, max_ms));
 END
 $$;
 COMMENT ON FUNCTION public.wval_schedule_bus_worker(text, integer, integer) IS 'schedules (or reschedules) the pg_cron job wval:bus-worker that runs CALL wval_work(max_events, max_ms); WV010 with set-up instructions when pg_cron is missing';
 
 CREATE FUNCTION public.wval_unschedule_bus_worker() RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
-DECLARE
-    found_job boolean;
-BEGIN
-    PERFORM wval._require_pg_cron();
-    EXECUTE 'SELECT EXISTS (SELECT 1 FROM cron.job WHERE jobname = $1)' INTO found_job USING 'wval:bus-worker';
-    IF found_job THEN
-        EXECUTE 'SELECT cron.unschedule($1)' USING 'wval:bus-worker';
-        PERFORM wval._audit(NULL, 'bus_worker_unscheduled', session_user, '{}');
-    END IF;
-    RETURN found_job;
-END
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+    SELECT public.wval_unschedule('wval:bus-worker');
 $$;
 COMMENT ON FUNCTION public.wval_unschedule_bus_worker() IS 'removes the pg_cron job wval:bus-worker; false when it was not scheduled';
 
