@@ -1,25 +1,82 @@
 -- scripts/demo.sql: what the README's demo command runs in the throw-away cluster.
 \set ON_ERROR_STOP on
+\pset footer off
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pg_cron;
 CREATE EXTENSION IF NOT EXISTS wval CASCADE;
+SELECT wval_maintain() \gset
 RESET client_min_messages;
 
-\echo '--- a world, a policy (published, then activated by a second person)'
+\echo
+\echo '=== 1. a world, and the sample policy: published by alice, activated by bob'
 SELECT world_id, risk_tier, client_critical
-FROM wval_world_upsert('demo-world', risk_tier => 'medium', client_critical => false, actor => 'dba');
-SELECT wval_policy_publish('demo-world',
-    '{"validation_profiles": {"backtest": {"performance": {"sharpe_min": 0.5}}},
-      "default_profile_by_stage": {"backtest_only": "backtest"}}', 'alice', 'first policy') AS version;
+FROM wval_world_upsert('demo-fund', risk_tier => 'medium', client_critical => false, actor => 'dba');
+SELECT wval_policy_publish('demo-fund', (SELECT policy FROM wval.sample_policies WHERE name = 'sample'),
+                           'alice', 'sample policy of the published scenario sets') AS published_version;
 SELECT world_id, version, activated_by, reason
-FROM wval_policy_activate('demo-world', 1, 'bob', 'initial rollout');
+FROM wval_policy_activate('demo-fund', 1, 'bob', 'initial rollout');
+SELECT key AS profile, value AS ruleset_hash FROM jsonb_each_text(
+    (SELECT ruleset_hashes FROM wval.policy_versions WHERE world_id = 'demo-fund' AND version = 1));
 
-\echo '--- the audit log and the event outbox'
-SELECT id, action, actor FROM wval.audit_log WHERE world_id = 'demo-world' ORDER BY id;
-SELECT event_id, type, subject FROM wval.events WHERE world_id = 'demo-world' ORDER BY event_id;
+\echo
+\echo '=== 2. five strategies evaluated from their monthly returns (deterministic pseudo-random series)'
+-- monthly returns = drift + volatility * N(0,1) (Box-Muller over a seeded random stream),
+-- with a crash for "blowup"; trading facts that cannot be derived from returns are supplied
+SELECT setseed(0.42);
+CREATE TEMP TABLE demo_strategies AS
+SELECT * FROM (VALUES
+    ('steady_carry',   120, 0.0110, 0.025, 0.0,  1400, 0.08, 0.04),
+    ('trend_follower',  90, 0.0035, 0.030, 0.0,   600, 0.15, 0.07),
+    ('fresh_idea',       5, 0.0250, 0.012, 0.0,    30, 0.05, 0.02),
+    ('blowup',          60, 0.0120, 0.030, 0.35,  800, 0.10, 0.05),
+    ('crowded_trade',   96, 0.0100, 0.025, 0.0,  2500, 0.75, 0.55)
+) AS t(strategy_id, n_months, drift, vol, crash, n_trades, adv_p95, participation_p95);
+CREATE TEMP TABLE demo_returns AS
+SELECT s.strategy_id,
+       array_agg(greatest(-0.5, s.drift + s.vol * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random())
+                 - CASE WHEN i = s.n_months / 2 THEN s.crash ELSE 0 END) ORDER BY i) AS returns
+FROM demo_strategies s, generate_series(1, s.n_months) i
+GROUP BY s.strategy_id;
 
-\echo '--- history is append-only, even for the superuser'
+CREATE TEMP TABLE demo_runs AS
+SELECT e.*
+FROM demo_strategies s
+JOIN demo_returns r USING (strategy_id),
+LATERAL wval_evaluate('demo-fund', s.strategy_id, 'backtest', r.returns,
+    jsonb_build_object('sample', jsonb_build_object('n_trades_total', s.n_trades),
+                       'risk', jsonb_build_object('adv_utilization_p95', s.adv_p95,
+                                                  'participation_rate_p95', s.participation_p95)),
+    jsonb_build_object('run_id', s.strategy_id || '-bt-1', 'periods_per_year', 12, 'model_card_version', 'mc-1.0',
+                       'code_hash', 'git:demo', 'actor', 'backtester')) e;
+
+\echo
+\echo '=== 3. the outcome: status, recommended stage and the checks that did not pass'
+SELECT r.strategy_id,
+       round((r.metrics #>> '{returns,sharpe}')::numeric, 2) AS sharpe,
+       round((r.metrics #>> '{returns,max_drawdown}')::numeric, 3) AS max_dd,
+       round((r.metrics #>> '{sample,effective_history_years}')::numeric, 1) AS years,
+       r.status, r.recommended_stage,
+       coalesce((SELECT string_agg(rr.rule || ' (' || rr.status || ', ' || rr.severity || ')', '; ' ORDER BY rr.rule)
+                 FROM wval.rule_results rr WHERE rr.run_id = r.run_id AND rr.status <> 'pass'), '-') AS checks_not_passed
+FROM demo_runs r ORDER BY r.strategy_id;
+
+\echo
+\echo '=== 4. why: the explanation of one run'
+SELECT wval_run_explain(run_id) AS explain FROM demo_runs WHERE strategy_id = 'trend_follower' \g (format=unaligned tuples_only)
+
+\echo
+\echo '=== 5. calling again with the same run_id records nothing new (idempotent)'
+SELECT (wval_evaluate('demo-fund', 'steady_carry', 'backtest', NULL, '{}', '{"run_id": "steady_carry-bt-1"}')).run_id
+       = (SELECT run_id FROM demo_runs WHERE strategy_id = 'steady_carry') AS same_run,
+       (SELECT count(*) FROM wval.evaluation_runs WHERE world_id = 'demo-fund') AS runs_stored;
+
+\echo
+\echo '=== 6. the record: events in the outbox, the audit log, append-only history, the hash chain'
+SELECT type, count(*) AS events FROM wval.events WHERE world_id = 'demo-fund' GROUP BY type ORDER BY type;
+SELECT id, action, actor, db_user FROM wval.audit_log WHERE world_id = 'demo-fund' ORDER BY id;
 \set ON_ERROR_STOP off
-UPDATE wval.policy_versions SET note = 'rewritten' WHERE world_id = 'demo-world';
+\echo 'trying: UPDATE wval.evaluation_runs SET status = ''pass'' ... (as the superuser)'
+UPDATE wval.evaluation_runs SET status = 'pass' WHERE world_id = 'demo-fund' AND strategy_id = 'blowup';
 \set ON_ERROR_STOP on
-SELECT wval_verify_chain('demo-world') AS chain_intact;
+SELECT wval_verify_chain('demo-fund') AS chain_intact,
+       (SELECT seq FROM wval.chain_heads WHERE world_id = 'demo-fund') AS chain_length;
