@@ -139,3 +139,13 @@ SELECT wval_record_run('w-eval', 'hotfix', 'paper', '{}', 'dba', '');
 \echo :LAST_ERROR_SQLSTATE
 
 SELECT wval_verify_chain('w-eval') AS chain_ok, wval_verify_chain('w-eval-crit') AS crit_chain_ok;
+
+-- reads over outcomes: rule statistics, validation SLO, ex-post failure rate
+SELECT rule, reason_code, results, failed, warned, missing, errored
+FROM wval.rule_failure_stats() WHERE rule LIKE 'performance.%' ORDER BY rule, reason_code;
+SELECT world_id, stage, runs, coverage_p95, rules_executed_p95, round(missing_metric_run_ratio::numeric, 3) AS missing,
+       rule_error_run_ratio AS errors, coverage_ok, rules_ok, missing_ok, errors_ok, slo_met
+FROM wval.validation_slo() WHERE world_id LIKE 'w-eval%' ORDER BY 1, 2;
+SELECT run_id AS live_run FROM wval_evaluate('w-eval', 'live-one', 'live', NULL, '{"returns": {"sharpe": 1.2}}') \gset
+SELECT (wval_record_failure(:'live_run', 'risk_breach', 'var_breach', 'high', 'dave', status => 'confirmed')).status;
+SELECT risk_tier, strategies_passed_live, strategies_failed_ex_post, failure_rate FROM wval.failure_rate();

@@ -79,9 +79,9 @@ SELECT status, category, severity, source
 FROM wval_record_failure('00000000-0000-0000-0000-000000000001', 'risk_breach', 'var_breach', 'high', 'dave');
 SELECT status FROM wval_record_failure('00000000-0000-0000-0000-000000000001', 'risk_breach', 'var_breach', 'high',
        'dave', notes => 'confirmed by risk', status => 'confirmed',
-       case_id => (SELECT case_id FROM wval.ex_post_failures LIMIT 1));
-SELECT count(*) AS entries, count(DISTINCT case_id) AS cases FROM wval.ex_post_failures;
-SELECT status FROM wval.ex_post_cases;
+       case_id => (SELECT case_id FROM wval.ex_post_failures WHERE world_id = 'w-store' LIMIT 1));
+SELECT count(*) AS entries, count(DISTINCT case_id) AS cases FROM wval.ex_post_failures WHERE world_id = 'w-store';
+SELECT status FROM wval.ex_post_cases WHERE world_id = 'w-store';
 SELECT wval_record_failure('00000000-0000-0000-0000-000000000001', 'bad_luck', 'x', 'high', 'dave');
 \echo :LAST_ERROR_SQLSTATE
 SELECT wval_record_failure('00000000-0000-0000-0000-000000000001', 'risk_breach', 'x', 'high', 'dave',

@@ -149,3 +149,83 @@ CREATE FUNCTION wval._apply_rules(policy jsonb, ruleset text, metrics jsonb, sta
 RETURNS jsonb
     AS 'MODULE_PATHNAME', 'wval_apply_rules' LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION wval._apply_rules(jsonb, text, jsonb, text, boolean, text[], jsonb) IS 'the check engine for other kinds of runs: applies the ruleset "live_monitoring", "cohort", a profile (null: the stage''s profile), optionally only some layers, to metrics; {status, cleared, profile, ruleset_hash, results, stopped_by, validation_error_count}';
+
+------------------------------------------------------------------------------
+-- Reads over outcomes (store.md, "Reads analysts expect")
+------------------------------------------------------------------------------
+
+CREATE FUNCTION wval.rule_failure_stats(since timestamptz DEFAULT now() - interval '30 days',
+                                        until timestamptz DEFAULT now())
+RETURNS TABLE (rule text, reason_code text, results bigint, failed bigint, warned bigint,
+               missing bigint, errored bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT rr.rule, rr.reason_code, count(*),
+           count(*) FILTER (WHERE rr.status = 'fail'),
+           count(*) FILTER (WHERE rr.status = 'warn'),
+           count(*) FILTER (WHERE rr.reason_code IN ('missing_metric', 'missing_metric_ignored')),
+           count(*) FILTER (WHERE rr.reason_code = 'rule_error')
+    FROM wval.rule_results rr
+    WHERE rr.created_at >= since AND rr.created_at < until AND rr.reason_code <> 'ok'
+    GROUP BY rr.rule, rr.reason_code
+    ORDER BY 4 DESC, 5 DESC, 1, 2;
+$$;
+COMMENT ON FUNCTION wval.rule_failure_stats(timestamptz, timestamptz) IS 'per rule and reason code (other than ok): how often it failed, warned, was missing, errored';
+
+CREATE FUNCTION wval.validation_slo(since timestamptz DEFAULT now() - interval '30 days',
+                                    until timestamptz DEFAULT now())
+RETURNS TABLE (world_id text, stage text, runs bigint,
+               coverage_p50 float8, coverage_p95 float8, coverage_p99 float8,
+               rules_executed_p50 float8, rules_executed_p95 float8, rules_executed_p99 float8,
+               missing_metric_run_ratio float8, rule_error_run_ratio float8,
+               coverage_ok boolean, rules_ok boolean, missing_ok boolean, errors_ok boolean, slo_met boolean)
+LANGUAGE sql STABLE AS $$
+    WITH r AS (
+        SELECT e.world_id, e.stage,
+               (e.metrics #>> '{diagnostics,validation_health,metric_coverage_ratio}')::float8 AS coverage,
+               (e.metrics #>> '{diagnostics,validation_health,rules_executed_ratio}')::float8 AS executed,
+               EXISTS (SELECT 1 FROM jsonb_each(e.results) x WHERE x.value->>'reason_code' = 'missing_metric') AS any_missing,
+               EXISTS (SELECT 1 FROM jsonb_each(e.results) x WHERE x.value->>'reason_code' = 'rule_error') AS any_error
+        FROM wval.evaluation_runs e
+        WHERE e.created_at >= since AND e.created_at < until AND e.status <> 'unvalidated'
+    ), s AS (
+        SELECT r.world_id, r.stage, count(*) AS runs,
+               percentile_cont(0.50) WITHIN GROUP (ORDER BY coverage DESC) AS c50,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY coverage DESC) AS c95,
+               percentile_cont(0.99) WITHIN GROUP (ORDER BY coverage DESC) AS c99,
+               percentile_cont(0.50) WITHIN GROUP (ORDER BY executed DESC) AS e50,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY executed DESC) AS e95,
+               percentile_cont(0.99) WITHIN GROUP (ORDER BY executed DESC) AS e99,
+               avg(any_missing::int)::float8 AS missing, avg(any_error::int)::float8 AS errors
+        FROM r GROUP BY r.world_id, r.stage
+    )
+    SELECT s.world_id, s.stage, s.runs, s.c50, s.c95, s.c99, s.e50, s.e95, s.e99, s.missing, s.errors,
+           s.c95 >= 0.98, s.e95 >= 1.0, s.missing <= 0.01, s.errors <= 0.01,
+           s.c95 >= 0.98 AND s.e95 >= 1.0 AND s.missing <= 0.01 AND s.errors <= 0.01
+    FROM s ORDER BY s.world_id, s.stage;
+$$;
+COMMENT ON FUNCTION wval.validation_slo(timestamptz, timestamptz) IS 'per world and stage: runs, the metric coverage and rules-executed ratios reached by 50/95/99 % of runs, the share of runs with a missing metric or a rule error, and whether the gates hold (coverage p95 >= 0.98, rules p95 >= 1.0, missing <= 1 %, errors <= 1 %)';
+
+CREATE FUNCTION wval.failure_rate(since timestamptz DEFAULT now() - interval '12 months',
+                                  until timestamptz DEFAULT now())
+RETURNS TABLE (month date, risk_tier text, strategies_passed_live bigint, strategies_failed_ex_post bigint,
+               failure_rate float8)
+LANGUAGE sql STABLE AS $$
+    WITH passed AS (
+        SELECT DISTINCT date_trunc('month', r.created_at)::date AS month, w.risk_tier, r.world_id, r.strategy_id
+        FROM wval.evaluation_runs r JOIN wval.worlds w USING (world_id)
+        WHERE r.created_at >= since AND r.created_at < until
+          AND (r.stage = 'live' OR r.kind = 'live') AND r.status = 'pass'
+    ), confirmed AS (
+        SELECT DISTINCT c.world_id, c.strategy_id
+        FROM wval.ex_post_cases c WHERE c.status = 'confirmed'
+    )
+    SELECT p.month, p.risk_tier, count(*),
+           count(*) FILTER (WHERE c.strategy_id IS NOT NULL),
+           (count(*) FILTER (WHERE c.strategy_id IS NOT NULL))::float8 / count(*)
+    FROM passed p LEFT JOIN confirmed c USING (world_id, strategy_id)
+    GROUP BY p.month, p.risk_tier ORDER BY p.month, p.risk_tier;
+$$;
+COMMENT ON FUNCTION wval.failure_rate(timestamptz, timestamptz) IS 'ex-post failure rate by month and risk tier: strategies with a confirmed ex-post case / strategies whose live run passed';
+
+GRANT EXECUTE ON FUNCTION wval.rule_failure_stats(timestamptz, timestamptz), wval.validation_slo(timestamptz, timestamptz),
+      wval.failure_rate(timestamptz, timestamptz) TO wval_analyst;
