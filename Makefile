@@ -24,6 +24,7 @@ SQL_SOURCES = \
 	src/policy.sql \
 	src/evaluate.sql \
 	src/report.sql \
+	src/select.sql \
 	src/scenarios.sql \
 	src/finish.sql
 
