@@ -66,6 +66,7 @@ $(DATA_built): $(SQL_SOURCES) $(EXTENSION).control $(wildcard data/scenarios/*.j
 	  done ) > $@
 
 $(OBJS): src/wval.h
+src/metrics.o src/metrics_agg.o src/evaluate.o: src/metrics.h
 src/hub.o src/wval.o: src/hub.h
 
 .PHONY: test demo
