@@ -315,17 +315,17 @@ check_search_intensity(const char *field, int64 value)
 
 /* Raises WV001 unless value is finite (and >= 0 when nonneg). */
 static void
-check_finite_arg(const char *field, double value, bool nonneg)
+check_finite_arg(const char *field, double value, bool nonneg, const char *hint)
 {
 	char		buf[DOUBLE_SHORTEST_DECIMAL_LEN];
 
 	if (isnan(value) || isinf(value) || (nonneg && value < 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
-				 errmsg(nonneg ? "\"%s\" must be a finite number, not negative" :
+				 errmsg(nonneg ? "\"%s\" must be a finite number of at least 0" :
 						"\"%s\" must be a finite number", field),
 				 errdetail("%s is %s.", field, format_double(value, buf)),
-				 errhint("Pass a finite number.")));
+				 errhint("%s", hint)));
 }
 
 /* Raises WV001 unless the tail probability p of VaR / ES is in [0, 1]. */
@@ -348,9 +348,11 @@ wval_check_metrics_options(const WvalMetricsOptions *opt, int n)
 {
 	wval_check_periods_per_year(opt->periods_per_year);
 	check_search_intensity("search_intensity", opt->search_intensity);
-	check_finite_arg("risk_free", opt->risk_free, false);
+	check_finite_arg("risk_free", opt->risk_free, false,
+					 "Pass the risk-free return per period, e.g. 0.0001.");
 	if (opt->has_trials_variance)
-		check_finite_arg("trials_sharpe_variance", opt->trials_sharpe_variance, true);
+		check_finite_arg("trials_sharpe_variance", opt->trials_sharpe_variance, true,
+						 "Pass the variance of the annualised Sharpe ratios of the trials, or null.");
 	if (opt->benchmark != NULL && opt->n_benchmark != n)
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
@@ -733,6 +735,11 @@ series_moments(const double *r, int n, double rf, int half, int nfolds,
 	if (n == 0)
 	{
 		moments_finish(&f, full);
+		if (halves != NULL)
+		{
+			moments_finish(&h[0], &halves[0]);
+			moments_finish(&h[1], &halves[1]);
+		}
 		return;
 	}
 
@@ -1632,7 +1639,7 @@ wval_es_historical(const double *r, int n, double p, double *out)
 void
 wval_tail_risk_inplace(double *a, int n, double p, double *var, double *es)
 {
-	scratch_reset((size_t) n / 8 + 16);
+	scratch_reset((size_t) n / 2 + 64);
 	tail_risk(a, a, n, p, var, es);
 }
 
@@ -2133,11 +2140,11 @@ wval_psr_sql(PG_FUNCTION_ARGS)
 	double		sqrt_p;
 	double		out;
 
-	check_finite_arg("sharpe_annual", sharpe, false);
+	check_finite_arg("sharpe_annual", sharpe, false, "Pass the annualised Sharpe ratio.");
 	check_n_obs(n_obs);
-	check_finite_arg("skew", skew, false);
-	check_finite_arg("kurtosis", kurtosis, false);
-	check_finite_arg("benchmark_sharpe_annual", star, false);
+	check_finite_arg("skew", skew, false, "Pass the skewness of the returns.");
+	check_finite_arg("kurtosis", kurtosis, false, "Pass the (raw, not excess) kurtosis of the returns.");
+	check_finite_arg("benchmark_sharpe_annual", star, false, "Pass the annualised Sharpe ratio to beat, e.g. 0.");
 	wval_check_periods_per_year(ppy);
 	sqrt_p = sqrt((double) ppy);
 	if (!wval_psr_value(sharpe / sqrt_p, star / sqrt_p, n_obs, skew, kurtosis, &out))
@@ -2176,10 +2183,10 @@ wval_dsr_sql(PG_FUNCTION_ARGS)
 	n_trials = PG_GETARG_INT32(4);
 	ppy = PG_GETARG_INT32(6);
 
-	check_finite_arg("sharpe_annual", sharpe, false);
+	check_finite_arg("sharpe_annual", sharpe, false, "Pass the annualised Sharpe ratio.");
 	check_n_obs(n_obs);
-	check_finite_arg("skew", skew, false);
-	check_finite_arg("kurtosis", kurtosis, false);
+	check_finite_arg("skew", skew, false, "Pass the skewness of the returns.");
+	check_finite_arg("kurtosis", kurtosis, false, "Pass the (raw, not excess) kurtosis of the returns.");
 	check_search_intensity("n_trials", n_trials);
 	wval_check_periods_per_year(ppy);
 
@@ -2193,7 +2200,8 @@ wval_dsr_sql(PG_FUNCTION_ARGS)
 	{
 		double		tv = PG_GETARG_FLOAT8(5);
 
-		check_finite_arg("trials_sharpe_variance_annual", tv, true);
+		check_finite_arg("trials_sharpe_variance_annual", tv, true,
+						 "Pass the variance of the annualised Sharpe ratios of the trials, or null.");
 		v = tv / ppy;
 	}
 	if (!wval_psr_value(sr, wval_sr0_value(v, n_trials), n_obs, skew, kurtosis, &out))
