@@ -537,6 +537,13 @@ neumaier_add(double *sum, double *comp, double v)
 	*sum = t;
 }
 
+/* max(0, -v) as a loss, never -0 */
+static inline double
+loss_of(double v)
+{
+	return v < 0.0 ? -v : 0.0;
+}
+
 /*
  * ES from the tail: t[0..len-1] and `extra` more values equal to q,
  * max(0, -mean), summed with compensation; a tail of equal values has
@@ -557,12 +564,12 @@ tail_mean_loss(const double *t, int len, int64 extra, double q)
 		hi = t[i] > hi ? t[i] : hi;
 	}
 	if (lo == hi)
-		return Max(0.0, -lo);
+		return loss_of(lo);
 	for (i = 0; i < len; i++)
 		neumaier_add(&sum, &comp, t[i]);
 	for (i = 0; i < extra; i++)
 		neumaier_add(&sum, &comp, q);
-	return Max(0.0, -((sum + comp) / (len + extra)));
+	return loss_of((sum + comp) / (len + extra));
 }
 
 /*
@@ -628,7 +635,7 @@ tail_risk(const double *r, double *work, int n, double p, double *var, double *e
 				le += r[i] <= q;
 			extra = le - (lo + 1);
 		}
-		*var = Max(0.0, -q);
+		*var = loss_of(q);
 		*es = tail_mean_loss(buf, lo + 1, extra, q);
 		return;
 	}
@@ -650,7 +657,7 @@ tail_risk(const double *r, double *work, int n, double p, double *var, double *e
 	for (i = lo + 1; i < n; i++)
 		if (work[i] <= q)
 			extra++;
-	*var = Max(0.0, -q);
+	*var = loss_of(q);
 	*es = tail_mean_loss(work, lo + 1, extra, q);
 }
 
