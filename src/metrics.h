@@ -42,8 +42,8 @@ typedef struct WvalMetricsOptions
 extern void wval_metrics_options_init(WvalMetricsOptions *opt);
 
 /*
- * A validated float8[] as a palloc'd array of *n doubles (NULL when n = 0).
- * Raises WV001 naming `field`, the 1-based index and the value.
+ * A validated float8[] as a palloc'd array of *n doubles (never NULL, also
+ * when n = 0).  Raises WV001 naming `field`, the 1-based index and the value.
  */
 extern double *wval_returns_from_array(ArrayType *arr, const char *field, int *n);
 
@@ -67,19 +67,33 @@ extern JsonbValue *wval_push_metrics(JsonbParseState **state,
 									 const double *r, int n,
 									 const WvalMetricsOptions *opt);
 
-/* building blocks for live monitoring and portfolio code */
+/*
+ * Building blocks for live monitoring and portfolio code, by the formulas of
+ * docs/metrics.md.  x / r are raw periodic returns (rf, per period, is
+ * subtracted inside); p is a tail probability (0.025 for ES at 97.5 %).
+ */
+/* returns.sharpe: (mean / sample std of x - rf) * sqrt(P); false: n < 2 or std 0 */
 extern bool wval_sharpe_annual(const double *x, int n, int periods_per_year,
 							   double rf, double *out);
+/* returns.sortino_ratio (may be +Infinity); false when null */
 extern bool wval_sortino_annual(const double *x, int n, int periods_per_year,
 								double rf, double *out);
+/* returns.max_drawdown, in [0, 1); false when n = 0 */
 extern bool wval_max_drawdown_of(const double *r, int n, double *out);
+/* max(0, -Q(p)), type-7 quantile; false when n < 2 */
 extern bool wval_var_historical(const double *r, int n, double p, double *out);
+/* max(0, -mean{r_i <= Q(p)}); false when n < 2 */
 extern bool wval_es_historical(const double *r, int n, double p, double *out);
+/* PSR(SR*) with both Sharpe ratios per period; false: n < 3 or radicand <= 0 */
 extern bool wval_psr_value(double sharpe_per_period, double sharpe_star_per_period,
 						   int n, double skew, double kurtosis, double *out);
+/* the DSR threshold SR0 per period (0 when n_trials <= 1) */
 extern double wval_sr0_value(double trials_variance_per_period, double n_trials);
+/* standard normal CDF */
 extern double wval_norm_cdf_value(double z);
+/* its inverse (AS 241): -Inf / +Inf at 0 / 1, NaN outside [0, 1] */
 extern double wval_norm_ppf_value(double p);
+/* 1 + ln(1 + N) + weighted ln(1 + v) of extra_metrics (an object, or NULL) */
 extern double wval_strategy_complexity_value(int search_intensity,
 											 Jsonb *extra_metrics);
 
