@@ -1043,6 +1043,10 @@ order_stats(const double *v, int m, const int k[2], const bool want_next[2],
 	int			i;
 	int			t;
 
+	int			rank[4];		/* sample ranks of lo[0], hi[0], lo[1], hi[1] */
+	int			order[4] = {0, 1, 2, 3};
+	int			base = 0;
+
 	for (i = 0; i < s; i++)
 		sample[i] = v[(int64) i * m / s];
 	for (i = 0; i < 2; i++)
@@ -1052,11 +1056,43 @@ order_stats(const double *v, int m, const int k[2], const bool want_next[2],
 		int			lr = (int) floor((double) k[i] * s / m - g);
 		int			ur = (int) ceil((double) (k[i] + 1) * s / m + g);
 
-		lo[i] = lr <= 0 ? -INFINITY : select_kth(sample, s, lr);
-		hi[i] = ur >= s - 1 ? INFINITY : select_kth(sample, s, ur);
+		rank[2 * i] = lr <= 0 ? -1 : lr;
+		rank[2 * i + 1] = ur >= s - 1 ? s : ur;
 		cap[i] = (int) Min((int64) m + 1,
 						   (int64) (Min(ur, s - 1) - Max(lr, 0) + 1) * m / s * 2 + 128);
 		buf[i] = scratch_alloc(cap[i]);
+	}
+
+	/*
+	 * The bracket values, ranks in ascending order: after selecting rank r
+	 * everything beyond it is no smaller, so the next rank is selected in
+	 * what follows r only.
+	 */
+	for (i = 1; i < 4; i++)
+	{
+		int			j;
+		int			o = order[i];
+
+		for (j = i; j > 0 && rank[order[j - 1]] > rank[o]; j--)
+			order[j] = order[j - 1];
+		order[j] = o;
+	}
+	for (i = 0; i < 4; i++)
+	{
+		int			o = order[i];
+		double	   *dest = o % 2 == 0 ? &lo[o / 2] : &hi[o / 2];
+
+		if (rank[o] < 0)
+			*dest = -INFINITY;
+		else if (rank[o] >= s)
+			*dest = INFINITY;
+		else if (rank[o] < base)
+			*dest = sample[rank[o]];	/* the same rank as the one before */
+		else
+		{
+			*dest = select_kth(sample + base, s - base, rank[o] - base);
+			base = rank[o] + 1;
+		}
 	}
 	/* no branch on the data: every value is stored, kept when inside */
 	{
