@@ -61,7 +61,7 @@
 static bool purge_guard = false;
 
 static SPIPlanPtr chain_advance_plan = NULL;
-static SPIPlanPtr chain_set_head_plan = NULL;
+static SPIPlanPtr chain_start_plan = NULL;
 
 static void append_canonical_value(StringInfo buf, Datum value, Oid typid);
 
@@ -376,20 +376,49 @@ append_canonical_row(StringInfo buf, HeapTuple tuple, TupleDesc tupdesc)
 	pfree(order);
 }
 
-/* Computes the row hash of a row at a given chain position. */
+/* The link hash: sha256 over the previous hash, table, position and content. */
 static char *
-compute_row_hash(const char *prev_hash, const char *table, int64 seq,
-				 HeapTuple tuple, TupleDesc tupdesc)
+chain_link(const char *prev_hash, const char *table, int64 seq, const char *canonical, int len)
 {
 	StringInfoData buf;
 	char		hex[65];
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "%s\n%s\n" INT64_FORMAT "\n", prev_hash, table, seq);
-	append_canonical_row(&buf, tuple, tupdesc);
+	appendBinaryStringInfo(&buf, canonical, len);
 	wval_sha256_hex(buf.data, buf.len, hex);
 	pfree(buf.data);
 	return psprintf("sha256:%s", hex);
+}
+
+/* Computes the row hash of a row at a given chain position. */
+static char *
+compute_row_hash(const char *prev_hash, const char *table, int64 seq,
+				 HeapTuple tuple, TupleDesc tupdesc)
+{
+	StringInfoData buf;
+	char	   *hash;
+
+	initStringInfo(&buf);
+	append_canonical_row(&buf, tuple, tupdesc);
+	hash = chain_link(prev_hash, table, seq, buf.data, buf.len);
+	pfree(buf.data);
+	return hash;
+}
+
+PG_FUNCTION_INFO_V1(wval_chain_link);
+
+/* wval._chain_link(prev_hash, table, seq, canonical) → the row hash. */
+Datum
+wval_chain_link(PG_FUNCTION_ARGS)
+{
+	text	   *canonical = PG_GETARG_TEXT_PP(3);
+
+	PG_RETURN_TEXT_P(cstring_to_text(chain_link(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+												text_to_cstring(PG_GETARG_TEXT_PP(1)),
+												PG_GETARG_INT64(2),
+												VARDATA_ANY(canonical),
+												VARSIZE_ANY_EXHDR(canonical))));
 }
 
 /* Returns the column number of a chain column, or errors out. */
@@ -403,30 +432,35 @@ chain_attnum(TupleDesc tupdesc, const char *name, const char *relname)
 	return attnum;
 }
 
-/* Prepares (once per backend) the statements that move a chain head. */
+/*
+ * Prepares (once per backend) the statements that move a chain head.  The
+ * head moves in one UPDATE that also computes the new row hash, so that
+ * every insert leaves one dead version of the head row, not two (the head
+ * row of a busy world is the hottest row of the store).
+ */
 static void
 prepare_chain_plans(void)
 {
-	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
 
 	if (chain_advance_plan == NULL)
 	{
 		chain_advance_plan = SPI_prepare(
-										 "INSERT INTO wval.chain_heads AS h (world_id, seq, head_hash) "
-										 "VALUES ($1, 1, '" GENESIS_HASH "') "
-										 "ON CONFLICT (world_id) DO UPDATE SET seq = h.seq + 1 "
-										 "RETURNING h.seq, h.head_hash",
-										 1, argtypes);
+										 "UPDATE wval.chain_heads h SET seq = h.seq + 1, prev_hash = h.head_hash, "
+										 "head_hash = wval._chain_link(h.head_hash, $2, h.seq + 1, $3), updated_at = now() "
+										 "WHERE h.world_id = $1 RETURNING h.seq, h.prev_hash, h.head_hash",
+										 3, argtypes);
 		if (chain_advance_plan == NULL || SPI_keepplan(chain_advance_plan) != 0)
 			elog(ERROR, "could not prepare chain statement");
 	}
-	if (chain_set_head_plan == NULL)
+	if (chain_start_plan == NULL)
 	{
-		chain_set_head_plan = SPI_prepare(
-										  "UPDATE wval.chain_heads SET head_hash = $2, updated_at = now() "
-										  "WHERE world_id = $1",
-										  2, argtypes);
-		if (chain_set_head_plan == NULL || SPI_keepplan(chain_set_head_plan) != 0)
+		chain_start_plan = SPI_prepare(
+									   "INSERT INTO wval.chain_heads (world_id, seq, prev_hash, head_hash) "
+									   "VALUES ($1, 1, '" GENESIS_HASH "', wval._chain_link('" GENESIS_HASH "', $2, 1, $3)) "
+									   "ON CONFLICT (world_id) DO NOTHING RETURNING seq, prev_hash, head_hash",
+									   3, argtypes);
+		if (chain_start_plan == NULL || SPI_keepplan(chain_start_plan) != 0)
 			elog(ERROR, "could not prepare chain statement");
 	}
 }
@@ -452,7 +486,8 @@ wval_chain_trigger(PG_FUNCTION_ARGS)
 	bool		isnull;
 	Datum		d;
 	char	   *world;
-	Datum		args[2];
+	Datum		args[3];
+	StringInfoData canonical;
 	int64		seq;
 	char	   *prev_hash;
 	char	   *row_hash;
@@ -506,20 +541,28 @@ wval_chain_trigger(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	prepare_chain_plans();
 
+	initStringInfo(&canonical);
+	append_canonical_row(&canonical, tuple, tupdesc);
 	args[0] = CStringGetTextDatum(world);
-	if (SPI_execute_plan(chain_advance_plan, args, NULL, false, 1) != SPI_OK_INSERT_RETURNING ||
-		SPI_processed != 1)
+	args[1] = CStringGetTextDatum(table);
+	args[2] = PointerGetDatum(cstring_to_text_with_len(canonical.data, canonical.len));
+	if (SPI_execute_plan(chain_advance_plan, args, NULL, false, 1) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not advance the hash chain of world \"%s\"", world);
+	if (SPI_processed == 0)
+	{
+		/* the world's first row; a concurrent first row makes us update after all */
+		if (SPI_execute_plan(chain_start_plan, args, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
+			elog(ERROR, "could not start the hash chain of world \"%s\"", world);
+		if (SPI_processed == 0 &&
+			(SPI_execute_plan(chain_advance_plan, args, NULL, false, 1) != SPI_OK_UPDATE_RETURNING ||
+			 SPI_processed != 1))
+			elog(ERROR, "could not advance the hash chain of world \"%s\"", world);
+	}
 	seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	prev_hash = MemoryContextStrdup(caller_cxt,
 									SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
-
 	row_hash = MemoryContextStrdup(caller_cxt,
-								   compute_row_hash(prev_hash, table, seq, tuple, tupdesc));
-
-	args[1] = CStringGetTextDatum(row_hash);
-	if (SPI_execute_plan(chain_set_head_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not move the head of the hash chain of world \"%s\"", world);
+								   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
 
 	SPI_finish();
 

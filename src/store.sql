@@ -21,6 +21,10 @@ CREATE FUNCTION wval._purge_guard(raise boolean) RETURNS boolean
     AS 'MODULE_PATHNAME', 'wval_purge_guard' LANGUAGE C STRICT VOLATILE;
 COMMENT ON FUNCTION wval._purge_guard(boolean) IS 'raises (true) or lowers the retention guard for the current transaction; executable only by the extension owner';
 
+CREATE FUNCTION wval._chain_link(prev_hash text, table_name text, chain_seq bigint, canonical text) RETURNS text
+    AS 'MODULE_PATHNAME', 'wval_chain_link' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION wval._chain_link(text, text, bigint, text) IS 'the hash of a chain link: sha256 over prev_hash, table, chain_seq and the row''s canonical text';
+
 CREATE FUNCTION wval._row_hash(table_name text, chain_seq bigint, prev_hash text, row_value record)
 RETURNS text
     AS 'MODULE_PATHNAME', 'wval_row_hash' LANGUAGE C STRICT STABLE PARALLEL SAFE;
@@ -66,6 +70,7 @@ COMMENT ON FUNCTION wval._protect(regclass, text) IS 'installs the append-only (
 CREATE TABLE wval.chain_heads (
     world_id   text PRIMARY KEY,
     seq        bigint NOT NULL,
+    prev_hash  text NOT NULL,
     head_hash  text NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
