@@ -17,6 +17,7 @@ OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 SQL_SOURCES = \
 	src/wval.sql \
 	src/store.sql \
+	src/security.sql \
 	src/schedule.sql \
 	src/bus.sql \
 	src/metrics.sql \

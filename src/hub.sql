@@ -40,8 +40,9 @@ SELECT DISTINCT ON (p.world_id, p.actor)
        p.world_id, p.actor, p.status, p.hmac_key IS NOT NULL AS has_key, p.reason,
        p.registration_id, p.registered_by, p.registered_at
 FROM wval.producers p
+WHERE (SELECT wval._visible_worlds()) IS NULL OR p.world_id = ANY ((SELECT wval._visible_worlds())::text[])
 ORDER BY p.world_id, p.actor, p.registration_id DESC;
-COMMENT ON VIEW wval.current_producers IS 'the registration in force for each (world, actor): status and whether signatures are required (never the key)';
+COMMENT ON VIEW wval.current_producers IS 'the registration in force for each (world, actor) of the worlds the caller may see: status and whether signatures are required (never the key)';
 
 ------------------------------------------------------------------------------
 -- Blobs and snapshots

@@ -38,6 +38,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
@@ -62,6 +63,7 @@ static bool purge_guard = false;
 
 static SPIPlanPtr chain_advance_plan = NULL;
 static SPIPlanPtr chain_start_plan = NULL;
+static SPIPlanPtr world_write_plan = NULL;
 
 static void append_canonical_value(StringInfo buf, Datum value, Oid typid);
 
@@ -465,6 +467,47 @@ prepare_chain_plans(void)
 	}
 }
 
+/*
+ * Raises 42501 unless the role that called into wval (outside SECURITY
+ * DEFINER) may write the world (wval.world_grants, security.sql).  The
+ * answer is kept for the rest of the transaction; world "" (acts of no
+ * world) is always writable.  The caller is connected to SPI.
+ */
+static void
+check_world_write(const char *world)
+{
+	static LocalTransactionId cached_lxid = InvalidLocalTransactionId;
+	static Oid	cached_role = InvalidOid;
+	static char cached_world[WVAL_MAX_IDENT_BYTES + 1];
+	Oid			role = GetOuterUserId();
+	Datum		args[2];
+	Oid			types[2] = {OIDOID, TEXTOID};
+	bool		isnull;
+
+	if (world[0] == '\0' || superuser_arg(role))
+		return;
+	if (cached_lxid == MyProc->lxid && cached_role == role && strcmp(cached_world, world) == 0)
+		return;
+	if (world_write_plan == NULL)
+	{
+		world_write_plan = SPI_prepare("SELECT wval._world_access($1, $2, 'write')", 2, types);
+		if (world_write_plan == NULL || SPI_keepplan(world_write_plan) != 0)
+			elog(ERROR, "could not prepare the world access check");
+	}
+	args[0] = ObjectIdGetDatum(role);
+	args[1] = CStringGetTextDatum(world);
+	if (SPI_execute_plan(world_write_plan, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not check access to world \"%s\"", world);
+	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" may not write world \"%s\"", GetUserNameFromId(role, false), world),
+				 errhint("A wval_admin grants worlds with wval_world_grant(role, world_id, 'write').")));
+	cached_lxid = MyProc->lxid;
+	cached_role = role;
+	strlcpy(cached_world, world, sizeof(cached_world));
+}
+
 PG_FUNCTION_INFO_V1(wval_chain_trigger);
 
 /*
@@ -540,6 +583,7 @@ wval_chain_trigger(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	prepare_chain_plans();
+	check_world_write(world);
 
 	initStringInfo(&canonical);
 	append_canonical_row(&canonical, tuple, tupdesc);

@@ -400,6 +400,7 @@ BEGIN
                            part, parent, m::timestamptz, (m + interval '1 month')::date::timestamptz);
             PERFORM wval._index_partition(('wval.' || quote_ident(part))::regclass);
             PERFORM wval._protect(('wval.' || quote_ident(part))::regclass);
+            PERFORM wval._secure(('wval.' || quote_ident(part))::regclass);
             EXECUTE format('GRANT SELECT ON wval.%I TO wval_analyst', part);
             created := created || part;
         END LOOP;
@@ -428,7 +429,8 @@ BEGIN
     ELSE
         SELECT * INTO w FROM wval.worlds WHERE world_id = p_world_id;
     END IF;
-    IF NOT FOUND THEN
+    -- a world the calling role may not see does not exist for it (security.sql)
+    IF NOT FOUND OR NOT wval._world_access((SELECT oid FROM pg_roles WHERE rolname = wval._invoker()), p_world_id, 'read') THEN
         RAISE EXCEPTION 'world "%" does not exist', p_world_id
             USING ERRCODE = 'WV010',
                   DETAIL = format('world_id is %L.', p_world_id),
@@ -600,7 +602,7 @@ DECLARE
     r wval.evaluation_runs;
 BEGIN
     SELECT * INTO r FROM wval.evaluation_runs WHERE run_id = p_run_id LIMIT 1;
-    IF NOT FOUND THEN
+    IF NOT FOUND OR NOT wval._world_access((SELECT oid FROM pg_roles WHERE rolname = wval._invoker()), r.world_id, 'read') THEN
         RAISE EXCEPTION 'evaluation run % does not exist', p_run_id
             USING ERRCODE = 'WV010',
                   DETAIL = format('run_id is %s.', coalesce(p_run_id::text, 'null')),

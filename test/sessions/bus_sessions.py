@@ -207,11 +207,15 @@ def test_concurrent():
                 if rnd.random() < 0.02:
                     time.sleep(0.002)          # uneven processing times
                 per_world.setdefault(world, []).append(eid)
+                # taken before the ack is sent: another consumer that got this
+                # world's events before this moment certainly overlapped (the ack
+                # commits somewhere between sending and the answer, so a time taken
+                # after the answer would flag a slow thread, not an overlap)
+                last_ack[world] = time.monotonic()
                 cur.execute("SELECT wval_ack(%s, %s)", (group, eid))
                 if not cur.fetchone()[0]:
                     with lock:
                         bad_acks.append(eid)
-                last_ack[world] = time.monotonic()
             with lock:
                 for world, ids in per_world.items():
                     log.append((tid, world, ids, t_got, last_ack[world]))

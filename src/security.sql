@@ -1,0 +1,149 @@
+-- security.sql: row-level security per world (spec operations.md, "Governance
+-- and security"). A role sees and writes only the worlds granted to it in
+-- wval.world_grants. The policies are put on every world-scoped table and view
+-- by finish.sql, once every file has created its tables.
+--
+-- Reads: every table of schema wval with a world_id column gets a row-level
+-- security policy, and every view runs with the caller's rights
+-- (security_invoker), so an analyst of world A sees no row of world B in any
+-- table or view. The SECURITY DEFINER read functions check the caller through
+-- wval._world() and wval._run() (an invisible world or run "does not exist").
+-- Writes: the chain trigger refuses (42501) a history row for a world the
+-- calling role may not write.
+--
+-- The extension grants '*' (every world) to its four roles, so nothing is
+-- restricted until a site narrows it: revoke the '*' grant of a role and
+-- grant worlds to the roles that need them.
+
+CREATE TABLE wval.world_grants (
+    role_name  name NOT NULL,
+    world_id   text NOT NULL,
+    privilege  text NOT NULL CHECK (privilege IN ('read', 'write', 'none')),
+    granted_by text NOT NULL,
+    granted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (role_name, world_id, granted_at)
+);
+COMMENT ON TABLE wval.world_grants IS 'append-only history of world grants: the latest row per (role, world) is in force; privilege read, write (includes read) or none (revoked); world_id ''*'' means every world; membership counts (a grant to wval_analyst covers its members)';
+-- the extension's own '*' grants date from -infinity: any later row of a site
+-- wins, also after a dump is restored (CREATE EXTENSION re-creates these rows,
+-- the dump brings back the site's rows)
+INSERT INTO wval.world_grants (role_name, world_id, privilege, granted_by, granted_at) VALUES
+    ('wval_analyst', '*', 'read', 'wval', '-infinity'), ('wval_producer', '*', 'write', 'wval', '-infinity'),
+    ('wval_validator', '*', 'write', 'wval', '-infinity'), ('wval_admin', '*', 'write', 'wval', '-infinity');
+SELECT wval._protect('wval.world_grants');
+SELECT pg_catalog.pg_extension_config_dump('wval.world_grants', 'WHERE granted_at <> ''-infinity''');
+
+CREATE VIEW wval.current_world_grants AS
+SELECT DISTINCT ON (g.role_name, g.world_id) g.role_name, g.world_id, g.privilege, g.granted_by, g.granted_at
+FROM wval.world_grants g
+ORDER BY g.role_name, g.world_id, g.granted_at DESC;
+COMMENT ON VIEW wval.current_world_grants IS 'the grants in force: the latest row per (role, world) of wval.world_grants (privilege none = revoked)';
+
+-- wval._world_access(role, world, privilege): may role read/write the world?
+-- Superusers and the extension owner may do everything.
+CREATE FUNCTION wval._world_access(p_role oid, p_world_id text, p_privilege text) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+    SELECT (SELECT rolsuper FROM pg_roles WHERE oid = p_role)
+        OR EXISTS (SELECT 1 FROM wval.current_world_grants g
+                   WHERE (g.world_id = '*' OR g.world_id = p_world_id)
+                     AND (g.privilege = 'write' OR (p_privilege = 'read' AND g.privilege = 'read'))
+                     AND pg_has_role(p_role, g.role_name, 'MEMBER'))
+$$;
+COMMENT ON FUNCTION wval._world_access(oid, text, text) IS 'true when the role (or a role it is a member of) was granted the world (or *) with the privilege (write includes read)';
+
+-- wval._visible_worlds(): the worlds the current role may read; null = all.
+CREATE FUNCTION wval._visible_worlds() RETURNS text[]
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+    -- the caller: current_user outside this SECURITY DEFINER function
+    WITH me AS (SELECT oid, rolsuper FROM pg_roles WHERE rolname = wval._invoker())
+    SELECT CASE WHEN (SELECT rolsuper FROM me)
+                  OR EXISTS (SELECT 1 FROM wval.current_world_grants g
+                             WHERE g.world_id = '*' AND g.privilege <> 'none'
+                               AND pg_has_role((SELECT oid FROM me), g.role_name, 'MEMBER'))
+                THEN NULL
+                ELSE coalesce((SELECT array_agg(DISTINCT g.world_id) FROM wval.current_world_grants g
+                               WHERE g.privilege <> 'none' AND pg_has_role((SELECT oid FROM me), g.role_name, 'MEMBER')), '{}') END
+$$;
+COMMENT ON FUNCTION wval._visible_worlds() IS 'the worlds the current role may read (null: every world); used by the row-level security policies';
+
+-- wval._require_world_access(world, privilege): 42501 unless the calling role
+-- (outside SECURITY DEFINER) may read/write the world.
+CREATE FUNCTION wval._require_world_access(p_world_id text, p_privilege text DEFAULT 'read') RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
+BEGIN
+    IF NOT wval._world_access((SELECT oid FROM pg_roles WHERE rolname = wval._invoker()), p_world_id, p_privilege) THEN
+        RAISE EXCEPTION 'role "%" may not % world "%"', wval._invoker(), p_privilege, p_world_id
+            USING ERRCODE = '42501',
+                  HINT = 'A wval_admin grants worlds with wval_world_grant(role, world_id, privilege).';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION wval._require_world_access(text, text) IS 'raises 42501 unless the calling role may read (or write) the world';
+
+CREATE FUNCTION public.wval_world_grant(role_name name, world_id text, privilege text DEFAULT 'read', actor text DEFAULT NULL)
+RETURNS wval.world_grants
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    p_actor text := wval._ident('actor', coalesce(actor, wval._invoker()));
+    g wval.world_grants;
+BEGIN
+    PERFORM wval._one_of('privilege', privilege, ARRAY['read', 'write']);
+    IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = wval_world_grant.role_name) THEN
+        RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = 'WV010',
+            HINT = 'Create the role first (CREATE ROLE).';
+    END IF;
+    IF world_id <> '*' THEN
+        PERFORM wval._world(wval._ident('world_id', world_id));
+    END IF;
+    INSERT INTO wval.world_grants (role_name, world_id, privilege, granted_by, granted_at)
+    VALUES (role_name, world_id, privilege, p_actor, clock_timestamp())
+    RETURNING * INTO g;
+    PERFORM wval._audit(nullif(world_id, '*'), 'world_granted', p_actor,
+                        jsonb_build_object('role', role_name, 'world_id', world_id, 'privilege', privilege));
+    RETURN g;
+END
+$$;
+COMMENT ON FUNCTION public.wval_world_grant(name, text, text, text) IS 'lets a role read (or write) a world (* = every world); audited';
+
+CREATE FUNCTION public.wval_world_revoke(role_name name, world_id text, actor text DEFAULT NULL) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    p_actor text := wval._ident('actor', coalesce(actor, wval._invoker()));
+    found_grant boolean;
+BEGIN
+    SELECT g.privilege <> 'none' INTO found_grant FROM wval.current_world_grants g
+    WHERE g.role_name = wval_world_revoke.role_name AND g.world_id = wval_world_revoke.world_id;
+    found_grant := coalesce(found_grant, false);
+    IF found_grant THEN
+        INSERT INTO wval.world_grants (role_name, world_id, privilege, granted_by, granted_at)
+        VALUES (role_name, world_id, 'none', p_actor, clock_timestamp());
+    END IF;
+    IF found_grant THEN
+        PERFORM wval._audit(nullif(world_id, '*'), 'world_revoked', p_actor,
+                            jsonb_build_object('role', role_name, 'world_id', world_id));
+    END IF;
+    RETURN found_grant;
+END
+$$;
+COMMENT ON FUNCTION public.wval_world_revoke(name, text, text) IS 'revokes a role''s grant of a world (or of *) with a row of privilege none; audited; false when there was none in force';
+
+-- wval._secure(table): row-level security by world on one table (also for
+-- partitions created later by wval_maintain: a partition queried directly
+-- does not inherit its parent's policies).
+CREATE FUNCTION wval._secure(tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = tbl AND polname = 'wval_world_read') THEN
+        EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+        -- FOR ALL: a role that a DBA granted table privileges by mistake still
+        -- reaches the rows of its worlds, where the append-only trigger says WV003
+        EXECUTE format('CREATE POLICY wval_world_read ON %s FOR ALL USING ('
+                       '(SELECT wval._visible_worlds()) IS NULL OR world_id = ANY ((SELECT wval._visible_worlds())::text[]))', tbl);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION wval._secure(regclass) IS 'enables row-level security by world on a table (policy wval_world_read)';
+
+GRANT SELECT ON wval.world_grants, wval.current_world_grants TO wval_analyst;
+GRANT EXECUTE ON FUNCTION wval._visible_worlds(), wval._world_access(oid, text, text) TO wval_analyst;
+GRANT EXECUTE ON FUNCTION public.wval_world_grant(name, text, text, text), public.wval_world_revoke(name, text, text) TO wval_admin;
