@@ -682,7 +682,6 @@ wval_check(PG_FUNCTION_ARGS)
 /* Prepared statements of wval_evaluate, kept for the life of the backend */
 static SPIPlanPtr plan_find_client_run = NULL;
 static SPIPlanPtr plan_world = NULL;
-static SPIPlanPtr plan_active_version = NULL;
 static SPIPlanPtr plan_baseline = NULL;
 static SPIPlanPtr plan_insert_run = NULL;
 static SPIPlanPtr plan_insert_results = NULL;
@@ -711,10 +710,10 @@ prepare_evaluate_plans(void)
 		plan_find_client_run = prepare_kept(
 											"SELECT * FROM wval.evaluation_runs WHERE world_id = $1 AND strategy_id = $2 "
 											"AND client_run_id = $3 ORDER BY created_at LIMIT 1", 3, t);
-		plan_world = prepare_kept("SELECT risk_tier, client_critical FROM wval.worlds WHERE world_id = $1", 1, t);
-		plan_active_version = prepare_kept(
-										   "SELECT version FROM wval.policy_activations WHERE world_id = $1 "
-										   "ORDER BY activation_id DESC LIMIT 1", 1, t);
+		plan_world = prepare_kept(
+								  "SELECT w.risk_tier, w.client_critical, "
+								  "(SELECT a.version FROM wval.policy_activations a WHERE a.world_id = w.world_id "
+								  "ORDER BY a.activation_id DESC LIMIT 1) FROM wval.worlds w WHERE w.world_id = $1", 1, t);
 		plan_baseline = prepare_kept(
 									 "SELECT run_id, metrics FROM wval.evaluation_runs WHERE world_id = $1 "
 									 "AND strategy_id = $2 AND stage = 'backtest' AND kind = 'single' "
@@ -1026,15 +1025,13 @@ wval_evaluate(PG_FUNCTION_ARGS)
 	risk_tier = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	fail_closed = strcmp(risk_tier, "high") == 0 &&
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	if (SPI_execute_plan(plan_active_version, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the active policy of world \"%s\"", world);
-	if (SPI_processed != 1)
+	version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
 				 errmsg("world \"%s\" has no active policy version", world),
 				 errdetail("Nothing was evaluated and nothing was recorded."),
 				 errhint("Publish a policy with wval_policy_publish() and activate it with wval_policy_activate().")));
-	version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	policy = wval_policy_for_version(world, version, fail_closed);
 
 	/* metrics: computed from returns win over supplied ones */
