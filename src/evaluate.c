@@ -36,7 +36,7 @@
 /* Metric blocks wval knows; other top-level keys go to diagnostics.extra_metrics */
 static const char *const known_blocks[] = {
 	"returns", "sample", "robustness", "risk", "benchmark", "portfolio", "stress",
-	"diagnostics", "live"
+	"diagnostics", "live", "cohort"
 };
 
 /* Supplied facts that a computed null must not hide */
