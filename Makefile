@@ -24,6 +24,7 @@ SQL_SOURCES = \
 	src/hub.sql \
 	src/policy.sql \
 	src/evaluate.sql \
+	src/portfolio.sql \
 	src/report.sql \
 	src/select.sql \
 	src/scenarios.sql \
@@ -67,8 +68,8 @@ $(DATA_built): $(SQL_SOURCES) $(EXTENSION).control $(wildcard data/scenarios/*.j
 	  done ) > $@
 
 $(OBJS): src/wval.h
-src/metrics.o src/metrics_agg.o src/evaluate.o: src/metrics.h
-src/hub.o src/wval.o: src/hub.h
+src/metrics.o src/metrics_agg.o src/evaluate.o src/portfolio.o: src/metrics.h
+src/hub.o src/wval.o src/portfolio.o: src/hub.h
 
 .PHONY: test demo
 test:

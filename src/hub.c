@@ -132,6 +132,7 @@ typedef struct SnapshotContract
 	char	   *signature;
 	/* world settings */
 	int			offload_threshold;
+	bool		extended_sync;	/* settings->>'extended_validation' = 'sync' */
 	/* the snapshot */
 	Jsonb	   *snapshot;
 	char	   *version;
@@ -207,6 +208,11 @@ static HubPlan plan_count = {
 static HubPlan plan_emit = {
 	"SELECT wval._emit('risk_snapshot_updated', $1, $2, $3, $4, make_interval(secs => $5))",
 	5, {TEXTOID, TEXTOID, TEXTOID, JSONBOID, FLOAT8OID},
+	NULL
+};
+static HubPlan plan_extended = {
+	"SELECT wval._extended_validation($1, $2, $3, true)",
+	3, {TEXTOID, TEXTOID, TEXTOID},
 	NULL
 };
 static HubPlan plan_latest = {
@@ -473,9 +479,9 @@ jsonb_text(Jsonb *jb)
 	return JsonbToCString(NULL, &jb->root, VARSIZE(jb));
 }
 
-/* Formats a timestamptz as ISO-8601 UTC with microseconds. */
-static char *
-iso_utc(TimestampTz ts)
+/* Formats a timestamptz as ISO-8601 UTC with microseconds (hub.h). */
+char *
+wval_iso_utc(TimestampTz ts)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
@@ -714,6 +720,13 @@ check_world(SnapshotContract *c)
 	if (world_setting_double(settings, "offload_threshold", &threshold) &&
 		threshold >= 0 && threshold <= INT_MAX)
 		c->offload_threshold = (int) threshold;
+	if (settings != NULL && JB_ROOT_IS_OBJECT(settings))
+	{
+		JsonbValue *ev = object_get(&settings->root, "extended_validation");
+
+		c->extended_sync = ev != NULL && ev->type == jbvString &&
+			ev->val.string.len == 4 && strncmp(ev->val.string.val, "sync", 4) == 0;
+	}
 }
 
 /* stage: one of backtest, paper, shadow, live. */
@@ -819,7 +832,7 @@ check_as_of(SnapshotContract *c)
 		contract_reject(c, false,
 						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 						 errmsg("\"as_of\" is in the future"),
-						 errdetail("as_of is %s, the hub's clock says %s.", s, iso_utc(c->arrival)),
+						 errdetail("as_of is %s, the hub's clock says %s.", s, wval_iso_utc(c->arrival)),
 						 errhint("Check the producer's clock; at most %d seconds of skew are accepted.",
 								 AS_OF_MAX_SKEW_SEC)));
 }
@@ -1380,7 +1393,7 @@ check_ttl(SnapshotContract *c)
 						(errcode(ERRCODE_WVAL_SNAPSHOT_EXPIRED),
 						 errmsg("risk snapshot \"%s\" of world \"%s\" has expired", c->version, c->world_id),
 						 errdetail("as_of is %s, it arrived at %s: %.3f s old, ttl_sec is %d.",
-								   iso_utc(c->as_of), iso_utc(c->arrival),
+								   wval_iso_utc(c->as_of), wval_iso_utc(c->arrival),
 								   (double) age_us / USECS_PER_SEC, c->ttl_sec),
 						 errhint("Publish snapshots within ttl_sec of as_of, or send a larger ttl_sec (at most %d).",
 								 TTL_MAX_SEC)));
@@ -1739,7 +1752,7 @@ store_snapshot(SnapshotContract *c, TupleDesc *tupdesc)
 	appendStringInfoString(&data, ", \"stage\": ");
 	wval_append_json_string(&data, c->stage);
 	appendStringInfoString(&data, ", \"as_of\": ");
-	wval_append_json_string(&data, iso_utc(c->as_of));
+	wval_append_json_string(&data, wval_iso_utc(c->as_of));
 	appendStringInfo(&data, ", \"ttl_sec\": %d}", c->ttl_sec);
 	key = psprintf("risk_snapshot_updated:%s:%s:%s:%s:%s",
 				   c->world_id, c->version, c->hash, c->actor, c->stage);
@@ -1797,7 +1810,19 @@ wval_snapshot_publish(PG_FUNCTION_ARGS)
 	if (row != NULL)
 		count_outcome(&c, true);
 	else
+	{
 		row = store_snapshot(&c, &tupdesc);
+		/* the portfolio layer inside this transaction (portfolio.sql) */
+		if (c.extended_sync)
+		{
+			Datum		args[3];
+
+			args[0] = CStringGetTextDatum(c.world_id);
+			args[1] = CStringGetTextDatum(c.version);
+			args[2] = CStringGetTextDatum(c.stage);
+			exec_plan(&plan_extended, args, NULL, false, 1);
+		}
+	}
 
 	result = PointerGetDatum(SPI_returntuple(row, tupdesc));
 	SPI_finish();
@@ -1929,16 +1954,11 @@ load_returns(HTAB *index, JsonbValue *rr, ReturnSeries *series)
 	return any;
 }
 
-/*
- * Sample covariance (n - 1) of two series aligned at their ends (the most
- * recent points); false when they overlap in fewer than 2 points.
- */
-static bool
-sample_covariance(const ReturnSeries *p, const ReturnSeries *q, double *out)
+/* Sample covariance of two series aligned at their ends (hub.h). */
+bool
+wval_sample_covariance(const double *x, int nx, const double *y, int ny, double *out)
 {
-	int			m = Min(p->n, q->n);
-	const double *x = p->x + (p->n - m);
-	const double *y = q->x + (q->n - m);
+	int			m = Min(nx, ny);
 	double		mx = 0.0,
 				my = 0.0,
 				s = 0.0;
@@ -1946,6 +1966,8 @@ sample_covariance(const ReturnSeries *p, const ReturnSeries *q, double *out)
 
 	if (m < 2)
 		return false;
+	x += nx - m;
+	y += ny - m;
 	for (i = 0; i < m; i++)
 	{
 		mx += x[i];
@@ -1957,6 +1979,13 @@ sample_covariance(const ReturnSeries *p, const ReturnSeries *q, double *out)
 		s += (x[i] - mx) * (y[i] - my);
 	*out = s / (m - 1);
 	return true;
+}
+
+/* wval_sample_covariance of two loaded series. */
+static bool
+sample_covariance(const ReturnSeries *p, const ReturnSeries *q, double *out)
+{
+	return wval_sample_covariance(p->x, p->n, q->x, q->n, out);
 }
 
 /* Loads the portfolio of the world's latest fresh snapshot (hub.h). */
@@ -2038,7 +2067,7 @@ wval_portfolio_load(const char *world_id, const char *stage)
 				(errcode(ERRCODE_WVAL_SNAPSHOT_EXPIRED),
 				 errmsg("the latest risk snapshot of world \"%s\" is stale", world_id),
 				 errdetail("Version \"%s\" has as_of %s, older than wval.snapshot_max_age (%d s).",
-						   pf->version, iso_utc(pf->as_of), wval_snapshot_max_age_s),
+						   pf->version, wval_iso_utc(pf->as_of), wval_snapshot_max_age_s),
 				 errhint("Producers must publish a fresh snapshot; wval_snapshot_latest(..., include_stale => true) shows the stale one.")));
 
 	/* weights, in jsonb key order, normalised */
@@ -2160,9 +2189,107 @@ wval_portfolio_load(const char *world_id, const char *stage)
 	}
 	pf->nfilled = wval_fill_missing_covariance(k_, pf->cov, known, rho, pf->filled);
 
+	/* what the portfolio layer reads besides the matrix */
+	pf->returns = palloc0(sizeof(double *) * k_);
+	pf->nreturns = palloc0(sizeof(int) * k_);
+	for (a = 0; a < k_; a++)
+	{
+		pf->returns[a] = series[a].n > 0 ? series[a].x : NULL;
+		pf->nreturns[a] = series[a].n;
+	}
+	pf->payload = expanded;
+
 	MemoryContextSwitchTo(spicxt);
 	SPI_finish();
 	return pf;
+}
+
+/* Position of a strategy among the portfolio's weighted ids (hub.h). */
+int
+wval_portfolio_position(const WvalPortfolio *pf, const char *id)
+{
+	int			a;
+
+	for (a = 0; a < pf->k; a++)
+		if (strcmp(pf->ids[a], id) == 0)
+			return a;
+	return -1;
+}
+
+/* The snapshot's covariance entries of a strategy without weight (hub.h). */
+int
+wval_portfolio_candidate_covariance(const WvalPortfolio *pf, const char *id,
+									double *cov_row, bool *row_known,
+									double *variance, bool *variance_known)
+{
+	JsonbValue *cov = object_get(&pf->payload->root, "covariance");
+	CovEntry   *e;
+	int			n,
+				i;
+	int			found = 0;
+	char	   *bad_key,
+			   *bad_value;
+
+	memset(row_known, 0, sizeof(bool) * pf->k);
+	*variance_known = false;
+	if (cov == NULL || !jbv_is_object(cov))
+		return 0;
+	if (parse_covariance(cov->val.binary.data, &e, &n, &bad_key, &bad_value) != NULL)
+		elog(ERROR, "stored covariance of snapshot \"%s\" does not parse", pf->version);
+	for (i = 0; i < n; i++)
+	{
+		const char *other;
+		int			a;
+
+		if (strcmp(e[i].a, id) == 0)
+			other = e[i].b;
+		else if (strcmp(e[i].b, id) == 0)
+			other = e[i].a;
+		else
+			continue;
+		if (strcmp(other, id) == 0)
+		{
+			*variance = e[i].value;
+			*variance_known = true;
+			found++;
+			continue;
+		}
+		a = wval_portfolio_position(pf, other);
+		if (a < 0)
+			continue;
+		cov_row[a] = e[i].value;
+		row_known[a] = true;
+		found++;
+	}
+	return found;
+}
+
+/* The realized returns of one strategy in the snapshot (hub.h). */
+double *
+wval_portfolio_series(const WvalPortfolio *pf, const char *id, int *n)
+{
+	JsonbValue *rr = object_get(&pf->payload->root, "realized_returns");
+	JsonbValue *v;
+	JsonbIterator *it;
+	JsonbValue	x;
+	JsonbIteratorToken tok;
+	double	   *out;
+
+	*n = 0;
+	if (rr == NULL || !jbv_is_object(rr) ||
+		(v = object_get(rr->val.binary.data, id)) == NULL || !jbv_is_array(v))
+		return NULL;
+	out = palloc(sizeof(double) * Max(JsonContainerSize(v->val.binary.data), 1));
+	it = JsonbIteratorInit(v->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &x, true)) != WJB_DONE)
+		if (tok == WJB_ELEM && jbv_double(&x, &out[*n]))
+			(*n)++;
+	if (*n == 0)
+	{
+		pfree(out);
+		return NULL;
+	}
+	return out;
 }
 
 PG_FUNCTION_INFO_V1(wval_portfolio_risk);
@@ -2210,7 +2337,7 @@ wval_portfolio_risk(PG_FUNCTION_ARGS)
 	appendStringInfoString(&out, ", \"actor\": ");
 	wval_append_json_string(&out, pf->actor);
 	appendStringInfoString(&out, ", \"as_of\": ");
-	wval_append_json_string(&out, iso_utc(pf->as_of));
+	wval_append_json_string(&out, wval_iso_utc(pf->as_of));
 	appendStringInfoString(&out, ", \"variance\": ");
 	wval_append_float8(&out, Max(var, 0.0));
 	appendStringInfoString(&out, ", \"sigma\": ");

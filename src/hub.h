@@ -4,7 +4,8 @@
  *	  The risk hub's C API for other wval files: the normal-distribution
  *	  constants of the 99 % VaR/ES, the portfolio variance, and loading the
  *	  portfolio (weights + filled covariance) of a world's latest fresh risk
- *	  snapshot.  The portfolio layer (incremental VaR/ES) builds on these.
+ *	  snapshot.  The portfolio layer (portfolio.c: incremental VaR/ES,
+ *	  Sharpe uplift, stress) builds on these.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,6 +15,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "utils/jsonb.h"
 
 /*
  * z = Phi^-1(0.99).  A constant here (the metrics file has a general
@@ -70,6 +72,9 @@ typedef struct WvalPortfolio
 	double		rho;			/* correlation used for the fill */
 	const char *cov_source;		/* "snapshot", "blob" or "realized_returns" */
 	double	   *candidate_weight;	/* constraints.candidate_weight or NULL */
+	double	  **returns;		/* k realized-return series (NULL when absent) */
+	int		   *nreturns;		/* their lengths (0 when absent) */
+	Jsonb	   *payload;		/* the snapshot, wval-blob references expanded */
 } WvalPortfolio;
 
 /*
@@ -80,6 +85,36 @@ typedef struct WvalPortfolio
  * allocated in the caller's memory context.
  */
 extern WvalPortfolio *wval_portfolio_load(const char *world_id, const char *stage);
+
+/*
+ * Sample covariance (divisor n - 1) of two series aligned at their ends
+ * (the most recent points), over the points they share; false when they
+ * share fewer than 2.
+ */
+extern bool wval_sample_covariance(const double *x, int nx, const double *y, int ny,
+								   double *out);
+
+/* Position of a strategy among pf->ids, -1 when it has no weight. */
+extern int	wval_portfolio_position(const WvalPortfolio *pf, const char *id);
+
+/*
+ * What the snapshot's covariance (inline or wval blob) says about a
+ * strategy that is not in the weights: cov_row[a] / row_known[a] for each
+ * of the pf->k strategies, and its own variance.  Nothing is filled or
+ * estimated here.  Returns the number of entries found.
+ */
+extern int	wval_portfolio_candidate_covariance(const WvalPortfolio *pf, const char *id,
+												double *cov_row, bool *row_known,
+												double *variance, bool *variance_known);
+
+/*
+ * The realized returns of any strategy in the snapshot (also one without
+ * weight) as a palloc'd array; NULL and *n = 0 when the snapshot has none.
+ */
+extern double *wval_portfolio_series(const WvalPortfolio *pf, const char *id, int *n);
+
+/* A timestamptz as ISO-8601 UTC with microseconds: 2024-05-01T12:00:00.000000Z. */
+extern char *wval_iso_utc(TimestampTz ts);
 
 /* settings (hub.c) */
 extern int	wval_snapshot_max_age_s;
