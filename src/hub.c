@@ -6,6 +6,8 @@
  *	  parts to wval.blobs, producer authentication (registration + HMAC),
  *	  dedupe and version collisions, the publish counters, and the
  *	  portfolio baseline (sigma, VaR_99, ES_99) of the latest snapshot.
+ *	  A world whose settings say extended_validation = sync gets the
+ *	  portfolio layer (portfolio.sql) run inside the publishing transaction.
  *
  * Order of checks (docs/risk-hub.md lists it for producers):
  *
