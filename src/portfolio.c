@@ -75,8 +75,9 @@ typedef struct PortfolioPlan
 } PortfolioPlan;
 
 static PortfolioPlan plan_world = {
-	"SELECT risk_tier, client_critical FROM wval.worlds WHERE world_id = $1",
-	1, {TEXTOID}, NULL
+	"SELECT risk_tier, client_critical, wval._world_access($2, world_id, 'read') "
+	"FROM wval.worlds WHERE world_id = $1",
+	2, {TEXTOID, OIDOID}, NULL
 };
 static PortfolioPlan plan_run = {
 	"SELECT world_id, strategy_id, stage, kind, campaign_id, model_card_version, code_hash, context "
@@ -813,10 +814,12 @@ wval_evaluate_portfolio(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	/* the world, the candidate and the active policy version */
+	/* the world (one the caller may not see does not exist for it), the candidate, the policy */
 	args[0] = CStringGetTextDatum(world);
+	args[1] = ObjectIdGetDatum(GetOuterUserId());
 	exec_plan(&plan_world, args, NULL, false, 1);
-	if (SPI_processed == 0)
+	if (SPI_processed == 0 ||
+		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)))
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
 				 errmsg("world \"%s\" does not exist", world),

@@ -2,7 +2,7 @@
 -- consumer (deployed strategies, wval.current_stage), the synchronous
 -- setting, cohorts; SQLSTATEs, roles, signs and append-only storage.
 BEGIN;
-SELECT plan(45);
+SELECT plan(46);
 SET client_min_messages = warning;
 
 -- tap_pf_snap(version, extra): a fresh snapshot, weights a 0.6 / b 0.4
@@ -65,6 +65,15 @@ SELECT throws_ok($$SELECT wval_evaluate_cohort('tap_pf', 'c', 'backtest', '[{"st
                  '42501', NULL, 'an analyst cannot evaluate cohorts');
 SELECT is((SELECT kind FROM wval.evaluation_runs WHERE run_id = :'p_div_run'), 'portfolio',
           'an analyst reads portfolio runs');
+RESET ROLE;
+-- a role that may evaluate but not see the world: it does not exist for it
+CREATE ROLE tap_pf_outsider;
+GRANT EXECUTE ON FUNCTION wval_evaluate_portfolio(text, uuid, float8[], jsonb, text) TO tap_pf_outsider;
+SELECT wval_world_upsert('tap_pf_elsewhere');
+SELECT wval_world_grant('tap_pf_outsider', 'tap_pf_elsewhere', 'write');
+SET ROLE tap_pf_outsider;
+SELECT throws_ok(format('SELECT wval_evaluate_portfolio(%L, %L)', 'tap_pf', :'p_div_run'),
+                 'WV010', 'world "tap_pf" does not exist', 'a world the caller may not read does not exist (row-level security)');
 RESET ROLE;
 CREATE TEMP TABLE p_div AS SELECT * FROM wval.evaluation_runs WHERE run_id = :'p_div_run';
 
