@@ -21,7 +21,7 @@
 # Each runs pgbench against a throw-away cluster (scripts/lib.sh) with the
 # server's default durability (fsync and synchronous_commit on).
 #
-# Usage: [N_INLINE=30000] [N_RETURNS=12000] test/bench/portfolio.sh [seconds per run, default 10] [clients, default 2]
+# Usage: [N_INLINE=30000] [N_RETURNS=20000] test/bench/portfolio.sh [seconds per run, default 10] [clients, default 2]
 # (N_*: candidate runs prepared for the two evaluation runs; a run that
 # uses them up fails loudly instead of reporting a wrong rate)
 
@@ -31,7 +31,7 @@ SECS=${1:-10}
 CLIENTS=${2:-2}
 # candidate runs to evaluate (each call needs a new one)
 N_INLINE=${N_INLINE:-30000}
-N_RETURNS=${N_RETURNS:-12000}
+N_RETURNS=${N_RETURNS:-20000}
 
 ensure_packages
 build
