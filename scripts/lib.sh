@@ -69,6 +69,8 @@ stage() {
 
 # start_cluster BINDIR DATADIR CRON_DB [extra postgresql.conf lines]: a
 # throw-away cluster listening only on a Unix socket in DATADIR/sock.
+# pg_cron runs its jobs over libpq connections, so cron.host points at
+# that socket directory (its default, localhost, is not listened on).
 start_cluster() {
 	local bindir=$1 data=$2 crondb=$3 extra=${4:-}
 	local owner
@@ -85,6 +87,7 @@ start_cluster() {
 		port = 5432
 		shared_preload_libraries = 'pg_cron'
 		cron.database_name = '$crondb'
+		cron.host = '$data/sock'
 		max_connections = 100
 		log_min_messages = warning
 		$extra

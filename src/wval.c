@@ -26,4 +26,5 @@ _PG_init(void)
 {
 	wval_store_init();
 	wval_hub_init();
+	wval_schedule_init();
 }

@@ -37,6 +37,9 @@ extern void wval_sha256_hex(const char *data, size_t len, char *out);	/* out: 65
 extern void wval_append_json_string(StringInfo buf, const char *str);
 extern void wval_append_float8(StringInfo buf, double value);
 
+/* schedule.c */
+extern void wval_schedule_init(void);
+
 /* store.c */
 extern void wval_store_init(void);
 extern bool wval_purge_guard_active(void);
