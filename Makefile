@@ -27,6 +27,7 @@ SQL_SOURCES = \
 	src/portfolio.sql \
 	src/report.sql \
 	src/select.sql \
+	src/live.sql \
 	src/scenarios.sql \
 	src/finish.sql
 

@@ -1,0 +1,157 @@
+-- pgTAP: live monitoring for roles, guards, streak rules, decay edge cases
+-- and the HTML report
+BEGIN;
+SET client_min_messages = warning;
+SELECT plan(47);
+
+SELECT lives_ok($$SELECT wval_world_upsert('tap-live', actor => 'dba')$$, 'world');
+SELECT lives_ok($$SELECT wval_policy_publish('tap-live', '{
+    "validation_profiles": {"backtest": {"performance": {"sharpe_min": 0.5}}, "live": {"performance": {"sharpe_min": 0.5}}},
+    "default_profile_by_stage": {"backtest_only": "backtest", "paper_only": "backtest", "paper_ok_live_candidate": "live"},
+    "live_monitoring": {"sharpe_min": 0.5, "decay_threshold": 0.2, "demote_after": 3, "windows_days": [10, 30]}}', 'alice'),
+                         wval_policy_activate('tap-live', 1, 'bob', 'tap')$$, 'policy with demote_after 3');
+
+CREATE ROLE tap_live_gw;   GRANT wval_producer TO tap_live_gw;
+CREATE ROLE tap_live_val;  GRANT wval_validator TO tap_live_val;
+CREATE ROLE tap_live_read; GRANT wval_analyst TO tap_live_read;
+
+-- backtests: 'good' recommends live, 'neg' has a negative Sharpe
+SELECT is((wval_evaluate('tap-live', s, 'backtest', '{0.01, 0.02, -0.005, 0.015, 0.012, 0.008, -0.003, 0.02, 0.01, 0.005}')).recommended_stage,
+          'paper_ok_live_candidate', 'backtest of ' || s || ' recommends live')
+FROM unnest(ARRAY['good', '<b>&"x']) s;
+SELECT is((wval_evaluate('tap-live', 'neg', 'backtest', '{-0.01, 0.002, -0.004, 0.001}')).recommended_stage,
+          'backtest_only', 'a losing backtest recommends backtest only');
+
+------------------------------------------------------------------------------
+-- roles
+------------------------------------------------------------------------------
+
+SET ROLE tap_live_gw;
+SELECT is(wval_record_live_returns('tap-live', 'good',
+              ARRAY(SELECT d::date FROM generate_series('2026-05-01'::date, '2026-05-30', '1 day') d),
+              ARRAY(SELECT 0.003 + 0.004 * sin(i) FROM generate_series(1, 30) i), 'gateway'),
+          30, 'a producer records live returns');
+SELECT is((SELECT DISTINCT recorded_by FROM wval.live_returns WHERE world_id = 'tap-live'), 'tap_live_gw',
+          'recorded_by is the calling role');
+SELECT throws_ok($$INSERT INTO wval.live_returns (world_id, strategy_id, day, ret, source, recorded_by)
+                   VALUES ('tap-live', 'good', '2026-06-01', 0.5, 'forged', 'x')$$, '42501', NULL,
+                 'a producer cannot insert live returns directly');
+SELECT throws_ok($$SELECT wval_set_stage('tap-live', 'good', 'live', 'mallory', 'self-service')$$, '42501', NULL,
+                 'a producer cannot set stages');
+SELECT throws_ok($$SELECT wval_schedule_live_monitoring()$$, '42501', NULL, 'a producer cannot schedule');
+SELECT is((wval_live_run('tap-live', 'good', '2026-05-30')).status, 'pass', 'a producer runs a live run');
+RESET ROLE;
+
+SET ROLE tap_live_val;
+SELECT is((wval_set_stage('tap-live', 'good', 'live', 'vera', 'clears the live profile')).stage, 'live',
+          'a validator promotes');
+SELECT is((SELECT actor FROM wval.current_stage WHERE world_id = 'tap-live' AND strategy_id = 'good'), 'vera',
+          'the decision names the actor');
+SELECT throws_ok($$SELECT wval_record_live_returns('tap-live', 'good', '{2026-06-01}', '{0.01}')$$, '42501', NULL,
+                 'a validator does not record live returns');
+SELECT throws_ok($$INSERT INTO wval.deployments (world_id, strategy_id, stage, previous_stage, change, actor, reason)
+                   VALUES ('tap-live', 'neg', 'live', 'backtest', 'promotion', 'x', 'x')$$, '42501', NULL,
+                 'nobody writes stage decisions directly');
+RESET ROLE;
+
+SET ROLE tap_live_read;
+SELECT is((SELECT count(*)::int FROM wval.live_returns_current WHERE world_id = 'tap-live'), 30, 'an analyst reads live returns');
+SELECT is((SELECT stage FROM wval.current_stage WHERE world_id = 'tap-live' AND strategy_id = 'good'), 'live',
+          'an analyst reads the current stage');
+SELECT ok(wval_live_report('tap-live', '2026-05-30') LIKE '# Live monitoring report: tap-live as of 2026-05-30%',
+          'an analyst reads the live report');
+SELECT lives_ok($$SELECT * FROM wval.demotion_candidates, wval.open_demotion_candidates, wval.schedule_health LIMIT 1$$,
+                'an analyst reads candidates and schedule health');
+SELECT throws_ok($$SELECT wval_live_run('tap-live', 'good', '2026-05-29')$$, '42501', NULL, 'an analyst cannot run live runs');
+SELECT throws_ok($$SELECT wval_live_run_all('2026-05-29')$$, '42501', NULL, 'an analyst cannot run all live runs');
+RESET ROLE;
+
+------------------------------------------------------------------------------
+-- append-only, chained
+------------------------------------------------------------------------------
+
+SELECT throws_ok($$UPDATE wval.live_returns SET ret = 0.5 WHERE world_id = 'tap-live'$$, 'WV003', NULL,
+                 'live returns are append-only (UPDATE)');
+SELECT throws_ok($$DELETE FROM wval.deployments WHERE world_id = 'tap-live'$$, 'WV003', NULL,
+                 'stage decisions are append-only (DELETE)');
+SELECT throws_ok($$TRUNCATE wval.demotion_candidates$$, 'WV003', NULL, 'demotion candidates are append-only (TRUNCATE)');
+SELECT ok(wval_verify_chain('tap-live'), 'the world''s chain covers the new tables and verifies');
+SELECT ok((SELECT bool_and(row_hash LIKE 'sha256:%') FROM wval.live_returns WHERE world_id = 'tap-live'), 'live returns are chained');
+
+------------------------------------------------------------------------------
+-- the run's stage, decay edge cases
+------------------------------------------------------------------------------
+
+SELECT is((wval_live_run('tap-live', 'good', '2026-05-31')).stage, 'live', 'the run of a live strategy has stage live');
+SELECT lives_ok($$SELECT wval_override((SELECT run_id FROM wval.evaluation_runs WHERE world_id = 'tap-live' AND strategy_id = 'neg'),
+                                       'approved', 'paper test', 'olga'),
+                         wval_set_stage('tap-live', 'neg', 'paper', 'vera', 'paper test under override'),
+                         wval_record_live_returns('tap-live', 'neg', '{2026-05-28,2026-05-29,2026-05-30}', '{0.01,0.012,0.008}')$$,
+                'neg deployed at paper under an override');
+CREATE TEMP TABLE neg AS SELECT * FROM wval_live_run('tap-live', 'neg', '2026-05-30');
+SELECT is((SELECT stage FROM neg), 'paper', 'the run of a paper strategy has stage paper');
+SELECT is((SELECT metrics #> '{live,decay}' FROM neg), 'null'::jsonb, 'decay is null when the backtest Sharpe is not positive');
+SELECT ok((SELECT (metrics #>> '{live,backtest_sharpe}')::float8 < 0 FROM neg), '... the backtest Sharpe is recorded');
+SELECT is((SELECT results #>> '{live_monitoring.decay_threshold,reason_code}' FROM neg), 'missing_metric',
+          '... and the decay check reports a missing metric');
+
+------------------------------------------------------------------------------
+-- demotion streaks: demote_after = 3, a passing run breaks a streak, a new
+-- stage starts a new one
+------------------------------------------------------------------------------
+
+-- 'good' loses money from 2026-06-01: each window of 10 days sees only losses
+SET ROLE tap_live_gw;
+SELECT lives_ok($$SELECT wval_record_live_returns('tap-live', 'good',
+                    ARRAY(SELECT d::date FROM generate_series('2026-06-01'::date, '2026-06-20', '1 day') d),
+                    ARRAY(SELECT CASE WHEN i % 2 = 0 THEN -0.006 ELSE 0.002 END FROM generate_series(1, 20) i))$$,
+                'losing June');
+RESET ROLE;
+CREATE TEMP TABLE streak AS
+SELECT r.as_of, r.status, r.run_id FROM unnest('{2026-06-10,2026-06-11,2026-06-12,2026-06-13}'::date[]) d,
+     LATERAL wval_live_run('tap-live', 'good', d) r;
+SELECT results_eq($$SELECT s.status, (SELECT count(*)::int FROM wval.demotion_candidates c WHERE c.run_id = s.run_id)
+                    FROM streak s ORDER BY s.as_of$$,
+                  $$VALUES ('warn', 0), ('warn', 0), ('warn', 1), ('warn', 1)$$,
+                  'soft fails flag from the third run in a row on (demote_after 3)');
+SELECT results_eq($$SELECT consecutive_runs, trigger FROM wval.demotion_candidates
+                    WHERE world_id = 'tap-live' AND strategy_id = 'good' ORDER BY as_of$$,
+                  $$VALUES (3, 'soft_fail_streak'), (4, 'soft_fail_streak')$$, 'the streak is counted');
+SELECT is((SELECT count(*)::int FROM wval.events WHERE world_id = 'tap-live' AND type = 'demotion_candidate_flagged'), 2,
+          'one demotion_candidate_flagged per flagging run');
+SELECT is((SELECT as_of FROM wval.open_demotion_candidates WHERE world_id = 'tap-live' AND strategy_id = 'good'),
+          '2026-06-13'::date, 'the latest flag is open');
+
+-- a confirmation (same stage, with a reason) is a decision: it closes the candidate
+SELECT is((wval_set_stage('tap-live', 'good', 'live', 'vera', 'reviewed: keep it live for now')).change, 'confirmation',
+          'keeping the stage is recorded as a confirmation');
+SELECT is((SELECT count(*)::int FROM wval.open_demotion_candidates WHERE world_id = 'tap-live'), 0, 'no open candidate after a decision');
+SELECT is((SELECT count(*)::int FROM wval.events WHERE world_id = 'tap-live' AND type = 'stage_changed' AND subject = 'good'), 1,
+          'a confirmation emits no stage_changed');
+
+-- an earlier day filled in later: the streak counts runs by as_of, not by creation
+CREATE TEMP TABLE jun14 AS SELECT * FROM wval_live_run('tap-live', 'good', '2026-06-14');
+SELECT is((SELECT consecutive_runs FROM wval.demotion_candidates WHERE run_id = (SELECT run_id FROM jun14)), 5,
+          'the streak goes on');
+SELECT is((wval_live_run('tap-live', 'good', '2026-05-29')).status, 'pass', 'a backfilled earlier run passes');
+SELECT is((SELECT count(*)::int FROM wval.demotion_candidates WHERE world_id = 'tap-live' AND as_of = '2026-05-29'), 0,
+          '... and flags nothing');
+
+------------------------------------------------------------------------------
+-- the HTML report: self-contained, escaped, three charts
+------------------------------------------------------------------------------
+
+SELECT lives_ok($$SELECT wval_set_stage('tap-live', '<b>&"x', 'paper', 'vera', 'escaping test'),
+                         wval_record_live_returns('tap-live', '<b>&"x',
+                             ARRAY(SELECT d::date FROM generate_series('2026-05-11'::date, '2026-06-19', '1 day') d),
+                             ARRAY(SELECT 0.002 + 0.01 * sin(i * 0.7) FROM generate_series(1, 40) i)),
+                         wval_live_run('tap-live', '<b>&"x', '2026-06-20')$$, 'a strategy with markup in its name');
+CREATE TEMP TABLE html AS SELECT wval_live_report('tap-live', '2026-06-20', 'html') AS h;
+SELECT ok((SELECT h LIKE '<!DOCTYPE html>%</html>' FROM html), 'a complete HTML page');
+SELECT is((SELECT count(*)::int FROM html, regexp_matches(h, '<svg ', 'g')), 8, 'three charts for the strategies with enough data, two for neg');
+SELECT ok((SELECT h LIKE '%Equity curve%' AND h LIKE '%Drawdown%' AND h LIKE '%Rolling Sharpe%' FROM html), 'equity, drawdown and rolling Sharpe');
+SELECT ok((SELECT h !~* '<script|<link|<img|src=|href=|url\(' FROM html), 'no scripts and no external assets');
+SELECT ok((SELECT h LIKE '%&lt;b&gt;&amp;&quot;x%' AND h NOT LIKE '%<b>&"x%' FROM html), 'text is escaped');
+
+SELECT * FROM finish();
+ROLLBACK;
