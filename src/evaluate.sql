@@ -59,7 +59,7 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN v IS NULL OR jsonb_typeof(v) = 'null' THEN 'n/a'
                 WHEN jsonb_typeof(v) = 'number' THEN
                     CASE WHEN abs(v::text::float8) >= 1e6 OR (abs(v::text::float8) < 1e-4 AND v::text::float8 <> 0)
-                         THEN to_char(v::text::float8, 'FM9.999EEEE')
+                         THEN btrim(to_char(v::text::float8, '9.999EEEE'))
                          ELSE rtrim(rtrim(round(v::text::numeric, 4)::text, '0'), '.') END
                 WHEN jsonb_typeof(v) = 'string' THEN v #>> '{}'
                 ELSE v::text END
