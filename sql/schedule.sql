@@ -12,7 +12,7 @@ FROM unnest(ARRAY[
     '0 */6 * * *',          -- every six hours
     '5,35 8-10 * * *',      -- a list and a range
     '10/20 7 * * *',        -- a/s is a-59/s
-    '0 9 * * mon-fri',      -- weekdays by name: Monday
+    '0 9 * * mon-fri',      -- weekdays by name: today, a Friday
     '0 9 * * 7',            -- 7 is Sunday
     '0 0 1 * mon',          -- day of month OR day of week: Monday the 30th comes first
     '0 0 */10 * mon',       -- a day-of-month field starting with * ANDs: the 1st, 11th, 21st, 31st that are Mondays

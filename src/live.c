@@ -23,6 +23,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
+#include "utils/datetime.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -76,11 +77,16 @@ days_from_array(ArrayType *arr, const char *field, int *n)
 	return out;
 }
 
-/* The text form of a date (for messages) */
+/* The ISO text form of a finite date (for messages, whatever DateStyle is) */
 static char *
 date_text(DateADT d)
 {
-	return DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(d)));
+	int			year,
+				month,
+				day;
+
+	j2date(d + POSTGRES_EPOCH_JDATE, &year, &month, &day);
+	return psprintf("%04d-%02d-%02d", year, month, day);
 }
 
 /* A day and its 1-based position, for finding repeated days */

@@ -370,7 +370,7 @@ BEGIN
     -- idempotent: one live run per (world, strategy, as_of), also for
     -- concurrent callers (read committed: the lookup after the lock sees a
     -- run the other caller committed)
-    PERFORM pg_advisory_xact_lock(hashtextextended(format('wval:live_run:%s:%s:%s', p_world, p_strategy, p_as_of), 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended(format('wval:live_run:%s:%s:%s', p_world, p_strategy, to_char(p_as_of, 'YYYY-MM-DD')), 0));
     SELECT * INTO r FROM wval.evaluation_runs e
     WHERE e.world_id = p_world AND e.strategy_id = p_strategy AND e.kind = 'live' AND e.as_of = p_as_of
     ORDER BY e.created_at LIMIT 1;
@@ -439,7 +439,7 @@ BEGIN
                                           'stage', p_stage, 'kind', 'live', 'status', outcome->>'status',
                                           'recommended_stage', NULL, 'policy_version', v));
     PERFORM wval._emit('live_run_created', p_world, p_strategy,
-                       format('live_run_created:%s:%s:%s', p_world, p_strategy, p_as_of),
+                       format('live_run_created:%s:%s:%s', p_world, p_strategy, to_char(p_as_of, 'YYYY-MM-DD')),
                        jsonb_build_object('world_id', p_world, 'strategy_id', p_strategy, 'run_id', rid,
                                           'as_of', p_as_of, 'stage', p_stage, 'status', outcome->>'status',
                                           'policy_version', v, 'check_window', check_w::integer,
@@ -468,7 +468,7 @@ COMMENT ON FUNCTION public.wval_live_run(text, text, date) IS 'the live run of a
 
 CREATE FUNCTION public.wval_live_run_all(as_of date DEFAULT current_date)
 RETURNS TABLE (world_id text, strategy_id text, stage text, run_id uuid, status text, flagged boolean, error text)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp SET datestyle = 'ISO, YMD' AS $$
 DECLARE
     p_as_of date := as_of;
     c record;
@@ -642,7 +642,7 @@ COMMENT ON FUNCTION wval._live_report_items(text, date) IS 'the strategies of a 
 
 CREATE FUNCTION public.wval_live_report(world_id text, as_of date DEFAULT current_date, format text DEFAULT 'markdown')
 RETURNS text
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp SET datestyle = 'ISO, YMD' AS $$
 DECLARE
     p_world text := wval._ident('world_id', world_id);
     p_as_of date := as_of;
@@ -728,8 +728,9 @@ BEGIN
                                  wval._fmt(cur->'backtest_sharpe'), cur->>'backtest_run_id') END),
             jsonb_build_array('demotion',
                 CASE WHEN (s.candidate).candidate_id IS NULL THEN 'not a candidate'
-                     ELSE format('flagged %s (%s, %s consecutive failing runs, demote_after %s: %s)%s',
+                     ELSE format('flagged %s (%s; %s failing run%s in a row, demote_after %s; breached: %s)%s',
                                  (s.candidate).as_of, (s.candidate).trigger, (s.candidate).consecutive_runs,
+                                 CASE WHEN (s.candidate).consecutive_runs = 1 THEN '' ELSE 's' END,
                                  (s.candidate).demote_after,
                                  (SELECT string_agg(b->>'check', ', ') FROM jsonb_array_elements((s.candidate).breached) b),
                                  CASE WHEN (s.decision).deployment_id IS NULL

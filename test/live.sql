@@ -2,7 +2,20 @@
 -- and the HTML report
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(47);
+SELECT plan(61);
+
+-- the DETAIL of the error a statement raises
+CREATE FUNCTION pg_temp.detail_of(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    d text;
+BEGIN
+    EXECUTE stmt;
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+    RETURN d;
+END
+$$;
 
 SELECT lives_ok($$SELECT wval_world_upsert('tap-live', actor => 'dba')$$, 'world');
 SELECT lives_ok($$SELECT wval_policy_publish('tap-live', '{
@@ -136,6 +149,62 @@ SELECT is((SELECT consecutive_runs FROM wval.demotion_candidates WHERE run_id = 
 SELECT is((wval_live_run('tap-live', 'good', '2026-05-29')).status, 'pass', 'a backfilled earlier run passes');
 SELECT is((SELECT count(*)::int FROM wval.demotion_candidates WHERE world_id = 'tap-live' AND as_of = '2026-05-29'), 0,
           '... and flags nothing');
+
+------------------------------------------------------------------------------
+-- the override path to live
+------------------------------------------------------------------------------
+
+-- neg is at paper under an approved override; revoked, it justifies nothing
+SELECT lives_ok($$SELECT wval_override((SELECT run_id FROM wval.evaluation_runs WHERE world_id = 'tap-live' AND strategy_id = 'neg'
+                                        AND kind = 'single'), 'revoked', 'paper test over', 'olga')$$, 'the paper override is revoked');
+SELECT throws_like($$SELECT wval_set_stage('tap-live', 'neg', 'live', 'vera', 'more capital')$$,
+                   'promotion of strategy "neg" to live is not justified by its latest run %',
+                   'without an override a losing run does not justify live (WV009 names the run)');
+SELECT throws_ok($$SELECT wval_set_stage('tap-live', 'neg', 'live', 'vera', 'more capital')$$, 'WV009', NULL,
+                 '... SQLSTATE WV009');
+SELECT lives_ok($$SELECT wval_override((SELECT run_id FROM wval.evaluation_runs WHERE world_id = 'tap-live' AND strategy_id = 'neg'
+                                        AND kind = 'single'), 'approved', 'small live allocation, reviewed', 'olga')$$,
+                'a validator approves again');
+SELECT results_eq($$SELECT stage, change, justification->>'basis', justification->>'override_actor'
+                    FROM wval_set_stage('tap-live', 'neg', 'live', 'vera', 'approved override')$$,
+                  $$VALUES ('live', 'promotion', 'override', 'olga')$$, 'an approved, not overdue override justifies live');
+SELECT lives_ok($$SELECT wval_override((SELECT run_id FROM wval.evaluation_runs WHERE world_id = 'tap-live' AND strategy_id = 'neg'
+                                        AND kind = 'single'), 'revoked', 'allocation ended', 'olga'),
+                         wval_set_stage('tap-live', 'neg', 'paper', 'vera', 'allocation ended')$$, 'revoked and demoted');
+SELECT throws_like($$SELECT wval_set_stage('tap-live', 'neg', 'live', 'vera', 'once more')$$,
+                   'promotion of strategy "neg" to live is not justified%', 'a revoked override justifies nothing');
+-- an approval past its review date (written by hand: time cannot pass in a test)
+INSERT INTO wval.overrides (run_id, world_id, strategy_id, status, reason, actor, review_due_at)
+SELECT run_id, world_id, strategy_id, 'approved', 'old approval', 'olga', now() - interval '1 day'
+FROM wval.evaluation_runs WHERE world_id = 'tap-live' AND strategy_id = 'neg' AND kind = 'single';
+SELECT matches(pg_temp.detail_of($$SELECT wval_set_stage('tap-live', 'neg', 'live', 'vera', 'once more')$$),
+               'recommends backtest_only; live needs at least paper_ok_live_candidate. Override: approved but overdue since ',
+               'an overdue approval justifies nothing, and the detail says so');
+
+------------------------------------------------------------------------------
+-- wval_live_run_all: a failing strategy does not stop the others
+------------------------------------------------------------------------------
+
+-- a world without an active policy whose strategy was deployed through the
+-- emergency bypass and an approved override: its live run fails
+SELECT lives_ok($$SELECT wval_world_upsert('tap-live-nopolicy', actor => 'dba'),
+                         wval_override((wval_record_run('tap-live-nopolicy', 'bypassed', 'backtest', '{"returns": {"sharpe": 2}}',
+                                                        'dba', 'vendor outage')).run_id, 'approved', 'reviewed by hand', 'olga'),
+                         wval_set_stage('tap-live-nopolicy', 'bypassed', 'paper', 'vera', 'bypass reviewed')$$,
+                'a deployed strategy in a world without an active policy');
+SET client_min_messages = error;
+CREATE TEMP TABLE run_all AS SELECT * FROM wval_live_run_all('2026-06-15') a WHERE a.world_id LIKE 'tap-live%';
+SET client_min_messages = warning;
+SELECT results_eq($$SELECT world_id, strategy_id, stage, status, error FROM run_all ORDER BY 1, 2$$,
+                  $$VALUES ('tap-live', 'good', 'live', 'warn', NULL), ('tap-live', 'neg', 'paper', 'warn', NULL),
+                           ('tap-live-nopolicy', 'bypassed', 'paper', NULL,
+                            'WV010: world "tap-live-nopolicy" has no active policy version')$$,
+                  'every deployed strategy has a row; the failure is reported, the others ran');
+SELECT is((SELECT count(*)::int FROM wval.evaluation_runs WHERE world_id LIKE 'tap-live%' AND kind = 'live' AND as_of = '2026-06-15'), 2,
+          'both live runs were stored');
+SELECT results_eq($$SELECT details->>'strategy_id', details->>'sqlstate' FROM wval.audit_log
+                    WHERE world_id = 'tap-live-nopolicy' AND action = 'live_run_failed'$$,
+                  $$VALUES ('bypassed', 'WV010')$$, 'the failure is audited');
 
 ------------------------------------------------------------------------------
 -- the HTML report: self-contained, escaped, three charts
