@@ -481,9 +481,11 @@ BEGIN
             DETAIL = format('as_of is %s.', coalesce(p_as_of::text, 'null')),
             HINT = 'Pass the day the windows end, e.g. current_date.';
     END IF;
+    -- every world the caller may write (row-level security per world)
     FOR c IN
         SELECT cs.world_id, cs.strategy_id, cs.stage FROM wval.current_stage cs
         WHERE cs.stage IN ('paper', 'live')
+          AND wval._world_access((SELECT pr.oid FROM pg_roles pr WHERE pr.rolname = wval._invoker()), cs.world_id, 'write')
         ORDER BY cs.world_id, cs.strategy_id
     LOOP
         world_id := c.world_id;
@@ -512,7 +514,7 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION public.wval_live_run_all(date) IS 'runs wval_live_run for every strategy whose current stage is paper or live, in every world, each in its own subtransaction; one row per strategy (run_id, status, flagged as demotion candidate, or the error, which is also audited as live_run_failed)';
+COMMENT ON FUNCTION public.wval_live_run_all(date) IS 'runs wval_live_run for every strategy whose current stage is paper or live, in every world the caller may write, each in its own subtransaction; one row per strategy (run_id, status, flagged as demotion candidate, or the error, which is also audited as live_run_failed)';
 
 CREATE FUNCTION public.wval_schedule_live_monitoring(schedule text DEFAULT '15 2 * * *') RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
