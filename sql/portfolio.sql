@@ -317,8 +317,8 @@ SELECT pg_temp.try(format('SELECT wval_evaluate_portfolio(%L, %L)', 'pf_nopol',
 
 ------------------------------------------------------------------------------
 -- The internal consumer: risk_snapshot_updated -> wval:hub -> CALL wval_work
--- -> a portfolio run per deployed strategy (wval.current_stage when it
--- exists, else the strategies weighted in the snapshot)
+-- -> a portfolio run per deployed strategy (wval.current_stage in a world
+-- with stage decisions, else the strategies weighted in the snapshot)
 ------------------------------------------------------------------------------
 SELECT group_name, type, handler FROM wval.internal_handlers WHERE group_name = 'wval:hub';
 SELECT world_id FROM wval_world_upsert('pf_bus');

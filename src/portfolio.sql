@@ -27,12 +27,18 @@ COMMENT ON FUNCTION public.wval_evaluate_portfolio(text, uuid, float8[], jsonb, 
 -- wval._deployed_candidates(world_id, payload): the runs the consumer
 -- evaluates — per deployed strategy its latest single run (preferring its
 -- deployed stage).  Deployed means wval.current_stage says paper or live;
--- while that view does not exist, the strategies weighted in the snapshot.
+-- in a world that has recorded no stage decision (or while that view does
+-- not exist), the strategies weighted in the snapshot.
 CREATE FUNCTION wval._deployed_candidates(p_world_id text, p_payload jsonb)
 RETURNS TABLE (strategy_id text, deployed_stage text, run_id uuid)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    decided boolean := false;
 BEGIN
     IF to_regclass('wval.current_stage') IS NOT NULL THEN
+        EXECUTE 'SELECT EXISTS (SELECT 1 FROM wval.current_stage d WHERE d.world_id = $1)' INTO decided USING p_world_id;
+    END IF;
+    IF decided THEN
         RETURN QUERY EXECUTE $q$
             SELECT d.strategy_id::text, d.stage::text, lr.run_id
             FROM wval.current_stage d
@@ -57,7 +63,7 @@ BEGIN
     ORDER BY 1;
 END
 $$;
-COMMENT ON FUNCTION wval._deployed_candidates(text, jsonb) IS 'the latest single run of each deployed strategy of a world (wval.current_stage paper or live; without that view, the strategies weighted in the snapshot payload)';
+COMMENT ON FUNCTION wval._deployed_candidates(text, jsonb) IS 'the latest single run of each deployed strategy of a world (wval.current_stage paper or live; in a world without stage decisions, the strategies weighted in the snapshot payload)';
 
 -- wval._extended_validation(world_id, version, stage, sync): the portfolio
 -- runs of the deployed strategies against snapshot (version, stage).  A

@@ -2,7 +2,7 @@
 -- and the HTML report
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(61);
+SELECT plan(65);
 
 -- the DETAIL of the error a statement raises
 CREATE FUNCTION pg_temp.detail_of(stmt text) RETURNS text LANGUAGE plpgsql AS $$
@@ -205,6 +205,25 @@ SELECT is((SELECT count(*)::int FROM wval.evaluation_runs WHERE world_id LIKE 't
 SELECT results_eq($$SELECT details->>'strategy_id', details->>'sqlstate' FROM wval.audit_log
                     WHERE world_id = 'tap-live-nopolicy' AND action = 'live_run_failed'$$,
                   $$VALUES ('bypassed', 'WV010')$$, 'the failure is audited');
+
+-- the hub's extended validation takes the deployed strategies from here
+SELECT set_eq($$SELECT strategy_id, deployed_stage FROM wval._deployed_candidates('tap-live', '{"weights": {"good": 0.5, "other": 0.5}}')$$,
+              $$VALUES ('good', 'live'), ('neg', 'paper')$$,
+              'a world with stage decisions: the deployed set is current_stage paper/live, not the snapshot weights');
+
+-- row-level security per world: a producer restricted to tap-live
+SELECT lives_ok($$SELECT wval_world_revoke('wval_producer', '*', 'dba'), wval_world_grant('tap_live_gw', 'tap-live', 'write', 'dba')$$,
+                'producers may write only the worlds granted to them');
+SET ROLE tap_live_gw;
+SET client_min_messages = error;
+CREATE TEMP TABLE run_mine AS SELECT * FROM wval_live_run_all('2026-06-16') a WHERE a.world_id LIKE 'tap-live%';
+SET client_min_messages = warning;
+SELECT results_eq($$SELECT world_id, strategy_id, error FROM run_mine ORDER BY 1, 2$$,
+                  $$VALUES ('tap-live', 'good', NULL::text), ('tap-live', 'neg', NULL)$$,
+                  'wval_live_run_all runs only the worlds the caller may write');
+SELECT throws_ok($$SELECT wval_record_live_returns('tap-live-nopolicy', 'bypassed', '{2026-06-16}', '{0.01}')$$, '42501', NULL,
+                 'and cannot record live returns elsewhere');
+RESET ROLE;
 
 ------------------------------------------------------------------------------
 -- the HTML report: self-contained, escaped, three charts

@@ -159,7 +159,7 @@ BEGIN
     END IF;
 END
 $$;
--- without the view: the strategies weighted in the snapshot
+-- a world without stage decisions (or without the view): the strategies weighted in the snapshot
 SELECT set_eq($$SELECT strategy_id FROM wval._deployed_candidates('tap_pf', '{"weights": {"a": 0.5, "lone": 0.5, "nobody": 0}}')$$,
               $$VALUES ('a'), ('lone')$$, 'fallback: the weighted strategies that have a run');
 
