@@ -158,6 +158,44 @@ typedef struct WvalOutcome
 	double		rules_executed_ratio;
 } WvalOutcome;
 
+/* The reason code of a check's decision (see wval_rule_code_name) */
+typedef enum WvalRuleCode
+{
+	WVAL_RC_OK,
+	WVAL_RC_BELOW,				/* <stem>_below_min or the check's own code */
+	WVAL_RC_ABOVE,				/* <stem>_above_max or the check's own code */
+	WVAL_RC_MISSING,
+	WVAL_RC_MISSING_IGNORED,
+	WVAL_RC_ERROR,
+	WVAL_RC_NO_CHECKS
+} WvalRuleCode;
+
+/* One check of a brief evaluation: status 'p', 'w', 'f' (0: did not apply) */
+typedef struct WvalRuleBrief
+{
+	char		status;
+	uint8		code;			/* WvalRuleCode */
+} WvalRuleBrief;
+
+/* Metrics of one run remembered across brief evaluations (rules.c) */
+typedef struct WvalMetricCache WvalMetricCache;
+
+/*
+ * The brief outcome of a run (policy diff): what wval_evaluate_policy
+ * decides, without results text.  rules is supplied by the caller with room
+ * for the rules of the own profile; cache (optional) is reset by the caller
+ * for every run.
+ */
+typedef struct WvalBriefOutcome
+{
+	int			profile;		/* own profile, -1 = none */
+	char		status;			/* 'p', 'w', 'f' */
+	int			stage;			/* recommended stage: index into wval_stage_keys */
+	int			nresults;		/* 0: the run reports policy.no_checks */
+	WvalRuleBrief *rules;
+	WvalMetricCache *cache;
+} WvalBriefOutcome;
+
 extern void wval_evaluate_ruleset(const WvalRuleset *rs, const WvalEvalInput *in,
 								  const char *const *layers, int nlayers,
 								  WvalProfileOutcome *out);
@@ -165,6 +203,11 @@ extern void wval_evaluate_profile(const WvalPolicy *policy, int profile,
 								  const WvalEvalInput *in, WvalProfileOutcome *out);
 extern void wval_evaluate_policy(const WvalPolicy *policy, const WvalEvalInput *in,
 								 WvalOutcome *out);
+extern void wval_evaluate_policy_brief(const WvalPolicy *policy, const WvalEvalInput *in,
+									   WvalBriefOutcome *out);
+extern const char *wval_rule_code_name(const WvalRule *r, WvalRuleCode code);
+extern WvalMetricCache *wval_metric_cache_create(void);
+extern void wval_metric_cache_reset(WvalMetricCache *cache);
 extern double wval_metric_coverage(Jsonb *metrics);
 
 /* jsonb access helpers (rules.c) */

@@ -139,10 +139,75 @@ metric_number(JsonbValue *v, double *out, char **error)
 	return VS_ERROR;
 }
 
+/* Most metrics one run's brief evaluations remember */
+#define METRIC_CACHE_SIZE 64
+
+/*
+ * The metrics of one run already converted by brief evaluations (policy
+ * diff: both policies and all their profiles read the same few metrics, and
+ * a jsonb number costs a text round trip to become a double).  Keyed by the
+ * dotted metric path; the caller resets it for every run.
+ */
+struct WvalMetricCache
+{
+	int			n;
+	struct
+	{
+		const char *metric;
+		ValueState	vs;
+		double		value;
+		char	   *error;
+	}			e[METRIC_CACHE_SIZE];
+};
+
+/* Creates an empty metric cache in the current memory context */
+WvalMetricCache *
+wval_metric_cache_create(void)
+{
+	return palloc0(sizeof(WvalMetricCache));
+}
+
+/* Forgets the metrics of the previous run */
+void
+wval_metric_cache_reset(WvalMetricCache *cache)
+{
+	cache->n = 0;
+}
+
+/* The number at a metric path of the run, through the cache when there is one */
+static ValueState
+run_metric(const WvalEvalInput *in, WvalMetricCache *cache, char **path, int npath,
+		   const char *dotted, double *out, char **error)
+{
+	ValueState	vs;
+	int			i;
+
+	if (cache)
+		for (i = 0; i < cache->n; i++)
+			if (strcmp(cache->e[i].metric, dotted) == 0)
+			{
+				*out = cache->e[i].value;
+				if (cache->e[i].error)
+					*error = cache->e[i].error;
+				return cache->e[i].vs;
+			}
+	*out = 0;
+	vs = metric_number(wval_json_get(in->metrics, path, npath), out, error);
+	if (cache && cache->n < METRIC_CACHE_SIZE)
+	{
+		cache->e[cache->n].metric = dotted;
+		cache->e[cache->n].vs = vs;
+		cache->e[cache->n].value = *out;
+		cache->e[cache->n].error = vs == VS_ERROR ? *error : NULL;
+		cache->n++;
+	}
+	return vs;
+}
+
 /* Obtains the value a rule compares (see WvalValueKind) */
 static ValueState
-rule_value(const WvalRule *r, const WvalEvalInput *in, double *out, double *baseline,
-		   char **error)
+rule_value(const WvalRule *r, const WvalEvalInput *in, WvalMetricCache *cache, double *out,
+		   double *baseline, char **error)
 {
 	double		a,
 				b;
@@ -151,16 +216,16 @@ rule_value(const WvalRule *r, const WvalEvalInput *in, double *out, double *base
 	switch (r->vkind)
 	{
 		case WVAL_VAL_METRIC:
-			return metric_number(wval_json_get(in->metrics, r->path, r->npath), out, error);
+			return run_metric(in, cache, r->path, r->npath, r->metric, out, error);
 		case WVAL_VAL_ABS_METRIC:
-			st = metric_number(wval_json_get(in->metrics, r->path, r->npath), &a, error);
+			st = run_metric(in, cache, r->path, r->npath, r->metric, &a, error);
 			*out = fabs(a);
 			return st;
 		case WVAL_VAL_HALF_GAP:
-			st = metric_number(wval_json_get(in->metrics, r->path, r->npath), &a, error);
+			st = run_metric(in, cache, r->path, r->npath, r->metric, &a, error);
 			if (st != VS_OK)
 				return st;
-			st = metric_number(wval_json_get(in->metrics, r->path2, r->npath2), &b, error);
+			st = run_metric(in, cache, r->path2, r->npath2, r->metric2, &b, error);
 			if (st != VS_OK)
 				return st;
 			*out = fabs(a - b);
@@ -171,7 +236,7 @@ rule_value(const WvalRule *r, const WvalEvalInput *in, double *out, double *base
 			}
 			return VS_OK;
 		case WVAL_VAL_HISTORY:
-			st = metric_number(wval_json_get(in->metrics, r->path, r->npath), &a, error);
+			st = run_metric(in, cache, r->path, r->npath, r->metric, &a, error);
 			*out = a * 365.25 * 86400.0;
 			return st;
 		case WVAL_VAL_LAG:
@@ -182,7 +247,7 @@ rule_value(const WvalRule *r, const WvalEvalInput *in, double *out, double *base
 		case WVAL_VAL_BASELINE_RATIO:
 			if (in->baseline == NULL)
 				return VS_MISSING;
-			st = metric_number(wval_json_get(in->metrics, r->path, r->npath), &a, error);
+			st = run_metric(in, cache, r->path, r->npath, r->metric, &a, error);
 			if (st != VS_OK)
 				return st;
 			st = metric_number(wval_json_get(in->baseline, r->path, r->npath), &b, error);
@@ -324,6 +389,151 @@ rule_in_layers(const WvalRule *r, const char *const *layers, int nlayers)
 	return false;
 }
 
+/* What one check decided, before any text is written */
+typedef struct RuleDecision
+{
+	ValueState	vs;
+	double		value;
+	double		baseline;		/* NaN when the check has no baseline */
+	char	   *error;
+	const char *status;			/* pass | warn | fail */
+	WvalSeverity severity;
+	WvalRuleCode code;
+	bool		would_fail;
+} RuleDecision;
+
+/*
+ * Decides one check: obtains its value and applies on_missing_metric,
+ * on_error, the bounds and mode "warn".  Writes no text, so that the brief
+ * evaluation of a policy diff pays only for the comparison.
+ */
+static void
+decide_rule(const WvalRuleset *rs, const WvalRule *r, const WvalEvalInput *in,
+			WvalMetricCache *cache, RuleDecision *d)
+{
+	d->value = 0;
+	d->baseline = get_float8_nan();
+	d->error = NULL;
+	d->severity = r->severity;
+	d->would_fail = false;
+	d->vs = rule_value(r, in, cache, &d->value, &d->baseline, &d->error);
+
+	if (d->vs == VS_MISSING)
+	{
+		WvalOnPolicy on = rs->on_missing;
+
+		d->status = on == WVAL_ON_FAIL ? "fail" : on == WVAL_ON_WARN ? "warn" : "pass";
+		d->code = on == WVAL_ON_IGNORE ? WVAL_RC_MISSING_IGNORED : WVAL_RC_MISSING;
+		if (on == WVAL_ON_IGNORE)
+			d->severity = WVAL_SEV_INFO;
+	}
+	else if (d->vs == VS_ERROR)
+	{
+		d->status = rs->on_error == WVAL_ON_FAIL ? "fail" : "warn";
+		d->code = WVAL_RC_ERROR;
+	}
+	else if (r->has_min && (r->strict_min ? !(d->value > r->min) : !(d->value >= r->min)))
+	{
+		d->status = "fail";
+		d->code = WVAL_RC_BELOW;
+	}
+	else if (r->has_max && !(d->value <= r->max))
+	{
+		d->status = "fail";
+		d->code = WVAL_RC_ABOVE;
+	}
+	else
+	{
+		d->status = "pass";
+		d->code = WVAL_RC_OK;
+	}
+
+	if (d->status[0] == 'f' && r->mode == WVAL_MODE_WARN)
+	{
+		d->status = "warn";
+		d->would_fail = true;
+	}
+}
+
+/* The reason_code a check reports for a decision (policy.md, RuleResult) */
+const char *
+wval_rule_code_name(const WvalRule *r, WvalRuleCode code)
+{
+	switch (code)
+	{
+		case WVAL_RC_OK:
+			return "ok";
+		case WVAL_RC_BELOW:
+			return r->violation_code ? r->violation_code : psprintf("%s_below_min", r->code_base);
+		case WVAL_RC_ABOVE:
+			return r->violation_code ? r->violation_code : psprintf("%s_above_max", r->code_base);
+		case WVAL_RC_MISSING:
+			return "missing_metric";
+		case WVAL_RC_MISSING_IGNORED:
+			return "missing_metric_ignored";
+		case WVAL_RC_ERROR:
+			return "rule_error";
+		case WVAL_RC_NO_CHECKS:
+			return "no_checks";
+	}
+	return "rule_error";
+}
+
+/* Writes the human reason of a decision */
+static void
+describe_rule(StringInfo reason, const WvalRuleset *rs, const WvalRule *r,
+			  const WvalEvalInput *in, const RuleDecision *d)
+{
+	char	   *subject = rule_subject(r);
+
+	if (d->vs == VS_MISSING)
+	{
+		if (r->vkind == WVAL_VAL_BASELINE_RATIO && in->baseline == NULL)
+			appendStringInfo(reason, "%s: the strategy has no backtest run to compare with", subject);
+		else
+			appendStringInfo(reason, "%s is missing", subject);
+		if (rs->on_missing == WVAL_ON_IGNORE)
+			appendStringInfoString(reason, " (ignored: on_missing_metric = ignore)");
+	}
+	else if (d->vs == VS_ERROR)
+		appendStringInfo(reason, "%s could not be evaluated: %s", subject, d->error);
+	else
+	{
+		appendStringInfo(reason, "%s ", subject);
+		append_human(reason, d->value, r->unit);
+		if (d->code == WVAL_RC_BELOW)
+		{
+			appendStringInfo(reason, " is %s the minimum ", r->strict_min ? "not above" : "below");
+			append_human(reason, r->min, r->unit);
+		}
+		else if (d->code == WVAL_RC_ABOVE)
+		{
+			appendStringInfoString(reason, " is above the maximum ");
+			append_human(reason, r->max, r->unit);
+		}
+		else if (r->has_min && r->has_max)
+		{
+			appendStringInfoString(reason, " is within [");
+			append_human(reason, r->min, r->unit);
+			appendStringInfoString(reason, ", ");
+			append_human(reason, r->max, r->unit);
+			appendStringInfoChar(reason, ']');
+		}
+		else if (r->has_min)
+		{
+			appendStringInfo(reason, " %s the minimum ", r->strict_min ? "is above" : "meets");
+			append_human(reason, r->min, r->unit);
+		}
+		else
+		{
+			appendStringInfoString(reason, " is within the maximum ");
+			append_human(reason, r->max, r->unit);
+		}
+	}
+	if (d->would_fail)
+		appendStringInfoString(reason, " (mode warn: would fail once enforced)");
+}
+
 /*
  * Evaluates every check of a ruleset (optionally only those of some
  * layers).  Fills out->results (JSON object text), the summary status and
@@ -349,110 +559,29 @@ wval_evaluate_ruleset(const WvalRuleset *rs, const WvalEvalInput *in,
 	for (i = 0; rs != NULL && i < rs->nrules; i++)
 	{
 		const WvalRule *r = &rs->rules[i];
-		double		value = 0;
-		double		baseline = 0;
-		char	   *error = NULL;
-		ValueState	vs;
-		const char *status;
-		WvalSeverity sev = r->severity;
-		char	   *code;
+		RuleDecision d;
 		StringInfoData reason;
-		bool		would_fail = false;
-		char	   *subject;
 
 		if (!rule_applies(r, in) || !rule_in_layers(r, layers, nlayers))
 			continue;
-		baseline = get_float8_nan();
-		vs = rule_value(r, in, &value, &baseline, &error);
-		subject = rule_subject(r);
+		decide_rule(rs, r, in, NULL, &d);
 		initStringInfo(&reason);
-
-		if (vs == VS_MISSING)
-		{
-			WvalOnPolicy on = rs->on_missing;
-
-			status = on == WVAL_ON_FAIL ? "fail" : on == WVAL_ON_WARN ? "warn" : "pass";
-			code = on == WVAL_ON_IGNORE ? "missing_metric_ignored" : "missing_metric";
-			if (on == WVAL_ON_IGNORE)
-				sev = WVAL_SEV_INFO;
-			if (r->vkind == WVAL_VAL_BASELINE_RATIO && in->baseline == NULL)
-				appendStringInfo(&reason, "%s: the strategy has no backtest run to compare with", subject);
-			else
-				appendStringInfo(&reason, "%s is missing", subject);
-			if (on == WVAL_ON_IGNORE)
-				appendStringInfoString(&reason, " (ignored: on_missing_metric = ignore)");
-		}
-		else if (vs == VS_ERROR)
-		{
-			status = rs->on_error == WVAL_ON_FAIL ? "fail" : "warn";
-			code = "rule_error";
-			appendStringInfo(&reason, "%s could not be evaluated: %s", subject, error);
+		describe_rule(&reason, rs, r, in, &d);
+		if (d.vs == VS_ERROR)
 			out->nerrors++;
-		}
-		else
-		{
-			bool		below = r->has_min && (r->strict_min ? !(value > r->min) : !(value >= r->min));
-			bool		above = r->has_max && !(value <= r->max);
 
-			appendStringInfo(&reason, "%s ", subject);
-			append_human(&reason, value, r->unit);
-			if (below)
-			{
-				status = "fail";
-				code = r->violation_code ? (char *) r->violation_code : psprintf("%s_below_min", r->code_base);
-				appendStringInfo(&reason, " is %s the minimum ", r->strict_min ? "not above" : "below");
-				append_human(&reason, r->min, r->unit);
-			}
-			else if (above)
-			{
-				status = "fail";
-				code = r->violation_code ? (char *) r->violation_code : psprintf("%s_above_max", r->code_base);
-				appendStringInfoString(&reason, " is above the maximum ");
-				append_human(&reason, r->max, r->unit);
-			}
-			else
-			{
-				status = "pass";
-				code = "ok";
-				if (r->has_min && r->has_max)
-				{
-					appendStringInfoString(&reason, " is within [");
-					append_human(&reason, r->min, r->unit);
-					appendStringInfoString(&reason, ", ");
-					append_human(&reason, r->max, r->unit);
-					appendStringInfoChar(&reason, ']');
-				}
-				else if (r->has_min)
-				{
-					appendStringInfo(&reason, " %s the minimum ", r->strict_min ? "is above" : "meets");
-					append_human(&reason, r->min, r->unit);
-				}
-				else
-				{
-					appendStringInfoString(&reason, " is within the maximum ");
-					append_human(&reason, r->max, r->unit);
-				}
-			}
-		}
-
-		if (strcmp(status, "fail") == 0 && r->mode == WVAL_MODE_WARN)
-		{
-			status = "warn";
-			would_fail = true;
-			appendStringInfoString(&reason, " (mode warn: would fail once enforced)");
-		}
-
-		append_result(&out->results, r, status, sev, code, reason.data, vs, value,
-					  !isnan(baseline), baseline, would_fail, error);
+		append_result(&out->results, r, d.status, d.severity, wval_rule_code_name(r, d.code),
+					  reason.data, d.vs, d.value, !isnan(d.baseline), d.baseline,
+					  d.would_fail, d.error);
 		out->nresults++;
 
-		if (strcmp(status, "fail") == 0)
+		if (strcmp(d.status, "fail") == 0)
 		{
-			if (sev == WVAL_SEV_BLOCKING)
+			if (d.severity == WVAL_SEV_BLOCKING)
 				any_blocking_fail = true;
 			else
 				any_warn = true;
-			if (sev != WVAL_SEV_INFO)
+			if (d.severity != WVAL_SEV_INFO)
 			{
 				if (out->stoppers.len > 1)
 					appendStringInfoChar(&out->stoppers, ',');
@@ -460,7 +589,7 @@ wval_evaluate_ruleset(const WvalRuleset *rs, const WvalEvalInput *in,
 				out->cleared = false;
 			}
 		}
-		else if (strcmp(status, "warn") == 0)
+		else if (strcmp(d.status, "warn") == 0)
 			any_warn = true;
 	}
 
@@ -480,6 +609,95 @@ wval_evaluate_ruleset(const WvalRuleset *rs, const WvalEvalInput *in,
 		out->status = any_blocking_fail ? "fail" : any_warn ? "warn" : "pass";
 	appendStringInfoChar(&out->results, '}');
 	appendStringInfoChar(&out->stoppers, ']');
+}
+
+/*
+ * The brief evaluation of a ruleset: per check only status and reason code
+ * (into rules[i] for rs->rules[i] when rules is not NULL; status 0 for a
+ * check that does not apply), the summary status ('p', 'w', 'f') and
+ * whether the ruleset is cleared.  The same decisions as
+ * wval_evaluate_ruleset, without any text.  Returns the number of results.
+ */
+static int
+evaluate_ruleset_brief(const WvalRuleset *rs, const WvalEvalInput *in, WvalMetricCache *cache,
+					   WvalRuleBrief *rules, char *status, bool *cleared)
+{
+	bool		any_blocking_fail = false;
+	bool		any_warn = false;
+	int			nresults = 0;
+	int			i;
+
+	*cleared = true;
+	for (i = 0; rs != NULL && i < rs->nrules; i++)
+	{
+		const WvalRule *r = &rs->rules[i];
+		RuleDecision d;
+
+		if (!rule_applies(r, in))
+		{
+			if (rules)
+				rules[i].status = 0;
+			continue;
+		}
+		decide_rule(rs, r, in, cache, &d);
+		nresults++;
+		if (rules)
+		{
+			rules[i].status = d.status[0];
+			rules[i].code = (uint8) d.code;
+		}
+		if (d.status[0] == 'f')
+		{
+			if (d.severity == WVAL_SEV_BLOCKING)
+				any_blocking_fail = true;
+			else
+				any_warn = true;
+			if (d.severity != WVAL_SEV_INFO)
+				*cleared = false;
+		}
+		else if (d.status[0] == 'w')
+			any_warn = true;
+	}
+	*status = nresults == 0 ? 'w' : any_blocking_fail ? 'f' : any_warn ? 'w' : 'p';
+	return nresults;
+}
+
+/*
+ * The brief evaluation of a run (policy diff): the status and per-check
+ * outcome of its own profile and the recommended stage, decided exactly as
+ * wval_evaluate_policy decides them, without building results or reasons.
+ * out->rules must have room for the own profile's rules; out->cache, when
+ * not NULL, remembers the run's metrics across calls (reset it per run).
+ */
+void
+wval_evaluate_policy_brief(const WvalPolicy *policy, const WvalEvalInput *in,
+						   WvalBriefOutcome *out)
+{
+	int			own = wval_policy_profile_for_stage(policy, in->stage);
+	bool		own_cleared = true;
+	int			s;
+	int			reached = -1;
+
+	out->profile = own;
+	out->nresults = evaluate_ruleset_brief(own >= 0 ? &policy->profiles[own] : NULL, in,
+										   out->cache, out->rules, &out->status, &own_cleared);
+	for (s = 0; s < WVAL_NSTAGE_KEYS; s++)
+	{
+		int			p = policy->stage_profile[s];
+		bool		cleared;
+		char		st;
+
+		if (p < 0)
+			cleared = (s == 0); /* see wval_evaluate_policy */
+		else if (p == own)
+			cleared = own_cleared;
+		else
+			(void) evaluate_ruleset_brief(&policy->profiles[p], in, out->cache, NULL, &st, &cleared);
+		if (!cleared)
+			break;
+		reached = s;
+	}
+	out->stage = reached < 0 ? 0 : reached;
 }
 
 /* Evaluates every check of one profile of a policy (-1: none) */
