@@ -28,6 +28,7 @@ SQL_SOURCES = \
 	src/report.sql \
 	src/select.sql \
 	src/live.sql \
+	src/diff.sql \
 	src/scenarios.sql \
 	src/finish.sql
 
@@ -71,6 +72,7 @@ $(DATA_built): $(SQL_SOURCES) $(EXTENSION).control $(wildcard data/scenarios/*.j
 $(OBJS): src/wval.h
 src/metrics.o src/metrics_agg.o src/evaluate.o src/portfolio.o: src/metrics.h
 src/hub.o src/wval.o src/portfolio.o: src/hub.h
+src/diff.o src/rules.o src/policy.o src/evaluate.o: src/policy.h src/evaluate.h
 
 .PHONY: test demo
 test:

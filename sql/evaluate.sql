@@ -79,7 +79,8 @@ SELECT wval_policy_publish('w-eval', '{"validation_profiles": {
     "backtest": {"performance": {"sharpe_min": 0.5}},
     "paper": {"performance": {"sharpe_min": 0.5}, "paper_shadow_consistency": {"min_sharpe_ratio": 0.5, "max_drawdown_ratio": 2}}},
   "default_profile_by_stage": {"backtest_only": "backtest", "paper_only": "paper"}}', 'alice') AS version;
-SELECT version FROM wval_policy_activate('w-eval', 2, 'bob', 'paper consistency');
+-- (the new policy changes most outcomes of the stored runs: the impact gate needs force)
+SELECT version FROM wval_policy_activate('w-eval', 2, 'bob', 'paper consistency', force => true);
 SELECT status, recommended_stage,
        results->'paper_shadow_consistency.min_sharpe_ratio'->>'status' AS sharpe_ratio,
        results->'paper_shadow_consistency.min_sharpe_ratio'->'details'->>'baseline_value' AS baseline_sharpe
@@ -100,7 +101,7 @@ FROM wval_evaluate('w-eval-crit', 's', 'backtest', NULL, '{"returns": {"sharpe":
 -- ... while the same policy in a medium world ignores it
 SELECT wval_policy_publish('w-eval', '{"validation": {"on_missing_metric": "ignore"},
     "validation_profiles": {"backtest": {"performance": {"sharpe_min": 0.5, "sortino_min": 1}}}}', 'alice') AS version;
-SELECT version FROM wval_policy_activate('w-eval', 3, 'bob', 'ignore missing');
+SELECT version FROM wval_policy_activate('w-eval', 3, 'bob', 'ignore missing', force => true);
 SELECT status, results->'performance.sortino_min'->>'status' AS sortino, results->'performance.sortino_min'->>'reason_code' AS reason_code
 FROM wval_evaluate('w-eval', 's', 'backtest', NULL, '{"returns": {"sharpe": 1.2}}');
 

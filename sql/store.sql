@@ -71,8 +71,8 @@ SELECT status, actor, review_due_at - recorded_at AS review_in
 FROM wval_override('00000000-0000-0000-0000-000000000003', 'approved', 'critical world', 'carol');
 SELECT status, review_due_at IS NULL AS no_review
 FROM wval_override('00000000-0000-0000-0000-000000000003', 'revoked', 'changed our mind', 'carol');
-SELECT strategy_id, status FROM wval.current_overrides ORDER BY strategy_id;
-SELECT strategy_id, overdue, missing_fields FROM wval.override_queue ORDER BY strategy_id;
+SELECT strategy_id, status FROM wval.current_overrides WHERE world_id IN ('w-store', 'w-crit') ORDER BY strategy_id;
+SELECT strategy_id, overdue, missing_fields FROM wval.override_queue WHERE world_id IN ('w-store', 'w-crit') ORDER BY strategy_id;
 
 -- ex-post failures: a case and its next state
 SELECT status, category, severity, source

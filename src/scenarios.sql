@@ -86,3 +86,237 @@ INSERT INTO wval._scenario_expectations VALUES
 SELECT pg_catalog.pg_extension_config_dump('wval.scenario_cases', 'WHERE NOT shipped');
 
 GRANT SELECT ON wval.scenario_cases, wval.sample_policies TO wval_analyst;
+
+------------------------------------------------------------------------------
+-- Scenario regression check (operations.md: "Scenario sets")
+------------------------------------------------------------------------------
+
+-- wval._scenario_check(policy, set, stage, fail_closed): the check of one
+-- set under a policy.  Gates: good -> every case passes; known_bad -> pass
+-- ratio <= 5 %; bad -> fail ratio >= 50 %; borderline -> mixed (the policy
+-- does not decide the whole set one way, 0 < pass ratio < 1, unless that is
+-- what the cases expect); any other set -> every case gets its expected
+-- status.
+CREATE FUNCTION wval._scenario_check(p_policy jsonb, p_set text, p_stage text, p_fail_closed boolean)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    runs jsonb;
+    n integer;
+    res jsonb;
+    npass integer;
+    nwarn integer;
+    nfail integer;
+    off jsonb;
+    pass_ratio float8;
+    fail_ratio float8;
+    rule text;
+    ok boolean;
+BEGIN
+    PERFORM wval._one_of('stage', p_stage, ARRAY['backtest', 'paper', 'shadow', 'live']);
+    SELECT jsonb_agg(jsonb_build_object('strategy_id', c.strategy_id, 'run_id', c.case_id, 'metrics', c.metrics)
+                     ORDER BY c.case_id), count(*)
+    INTO runs, n
+    FROM wval.scenario_cases c WHERE c.set_name = p_set;
+    IF n = 0 THEN
+        RAISE EXCEPTION 'scenario set "%" does not exist', p_set
+            USING ERRCODE = 'WV010',
+                  DETAIL = format('set_name is %s.', coalesce(quote_literal(p_set), 'null')),
+                  HINT = 'The shipped sets are good, borderline, bad and known_bad; add your own cases with wval_scenario_add().';
+    END IF;
+    WITH o AS (
+        SELECT x ->> 'run_id' AS case_id, x ->> 'status' AS status, x ->> 'recommended_stage' AS stage
+        FROM jsonb_array_elements(wval._scenario_outcomes(p_policy, runs, p_stage, p_fail_closed)) x)
+    SELECT count(*) FILTER (WHERE o.status = 'pass'), count(*) FILTER (WHERE o.status = 'warn'),
+           count(*) FILTER (WHERE o.status = 'fail'),
+           coalesce(jsonb_agg(jsonb_build_object('case_id', c.case_id, 'strategy_id', c.strategy_id,
+                                                 'expected_status', c.expected_status, 'status', o.status,
+                                                 'expected_stage', c.expected_stage, 'recommended_stage', o.stage,
+                                                 'note', c.note)
+                              ORDER BY c.case_id) FILTER (WHERE o.status <> c.expected_status), '[]')
+    INTO npass, nwarn, nfail, off
+    FROM o JOIN wval.scenario_cases c ON c.set_name = p_set AND c.case_id = o.case_id;
+
+    pass_ratio := npass::float8 / n;
+    fail_ratio := nfail::float8 / n;
+    CASE p_set
+        WHEN 'good' THEN
+            rule := 'every case passes';
+            ok := npass = n;
+        WHEN 'known_bad' THEN
+            rule := 'pass ratio <= 0.05';
+            ok := pass_ratio <= 0.05;
+        WHEN 'bad' THEN
+            rule := 'fail ratio >= 0.5';
+            ok := fail_ratio >= 0.5;
+        WHEN 'borderline' THEN
+            rule := 'mixed: 0 < pass ratio < 1, or every case gets its expected status';
+            ok := (npass > 0 AND npass < n) OR jsonb_array_length(off) = 0;
+        ELSE
+            rule := 'every case gets its expected status';
+            ok := jsonb_array_length(off) = 0;
+    END CASE;
+    RETURN jsonb_build_object('set_name', p_set, 'stage', p_stage, 'cases', n,
+                              'pass', npass, 'warn', nwarn, 'fail', nfail,
+                              'pass_ratio', pass_ratio, 'warn_ratio', nwarn::float8 / n, 'fail_ratio', fail_ratio,
+                              'off_expected', off, 'gate', rule, 'ok', ok);
+END
+$$;
+COMMENT ON FUNCTION wval._scenario_check(jsonb, text, text, boolean) IS 'the scenario regression check of one set under a policy (optionally fail-closed)';
+
+CREATE FUNCTION public.wval_scenario_check(policy jsonb, set_name text, stage text DEFAULT 'backtest')
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+    SELECT wval._scenario_check(policy, set_name, stage, false);
+$$;
+COMMENT ON FUNCTION public.wval_scenario_check(jsonb, text, text) IS 'evaluates every case of a scenario set under a policy: {set_name, stage, cases, pass, warn, fail, pass_ratio, warn_ratio, fail_ratio, off_expected (cases that did not get their expected status), gate, ok}; gates: good all pass, known_bad pass ratio <= 5 %, bad fail ratio >= 50 %, borderline mixed, site sets as expected';
+
+CREATE FUNCTION public.wval_scenario_add(set_name text, case_id text, metrics jsonb, expected_status text,
+                                         note text DEFAULT NULL)
+RETURNS wval.scenario_cases
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    p_set text := wval._ident('set_name', set_name);
+    p_case text := wval._ident('case_id', case_id);
+    c wval.scenario_cases;
+BEGIN
+    PERFORM wval._one_of('expected_status', expected_status, ARRAY['pass', 'warn', 'fail']);
+    IF metrics IS NULL OR jsonb_typeof(metrics) <> 'object' THEN
+        RAISE EXCEPTION '"metrics" must be a JSON object' USING ERRCODE = 'WV001',
+            DETAIL = format('metrics is %s.', coalesce(metrics::text, 'null')),
+            HINT = 'Pass metric blocks such as {"returns": {"sharpe": 0.4}, "sample": {...}}.';
+    END IF;
+    PERFORM public.wval_check('{}', metrics);     -- the metric input rules (WV001)
+    INSERT INTO wval.scenario_cases AS sc (set_name, case_id, strategy_id, metrics, expected_status, note, shipped, added_by)
+    VALUES (p_set, p_case, p_case, metrics, expected_status, note, false, wval._invoker())
+    ON CONFLICT ON CONSTRAINT scenario_cases_pkey DO NOTHING
+    RETURNING * INTO c;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'scenario case "%" already exists in set "%"', p_case, p_set
+            USING ERRCODE = '22023',
+                  DETAIL = format('case_id is %L.', p_case),
+                  HINT = 'Case ids are unique per set (the shipped cases cannot be replaced); pick another case_id.';
+    END IF;
+    PERFORM wval._audit(NULL, 'scenario_case_added', wval._invoker(),
+                        jsonb_build_object('set_name', p_set, 'case_id', p_case, 'expected_status', expected_status));
+    RETURN c;
+END
+$$;
+COMMENT ON FUNCTION public.wval_scenario_add(text, text, jsonb, text, text) IS 'adds a site''s own regression case (metrics in the scenario shape, the status it must get) to a scenario set; shipped cases cannot be replaced; audited';
+
+------------------------------------------------------------------------------
+-- The weekly regression (operations.md)
+------------------------------------------------------------------------------
+
+CREATE SEQUENCE wval.regression_reports_id_seq;
+CREATE TABLE wval.regression_reports (
+    report_id        bigint NOT NULL DEFAULT nextval('wval.regression_reports_id_seq'),
+    world_id         text NOT NULL,
+    policy_version   integer NOT NULL,
+    previous_version integer,
+    scenarios        jsonb NOT NULL,
+    impact           jsonb,
+    breached         boolean NOT NULL,
+    breaches         text[] NOT NULL DEFAULT '{}',
+    created_by       text NOT NULL DEFAULT wval._invoker(),
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    chain_seq        bigint NOT NULL,
+    prev_hash        text NOT NULL,
+    row_hash         text NOT NULL,
+    PRIMARY KEY (world_id, report_id)
+);
+ALTER SEQUENCE wval.regression_reports_id_seq OWNED BY wval.regression_reports.report_id;
+COMMENT ON TABLE wval.regression_reports IS 'reports of the policy regression (wval_run_regression, weekly job wval:regression): scenario checks of the active policy and the impact of the active version against its predecessor; append-only, hash-chained';
+COMMENT ON COLUMN wval.regression_reports.policy_version IS 'the active version that was checked';
+COMMENT ON COLUMN wval.regression_reports.previous_version IS 'its predecessor (the version active before its latest activation); null when there is none';
+COMMENT ON COLUMN wval.regression_reports.scenarios IS 'set_name -> wval_scenario_check report (stage backtest, the world''s fail-closed rule applied)';
+COMMENT ON COLUMN wval.regression_reports.impact IS 'the diff of previous_version -> policy_version over every stage (12 months, latest run per strategy) with the world''s gate threshold; null without a predecessor';
+COMMENT ON COLUMN wval.regression_reports.breaches IS 'what failed: scenario:<set> for a scenario gate, impact:<stage> for the impact gate';
+SELECT wval._protect('wval.regression_reports', 'regression_reports');
+
+CREATE FUNCTION public.wval_run_regression(world_id text DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    w wval.worlds;
+    act wval.policy_activations;
+    doc jsonb;
+    set_name text;
+    scen jsonb;
+    chk jsonb;
+    impact jsonb;
+    breaches text[];
+    st text;
+    rep wval.regression_reports;
+    out jsonb := '[]';
+BEGIN
+    IF world_id IS NOT NULL THEN
+        PERFORM wval._world(world_id);
+    END IF;
+    FOR w IN SELECT * FROM wval.worlds x WHERE wval_run_regression.world_id IS NULL OR x.world_id = wval_run_regression.world_id
+             ORDER BY x.world_id
+    LOOP
+        SELECT * INTO act FROM wval.policy_activations a WHERE a.world_id = w.world_id
+        ORDER BY a.activation_id DESC LIMIT 1;
+        CONTINUE WHEN NOT FOUND;
+        doc := wval._policy_doc(w.world_id, act.version);
+        scen := '{}';
+        breaches := '{}';
+        FOR set_name IN SELECT DISTINCT c.set_name FROM wval.scenario_cases c ORDER BY 1 LOOP
+            chk := wval._scenario_check(doc, set_name, 'backtest', wval._fail_closed(w));
+            scen := scen || jsonb_build_object(set_name, chk);
+            IF NOT (chk ->> 'ok')::boolean THEN
+                breaches := breaches || ('scenario:' || set_name);
+            END IF;
+        END LOOP;
+        impact := NULL;
+        IF act.previous_version IS NOT NULL AND act.previous_version <> act.version
+           AND EXISTS (SELECT 1 FROM wval.policy_versions pv
+                       WHERE pv.world_id = w.world_id AND pv.version = act.previous_version) THEN
+            impact := wval._activation_impact(w, act.previous_version, act.version);
+            FOR st IN SELECT s.key FROM jsonb_each(impact -> 'stages') s
+                      WHERE (s.value ->> 'impact_ratio')::float8 >= (impact ->> 'fail_impact_ratio')::float8
+                      ORDER BY array_position(ARRAY['backtest', 'paper', 'shadow', 'live'], s.key) LOOP
+                breaches := breaches || ('impact:' || st);
+            END LOOP;
+        END IF;
+        INSERT INTO wval.regression_reports (world_id, policy_version, previous_version, scenarios, impact,
+                                             breached, breaches)
+        VALUES (w.world_id, act.version, act.previous_version, scen, impact, cardinality(breaches) > 0, breaches)
+        RETURNING * INTO rep;
+        IF rep.breached THEN
+            PERFORM wval._impact_event(w.world_id,
+                                       jsonb_build_object('world_id', w.world_id, 'source', 'regression',
+                                                          'report_id', rep.report_id, 'breaches', to_jsonb(breaches),
+                                                          'old_policy_version', act.previous_version,
+                                                          'new_policy_version', act.version,
+                                                          'impact_ratio', impact -> 'impact_ratio',
+                                                          'fail_impact_ratio', coalesce(impact -> 'fail_impact_ratio',
+                                                                                        to_jsonb(wval._impact_threshold(w)))),
+                                       'regression-' || rep.report_id);
+        END IF;
+        out := out || jsonb_build_object('world_id', w.world_id, 'report_id', rep.report_id,
+                                         'policy_version', rep.policy_version, 'previous_version', rep.previous_version,
+                                         'breached', rep.breached, 'breaches', to_jsonb(rep.breaches));
+    END LOOP;
+    RETURN out;
+END
+$$;
+COMMENT ON FUNCTION public.wval_run_regression(text) IS 'the policy regression of one world (null: every world with an active policy): scenario checks of the active policy and the impact of the active version against its predecessor, stored in wval.regression_reports; a breach emits impact_threshold_exceeded; returns [{world_id, report_id, policy_version, previous_version, breached, breaches}]';
+
+CREATE FUNCTION public.wval_schedule_regression(schedule text DEFAULT '0 6 * * 1') RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+BEGIN
+    RETURN wval._cron_schedule('regression', schedule, 'SELECT public.wval_run_regression()');
+END
+$$;
+COMMENT ON FUNCTION public.wval_schedule_regression(text) IS 'schedules (or reschedules) the pg_cron job wval:regression (default Mondays 06:00) that runs wval_run_regression(); WV010 with set-up instructions when pg_cron is missing';
+
+SELECT pg_catalog.pg_extension_config_dump('wval.regression_reports', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.regression_reports_id_seq', '');
+
+GRANT SELECT ON wval.regression_reports TO wval_analyst;
+GRANT EXECUTE ON FUNCTION public.wval_scenario_check(jsonb, text, text) TO wval_analyst;
+GRANT EXECUTE ON FUNCTION public.wval_scenario_add(text, text, jsonb, text, text),
+      public.wval_run_regression(text)
+   TO wval_validator;
+GRANT EXECUTE ON FUNCTION public.wval_schedule_regression(text) TO wval_admin;

@@ -550,19 +550,29 @@ DECLARE
     p_actor text := wval._ident('actor', actor);
     w wval.worlds;
     doc jsonb;
+    author text;
     prev integer;
     exceptions jsonb := '[]';
+    impact jsonb;
     act wval.policy_activations;
 BEGIN
     PERFORM wval._require_text('reason', reason, '22023', 'Say why this version becomes active.');
     w := wval._world(p_world, true);
-    SELECT pv.policy INTO doc FROM wval.policy_versions pv
+    SELECT pv.policy, pv.author INTO doc, author FROM wval.policy_versions pv
     WHERE pv.world_id = p_world AND pv.version = wval_policy_activate.version;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'policy version % of world "%" does not exist', version, p_world
             USING ERRCODE = 'WV010',
                   DETAIL = format('version is %s.', coalesce(version::text, 'null')),
                   HINT = 'Publish it first with wval_policy_publish(); see wval.policy_versions.';
+    END IF;
+
+    -- two-person rule: whoever published a version does not activate it
+    IF lower(btrim(author)) = lower(btrim(p_actor)) THEN
+        RAISE EXCEPTION 'actor "%" published policy version % of world "%" and cannot also activate it', p_actor, version, p_world
+            USING ERRCODE = 'WV009',
+                  DETAIL = format('Version %s was published by %L; the activation was requested by %L.', version, author, p_actor),
+                  HINT = 'A second person with wval_validator activates it (two-person rule); force does not waive this rule.';
     END IF;
 
     -- high-tier, client-critical worlds are fail-closed: a policy that tries
@@ -578,23 +588,59 @@ BEGIN
         exceptions := exceptions || jsonb_build_object('rule', 'fail_closed', 'validation', doc -> 'validation');
     END IF;
 
+    -- the impact gate: the change replayed over the world's history against
+    -- the active version (none at the first activation)
     prev := public.wval_active_policy_version(p_world);
+    IF prev IS NOT NULL AND prev <> version THEN
+        impact := wval._activation_impact(w, prev, version);
+        IF (impact ->> 'breached')::boolean THEN
+            IF NOT coalesce(force, false) THEN
+                RAISE EXCEPTION 'policy version % of world "%" has an impact ratio of % against the active version, at or above the gate %',
+                                version, p_world, impact ->> 'impact_ratio', impact ->> 'fail_impact_ratio'
+                    USING ERRCODE = 'WV008',
+                          DETAIL = format('Against the active version %s, stage %s: %s of %s strategies affected (%s status, %s stage changes).',
+                                          prev, impact ->> 'stage',
+                                          impact #>> ARRAY['stages', impact ->> 'stage', 'strategies_affected'],
+                                          impact #>> ARRAY['stages', impact ->> 'stage', 'total_strategies'],
+                                          impact #>> ARRAY['stages', impact ->> 'stage', 'status_changes'],
+                                          impact #>> ARRAY['stages', impact ->> 'stage', 'stage_changes']),
+                          HINT = 'Review wval_policy_diff(world_id, active, new), roll new checks out with "mode": "warn" first, or activate with force => true and a reason (recorded in the activation).';
+            END IF;
+            exceptions := exceptions || jsonb_build_object('rule', 'impact_gate', 'stage', impact -> 'stage',
+                                                           'impact_ratio', impact -> 'impact_ratio',
+                                                           'fail_impact_ratio', impact -> 'fail_impact_ratio');
+        END IF;
+    END IF;
+
     INSERT INTO wval.policy_activations (world_id, version, previous_version, activated_by, reason, forced, details)
     VALUES (p_world, version, prev, p_actor, reason, coalesce(force, false),
-            jsonb_build_object('governance_exceptions', exceptions))
+            jsonb_build_object('governance_exceptions', exceptions)
+            || CASE WHEN impact IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('impact_gate', impact) END)
     RETURNING * INTO act;
     PERFORM wval._audit(p_world, 'policy_activated', p_actor,
                         jsonb_build_object('version', version, 'previous_version', prev,
                                            'reason', reason, 'forced', coalesce(force, false),
-                                           'governance_exceptions', exceptions));
+                                           'governance_exceptions', exceptions,
+                                           'impact_ratio', impact -> 'impact_ratio'));
     PERFORM wval._emit('validation_profile_changed', p_world, 'v' || version,
                        format('validation_profile_changed:%s:v%s:%s', p_world, version, act.activation_id),
                        jsonb_build_object('world_id', p_world, 'old_version', prev, 'new_version', version,
                                           'actor', p_actor));
+    IF (impact ->> 'breached')::boolean THEN
+        -- forced through the gate: this event survives (the activation commits)
+        PERFORM wval._impact_event(p_world,
+                                   jsonb_build_object('world_id', p_world, 'source', 'activation', 'forced', true,
+                                                      'activation_id', act.activation_id, 'actor', p_actor,
+                                                      'stage', impact -> 'stage',
+                                                      'old_policy_version', prev, 'new_policy_version', version,
+                                                      'impact_ratio', impact -> 'impact_ratio',
+                                                      'fail_impact_ratio', impact -> 'fail_impact_ratio'),
+                                   'activation-' || act.activation_id);
+    END IF;
     RETURN act;
 END
 $$;
-COMMENT ON FUNCTION public.wval_policy_activate(text, integer, text, text, boolean) IS 'makes a published policy version the active one (audited, emits validation_profile_changed)';
+COMMENT ON FUNCTION public.wval_policy_activate(text, integer, text, text, boolean) IS 'makes a published policy version the active one (audited, emits validation_profile_changed); governance: the publisher cannot activate (WV009), the impact gate against the active version (WV008), fail-closed worlds; force => true with a reason passes the gate and the fail-closed rule and is recorded';
 
 -- wval._run(run_id): the stored run, WV010 when it does not exist.
 CREATE FUNCTION wval._run(p_run_id uuid) RETURNS wval.evaluation_runs
@@ -639,6 +685,13 @@ BEGIN
     IF actor IS NOT NULL THEN
         PERFORM wval._ident('actor', actor);
     END IF;
+    -- independent validation: the author of a run does not approve it
+    IF status = 'approved' AND lower(btrim(actor)) = lower(btrim(r.created_by)) THEN
+        RAISE EXCEPTION 'actor "%" created the run and cannot approve an override on it', actor
+            USING ERRCODE = 'WV009',
+                  DETAIL = format('Run %s was created by %L.', r.run_id, r.created_by),
+                  HINT = 'Another person with wval_validator approves overrides (separation of duties).';
+    END IF;
     w := wval._world(r.world_id);
     IF status = 'approved' THEN
         due := now() + CASE WHEN r.stage = 'live' OR r.kind = 'live'
@@ -659,7 +712,7 @@ BEGIN
     RETURN o;
 END
 $$;
-COMMENT ON FUNCTION public.wval_override(uuid, text, text, text) IS 'records an override (approved | rejected | revoked) on a run; approvals need reason and actor (WV009) and get a review date';
+COMMENT ON FUNCTION public.wval_override(uuid, text, text, text) IS 'records an override (approved | rejected | revoked) on a run; approvals need reason and actor (WV009), not by the run''s author (WV009), and get a review date';
 
 CREATE FUNCTION public.wval_record_failure(
     run_id uuid,
