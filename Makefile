@@ -30,6 +30,7 @@ SQL_SOURCES = \
 	src/live.sql \
 	src/diff.sql \
 	src/scenarios.sql \
+	src/retention.sql \
 	src/finish.sql
 
 # the published scenario sets, loaded by the install script

@@ -362,10 +362,86 @@ COMMENT ON FUNCTION wval._audit(text, text, text, jsonb) IS 'appends one row to 
 -- Partitions (created ahead by wval_maintain, see docs/retention.md)
 ------------------------------------------------------------------------------
 
+-- Monthly partitions are named <parent>_pYYYYMM and bounded by the first
+-- instant of the month in UTC, so that no session TimeZone can make two
+-- months overlap.
+
+-- wval._create_month_partition(parent, month): creates, indexes, protects
+-- and grants one monthly partition; returns its name.
+CREATE FUNCTION wval._create_month_partition(parent regclass, month date) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    m date := date_trunc('month', month)::date;
+    part text := format('%s_p%s', (SELECT relname FROM pg_class WHERE oid = parent), to_char(m, 'YYYYMM'));
+BEGIN
+    EXECUTE format('CREATE TABLE wval.%I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
+                   part, parent, m::timestamp AT TIME ZONE 'UTC',
+                   (m + interval '1 month')::timestamp AT TIME ZONE 'UTC');
+    PERFORM wval._index_partition(('wval.' || quote_ident(part))::regclass);
+    PERFORM wval._protect(('wval.' || quote_ident(part))::regclass);
+    PERFORM wval._secure(('wval.' || quote_ident(part))::regclass);
+    EXECUTE format('GRANT SELECT ON wval.%I TO wval_analyst', part);
+    RETURN part;
+END
+$$;
+COMMENT ON FUNCTION wval._create_month_partition(regclass, date) IS 'creates the monthly partition <parent>_pYYYYMM (UTC month bounds) with its indexes, triggers, row-level security and grants';
+
+-- wval._month_partition(parent, month, move): makes sure the month has its
+-- own partition.  When the default partition already holds rows of that
+-- month, the partition cannot simply be created: with move => false the
+-- month stays in the default partition ('left_in_default'); with move =>
+-- true those rows leave the default partition under the retention guard and
+-- come back unchanged (chain columns included) into the new partition, all
+-- in the caller's transaction ('moved').  Needs the extension owner to be a
+-- superuser (rows that arrive with their chain values are a restore).
+CREATE FUNCTION wval._month_partition(parent regclass, month date, move boolean DEFAULT false) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    m date := date_trunc('month', month)::date;
+    parent_name text := (SELECT relname FROM pg_class WHERE oid = parent);
+    part text := format('%s_p%s', parent_name, to_char(m, 'YYYYMM'));
+    lo timestamptz := m::timestamp AT TIME ZONE 'UTC';
+    hi timestamptz := (m + interval '1 month')::timestamp AT TIME ZONE 'UTC';
+    cols text;
+    has_rows boolean;
+BEGIN
+    IF to_regclass('wval.' || quote_ident(part)) IS NOT NULL THEN
+        RETURN 'exists';
+    END IF;
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM wval.%I WHERE created_at >= %L AND created_at < %L)',
+                   parent_name || '_default', lo, hi)
+        INTO has_rows;
+    IF NOT has_rows THEN
+        PERFORM wval._create_month_partition(parent, m);
+        RETURN 'created';
+    END IF;
+    IF NOT coalesce(move, false) THEN
+        RETURN 'left_in_default';
+    END IF;
+    SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
+    FROM pg_attribute a WHERE a.attrelid = parent AND a.attnum > 0 AND NOT a.attisdropped;
+    IF to_regclass('pg_temp.wval_month_move') IS NOT NULL THEN
+        DROP TABLE pg_temp.wval_month_move;
+    END IF;
+    EXECUTE format('CREATE TEMP TABLE wval_month_move ON COMMIT DROP AS SELECT %s FROM wval.%I WHERE created_at >= %L AND created_at < %L',
+                   cols, parent_name || '_default', lo, hi);
+    PERFORM wval._purge_guard(true);
+    EXECUTE format('DELETE FROM wval.%I WHERE created_at >= %L AND created_at < %L', parent_name || '_default', lo, hi);
+    PERFORM wval._purge_guard(false);
+    PERFORM wval._create_month_partition(parent, m);
+    EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM pg_temp.wval_month_move', parent, cols, cols);
+    DROP TABLE pg_temp.wval_month_move;
+    PERFORM wval._audit(NULL, 'partition_rows_moved', wval._invoker(),
+                        jsonb_build_object('partition', part, 'from', parent_name || '_default'));
+    RETURN 'moved';
+END
+$$;
+COMMENT ON FUNCTION wval._month_partition(regclass, date, boolean) IS 'makes sure a month has its own partition: exists | created | left_in_default | moved (rows of the month taken out of the default partition into the new one, unchanged)';
+
 -- wval_maintain(months_ahead): creates the monthly partitions of the
--- partitioned history tables from the current month to months_ahead months
--- ahead (a month whose rows already sit in the default partition is left
--- there), protects them, and returns what it created.
+-- partitioned history tables from the current month (UTC) to months_ahead
+-- months ahead (a month whose rows already sit in the default partition is
+-- left there), protects them, and returns what it created.
 CREATE FUNCTION public.wval_maintain(months_ahead integer DEFAULT 3) RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
@@ -374,7 +450,6 @@ DECLARE
     part text;
     created text[] := '{}';
     skipped text[] := '{}';
-    has_rows boolean;
 BEGIN
     IF months_ahead IS NULL OR months_ahead < 0 OR months_ahead > 120 THEN
         RAISE EXCEPTION 'invalid value for "months_ahead"' USING ERRCODE = '22023',
@@ -387,23 +462,13 @@ BEGIN
         ORDER BY c.relname
     LOOP
         FOR i IN 0 .. months_ahead LOOP
-            m := (date_trunc('month', now()) + make_interval(months => i))::date;
+            m := (date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => i))::date;
             part := format('%s_p%s', (SELECT relname FROM pg_class WHERE oid = parent), to_char(m, 'YYYYMM'));
-            CONTINUE WHEN to_regclass('wval.' || part) IS NOT NULL;
-            EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s_default WHERE created_at >= %L AND created_at < %L)',
-                           parent, m, (m + interval '1 month')::date)
-                INTO has_rows;
-            IF has_rows THEN
-                skipped := skipped || part;
-                CONTINUE;
-            END IF;
-            EXECUTE format('CREATE TABLE wval.%I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
-                           part, parent, m::timestamptz, (m + interval '1 month')::date::timestamptz);
-            PERFORM wval._index_partition(('wval.' || quote_ident(part))::regclass);
-            PERFORM wval._protect(('wval.' || quote_ident(part))::regclass);
-            PERFORM wval._secure(('wval.' || quote_ident(part))::regclass);
-            EXECUTE format('GRANT SELECT ON wval.%I TO wval_analyst', part);
-            created := created || part;
+            CASE wval._month_partition(parent, m, false)
+                WHEN 'created' THEN created := created || part;
+                WHEN 'left_in_default' THEN skipped := skipped || part;
+                ELSE NULL;
+            END CASE;
         END LOOP;
     END LOOP;
     IF cardinality(created) > 0 THEN

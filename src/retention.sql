@@ -1,0 +1,626 @@
+-- retention.sql: retention settings, the purge, the import of historical
+-- runs and the maintenance job (spec store.md, "Retention"); see
+-- docs/retention.md.  History leaves only through wval_purge(), under the
+-- transaction-local guard of store.c, and every chained row it removes
+-- leaves its link in wval.chain_tombstones so that the chain of what remains
+-- still verifies.
+
+------------------------------------------------------------------------------
+-- Settings
+------------------------------------------------------------------------------
+
+-- wval._drop_temp(name): drops a temporary work table of this session if a
+-- previous call in the same transaction left it (quietly, unlike DROP TABLE
+-- IF EXISTS).
+CREATE FUNCTION wval._drop_temp(p_name text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+BEGIN
+    IF to_regclass('pg_temp.' || quote_ident(p_name)) IS NOT NULL THEN
+        EXECUTE format('DROP TABLE pg_temp.%I', p_name);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION wval._drop_temp(text) IS 'drops a temporary work table of the session when it exists';
+
+CREATE TABLE wval.retention (
+    table_name text NOT NULL CHECK (table_name IN ('*', 'evaluation_runs', 'policy_versions')),
+    world_id   text NOT NULL DEFAULT '*',
+    keep       interval NOT NULL CONSTRAINT retention_minimum CHECK (keep >= interval '90 days'),
+    updated_by text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (table_name, world_id)
+);
+COMMENT ON TABLE wval.retention IS 'how long history is kept, per table and world (''*'' = every table / every world); at least 90 days; the longest applicable setting wins. Written by wval_retention_set, audited';
+COMMENT ON COLUMN wval.retention.table_name IS 'evaluation_runs (with their rule results, overrides and ex-post cases), policy_versions (with their activations), or * for both';
+COMMENT ON COLUMN wval.retention.keep IS 'rows younger than now() - keep are never purged; never less than 90 days';
+
+-- wval._retention_keep(table, world): the retention of a table in a world:
+-- the longest applicable setting, at least 90 days.
+CREATE FUNCTION wval._retention_keep(p_table text, p_world_id text) RETURNS interval
+LANGUAGE sql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
+    SELECT greatest(interval '90 days', max(r.keep))
+    FROM wval.retention r
+    WHERE r.table_name IN (p_table, '*') AND r.world_id IN (coalesce(p_world_id, '*'), '*');
+$$;
+COMMENT ON FUNCTION wval._retention_keep(text, text) IS 'the retention of a table in a world: the longest applicable wval.retention setting, at least 90 days';
+
+CREATE FUNCTION public.wval_retention_set(table_name text, keep interval, world_id text DEFAULT NULL,
+                                          actor text DEFAULT NULL)
+RETURNS SETOF wval.retention
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp SET IntervalStyle = postgres AS $$
+DECLARE
+    p_world text := coalesce(world_id, '*');
+    p_actor text := wval._ident('actor', coalesce(actor, wval._invoker()));
+    old wval.retention;
+    r wval.retention;
+BEGIN
+    PERFORM wval._one_of('table_name', table_name, ARRAY['*', 'evaluation_runs', 'policy_versions']);
+    IF world_id IS NOT NULL THEN
+        PERFORM wval._world(world_id);
+    END IF;
+    IF keep IS NOT NULL AND keep < interval '90 days' THEN
+        RAISE EXCEPTION 'retention of % must be at least 90 days', table_name
+            USING ERRCODE = 'WV011',
+                  DETAIL = format('keep is %s.', keep),
+                  HINT = 'History is kept at least 90 days; configure longer periods only.';
+    END IF;
+    SELECT * INTO old FROM wval.retention x
+    WHERE x.table_name = wval_retention_set.table_name AND x.world_id = p_world FOR UPDATE;
+    IF keep IS NULL THEN
+        DELETE FROM wval.retention x WHERE x.table_name = wval_retention_set.table_name AND x.world_id = p_world;
+    ELSE
+        INSERT INTO wval.retention AS x (table_name, world_id, keep, updated_by)
+        VALUES (wval_retention_set.table_name, p_world, keep, p_actor)
+        ON CONFLICT ON CONSTRAINT retention_pkey
+        DO UPDATE SET keep = excluded.keep, updated_by = excluded.updated_by, updated_at = now()
+        RETURNING * INTO r;
+    END IF;
+    PERFORM wval._audit(world_id, 'retention_set', p_actor,
+                        jsonb_build_object('table_name', table_name, 'world_id', p_world,
+                                           'old_keep', old.keep::text, 'keep', keep::text));
+    IF r.table_name IS NOT NULL THEN
+        RETURN NEXT r;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION public.wval_retention_set(text, interval, text, text) IS 'sets how long a table (evaluation_runs, policy_versions or *) is kept in a world (null: every world); at least 90 days (WV011); keep => null removes the setting; audited';
+
+------------------------------------------------------------------------------
+-- The purge
+------------------------------------------------------------------------------
+
+-- wval._purge_partitions(parent, candidates, dry_run): the monthly
+-- partitions of parent whose every row is a purge candidate (candidates is
+-- a temporary table whose column part holds the tableoid of each row); dropped unless dry_run.
+CREATE FUNCTION wval._purge_partitions(p_parent text, p_candidates text, p_dry_run boolean) RETURNS jsonb
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    p record;
+    total bigint;
+    cand bigint;
+    out jsonb := '[]';
+BEGIN
+    FOR p IN
+        SELECT c.oid, c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = ('wval.' || p_parent)::regclass AND c.relname <> p_parent || '_default'
+        ORDER BY c.relname
+    LOOP
+        EXECUTE format('SELECT count(*) FROM wval.%I', p.relname) INTO total;
+        EXECUTE format('SELECT count(*) FROM pg_temp.%I WHERE part = %s', p_candidates, p.oid) INTO cand;
+        CONTINUE WHEN total = 0 OR cand <> total;
+        IF NOT p_dry_run THEN
+            EXECUTE format('ALTER TABLE wval.%I DETACH PARTITION wval.%I', p_parent, p.relname);
+            EXECUTE format('DROP TABLE wval.%I', p.relname);
+        END IF;
+        out := out || jsonb_build_object('partition', 'wval.' || p.relname, 'rows', total, 'dropped', NOT p_dry_run);
+    END LOOP;
+    RETURN out;
+END
+$$;
+COMMENT ON FUNCTION wval._purge_partitions(text, text, boolean) IS 'the monthly partitions of a history table that hold only purge candidates; detached and dropped unless dry_run';
+
+CREATE FUNCTION public.wval_purge(older_than timestamptz, world_id text DEFAULT NULL, dry_run boolean DEFAULT true)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    w wval.worlds;
+    held text[] := '{}';
+    t text;
+    keep interval;
+    floor_keep interval := wval._retention_keep('*', NULL);
+    changed bigint;
+    n bigint;
+    deleted bigint := 0;
+    expected bigint;
+    parts jsonb := '[]';
+    tables jsonb;
+    worlds_report jsonb;
+    report jsonb;
+    wr record;
+BEGIN
+    IF older_than IS NULL OR dry_run IS NULL THEN
+        RAISE EXCEPTION '"%" must not be null', CASE WHEN older_than IS NULL THEN 'older_than' ELSE 'dry_run' END
+            USING ERRCODE = '22023',
+                  HINT = 'Pass the cut (rows created before it may go) and whether this is a dry run.';
+    END IF;
+    IF world_id IS NOT NULL THEN
+        w := wval._world(world_id);
+        IF w.legal_hold THEN
+            RAISE EXCEPTION 'world "%" is under legal hold', w.world_id
+                USING ERRCODE = 'WV011',
+                      DETAIL = 'A world under legal hold is never purged.',
+                      HINT = 'Lift the hold first with wval_world_upsert(world_id, legal_hold => false) when the hold ends.';
+        END IF;
+    ELSIF older_than > now() - floor_keep THEN
+        RAISE EXCEPTION 'purge would cut inside the minimum retention'
+            USING ERRCODE = 'WV011',
+                  DETAIL = format('older_than is %s; history is kept for %s, so the cut may be at most %s.',
+                                  older_than, floor_keep, now() - floor_keep),
+                  HINT = 'Pass an older_than at or before that time (see wval.retention).';
+    END IF;
+
+    -- the worlds in scope, locked against a concurrent change of their hold,
+    -- each table with its own cut (a longer retention cuts earlier)
+    PERFORM wval._drop_temp('wval_purge_scope');
+    CREATE TEMP TABLE wval_purge_scope (world_id text PRIMARY KEY, runs_cut timestamptz, versions_cut timestamptz,
+                                        active_version integer) ON COMMIT DROP;
+    FOR w IN SELECT * FROM wval.worlds x WHERE wval_purge.world_id IS NULL OR x.world_id = wval_purge.world_id
+             ORDER BY x.world_id FOR SHARE
+    LOOP
+        IF w.legal_hold THEN
+            IF wval_purge.world_id IS NOT NULL THEN
+                RAISE EXCEPTION 'world "%" is under legal hold', w.world_id USING ERRCODE = 'WV011',
+                    DETAIL = 'A world under legal hold is never purged.',
+                    HINT = 'Lift the hold first with wval_world_upsert(world_id, legal_hold => false) when the hold ends.';
+            END IF;
+            held := held || w.world_id;
+            CONTINUE;
+        END IF;
+        IF wval_purge.world_id IS NOT NULL THEN
+            FOREACH t IN ARRAY ARRAY['evaluation_runs', 'policy_versions'] LOOP
+                keep := wval._retention_keep(t, w.world_id);
+                IF older_than > now() - keep THEN
+                    RAISE EXCEPTION 'purge would cut inside the retention of % in world "%"', t, w.world_id
+                        USING ERRCODE = 'WV011',
+                              DETAIL = format('older_than is %s; %s of world %s are kept for %s, so the cut may be at most %s.',
+                                              older_than, t, w.world_id, keep, now() - keep),
+                              HINT = 'Pass an older_than at or before that time; retention is set with wval_retention_set() and is at least 90 days.';
+                END IF;
+            END LOOP;
+        END IF;
+        INSERT INTO pg_temp.wval_purge_scope
+        VALUES (w.world_id, least(older_than, now() - wval._retention_keep('evaluation_runs', w.world_id)),
+                least(older_than, now() - wval._retention_keep('policy_versions', w.world_id)),
+                public.wval_active_policy_version(w.world_id));
+    END LOOP;
+
+    -- runs: never the latest of a (world, strategy, stage, kind), one under an
+    -- approved override or a case that is not dismissed, nor one a kept run
+    -- links to or supersedes
+    PERFORM wval._drop_temp('wval_purge_runs');
+    CREATE TEMP TABLE wval_purge_runs ON COMMIT DROP AS
+    SELECT r.tableoid AS part, r.world_id, r.run_id, r.created_at, r.chain_seq, r.prev_hash, r.row_hash
+    FROM wval.evaluation_runs r JOIN pg_temp.wval_purge_scope s ON s.world_id = r.world_id
+    WHERE r.created_at < s.runs_cut
+      AND EXISTS (SELECT 1 FROM wval.evaluation_runs n
+                  WHERE n.world_id = r.world_id AND n.strategy_id = r.strategy_id AND n.stage = r.stage
+                    AND n.kind = r.kind
+                    AND (n.created_at > r.created_at OR (n.created_at = r.created_at AND n.chain_seq > r.chain_seq)))
+      AND NOT EXISTS (SELECT 1 FROM wval.current_overrides co WHERE co.run_id = r.run_id AND co.status = 'approved')
+      AND NOT EXISTS (SELECT 1 FROM wval.ex_post_cases c WHERE c.run_id = r.run_id AND c.status <> 'dismissed');
+    CREATE INDEX ON pg_temp.wval_purge_runs (run_id);
+    LOOP
+        DELETE FROM pg_temp.wval_purge_runs c
+        WHERE EXISTS (SELECT 1 FROM wval.evaluation_runs k
+                      WHERE k.world_id = c.world_id AND (k.linked_run_id = c.run_id OR k.supersedes = c.run_id)
+                        AND NOT EXISTS (SELECT 1 FROM pg_temp.wval_purge_runs c2 WHERE c2.run_id = k.run_id));
+        GET DIAGNOSTICS changed = ROW_COUNT;
+        EXIT WHEN changed = 0;
+    END LOOP;
+
+    PERFORM wval._drop_temp('wval_purge_results');
+    CREATE TEMP TABLE wval_purge_results ON COMMIT DROP AS
+    SELECT rr.tableoid AS part, rr.world_id, rr.run_id, rr.rule, rr.created_at
+    FROM wval.rule_results rr JOIN pg_temp.wval_purge_runs c ON c.world_id = rr.world_id AND c.run_id = rr.run_id;
+
+    PERFORM wval._drop_temp('wval_purge_overrides');
+    CREATE TEMP TABLE wval_purge_overrides ON COMMIT DROP AS
+    SELECT o.world_id, o.override_id, o.recorded_at, o.chain_seq, o.prev_hash, o.row_hash
+    FROM wval.overrides o JOIN pg_temp.wval_purge_runs c ON c.world_id = o.world_id AND c.run_id = o.run_id;
+
+    PERFORM wval._drop_temp('wval_purge_failures');
+    CREATE TEMP TABLE wval_purge_failures ON COMMIT DROP AS
+    SELECT f.world_id, f.entry_id, f.case_id, f.recorded_at, f.chain_seq, f.prev_hash, f.row_hash
+    FROM wval.ex_post_failures f JOIN pg_temp.wval_purge_runs c ON c.world_id = f.world_id AND c.run_id = f.run_id;
+
+    -- policy versions: never the active one, one a kept run references, or
+    -- one activated after the cut; with them go their activations
+    PERFORM wval._drop_temp('wval_purge_versions');
+    CREATE TEMP TABLE wval_purge_versions ON COMMIT DROP AS
+    SELECT pv.world_id, pv.version, pv.created_at, pv.chain_seq, pv.prev_hash, pv.row_hash
+    FROM wval.policy_versions pv JOIN pg_temp.wval_purge_scope s ON s.world_id = pv.world_id
+    WHERE pv.created_at < s.versions_cut
+      AND pv.version IS DISTINCT FROM s.active_version
+      AND NOT EXISTS (SELECT 1 FROM wval.evaluation_runs r
+                      WHERE r.world_id = pv.world_id AND r.policy_version = pv.version
+                        AND NOT EXISTS (SELECT 1 FROM pg_temp.wval_purge_runs c WHERE c.run_id = r.run_id))
+      AND NOT EXISTS (SELECT 1 FROM wval.policy_activations a
+                      WHERE a.world_id = pv.world_id AND a.version = pv.version AND a.activated_at >= s.versions_cut);
+
+    PERFORM wval._drop_temp('wval_purge_activations');
+    CREATE TEMP TABLE wval_purge_activations ON COMMIT DROP AS
+    SELECT a.world_id, a.activation_id, a.activated_at, a.chain_seq, a.prev_hash, a.row_hash
+    FROM wval.policy_activations a JOIN pg_temp.wval_purge_versions v ON v.world_id = a.world_id AND v.version = a.version;
+
+    -- the report: per world and table, candidates, what the rules protect and the oldest row kept
+    WITH runs AS (
+        SELECT r.world_id, count(c.run_id) AS candidates,
+               count(*) FILTER (WHERE c.run_id IS NULL AND r.created_at < s.runs_cut) AS protected,
+               min(r.created_at) FILTER (WHERE c.run_id IS NULL) AS oldest_kept
+        FROM wval.evaluation_runs r JOIN pg_temp.wval_purge_scope s ON s.world_id = r.world_id
+        LEFT JOIN pg_temp.wval_purge_runs c ON c.world_id = r.world_id AND c.run_id = r.run_id AND c.created_at = r.created_at
+        GROUP BY r.world_id),
+    results AS (
+        SELECT r.world_id, count(c.run_id) AS candidates, min(r.created_at) FILTER (WHERE c.run_id IS NULL) AS oldest_kept
+        FROM wval.rule_results r JOIN pg_temp.wval_purge_scope s ON s.world_id = r.world_id
+        LEFT JOIN pg_temp.wval_purge_results c ON c.world_id = r.world_id AND c.run_id = r.run_id AND c.rule = r.rule
+                                               AND c.created_at = r.created_at
+        GROUP BY r.world_id),
+    ovr AS (
+        SELECT o.world_id, count(c.override_id) AS candidates, min(o.recorded_at) FILTER (WHERE c.override_id IS NULL) AS oldest_kept
+        FROM wval.overrides o JOIN pg_temp.wval_purge_scope s ON s.world_id = o.world_id
+        LEFT JOIN pg_temp.wval_purge_overrides c ON c.world_id = o.world_id AND c.override_id = o.override_id
+        GROUP BY o.world_id),
+    fail AS (
+        SELECT f.world_id, count(c.entry_id) AS candidates, min(f.recorded_at) FILTER (WHERE c.entry_id IS NULL) AS oldest_kept
+        FROM wval.ex_post_failures f JOIN pg_temp.wval_purge_scope s ON s.world_id = f.world_id
+        LEFT JOIN pg_temp.wval_purge_failures c ON c.world_id = f.world_id AND c.entry_id = f.entry_id
+        GROUP BY f.world_id),
+    ver AS (
+        SELECT v.world_id, count(c.version) AS candidates,
+               count(*) FILTER (WHERE c.version IS NULL AND v.created_at < s.versions_cut) AS protected,
+               min(v.created_at) FILTER (WHERE c.version IS NULL) AS oldest_kept
+        FROM wval.policy_versions v JOIN pg_temp.wval_purge_scope s ON s.world_id = v.world_id
+        LEFT JOIN pg_temp.wval_purge_versions c ON c.world_id = v.world_id AND c.version = v.version
+        GROUP BY v.world_id),
+    act AS (
+        SELECT a.world_id, count(c.activation_id) AS candidates, min(a.activated_at) FILTER (WHERE c.activation_id IS NULL) AS oldest_kept
+        FROM wval.policy_activations a JOIN pg_temp.wval_purge_scope s ON s.world_id = a.world_id
+        LEFT JOIN pg_temp.wval_purge_activations c ON c.world_id = a.world_id AND c.activation_id = a.activation_id
+        GROUP BY a.world_id)
+    SELECT coalesce(jsonb_object_agg(s.world_id, jsonb_build_object(
+               'runs_cut', s.runs_cut, 'versions_cut', s.versions_cut,
+               'tables', jsonb_build_object(
+                   'evaluation_runs', jsonb_build_object('candidates', coalesce(runs.candidates, 0), 'deleted', 0,
+                                                         'protected', coalesce(runs.protected, 0), 'oldest_kept', runs.oldest_kept),
+                   'rule_results', jsonb_build_object('candidates', coalesce(results.candidates, 0), 'deleted', 0,
+                                                      'oldest_kept', results.oldest_kept),
+                   'overrides', jsonb_build_object('candidates', coalesce(ovr.candidates, 0), 'deleted', 0,
+                                                   'oldest_kept', ovr.oldest_kept),
+                   'ex_post_failures', jsonb_build_object('candidates', coalesce(fail.candidates, 0), 'deleted', 0,
+                                                          'oldest_kept', fail.oldest_kept),
+                   'policy_versions', jsonb_build_object('candidates', coalesce(ver.candidates, 0), 'deleted', 0,
+                                                         'protected', coalesce(ver.protected, 0), 'oldest_kept', ver.oldest_kept),
+                   'policy_activations', jsonb_build_object('candidates', coalesce(act.candidates, 0), 'deleted', 0,
+                                                            'oldest_kept', act.oldest_kept)))), '{}')
+    INTO worlds_report
+    FROM pg_temp.wval_purge_scope s
+    LEFT JOIN runs ON runs.world_id = s.world_id LEFT JOIN results ON results.world_id = s.world_id
+    LEFT JOIN ovr ON ovr.world_id = s.world_id LEFT JOIN fail ON fail.world_id = s.world_id
+    LEFT JOIN ver ON ver.world_id = s.world_id LEFT JOIN act ON act.world_id = s.world_id;
+
+    IF NOT dry_run THEN
+        -- every chained row that goes leaves its link behind
+        INSERT INTO wval.chain_tombstones (world_id, chain_seq, table_name, prev_hash, row_hash)
+        SELECT x.world_id, x.chain_seq, 'evaluation_runs', x.prev_hash, x.row_hash FROM pg_temp.wval_purge_runs x
+        UNION ALL SELECT x.world_id, x.chain_seq, 'overrides', x.prev_hash, x.row_hash FROM pg_temp.wval_purge_overrides x
+        UNION ALL SELECT x.world_id, x.chain_seq, 'ex_post_failures', x.prev_hash, x.row_hash FROM pg_temp.wval_purge_failures x
+        UNION ALL SELECT x.world_id, x.chain_seq, 'policy_versions', x.prev_hash, x.row_hash FROM pg_temp.wval_purge_versions x
+        UNION ALL SELECT x.world_id, x.chain_seq, 'policy_activations', x.prev_hash, x.row_hash FROM pg_temp.wval_purge_activations x;
+    END IF;
+
+    -- whole months first (detach and drop), then row by row under the guard
+    parts := wval._purge_partitions('evaluation_runs', 'wval_purge_runs', dry_run)
+             || wval._purge_partitions('rule_results', 'wval_purge_results', dry_run);
+    IF NOT dry_run THEN
+        SELECT coalesce(sum((p ->> 'rows')::bigint), 0) INTO deleted FROM jsonb_array_elements(parts) p;
+        PERFORM wval._purge_guard(true);
+        DELETE FROM wval.evaluation_runs r USING pg_temp.wval_purge_runs c
+        WHERE r.world_id = c.world_id AND r.run_id = c.run_id AND r.created_at = c.created_at;
+        GET DIAGNOSTICS n = ROW_COUNT; deleted := deleted + n;
+        DELETE FROM wval.rule_results r USING pg_temp.wval_purge_results c
+        WHERE r.world_id = c.world_id AND r.run_id = c.run_id AND r.rule = c.rule AND r.created_at = c.created_at;
+        GET DIAGNOSTICS n = ROW_COUNT; deleted := deleted + n;
+        DELETE FROM wval.overrides o USING pg_temp.wval_purge_overrides c
+        WHERE o.world_id = c.world_id AND o.override_id = c.override_id;
+        GET DIAGNOSTICS n = ROW_COUNT; deleted := deleted + n;
+        DELETE FROM wval.ex_post_failures f USING pg_temp.wval_purge_failures c
+        WHERE f.world_id = c.world_id AND f.case_id = c.case_id AND f.entry_id = c.entry_id;
+        GET DIAGNOSTICS n = ROW_COUNT; deleted := deleted + n;
+        DELETE FROM wval.policy_activations a USING pg_temp.wval_purge_activations c
+        WHERE a.world_id = c.world_id AND a.activation_id = c.activation_id;
+        GET DIAGNOSTICS n = ROW_COUNT; deleted := deleted + n;
+        DELETE FROM wval.policy_versions v USING pg_temp.wval_purge_versions c
+        WHERE v.world_id = c.world_id AND v.version = c.version;
+        GET DIAGNOSTICS n = ROW_COUNT; deleted := deleted + n;
+        PERFORM wval._purge_guard(false);
+
+        -- what went is exactly what the report promised
+        SELECT (SELECT count(*) FROM pg_temp.wval_purge_runs) + (SELECT count(*) FROM pg_temp.wval_purge_results)
+               + (SELECT count(*) FROM pg_temp.wval_purge_overrides) + (SELECT count(*) FROM pg_temp.wval_purge_failures)
+               + (SELECT count(*) FROM pg_temp.wval_purge_activations) + (SELECT count(*) FROM pg_temp.wval_purge_versions)
+        INTO expected;
+        IF deleted <> expected THEN
+            RAISE EXCEPTION 'purge removed % rows where % were selected', deleted, expected
+                USING ERRCODE = 'XX000', HINT = 'Nothing was removed (the transaction is rolled back); run the purge again.';
+        END IF;
+        SELECT jsonb_object_agg(x.key, jsonb_set(x.value, '{tables}',
+                   (SELECT jsonb_object_agg(tt.key, jsonb_set(tt.value, '{deleted}', tt.value -> 'candidates'))
+                    FROM jsonb_each(x.value -> 'tables') tt)))
+        INTO worlds_report FROM jsonb_each(worlds_report) x;
+        worlds_report := coalesce(worlds_report, '{}');
+    END IF;
+
+    report := jsonb_build_object('older_than', older_than, 'world_id', world_id, 'dry_run', dry_run,
+                                 'worlds', worlds_report, 'legal_hold_skipped', to_jsonb(held),
+                                 'partitions', parts);
+    IF NOT dry_run THEN
+        FOR wr IN SELECT x.key, x.value FROM jsonb_each(worlds_report) x ORDER BY x.key LOOP
+            PERFORM wval._audit(wr.key, 'purge', wval._invoker(),
+                                jsonb_build_object('older_than', older_than) || wr.value);
+        END LOOP;
+        IF jsonb_array_length(parts) > 0 THEN
+            PERFORM wval._audit(NULL, 'partitions_dropped', wval._invoker(),
+                                jsonb_build_object('older_than', older_than, 'partitions', parts));
+        END IF;
+    END IF;
+    RETURN report;
+END
+$$;
+COMMENT ON FUNCTION public.wval_purge(timestamptz, text, boolean) IS 'removes history created before older_than (dry run by default): never the latest run per (world, strategy, stage, kind), runs under an approved override or a case that is not dismissed, runs a kept run links to or supersedes, or policy versions a kept run references; WV011 inside the retention or under a legal hold; drops whole monthly partitions when all their rows go; leaves chain tombstones; audited; returns a report per world and table (candidates, deleted, protected, oldest_kept)';
+
+------------------------------------------------------------------------------
+-- Import of historical runs
+------------------------------------------------------------------------------
+
+CREATE FUNCTION public.wval_import_runs(runs jsonb) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    e record;
+    x jsonb;
+    at text;
+    ts timestamptz;
+    rid uuid;
+    crid text;
+    m date;
+    n integer;
+    missing text;
+    months jsonb;
+    wid text;
+    rec record;
+    cseq bigint;
+    prev text;
+    ords bigint[];
+    seqs bigint[];
+    prevs text[];
+    hashes text[];
+BEGIN
+    IF runs IS NULL OR jsonb_typeof(runs) <> 'array' THEN
+        RAISE EXCEPTION '"runs" must be a JSON array' USING ERRCODE = '22023',
+            HINT = 'Pass [{"world_id", "strategy_id", "created_at", "status", "metrics", ...}, ...] (docs/retention.md).';
+    END IF;
+    PERFORM wval._drop_temp('wval_import');
+    CREATE TEMP TABLE wval_import (LIKE wval.evaluation_runs INCLUDING DEFAULTS, ord bigint) ON COMMIT DROP;
+    ALTER TABLE pg_temp.wval_import ALTER COLUMN chain_seq DROP NOT NULL, ALTER COLUMN prev_hash DROP NOT NULL,
+        ALTER COLUMN row_hash DROP NOT NULL;
+
+    -- check every element first: nothing is imported when one is wrong
+    FOR e IN SELECT r.value AS v, r.ordinality - 1 AS i FROM jsonb_array_elements(runs) WITH ORDINALITY r LOOP
+        x := e.v;
+        IF jsonb_typeof(x) <> 'object' THEN
+            RAISE EXCEPTION '"runs[%]" must be an object', e.i USING ERRCODE = '22023',
+                HINT = 'Each run is an object {"world_id", "strategy_id", "created_at", "status", "metrics", ...}.';
+        END IF;
+        SELECT string_agg(k, ', ') INTO missing
+        FROM unnest(ARRAY['world_id', 'strategy_id', 'created_at', 'status', 'metrics']) k
+        WHERE x -> k IS NULL OR jsonb_typeof(x -> k) = 'null';
+        IF missing IS NOT NULL THEN
+            RAISE EXCEPTION '"runs[%]" lacks %', e.i, missing USING ERRCODE = '22023',
+                DETAIL = format('runs[%s] is %s.', e.i, left(x::text, 200)),
+                HINT = 'Each imported run needs world_id, strategy_id, created_at, status and metrics.';
+        END IF;
+        PERFORM wval._ident(format('runs[%s].world_id', e.i), x ->> 'world_id');
+        PERFORM wval._ident(format('runs[%s].strategy_id', e.i), x ->> 'strategy_id');
+        PERFORM wval._one_of(format('runs[%s].stage', e.i), coalesce(x ->> 'stage', 'backtest'),
+                             ARRAY['backtest', 'paper', 'shadow', 'live']);
+        PERFORM wval._one_of(format('runs[%s].kind', e.i), coalesce(x ->> 'kind', 'single'),
+                             ARRAY['single', 'cohort', 'live', 'portfolio', 'stress']);
+        PERFORM wval._one_of(format('runs[%s].status', e.i), x ->> 'status', ARRAY['pass', 'warn', 'fail', 'unvalidated']);
+        IF x ? 'recommended_stage' AND jsonb_typeof(x -> 'recommended_stage') <> 'null' THEN
+            PERFORM wval._one_of(format('runs[%s].recommended_stage', e.i), x ->> 'recommended_stage',
+                                 ARRAY['backtest_only', 'paper_only', 'paper_ok_live_candidate']);
+        END IF;
+        IF jsonb_typeof(x -> 'metrics') <> 'object' OR (x ? 'results' AND jsonb_typeof(x -> 'results') NOT IN ('object', 'null')) THEN
+            RAISE EXCEPTION '"runs[%].%" must be an object', e.i,
+                            CASE WHEN jsonb_typeof(x -> 'metrics') <> 'object' THEN 'metrics' ELSE 'results' END
+                USING ERRCODE = '22023', HINT = 'metrics are metric blocks, results map check keys to RuleResults.';
+        END IF;
+        at := x ->> 'created_at';
+        BEGIN
+            ts := at::timestamptz;
+            rid := CASE WHEN x ->> 'run_id' ~* '^[0-9a-f]{8}-?([0-9a-f]{4}-?){3}[0-9a-f]{12}$' THEN (x ->> 'run_id')::uuid END;
+            PERFORM (x ->> 'policy_version')::integer, (x ->> 'linked_run_id')::uuid, (x ->> 'supersedes')::uuid,
+                    (x ->> 'as_of')::date;
+        EXCEPTION WHEN data_exception THEN
+            RAISE EXCEPTION '"runs[%]" has a value of the wrong type', e.i USING ERRCODE = '22023',
+                DETAIL = format('created_at is %s, run_id is %s, policy_version is %s, linked_run_id is %s, supersedes is %s, as_of is %s.',
+                                coalesce(quote_literal(at), 'null'), coalesce(x ->> 'run_id', 'null'),
+                                coalesce(x ->> 'policy_version', 'null'), coalesce(x ->> 'linked_run_id', 'null'),
+                                coalesce(x ->> 'supersedes', 'null'), coalesce(x ->> 'as_of', 'null')),
+                HINT = 'created_at is an ISO-8601 timestamp, run_id a uuid (or your own id, kept as client_run_id), policy_version an integer, linked_run_id and supersedes uuids, as_of a date.';
+        END;
+        IF ts > now() THEN
+            RAISE EXCEPTION '"runs[%].created_at" is in the future', e.i USING ERRCODE = '22023',
+                DETAIL = format('created_at is %s.', at), HINT = 'Import runs that already happened.';
+        END IF;
+        crid := coalesce(x ->> 'client_run_id', CASE WHEN rid IS NULL THEN x ->> 'run_id' END);
+        INSERT INTO pg_temp.wval_import (run_id, world_id, strategy_id, stage, kind, campaign_id, risk_tier,
+                                         model_card_version, code_hash, data_snapshot, context, client_run_id,
+                                         returns_hash, metrics, policy_version, ruleset_hash, profile, status,
+                                         recommended_stage, recommendation, results, linked_run_id, supersedes,
+                                         as_of, created_by, created_at, ord)
+        VALUES (coalesce(rid, gen_random_uuid()), x ->> 'world_id', x ->> 'strategy_id', coalesce(x ->> 'stage', 'backtest'),
+                coalesce(x ->> 'kind', 'single'), x ->> 'campaign_id', x ->> 'risk_tier', x ->> 'model_card_version',
+                x ->> 'code_hash', nullif(x -> 'data_snapshot', 'null'),
+                coalesce(nullif(x -> 'context', 'null'), '{}') || jsonb_build_object('imported', true),
+                crid, x ->> 'returns_hash', x -> 'metrics', (x ->> 'policy_version')::integer, x ->> 'ruleset_hash',
+                x ->> 'profile', x ->> 'status', x ->> 'recommended_stage', nullif(x -> 'recommendation', 'null'),
+                coalesce(nullif(x -> 'results', 'null'), '{}'), (x ->> 'linked_run_id')::uuid,
+                (x ->> 'supersedes')::uuid, (x ->> 'as_of')::date,
+                coalesce(x ->> 'created_by', wval._invoker()), ts, e.i);
+    END LOOP;
+
+    SELECT string_agg(DISTINCT i.world_id, ', ') INTO missing
+    FROM pg_temp.wval_import i WHERE NOT EXISTS (SELECT 1 FROM wval.worlds w WHERE w.world_id = i.world_id);
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'world "%" does not exist', missing USING ERRCODE = 'WV010',
+            HINT = 'Create the worlds first with wval_world_upsert(); nothing was imported.';
+    END IF;
+
+    -- a run already stored (same run_id, or same world/strategy/client_run_id)
+    -- or given twice is skipped
+    ANALYZE pg_temp.wval_import;
+    DELETE FROM pg_temp.wval_import i
+    WHERE i.ord IN (SELECT d.ord
+                    FROM (SELECT j.ord, row_number() OVER (PARTITION BY j.run_id ORDER BY j.ord) AS by_id
+                          FROM pg_temp.wval_import j) d
+                    WHERE d.by_id > 1)
+       OR i.ord IN (SELECT d.ord
+                    FROM (SELECT j.ord, row_number() OVER (PARTITION BY j.world_id, j.strategy_id, j.client_run_id
+                                                           ORDER BY j.ord) AS by_client
+                          FROM pg_temp.wval_import j WHERE j.client_run_id IS NOT NULL) d
+                    WHERE d.by_client > 1)
+       OR i.run_id IN (SELECT r.run_id FROM wval.evaluation_runs r JOIN pg_temp.wval_import j ON j.run_id = r.run_id)
+       OR i.ord IN (SELECT j.ord FROM wval.evaluation_runs r JOIN pg_temp.wval_import j
+                      ON j.client_run_id IS NOT NULL AND r.client_run_id = j.client_run_id
+                     AND r.world_id = j.world_id AND r.strategy_id = j.strategy_id);
+
+    -- the months get their partitions before any row arrives
+    months := '[]';
+    FOR m IN SELECT DISTINCT date_trunc('month', i.created_at AT TIME ZONE 'UTC')::date FROM pg_temp.wval_import i ORDER BY 1 LOOP
+        months := months || jsonb_build_object('month', to_char(m, 'YYYY-MM'),
+                                               'evaluation_runs', wval._month_partition('wval.evaluation_runs', m, true),
+                                               'rule_results', wval._month_partition('wval.rule_results', m, true));
+    END LOOP;
+
+    -- chained in import order (the order of the array).  The links are
+    -- computed here, one world at a time under the lock of its chain head,
+    -- and the head moves once: the chain trigger, which moves the head for
+    -- every row, would make a large import quadratic (every update of the
+    -- head row in one transaction lengthens its version chain).  Rows that
+    -- arrive with their links set are accepted from the extension owner.
+    FOR wid IN SELECT DISTINCT i.world_id FROM pg_temp.wval_import i ORDER BY 1 LOOP
+        INSERT INTO wval.chain_heads (world_id, seq, head_hash)
+        VALUES (wid, 0, 'sha256:' || repeat('0', 64))
+        ON CONFLICT (world_id) DO NOTHING;
+        SELECT h.seq, h.head_hash INTO cseq, prev FROM wval.chain_heads h WHERE h.world_id = wid FOR UPDATE;
+        ords := '{}'; seqs := '{}'; prevs := '{}'; hashes := '{}';
+        FOR rec IN
+            SELECT i.ord, jsonb_populate_record(NULL::wval.evaluation_runs, to_jsonb(i) - 'ord') AS r
+            FROM pg_temp.wval_import i WHERE i.world_id = wid ORDER BY i.ord
+        LOOP
+            cseq := cseq + 1;
+            ords := ords || rec.ord;
+            seqs := seqs || cseq;
+            prevs := prevs || prev;
+            prev := wval._row_hash('evaluation_runs', cseq, prev, rec.r);
+            hashes := hashes || prev;
+        END LOOP;
+        UPDATE pg_temp.wval_import i SET chain_seq = u.seq, prev_hash = u.prev, row_hash = u.hash
+        FROM unnest(ords, seqs, prevs, hashes) AS u(ord, seq, prev, hash)
+        WHERE i.ord = u.ord;
+        UPDATE wval.chain_heads h SET seq = cseq, head_hash = prev, updated_at = now()
+        WHERE h.world_id = wid;
+    END LOOP;
+    INSERT INTO wval.evaluation_runs (run_id, world_id, strategy_id, stage, kind, campaign_id, risk_tier,
+                                      model_card_version, code_hash, data_snapshot, context, client_run_id,
+                                      returns_hash, metrics, policy_version, ruleset_hash, profile, status,
+                                      recommended_stage, recommendation, results, linked_run_id, supersedes,
+                                      as_of, created_by, created_at, chain_seq, prev_hash, row_hash)
+    SELECT run_id, world_id, strategy_id, stage, kind, campaign_id, risk_tier, model_card_version, code_hash,
+           data_snapshot, context, client_run_id, returns_hash, metrics, policy_version, ruleset_hash, profile,
+           status, recommended_stage, recommendation, results, linked_run_id, supersedes, as_of, created_by, created_at,
+           chain_seq, prev_hash, row_hash
+    FROM pg_temp.wval_import ORDER BY ord;
+    GET DIAGNOSTICS n = ROW_COUNT;
+
+    INSERT INTO wval.rule_results (run_id, world_id, strategy_id, stage, rule, layer, status, severity, owner,
+                                   reason_code, reason, tags, details, created_at)
+    SELECT i.run_id, i.world_id, i.strategy_id, i.stage, r.key, split_part(r.key, '.', 1), r.value ->> 'status',
+           coalesce(r.value ->> 'severity', 'blocking'), coalesce(r.value ->> 'owner', 'quant'),
+           coalesce(r.value ->> 'reason_code', 'imported'), r.value ->> 'reason',
+           ARRAY(SELECT jsonb_array_elements_text(coalesce(r.value -> 'tags', '[]'))),
+           coalesce(r.value -> 'details', '{}'), i.created_at
+    FROM pg_temp.wval_import i, jsonb_each(i.results) r;
+
+    PERFORM wval._audit(x.world_id, 'runs_imported', wval._invoker(),
+                        jsonb_build_object('runs', x.runs, 'first_created_at', x.first_at, 'last_created_at', x.last_at,
+                                           'months', months))
+    FROM (SELECT i.world_id, count(*) AS runs, min(i.created_at) AS first_at, max(i.created_at) AS last_at
+          FROM pg_temp.wval_import i GROUP BY i.world_id ORDER BY i.world_id) x;
+    DROP TABLE pg_temp.wval_import;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION public.wval_import_runs(jsonb) IS 'admin only: loads historical runs with their original created_at (and metrics, status, policy_version, results, ...); append-only and hash-chained in import order; creates the monthly partitions of the imported months first; skips runs already stored; no events; audited per world; returns the number of runs imported';
+
+------------------------------------------------------------------------------
+-- The maintenance job
+------------------------------------------------------------------------------
+
+-- wval._maintenance(months_ahead): what the job wval:maintenance runs:
+-- partitions ahead, and the trim of pg_cron's run history where the
+-- installed wval has it.
+CREATE FUNCTION wval._maintenance(months_ahead integer DEFAULT 3) RETURNS jsonb
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    out jsonb := jsonb_build_object('partitions', public.wval_maintain(months_ahead));
+    trimmed text;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_proc p
+               WHERE p.pronamespace = 'wval'::regnamespace AND p.proname = '_trim_cron_history'
+                 AND p.pronargdefaults = p.pronargs) THEN
+        EXECUTE 'SELECT wval._trim_cron_history()::text' INTO trimmed;
+        out := out || jsonb_build_object('cron_history', trimmed);
+    END IF;
+    RETURN out;
+END
+$$;
+COMMENT ON FUNCTION wval._maintenance(integer) IS 'the maintenance job: wval_maintain(months_ahead), and wval._trim_cron_history() when it exists';
+
+CREATE FUNCTION public.wval_schedule_maintenance(schedule text DEFAULT '30 3 * * *', months_ahead integer DEFAULT 3)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+BEGIN
+    IF months_ahead IS NULL OR months_ahead < 0 OR months_ahead > 120 THEN
+        RAISE EXCEPTION 'invalid value for "months_ahead"' USING ERRCODE = '22023',
+            DETAIL = format('months_ahead is %s.', coalesce(months_ahead::text, 'null')),
+            HINT = 'Pass a number of months between 0 and 120.';
+    END IF;
+    RETURN wval._cron_schedule('maintenance', schedule, format('SELECT wval._maintenance(%s)', months_ahead));
+END
+$$;
+COMMENT ON FUNCTION public.wval_schedule_maintenance(text, integer) IS 'schedules (or reschedules) the pg_cron job wval:maintenance (default daily 03:30) that creates partitions months_ahead ahead and trims pg_cron''s run history; WV010 with set-up instructions when pg_cron is missing';
+
+------------------------------------------------------------------------------
+-- pg_dump, privileges
+------------------------------------------------------------------------------
+
+SELECT pg_catalog.pg_extension_config_dump('wval.retention', '');
+
+GRANT SELECT ON wval.retention TO wval_analyst;
+GRANT EXECUTE ON FUNCTION public.wval_retention_set(text, interval, text, text),
+      public.wval_purge(timestamptz, text, boolean),
+      public.wval_import_runs(jsonb),
+      public.wval_schedule_maintenance(text, integer)
+   TO wval_admin;

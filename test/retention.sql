@@ -1,0 +1,101 @@
+-- pgTAP: retention for roles, policy versions, held worlds in a global purge,
+-- partitions of a month the default partition already holds, the maintenance job
+BEGIN;
+SET client_min_messages = warning;
+SELECT plan(30);
+
+CREATE ROLE tap_ret_admin;     GRANT wval_admin TO tap_ret_admin;
+CREATE ROLE tap_ret_validator; GRANT wval_validator TO tap_ret_validator;
+
+-- fixtures: two worlds with old history
+SELECT lives_ok($$SELECT wval_world_upsert('tap-ret', actor => 'dba'), wval_world_upsert('tap-held', actor => 'dba')$$, 'worlds');
+SELECT is(wval_import_runs(jsonb_build_array(
+    jsonb_build_object('world_id', 'tap-ret', 'strategy_id', 's1', 'created_at', '2021-01-10T00:00:00Z', 'status', 'pass',
+                       'policy_version', 1, 'metrics', '{}'::jsonb),
+    jsonb_build_object('world_id', 'tap-ret', 'strategy_id', 's1', 'created_at', '2021-02-10T00:00:00Z', 'status', 'pass',
+                       'policy_version', 2, 'metrics', '{}'::jsonb),
+    jsonb_build_object('world_id', 'tap-held', 'strategy_id', 's1', 'created_at', '2021-01-11T00:00:00Z', 'status', 'pass',
+                       'metrics', '{}'::jsonb),
+    jsonb_build_object('world_id', 'tap-held', 'strategy_id', 's1', 'created_at', '2021-02-11T00:00:00Z', 'status', 'pass',
+                       'metrics', '{}'::jsonb))), 4, 'four old runs imported');
+-- old policy versions and activations (a migration would bring them like this)
+INSERT INTO wval.policy_versions (world_id, version, policy, author, created_at) VALUES
+    ('tap-ret', 1, '{}', 'alice', '2021-01-01T00:00:00Z'),
+    ('tap-ret', 2, '{}', 'alice', '2021-01-15T00:00:00Z'),
+    ('tap-ret', 3, '{}', 'alice', '2021-01-20T00:00:00Z'),
+    ('tap-ret', 4, '{}', 'alice', '2021-03-01T00:00:00Z');
+INSERT INTO wval.policy_activations (world_id, version, previous_version, activated_by, reason, activated_at) VALUES
+    ('tap-ret', 1, NULL, 'bob', 'start', '2021-01-02T00:00:00Z'),
+    ('tap-ret', 3, 1, 'bob', 'next', '2021-01-21T00:00:00Z'),
+    ('tap-ret', 4, 3, 'bob', 'current', '2021-03-02T00:00:00Z');
+SELECT lives_ok($$SELECT wval_world_upsert('tap-held', legal_hold => true, actor => 'dba')$$, 'tap-held under legal hold');
+
+-- roles: only admins set retention, purge and import
+SET ROLE tap_ret_validator;
+SELECT throws_ok($$SELECT wval_purge('2021-06-01', 'tap-ret')$$, '42501', NULL, 'validator cannot purge');
+SELECT throws_ok($$SELECT wval_import_runs('[]')$$, '42501', NULL, 'validator cannot import');
+SELECT throws_ok($$SELECT wval_retention_set('*', '1 year')$$, '42501', NULL, 'validator cannot set retention');
+RESET ROLE;
+SET ROLE tap_ret_admin;
+SELECT is((wval_purge('2021-06-01', 'tap-ret') #>> '{worlds,tap-ret,tables,evaluation_runs,candidates}'), '1',
+          'admin runs a dry purge');
+SELECT throws_ok($$SELECT wval._purge_guard(true)$$, '42501', NULL, 'admin still cannot raise the guard directly');
+RESET ROLE;
+
+-- a global purge skips held worlds; policy versions go unless active or referenced by a kept run
+CREATE TEMP TABLE dry AS SELECT wval_purge('2021-06-01') AS r;
+SELECT ok((SELECT r -> 'legal_hold_skipped' ? 'tap-held' AND NOT r -> 'worlds' ? 'tap-held' FROM dry), 'held world skipped');
+SELECT is((SELECT r #>> '{worlds,tap-ret,tables,policy_versions,candidates}' FROM dry), '2',
+          'versions 1 and 3 are candidates (unreferenced by kept runs, not active)');
+SELECT is((SELECT r #>> '{worlds,tap-ret,tables,policy_versions,protected}' FROM dry), '2',
+          'version 2 (referenced by the kept run) and 4 (active) are protected');
+SELECT is((SELECT r #>> '{worlds,tap-ret,tables,policy_activations,candidates}' FROM dry), '2',
+          'the activations of versions 1 and 3 go with them');
+-- a longer retention of policy versions in one world cuts them earlier in a global purge
+SELECT lives_ok($$SELECT wval_retention_set('policy_versions', '20 years', 'tap-ret', actor => 'dba')$$, '20 years for versions');
+SELECT is((wval_purge('2021-06-01') #>> '{worlds,tap-ret,tables,policy_versions,candidates}'), '0',
+          'no version is old enough for 20 years');
+SELECT throws_ok($$SELECT wval_purge('2021-06-01', 'tap-ret')$$, 'WV011', NULL, '... and a purge of that world refuses the cut');
+SELECT lives_ok($$SELECT wval_retention_set('policy_versions', NULL, 'tap-ret', actor => 'dba')$$, 'setting removed');
+SELECT is((SELECT (r #>> '{worlds,tap-ret,tables,policy_versions,deleted}')::int
+                + (r #>> '{worlds,tap-ret,tables,evaluation_runs,deleted}')::int
+           FROM wval_purge('2021-06-01', 'tap-ret', dry_run => false) r), 3, 'real purge: two versions and one run');
+SELECT is((SELECT array_agg(version ORDER BY version) FROM wval.policy_versions WHERE world_id = 'tap-ret'), ARRAY[2, 4],
+          'versions 2 (referenced) and 4 (active) remain');
+SELECT is((SELECT array_agg(version ORDER BY activation_id) FROM wval.policy_activations WHERE world_id = 'tap-ret'), ARRAY[4],
+          'the activation of version 4 remains');
+SELECT ok(wval_verify_chain('tap-ret'), 'the chain verifies over the tombstones');
+SELECT is((SELECT count(*)::int FROM wval.evaluation_runs WHERE world_id = 'tap-held'), 2, 'the held world kept everything');
+
+-- a month whose rows already sit in the default partition: the import moves them into the new partition
+SELECT lives_ok($$SELECT wval_policy_publish('tap-ret', '{"validation_profiles": {"backtest": {"performance": {"sharpe_min": 0.5}}}}', 'alice'),
+                         wval_policy_activate('tap-ret', 5, 'bob', 'now')$$, 'a policy for today');
+CREATE TEMP TABLE month AS
+SELECT 'evaluation_runs_p' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMM') AS part,
+       to_regclass('wval.evaluation_runs_p' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMM')) IS NULL AS absent;
+SELECT lives_ok($$SELECT wval_evaluate('tap-ret', 'today', 'backtest', NULL, '{"returns": {"sharpe": 1}}')$$, 'a run of today');
+SELECT is((SELECT CASE WHEN m.absent THEN r.tableoid::regclass::text ELSE 'wval.evaluation_runs_default' END
+           FROM wval.evaluation_runs r, month m WHERE r.world_id = 'tap-ret' AND r.strategy_id = 'today'),
+          'wval.evaluation_runs_default', 'without a partition for this month it lands in the default partition');
+SELECT is(wval_import_runs(jsonb_build_array(jsonb_build_object('world_id', 'tap-ret', 'strategy_id', 'earlier-today',
+          'created_at', greatest(date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', now() - interval '1 minute'),
+          'status', 'pass', 'metrics', '{}'::jsonb))), 1, 'import into the current month');
+SELECT is((SELECT r.tableoid::regclass::text FROM wval.evaluation_runs r WHERE r.world_id = 'tap-ret' AND r.strategy_id = 'today'),
+          (SELECT 'wval.' || part FROM month), 'the earlier run moved into the month''s new partition');
+SELECT ok(wval_verify_chain('tap-ret'), 'moved rows keep their chain');
+
+-- the maintenance job
+SELECT is(wval_schedule_maintenance() > 0, true, 'wval_schedule_maintenance registers a job');
+SELECT results_eq($$SELECT schedule, command FROM cron.job WHERE jobname = 'wval:maintenance'$$,
+                  $$VALUES ('30 3 * * *'::text, 'SELECT wval._maintenance(3)'::text)$$, 'daily job wval:maintenance');
+DO $$
+BEGIN
+    IF to_regprocedure('wval._trim_cron_history()') IS NULL THEN
+        CREATE FUNCTION wval._trim_cron_history() RETURNS integer LANGUAGE sql AS 'SELECT 7';
+    END IF;
+END
+$$;
+SELECT ok(wval._maintenance(1) ? 'cron_history', 'the job trims pg_cron''s history when wval._trim_cron_history exists');
+
+SELECT * FROM finish();
+ROLLBACK;
