@@ -91,23 +91,22 @@ COMMENT ON FUNCTION public.wval_retention_set(text, interval, text, text) IS 'se
 
 -- wval._purge_partitions(parent, candidates, dry_run): the monthly
 -- partitions of parent whose every row is a purge candidate (candidates is
--- a temporary table whose column part holds the tableoid of each row); dropped unless dry_run.
+-- a temporary table whose column part holds the tableoid of each row); only
+-- partitions that hold candidates are counted.  Dropped unless dry_run.
 CREATE FUNCTION wval._purge_partitions(p_parent text, p_candidates text, p_dry_run boolean) RETURNS jsonb
 LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     p record;
     total bigint;
-    cand bigint;
     out jsonb := '[]';
 BEGIN
-    FOR p IN
-        SELECT c.oid, c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-        WHERE i.inhparent = ('wval.' || p_parent)::regclass AND c.relname <> p_parent || '_default'
-        ORDER BY c.relname
+    FOR p IN EXECUTE format(
+        'SELECT k.relname, c.n FROM (SELECT part, count(*) AS n FROM pg_temp.%I GROUP BY part) c
+         JOIN pg_class k ON k.oid = c.part
+         WHERE k.relname <> %L ORDER BY k.relname', p_candidates, p_parent || '_default')
     LOOP
         EXECUTE format('SELECT count(*) FROM wval.%I', p.relname) INTO total;
-        EXECUTE format('SELECT count(*) FROM pg_temp.%I WHERE part = %s', p_candidates, p.oid) INTO cand;
-        CONTINUE WHEN total = 0 OR cand <> total;
+        CONTINUE WHEN p.n <> total;
         IF NOT p_dry_run THEN
             EXECUTE format('ALTER TABLE wval.%I DETACH PARTITION wval.%I', p_parent, p.relname);
             EXECUTE format('DROP TABLE wval.%I', p.relname);
