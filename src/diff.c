@@ -7,10 +7,13 @@
  *
  * Both policies are materialised once; every run is then decided twice by
  * wval_evaluate_policy_brief(), which makes exactly the decisions of
- * wval_evaluate() without writing results text.  Stored runs come through
- * one SPI cursor (no statement per run); runs given as JSON are walked in
- * place.  Per run only the comparison survives: status, recommended stage
- * and the status of every check of the profile the run's stage applies.
+ * wval_evaluate() without writing results text.  Stored runs never cost a
+ * statement each: every run of the window comes through one SPI cursor, or
+ * (the latest run per strategy) a narrow cursor finds where each strategy's
+ * latest run is stored and one TID scan per partition hands those over, so
+ * that no wide rows are sorted.  Runs given as JSON are walked in place.
+ * Per run only the comparison survives: status, recommended stage and the
+ * status of every check of the profile the run's stage applies.
  *
  * What counts (docs/policy-change.md):
  *	  - a run is affected when its status, its recommended stage or the
@@ -979,14 +982,15 @@ run_object(JsonbContainer *run, int pos, const char *key)
 	return JsonbValueToJsonb(v);
 }
 
+/* What walk_json_runs calls for each run */
+typedef void (*RunCallback) (void *arg, int pos, const char *strategy_id, const char *run_id,
+							 WvalEvalInput *in);
+
 /*
  * Walks a JSON array of runs ({strategy_id, run_id, metrics, context}) and
  * calls back for each with the evaluation input; metrics are merged like
  * wval_check merges them.  Returns the number of runs.
  */
-typedef void (*RunCallback) (void *arg, int pos, const char *strategy_id, const char *run_id,
-							 WvalEvalInput *in);
-
 static int
 walk_json_runs(Jsonb *runs, const char *what, RunCallback cb, void *arg, MemoryContext rowcxt)
 {
