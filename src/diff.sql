@@ -154,6 +154,9 @@ BEGIN
                   HINT = 'Review the report of wval_policy_diff(), roll new checks out with "mode": "warn" first, or activate with force => true and a reason (recorded). Call the gate with raise_on_breach => false to get the report and the impact_threshold_exceeded event instead of this error.';
     END IF;
     IF breached THEN
+        IF p_world_id IS NOT NULL THEN
+            PERFORM wval._require_world_access(p_world_id, 'write');   -- the event is a write
+        END IF;
         PERFORM wval._impact_event(p_world_id,
                                    jsonb_build_object('world_id', p_world_id, 'source', 'gate', 'stage', p_stage,
                                                       'old_policy_version', p_report -> 'old_policy_version',

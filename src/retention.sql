@@ -57,6 +57,7 @@ BEGIN
     PERFORM wval._one_of('table_name', table_name, ARRAY['*', 'evaluation_runs', 'policy_versions']);
     IF world_id IS NOT NULL THEN
         PERFORM wval._world(world_id);
+        PERFORM wval._require_world_access(world_id, 'write');
     END IF;
     IF keep IS NOT NULL AND keep < interval '90 days' THEN
         RAISE EXCEPTION 'retention of % must be at least 90 days', table_name
@@ -144,6 +145,7 @@ BEGIN
     END IF;
     IF world_id IS NOT NULL THEN
         w := wval._world(world_id);
+        PERFORM wval._require_world_access(w.world_id, 'write');
         IF w.legal_hold THEN
             RAISE EXCEPTION 'world "%" is under legal hold', w.world_id
                 USING ERRCODE = 'WV011',
@@ -163,7 +165,10 @@ BEGIN
     PERFORM wval._drop_temp('wval_purge_scope');
     CREATE TEMP TABLE wval_purge_scope (world_id text PRIMARY KEY, runs_cut timestamptz, versions_cut timestamptz,
                                         active_version integer) ON COMMIT DROP;
-    FOR w IN SELECT * FROM wval.worlds x WHERE wval_purge.world_id IS NULL OR x.world_id = wval_purge.world_id
+    -- (a purge of every world covers the worlds the calling role may write)
+    FOR w IN SELECT * FROM wval.worlds x
+             WHERE (wval_purge.world_id IS NULL OR x.world_id = wval_purge.world_id)
+               AND wval._world_access((SELECT oid FROM pg_roles WHERE rolname = wval._invoker()), x.world_id, 'write')
              ORDER BY x.world_id FOR SHARE
     LOOP
         IF w.legal_hold THEN
@@ -519,8 +524,9 @@ BEGIN
     -- head row in one transaction lengthens its version chain).  Rows that
     -- arrive with their links set are accepted from the extension owner.
     FOR wid IN SELECT DISTINCT i.world_id FROM pg_temp.wval_import i ORDER BY 1 LOOP
-        INSERT INTO wval.chain_heads (world_id, seq, head_hash)
-        VALUES (wid, 0, 'sha256:' || repeat('0', 64))
+        PERFORM wval._require_world_access(wid, 'write');
+        INSERT INTO wval.chain_heads (world_id, seq, prev_hash, head_hash)
+        VALUES (wid, 0, 'sha256:' || repeat('0', 64), 'sha256:' || repeat('0', 64))
         ON CONFLICT (world_id) DO NOTHING;
         SELECT h.seq, h.head_hash INTO cseq, prev FROM wval.chain_heads h WHERE h.world_id = wid FOR UPDATE;
         ords := '{}'; seqs := '{}'; prevs := '{}'; hashes := '{}';
@@ -538,7 +544,8 @@ BEGIN
         UPDATE pg_temp.wval_import i SET chain_seq = u.seq, prev_hash = u.prev, row_hash = u.hash
         FROM unnest(ords, seqs, prevs, hashes) AS u(ord, seq, prev, hash)
         WHERE i.ord = u.ord;
-        UPDATE wval.chain_heads h SET seq = cseq, head_hash = prev, updated_at = now()
+        UPDATE wval.chain_heads h SET seq = cseq, prev_hash = prevs[cardinality(prevs)], head_hash = prev,
+                                      updated_at = now()
         WHERE h.world_id = wid;
     END LOOP;
     INSERT INTO wval.evaluation_runs (run_id, world_id, strategy_id, stage, kind, campaign_id, risk_tier,

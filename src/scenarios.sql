@@ -251,8 +251,12 @@ DECLARE
 BEGIN
     IF world_id IS NOT NULL THEN
         PERFORM wval._world(world_id);
+        PERFORM wval._require_world_access(world_id, 'write');
     END IF;
-    FOR w IN SELECT * FROM wval.worlds x WHERE wval_run_regression.world_id IS NULL OR x.world_id = wval_run_regression.world_id
+    -- every world means every world the calling role may write (the reports are written)
+    FOR w IN SELECT * FROM wval.worlds x
+             WHERE (wval_run_regression.world_id IS NULL OR x.world_id = wval_run_regression.world_id)
+               AND wval._world_access((SELECT oid FROM pg_roles WHERE rolname = wval._invoker()), x.world_id, 'write')
              ORDER BY x.world_id
     LOOP
         SELECT * INTO act FROM wval.policy_activations a WHERE a.world_id = w.world_id

@@ -2,7 +2,7 @@
 -- partitions of a month the default partition already holds, the maintenance job
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(30);
+SELECT plan(34);
 
 CREATE ROLE tap_ret_admin;     GRANT wval_admin TO tap_ret_admin;
 CREATE ROLE tap_ret_validator; GRANT wval_validator TO tap_ret_validator;
@@ -96,6 +96,21 @@ BEGIN
 END
 $$;
 SELECT ok(wval._maintenance(1) ? 'cron_history', 'the job trims pg_cron''s history when wval._trim_cron_history exists');
+
+-- row-level security: an admin limited to one world purges and imports only there
+CREATE ROLE tap_ret_limited; GRANT wval_admin TO tap_ret_limited;
+SELECT lives_ok($$SELECT wval_world_revoke(r, '*', actor => 'dba')
+                  FROM unnest(ARRAY['wval_admin', 'wval_validator', 'wval_producer', 'wval_analyst']::name[]) r;
+                  SELECT wval_world_grant('tap_ret_limited', 'tap-ret', 'write', actor => 'dba')$$,
+                'the * grants revoked; tap_ret_limited may write tap-ret');
+SET ROLE tap_ret_limited;
+SELECT throws_ok($$SELECT wval_purge('2021-06-01', 'tap-held')$$, 'WV010', NULL, 'a world it may not see does not exist');
+SELECT throws_ok($$SELECT wval_import_runs('[{"world_id": "tap-held", "strategy_id": "x", "created_at": "2021-01-01",
+                                               "status": "pass", "metrics": {}}]')$$, '42501', NULL,
+                 'no import into a world it may not write');
+SELECT ok((SELECT array_agg(k) = ARRAY['tap-ret'] FROM jsonb_object_keys(wval_purge('2021-06-01') -> 'worlds') k),
+          'a purge of every world covers the worlds it may write');
+RESET ROLE;
 
 SELECT * FROM finish();
 ROLLBACK;
