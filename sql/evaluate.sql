@@ -141,9 +141,11 @@ SELECT wval_record_run('w-eval', 'hotfix', 'paper', '{}', 'dba', '');
 
 SELECT wval_verify_chain('w-eval') AS chain_ok, wval_verify_chain('w-eval-crit') AS crit_chain_ok;
 
--- reads over outcomes: rule statistics, validation SLO, ex-post failure rate
+-- reads over outcomes: rule statistics (since this file's first run: the statistics cover
+-- every world, and earlier files store runs too), validation SLO, ex-post failure rate
 SELECT rule, reason_code, results, failed, warned, missing, errored
-FROM wval.rule_failure_stats() WHERE rule LIKE 'performance.%' ORDER BY rule, reason_code;
+FROM wval.rule_failure_stats(since => (SELECT min(created_at) FROM wval.evaluation_runs WHERE world_id LIKE 'w-eval%'))
+WHERE rule LIKE 'performance.%' ORDER BY rule, reason_code;
 SELECT world_id, stage, runs, coverage_p95, rules_executed_p95, round(missing_metric_run_ratio::numeric, 3) AS missing,
        rule_error_run_ratio AS errors, coverage_ok, rules_ok, missing_ok, errors_ok, slo_met
 FROM wval.validation_slo() WHERE world_id LIKE 'w-eval%' ORDER BY 1, 2;
