@@ -199,8 +199,9 @@ BEGIN
     END LOOP;
 
     -- runs: never the latest of a (world, strategy, stage, kind), one under an
-    -- approved override or a case that is not dismissed, nor one a kept run
-    -- links to or supersedes
+    -- approved override or a case that is not dismissed, the run a strategy's
+    -- current stage decision relied on, nor one a kept run links to or
+    -- supersedes
     PERFORM wval._drop_temp('wval_purge_runs');
     CREATE TEMP TABLE wval_purge_runs ON COMMIT DROP AS
     SELECT r.tableoid AS part, r.world_id, r.run_id, r.created_at, r.chain_seq, r.prev_hash, r.row_hash
@@ -211,7 +212,8 @@ BEGIN
                     AND n.kind = r.kind
                     AND (n.created_at > r.created_at OR (n.created_at = r.created_at AND n.chain_seq > r.chain_seq)))
       AND NOT EXISTS (SELECT 1 FROM wval.current_overrides co WHERE co.run_id = r.run_id AND co.status = 'approved')
-      AND NOT EXISTS (SELECT 1 FROM wval.ex_post_cases c WHERE c.run_id = r.run_id AND c.status <> 'dismissed');
+      AND NOT EXISTS (SELECT 1 FROM wval.ex_post_cases c WHERE c.run_id = r.run_id AND c.status <> 'dismissed')
+      AND NOT EXISTS (SELECT 1 FROM wval.current_stage cs WHERE cs.world_id = r.world_id AND cs.run_id = r.run_id);
     CREATE INDEX ON pg_temp.wval_purge_runs (run_id);
     LOOP
         DELETE FROM pg_temp.wval_purge_runs c

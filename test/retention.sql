@@ -2,7 +2,7 @@
 -- partitions of a month the default partition already holds, the maintenance job
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(34);
+SELECT plan(38);
 
 CREATE ROLE tap_ret_admin;     GRANT wval_admin TO tap_ret_admin;
 CREATE ROLE tap_ret_validator; GRANT wval_validator TO tap_ret_validator;
@@ -67,6 +67,16 @@ SELECT is((SELECT array_agg(version ORDER BY activation_id) FROM wval.policy_act
 SELECT ok(wval_verify_chain('tap-ret'), 'the chain verifies over the tombstones');
 SELECT is((SELECT count(*)::int FROM wval.evaluation_runs WHERE world_id = 'tap-held'), 2, 'the held world kept everything');
 
+-- the run a strategy's current stage decision relied on stays, although no longer its latest
+SELECT is(wval_import_runs('[{"world_id": "tap-ret", "strategy_id": "s9", "created_at": "2021-01-05T00:00:00Z", "status": "pass",
+                              "recommended_stage": "paper_only", "metrics": {}, "run_id": "s9-old"}]'), 1, 's9: a 2021 run');
+SELECT is((wval_set_stage('tap-ret', 's9', 'paper', 'carol', 'promoted on the 2021 run')).run_id,
+          (SELECT run_id FROM wval.evaluation_runs WHERE client_run_id = 's9-old'), 'the promotion relies on it');
+SELECT is(wval_import_runs('[{"world_id": "tap-ret", "strategy_id": "s9", "created_at": "2021-02-05T00:00:00Z", "status": "pass",
+                              "metrics": {}, "run_id": "s9-new"}]'), 1, 'a later run of s9');
+SELECT is((wval_purge('2021-06-01', 'tap-ret') #>> '{worlds,tap-ret,tables,evaluation_runs,candidates}'), '0',
+          'the run of the current stage decision is not a candidate');
+
 -- a month whose rows already sit in the default partition: the import moves them into the new partition
 SELECT lives_ok($$SELECT wval_policy_publish('tap-ret', '{"validation_profiles": {"backtest": {"performance": {"sharpe_min": 0.5}}}}', 'alice'),
                          wval_policy_activate('tap-ret', 5, 'bob', 'now')$$, 'a policy for today');
@@ -90,7 +100,8 @@ SELECT results_eq($$SELECT schedule, command FROM cron.job WHERE jobname = 'wval
                   $$VALUES ('30 3 * * *'::text, 'SELECT wval._maintenance(3)'::text)$$, 'daily job wval:maintenance');
 DO $$
 BEGIN
-    IF to_regprocedure('wval._trim_cron_history()') IS NULL THEN
+    -- live monitoring ships wval._trim_cron_history(keep default '14 days'); a stub where it does not
+    IF NOT EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = 'wval'::regnamespace AND proname = '_trim_cron_history') THEN
         CREATE FUNCTION wval._trim_cron_history() RETURNS integer LANGUAGE sql AS 'SELECT 7';
     END IF;
 END
