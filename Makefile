@@ -31,6 +31,7 @@ SQL_SOURCES = \
 	src/diff.sql \
 	src/scenarios.sql \
 	src/retention.sql \
+	src/observability.sql \
 	src/finish.sql
 
 # the published scenario sets, loaded by the install script

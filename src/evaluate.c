@@ -686,6 +686,15 @@ static SPIPlanPtr plan_baseline = NULL;
 static SPIPlanPtr plan_insert_run = NULL;
 static SPIPlanPtr plan_insert_results = NULL;
 static SPIPlanPtr plan_emit = NULL;
+static SPIPlanPtr plan_stats = NULL;
+
+/*
+ * Upper bounds (seconds) of the latency histogram of wval.evaluation_stats;
+ * keep in step with wval._latency_bounds() (observability.sql).
+ */
+static const double latency_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
+
+#define NLATENCY_BUCKETS ((int) lengthof(latency_bounds) + 1)
 
 /* Prepares and keeps one statement */
 static SPIPlanPtr
@@ -747,6 +756,48 @@ prepare_evaluate_plans(void)
 
 		plan_emit = prepare_kept("SELECT wval._emit($1, $2, $3, $4, $5)", 5, t);
 	}
+	{
+		Oid			t[7] = {TEXTOID, TEXTOID, TEXTOID, INT2OID, FLOAT8OID, INT4OID, INT8ARRAYOID};
+
+		plan_stats = prepare_kept(
+								  "INSERT INTO wval.evaluation_stats AS s (world_id, stage, status, shard, runs, seconds_sum, buckets) "
+								  "VALUES ($1, $2, $3, $4, 1, $5, $7) ON CONFLICT (world_id, stage, status, shard) DO UPDATE "
+								  "SET runs = s.runs + 1, seconds_sum = s.seconds_sum + excluded.seconds_sum, "
+								  "buckets[$6] = s.buckets[$6] + 1", 7, t);
+	}
+}
+
+/*
+ * Counts one evaluation and its latency in wval.evaluation_stats, in the
+ * evaluating transaction; sharded by backend so that concurrent evaluations
+ * of a world do not queue on one row.
+ */
+static void
+record_evaluation_stats(const char *world, const char *stage, const char *status, double seconds)
+{
+	Datum		args[7];
+	Datum		onehot[NLATENCY_BUCKETS];
+	int			bucket = NLATENCY_BUCKETS - 1;
+	int			i;
+
+	for (i = 0; i < NLATENCY_BUCKETS - 1; i++)
+		if (seconds <= latency_bounds[i])
+		{
+			bucket = i;
+			break;
+		}
+	for (i = 0; i < NLATENCY_BUCKETS; i++)
+		onehot[i] = Int64GetDatum(i == bucket ? 1 : 0);
+	args[0] = CStringGetTextDatum(world);
+	args[1] = CStringGetTextDatum(stage);
+	args[2] = CStringGetTextDatum(status);
+	args[3] = Int16GetDatum((int16) (MyProcPid % 8));
+	args[4] = Float8GetDatum(seconds);
+	args[5] = Int32GetDatum(bucket + 1);
+	args[6] = PointerGetDatum(construct_array(onehot, NLATENCY_BUCKETS, INT8OID, sizeof(int64),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (SPI_execute_plan(plan_stats, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not count the evaluation");
 }
 
 /* A text Datum or a null flag */
@@ -949,6 +1000,7 @@ wval_evaluate(PG_FUNCTION_ARGS)
 	Datum		created_at;
 	StringInfoData data;
 	JsonbValue *snapshot;
+	TimestampTz started = GetCurrentTimestamp();
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -1137,6 +1189,9 @@ wval_evaluate(PG_FUNCTION_ARGS)
 		SPI_processed != 1)
 		elog(ERROR, "could not store the evaluation run");
 	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
+
+	record_evaluation_stats(world, stage, out.own.status,
+							(double) (GetCurrentTimestamp() - started) / (double) USECS_PER_SEC);
 
 	SPI_finish();
 	PG_RETURN_DATUM(result);

@@ -727,6 +727,15 @@ wval_metric_coverage(Jsonb *metrics)
 	return (double) present / (double) lengthof(core_metrics);
 }
 
+PG_FUNCTION_INFO_V1(wval_metric_coverage_sql);
+
+/* wval._metric_coverage(metrics jsonb) → float8 */
+Datum
+wval_metric_coverage_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_FLOAT8(wval_metric_coverage(PG_GETARG_JSONB_P(0)));
+}
+
 /*
  * Evaluates a run: the profile of its own stage (stored status and
  * results) and the profiles of default_profile_by_stage (the recommended
