@@ -413,25 +413,13 @@ status_name(char s)
 	return s == 'p' ? "pass" : s == 'w' ? "warn" : s == 'f' ? "fail" : NULL;
 }
 
-/* Pushes an object key */
-static void
-jb_key(JsonbParseState **ps, const char *key)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(ps, WJB_KEY, &k);
-}
-
 /* Pushes key: string (null when s is NULL) */
 static void
 jb_string(JsonbParseState **ps, const char *key, const char *s)
 {
 	JsonbValue	v;
 
-	jb_key(ps, key);
+	wval_push_key(ps, key);
 	if (s == NULL)
 		v.type = jbvNull;
 	else
@@ -449,7 +437,7 @@ jb_int(JsonbParseState **ps, const char *key, int64 n, bool isnull)
 {
 	JsonbValue	v;
 
-	jb_key(ps, key);
+	wval_push_key(ps, key);
 	if (isnull)
 		v.type = jbvNull;
 	else
@@ -469,7 +457,7 @@ jb_float(JsonbParseState **ps, const char *key, double d)
 
 	initStringInfo(&buf);
 	wval_append_float8(&buf, d);
-	jb_key(ps, key);
+	wval_push_key(ps, key);
 	v.type = jbvNumeric;
 	v.val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(buf.data),
 														ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
@@ -482,7 +470,7 @@ jb_bool(JsonbParseState **ps, const char *key, bool b)
 {
 	JsonbValue	v;
 
-	jb_key(ps, key);
+	wval_push_key(ps, key);
 	v.type = jbvBool;
 	v.val.boolean = b;
 	pushJsonbValue(ps, WJB_VALUE, &v);
@@ -586,7 +574,7 @@ diff_report(DiffState *st, bool old_isnull, int old_version, bool new_isnull, in
 	jb_float(&ps, "impact_ratio", st->nstrategies == 0 ? 0.0 :
 			 (double) st->nstrategies_affected / (double) st->nstrategies);
 
-	jb_key(&ps, "diffs");
+	wval_push_key(&ps, "diffs");
 	pushJsonbValue(&ps, WJB_BEGIN_ARRAY, NULL);
 	for (i = 0; i < st->naffected; i++)
 	{
@@ -597,7 +585,7 @@ diff_report(DiffState *st, bool old_isnull, int old_version, bool new_isnull, in
 		jb_string(&ps, "run_id", a->run_id);
 		jb_string(&ps, "direction", a->tightened ? "tightened" : "relaxed");
 		push_outcomes(&ps, a);
-		jb_key(&ps, "rules");
+		wval_push_key(&ps, "rules");
 		pushJsonbValue(&ps, WJB_BEGIN_ARRAY, NULL);
 		for (f = 0; f < a->nflips; f++)
 		{
@@ -618,7 +606,7 @@ diff_report(DiffState *st, bool old_isnull, int old_version, bool new_isnull, in
 	}
 	pushJsonbValue(&ps, WJB_END_ARRAY, NULL);
 
-	jb_key(&ps, "top_offenders");
+	wval_push_key(&ps, "top_offenders");
 	pushJsonbValue(&ps, WJB_BEGIN_ARRAY, NULL);
 	ranked = palloc(sizeof(Affected *) * Max(st->naffected, 1));
 	for (i = 0; i < st->naffected; i++)

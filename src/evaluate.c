@@ -209,13 +209,6 @@ key_cmp(const JsonbValue *a, const JsonbValue *b)
 	return memcmp(a->val.string.val, b->val.string.val, a->val.string.len);
 }
 
-/* True for an object value */
-static bool
-value_is_object(const JsonbValue *v)
-{
-	return v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data);
-}
-
 static void merge_objects(JsonbParseState **st, JsonbContainer *computed, JsonbContainer *supplied,
 						  const char *path, MergeState *ms);
 
@@ -244,7 +237,7 @@ push_value(JsonbParseState **st, JsonbValue *v)
 static void
 merge_leaf(JsonbParseState **st, JsonbValue *cv, JsonbValue *sv, const char *path, MergeState *ms)
 {
-	if (value_is_object(cv) && value_is_object(sv))
+	if (wval_jbv_is_object(cv) && wval_jbv_is_object(sv))
 	{
 		pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
 		merge_objects(st, cv->val.binary.data, sv->val.binary.data, path, ms);
@@ -375,7 +368,7 @@ wval_merge_metrics(Jsonb *computed, Jsonb *supplied)
 			nextra++;
 			continue;
 		}
-		if (!value_is_object(&sv[i]) && sv[i].type != jbvNull)
+		if (!wval_jbv_is_object(&sv[i]) && sv[i].type != jbvNull)
 			ereport(ERROR,
 					(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
 					 errmsg("supplied metric block \"%s\" must be an object", name),
@@ -446,7 +439,7 @@ wval_merge_metrics(Jsonb *computed, Jsonb *supplied)
 					k = jstr("extra_metrics");
 					pushJsonbValue(&st, WJB_KEY, &k);
 					pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-					if (old && value_is_object(old))
+					if (old && wval_jbv_is_object(old))
 					{
 						JsonbValue *ok,
 								   *ov;
@@ -667,7 +660,7 @@ wval_check(PG_FUNCTION_ARGS)
 	in.now = GetCurrentTransactionStartTimestamp();
 	in.has_data_as_of = wval_context_timestamp(context, "data_as_of", &in.data_as_of);
 	baseline = context ? wval_json_path(context, "baseline_metrics") : NULL;
-	if (baseline && value_is_object(baseline))
+	if (baseline && wval_jbv_is_object(baseline))
 		in.baseline = JsonbValueToJsonb(baseline);
 
 	wval_evaluate_policy(policy, &in, &out);
@@ -902,27 +895,6 @@ context_benchmark(Jsonb *context, int *n)
 	return b;
 }
 
-/* sha256 of a return series as float8send bytes (recomputable in SQL) */
-static char *
-returns_hash(const double *r, int n)
-{
-	char	   *bytes = palloc(sizeof(uint64) * Max(n, 1));
-	char		hex[65];
-	int			i;
-
-	for (i = 0; i < n; i++)
-	{
-		uint64		u;
-
-		memcpy(&u, &r[i], sizeof(u));
-		u = pg_hton64(u);
-		memcpy(bytes + i * sizeof(u), &u, sizeof(u));
-	}
-	wval_sha256_hex(bytes, sizeof(uint64) * n, hex);
-	pfree(bytes);
-	return psprintf("sha256:%s", hex);
-}
-
 /* Sets one key of a jsonb document (jsonb_set with create_missing) */
 static Jsonb *
 jsonb_set_path(Jsonb *doc, const char *k1, const char *k2, Jsonb *value)
@@ -1030,7 +1002,7 @@ wval_evaluate(PG_FUNCTION_ARGS)
 	{
 		r = wval_returns_from_array(PG_GETARG_ARRAYTYPE_P(3), "returns", &n);
 		wval_check_metrics_options(&opt, n);
-		rhash = returns_hash(r, n);
+		rhash = wval_returns_hash(r, n);
 	}
 	client_run_id = context_string(context, "run_id", true);
 	actor = context_string(context, "actor", true);
@@ -1255,7 +1227,7 @@ wval_apply_rules(PG_FUNCTION_ARGS)
 	in.now = GetCurrentTransactionStartTimestamp();
 	in.has_data_as_of = wval_context_timestamp(context, "data_as_of", &in.data_as_of);
 	baseline = context ? wval_json_path(context, "baseline_metrics") : NULL;
-	if (baseline && value_is_object(baseline))
+	if (baseline && wval_jbv_is_object(baseline))
 		in.baseline = JsonbValueToJsonb(baseline);
 	/* a selection of layers without checks is "nothing to check", not a warning */
 	wval_evaluate_ruleset(rs, &in, layers, nlayers, &out);

@@ -371,52 +371,6 @@ jbv_cstring(const JsonbValue *v)
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
-/* What kind of JSON value v is, for error details. */
-static const char *
-jbv_kind(const JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "a string";
-		case jbvNumeric:
-			return "a number";
-		case jbvBool:
-			return "a boolean";
-		case jbvBinary:
-			return JsonContainerIsObject(v->val.binary.data) ? "an object" :
-				JsonContainerIsArray(v->val.binary.data) ? "an array" : "a scalar";
-		default:
-			return "a JSON value";
-	}
-}
-
-/* The JSON text of v, shortened to about 120 bytes, for error details. */
-static char *
-jbv_text(JsonbValue *v)
-{
-	Jsonb	   *jb = JsonbValueToJsonb(v);
-	char	   *s = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
-
-	if (strlen(s) > 120)
-	{
-		int			cut = pg_mbcliplen(s, strlen(s), 117);
-
-		s[cut] = '\0';
-		s = psprintf("%s...", s);
-	}
-	return s;
-}
-
-/* True when v is an object container. */
-static bool
-jbv_is_object(const JsonbValue *v)
-{
-	return v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data);
-}
-
 /* True when v is an array container. */
 static bool
 jbv_is_array(const JsonbValue *v)
@@ -821,7 +775,7 @@ check_as_of(SnapshotContract *c)
 		contract_reject(c, false,
 						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 						 errmsg("\"as_of\" must be an ISO-8601 timestamp string"),
-						 errdetail("as_of is %s: %s.", jbv_kind(v), jbv_text(v)),
+						 errdetail("as_of is %s: %s.", wval_jbv_type_name(v), wval_jbv_text(v, 120)),
 						 errhint("Send e.g. \"2024-05-01T12:00:00Z\" or \"2024-05-01T14:00:00+02:00\".")));
 	s = jbv_cstring(v);
 	if (!parse_iso8601(s, &c->as_of))
@@ -855,7 +809,7 @@ check_version(SnapshotContract *c)
 		contract_reject(c, false,
 						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 						 errmsg("\"version\" must be a string"),
-						 errdetail("version is %s: %s.", jbv_kind(v), jbv_text(v)),
+						 errdetail("version is %s: %s.", wval_jbv_type_name(v), wval_jbv_text(v, 120)),
 						 errhint("Send the version as a JSON string, e.g. \"v42\".")));
 	problem = identifier_problem(v->val.string.val, v->val.string.len);
 	if (problem != NULL)
@@ -884,11 +838,11 @@ check_weights(SnapshotContract *c)
 						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 						 errmsg("\"weights\" is required"),
 						 errhint("Add \"weights\": an object strategy_id -> weight whose weights sum to 1.")));
-	if (!jbv_is_object(v))
+	if (!wval_jbv_is_object(v))
 		contract_reject(c, false,
 						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 						 errmsg("\"weights\" must be an object"),
-						 errdetail("weights is %s: %s.", jbv_kind(v), jbv_text(v)),
+						 errdetail("weights is %s: %s.", wval_jbv_type_name(v), wval_jbv_text(v, 120)),
 						 errhint("Send an object strategy_id -> weight, e.g. {\"s1\": 0.6, \"s2\": 0.4}.")));
 
 	it = JsonbIteratorInit(v->val.binary.data);
@@ -911,7 +865,7 @@ check_weights(SnapshotContract *c)
 			contract_reject(c, false,
 							(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 							 errmsg("weight of \"%s\" in \"weights\" must be a finite number", jbv_cstring(&k)),
-							 errdetail("weights.%s is %s: %s.", jbv_cstring(&k), jbv_kind(&val), jbv_text(&val)),
+							 errdetail("weights.%s is %s: %s.", jbv_cstring(&k), wval_jbv_type_name(&val), wval_jbv_text(&val, 120)),
 							 errhint("Send every weight as a JSON number; strings, booleans, null and NaN are rejected.")));
 		sum += w;
 		n++;
@@ -1011,17 +965,17 @@ parse_covariance(JsonbContainer *cont, CovEntry **out, int *nout,
 		problem = split_cov_key(*bad_key, &a, &b);
 		if (problem != NULL)
 		{
-			*bad_value = jbv_text(&val);
+			*bad_value = wval_jbv_text(&val, 120);
 			return psprintf("key %s", problem);
 		}
 		if (!jbv_double(&val, &x))
 		{
-			*bad_value = psprintf("%s: %s", jbv_kind(&val), jbv_text(&val));
+			*bad_value = psprintf("%s: %s", wval_jbv_type_name(&val), wval_jbv_text(&val, 120));
 			return "value must be a finite number";
 		}
 		if (strcmp(a, b) == 0 && x < 0.0)
 		{
-			*bad_value = jbv_text(&val);
+			*bad_value = wval_jbv_text(&val, 120);
 			return "variance (diagonal entry) must not be negative";
 		}
 		e[n].a = strcmp(a, b) <= 0 ? a : b;
@@ -1057,11 +1011,11 @@ check_covariance(SnapshotContract *c)
 	c->part_size[PART_COVARIANCE] = -1;
 	if (v == NULL)
 		return;
-	if (!jbv_is_object(v))
+	if (!wval_jbv_is_object(v))
 		contract_reject(c, false,
 						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 						 errmsg("\"covariance\" must be an object"),
-						 errdetail("covariance is %s: %s.", jbv_kind(v), jbv_text(v)),
+						 errdetail("covariance is %s: %s.", wval_jbv_type_name(v), wval_jbv_text(v, 120)),
 						 errhint("Send an object \"a,b\" -> covariance, e.g. {\"s1,s1\": 0.04, \"s1,s2\": 0.006}; omit the field when there is none.")));
 	problem = parse_covariance(v->val.binary.data, &entries, &n, &bad_key, &bad_value);
 	if (problem != NULL)
@@ -1093,7 +1047,7 @@ check_ref(SnapshotContract *c, OffloadPart part)
 		contract_reject(c, false,
 						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 						 errmsg("\"%s\" must be a string", field),
-						 errdetail("%s is %s: %s.", field, jbv_kind(v), jbv_text(v)),
+						 errdetail("%s is %s: %s.", field, wval_jbv_type_name(v), wval_jbv_text(v, 120)),
 						 errhint("Send a wval-blob:sha256:<hex>, s3:// or file:// reference.")));
 	s = jbv_cstring(v);
 	if (strncmp(s, BLOB_REF_PREFIX, strlen(BLOB_REF_PREFIX)) == 0)
@@ -1158,11 +1112,11 @@ check_realized_returns(SnapshotContract *c)
 	c->part_size[PART_REALIZED_RETURNS] = -1;
 	if (v == NULL)
 		return;
-	if (!jbv_is_object(v))
+	if (!wval_jbv_is_object(v))
 		contract_reject(c, false,
 						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 						 errmsg("\"realized_returns\" must be an object"),
-						 errdetail("realized_returns is %s: %s.", jbv_kind(v), jbv_text(v)),
+						 errdetail("realized_returns is %s: %s.", wval_jbv_type_name(v), wval_jbv_text(v, 120)),
 						 errhint("Send an object strategy_id -> array of returns; omit the field when there is none.")));
 
 	it = JsonbIteratorInit(v->val.binary.data);
@@ -1191,7 +1145,7 @@ check_realized_returns(SnapshotContract *c)
 			contract_reject(c, false,
 							(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 							 errmsg("\"realized_returns\" of \"%s\" must be an array", id),
-							 errdetail("realized_returns.%s is %s: %s.", id, jbv_kind(&series), jbv_text(&series)),
+							 errdetail("realized_returns.%s is %s: %s.", id, wval_jbv_type_name(&series), wval_jbv_text(&series, 120)),
 							 errhint("Send an array of returns, e.g. [0.01, -0.003].")));
 		npoints = JsonContainerSize(series.val.binary.data);
 		if (npoints == 0)
@@ -1225,7 +1179,7 @@ check_realized_returns(SnapshotContract *c)
 				contract_reject(c, false,
 								(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 								 errmsg("\"realized_returns\" of \"%s\" must hold finite numbers", id),
-								 errdetail("Element %d is %s: %s.", i, jbv_kind(&x), jbv_text(&x)),
+								 errdetail("Element %d is %s: %s.", i, wval_jbv_type_name(&x), wval_jbv_text(&x, 120)),
 								 errhint("Send every return as a JSON number; strings, booleans, null and NaN are rejected.")));
 			i++;
 		}
@@ -1274,11 +1228,11 @@ check_stress(SnapshotContract *c)
 	c->part_size[PART_STRESS] = -1;
 	if (v == NULL)
 		return;
-	if (!jbv_is_object(v))
+	if (!wval_jbv_is_object(v))
 		contract_reject(c, false,
 						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 						 errmsg("\"stress\" must be an object"),
-						 errdetail("stress is %s: %s.", jbv_kind(v), jbv_text(v)),
+						 errdetail("stress is %s: %s.", wval_jbv_type_name(v), wval_jbv_text(v, 120)),
 						 errhint("Send an object scenario -> {max_drawdown, es_99, var_99, ...}; omit the field when there is none.")));
 
 	it = JsonbIteratorInit(v->val.binary.data);
@@ -1301,11 +1255,11 @@ check_stress(SnapshotContract *c)
 							 errmsg("scenario name in \"stress\" is not a valid identifier"),
 							 errdetail("The key is %s.", quote_literal_cstr(scenario)),
 							 errhint("Scenario names are non-empty, at most 200 bytes, without control characters.")));
-		if (!jbv_is_object(&sc))
+		if (!wval_jbv_is_object(&sc))
 			contract_reject(c, false,
 							(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 							 errmsg("\"stress\" scenario \"%s\" must be an object", scenario),
-							 errdetail("stress.%s is %s: %s.", scenario, jbv_kind(&sc), jbv_text(&sc)),
+							 errdetail("stress.%s is %s: %s.", scenario, wval_jbv_type_name(&sc), wval_jbv_text(&sc, 120)),
 							 errhint("Send {\"max_drawdown\": ..., \"es_99\": ..., \"var_99\": ...} per scenario.")));
 		mit = JsonbIteratorInit(sc.val.binary.data);
 		while ((mtok = JsonbIteratorNext(&mit, &mk, true)) != WJB_DONE)
@@ -1319,7 +1273,7 @@ check_stress(SnapshotContract *c)
 			mtok = JsonbIteratorNext(&mit, &mv, true);
 			if (jbv_double(&mv, &d))
 				continue;
-			if (jbv_is_object(&mv) && object_of_numbers(mv.val.binary.data, &bad_key, &bad))
+			if (wval_jbv_is_object(&mv) && object_of_numbers(mv.val.binary.data, &bad_key, &bad))
 				continue;
 			if (bad_key == NULL)
 				bad = mv;
@@ -1328,7 +1282,7 @@ check_stress(SnapshotContract *c)
 							 errmsg("\"stress\" scenario \"%s\" must hold finite numbers", scenario),
 							 errdetail("stress.%s.%s%s%s is %s: %s.", scenario, jbv_cstring(&mk),
 									   bad_key ? "." : "", bad_key ? bad_key : "",
-									   jbv_kind(&bad), jbv_text(&bad)),
+									   wval_jbv_type_name(&bad), wval_jbv_text(&bad, 120)),
 							 errhint("Send measures as JSON numbers, per scenario or per scenario and strategy.")));
 		}
 	}
@@ -1345,25 +1299,25 @@ check_constraints(SnapshotContract *c)
 
 	if (v == NULL)
 		return;
-	if (!jbv_is_object(v))
+	if (!wval_jbv_is_object(v))
 		contract_reject(c, false,
 						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 						 errmsg("\"constraints\" must be an object"),
-						 errdetail("constraints is %s: %s.", jbv_kind(v), jbv_text(v)),
+						 errdetail("constraints is %s: %s.", wval_jbv_type_name(v), wval_jbv_text(v, 120)),
 						 errhint("Send e.g. {\"candidate_weight\": 0.1, \"max_leverage\": 2}; omit the field when there is none.")));
 	x = object_get(v->val.binary.data, "candidate_weight");
 	if (x != NULL && !(jbv_double(x, &d) && d > 0.0 && d < 1.0))
 		contract_reject(c, false,
 						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 						 errmsg("\"constraints.candidate_weight\" must be a number between 0 and 1"),
-						 errdetail("candidate_weight is %s: %s.", jbv_kind(x), jbv_text(x)),
+						 errdetail("candidate_weight is %s: %s.", wval_jbv_type_name(x), wval_jbv_text(x, 120)),
 						 errhint("Send the weight a candidate would get, strictly between 0 and 1.")));
 	x = object_get(v->val.binary.data, "max_leverage");
 	if (x != NULL && !(jbv_double(x, &d) && d > 0.0))
 		contract_reject(c, false,
 						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 						 errmsg("\"constraints.max_leverage\" must be a positive number"),
-						 errdetail("max_leverage is %s: %s.", jbv_kind(x), jbv_text(x)),
+						 errdetail("max_leverage is %s: %s.", wval_jbv_type_name(x), wval_jbv_text(x, 120)),
 						 errhint("Send the gross leverage limit as a number above 0.")));
 }
 
@@ -1382,7 +1336,7 @@ check_ttl(SnapshotContract *c)
 			contract_reject(c, false,
 							(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 							 errmsg("\"ttl_sec\" must be an integer between 1 and %d", TTL_MAX_SEC),
-							 errdetail("ttl_sec is %s: %s.", jbv_kind(v), jbv_text(v)),
+							 errdetail("ttl_sec is %s: %s.", wval_jbv_type_name(v), wval_jbv_text(v, 120)),
 							 errhint("Send the number of seconds the snapshot stays valid, or omit it for %d.",
 									 TTL_DEFAULT_SEC)));
 		c->ttl_sec = (int) d;
@@ -1488,7 +1442,7 @@ check_hash(SnapshotContract *c)
 		contract_reject(c, false,
 						(errcode(ERRCODE_WVAL_HASH_MISMATCH),
 						 errmsg("\"hash\" does not match the canonical hash of the snapshot"),
-						 errdetail("hash is %s, the canonical hash is %s.", jbv_text(v), c->hash),
+						 errdetail("hash is %s, the canonical hash is %s.", wval_jbv_text(v, 120), c->hash),
 						 errhint("Hash the jsonb text of the contract fields without \"hash\", after offloading: 'sha256:' || hex(sha256(text)); wval_snapshot_canonical() returns that text.")));
 }
 
@@ -1503,11 +1457,11 @@ check_provenance(SnapshotContract *c)
 
 	if (v == NULL)
 		return;
-	if (!jbv_is_object(v))
+	if (!wval_jbv_is_object(v))
 		contract_reject(c, false,
 						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 						 errmsg("\"provenance\" must be an object"),
-						 errdetail("provenance is %s: %s.", jbv_kind(v), jbv_text(v)),
+						 errdetail("provenance is %s: %s.", wval_jbv_type_name(v), wval_jbv_text(v, 120)),
 						 errhint("Send e.g. {\"actor\": \"gateway\", \"stage\": \"live\", \"source\": \"rebalance\"}.")));
 	if (c->dry_run)
 		return;
@@ -1525,7 +1479,7 @@ check_provenance(SnapshotContract *c)
 			contract_reject(c, false,
 							(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 							 errmsg("\"provenance.%s\" does not match the %s argument", names[i], names[i]),
-							 errdetail("provenance.%s is %s, the argument is %s.", names[i], jbv_text(x),
+							 errdetail("provenance.%s is %s, the argument is %s.", names[i], wval_jbv_text(x, 120),
 									   quote_literal_cstr(args[i])),
 							 errhint("Publish with the same %s as the snapshot's provenance, or leave provenance.%s out.",
 									 names[i], names[i])));
@@ -1929,7 +1883,7 @@ load_returns(HTAB *index, JsonbValue *rr, ReturnSeries *series)
 	JsonbIteratorToken tok;
 	bool		any = false;
 
-	if (rr == NULL || !jbv_is_object(rr))
+	if (rr == NULL || !wval_jbv_is_object(rr))
 		return false;
 	it = JsonbIteratorInit(rr->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
@@ -2110,7 +2064,7 @@ wval_portfolio_load(const char *world_id, const char *stage)
 		JsonbValue *cons = object_get(&expanded->root, "constraints");
 		double		d;
 
-		if (cons != NULL && jbv_is_object(cons) &&
+		if (cons != NULL && wval_jbv_is_object(cons) &&
 			(cw = object_get(cons->val.binary.data, "candidate_weight")) != NULL &&
 			jbv_double(cw, &d))
 		{
@@ -2127,7 +2081,7 @@ wval_portfolio_load(const char *world_id, const char *stage)
 
 	cov = object_get(&expanded->root, "covariance");
 	ref = object_get(&stored->root, "covariance_ref");
-	if (cov != NULL && jbv_is_object(cov))
+	if (cov != NULL && wval_jbv_is_object(cov))
 	{
 		CovEntry   *e;
 		int			n,
@@ -2163,7 +2117,7 @@ wval_portfolio_load(const char *world_id, const char *stage)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the covariance of risk snapshot \"%s\" is stored outside the database", pf->version),
-				 errdetail("covariance_ref is %s.", jbv_text(ref)),
+				 errdetail("covariance_ref is %s.", wval_jbv_text(ref, 120)),
 				 errhint("Resolve the reference in the consumer, or publish the covariance inline or as a wval blob.")));
 	else
 		ereport(ERROR,
@@ -2234,7 +2188,7 @@ wval_portfolio_candidate_covariance(const WvalPortfolio *pf, const char *id,
 
 	memset(row_known, 0, sizeof(bool) * pf->k);
 	*variance_known = false;
-	if (cov == NULL || !jbv_is_object(cov))
+	if (cov == NULL || !wval_jbv_is_object(cov))
 		return 0;
 	if (parse_covariance(cov->val.binary.data, &e, &n, &bad_key, &bad_value) != NULL)
 		elog(ERROR, "stored covariance of snapshot \"%s\" does not parse", pf->version);
@@ -2278,7 +2232,7 @@ wval_portfolio_series(const WvalPortfolio *pf, const char *id, int *n)
 	double	   *out;
 
 	*n = 0;
-	if (rr == NULL || !jbv_is_object(rr) ||
+	if (rr == NULL || !wval_jbv_is_object(rr) ||
 		(v = object_get(rr->val.binary.data, id)) == NULL || !jbv_is_array(v))
 		return NULL;
 	out = palloc(sizeof(double) * Max(JsonContainerSize(v->val.binary.data), 1));

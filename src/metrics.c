@@ -115,7 +115,6 @@ PG_FUNCTION_INFO_V1(wval_norm_cdf_sql);
 PG_FUNCTION_INFO_V1(wval_norm_ppf_sql);
 PG_FUNCTION_INFO_V1(wval_strategy_complexity_sql);
 
-
 /* ---------------------------------------------------------------------
  * Input rules
  * ---------------------------------------------------------------------
@@ -361,7 +360,6 @@ wval_check_metrics_options(const WvalMetricsOptions *opt, int n)
 						   n, opt->n_benchmark),
 				 errhint("Pass the benchmark's returns for the same periods as the strategy's.")));
 }
-
 
 /* ---------------------------------------------------------------------
  * Numerical building blocks
@@ -1727,7 +1725,6 @@ wval_strategy_complexity_value(int search_intensity, Jsonb *extra_metrics)
 	return c;
 }
 
-
 /* ---------------------------------------------------------------------
  * The pack
  * ---------------------------------------------------------------------
@@ -1942,18 +1939,6 @@ compute_pack(const double *r, int n, const WvalMetricsOptions *opt, MetricsPack 
 	pk->complexity = wval_strategy_complexity_value(opt->search_intensity, NULL);
 }
 
-/* Pushes a key. */
-static void
-push_key(JsonbParseState **st, const char *key)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(st, WJB_KEY, &k);
-}
-
 /* A double as a numeric in its shortest exact decimal form. */
 static Numeric
 numeric_from_double(double v)
@@ -1973,7 +1958,7 @@ push_double(JsonbParseState **st, const char *key, double v)
 {
 	JsonbValue	jv;
 
-	push_key(st, key);
+	wval_push_key(st, key);
 	if (isnan(v))
 		jv.type = jbvNull;
 	else if (isinf(v))
@@ -1996,7 +1981,7 @@ push_int(JsonbParseState **st, const char *key, int64 v)
 {
 	JsonbValue	jv;
 
-	push_key(st, key);
+	wval_push_key(st, key);
 	if (v < 0)
 		jv.type = jbvNull;
 	else
@@ -2011,7 +1996,7 @@ push_int(JsonbParseState **st, const char *key, int64 v)
 static void
 push_object(JsonbParseState **st, const char *key)
 {
-	push_key(st, key);
+	wval_push_key(st, key);
 	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
 }
 
@@ -2117,7 +2102,6 @@ wval_compute_metrics(const double *r, int n, const WvalMetricsOptions *opt)
 
 	return JsonbValueToJsonb(wval_push_metrics(&state, r, n, opt));
 }
-
 
 /* ---------------------------------------------------------------------
  * SQL functions

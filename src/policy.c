@@ -219,51 +219,6 @@ wval_on_name(WvalOnPolicy p)
 	return on_names[p];
 }
 
-/* The JSON type name of a value, for error details */
-static const char *
-jbv_type_name(const JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "a string";
-		case jbvNumeric:
-			return "a number";
-		case jbvBool:
-			return "a boolean";
-		case jbvBinary:
-			return JsonContainerIsObject(v->val.binary.data) ? "an object" :
-				"an array";
-		case jbvArray:
-			return "an array";
-		case jbvObject:
-			return "an object";
-		default:
-			return "a value";
-	}
-}
-
-/* The JSON text of a value (shortened), for error details */
-static char *
-jbv_text(const JsonbValue *v)
-{
-	char	   *text;
-
-	if (v->type == jbvBinary)
-		text = JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
-	else
-	{
-		Jsonb	   *jb = JsonbValueToJsonb((JsonbValue *) v);
-
-		text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
-	}
-	if (strlen(text) > 200)
-		text = psprintf("%.200s...", text);
-	return text;
-}
-
 /* A comma-separated list of names */
 static char *
 name_list(const char *const *names, int n)
@@ -302,15 +257,8 @@ error_type(const char *path, const char *expected, const JsonbValue *v)
 	ereport(ERROR,
 			(errcode(ERRCODE_WVAL_INVALID_POLICY),
 			 errmsg("policy key \"%s\" must be %s", path, expected),
-			 errdetail("Found %s: %s.", jbv_type_name(v), jbv_text(v)),
+			 errdetail("Found %s: %s.", wval_jbv_type_name(v), wval_jbv_text(v, 200)),
 			 errhint("See docs/policy.md for the form of each key.")));
-}
-
-/* True when v is an object */
-static bool
-is_object(const JsonbValue *v)
-{
-	return v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data);
 }
 
 /* The key/value pairs of an object value (nested values stay binary) */
@@ -324,7 +272,7 @@ object_pairs(const JsonbValue *obj, const char *path, Pair **pairs)
 	int			max;
 	Pair	   *result;
 
-	if (!is_object(obj))
+	if (!wval_jbv_is_object(obj))
 		error_type(path, "an object", obj);
 	max = JsonContainerSize(obj->val.binary.data);
 	result = palloc(sizeof(Pair) * Max(max, 1));
@@ -367,7 +315,7 @@ get_count(const char *path, const JsonbValue *v)
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_INVALID_POLICY),
 				 errmsg("policy key \"%s\" must not be negative", path),
-				 errdetail("Found %s.", jbv_text(v)),
+				 errdetail("Found %s.", wval_jbv_text(v, 200)),
 				 errhint("Counts are whole numbers >= 0.")));
 	if (d != floor(d))
 		error_type(path, "a whole number", v);
@@ -412,7 +360,7 @@ get_duration(const char *path, const JsonbValue *v)
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_INVALID_POLICY),
 				 errmsg("policy key \"%s\" must be a positive duration", path),
-				 errdetail("Found %s.", jbv_text(v)),
+				 errdetail("Found %s.", wval_jbv_text(v, 200)),
 				 errhint("Use a positive duration such as \"1d\".")));
 	return n * unit;
 }
@@ -433,7 +381,7 @@ get_enum(const char *path, const JsonbValue *v, const char *const *names, int n)
 	ereport(ERROR,
 			(errcode(ERRCODE_WVAL_INVALID_POLICY),
 			 errmsg("invalid value for policy key \"%s\"", path),
-			 errdetail("Found %s: %s.", jbv_type_name(v), jbv_text(v)),
+			 errdetail("Found %s: %s.", wval_jbv_type_name(v), wval_jbv_text(v, 200)),
 			 errhint("Accepted values: %s.", name_list(names, n))));
 	return -1;					/* not reached */
 }
@@ -542,7 +490,7 @@ build_check(RuleList *list, const char *path, const char *key, const CheckDef *d
 		has_min = true;
 		min = 0;
 	}
-	else if (is_object(v))
+	else if (wval_jbv_is_object(v))
 	{
 		Pair	   *pairs;
 		int			n = object_pairs(v, path, &pairs);
@@ -572,14 +520,14 @@ build_check(RuleList *list, const char *path, const char *key, const CheckDef *d
 			ereport(ERROR,
 					(errcode(ERRCODE_WVAL_INVALID_POLICY),
 					 errmsg("policy key \"%s\" needs \"%s\"", path, def->dir == 'g' ? "min" : "max"),
-					 errdetail("Found %s.", jbv_text(v)),
+					 errdetail("Found %s.", wval_jbv_text(v, 200)),
 					 errhint("Write the threshold as {\"%s\": x}, optionally with severity, owner and mode.",
 							 def->dir == 'g' ? "min" : "max")));
 		if (has_min && has_max && min > max)
 			ereport(ERROR,
 					(errcode(ERRCODE_WVAL_INVALID_POLICY),
 					 errmsg("policy key \"%s\" has a minimum above its maximum", path),
-					 errdetail("Found %s.", jbv_text(v)),
+					 errdetail("Found %s.", wval_jbv_text(v, 200)),
 					 errhint("Make min <= max.")));
 	}
 	else
@@ -878,7 +826,6 @@ materialise(WvalRuleset *rs)
 	snprintf(rs->hash, sizeof(rs->hash), "sha256:%s", hex);
 }
 
-
 /* Validates the validation block: on_error / on_missing_metric */
 static void
 build_validation(WvalPolicy *policy, const JsonbValue *v)
@@ -1091,7 +1038,7 @@ validate_selection_part(const char *path, const char *key, const JsonbValue *v)
 					ereport(ERROR,
 							(errcode(ERRCODE_WVAL_INVALID_POLICY),
 							 errmsg("policy key \"%s\" must be between 0 and 1", p),
-							 errdetail("Found %s.", jbv_text(&pairs[i].val)),
+							 errdetail("Found %s.", wval_jbv_text(&pairs[i].val, 200)),
 							 errhint("An absolute correlation bound lies in [0, 1].")));
 			}
 			else if (strcmp(k, "source") == 0)

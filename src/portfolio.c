@@ -206,13 +206,6 @@ jbv_number(const JsonbValue *v, double *out)
 	return isfinite(*out);
 }
 
-/* True when v is an object container. */
-static bool
-jbv_object(const JsonbValue *v)
-{
-	return v != NULL && v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data);
-}
-
 /* Appends a number, or null when it is not known. */
 static void
 append_number_or_null(StringInfo buf, bool known, double d)
@@ -300,7 +293,7 @@ check_stress_argument(Jsonb *stress)
 			continue;
 		tok = JsonbIteratorNext(&it, &sc, true);
 		scenario = pnstrdup(k.val.string.val, k.val.string.len);
-		if (!jbv_object(&sc))
+		if (!wval_jbv_is_object(&sc))
 			ereport(ERROR,
 					(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
 					 errmsg("\"stress\" scenario \"%s\" must be an object", scenario),
@@ -315,7 +308,7 @@ check_stress_argument(Jsonb *stress)
 				continue;
 			mtok = JsonbIteratorNext(&mit, &mv, true);
 			ok = jbv_number(&mv, &d);
-			if (!ok && jbv_object(&mv))
+			if (!ok && wval_jbv_is_object(&mv))
 			{
 				JsonbIterator *sit = JsonbIteratorInit(mv.val.binary.data);
 				JsonbValue	sk,
@@ -584,11 +577,11 @@ append_scenarios(StringInfo block, StringInfo sources, JsonbContainer *stress,
 		if (tok != WJB_KEY)
 			continue;
 		tok = JsonbIteratorNext(&it, &sc, true);
-		if (!jbv_object(&sc))
+		if (!wval_jbv_is_object(&sc))
 			continue;
 		initStringInfo(&m);
 		own = getKeyJsonValueFromContainer(sc.val.binary.data, strategy_id, strlen(strategy_id), NULL);
-		if (jbv_object(own) && append_measures(&m, own->val.binary.data))
+		if (wval_jbv_is_object(own) && append_measures(&m, own->val.binary.data))
 			source = "strategy";
 		else
 		{
@@ -614,27 +607,6 @@ append_scenarios(StringInfo block, StringInfo sources, JsonbContainer *stress,
  * ---------------------------------------------------------------------
  */
 
-/* Lowercase hex sha256 of a return series as big-endian float8 bytes. */
-static char *
-series_hash(const double *r, int n)
-{
-	char	   *bytes = palloc(sizeof(uint64) * Max(n, 1));
-	char		hex[65];
-	int			i;
-
-	for (i = 0; i < n; i++)
-	{
-		uint64		u;
-
-		memcpy(&u, &r[i], sizeof(u));
-		u = pg_hton64(u);
-		memcpy(bytes + i * sizeof(u), &u, sizeof(u));
-	}
-	wval_sha256_hex(bytes, sizeof(uint64) * n, hex);
-	pfree(bytes);
-	return psprintf("sha256:%s", hex);
-}
-
 /*
  * The idempotency key of a portfolio run: candidate run, snapshot
  * version, policy version, the fill correlation and (when the caller
@@ -655,7 +627,7 @@ idempotency_key(const CandidateRun *cand, const WvalPortfolio *pf, int version,
 		char		hex[65];
 
 		initStringInfo(&inputs);
-		appendStringInfoString(&inputs, returns ? series_hash(returns, nreturns) : "-");
+		appendStringInfoString(&inputs, returns ? wval_returns_hash(returns, nreturns) : "-");
 		appendStringInfoChar(&inputs, '|');
 		if (stress)
 			appendStringInfoString(&inputs, JsonbToCString(NULL, &stress->root, VARSIZE(stress)));
@@ -900,7 +872,7 @@ wval_evaluate_portfolio(PG_FUNCTION_ARGS)
 	appendStringInfoChar(&stress_block, '{');
 	appendStringInfoChar(&stress_sources, '{');
 	snap_stress = getKeyJsonValueFromContainer(&pf->payload->root, "stress", 6, NULL);
-	if (jbv_object(snap_stress))
+	if (wval_jbv_is_object(snap_stress))
 		append_scenarios(&stress_block, &stress_sources, snap_stress->val.binary.data,
 						 cand.strategy_id, "portfolio");
 	/* jsonb keeps the last of duplicate keys: a caller's scenario replaces the snapshot's */
@@ -1006,7 +978,7 @@ wval_evaluate_portfolio(PG_FUNCTION_ARGS)
 	appendStringInfoChar(&buf, '}');
 	args[8] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
 	args[9] = CStringGetTextDatum(key);
-	args[10] = text_or_null(f.cr ? series_hash(f.cr, f.ncr) : NULL, &nulls[10]);
+	args[10] = text_or_null(f.cr ? wval_returns_hash(f.cr, f.ncr) : NULL, &nulls[10]);
 	args[11] = JsonbPGetDatum(metrics);
 	args[12] = Int32GetDatum(version);
 	args[13] = text_or_null(rs ? rs->hash : NULL, &nulls[13]);

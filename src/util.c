@@ -14,8 +14,11 @@
 #include "common/sha2.h"
 #include "common/shortest_dec.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "port/pg_bswap.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/jsonb.h"
 
 #include "wval.h"
 
@@ -106,4 +109,97 @@ wval_append_float8(StringInfo buf, double value)
 		double_to_shortest_decimal_buf(value, tmp);
 		appendStringInfoString(buf, tmp);
 	}
+}
+
+/* True when v is an object container (NULL is not). */
+bool
+wval_jbv_is_object(const JsonbValue *v)
+{
+	return v != NULL && v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data);
+}
+
+/* What kind of JSON value v is, for error details ("a string", "an object" ...). */
+const char *
+wval_jbv_type_name(const JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvString:
+			return "a string";
+		case jbvNumeric:
+			return "a number";
+		case jbvBool:
+			return "a boolean";
+		case jbvArray:
+			return "an array";
+		case jbvObject:
+			return "an object";
+		case jbvBinary:
+			return JsonContainerIsObject(v->val.binary.data) ? "an object" :
+				JsonContainerIsArray(v->val.binary.data) ? "an array" : "a scalar";
+		default:
+			return "a JSON value";
+	}
+}
+
+/* The JSON text of v, cut (multibyte-safe) after about maxlen bytes, for error details. */
+char *
+wval_jbv_text(const JsonbValue *v, int maxlen)
+{
+	char	   *s;
+
+	if (v->type == jbvBinary)
+		s = JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
+	else
+	{
+		Jsonb	   *jb = JsonbValueToJsonb((JsonbValue *) v);
+
+		s = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	}
+	if ((int) strlen(s) > maxlen)
+	{
+		int			cut = pg_mbcliplen(s, strlen(s), maxlen - 3);
+
+		s[cut] = '\0';
+		s = psprintf("%s...", s);
+	}
+	return s;
+}
+
+/* Pushes an object key onto a jsonb parse state. */
+void
+wval_push_key(JsonbParseState **state, const char *key)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(state, WJB_KEY, &k);
+}
+
+/*
+ * "sha256:" and the hex sha256 of a return series as big-endian float8 bytes,
+ * recomputable in SQL: sha256(float8send(r_1) || ... || float8send(r_n)).
+ */
+char *
+wval_returns_hash(const double *r, int n)
+{
+	char	   *bytes = palloc(sizeof(uint64) * Max(n, 1));
+	char		hex[65];
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		uint64		u;
+
+		memcpy(&u, &r[i], sizeof(u));
+		u = pg_hton64(u);
+		memcpy(bytes + i * sizeof(u), &u, sizeof(u));
+	}
+	wval_sha256_hex(bytes, sizeof(uint64) * n, hex);
+	pfree(bytes);
+	return psprintf("sha256:%s", hex);
 }

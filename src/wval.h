@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
+#include "utils/jsonb.h"
 
 #define ERRCODE_WVAL_INVALID_METRIC_INPUT	MAKE_SQLSTATE('W','V','0','0','1')
 #define ERRCODE_WVAL_INVALID_POLICY			MAKE_SQLSTATE('W','V','0','0','2')
@@ -36,6 +37,11 @@ extern void wval_check_identifier(const char *field, const char *value);
 extern void wval_sha256_hex(const char *data, size_t len, char *out);	/* out: 65 bytes */
 extern void wval_append_json_string(StringInfo buf, const char *str);
 extern void wval_append_float8(StringInfo buf, double value);
+extern bool wval_jbv_is_object(const JsonbValue *v);
+extern const char *wval_jbv_type_name(const JsonbValue *v);
+extern char *wval_jbv_text(const JsonbValue *v, int maxlen);
+extern void wval_push_key(JsonbParseState **state, const char *key);
+extern char *wval_returns_hash(const double *r, int n);
 
 /* schedule.c */
 extern void wval_schedule_init(void);
