@@ -58,7 +58,7 @@ log "setting up (candidate runs for every call)"
 	SELECT wval_world_upsert(w) FROM unnest(ARRAY['pf_inline', 'pf_returns', 'pf_sync', 'pf_cohort']) w;
 	SELECT wval_world_upsert('pf_inline', settings => '{"offload_threshold": 1000}');
 	SELECT wval_producer_register(w, 'risk') FROM unnest(ARRAY['pf_inline', 'pf_returns', 'pf_sync']) w;
-	SELECT wval_policy_publish(w, (SELECT doc FROM policy), 'bench'), wval_policy_activate(w, 1, 'bench', 'bench')
+	SELECT wval_policy_publish(w, (SELECT doc FROM policy), 'bench'), wval_policy_activate(w, 1, 'bench-approver', 'bench')
 	FROM unnest(ARRAY['pf_inline', 'pf_returns', 'pf_sync', 'pf_cohort']) w;
 
 	-- 10 strategies s1..s10 and the rows of 5 candidate strategies c1..c5
