@@ -1,6 +1,7 @@
 -- scripts/demo.sql: what the README's demo command runs in the throw-away cluster.
 \set ON_ERROR_STOP on
 \pset footer off
+\set SHOW_CONTEXT never
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pg_cron;
 CREATE EXTENSION IF NOT EXISTS wval CASCADE;
@@ -71,7 +72,22 @@ SELECT (wval_evaluate('demo-fund', 'steady_carry', 'backtest', NULL, '{}', '{"ru
        (SELECT count(*) FROM wval.evaluation_runs WHERE world_id = 'demo-fund') AS runs_stored;
 
 \echo
-\echo '=== 6. the record: events in the outbox, the audit log, append-only history, the hash chain'
+\echo '=== 6. a stricter policy (backtest sharpe_min 0.5 -> 1.2): replayed over history before it may go live'
+SELECT wval_policy_publish('demo-fund',
+    jsonb_set((SELECT policy FROM wval.sample_policies WHERE name = 'sample'),
+              '{validation_profiles,backtest,performance,sharpe_min}', '1.2'),
+    'alice', 'tighter sharpe') AS published_version;
+SELECT d->>'total_strategies' AS strategies, d->>'strategies_affected' AS affected, d->>'impact_ratio' AS impact_ratio,
+       (SELECT string_agg(o->>'strategy_id' || ' ' || (o->>'old_status') || '->' || (o->>'new_status') || ' (' || (o->>'label') || ')', ', ')
+        FROM jsonb_array_elements(d->'top_offenders') o) AS top_offenders
+FROM wval_policy_diff('demo-fund', 1, 2) d;
+\set ON_ERROR_STOP off
+\echo 'trying: activate version 2 (the impact gate stops anything at or above 5 % of strategies)'
+SELECT wval_policy_activate('demo-fund', 2, 'bob', 'tighten sharpe');
+\set ON_ERROR_STOP on
+
+\echo
+\echo '=== 7. the record: events in the outbox, the audit log, append-only history, the hash chain'
 SELECT type, count(*) AS events FROM wval.events WHERE world_id = 'demo-fund' GROUP BY type ORDER BY type;
 SELECT id, action, actor, db_user FROM wval.audit_log WHERE world_id = 'demo-fund' ORDER BY id;
 \set ON_ERROR_STOP off
