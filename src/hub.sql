@@ -316,7 +316,9 @@ COMMENT ON FUNCTION wval._snapshot_doc(wval.risk_snapshots, boolean, timestamptz
 CREATE FUNCTION wval._world_exists(p_world_id text) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM wval.worlds w WHERE w.world_id = p_world_id) THEN
+    -- a world the calling role may not see does not exist for it (security.sql)
+    IF NOT EXISTS (SELECT 1 FROM wval.worlds w WHERE w.world_id = p_world_id)
+       OR NOT wval._world_access((SELECT oid FROM pg_roles WHERE rolname = wval._invoker()), p_world_id, 'read') THEN
         RAISE EXCEPTION 'world "%" does not exist', p_world_id
             USING ERRCODE = 'WV010',
                   DETAIL = format('world_id is %L.', p_world_id),

@@ -1,7 +1,7 @@
 -- pgTAP: row-level security per world (wval.world_grants)
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(24);
+SELECT plan(27);
 
 -- two worlds with a run each
 SELECT lives_ok($$SELECT wval_world_upsert(w, actor => 'dba'),
@@ -13,6 +13,11 @@ SELECT w AS world_id, (wval_evaluate(w, 's1', 'backtest', NULL,
                         (SELECT metrics FROM wval.scenario_cases WHERE strategy_id = 'good_set_1'))).run_id
 FROM unnest(ARRAY['tap-sec-a', 'tap-sec-b']) w;
 GRANT SELECT ON sec_runs TO PUBLIC;
+SELECT wval_producer_register('tap-sec-b', 'risk-engine');
+SELECT wval_snapshot_publish('tap-sec-b', jsonb_build_object(
+    'as_of', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), 'version', 'v1',
+    'weights', '{"s1": 0.5, "s2": 0.5}'::jsonb, 'covariance', '{"s1,s1": 0.04, "s2,s2": 0.01}'::jsonb,
+    'ttl_sec', 600), 'risk-engine', 'paper');
 
 CREATE ROLE tap_sec_reader; GRANT wval_analyst TO tap_sec_reader;
 CREATE ROLE tap_sec_gw;     GRANT wval_producer TO tap_sec_gw;
@@ -48,6 +53,9 @@ SELECT ok(wval_run_explain((SELECT run_id FROM sec_runs WHERE world_id = 'tap-se
 SELECT throws_ok($$SELECT wval_run_explain((SELECT run_id FROM sec_runs WHERE world_id = 'tap-sec-b'))$$,
                  'WV010', NULL, 'a run of B does not exist for this reader');
 SELECT throws_ok($$SELECT wval_ruleset('tap-sec-b')$$, 'WV010', NULL, 'world B does not exist for this reader');
+SELECT throws_ok($$SELECT wval_snapshot_latest('tap-sec-b')$$, 'WV010', NULL, 'nor its risk snapshots');
+SELECT throws_ok($$SELECT wval_portfolio_risk('tap-sec-b')$$, 'WV010', NULL, 'nor its portfolio risk');
+SELECT is((SELECT count(*)::int FROM wval.risk_snapshots WHERE world_id = 'tap-sec-b'), 0, 'snapshot rows of B are hidden');
 RESET ROLE;
 
 SET ROLE tap_sec_gw;
