@@ -102,3 +102,22 @@ stop_cluster() {
 	[ -f "$data/pgdata/postmaster.pid" ] || return 0
 	as_pg "$bindir/pg_ctl" -D "$data/pgdata" -m fast -w stop >/dev/null 2>&1 || true
 }
+
+# bench_cluster CRON_DB [extra postgresql.conf lines]: the set-up every
+# benchmark shares: packages, a -Werror build, a private PostgreSQL copy with
+# wval in $WORK/stage, a throw-away cluster with the server's default
+# durability (removed on exit), PGHOST/PGPORT/PGUSER exported, $BIN and the
+# array PSQL=(psql -X -q -v ON_ERROR_STOP=1) set.
+bench_cluster() {
+	local crondb=$1 extra=${2:-}
+	ensure_packages
+	build
+	WORK=$(mktemp -d /tmp/wval-bench.XXXXXX)
+	chmod 755 "$WORK"
+	BIN=$WORK/stage$PG_BINDIR
+	trap 'stop_cluster "$BIN" "$WORK/cluster"; rm -rf "$WORK"' EXIT
+	stage "$WORK/stage"
+	start_cluster "$BIN" "$WORK/cluster" "$crondb" "$extra"
+	export PGHOST=$WORK/cluster/sock PGPORT=5432 PGUSER=postgres
+	PSQL=("$BIN/psql" -X -q -v ON_ERROR_STOP=1)
+}

@@ -16,19 +16,12 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 secs=${1:-20}
 
-ensure_packages
-build
-WORK=$(mktemp -d /tmp/wval-bench.XXXXXX)
-chmod 755 "$WORK"
-BIN=$WORK/stage$PG_BINDIR
-trap 'stop_cluster "$BIN" "$WORK/cluster"; rm -rf "$WORK"' EXIT
-stage "$WORK/stage"
 extra=""
 [ "${BUS_BENCH_FAST:-0}" = 1 ] && extra="fsync = off
 synchronous_commit = off"
-start_cluster "$BIN" "$WORK/cluster" bench "$extra
+bench_cluster bench "$extra
 shared_buffers = 256MB"
-export PGHOST=$WORK/cluster/sock PGPORT=5432 PGUSER=postgres PGDATABASE=bench
+export PGDATABASE=bench
 "$BIN/psql" -q -X -d postgres -c "CREATE DATABASE bench"
 "$BIN/psql" -q -X -v ON_ERROR_STOP=1 <<'SQL'
 SET client_min_messages = warning;

@@ -27,18 +27,9 @@ STRATEGIES=${2:-$((RUNS / 10))}
 ROUNDS=${3:-5}
 BATCH=20000
 
-ensure_packages
-build
-WORK=$(mktemp -d /tmp/wval-bench.XXXXXX)
-chmod 755 "$WORK"
-BIN=$WORK/stage$PG_BINDIR
-trap 'stop_cluster "$BIN" "$WORK/cluster"; rm -rf "$WORK"' EXIT
-stage "$WORK/stage"
-start_cluster "$BIN" "$WORK/cluster" postgres "max_wal_size = 4GB
+bench_cluster postgres "max_wal_size = 4GB
 shared_buffers = 512MB
 work_mem = 16MB"
-export PGHOST=$WORK/cluster/sock PGPORT=5432 PGUSER=postgres
-PSQL=("$BIN/psql" -X -q -v ON_ERROR_STOP=1)
 
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE bench" >/dev/null
 log "loading $RUNS runs of $STRATEGIES strategies"

@@ -25,17 +25,8 @@ SECS=${1:-10}
 CLIENTS=${2:-2}
 ROUNDS=${3:-3}
 
-ensure_packages
-build
-WORK=$(mktemp -d /tmp/wval-bench.XXXXXX)
-chmod 755 "$WORK"
-BIN=$WORK/stage$PG_BINDIR
-trap 'stop_cluster "$BIN" "$WORK/cluster"; rm -rf "$WORK"' EXIT
-stage "$WORK/stage"
-start_cluster "$BIN" "$WORK/cluster" postgres "max_wal_size = 4GB
+bench_cluster postgres "max_wal_size = 4GB
 shared_buffers = 512MB"
-export PGHOST=$WORK/cluster/sock PGPORT=5432 PGUSER=postgres
-PSQL=("$BIN/psql" -X -q -v ON_ERROR_STOP=1)
 
 # the series: 2,520 daily returns, as a literal both scripts parse
 LITERAL=$("$BIN/psql" -X -At -d postgres -c \

@@ -19,16 +19,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 SECS=${1:-15}
 CLIENTS=${2:-2}
 
-ensure_packages
-build
-WORK=$(mktemp -d /tmp/wval-bench.XXXXXX)
-chmod 755 "$WORK"
-BIN=$WORK/stage$PG_BINDIR
-trap 'stop_cluster "$BIN" "$WORK/cluster"; rm -rf "$WORK"' EXIT
-stage "$WORK/stage"
-start_cluster "$BIN" "$WORK/cluster" postgres "max_wal_size = 2GB"
-export PGHOST=$WORK/cluster/sock PGPORT=5432 PGUSER=postgres
-PSQL=("$BIN/psql" -X -q -v ON_ERROR_STOP=1)
+bench_cluster postgres "max_wal_size = 2GB"
 
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE bench" >/dev/null
 "${PSQL[@]}" -d bench >/dev/null <<-'SQL'

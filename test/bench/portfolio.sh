@@ -33,16 +33,7 @@ CLIENTS=${2:-2}
 N_INLINE=${N_INLINE:-30000}
 N_RETURNS=${N_RETURNS:-20000}
 
-ensure_packages
-build
-WORK=$(mktemp -d /tmp/wval-bench.XXXXXX)
-chmod 755 "$WORK"
-BIN=$WORK/stage$PG_BINDIR
-trap 'stop_cluster "$BIN" "$WORK/cluster"; rm -rf "$WORK"' EXIT
-stage "$WORK/stage"
-start_cluster "$BIN" "$WORK/cluster" postgres "max_wal_size = 2GB"
-export PGHOST=$WORK/cluster/sock PGPORT=5432 PGUSER=postgres
-PSQL=("$BIN/psql" -X -q -v ON_ERROR_STOP=1)
+bench_cluster postgres "max_wal_size = 2GB"
 
 log "setting up (candidate runs for every call)"
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE bench" >/dev/null
