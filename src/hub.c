@@ -385,20 +385,6 @@ object_get(JsonbContainer *c, const char *key)
 	return getKeyJsonValueFromContainer(c, key, strlen(key), NULL);
 }
 
-/*
- * Converts a JSON number to double; false when it is not a number or does
- * not fit a double (jsonb has no NaN: a "NaN" arrives as a string).
- */
-static bool
-jbv_double(const JsonbValue *v, double *out)
-{
-	if (v->type != jbvNumeric)
-		return false;
-	*out = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
-											  NumericGetDatum(v->val.numeric)));
-	return isfinite(*out);
-}
-
 /* NULL when s is a valid identifier, else what is wrong with it. */
 static const char *
 identifier_problem(const char *s, int len)
@@ -458,7 +444,7 @@ world_setting_double(Jsonb *settings, const char *key, double *out)
 	if (settings == NULL || !JB_ROOT_IS_OBJECT(settings))
 		return false;
 	v = object_get(&settings->root, key);
-	return v != NULL && jbv_double(v, out);
+	return v != NULL && wval_jbv_double(v, out);
 }
 
 /* ---------------------------------------------------------------------
@@ -861,7 +847,7 @@ check_weights(SnapshotContract *c)
 							 errmsg("strategy id in \"weights\" %s", problem),
 							 errdetail("The key is %s.", quote_literal_cstr(jbv_cstring(&k))),
 							 errhint("Strategy ids are non-empty, at most 200 bytes, without control characters.")));
-		if (!jbv_double(&val, &w))
+		if (!wval_jbv_double(&val, &w))
 			contract_reject(c, false,
 							(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 							 errmsg("weight of \"%s\" in \"weights\" must be a finite number", jbv_cstring(&k)),
@@ -968,7 +954,7 @@ parse_covariance(JsonbContainer *cont, CovEntry **out, int *nout,
 			*bad_value = wval_jbv_text(&val, 120);
 			return psprintf("key %s", problem);
 		}
-		if (!jbv_double(&val, &x))
+		if (!wval_jbv_double(&val, &x))
 		{
 			*bad_value = psprintf("%s: %s", wval_jbv_type_name(&val), wval_jbv_text(&val, 120));
 			return "value must be a finite number";
@@ -1175,7 +1161,7 @@ check_realized_returns(SnapshotContract *c)
 
 			if (atok != WJB_ELEM)
 				continue;
-			if (!jbv_double(&x, &d))
+			if (!wval_jbv_double(&x, &d))
 				contract_reject(c, false,
 								(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 								 errmsg("\"realized_returns\" of \"%s\" must hold finite numbers", id),
@@ -1202,13 +1188,75 @@ object_of_numbers(JsonbContainer *cont, char **bad_key, JsonbValue *bad)
 		if (tok != WJB_KEY)
 			continue;
 		tok = JsonbIteratorNext(&it, bad, true);
-		if (!jbv_double(bad, &d))
+		if (!wval_jbv_double(bad, &d))
 		{
 			*bad_key = jbv_cstring(&k);
 			return false;
 		}
 	}
 	return true;
+}
+
+/*
+ * Walks stress results, scenario -> {measure -> number} or scenario ->
+ * {strategy -> {measure -> number}} (the snapshot's shape, also what callers
+ * of the portfolio layer pass).  Returns WVAL_STRESS_OK and the number of
+ * scenarios in *n, or the first problem in walking order: a scenario name
+ * that is not an identifier (only when check_names), a scenario that is not
+ * an object, a measure that is not a number (nor an object of numbers).
+ * *scenario names the scenario, *where the measure path inside it
+ * ("es_99" or "es_99.s1"), *bad the offending value.
+ */
+WvalStressProblem
+wval_stress_shape(JsonbContainer *stress, bool check_names, int *n, char **scenario,
+				  char **where, JsonbValue *bad)
+{
+	JsonbIterator *it = JsonbIteratorInit(stress);
+	JsonbValue	k,
+				sc;
+	JsonbIteratorToken tok;
+
+	*n = 0;
+	*where = NULL;
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		JsonbIterator *mit;
+		JsonbValue	mk,
+					mv;
+		JsonbIteratorToken mtok;
+
+		if (tok != WJB_KEY)
+			continue;
+		tok = JsonbIteratorNext(&it, &sc, true);
+		*scenario = jbv_cstring(&k);
+		(*n)++;
+		if (check_names && identifier_problem(k.val.string.val, k.val.string.len) != NULL)
+			return WVAL_STRESS_BAD_NAME;
+		if (!wval_jbv_is_object(&sc))
+		{
+			*bad = sc;
+			return WVAL_STRESS_NOT_OBJECT;
+		}
+		mit = JsonbIteratorInit(sc.val.binary.data);
+		while ((mtok = JsonbIteratorNext(&mit, &mk, true)) != WJB_DONE)
+		{
+			double		d;
+			char	   *bad_key = NULL;
+
+			if (mtok != WJB_KEY)
+				continue;
+			mtok = JsonbIteratorNext(&mit, &mv, true);
+			if (wval_jbv_double(&mv, &d))
+				continue;
+			if (wval_jbv_is_object(&mv) && object_of_numbers(mv.val.binary.data, &bad_key, bad))
+				continue;
+			if (bad_key == NULL)
+				*bad = mv;
+			*where = bad_key ? psprintf("%s.%s", jbv_cstring(&mk), bad_key) : jbv_cstring(&mk);
+			return WVAL_STRESS_NOT_NUMBER;
+		}
+	}
+	return WVAL_STRESS_OK;
 }
 
 /*
@@ -1219,11 +1267,10 @@ static void
 check_stress(SnapshotContract *c)
 {
 	JsonbValue *v = object_get(&c->snapshot->root, "stress");
-	JsonbIterator *it;
-	JsonbValue	k,
-				sc;
-	JsonbIteratorToken tok;
-	int			n = 0;
+	int			n;
+	char	   *scenario = NULL;
+	char	   *where;
+	JsonbValue	bad;
 
 	c->part_size[PART_STRESS] = -1;
 	if (v == NULL)
@@ -1234,57 +1281,32 @@ check_stress(SnapshotContract *c)
 						 errmsg("\"stress\" must be an object"),
 						 errdetail("stress is %s: %s.", wval_jbv_type_name(v), wval_jbv_text(v, 120)),
 						 errhint("Send an object scenario -> {max_drawdown, es_99, var_99, ...}; omit the field when there is none.")));
-
-	it = JsonbIteratorInit(v->val.binary.data);
-	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	switch (wval_stress_shape(v->val.binary.data, true, &n, &scenario, &where, &bad))
 	{
-		char	   *scenario;
-		JsonbIterator *mit;
-		JsonbValue	mk,
-					mv;
-		JsonbIteratorToken mtok;
-
-		if (tok != WJB_KEY)
-			continue;
-		tok = JsonbIteratorNext(&it, &sc, true);
-		scenario = jbv_cstring(&k);
-		n++;
-		if (identifier_problem(k.val.string.val, k.val.string.len) != NULL)
+		case WVAL_STRESS_OK:
+			break;
+		case WVAL_STRESS_BAD_NAME:
 			contract_reject(c, false,
 							(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 							 errmsg("scenario name in \"stress\" is not a valid identifier"),
 							 errdetail("The key is %s.", quote_literal_cstr(scenario)),
 							 errhint("Scenario names are non-empty, at most 200 bytes, without control characters.")));
-		if (!wval_jbv_is_object(&sc))
+			break;
+		case WVAL_STRESS_NOT_OBJECT:
 			contract_reject(c, false,
 							(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 							 errmsg("\"stress\" scenario \"%s\" must be an object", scenario),
-							 errdetail("stress.%s is %s: %s.", scenario, wval_jbv_type_name(&sc), wval_jbv_text(&sc, 120)),
+							 errdetail("stress.%s is %s: %s.", scenario, wval_jbv_type_name(&bad), wval_jbv_text(&bad, 120)),
 							 errhint("Send {\"max_drawdown\": ..., \"es_99\": ..., \"var_99\": ...} per scenario.")));
-		mit = JsonbIteratorInit(sc.val.binary.data);
-		while ((mtok = JsonbIteratorNext(&mit, &mk, true)) != WJB_DONE)
-		{
-			double		d;
-			char	   *bad_key = NULL;
-			JsonbValue	bad;
-
-			if (mtok != WJB_KEY)
-				continue;
-			mtok = JsonbIteratorNext(&mit, &mv, true);
-			if (jbv_double(&mv, &d))
-				continue;
-			if (wval_jbv_is_object(&mv) && object_of_numbers(mv.val.binary.data, &bad_key, &bad))
-				continue;
-			if (bad_key == NULL)
-				bad = mv;
+			break;
+		case WVAL_STRESS_NOT_NUMBER:
 			contract_reject(c, false,
 							(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 							 errmsg("\"stress\" scenario \"%s\" must hold finite numbers", scenario),
-							 errdetail("stress.%s.%s%s%s is %s: %s.", scenario, jbv_cstring(&mk),
-									   bad_key ? "." : "", bad_key ? bad_key : "",
+							 errdetail("stress.%s.%s is %s: %s.", scenario, where,
 									   wval_jbv_type_name(&bad), wval_jbv_text(&bad, 120)),
 							 errhint("Send measures as JSON numbers, per scenario or per scenario and strategy.")));
-		}
+			break;
 	}
 	c->part_size[PART_STRESS] = n;
 }
@@ -1306,14 +1328,14 @@ check_constraints(SnapshotContract *c)
 						 errdetail("constraints is %s: %s.", wval_jbv_type_name(v), wval_jbv_text(v, 120)),
 						 errhint("Send e.g. {\"candidate_weight\": 0.1, \"max_leverage\": 2}; omit the field when there is none.")));
 	x = object_get(v->val.binary.data, "candidate_weight");
-	if (x != NULL && !(jbv_double(x, &d) && d > 0.0 && d < 1.0))
+	if (x != NULL && !(wval_jbv_double(x, &d) && d > 0.0 && d < 1.0))
 		contract_reject(c, false,
 						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 						 errmsg("\"constraints.candidate_weight\" must be a number between 0 and 1"),
 						 errdetail("candidate_weight is %s: %s.", wval_jbv_type_name(x), wval_jbv_text(x, 120)),
 						 errhint("Send the weight a candidate would get, strictly between 0 and 1.")));
 	x = object_get(v->val.binary.data, "max_leverage");
-	if (x != NULL && !(jbv_double(x, &d) && d > 0.0))
+	if (x != NULL && !(wval_jbv_double(x, &d) && d > 0.0))
 		contract_reject(c, false,
 						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 						 errmsg("\"constraints.max_leverage\" must be a positive number"),
@@ -1332,7 +1354,7 @@ check_ttl(SnapshotContract *c)
 	c->ttl_sec = TTL_DEFAULT_SEC;
 	if (v != NULL)
 	{
-		if (!jbv_double(v, &d) || d != floor(d) || d < 1 || d > TTL_MAX_SEC)
+		if (!wval_jbv_double(v, &d) || d != floor(d) || d < 1 || d > TTL_MAX_SEC)
 			contract_reject(c, false,
 							(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 							 errmsg("\"ttl_sec\" must be an integer between 1 and %d", TTL_MAX_SEC),
@@ -1902,7 +1924,7 @@ load_returns(HTAB *index, JsonbValue *rr, ReturnSeries *series)
 		series[a].x = palloc(sizeof(double) * Max(JsonContainerSize(v.val.binary.data), 1));
 		ait = JsonbIteratorInit(v.val.binary.data);
 		while ((tok = JsonbIteratorNext(&ait, &x, true)) != WJB_DONE)
-			if (tok == WJB_ELEM && jbv_double(&x, &series[a].x[n]))
+			if (tok == WJB_ELEM && wval_jbv_double(&x, &series[a].x[n]))
 				n++;
 		series[a].n = n;
 		any = true;
@@ -2048,7 +2070,7 @@ wval_portfolio_load(const char *world_id, const char *stage)
 			continue;
 		tok = JsonbIteratorNext(&it, &v, true);
 		pf->ids[a] = jbv_cstring(&k);
-		(void) jbv_double(&v, &pf->w[a]);
+		(void) wval_jbv_double(&v, &pf->w[a]);
 		pf->raw_sum += pf->w[a];
 		memset(key, 0, sizeof(key));
 		strcpy(key, pf->ids[a]);
@@ -2066,7 +2088,7 @@ wval_portfolio_load(const char *world_id, const char *stage)
 
 		if (cons != NULL && wval_jbv_is_object(cons) &&
 			(cw = object_get(cons->val.binary.data, "candidate_weight")) != NULL &&
-			jbv_double(cw, &d))
+			wval_jbv_double(cw, &d))
 		{
 			pf->candidate_weight = palloc(sizeof(double));
 			*pf->candidate_weight = d;
@@ -2238,7 +2260,7 @@ wval_portfolio_series(const WvalPortfolio *pf, const char *id, int *n)
 	out = palloc(sizeof(double) * Max(JsonContainerSize(v->val.binary.data), 1));
 	it = JsonbIteratorInit(v->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &x, true)) != WJB_DONE)
-		if (tok == WJB_ELEM && jbv_double(&x, &out[*n]))
+		if (tok == WJB_ELEM && wval_jbv_double(&x, &out[*n]))
 			(*n)++;
 	if (*n == 0)
 	{

@@ -26,6 +26,18 @@
 #define WVAL_TAIL_99		0.01
 
 /* Standard normal density phi(x); phi(WVAL_Z_99) = 0.02665214220345808. */
+/* the shape of stress results (hub.c, wval_stress_shape) */
+typedef enum WvalStressProblem
+{
+	WVAL_STRESS_OK,
+	WVAL_STRESS_BAD_NAME,
+	WVAL_STRESS_NOT_OBJECT,
+	WVAL_STRESS_NOT_NUMBER
+} WvalStressProblem;
+
+extern WvalStressProblem wval_stress_shape(JsonbContainer *stress, bool check_names, int *n,
+										   char **scenario, char **where, JsonbValue *bad);
+
 extern double wval_normal_pdf(double x);
 
 /* Parametric VaR_99 = z * sigma. */

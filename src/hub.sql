@@ -311,23 +311,6 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
 $$;
 COMMENT ON FUNCTION wval._snapshot_doc(wval.risk_snapshots, boolean, timestamptz) IS 'the jsonb document of a stored snapshot returned by the wval_snapshot* reads';
 
--- wval._world_exists(world_id): WV010 unless the world exists (readers
--- have no EXECUTE on wval._world).
-CREATE FUNCTION wval._world_exists(p_world_id text) RETURNS void
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
-BEGIN
-    -- a world the calling role may not see does not exist for it (security.sql)
-    IF NOT EXISTS (SELECT 1 FROM wval.worlds w WHERE w.world_id = p_world_id)
-       OR NOT wval._world_access((SELECT oid FROM pg_roles WHERE rolname = wval._invoker()), p_world_id, 'read') THEN
-        RAISE EXCEPTION 'world "%" does not exist', p_world_id
-            USING ERRCODE = 'WV010',
-                  DETAIL = format('world_id is %L.', p_world_id),
-                  HINT = 'See wval.worlds.';
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION wval._world_exists(text) IS 'raises WV010 unless the world exists';
-
 CREATE FUNCTION public.wval_snapshot_latest(world_id text, stage text DEFAULT NULL, actor text DEFAULT NULL,
                                             expand boolean DEFAULT false, include_stale boolean DEFAULT false)
 RETURNS jsonb
@@ -335,7 +318,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     s wval.risk_snapshots;
 BEGIN
-    PERFORM wval._world_exists(world_id);
+    PERFORM wval._world(world_id);
     SELECT * INTO s FROM wval.risk_snapshots r
     WHERE r.world_id = wval_snapshot_latest.world_id
       AND (wval_snapshot_latest.stage IS NULL OR r.stage = wval_snapshot_latest.stage)
@@ -357,7 +340,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     s wval.risk_snapshots;
 BEGIN
-    PERFORM wval._world_exists(world_id);
+    PERFORM wval._world(world_id);
     SELECT * INTO s FROM wval.risk_snapshots r
     WHERE r.world_id = wval_snapshot_as_of.world_id
       AND (wval_snapshot_as_of.stage IS NULL OR r.stage = wval_snapshot_as_of.stage)
@@ -378,7 +361,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     s wval.risk_snapshots;
 BEGIN
-    PERFORM wval._world_exists(world_id);
+    PERFORM wval._world(world_id);
     SELECT * INTO s FROM wval.risk_snapshots r
     WHERE r.world_id = wval_snapshot.world_id AND r.version = wval_snapshot.version;
     IF NOT FOUND THEN
@@ -469,7 +452,7 @@ GRANT EXECUTE ON FUNCTION public.wval_snapshot_latest(text, text, text, boolean,
       wval._snapshot_expand(text, jsonb),
       wval._snapshot_doc(wval.risk_snapshots, boolean, timestamptz),
       wval._snapshot_max_age(),
-      wval._world_exists(text),
+      wval._world(text, boolean),
       wval._snapshot_counter_name(text, text, text)
    TO wval_analyst;
 GRANT EXECUTE ON FUNCTION public.wval_snapshot_publish(text, jsonb, text, text, text),

@@ -196,16 +196,6 @@ text_or_null(const char *s, char *nullflag)
 	return s ? CStringGetTextDatum(s) : (Datum) 0;
 }
 
-/* True when v is a JSON number; *out receives its value. */
-static bool
-jbv_number(const JsonbValue *v, double *out)
-{
-	if (v == NULL || v->type != jbvNumeric)
-		return false;
-	*out = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
-	return isfinite(*out);
-}
-
 /* Appends a number, or null when it is not known. */
 static void
 append_number_or_null(StringInfo buf, bool known, double d)
@@ -270,69 +260,35 @@ load_candidate(const char *world_id, Datum run_id, CandidateRun *cand)
 static void
 check_stress_argument(Jsonb *stress)
 {
-	JsonbIterator *it;
-	JsonbValue	k,
-				sc;
-	JsonbIteratorToken tok;
+	int			n;
+	char	   *scenario = NULL;
+	char	   *where;
+	JsonbValue	bad;
 
 	if (!JB_ROOT_IS_OBJECT(stress) || JB_ROOT_IS_SCALAR(stress))
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
 				 errmsg("\"stress\" must be a JSON object"),
 				 errhint("Pass scenario -> {\"max_drawdown\": ..., \"es_99\": ..., \"var_99\": ...}, as in a risk snapshot.")));
-	it = JsonbIteratorInit(&stress->root);
-	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	switch (wval_stress_shape(&stress->root, false, &n, &scenario, &where, &bad))
 	{
-		char	   *scenario;
-		JsonbIterator *mit;
-		JsonbValue	mk,
-					mv;
-		JsonbIteratorToken mtok;
-
-		if (tok != WJB_KEY)
-			continue;
-		tok = JsonbIteratorNext(&it, &sc, true);
-		scenario = pnstrdup(k.val.string.val, k.val.string.len);
-		if (!wval_jbv_is_object(&sc))
+		case WVAL_STRESS_OK:
+		case WVAL_STRESS_BAD_NAME:	/* names are not checked here */
+			break;
+		case WVAL_STRESS_NOT_OBJECT:
 			ereport(ERROR,
 					(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
 					 errmsg("\"stress\" scenario \"%s\" must be an object", scenario),
 					 errhint("Pass {\"max_drawdown\": ..., \"es_99\": ..., \"var_99\": ...} per scenario.")));
-		mit = JsonbIteratorInit(sc.val.binary.data);
-		while ((mtok = JsonbIteratorNext(&mit, &mk, true)) != WJB_DONE)
-		{
-			double		d;
-			bool		ok;
-
-			if (mtok != WJB_KEY)
-				continue;
-			mtok = JsonbIteratorNext(&mit, &mv, true);
-			ok = jbv_number(&mv, &d);
-			if (!ok && wval_jbv_is_object(&mv))
-			{
-				JsonbIterator *sit = JsonbIteratorInit(mv.val.binary.data);
-				JsonbValue	sk,
-							sv;
-				JsonbIteratorToken stok;
-
-				ok = true;
-				while ((stok = JsonbIteratorNext(&sit, &sk, true)) != WJB_DONE)
-				{
-					if (stok != WJB_KEY)
-						continue;
-					stok = JsonbIteratorNext(&sit, &sv, true);
-					if (!jbv_number(&sv, &d))
-						ok = false;
-				}
-			}
-			if (!ok)
-				ereport(ERROR,
-						(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
-						 errmsg("\"stress\" scenario \"%s\" must hold finite numbers", scenario),
-						 errdetail("stress.%s.%.*s is not a number (nor an object of numbers).",
-								   scenario, mk.val.string.len, mk.val.string.val),
-						 errhint("Send measures as JSON numbers, per scenario or per scenario and strategy.")));
-		}
+			break;
+		case WVAL_STRESS_NOT_NUMBER:
+			ereport(ERROR,
+					(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
+					 errmsg("\"stress\" scenario \"%s\" must hold finite numbers", scenario),
+					 errdetail("stress.%s.%s is %s: %s.", scenario, where,
+							   wval_jbv_type_name(&bad), wval_jbv_text(&bad, 120)),
+					 errhint("Send measures as JSON numbers, per scenario or per scenario and strategy.")));
+			break;
 	}
 }
 
@@ -340,7 +296,7 @@ check_stress_argument(Jsonb *stress)
 static bool
 context_number(Jsonb *context, const char *key, double *out)
 {
-	return context != NULL && jbv_number(wval_json_path(context, key), out);
+	return context != NULL && wval_jbv_double(wval_json_path(context, key), out);
 }
 
 /* ---------------------------------------------------------------------
@@ -539,7 +495,7 @@ append_measures(StringInfo buf, JsonbContainer *c)
 		if (tok != WJB_KEY)
 			continue;
 		tok = JsonbIteratorNext(&it, &v, true);
-		if (!jbv_number(&v, &d))
+		if (!wval_jbv_double(&v, &d))
 			continue;
 		if (any)
 			appendStringInfoString(buf, ", ");

@@ -19,6 +19,7 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 
 #include "wval.h"
 
@@ -202,4 +203,18 @@ wval_returns_hash(const double *r, int n)
 	wval_sha256_hex(bytes, sizeof(uint64) * n, hex);
 	pfree(bytes);
 	return psprintf("sha256:%s", hex);
+}
+
+/*
+ * A JSON number as a double; false when v is absent, not a number, or does
+ * not fit a finite double (jsonb has no NaN: a "NaN" arrives as a string).
+ */
+bool
+wval_jbv_double(const JsonbValue *v, double *out)
+{
+	if (v == NULL || v->type != jbvNumeric)
+		return false;
+	*out = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
+											  NumericGetDatum(v->val.numeric)));
+	return isfinite(*out);
 }
