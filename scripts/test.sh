@@ -9,12 +9,32 @@
 #      (test/*.sql, pg_prove) and every multi-session script (test/sessions/),
 #   6. exits non-zero when anything failed.
 #
-# Usage: scripts/test.sh [--keep]     (--keep leaves the work directory)
+# Usage: scripts/test.sh [--keep] [--only REGEX]
+#   --keep        leaves the work directory
+#   --only REGEX  runs only the files whose name (without extension) matches
+#                 REGEX (grep -E), e.g. --only 'security|evaluate'
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 keep=no
-[ "${1:-}" = "--keep" ] && keep=yes
+only=.
+while [ $# -gt 0 ]; do
+	case $1 in
+	--keep) keep=yes ;;
+	--only) only=$2; shift ;;
+	*) die "usage: scripts/test.sh [--keep] [--only REGEX]" ;;
+	esac
+	shift
+done
+# pick FILE...: the files whose base name (without extension) matches --only.
+pick() {
+	local f
+	for f in "$@"; do
+		[ -e "$f" ] || continue
+		basename "$f" | sed 's/\.[a-z]*$//' | grep -Eq -- "$only" && echo "$f"
+	done
+	return 0
+}
 
 ensure_packages
 build
@@ -48,7 +68,7 @@ mkdir -p "$WORK/regress"
 cp -r "$REPO/sql" "$REPO/expected" "$WORK/regress/"
 [ -d "$REPO/test/data" ] && cp -r "$REPO/test/data" "$WORK/regress/"
 chown -R "$( [ "$(id -u)" -eq 0 ] && echo postgres || id -un )" "$WORK/regress"
-tests=$(cd "$REPO/sql" && ls *.sql | sed 's/\.sql$//')
+tests=$(cd "$REPO/sql" && pick *.sql | sed 's/\.sql$//')
 # --use-existing does not create the database: do it like pg_regress would.
 "$BIN/psql" -q -X -v ON_ERROR_STOP=1 -d postgres >/dev/null <<-'SQL'
 	CREATE DATABASE contrib_regression TEMPLATE template0;
@@ -56,7 +76,7 @@ tests=$(cd "$REPO/sql" && ls *.sql | sed 's/\.sql$//')
 	SET client_min_messages = warning;
 	CREATE EXTENSION wval CASCADE;
 SQL
-if ! as_pg env PGHOST="$PGHOST" PGPORT=$PGPORT PGUSER=postgres \
+if [ -n "$tests" ] && ! as_pg env PGHOST="$PGHOST" PGPORT=$PGPORT PGUSER=postgres \
 	"$STAGE/usr/lib/postgresql/$PG_MAJOR/lib/pgxs/src/test/regress/pg_regress" \
 	--use-existing --bindir="$BIN" --inputdir="$WORK/regress" --outputdir="$WORK/regress" \
 	--dbname=contrib_regression \
@@ -73,14 +93,38 @@ log "pgTAP (pg_prove)"
 	CREATE EXTENSION pg_cron;
 	CREATE EXTENSION wval CASCADE;
 SQL
-if ls "$REPO"/test/*.sql >/dev/null 2>&1 && ! pg_prove --failures -d $TAPDB "$REPO"/test/*.sql; then
+tapfiles=$(pick "$REPO"/test/*.sql "$REPO"/test/security/*.sql)
+if [ -n "$tapfiles" ] && ! pg_prove --failures -d $TAPDB $tapfiles; then
 	failed+=(pgTAP)
+fi
+
+# Isolation specs (test/isolation/specs/*.spec -> test/isolation/expected/):
+# interleavings of concurrent sessions, run by PostgreSQL's own
+# pg_isolation_regress in a database of their own.
+specs=$(cd "$REPO/test/isolation/specs" 2>/dev/null && pick *.spec | sed 's/\.spec$//')
+if [ -n "$specs" ]; then
+	log "isolation specs (pg_isolation_regress)"
+	mkdir -p "$WORK/isolation"
+	cp -r "$REPO/test/isolation/specs" "$REPO/test/isolation/expected" "$WORK/isolation/"
+	chown -R "$( [ "$(id -u)" -eq 0 ] && echo postgres || id -un )" "$WORK/isolation"
+	"$BIN/psql" -q -X -v ON_ERROR_STOP=1 -d postgres >/dev/null <<-'SQL'
+		CREATE DATABASE isolation_regression TEMPLATE template0;
+		\c isolation_regression
+		SET client_min_messages = warning;
+		CREATE EXTENSION wval CASCADE;
+	SQL
+	if ! as_pg env PGHOST="$PGHOST" PGPORT=$PGPORT PGUSER=postgres \
+		"$STAGE/usr/lib/postgresql/$PG_MAJOR/lib/pgxs/src/test/isolation/pg_isolation_regress" \
+		--use-existing --bindir="$BIN" --inputdir="$WORK/isolation" --outputdir="$WORK/isolation" \
+		--dbname=isolation_regression $specs; then
+		cat "$WORK/isolation/regression.diffs" >&2 || true
+		failed+=(isolation)
+	fi
 fi
 
 log "multi-session scripts"
 export PGDATABASE=$TAPDB
-for s in "$REPO"/test/sessions/*.sh; do
-	[ -e "$s" ] || continue
+for s in $(pick "$REPO"/test/sessions/*.sh); do
 	name=$(basename "$s")
 	if bash "$s" >"$WORK/$name.log" 2>&1; then
 		echo "ok - $name"
