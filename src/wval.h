@@ -32,6 +32,9 @@
 /* identifiers (world_id, strategy_id, actor): non-empty, <= 200 bytes */
 #define WVAL_MAX_IDENT_BYTES 200
 
+/* uninstall.c */
+extern void wval_uninstall_init(void);
+
 /* util.c */
 extern void wval_check_identifier(const char *field, const char *value);
 extern void wval_sha256_hex(const char *data, size_t len, char *out);	/* out: 65 bytes */
