@@ -1819,6 +1819,8 @@ Datum
 wval_snapshot_canonical(PG_FUNCTION_ARGS)
 {
 	SnapshotContract c;
+	MemoryContext outer = CurrentMemoryContext;
+	MemoryContext spicxt;
 	text	   *result;
 
 	memset(&c, 0, sizeof(c));
@@ -1832,8 +1834,11 @@ wval_snapshot_canonical(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	check_world(&c);
 	check_contract(&c);
-	SPI_finish();
+	/* c.canonical lives in SPI's memory: copy it out before SPI_finish frees it */
+	spicxt = MemoryContextSwitchTo(outer);
 	result = cstring_to_text(c.canonical);
+	MemoryContextSwitchTo(spicxt);
+	SPI_finish();
 	PG_RETURN_TEXT_P(result);
 }
 

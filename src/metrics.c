@@ -1717,8 +1717,8 @@ wval_strategy_complexity_value(int search_intensity, Jsonb *extra_metrics)
 										 strlen(terms[i].key), NULL);
 		if (v == NULL || v->type != jbvNumeric)
 			continue;
-		x = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
-											   NumericGetDatum(v->val.numeric)));
+		x = wval_jbv_number(v, psprintf("extra_metrics.%s", terms[i].key),
+							ERRCODE_WVAL_INVALID_METRIC_INPUT);
 		if (x >= 0.0)
 			c += terms[i].weight * log1p(x);
 	}

@@ -208,6 +208,8 @@ wval_returns_hash(const double *r, int n)
 /*
  * A JSON number as a double; false when v is absent, not a number, or does
  * not fit a finite double (jsonb has no NaN: a "NaN" arrives as a string).
+ * The one numeric -> float8 conversion of JSON input: it never raises
+ * 22003 (numeric_float8 does for 1e400; jsonb numbers are unbounded).
  */
 bool
 wval_jbv_double(const JsonbValue *v, double *out)
@@ -217,4 +219,24 @@ wval_jbv_double(const JsonbValue *v, double *out)
 	*out = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
 											  NumericGetDatum(v->val.numeric)));
 	return isfinite(*out);
+}
+
+/*
+ * The JSON number v (jbvNumeric) as a finite double; raises sqlerrcode
+ * (WV001 for metric input, WV002 for a policy, ...) naming path when it
+ * does not fit one, e.g. 1e400.
+ */
+double
+wval_jbv_number(const JsonbValue *v, const char *path, int sqlerrcode)
+{
+	double		d;
+
+	Assert(v->type == jbvNumeric);
+	if (!wval_jbv_double(v, &d))
+		ereport(ERROR,
+				(errcode(sqlerrcode),
+				 errmsg("\"%s\" is out of range for a double precision number", path),
+				 errdetail("%s is %s.", path, wval_jbv_text(v, 60)),
+				 errhint("Numbers must be finite and at most 1.7976931348623157e308 in magnitude.")));
+	return d;
 }

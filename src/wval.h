@@ -39,6 +39,7 @@ extern void wval_append_json_string(StringInfo buf, const char *str);
 extern void wval_append_float8(StringInfo buf, double value);
 extern bool wval_jbv_is_object(const JsonbValue *v);
 extern bool wval_jbv_double(const JsonbValue *v, double *out);
+extern double wval_jbv_number(const JsonbValue *v, const char *path, int sqlerrcode);
 extern const char *wval_jbv_type_name(const JsonbValue *v);
 extern char *wval_jbv_text(const JsonbValue *v, int maxlen);
 extern void wval_push_key(JsonbParseState **state, const char *key);
