@@ -84,6 +84,17 @@ double		wval_missing_correlation = 0.5;
 #define TTL_MAX_SEC				86400
 #define MAX_POINTS_PER_SERIES	200000
 #define MAX_POINTS_TOTAL		1000000
+/*
+ * Size limits of a snapshot (docs/risk-hub.md, "Limits").  The portfolio
+ * layer holds a dense k x k covariance (8 bytes per pair, plus two k x k
+ * flag matrices) and reports every filled pair: with 1,000 weighted
+ * strategies that is 8 MB and wval_portfolio_risk answers in well under a
+ * second; 4,000 took seconds and 11,600 exceeded PostgreSQL's 1 GB
+ * allocation limit.  The covariance may list each unordered pair of 1,000
+ * strategies once: 1,000 * 1,001 / 2 entries.
+ */
+#define MAX_WEIGHTS				1000
+#define MAX_COVARIANCE_ENTRIES	(MAX_WEIGHTS * (MAX_WEIGHTS + 1) / 2)
 #define WEIGHT_SUM_TOLERANCE	1e-3
 /* an as_of this far ahead of the hub's clock is rejected (clock skew) */
 #define AS_OF_MAX_SKEW_SEC		60
@@ -385,24 +396,11 @@ object_get(JsonbContainer *c, const char *key)
 	return getKeyJsonValueFromContainer(c, key, strlen(key), NULL);
 }
 
-/* NULL when s is a valid identifier, else what is wrong with it. */
+/* NULL when s is a valid identifier, else what is wrong with it (wval_identifier_problem). */
 static const char *
 identifier_problem(const char *s, int len)
 {
-	int			i;
-
-	if (len == 0)
-		return "is empty";
-	if (len > WVAL_MAX_IDENT_BYTES)
-		return "is longer than 200 bytes";
-	for (i = 0; i < len; i++)
-	{
-		unsigned char ch = (unsigned char) s[i];
-
-		if (ch < 0x20 || ch == 0x7f)
-			return "contains a control character";
-	}
-	return NULL;
+	return wval_identifier_problem(s, (size_t) len);
 }
 
 /* Lowercase hex sha256 of the UTF-8 form of a server-encoded string. */
@@ -701,7 +699,7 @@ check_actor_argument(SnapshotContract *c)
 						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 						 errmsg("\"actor\" %s", problem),
 						 errdetail("actor is %s.", c->actor ? quote_literal_cstr(c->actor) : "null"),
-						 errhint("Pass the producer's registered name (at most 200 bytes, no control characters).")));
+						 errhint("Pass the producer's registered name (not blank, at most 200 bytes, no control, bidi-control or zero-width characters).")));
 }
 
 /* The snapshot is a JSON object with only contract fields. */
@@ -830,6 +828,12 @@ check_weights(SnapshotContract *c)
 						 errmsg("\"weights\" must be an object"),
 						 errdetail("weights is %s: %s.", wval_jbv_type_name(v), wval_jbv_text(v, 120)),
 						 errhint("Send an object strategy_id -> weight, e.g. {\"s1\": 0.6, \"s2\": 0.4}.")));
+	if (JsonContainerSize(v->val.binary.data) > MAX_WEIGHTS)
+		contract_reject(c, false,
+						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
+						 errmsg("\"weights\" has more than %d strategies", MAX_WEIGHTS),
+						 errdetail("weights has %d entries.", (int) JsonContainerSize(v->val.binary.data)),
+						 errhint("A snapshot weights at most %d strategies; aggregate smaller ones into sleeves.", MAX_WEIGHTS)));
 
 	it = JsonbIteratorInit(v->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
@@ -1003,6 +1007,12 @@ check_covariance(SnapshotContract *c)
 						 errmsg("\"covariance\" must be an object"),
 						 errdetail("covariance is %s: %s.", wval_jbv_type_name(v), wval_jbv_text(v, 120)),
 						 errhint("Send an object \"a,b\" -> covariance, e.g. {\"s1,s1\": 0.04, \"s1,s2\": 0.006}; omit the field when there is none.")));
+	if (JsonContainerSize(v->val.binary.data) > MAX_COVARIANCE_ENTRIES)
+		contract_reject(c, false,
+						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
+						 errmsg("\"covariance\" has more than %d entries", MAX_COVARIANCE_ENTRIES),
+						 errdetail("covariance has %d entries.", (int) JsonContainerSize(v->val.binary.data)),
+						 errhint("Send each pair of the (at most %d) weighted strategies once.", MAX_WEIGHTS)));
 	problem = parse_covariance(v->val.binary.data, &entries, &n, &bad_key, &bad_value);
 	if (problem != NULL)
 		contract_reject(c, false,
