@@ -27,9 +27,17 @@
  *
  * Counting rejections.  A rejected publish raises an error, which rolls
  * back everything its transaction wrote, a counter row included.  So
- * rejections (expired, failed) are counted with nextval() on per-world,
- * per-stage sequences: a sequence increment is never rolled back, takes
- * no row lock and is visible to every session at once.  The sequences are
+ * rejections (expired, failed) are counted in per-world, per-stage
+ * sequences: a sequence change is never rolled back, takes no row lock and
+ * is visible to every session at once.  Not with nextval(), though:
+ * nextval() WAL-logs 32 values ahead, so after a crash the counter jumps
+ * by up to 32.  A rejection takes a lock on its sequence that only other
+ * rejections ask for (released when the failing (sub)transaction aborts,
+ * which follows at once), reads the value and setval()s value + 1, which
+ * WAL-logs exactly that value, and flushes the WAL before the error is
+ * raised: a rejection whose error reached the client is counted, also
+ * after a crash; a crash between the count and the error counts a call
+ * that failed without telling its client why.  The sequences are
  * created with the world (trigger in hub.sql); rejections that cannot be
  * attributed to a world's sequence (unknown world) go to one global
  * sequence.  Accepted publishes and dedupe hits are counted
@@ -46,6 +54,7 @@
 #include <math.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
@@ -56,6 +65,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/backendid.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -87,13 +97,14 @@ double		wval_missing_correlation = 0.5;
 /*
  * Size limits of a snapshot (docs/risk-hub.md, "Limits").  The portfolio
  * layer holds a dense k x k covariance (8 bytes per pair, plus two k x k
- * flag matrices) and reports every filled pair: with 1,000 weighted
- * strategies that is 8 MB and wval_portfolio_risk answers in well under a
- * second; 4,000 took seconds and 11,600 exceeded PostgreSQL's 1 GB
- * allocation limit.  The covariance may list each unordered pair of 1,000
- * strategies once: 1,000 * 1,001 / 2 entries.
+ * flag matrices), parses every covariance entry and reports every filled
+ * pair.  Measured on 2 busy cores: 500 weighted strategies with a full
+ * covariance (125,250 entries) take about 1 s per wval_portfolio_risk,
+ * 1,000 about 4.8 s; 4,000 took 3 - 20 s and 11,600 exceeded
+ * PostgreSQL's 1 GB allocation limit.  The covariance may list each
+ * unordered pair of 500 strategies once: 500 * 501 / 2 entries.
  */
-#define MAX_WEIGHTS				1000
+#define MAX_WEIGHTS				500
 #define MAX_COVARIANCE_ENTRIES	(MAX_WEIGHTS * (MAX_WEIGHTS + 1) / 2)
 #define WEIGHT_SUM_TOLERANCE	1e-3
 /* an as_of this far ahead of the hub's clock is rejected (clock skew) */
@@ -465,8 +476,34 @@ counter_sequence_name(const char *world_id, const char *stage, const char *outco
 }
 
 /*
+ * Adds 1 to a counter sequence exactly (see "Counting rejections"): a
+ * self-conflicting lock on the sequence serialises the read and the
+ * setval() of concurrent rejections; setval() logs the value itself, not
+ * 32 ahead; the WAL flush makes the count durable before the caller
+ * learns of its rejection.
+ */
+static void
+increment_counter_sequence(Oid seq)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+	Datum		last;
+	int64		value = 0;
+
+	LockRelationOid(seq, ShareUpdateExclusiveLock);
+	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = ObjectIdGetDatum(seq);
+	fcinfo->args[0].isnull = false;
+	last = pg_sequence_last_value(fcinfo);
+	if (!fcinfo->isnull)
+		value = DatumGetInt64(last);
+	DirectFunctionCall3(setval3_oid, ObjectIdGetDatum(seq), Int64GetDatum(value + 1),
+						BoolGetDatum(true));
+	XLogFlush(XactLastRecEnd);
+}
+
+/*
  * Counts a rejected publish.  Runs right before the error is raised, while
- * the transaction is still healthy; nextval() survives the rollback.
+ * the transaction is still healthy; the sequence survives the rollback.
  */
 static void
 count_rejection(SnapshotContract *c, bool expired)
@@ -486,7 +523,7 @@ count_rejection(SnapshotContract *c, bool expired)
 	if (!OidIsValid(seq))
 		seq = get_relname_relid(UNATTRIBUTED_SEQ, nsp);
 	if (OidIsValid(seq))
-		(void) nextval_internal(seq, false);
+		increment_counter_sequence(seq);
 }
 
 /* Counts an accepted publish or a dedupe hit, with the data. */
