@@ -437,6 +437,9 @@ BEGIN
         END IF;
         PERFORM wval._ident(format('runs[%s].world_id', e.i), x ->> 'world_id');
         PERFORM wval._ident(format('runs[%s].strategy_id', e.i), x ->> 'strategy_id');
+        IF jsonb_typeof(x -> 'created_by') = 'string' THEN
+            PERFORM wval._ident(format('runs[%s].created_by', e.i), x ->> 'created_by');
+        END IF;
         PERFORM wval._one_of(format('runs[%s].stage', e.i), coalesce(x ->> 'stage', 'backtest'),
                              ARRAY['backtest', 'paper', 'shadow', 'live']);
         PERFORM wval._one_of(format('runs[%s].kind', e.i), coalesce(x ->> 'kind', 'single'),
