@@ -286,7 +286,7 @@ CREATE TABLE wval.overrides (
     status        text NOT NULL CHECK (status IN ('approved', 'rejected', 'revoked')),
     reason        text,
     actor         text,
-    recorded_at   timestamptz NOT NULL DEFAULT now(),
+    recorded_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
     review_due_at timestamptz,
     chain_seq     bigint NOT NULL,
     prev_hash     text NOT NULL,
@@ -296,6 +296,7 @@ CREATE TABLE wval.overrides (
 ALTER SEQUENCE wval.overrides_id_seq OWNED BY wval.overrides.override_id;
 CREATE INDEX ON wval.overrides (run_id, recorded_at DESC);
 COMMENT ON TABLE wval.overrides IS 'human decisions on runs (approved | rejected | revoked); the latest row per run is its current override state';
+COMMENT ON COLUMN wval.overrides.recorded_at IS 'when the decision was recorded (clock time once the run''s lock is held, so that the latest row of a run is its last decision, also within one transaction)';
 COMMENT ON COLUMN wval.overrides.review_due_at IS 'approvals must be reviewed by then: recorded_at + 30 days for live runs or high-tier client-critical worlds, + 90 days otherwise';
 SELECT wval._protect('wval.overrides', 'overrides');
 
