@@ -1037,7 +1037,14 @@ wval_evaluate(PG_FUNCTION_ARGS)
 	prepare_evaluate_plans();
 	memset(nulls, ' ', sizeof(nulls));
 
-	/* idempotency: the same world/strategy/run_id returns the first run */
+	/*
+	 * idempotency: the same world/strategy/run_id returns the first run.  The
+	 * look-up runs after the advisory lock with a new snapshot (read_only =
+	 * false): at READ COMMITTED it then sees a run that a concurrent caller
+	 * committed while we waited.  At REPEATABLE READ and SERIALIZABLE the
+	 * transaction snapshot cannot see it; the insert of our own run then
+	 * fails with 40001 on the world's chain head, which that run updated.
+	 */
 	if (client_run_id != NULL)
 	{
 		StringInfoData key;
@@ -1049,7 +1056,7 @@ wval_evaluate(PG_FUNCTION_ARGS)
 		args[0] = CStringGetTextDatum(world);
 		args[1] = CStringGetTextDatum(strategy);
 		args[2] = CStringGetTextDatum(client_run_id);
-		if (SPI_execute_plan(plan_find_client_run, args, NULL, true, 1) != SPI_OK_SELECT)
+		if (SPI_execute_plan(plan_find_client_run, args, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not look up run_id \"%s\"", client_run_id);
 		if (SPI_processed == 1)
 		{
