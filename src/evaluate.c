@@ -711,11 +711,12 @@ prepare_evaluate_plans(void)
 
 		plan_find_client_run = prepare_kept(
 											"SELECT * FROM wval.evaluation_runs WHERE world_id = $1 AND strategy_id = $2 "
-											"AND client_run_id = $3 ORDER BY created_at LIMIT 1", 3, t);
+											"AND client_run_id = $3 AND wval._can_read($1) ORDER BY created_at LIMIT 1", 3, t);
 		plan_world = prepare_kept(
 								  "SELECT w.risk_tier, w.client_critical, "
 								  "(SELECT a.version FROM wval.policy_activations a WHERE a.world_id = w.world_id "
-								  "ORDER BY a.activation_id DESC LIMIT 1) FROM wval.worlds w WHERE w.world_id = $1", 1, t);
+								  "ORDER BY a.activation_id DESC LIMIT 1) FROM wval.worlds w "
+								  "WHERE w.world_id = $1 AND wval._can_read($1)", 1, t);
 		plan_baseline = prepare_kept(
 									 "SELECT run_id, metrics FROM wval.evaluation_runs WHERE world_id = $1 "
 									 "AND strategy_id = $2 AND stage = 'backtest' AND kind = 'single' "

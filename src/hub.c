@@ -165,7 +165,7 @@ typedef struct HubPlan
 } HubPlan;
 
 static HubPlan plan_world = {
-	"SELECT settings FROM wval.worlds WHERE world_id = $1",
+	"SELECT settings FROM wval.worlds WHERE world_id = $1 AND wval._can_read($1)",
 	1, {TEXTOID},
 	NULL
 };

@@ -385,7 +385,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp
     WITH stages(stage) AS (VALUES ('backtest'), ('paper'), ('shadow'), ('live'), ('invalid')),
     ws AS (
         SELECT w.world_id, st.stage FROM wval.worlds w CROSS JOIN stages st
-        WHERE $1 IS NULL OR w.world_id = $1
+        WHERE ($1 IS NULL OR w.world_id = $1) AND wval._can_read(w.world_id)
     ),
     c AS (
         SELECT c.world_id, c.stage, sum(c.processed)::bigint AS processed, sum(c.dedupe)::bigint AS dedupe
@@ -403,10 +403,10 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp
     WHERE r.stage <> 'invalid' OR r.failed > 0
     UNION ALL
     SELECT NULL, NULL, 0, 0, 0, coalesce(pg_sequence_last_value('wval.snapshot_rejects_unattributed'), 0)
-    WHERE $1 IS NULL
+    WHERE $1 IS NULL AND (SELECT wval._visible_worlds()) IS NULL   -- not per world: for roles that see every world
     ORDER BY 1, 2;
 $$;
-COMMENT ON FUNCTION public.wval_snapshot_stats(text) IS 'risk-snapshot publishes per world and stage: processed (stored), dedupe (identical retries), expired (WV005) and failed (every other rejection; stage ''invalid'' when the stage argument was); the row with null world counts rejections naming no existing world';
+COMMENT ON FUNCTION public.wval_snapshot_stats(text) IS 'risk-snapshot publishes per world and stage: processed (stored), dedupe (identical retries), expired (WV005) and failed (every other rejection; stage ''invalid'' when the stage argument was); the row with null world counts rejections naming no existing world (shown to roles that see every world); worlds the caller may not read are left out';
 
 CREATE VIEW wval.snapshot_stats AS SELECT * FROM public.wval_snapshot_stats();
 COMMENT ON VIEW wval.snapshot_stats IS 'wval_snapshot_stats() for every world';

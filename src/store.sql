@@ -484,6 +484,18 @@ COMMENT ON FUNCTION public.wval_maintain(integer) IS 'creates monthly partitions
 -- Writes
 ------------------------------------------------------------------------------
 
+-- wval._can_read(world): may the calling role (outside SECURITY DEFINER) read
+-- the world?  The one question every read path asks first; a world it may not
+-- read is answered as a world that does not exist.
+CREATE FUNCTION wval._can_read(p_world_id text) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+BEGIN
+    -- plpgsql: wval._world_access is created later, by security.sql
+    RETURN wval._world_access((SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = wval._invoker()), p_world_id, 'read');
+END
+$$;
+COMMENT ON FUNCTION wval._can_read(text) IS 'true when the calling role may read the world (wval.world_grants); what it may not read does not exist for it';
+
 -- wval._world(world_id, lock): the world row, WV010 when it does not exist.
 CREATE FUNCTION wval._world(p_world_id text, p_lock boolean DEFAULT false) RETURNS wval.worlds
 LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
@@ -496,7 +508,7 @@ BEGIN
         SELECT * INTO w FROM wval.worlds WHERE world_id = p_world_id;
     END IF;
     -- a world the calling role may not see does not exist for it (security.sql)
-    IF NOT FOUND OR NOT wval._world_access((SELECT oid FROM pg_roles WHERE rolname = wval._invoker()), p_world_id, 'read') THEN
+    IF NOT FOUND OR NOT wval._can_read(p_world_id) THEN
         RAISE EXCEPTION 'world "%" does not exist', p_world_id
             USING ERRCODE = 'WV010',
                   DETAIL = format('world_id is %L.', p_world_id),
@@ -602,9 +614,10 @@ CREATE FUNCTION public.wval_active_policy_version(world_id text) RETURNS integer
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
     SELECT a.version FROM wval.policy_activations a
     WHERE a.world_id = wval_active_policy_version.world_id
+      AND wval._can_read(wval_active_policy_version.world_id)
     ORDER BY a.activation_id DESC LIMIT 1;
 $$;
-COMMENT ON FUNCTION public.wval_active_policy_version(text) IS 'the world''s active policy version (latest activation), null when none';
+COMMENT ON FUNCTION public.wval_active_policy_version(text) IS 'the world''s active policy version (latest activation), null when none or when the caller may not read the world';
 
 CREATE FUNCTION public.wval_policy_activate(world_id text, version integer, actor text, reason text,
                                             force boolean DEFAULT false)

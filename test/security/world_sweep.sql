@@ -214,10 +214,11 @@ BEGIN
 END
 $$;
 
--- normalise: the world, strategy and run of b and z become placeholders
+-- normalise: the world, strategy, run and event of b and z become placeholders
 CREATE FUNCTION pg_temp.sw_norm(s text, w text) RETURNS text LANGUAGE sql AS $$
     SELECT regexp_replace(
-             replace(replace(s, coalesce((SELECT run_id::text FROM sw_run WHERE world_id = w), '00000000-0000-4000-8000-00000000dead'), '<run>'),
+             replace(replace(replace(s, coalesce((SELECT run_id::text FROM sw_run WHERE world_id = w), '00000000-0000-4000-8000-00000000dead'), '<run>'),
+                             'event ' || coalesce((SELECT max(event_id) FROM wval.events WHERE world_id = w), -7), 'event <event>'),
                      w, '<world>'),
              '[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.+Z-]+', '<time>', 'g')
 $$;
