@@ -81,6 +81,7 @@ CREATE TABLE wval.deployments (
     previous_stage text NOT NULL CHECK (previous_stage IN ('backtest', 'paper', 'live', 'retired')),
     change         text NOT NULL CHECK (change IN ('promotion', 'demotion', 'confirmation')),
     actor          text NOT NULL,
+    login          name NOT NULL DEFAULT session_user,
     reason         text NOT NULL,
     run_id         uuid,
     justification  jsonb NOT NULL DEFAULT '{}',
@@ -93,6 +94,7 @@ CREATE TABLE wval.deployments (
 ALTER SEQUENCE wval.deployments_id_seq OWNED BY wval.deployments.deployment_id;
 CREATE INDEX ON wval.deployments (world_id, strategy_id, deployment_id DESC);
 COMMENT ON TABLE wval.deployments IS 'stage decisions made by people (wval_set_stage): which stage a strategy is deployed at, who decided, why, and the run the decision relied on; append-only, hash-chained';
+COMMENT ON COLUMN wval.deployments.login IS 'the database login that decided (session_user); actor is the person it named';
 COMMENT ON COLUMN wval.deployments.stage IS 'backtest | paper | live | retired';
 COMMENT ON COLUMN wval.deployments.previous_stage IS 'the stage before this decision (backtest for a strategy without an earlier decision)';
 COMMENT ON COLUMN wval.deployments.change IS 'promotion (higher stage), demotion (lower stage or retired) or confirmation (same stage, e.g. keeping a flagged strategy)';
@@ -130,6 +132,7 @@ DECLARE
     co wval.overrides;
     needed text[];
     basis jsonb := '{}';
+    allowed jsonb;
     d wval.deployments;
 BEGIN
     IF reason IS NULL OR btrim(reason) = '' THEN missing := missing || 'reason'::text; END IF;
@@ -184,6 +187,13 @@ BEGIN
                                            WHEN co.status = 'approved' THEN format('approved but overdue since %s', co.review_due_at)
                                            ELSE co.status END),
                       HINT = format('Evaluate the strategy again, or have a validator approve an override on run %s with wval_override(run_id, ''approved'', reason, actor).', lr.run_id);
+        END IF;
+        -- the author of the run does not promote the strategy on it (by login)
+        allowed := wval._other_login(p_world, 'promotion_author', lr.created_by,
+                                     format('created run %s', lr.run_id),
+                                     format('promote strategy "%s" on it', p_strategy));
+        IF allowed IS NOT NULL THEN
+            basis := basis || jsonb_build_object('separation_of_duties', allowed);
         END IF;
     ELSE
         -- demotions and confirmations rely on the latest run of any kind

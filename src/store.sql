@@ -119,6 +119,7 @@ CREATE TABLE wval.policy_versions (
     version        integer NOT NULL CHECK (version > 0),
     policy         jsonb NOT NULL,
     author         text NOT NULL,
+    published_by   name NOT NULL DEFAULT session_user,
     note           text,
     ruleset_hashes jsonb NOT NULL DEFAULT '{}',
     created_at     timestamptz NOT NULL DEFAULT now(),
@@ -128,6 +129,8 @@ CREATE TABLE wval.policy_versions (
     PRIMARY KEY (world_id, version)
 );
 COMMENT ON TABLE wval.policy_versions IS 'immutable, numbered policy documents per world (1, 2, 3 ... without gaps); publishing does not activate';
+COMMENT ON COLUMN wval.policy_versions.author IS 'the person named by the publisher (a label)';
+COMMENT ON COLUMN wval.policy_versions.published_by IS 'the database login that published the version (session_user): the two-person rule compares logins';
 COMMENT ON COLUMN wval.policy_versions.ruleset_hashes IS 'per profile: sha256 of the materialised ruleset';
 SELECT wval._protect('wval.policy_versions', 'policy_versions');
 
@@ -151,6 +154,8 @@ CREATE TABLE wval.policy_activations (
 ALTER SEQUENCE wval.policy_activations_id_seq OWNED BY wval.policy_activations.activation_id;
 CREATE INDEX ON wval.policy_activations (world_id, activated_at DESC);
 COMMENT ON TABLE wval.policy_activations IS 'which policy version became active, who activated and approved it, why; the active version is the latest activation';
+COMMENT ON COLUMN wval.policy_activations.activated_by IS 'the person named by the activating validator (a label)';
+COMMENT ON COLUMN wval.policy_activations.approved_by IS 'the database login that activated (session_user), the second person of the two-person rule; it differs from policy_versions.published_by unless details.governance_exceptions says why';
 SELECT wval._protect('wval.policy_activations', 'policy_activations');
 
 ------------------------------------------------------------------------------
@@ -286,6 +291,7 @@ CREATE TABLE wval.overrides (
     status        text NOT NULL CHECK (status IN ('approved', 'rejected', 'revoked')),
     reason        text,
     actor         text,
+    login         name NOT NULL DEFAULT session_user,
     recorded_at   timestamptz NOT NULL DEFAULT now(),
     review_due_at timestamptz,
     chain_seq     bigint NOT NULL,
@@ -296,6 +302,7 @@ CREATE TABLE wval.overrides (
 ALTER SEQUENCE wval.overrides_id_seq OWNED BY wval.overrides.override_id;
 CREATE INDEX ON wval.overrides (run_id, recorded_at DESC);
 COMMENT ON TABLE wval.overrides IS 'human decisions on runs (approved | rejected | revoked); the latest row per run is its current override state';
+COMMENT ON COLUMN wval.overrides.login IS 'the database login that recorded the override (session_user); actor is the person it named';
 COMMENT ON COLUMN wval.overrides.review_due_at IS 'approvals must be reviewed by then: recorded_at + 30 days for live runs or high-tier client-critical worlds, + 90 days otherwise';
 SELECT wval._protect('wval.overrides', 'overrides');
 
@@ -336,6 +343,7 @@ CREATE TABLE wval.audit_log (
     action      text NOT NULL,
     actor       text NOT NULL,
     db_user     text NOT NULL DEFAULT wval._invoker(),
+    login       name NOT NULL DEFAULT session_user,
     details     jsonb NOT NULL DEFAULT '{}',
     recorded_at timestamptz NOT NULL DEFAULT now(),
     chain_seq   bigint NOT NULL,
@@ -345,6 +353,9 @@ CREATE TABLE wval.audit_log (
 ALTER SEQUENCE wval.audit_log_id_seq OWNED BY wval.audit_log.id;
 CREATE INDEX ON wval.audit_log (world_id, recorded_at);
 COMMENT ON TABLE wval.audit_log IS 'every administrative act (world change, publish, activate, override, ex-post case, purge, grant) with the actor and the database user';
+COMMENT ON COLUMN wval.audit_log.actor IS 'the person the caller named (a label; the login below is who acted)';
+COMMENT ON COLUMN wval.audit_log.db_user IS 'the role that called into wval (current_user outside SECURITY DEFINER; honours SET ROLE)';
+COMMENT ON COLUMN wval.audit_log.login IS 'the database login of the session (session_user): who acted';
 COMMENT ON COLUMN wval.audit_log.world_id IS 'null for acts that concern no single world (their chain is the one of the empty world_id)';
 SELECT wval._protect('wval.audit_log', 'audit_log');
 
@@ -357,6 +368,112 @@ LANGUAGE sql SET search_path = pg_catalog, wval, pg_temp AS $$
     RETURNING id;
 $$;
 COMMENT ON FUNCTION wval._audit(text, text, text, jsonb) IS 'appends one row to wval.audit_log';
+
+------------------------------------------------------------------------------
+-- Separation of duties by login (docs/roles.md, "People and logins")
+--
+-- Who acted is the database login (session_user), never the free-text actor,
+-- which stays a label.  The same login may not publish and activate a policy
+-- version, author a run and approve an override on it, or author a run and
+-- promote the strategy on it; a wval_admin may record a governance exception
+-- that lets one login do both for a while.  A superuser session is allowed
+-- through, and the activation / override / decision records why.
+------------------------------------------------------------------------------
+
+CREATE SEQUENCE wval.governance_exceptions_id_seq;
+CREATE TABLE wval.governance_exceptions (
+    exception_id bigint NOT NULL DEFAULT nextval('wval.governance_exceptions_id_seq'),
+    world_id     text NOT NULL,
+    login        name NOT NULL,
+    rule         text NOT NULL CHECK (rule IN ('two_person', 'override_author', 'promotion_author')),
+    reason       text NOT NULL,
+    actor        text NOT NULL,
+    granted_by   name NOT NULL DEFAULT session_user,
+    granted_at   timestamptz NOT NULL DEFAULT now(),
+    expires_at   timestamptz NOT NULL,
+    chain_seq    bigint NOT NULL,
+    prev_hash    text NOT NULL,
+    row_hash     text NOT NULL,
+    PRIMARY KEY (world_id, exception_id),
+    CHECK (expires_at > granted_at)
+);
+ALTER SEQUENCE wval.governance_exceptions_id_seq OWNED BY wval.governance_exceptions.exception_id;
+COMMENT ON TABLE wval.governance_exceptions IS 'recorded exceptions to separation of duties: until expires_at, login may play both parts of rule in the world (granted by another login with wval_admin)';
+COMMENT ON COLUMN wval.governance_exceptions.rule IS 'two_person (publish and activate a policy version) | override_author (approve an override on an own run) | promotion_author (promote a strategy on an own run)';
+COMMENT ON COLUMN wval.governance_exceptions.login IS 'the database login the exception covers';
+COMMENT ON COLUMN wval.governance_exceptions.granted_by IS 'the login of the admin who recorded it (never the covered login)';
+SELECT wval._protect('wval.governance_exceptions', 'governance_exceptions');
+
+-- wval._other_login(world, rule, first, did, doing): separation of duties.
+-- first is the login (or role) that did the first part; raises WV009 when the
+-- calling login or role is that one, unless a governance exception covers it
+-- or the session is a superuser's; returns what allowed it (null: independent).
+CREATE FUNCTION wval._other_login(p_world text, p_rule text, p_first text, p_did text, p_doing text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    me text := session_user;
+    ex wval.governance_exceptions;
+BEGIN
+    IF p_first IS NULL OR (p_first <> me AND p_first <> wval._invoker()) THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO ex FROM wval.governance_exceptions g
+    WHERE g.world_id = p_world AND g.login = me AND g.rule = p_rule AND g.expires_at > now()
+    ORDER BY g.granted_at DESC LIMIT 1;
+    IF FOUND THEN
+        RETURN jsonb_build_object('rule', p_rule, 'login', me, 'exception_id', ex.exception_id,
+                                  'granted_by', ex.granted_by, 'expires_at', ex.expires_at);
+    END IF;
+    IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = me) THEN
+        RETURN jsonb_build_object('rule', p_rule, 'login', me, 'superuser', true);
+    END IF;
+    RAISE EXCEPTION 'login "%" % and cannot also %', me, p_did, p_doing
+        USING ERRCODE = 'WV009',
+              DETAIL = format('Separation of duties (%s) compares database logins; the free-text actor is only a label. Session login %L, role %L.',
+                              p_rule, me, wval._invoker()),
+              HINT = 'A second person does it with a login of their own (docs/roles.md); a wval_admin may record a governance exception with wval_governance_exception().';
+END
+$$;
+COMMENT ON FUNCTION wval._other_login(text, text, text, text, text) IS 'separation of duties by login: WV009 when the calling login or role did the first part, unless a governance exception or a superuser session allows it (returned for the record)';
+
+CREATE FUNCTION public.wval_governance_exception(world_id text, login name, rule text, reason text,
+                                                 valid_for interval DEFAULT '1 day', actor text DEFAULT NULL)
+RETURNS wval.governance_exceptions
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    p_world text := wval._ident('world_id', world_id);
+    p_actor text := wval._ident('actor', coalesce(actor, wval._invoker()));
+    g wval.governance_exceptions;
+BEGIN
+    PERFORM wval._world(p_world);
+    PERFORM wval._one_of('rule', rule, ARRAY['two_person', 'override_author', 'promotion_author']);
+    PERFORM wval._require_text('reason', reason, '22023', 'Say why one login may play both parts.');
+    IF login IS NULL OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = login AND r.rolcanlogin) THEN
+        RAISE EXCEPTION 'invalid value for "login"' USING ERRCODE = '22023',
+            DETAIL = format('login is %s.', coalesce(quote_literal(login), 'null')),
+            HINT = 'Name an existing login role.';
+    END IF;
+    IF login = session_user THEN
+        RAISE EXCEPTION 'login "%" cannot record a governance exception for itself', login
+            USING ERRCODE = 'WV009',
+                  HINT = 'Another admin records it.';
+    END IF;
+    IF valid_for IS NULL OR valid_for < interval '1 minute' OR valid_for > interval '30 days' THEN
+        RAISE EXCEPTION 'invalid value for "valid_for"' USING ERRCODE = '22023',
+            DETAIL = format('valid_for is %s.', coalesce(valid_for::text, 'null')),
+            HINT = 'Exceptions last between 1 minute and 30 days.';
+    END IF;
+    INSERT INTO wval.governance_exceptions (world_id, login, rule, reason, actor, expires_at)
+    VALUES (p_world, login, rule, reason, p_actor, now() + valid_for)
+    RETURNING * INTO g;
+    PERFORM wval._audit(p_world, 'governance_exception', p_actor,
+                        jsonb_build_object('exception_id', g.exception_id, 'login', login, 'rule', rule,
+                                           'reason', reason, 'expires_at', g.expires_at));
+    RETURN g;
+END
+$$;
+COMMENT ON FUNCTION public.wval_governance_exception(text, name, text, text, interval, text) IS 'lets one login play both parts of a separation-of-duties rule in a world for a while (1 minute to 30 days); recorded by another admin login, audited';
 
 ------------------------------------------------------------------------------
 -- Partitions (created ahead by wval_maintain, see docs/retention.md)
@@ -629,6 +746,8 @@ DECLARE
     w wval.worlds;
     doc jsonb;
     author text;
+    published_by text;
+    allowed jsonb;
     prev integer;
     exceptions jsonb := '[]';
     impact jsonb;
@@ -636,7 +755,7 @@ DECLARE
 BEGIN
     PERFORM wval._require_text('reason', reason, '22023', 'Say why this version becomes active.');
     w := wval._world(p_world, true);
-    SELECT pv.policy, pv.author INTO doc, author FROM wval.policy_versions pv
+    SELECT pv.policy, pv.author, pv.published_by INTO doc, author, published_by FROM wval.policy_versions pv
     WHERE pv.world_id = p_world AND pv.version = wval_policy_activate.version;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'policy version % of world "%" does not exist', version, p_world
@@ -651,6 +770,12 @@ BEGIN
             USING ERRCODE = 'WV009',
                   DETAIL = format('Version %s was published by %L; the activation was requested by %L.', version, author, p_actor),
                   HINT = 'A second person with wval_validator activates it (two-person rule); force does not waive this rule.';
+    END IF;
+    -- ... and the same rule by login: the label is the caller's word, the login is not
+    allowed := wval._other_login(p_world, 'two_person', published_by,
+                                 format('published policy version %s of world "%s"', version, p_world), 'activate it');
+    IF allowed ? 'exception_id' THEN
+        exceptions := exceptions || allowed;     -- an admin's recorded exception
     END IF;
 
     -- high-tier, client-critical worlds are fail-closed: a policy that tries
@@ -690,8 +815,8 @@ BEGIN
         END IF;
     END IF;
 
-    INSERT INTO wval.policy_activations (world_id, version, previous_version, activated_by, reason, forced, details)
-    VALUES (p_world, version, prev, p_actor, reason, coalesce(force, false),
+    INSERT INTO wval.policy_activations (world_id, version, previous_version, activated_by, approved_by, reason, forced, details)
+    VALUES (p_world, version, prev, p_actor, session_user, reason, coalesce(force, false),
             jsonb_build_object('governance_exceptions', exceptions)
             || CASE WHEN impact IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('impact_gate', impact) END)
     RETURNING * INTO act;
@@ -699,7 +824,9 @@ BEGIN
                         jsonb_build_object('version', version, 'previous_version', prev,
                                            'reason', reason, 'forced', coalesce(force, false),
                                            'governance_exceptions', exceptions,
-                                           'impact_ratio', impact -> 'impact_ratio'));
+                                           'impact_ratio', impact -> 'impact_ratio')
+                        || CASE WHEN allowed IS NULL THEN '{}'::jsonb
+                                ELSE jsonb_build_object('separation_of_duties', allowed) END);
     PERFORM wval._emit('validation_profile_changed', p_world, 'v' || version,
                        format('validation_profile_changed:%s:v%s:%s', p_world, version, act.activation_id),
                        jsonb_build_object('world_id', p_world, 'old_version', prev, 'new_version', version,
@@ -746,6 +873,7 @@ DECLARE
     w wval.worlds;
     missing text[] := '{}';
     due timestamptz;
+    allowed jsonb;
     o wval.overrides;
 BEGIN
     PERFORM wval._one_of('status', status, ARRAY['approved', 'rejected', 'revoked']);
@@ -770,6 +898,10 @@ BEGIN
                   DETAIL = format('Run %s was created by %L.', r.run_id, r.created_by),
                   HINT = 'Another person with wval_validator approves overrides (separation of duties).';
     END IF;
+    IF status = 'approved' THEN
+        allowed := wval._other_login(r.world_id, 'override_author', r.created_by,
+                                     format('created run %s', r.run_id), 'approve an override on it');
+    END IF;
     w := wval._world(r.world_id);
     IF status = 'approved' THEN
         due := now() + CASE WHEN r.stage = 'live' OR r.kind = 'live'
@@ -781,7 +913,9 @@ BEGIN
     RETURNING * INTO o;
     PERFORM wval._audit(r.world_id, 'override_' || status, coalesce(actor, wval._invoker()),
                         jsonb_build_object('run_id', r.run_id, 'strategy_id', r.strategy_id,
-                                           'reason', reason, 'review_due_at', due));
+                                           'reason', reason, 'review_due_at', due)
+                        || CASE WHEN allowed IS NULL THEN '{}'::jsonb
+                                ELSE jsonb_build_object('separation_of_duties', allowed) END);
     PERFORM wval._emit('evaluation_run_updated', r.world_id, r.run_id::text,
                        format('evaluation_run_updated:%s:%s:override:%s', r.world_id, r.run_id, o.override_id),
                        jsonb_build_object('run_id', r.run_id, 'world_id', r.world_id, 'strategy_id', r.strategy_id,
@@ -999,6 +1133,8 @@ SELECT pg_catalog.pg_extension_config_dump('wval.overrides_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.ex_post_failures', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.ex_post_failures_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.governance_exceptions', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.governance_exceptions_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.audit_log_id_seq', '');
 
 ------------------------------------------------------------------------------
@@ -1007,7 +1143,7 @@ SELECT pg_catalog.pg_extension_config_dump('wval.audit_log_id_seq', '');
 
 GRANT SELECT ON wval.worlds, wval.policy_versions, wval.policy_activations, wval.evaluation_runs,
       wval.evaluation_runs_default, wval.rule_results, wval.rule_results_default, wval.overrides,
-      wval.ex_post_failures, wval.audit_log,
+      wval.ex_post_failures, wval.audit_log, wval.governance_exceptions,
       wval.chain_heads, wval.chain_tombstones,
       wval.current_overrides, wval.latest_runs, wval.override_queue, wval.ex_post_cases
    TO wval_analyst;
@@ -1021,5 +1157,5 @@ GRANT EXECUTE ON FUNCTION public.wval_policy_publish(text, jsonb, text, text),
       public.wval_record_failure(uuid, text, text, text, text, text, text, text, text, uuid)
    TO wval_validator;
 GRANT EXECUTE ON FUNCTION public.wval_world_upsert(text, text, boolean, float8, boolean, jsonb, text),
-      public.wval_maintain(integer)
+      public.wval_maintain(integer), public.wval_governance_exception(text, name, text, text, interval, text)
    TO wval_admin;
