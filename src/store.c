@@ -227,12 +227,22 @@ Datum
 wval_ddl_audit_trigger(PG_FUNCTION_ARGS)
 {
 	EventTriggerData *trigdata = (EventTriggerData *) fcinfo->context;
+	Oid			save_userid;
+	int			save_sec_context;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		elog(ERROR, "wval_ddl_audit_trigger: not called by the event trigger manager");
 	/* wval's own DDL, or the extension being dropped */
 	if (in_wval_writer() || !OidIsValid(get_extension_oid("wval", true)))
 		PG_RETURN_NULL();
+
+	/*
+	 * Act as one of wval's writers, as a SECURITY DEFINER function of the
+	 * extension owner would: any role's DDL reaches this trigger, and the
+	 * audit row must be chained.  An error restores the user at abort.
+	 */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(extension_owner(), save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute(strcmp(trigdata->event, "sql_drop") == 0 ?
@@ -240,6 +250,7 @@ wval_ddl_audit_trigger(PG_FUNCTION_ARGS)
 					"SELECT wval._ddl_audit_record(false)", false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not audit DDL on schema wval");
 	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 	PG_RETURN_NULL();
 }
 

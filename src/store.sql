@@ -1037,8 +1037,9 @@ COMMENT ON FUNCTION public.wval_verify_chain(text) IS 'true when the world''s ha
 
 -- wval._ddl_audit_record(dropped): one audit row (global chain) per object of
 -- schema wval that the current command created, altered or (dropped) removed.
+-- The event trigger runs it as the extension owner (store.c).
 CREATE FUNCTION wval._ddl_audit_record(dropped boolean) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     c record;
 BEGIN
