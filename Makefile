@@ -32,6 +32,7 @@ SQL_SOURCES = \
 	src/scenarios.sql \
 	src/retention.sql \
 	src/observability.sql \
+	src/uninstall.sql \
 	src/finish.sql
 
 # the published scenario sets, loaded by the install script

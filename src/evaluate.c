@@ -104,7 +104,13 @@ is_infinity_string(const JsonbValue *v)
 static void
 check_supplied(const char *path, const JsonbValue *v, bool descriptive)
 {
-	if (v->type == jbvNumeric || v->type == jbvNull || is_infinity_string(v))
+	if (v->type == jbvNumeric)
+	{
+		/* every number, descriptive or not, must fit a double (1e400 does not) */
+		(void) wval_jbv_number(v, path, ERRCODE_WVAL_INVALID_METRIC_INPUT);
+		return;
+	}
+	if (v->type == jbvNull || is_infinity_string(v))
 		return;
 	if (v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data))
 	{
@@ -133,10 +139,7 @@ static bool
 value_double(const JsonbValue *v, double *out)
 {
 	if (v->type == jbvNumeric)
-	{
-		*out = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
-		return true;
-	}
+		return wval_jbv_double(v, out);
 	if (is_infinity_string(v))
 	{
 		*out = v->val.string.val[0] == '-' ? -get_float8_infinity() : get_float8_infinity();
@@ -631,6 +634,21 @@ wval_context_timestamp(Jsonb *context, const char *key, TimestampTz *out)
 	return true;
 }
 
+/*
+ * Raises 22023 when the policy argument (argument 0) of wval_check or
+ * wval._apply_rules is null: both are declared non-STRICT for their
+ * optional arguments, so a null policy reaches the C code.
+ */
+static void
+wval_require_policy_arg(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"policy\" must not be null"),
+				 errhint("Pass a policy document, e.g. (SELECT policy FROM wval.sample_policies WHERE name = 'sample').")));
+}
+
 PG_FUNCTION_INFO_V1(wval_check);
 
 /*
@@ -640,7 +658,7 @@ PG_FUNCTION_INFO_V1(wval_check);
 Datum
 wval_check(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *policy_doc = PG_GETARG_JSONB_P(0);
+	Jsonb	   *policy_doc;
 	Jsonb	   *supplied = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
 	char	   *stage = PG_ARGISNULL(2) ? "backtest" : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	Jsonb	   *context = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
@@ -650,6 +668,8 @@ wval_check(PG_FUNCTION_ARGS)
 	Jsonb	   *metrics;
 	JsonbValue *baseline;
 
+	wval_require_policy_arg(fcinfo);
+	policy_doc = PG_GETARG_JSONB_P(0);
 	wval_check_stage(stage);
 	policy = wval_policy_build(policy_doc, false, CurrentMemoryContext);
 	metrics = wval_merge_metrics(NULL, supplied);
@@ -837,7 +857,7 @@ context_number(Jsonb *context, const char *key, double *out)
 				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
 				 errmsg("\"context.%s\" must be a number", key),
 				 errhint("See docs/evaluate.md for the context keys.")));
-	*out = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+	*out = wval_jbv_number(v, psprintf("context.%s", key), ERRCODE_WVAL_INVALID_METRIC_INPUT);
 	return true;
 }
 
@@ -889,7 +909,9 @@ context_benchmark(Jsonb *context, int *n)
 					(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
 					 errmsg("\"context.benchmark\" element %d is not a number", k + 1),
 					 errhint("Every benchmark element must be a finite number greater than -1.")));
-		b[k++] = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(e.val.numeric)));
+		b[k] = wval_jbv_number(&e, psprintf("context.benchmark[%d]", k + 1),
+							   ERRCODE_WVAL_INVALID_METRIC_INPUT);
+		k++;
 	}
 	wval_check_returns(b, k, "context.benchmark");
 	*n = k;
@@ -1023,7 +1045,14 @@ wval_evaluate(PG_FUNCTION_ARGS)
 	prepare_evaluate_plans();
 	memset(nulls, ' ', sizeof(nulls));
 
-	/* idempotency: the same world/strategy/run_id returns the first run */
+	/*
+	 * idempotency: the same world/strategy/run_id returns the first run.  The
+	 * look-up runs after the advisory lock with a new snapshot (read_only =
+	 * false): at READ COMMITTED it then sees a run that a concurrent caller
+	 * committed while we waited.  At REPEATABLE READ and SERIALIZABLE the
+	 * transaction snapshot cannot see it; the insert of our own run then
+	 * fails with 40001 on the world's chain head, which that run updated.
+	 */
 	if (client_run_id != NULL)
 	{
 		StringInfoData key;
@@ -1035,7 +1064,7 @@ wval_evaluate(PG_FUNCTION_ARGS)
 		args[0] = CStringGetTextDatum(world);
 		args[1] = CStringGetTextDatum(strategy);
 		args[2] = CStringGetTextDatum(client_run_id);
-		if (SPI_execute_plan(plan_find_client_run, args, NULL, true, 1) != SPI_OK_SELECT)
+		if (SPI_execute_plan(plan_find_client_run, args, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not look up run_id \"%s\"", client_run_id);
 		if (SPI_processed == 1)
 		{
@@ -1191,7 +1220,7 @@ PG_FUNCTION_INFO_V1(wval_apply_rules);
 Datum
 wval_apply_rules(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *policy_doc = PG_GETARG_JSONB_P(0);
+	Jsonb	   *policy_doc;
 	char	   *name = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	Jsonb	   *supplied = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
 	char	   *stage = PG_ARGISNULL(3) ? "backtest" : text_to_cstring(PG_GETARG_TEXT_PP(3));
@@ -1206,6 +1235,8 @@ wval_apply_rules(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 	JsonbValue *baseline;
 
+	wval_require_policy_arg(fcinfo);
+	policy_doc = PG_GETARG_JSONB_P(0);
 	wval_check_stage(stage);
 	if (!PG_ARGISNULL(5))
 	{

@@ -58,8 +58,9 @@ CREATE FUNCTION wval._fmt(v jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN v IS NULL OR jsonb_typeof(v) = 'null' THEN 'n/a'
                 WHEN jsonb_typeof(v) = 'number' THEN
-                    CASE WHEN abs(v::text::float8) >= 1e6 OR (abs(v::text::float8) < 1e-4 AND v::text::float8 <> 0)
-                         THEN btrim(to_char(v::text::float8, '9.999EEEE'))
+                    -- numeric, not float8: a stored number beyond a double (1e400) still formats
+                    CASE WHEN abs(v::text::numeric) >= 1e6 OR (abs(v::text::numeric) < 1e-4 AND v::text::numeric <> 0)
+                         THEN btrim(to_char(v::text::numeric, '9.999EEEE'))
                          ELSE rtrim(rtrim(round(v::text::numeric, 4)::text, '0'), '.') END
                 WHEN jsonb_typeof(v) = 'string' THEN v #>> '{}'
                 ELSE v::text END

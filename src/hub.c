@@ -27,9 +27,17 @@
  *
  * Counting rejections.  A rejected publish raises an error, which rolls
  * back everything its transaction wrote, a counter row included.  So
- * rejections (expired, failed) are counted with nextval() on per-world,
- * per-stage sequences: a sequence increment is never rolled back, takes
- * no row lock and is visible to every session at once.  The sequences are
+ * rejections (expired, failed) are counted in per-world, per-stage
+ * sequences: a sequence change is never rolled back, takes no row lock and
+ * is visible to every session at once.  Not with nextval(), though:
+ * nextval() WAL-logs 32 values ahead, so after a crash the counter jumps
+ * by up to 32.  A rejection takes a lock on its sequence that only other
+ * rejections ask for (released when the failing (sub)transaction aborts,
+ * which follows at once), reads the value and setval()s value + 1, which
+ * WAL-logs exactly that value, and flushes the WAL before the error is
+ * raised: a rejection whose error reached the client is counted, also
+ * after a crash; a crash between the count and the error counts a call
+ * that failed without telling its client why.  The sequences are
  * created with the world (trigger in hub.sql); rejections that cannot be
  * attributed to a world's sequence (unknown world) go to one global
  * sequence.  Accepted publishes and dedupe hits are counted
@@ -46,6 +54,7 @@
 #include <math.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
@@ -56,6 +65,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/backendid.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -84,6 +94,18 @@ double		wval_missing_correlation = 0.5;
 #define TTL_MAX_SEC				86400
 #define MAX_POINTS_PER_SERIES	200000
 #define MAX_POINTS_TOTAL		1000000
+/*
+ * Size limits of a snapshot (docs/risk-hub.md, "Limits").  The portfolio
+ * layer holds a dense k x k covariance (8 bytes per pair, plus two k x k
+ * flag matrices), parses every covariance entry and reports every filled
+ * pair.  Measured on 2 busy cores: 500 weighted strategies with a full
+ * covariance (125,250 entries) take about 1 s per wval_portfolio_risk,
+ * 1,000 about 4.8 s; 4,000 took 3 - 20 s and 11,600 exceeded
+ * PostgreSQL's 1 GB allocation limit.  The covariance may list each
+ * unordered pair of 500 strategies once: 500 * 501 / 2 entries.
+ */
+#define MAX_WEIGHTS				500
+#define MAX_COVARIANCE_ENTRIES	(MAX_WEIGHTS * (MAX_WEIGHTS + 1) / 2)
 #define WEIGHT_SUM_TOLERANCE	1e-3
 /* an as_of this far ahead of the hub's clock is rejected (clock skew) */
 #define AS_OF_MAX_SKEW_SEC		60
@@ -385,24 +407,11 @@ object_get(JsonbContainer *c, const char *key)
 	return getKeyJsonValueFromContainer(c, key, strlen(key), NULL);
 }
 
-/* NULL when s is a valid identifier, else what is wrong with it. */
+/* NULL when s is a valid identifier, else what is wrong with it (wval_identifier_problem). */
 static const char *
 identifier_problem(const char *s, int len)
 {
-	int			i;
-
-	if (len == 0)
-		return "is empty";
-	if (len > WVAL_MAX_IDENT_BYTES)
-		return "is longer than 200 bytes";
-	for (i = 0; i < len; i++)
-	{
-		unsigned char ch = (unsigned char) s[i];
-
-		if (ch < 0x20 || ch == 0x7f)
-			return "contains a control character";
-	}
-	return NULL;
+	return wval_identifier_problem(s, (size_t) len);
 }
 
 /* Lowercase hex sha256 of the UTF-8 form of a server-encoded string. */
@@ -467,8 +476,34 @@ counter_sequence_name(const char *world_id, const char *stage, const char *outco
 }
 
 /*
+ * Adds 1 to a counter sequence exactly (see "Counting rejections"): a
+ * self-conflicting lock on the sequence serialises the read and the
+ * setval() of concurrent rejections; setval() logs the value itself, not
+ * 32 ahead; the WAL flush makes the count durable before the caller
+ * learns of its rejection.
+ */
+static void
+increment_counter_sequence(Oid seq)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+	Datum		last;
+	int64		value = 0;
+
+	LockRelationOid(seq, ShareUpdateExclusiveLock);
+	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = ObjectIdGetDatum(seq);
+	fcinfo->args[0].isnull = false;
+	last = pg_sequence_last_value(fcinfo);
+	if (!fcinfo->isnull)
+		value = DatumGetInt64(last);
+	DirectFunctionCall3(setval3_oid, ObjectIdGetDatum(seq), Int64GetDatum(value + 1),
+						BoolGetDatum(true));
+	XLogFlush(XactLastRecEnd);
+}
+
+/*
  * Counts a rejected publish.  Runs right before the error is raised, while
- * the transaction is still healthy; nextval() survives the rollback.
+ * the transaction is still healthy; the sequence survives the rollback.
  */
 static void
 count_rejection(SnapshotContract *c, bool expired)
@@ -488,7 +523,7 @@ count_rejection(SnapshotContract *c, bool expired)
 	if (!OidIsValid(seq))
 		seq = get_relname_relid(UNATTRIBUTED_SEQ, nsp);
 	if (OidIsValid(seq))
-		(void) nextval_internal(seq, false);
+		increment_counter_sequence(seq);
 }
 
 /* Counts an accepted publish or a dedupe hit, with the data. */
@@ -701,7 +736,7 @@ check_actor_argument(SnapshotContract *c)
 						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 						 errmsg("\"actor\" %s", problem),
 						 errdetail("actor is %s.", c->actor ? quote_literal_cstr(c->actor) : "null"),
-						 errhint("Pass the producer's registered name (at most 200 bytes, no control characters).")));
+						 errhint("Pass the producer's registered name (not blank, at most 200 bytes, no control, bidi-control or zero-width characters).")));
 }
 
 /* The snapshot is a JSON object with only contract fields. */
@@ -830,6 +865,12 @@ check_weights(SnapshotContract *c)
 						 errmsg("\"weights\" must be an object"),
 						 errdetail("weights is %s: %s.", wval_jbv_type_name(v), wval_jbv_text(v, 120)),
 						 errhint("Send an object strategy_id -> weight, e.g. {\"s1\": 0.6, \"s2\": 0.4}.")));
+	if (JsonContainerSize(v->val.binary.data) > MAX_WEIGHTS)
+		contract_reject(c, false,
+						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
+						 errmsg("\"weights\" has more than %d strategies", MAX_WEIGHTS),
+						 errdetail("weights has %d entries.", (int) JsonContainerSize(v->val.binary.data)),
+						 errhint("A snapshot weights at most %d strategies; aggregate smaller ones into sleeves.", MAX_WEIGHTS)));
 
 	it = JsonbIteratorInit(v->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
@@ -1003,6 +1044,12 @@ check_covariance(SnapshotContract *c)
 						 errmsg("\"covariance\" must be an object"),
 						 errdetail("covariance is %s: %s.", wval_jbv_type_name(v), wval_jbv_text(v, 120)),
 						 errhint("Send an object \"a,b\" -> covariance, e.g. {\"s1,s1\": 0.04, \"s1,s2\": 0.006}; omit the field when there is none.")));
+	if (JsonContainerSize(v->val.binary.data) > MAX_COVARIANCE_ENTRIES)
+		contract_reject(c, false,
+						(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
+						 errmsg("\"covariance\" has more than %d entries", MAX_COVARIANCE_ENTRIES),
+						 errdetail("covariance has %d entries.", (int) JsonContainerSize(v->val.binary.data)),
+						 errhint("Send each pair of the (at most %d) weighted strategies once.", MAX_WEIGHTS)));
 	problem = parse_covariance(v->val.binary.data, &entries, &n, &bad_key, &bad_value);
 	if (problem != NULL)
 		contract_reject(c, false,
@@ -1849,6 +1896,8 @@ Datum
 wval_snapshot_canonical(PG_FUNCTION_ARGS)
 {
 	SnapshotContract c;
+	MemoryContext outer = CurrentMemoryContext;
+	MemoryContext spicxt;
 	text	   *result;
 
 	memset(&c, 0, sizeof(c));
@@ -1862,8 +1911,11 @@ wval_snapshot_canonical(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	check_world(&c);
 	check_contract(&c);
-	SPI_finish();
+	/* c.canonical lives in SPI's memory: copy it out before SPI_finish frees it */
+	spicxt = MemoryContextSwitchTo(outer);
 	result = cstring_to_text(c.canonical);
+	MemoryContextSwitchTo(spicxt);
+	SPI_finish();
 	PG_RETURN_TEXT_P(result);
 }
 

@@ -54,7 +54,12 @@ DECLARE
 BEGIN
     PERFORM wval._world(p_world);
     PERFORM wval._live_check_input(days, rets);
-    -- a retry of what is already the day's value (same return, same source) adds nothing
+    -- a retry of what is already the day's value (same return, same source)
+    -- adds nothing, also when the retries run at once: callers for one
+    -- strategy queue here, and at READ COMMITTED the INSERT below (a new
+    -- statement, a new snapshot) sees what the previous one committed; at
+    -- REPEATABLE READ or SERIALIZABLE the world's chain head answers 40001
+    PERFORM pg_advisory_xact_lock(hashtextextended(format('wval:live_returns:%s:%s', p_world, p_strategy), 0));
     INSERT INTO wval.live_returns (world_id, strategy_id, day, ret, source, recorded_by)
     SELECT p_world, p_strategy, u.day, u.ret, p_source, wval._invoker()
     FROM unnest(days, rets) WITH ORDINALITY AS u(day, ret, i)

@@ -1560,31 +1560,45 @@ wval_norm_ppf_value(double p)
 
 /*
  * The radicand of PSR, 1 - γ3 ŝ + (γ4 - 1)/4 ŝ² (n - 1 times the variance
- * of the Sharpe estimator).
+ * of the Sharpe estimator).  In long double: with finite but extreme
+ * arguments (ŝ = 1e308) the terms overflow a double, the radicand becomes
+ * Infinity and PSR comes out as Φ(0) = 0.5 or, for the DSR, NaN; the
+ * products of three doubles fit the range of long double (x86-64: 1e4932,
+ * aarch64: quad precision).
  */
-static inline double
-psr_radicand(double sr, double skew, double kurtosis)
+static inline long double
+psr_radicand(long double sr, double skew, double kurtosis)
 {
-	return 1.0 - skew * sr + (kurtosis - 1.0) / 4.0 * sr * sr;
+	return 1.0L - (long double) skew * sr + ((long double) kurtosis - 1.0L) / 4.0L * sr * sr;
+}
+
+/* PSR for a threshold SR* computed in long double (see psr_radicand); false as wval_psr_value. */
+static bool
+psr_value_ld(double sr, long double sr_star, int n, double skew, double kurtosis,
+			 double *out)
+{
+	long double rad = psr_radicand(sr, skew, kurtosis);
+	double		z;
+
+	if (n < 3 || !(rad > 0.0L) || isnan(sr) || isnan((double) sr_star))
+		return false;
+	z = (double) (((long double) sr - sr_star) * sqrtl((long double) (n - 1)) / sqrtl(rad));
+	if (isnan(z))
+		return false;
+	*out = wval_norm_cdf_value(z);
+	return true;
 }
 
 /*
  * PSR(SR*) = Φ((ŝ - SR*) √(n - 1) / √(1 - γ3 ŝ + (γ4 - 1)/4 ŝ²)), both
  * Sharpe ratios per period; false when n < 3 or the radicand is not
- * positive.
+ * positive.  Never NaN for finite arguments.
  */
 bool
 wval_psr_value(double sharpe_per_period, double sharpe_star_per_period,
 			   int n, double skew, double kurtosis, double *out)
 {
-	double		rad = psr_radicand(sharpe_per_period, skew, kurtosis);
-
-	if (n < 3 || !(rad > 0.0) || isnan(sharpe_per_period) ||
-		isnan(sharpe_star_per_period))
-		return false;
-	*out = wval_norm_cdf_value((sharpe_per_period - sharpe_star_per_period) *
-							   sqrt((double) (n - 1)) / sqrt(rad));
-	return true;
+	return psr_value_ld(sharpe_per_period, sharpe_star_per_period, n, skew, kurtosis, out);
 }
 
 /*
@@ -1717,8 +1731,8 @@ wval_strategy_complexity_value(int search_intensity, Jsonb *extra_metrics)
 										 strlen(terms[i].key), NULL);
 		if (v == NULL || v->type != jbvNumeric)
 			continue;
-		x = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
-											   NumericGetDatum(v->val.numeric)));
+		x = wval_jbv_number(v, psprintf("extra_metrics.%s", terms[i].key),
+							ERRCODE_WVAL_INVALID_METRIC_INPUT);
 		if (x >= 0.0)
 			c += terms[i].weight * log1p(x);
 	}
@@ -2195,8 +2209,8 @@ wval_dsr_sql(PG_FUNCTION_ARGS)
 	int32		n_trials;
 	int32		ppy;
 	double		sr;
-	double		rad;
-	double		v;
+	long double rad;
+	long double v;
 	double		out;
 	int			i;
 
@@ -2219,7 +2233,7 @@ wval_dsr_sql(PG_FUNCTION_ARGS)
 
 	sr = sharpe / sqrt((double) ppy);
 	rad = psr_radicand(sr, skew, kurtosis);
-	if (n_obs < 3 || !(rad > 0.0))
+	if (n_obs < 3 || !(rad > 0.0L))
 		PG_RETURN_NULL();
 	if (PG_ARGISNULL(5))
 		v = rad / (n_obs - 1);
@@ -2229,9 +2243,11 @@ wval_dsr_sql(PG_FUNCTION_ARGS)
 
 		check_finite_arg("trials_sharpe_variance_annual", tv, true,
 						 "Pass the variance of the annualised Sharpe ratios of the trials, or null.");
-		v = tv / ppy;
+		v = (long double) tv / ppy;
 	}
-	if (!wval_psr_value(sr, wval_sr0_value(v, n_trials), n_obs, skew, kurtosis, &out))
+	/* SR₀ = √V · q(N); wval_sr0_value(1, N) is q(N), √V stays in long double */
+	if (!psr_value_ld(sr, sqrtl(v) * (long double) wval_sr0_value(1.0, n_trials),
+					  n_obs, skew, kurtosis, &out))
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8(out);
 }

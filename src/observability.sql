@@ -3,7 +3,7 @@
 --
 --   wval.metrics                 one row per sample: name, labels, value
 --   wval_metrics_prometheus()    the same in the Prometheus text format
---   wval_check_invariants()      the six invariants, violations as rows
+--   wval_check_invariants()      the invariants, violations as rows
 --   wval.invariant_reports       what the daily job found (the metrics read it)
 
 ------------------------------------------------------------------------------
@@ -100,6 +100,22 @@ BEGIN
     WHERE (wval_check_invariants.world_id IS NULL OR q.world_id = wval_check_invariants.world_id)
       AND (q.overdue OR cardinality(q.missing_fields) > 0);
 
+    -- 3b. every override and ex-post failure row refers to a stored run
+    --     (a purge removes a run together with them; an orphan means a run
+    --     went while one was being recorded)
+    RETURN QUERY
+    SELECT 'run_exists', o.world_id, o.strategy_id, o.run_id,
+           format('override %s (%s) refers to run %s, which does not exist', o.override_id, o.status, o.run_id)
+    FROM wval.overrides o
+    WHERE (wval_check_invariants.world_id IS NULL OR o.world_id = wval_check_invariants.world_id)
+      AND NOT EXISTS (SELECT 1 FROM wval.evaluation_runs e WHERE e.run_id = o.run_id AND e.world_id = o.world_id);
+    RETURN QUERY
+    SELECT 'run_exists', f.world_id, f.strategy_id, f.run_id,
+           format('ex-post failure case %s (%s) refers to run %s, which does not exist', f.case_id, f.status, f.run_id)
+    FROM wval.ex_post_failures f
+    WHERE (wval_check_invariants.world_id IS NULL OR f.world_id = wval_check_invariants.world_id)
+      AND NOT EXISTS (SELECT 1 FROM wval.evaluation_runs e WHERE e.run_id = f.run_id AND e.world_id = f.world_id);
+
     -- 4. recorded validation_health matches a recomputation (last 30 days)
     RETURN QUERY
     SELECT 'validation_health', e.world_id, e.strategy_id, e.run_id,
@@ -137,7 +153,7 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION public.wval_check_invariants(text) IS 'the invariants of operations.md as violation rows (invariant, world, strategy, run, detail): live strategies validated, fail-closed worlds, overrides in order, validation_health recomputable, fresh snapshots for live worlds, hash chains intact';
+COMMENT ON FUNCTION public.wval_check_invariants(text) IS 'the invariants of operations.md as violation rows (invariant, world, strategy, run, detail): live strategies validated, fail-closed worlds, overrides in order, overrides and ex-post cases refer to stored runs, validation_health recomputable, fresh snapshots for live worlds, hash chains intact';
 
 CREATE SEQUENCE wval.invariant_reports_id_seq;
 CREATE TABLE wval.invariant_reports (
@@ -162,6 +178,7 @@ BEGIN
            jsonb_build_object('live_strategy_validated', count(*) FILTER (WHERE v.invariant = 'live_strategy_validated'),
                               'fail_closed', count(*) FILTER (WHERE v.invariant = 'fail_closed'),
                               'override_in_order', count(*) FILTER (WHERE v.invariant = 'override_in_order'),
+                              'run_exists', count(*) FILTER (WHERE v.invariant = 'run_exists'),
                               'validation_health', count(*) FILTER (WHERE v.invariant = 'validation_health'),
                               'snapshot_fresh', count(*) FILTER (WHERE v.invariant = 'snapshot_fresh'),
                               'hash_chain', count(*) FILTER (WHERE v.invariant = 'hash_chain'))

@@ -22,8 +22,16 @@
  * the policy do not.
  *
  * Cache.  Policy versions are immutable, so a materialised version keyed
- * by (world, version, fail_closed) never goes stale; when the active
- * version of a world changes, its older entries are dropped.
+ * by (world, version, fail_closed) never goes stale while the table that
+ * holds it lives; when the active version of a world changes, its older
+ * entries are dropped.  The table itself can go away: DROP EXTENSION wval
+ * and CREATE EXTENSION wval in the same backend give a new
+ * wval.policy_versions in which (world, 1) may be another policy.  A
+ * relcache invalidation callback (the pg_cron pattern) marks the cache
+ * stale when that relation (or, on a cache reset, any relation) is
+ * invalidated; the next look-up empties it.  The callback only marks:
+ * invalidations are processed inside SPI calls while a caller still uses
+ * the policy it was handed.
  *
  *-------------------------------------------------------------------------
  */
@@ -31,12 +39,15 @@
 
 #include <math.h>
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
@@ -299,9 +310,7 @@ get_number(const char *path, const JsonbValue *v)
 
 	if (v->type != jbvNumeric)
 		error_type(path, "a number", v);
-	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
-	if (!isfinite(d))
-		error_type(path, "a finite number", v);
+	d = wval_jbv_number(v, path, ERRCODE_WVAL_INVALID_POLICY);
 	return d;
 }
 
@@ -1430,6 +1439,53 @@ static uint64 policy_cache_clock = 0;
 static MemoryContext policy_cache_cxt = NULL;
 static SPIPlanPtr policy_load_plan = NULL;
 
+/* OID of the wval.policy_versions the entries were loaded from (InvalidOid: not known) */
+static Oid	policy_cache_relid = InvalidOid;
+static bool policy_cache_stale = false;
+static bool policy_cache_callback_registered = false;
+
+/* Relcache callback: marks the cache stale when wval.policy_versions changes or goes away. */
+static void
+policy_cache_relcache_callback(Datum arg, Oid relid)
+{
+	(void) arg;
+	if (relid == InvalidOid || relid == policy_cache_relid)
+		policy_cache_stale = true;
+}
+
+/*
+ * Empties the cache when it was marked stale, and learns the OID of the
+ * current wval.policy_versions (the relation the next entries come from).
+ */
+static void
+policy_cache_validate(void)
+{
+	int			i;
+
+	if (!policy_cache_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(policy_cache_relcache_callback, (Datum) 0);
+		policy_cache_callback_registered = true;
+	}
+	if (policy_cache_stale || policy_cache_relid == InvalidOid)
+	{
+		Oid			relid;
+
+		relid = get_relname_relid("policy_versions", get_namespace_oid("wval", false));
+		if (relid != policy_cache_relid || policy_cache_stale)
+		{
+			for (i = 0; i < POLICY_CACHE_SIZE; i++)
+			{
+				if (policy_cache[i].policy != NULL)
+					wval_policy_free(policy_cache[i].policy);
+				policy_cache[i].policy = NULL;
+			}
+		}
+		policy_cache_relid = relid;
+		policy_cache_stale = false;
+	}
+}
+
 /*
  * The materialised policy version (world, version), from the cache or
  * loaded with SPI (the caller must be connected).  Entries of the same
@@ -1445,6 +1501,7 @@ wval_policy_for_version(const char *world_id, int version, bool fail_closed)
 	Jsonb	   *doc;
 	WvalPolicy *policy;
 
+	policy_cache_validate();
 	for (i = 0; i < POLICY_CACHE_SIZE; i++)
 	{
 		PolicyCacheEntry *e = &policy_cache[i];

@@ -131,10 +131,12 @@ SELECT wval._register_handler('wval:hub', 'risk_snapshot_updated', 'wval._hub_ex
 -- strings "Infinity" / "-Infinity"; null for anything else (missing).
 CREATE FUNCTION wval._metric_number(v jsonb) RETURNS float8
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN jsonb_typeof(v) = 'number' THEN (v #>> '{}')::float8
+    -- a stored number beyond a double (1e400 through the bypass) is missing, not 22003
+    SELECT CASE WHEN jsonb_typeof(v) = 'number' AND abs((v #>> '{}')::numeric) <= 1.7976931348623157e308
+                    THEN (v #>> '{}')::float8
                 WHEN v #>> '{}' IN ('Infinity', '-Infinity') THEN (v #>> '{}')::float8 END
 $$;
-COMMENT ON FUNCTION wval._metric_number(jsonb) IS 'a metric value as float8 (numbers and the strings Infinity / -Infinity), null otherwise';
+COMMENT ON FUNCTION wval._metric_number(jsonb) IS 'a metric value as float8 (numbers within the range of float8 and the strings Infinity / -Infinity), null otherwise';
 
 -- wval._cohort_candidates_check(candidates, campaign_id): raises for the
 -- first malformed candidate (22023; WV001 for returns that are not numbers).
@@ -147,6 +149,12 @@ BEGIN
         RAISE EXCEPTION '"candidates" must be a non-empty JSON array' USING ERRCODE = '22023',
             DETAIL = format('candidates is %s.', coalesce(left(p_candidates::text, 120), 'null')),
             HINT = 'Pass [{"strategy_id": ..., "returns": [...], "metrics": {...}, "context": {...}}, ...].';
+    END IF;
+    -- every candidate is a full run in the caller's transaction (docs/risk-hub.md, "Limits")
+    IF jsonb_array_length(p_candidates) > 1000 THEN
+        RAISE EXCEPTION '"candidates" has more than 1000 strategies' USING ERRCODE = '22023',
+            DETAIL = format('candidates has %s elements.', jsonb_array_length(p_candidates)),
+            HINT = 'Split the campaign into cohorts of at most 1000 candidates.';
     END IF;
     -- the first problem, in the order of the candidates
     FOR bad IN
@@ -167,7 +175,9 @@ BEGIN
                             THEN 'repeats a strategy_id of the cohort'
                         WHEN e.c ? 'returns' AND jsonb_typeof(e.c -> 'returns') <> 'null'
                              AND (jsonb_typeof(e.c -> 'returns') <> 'array'
-                                  OR EXISTS (SELECT 1 FROM jsonb_array_elements(e.c -> 'returns') r WHERE jsonb_typeof(r) <> 'number'))
+                                  OR EXISTS (SELECT 1 FROM jsonb_array_elements(e.c -> 'returns') r
+                                             WHERE jsonb_typeof(r) <> 'number'
+                                                OR abs((r #>> '{}')::numeric) > 1.7976931348623157e308))
                             THEN 'returns'
                         WHEN e.c ? 'metrics' AND jsonb_typeof(e.c -> 'metrics') NOT IN ('object', 'null') THEN 'metrics'
                    END AS problem

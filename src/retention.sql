@@ -143,6 +143,15 @@ BEGIN
             USING ERRCODE = '22023',
                   HINT = 'Pass the cut (rows created before it may go) and whether this is a dry run.';
     END IF;
+    -- the candidates are re-checked after they are locked (below); with a
+    -- transaction snapshot (REPEATABLE READ, SERIALIZABLE) that re-check
+    -- could not see an override committed while the purge waited for it
+    IF NOT dry_run AND current_setting('transaction_isolation') IN ('repeatable read', 'serializable') THEN
+        RAISE EXCEPTION 'wval_purge() removes history only at READ COMMITTED'
+            USING ERRCODE = '25000',
+                  DETAIL = format('transaction_isolation is %s.', current_setting('transaction_isolation')),
+                  HINT = 'Run the purge in a READ COMMITTED transaction (the default), e.g. on its own; a dry run works at any level.';
+    END IF;
     IF world_id IS NOT NULL THEN
         w := wval._world(world_id);
         PERFORM wval._require_world_access(w.world_id, 'write');
@@ -215,6 +224,22 @@ BEGIN
       AND NOT EXISTS (SELECT 1 FROM wval.ex_post_cases c WHERE c.run_id = r.run_id AND c.status <> 'dismissed')
       AND NOT EXISTS (SELECT 1 FROM wval.current_stage cs WHERE cs.world_id = r.world_id AND cs.run_id = r.run_id);
     CREATE INDEX ON pg_temp.wval_purge_runs (run_id);
+    IF NOT dry_run THEN
+        -- lock order: the candidate runs' rows first, then the re-check.
+        -- wval_override() and wval_record_failure() hold a lock on their run
+        -- (wval._run_lock) until they commit: we wait for those in flight,
+        -- and the re-check below (a new statement, a new snapshot) sees
+        -- what they recorded; those that come later wait for us and then
+        -- find the run gone (WV010)
+        PERFORM 1 FROM wval.evaluation_runs r JOIN pg_temp.wval_purge_runs c
+                     ON r.world_id = c.world_id AND r.run_id = c.run_id AND r.created_at = c.created_at
+        ORDER BY r.world_id, r.run_id
+        FOR UPDATE OF r;
+        DELETE FROM pg_temp.wval_purge_runs c
+        WHERE EXISTS (SELECT 1 FROM wval.current_overrides co WHERE co.run_id = c.run_id AND co.status = 'approved')
+           OR EXISTS (SELECT 1 FROM wval.ex_post_cases x WHERE x.run_id = c.run_id AND x.status <> 'dismissed')
+           OR EXISTS (SELECT 1 FROM wval.current_stage cs WHERE cs.world_id = c.world_id AND cs.run_id = c.run_id);
+    END IF;
     LOOP
         DELETE FROM pg_temp.wval_purge_runs c
         WHERE EXISTS (SELECT 1 FROM wval.evaluation_runs k
@@ -437,6 +462,9 @@ BEGIN
         END IF;
         PERFORM wval._ident(format('runs[%s].world_id', e.i), x ->> 'world_id');
         PERFORM wval._ident(format('runs[%s].strategy_id', e.i), x ->> 'strategy_id');
+        IF jsonb_typeof(x -> 'created_by') = 'string' THEN
+            PERFORM wval._ident(format('runs[%s].created_by', e.i), x ->> 'created_by');
+        END IF;
         PERFORM wval._one_of(format('runs[%s].stage', e.i), coalesce(x ->> 'stage', 'backtest'),
                              ARRAY['backtest', 'paper', 'shadow', 'live']);
         PERFORM wval._one_of(format('runs[%s].kind', e.i), coalesce(x ->> 'kind', 'single'),

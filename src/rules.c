@@ -111,8 +111,12 @@ metric_number(JsonbValue *v, double *out, char **error)
 		return VS_MISSING;
 	if (v->type == jbvNumeric)
 	{
-		*out = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
-		return VS_OK;
+		/* a stored number beyond a double (1e400, written by a bypass) is an error of this check */
+		if (wval_jbv_double(v, out))
+			return VS_OK;
+		*error = psprintf("the value %s is out of range for a double precision number",
+						  wval_jbv_text(v, 40));
+		return VS_ERROR;
 	}
 	if (v->type == jbvString)
 	{

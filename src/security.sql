@@ -87,6 +87,9 @@ DECLARE
     p_actor text := wval._ident('actor', coalesce(actor, wval._invoker()));
     g wval.world_grants;
 BEGIN
+    -- nulls are 22023 naming the argument (not 23502 from the table, nor "role null does not exist")
+    PERFORM wval._require_text('role_name', role_name, '22023', 'Pass the name of an existing role.');
+    PERFORM wval._require_text('world_id', world_id, '22023', 'Pass a world_id, or * for every world.');
     PERFORM wval._one_of('privilege', privilege, ARRAY['read', 'write']);
     IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = wval_world_grant.role_name) THEN
         RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = 'WV010',
@@ -111,6 +114,8 @@ DECLARE
     p_actor text := wval._ident('actor', coalesce(actor, wval._invoker()));
     found_grant boolean;
 BEGIN
+    PERFORM wval._require_text('role_name', role_name, '22023', 'Pass the name of a role.');
+    PERFORM wval._require_text('world_id', world_id, '22023', 'Pass a world_id, or * for every world.');
     SELECT g.privilege <> 'none' INTO found_grant FROM wval.current_world_grants g
     WHERE g.role_name = wval_world_revoke.role_name AND g.world_id = wval_world_revoke.world_id;
     found_grant := coalesce(found_grant, false);

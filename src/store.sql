@@ -312,7 +312,7 @@ CREATE TABLE wval.overrides (
     status        text NOT NULL CHECK (status IN ('approved', 'rejected', 'revoked')),
     reason        text,
     actor         text,
-    recorded_at   timestamptz NOT NULL DEFAULT now(),
+    recorded_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
     review_due_at timestamptz,
     chain_seq     bigint NOT NULL,
     prev_hash     text NOT NULL,
@@ -322,6 +322,7 @@ CREATE TABLE wval.overrides (
 ALTER SEQUENCE wval.overrides_id_seq OWNED BY wval.overrides.override_id;
 CREATE INDEX ON wval.overrides (run_id, recorded_at DESC);
 COMMENT ON TABLE wval.overrides IS 'human decisions on runs (approved | rejected | revoked); the latest row per run is its current override state';
+COMMENT ON COLUMN wval.overrides.recorded_at IS 'when the decision was recorded (clock time once the run''s lock is held, so that the latest row of a run is its last decision, also within one transaction)';
 COMMENT ON COLUMN wval.overrides.review_due_at IS 'approvals must be reviewed by then: recorded_at + 30 days for live runs or high-tier client-critical worlds, + 90 days otherwise';
 SELECT wval._protect('wval.overrides', 'overrides');
 
@@ -761,6 +762,34 @@ END
 $$;
 COMMENT ON FUNCTION wval._run(uuid) IS 'returns a stored run; WV010 when it does not exist';
 
+-- wval._run_lock(run, mode): locks a stored run's row ('key share': it stays
+-- while we reference it; 'no key update': also one such caller per run at a
+-- time).  wval_purge() locks the runs it removes FOR UPDATE and re-checks
+-- them afterwards, so a reference recorded under this lock either commits
+-- before the purge decides (and the run is kept) or finds the run gone
+-- (WV010).
+CREATE FUNCTION wval._run_lock(p_run wval.evaluation_runs, p_mode text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+BEGIN
+    IF p_mode = 'no key update' THEN
+        PERFORM 1 FROM wval.evaluation_runs x
+        WHERE x.run_id = p_run.run_id AND x.world_id = p_run.world_id AND x.created_at = p_run.created_at
+        FOR NO KEY UPDATE;
+    ELSE
+        PERFORM 1 FROM wval.evaluation_runs x
+        WHERE x.run_id = p_run.run_id AND x.world_id = p_run.world_id AND x.created_at = p_run.created_at
+        FOR KEY SHARE;
+    END IF;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'evaluation run % does not exist', p_run.run_id
+            USING ERRCODE = 'WV010',
+                  DETAIL = format('run_id is %s; it was purged while this call waited for it.', p_run.run_id),
+                  HINT = 'Look the run up in wval.evaluation_runs or wval.latest_runs.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION wval._run_lock(wval.evaluation_runs, text) IS 'locks a stored run''s row (key share | no key update) against a concurrent purge; WV010 when a purge removed it meanwhile';
+
 CREATE FUNCTION public.wval_override(run_id uuid, status text, reason text, actor text)
 RETURNS wval.overrides
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
@@ -768,6 +797,7 @@ DECLARE
     r wval.evaluation_runs := wval._run(run_id);
     w wval.worlds;
     missing text[] := '{}';
+    at timestamptz;
     due timestamptz;
     o wval.overrides;
 BEGIN
@@ -794,13 +824,21 @@ BEGIN
                   HINT = 'Another person with wval_validator approves overrides (separation of duties).';
     END IF;
     w := wval._world(r.world_id);
+    -- the run's row lock: decisions on one run are recorded one after the
+    -- other (the later one waits and becomes the current override), and a
+    -- purge that is removing the run (it holds FOR UPDATE on it) finishes
+    -- first: then the run is gone and this call answers WV010
+    PERFORM wval._run_lock(r, 'no key update');
+    -- recorded when the lock is held, so that recorded_at follows the order
+    -- of the decisions (now() is the start of the transaction)
+    at := clock_timestamp();
     IF status = 'approved' THEN
-        due := now() + CASE WHEN r.stage = 'live' OR r.kind = 'live'
-                                 OR (w.risk_tier = 'high' AND w.client_critical)
-                            THEN interval '30 days' ELSE interval '90 days' END;
+        due := at + CASE WHEN r.stage = 'live' OR r.kind = 'live'
+                              OR (w.risk_tier = 'high' AND w.client_critical)
+                         THEN interval '30 days' ELSE interval '90 days' END;
     END IF;
-    INSERT INTO wval.overrides (run_id, world_id, strategy_id, status, reason, actor, review_due_at)
-    VALUES (r.run_id, r.world_id, r.strategy_id, status, reason, actor, due)
+    INSERT INTO wval.overrides (run_id, world_id, strategy_id, status, reason, actor, recorded_at, review_due_at)
+    VALUES (r.run_id, r.world_id, r.strategy_id, status, reason, actor, at, due)
     RETURNING * INTO o;
     PERFORM wval._audit(r.world_id, 'override_' || status, coalesce(actor, wval._invoker()),
                         jsonb_build_object('run_id', r.run_id, 'strategy_id', r.strategy_id,
@@ -839,6 +877,8 @@ BEGIN
     PERFORM wval._one_of('status', status, ARRAY['candidate', 'confirmed', 'dismissed']);
     PERFORM wval._one_of('source', source, ARRAY['manual', 'auto']);
     PERFORM wval._require_text('reason_code', reason_code);
+    -- keeps a purge from removing the run while the case is being opened
+    PERFORM wval._run_lock(r, 'key share');
     IF case_id IS NOT NULL AND NOT EXISTS (
         SELECT 1 FROM wval.ex_post_failures e WHERE e.case_id = wval_record_failure.case_id AND e.run_id = r.run_id) THEN
         RAISE EXCEPTION 'ex-post failure case % does not exist for run %', case_id, r.run_id

@@ -24,22 +24,135 @@
 #include "wval.h"
 
 /*
- * Raises 22023 unless value is a valid wval identifier: non-empty, at most
- * WVAL_MAX_IDENT_BYTES bytes, no control characters.
+ * Unicode characters that are whitespace (a name made only of them is
+ * blank).
+ */
+static bool
+ident_is_space(pg_wchar c)
+{
+	return c == ' ' || c == 0x00A0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) ||
+		c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+/*
+ * What is wrong with one character of an identifier, NULL when nothing:
+ * control characters (C0, DEL, C1), bidirectional controls and invisible
+ * (zero-width) characters make two different identifiers look the same,
+ * or one look like another, in a report, a log or a terminal.
+ */
+static const char *
+ident_bad_char(pg_wchar c)
+{
+	if (c < 0x20 || c == 0x7F || (c >= 0x80 && c <= 0x9F))
+		return "contains a control character";
+	if ((c >= 0x202A && c <= 0x202E) || (c >= 0x2066 && c <= 0x2069) ||
+		c == 0x200E || c == 0x200F || c == 0x061C)
+		return "contains a bidirectional control character";
+	if ((c >= 0x200B && c <= 0x200D) || c == 0x2060 || c == 0xFEFF)
+		return "contains a zero-width character";
+	return NULL;
+}
+
+/*
+ * Scans an identifier of len bytes (not NUL-terminated): NULL when it is
+ * valid, else what is wrong with it as a phrase ("is blank", "contains a
+ * zero-width character" ...), with the offending character and its byte
+ * offset in *bad_char / *bad_offset (when the problem is a character).
+ * In a database whose encoding is not UTF-8 only the single-byte controls
+ * are recognised.
+ */
+static const char *
+ident_scan(const char *value, size_t len, pg_wchar *bad_char, int *bad_offset)
+{
+	const unsigned char *p = (const unsigned char *) value;
+	const unsigned char *end = p + len;
+	bool		utf8 = GetDatabaseEncoding() == PG_UTF8;
+	bool		blank = true;
+
+	*bad_char = 0;
+	*bad_offset = -1;
+	if (len == 0)
+		return "is empty";
+	if (len > WVAL_MAX_IDENT_BYTES)
+		return "is longer than 200 bytes";
+	while (p < end)
+	{
+		pg_wchar	c;
+		int			clen;
+		const char *bad;
+
+		if (utf8 && *p >= 0x80)
+		{
+			clen = pg_utf_mblen(p);
+			if (clen > end - p || !pg_utf8_islegal(p, clen))
+			{
+				*bad_char = *p;
+				*bad_offset = (int) (p - (const unsigned char *) value);
+				return "is not valid UTF-8";
+			}
+			c = utf8_to_unicode(p);
+		}
+		else
+		{
+			clen = 1;
+			c = *p;
+			if (!utf8 && c >= 0x80)
+				c = 'x';		/* C1 controls are characters only in UTF-8 */
+		}
+		bad = ident_bad_char(c);
+		if (bad != NULL)
+		{
+			*bad_char = c;
+			*bad_offset = (int) (p - (const unsigned char *) value);
+			return bad;
+		}
+		if (!ident_is_space(c))
+			blank = false;
+		p += clen;
+	}
+	return blank ? "is blank" : NULL;
+}
+
+/*
+ * NULL when the len bytes at value are a valid wval identifier, else what
+ * is wrong ("is blank", "contains a control character" ...), for callers
+ * that raise their own error class (the snapshot contract: WV004).
+ */
+const char *
+wval_identifier_problem(const char *value, size_t len)
+{
+	pg_wchar	c;
+	int			offset;
+
+	return ident_scan(value, len, &c, &offset);
+}
+
+/*
+ * Raises 22023 unless value is a valid wval identifier (world, strategy,
+ * actor, producer, consumer group, ...): not null, not blank (empty or only
+ * whitespace), at most WVAL_MAX_IDENT_BYTES bytes, and without control,
+ * bidirectional-control or zero-width characters (docs/store.md,
+ * "Identifiers").  Every identifier wval takes goes through here, from C
+ * directly and from SQL through wval._ident().
  */
 void
 wval_check_identifier(const char *field, const char *value)
 {
+	const char *problem;
+	pg_wchar	c;
+	int			offset;
 	size_t		len;
-	const unsigned char *p;
 
 	if (value == NULL || value[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("\"%s\" must not be empty", field),
+				 errmsg("\"%s\" must not be %s", field, value == NULL ? "null" : "empty"),
 				 errhint("Pass a non-empty identifier of at most %d bytes.",
 						 WVAL_MAX_IDENT_BYTES)));
 	len = strlen(value);
+	problem = ident_scan(value, len, &c, &offset);
+	if (problem == NULL)
+		return;
 	if (len > WVAL_MAX_IDENT_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -47,16 +160,24 @@ wval_check_identifier(const char *field, const char *value)
 				 errdetail("The value has %zu bytes.", len),
 				 errhint("Identifiers have at most %d bytes.",
 						 WVAL_MAX_IDENT_BYTES)));
-	for (p = (const unsigned char *) value; *p; p++)
-	{
-		if (*p < 0x20 || *p == 0x7f)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("\"%s\" contains a control character", field),
-					 errdetail("Byte 0x%02x at offset %d.", *p,
-							   (int) (p - (const unsigned char *) value)),
-					 errhint("Identifiers must not contain control characters.")));
-	}
+	if (offset < 0)				/* blank */
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" must not be blank", field),
+				 errdetail("%s is '%s'.", field, value),
+				 errhint("Pass a non-blank identifier of at most %d bytes.",
+						 WVAL_MAX_IDENT_BYTES)));
+	if (c < 0x80)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" %s", field, problem),
+				 errdetail("Byte 0x%02x at offset %d.", (unsigned int) c, offset),
+				 errhint("Identifiers must not contain control characters.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("\"%s\" %s", field, problem),
+			 errdetail("Character U+%04X at byte offset %d.", (unsigned int) c, offset),
+			 errhint("Identifiers must not contain control, bidirectional-control or zero-width characters.")));
 }
 
 /* Writes the lowercase hex sha256 of data into out (65 bytes with NUL). */
@@ -208,6 +329,8 @@ wval_returns_hash(const double *r, int n)
 /*
  * A JSON number as a double; false when v is absent, not a number, or does
  * not fit a finite double (jsonb has no NaN: a "NaN" arrives as a string).
+ * The one numeric -> float8 conversion of JSON input: it never raises
+ * 22003 (numeric_float8 does for 1e400; jsonb numbers are unbounded).
  */
 bool
 wval_jbv_double(const JsonbValue *v, double *out)
@@ -217,4 +340,24 @@ wval_jbv_double(const JsonbValue *v, double *out)
 	*out = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
 											  NumericGetDatum(v->val.numeric)));
 	return isfinite(*out);
+}
+
+/*
+ * The JSON number v (jbvNumeric) as a finite double; raises sqlerrcode
+ * (WV001 for metric input, WV002 for a policy, ...) naming path when it
+ * does not fit one, e.g. 1e400.
+ */
+double
+wval_jbv_number(const JsonbValue *v, const char *path, int sqlerrcode)
+{
+	double		d;
+
+	Assert(v->type == jbvNumeric);
+	if (!wval_jbv_double(v, &d))
+		ereport(ERROR,
+				(errcode(sqlerrcode),
+				 errmsg("\"%s\" is out of range for a double precision number", path),
+				 errdetail("%s is %s.", path, wval_jbv_text(v, 60)),
+				 errhint("Numbers must be finite and at most 1.7976931348623157e308 in magnitude.")));
+	return d;
 }

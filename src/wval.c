@@ -27,4 +27,5 @@ _PG_init(void)
 	wval_store_init();
 	wval_hub_init();
 	wval_schedule_init();
+	wval_uninstall_init();
 }

@@ -29,16 +29,24 @@
 #define ERRCODE_WVAL_UNKNOWN_OBJECT			MAKE_SQLSTATE('W','V','0','1','0')
 #define ERRCODE_WVAL_RETENTION				MAKE_SQLSTATE('W','V','0','1','1')
 
-/* identifiers (world_id, strategy_id, actor): non-empty, <= 200 bytes */
+/*
+ * identifiers (world_id, strategy_id, actor, producer, group ...): not
+ * blank, <= 200 bytes, no control, bidi-control or zero-width characters
+ */
 #define WVAL_MAX_IDENT_BYTES 200
+
+/* uninstall.c */
+extern void wval_uninstall_init(void);
 
 /* util.c */
 extern void wval_check_identifier(const char *field, const char *value);
+extern const char *wval_identifier_problem(const char *value, size_t len);
 extern void wval_sha256_hex(const char *data, size_t len, char *out);	/* out: 65 bytes */
 extern void wval_append_json_string(StringInfo buf, const char *str);
 extern void wval_append_float8(StringInfo buf, double value);
 extern bool wval_jbv_is_object(const JsonbValue *v);
 extern bool wval_jbv_double(const JsonbValue *v, double *out);
+extern double wval_jbv_number(const JsonbValue *v, const char *path, int sqlerrcode);
 extern const char *wval_jbv_type_name(const JsonbValue *v);
 extern char *wval_jbv_text(const JsonbValue *v, int maxlen);
 extern void wval_push_key(JsonbParseState **state, const char *key);

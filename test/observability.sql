@@ -1,7 +1,7 @@
 -- pgTAP: metrics, the Prometheus exposition and the invariants
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(22);
+SELECT plan(25);
 
 SELECT lives_ok($$SELECT wval_world_upsert('tap-obs', actor => 'dba'),
                          wval_policy_publish('tap-obs', (SELECT policy FROM wval.sample_policies), 'alice'),
@@ -56,6 +56,26 @@ SELECT is((SELECT run FROM wval_check_invariants('tap-obs') WHERE invariant = 'v
           (SELECT run_id FROM inv), 'a recorded validation_health that does not recompute is found');
 SELECT is((SELECT count(*)::int FROM wval_check_invariants('tap-obs') WHERE invariant = 'hash_chain'), 1,
           'and the edit breaks the chain');
+
+-- an override and an ex-post case whose run is gone (what a purge racing an
+-- approval used to leave): the chain still verifies, the invariant finds them
+SELECT wval_world_upsert('tap-obs-orphan', actor => 'dba');
+SELECT wval_import_runs(jsonb_build_array(jsonb_build_object(
+    'world_id', 'tap-obs-orphan', 'strategy_id', 'gone', 'created_at', '2024-01-10T00:00:00Z', 'status', 'fail',
+    'metrics', '{}'::jsonb, 'run_id', '0b0b0b0b-0000-0000-0000-000000000001', 'created_by', 'quant')));
+SELECT lives_ok($$SELECT wval_override('0b0b0b0b-0000-0000-0000-000000000001', 'approved', 'keep it', 'carol'),
+                         wval_record_failure('0b0b0b0b-0000-0000-0000-000000000001', 'data_issue', 'bad_feed', 'low', 'erin')$$,
+                'an override and an ex-post case on the run');
+ALTER TABLE wval.evaluation_runs DISABLE TRIGGER wval_append_only;
+DELETE FROM wval.evaluation_runs WHERE run_id = '0b0b0b0b-0000-0000-0000-000000000001';
+ALTER TABLE wval.evaluation_runs ENABLE ALWAYS TRIGGER wval_append_only;
+SELECT results_eq($$SELECT invariant, strategy, run, detail ~ '^(override \d+ \(approved\)|ex-post failure case \S+ \(candidate\)) refers to run'
+                    FROM wval_check_invariants('tap-obs-orphan') WHERE invariant = 'run_exists' ORDER BY detail$$,
+                  $$VALUES ('run_exists', 'gone', '0b0b0b0b-0000-0000-0000-000000000001'::uuid, true),
+                           ('run_exists', 'gone', '0b0b0b0b-0000-0000-0000-000000000001'::uuid, true)$$,
+                  'an override and an ex-post case whose run does not exist are violations');
+SELECT is((SELECT count(*)::int FROM wval_check_invariants('tap-obs') WHERE invariant = 'run_exists'), 0,
+          'none in a world whose overrides refer to stored runs');
 
 -- the daily report and its metrics
 SELECT is(((wval_run_invariants()).counts->>'validation_health')::int >= 1, true, 'wval_run_invariants stores a report');
