@@ -9,18 +9,107 @@
 -- Settings
 ------------------------------------------------------------------------------
 
--- wval._drop_temp(name): drops a temporary work table of this session if a
--- previous call in the same transaction left it (quietly, unlike DROP TABLE
--- IF EXISTS).
-CREATE FUNCTION wval._drop_temp(p_name text) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
-BEGIN
-    IF to_regclass('pg_temp.' || quote_ident(p_name)) IS NOT NULL THEN
-        EXECUTE format('DROP TABLE pg_temp.%I', p_name);
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION wval._drop_temp(text) IS 'drops a temporary work table of the session when it exists';
+-- Working tables of the purge and of the import.  Definer code never
+-- creates or reads a relation through a name the caller could own: a
+-- temporary table named like a work table would be the caller's, and its
+-- triggers would run with the owner's rights (docs/development.md, "Definer
+-- code").  The working rows live in these extension-owned unlogged tables of
+-- schema wval, which no role may read or write, keyed by a work id from
+-- wval.work_id_seq (store.sql) so that concurrent calls do not meet, and they
+-- are deleted before the function returns (never committed).  Not dumped.
+
+CREATE UNLOGGED TABLE wval.work_purge_scope (
+    work_id        bigint NOT NULL,
+    world_id       text NOT NULL,
+    runs_cut       timestamptz,
+    versions_cut   timestamptz,
+    active_version integer,
+    PRIMARY KEY (work_id, world_id)
+);
+COMMENT ON TABLE wval.work_purge_scope IS 'working rows of wval_purge: the worlds in scope, with the cut of each table and the active version; deleted before the purge returns';
+
+CREATE UNLOGGED TABLE wval.work_purge_runs (
+    work_id    bigint NOT NULL,
+    part       oid NOT NULL,
+    world_id   text NOT NULL,
+    run_id     uuid NOT NULL,
+    created_at timestamptz NOT NULL,
+    chain_seq  bigint NOT NULL,
+    prev_hash  text NOT NULL,
+    row_hash   text NOT NULL
+);
+CREATE INDEX ON wval.work_purge_runs (work_id, run_id);
+COMMENT ON TABLE wval.work_purge_runs IS 'working rows of wval_purge: the runs to purge (part is the tableoid of their partition); deleted before the purge returns';
+
+CREATE UNLOGGED TABLE wval.work_purge_results (
+    work_id    bigint NOT NULL,
+    part       oid NOT NULL,
+    world_id   text NOT NULL,
+    run_id     uuid NOT NULL,
+    rule       text NOT NULL,
+    created_at timestamptz NOT NULL
+);
+CREATE INDEX ON wval.work_purge_results (work_id, run_id);
+COMMENT ON TABLE wval.work_purge_results IS 'working rows of wval_purge: the rule results to purge; deleted before the purge returns';
+
+CREATE UNLOGGED TABLE wval.work_purge_overrides (
+    work_id     bigint NOT NULL,
+    world_id    text NOT NULL,
+    override_id bigint NOT NULL,
+    recorded_at timestamptz NOT NULL,
+    chain_seq   bigint NOT NULL,
+    prev_hash   text NOT NULL,
+    row_hash    text NOT NULL
+);
+CREATE INDEX ON wval.work_purge_overrides (work_id, override_id);
+COMMENT ON TABLE wval.work_purge_overrides IS 'working rows of wval_purge: the overrides to purge; deleted before the purge returns';
+
+CREATE UNLOGGED TABLE wval.work_purge_failures (
+    work_id     bigint NOT NULL,
+    world_id    text NOT NULL,
+    entry_id    bigint NOT NULL,
+    case_id     uuid NOT NULL,
+    recorded_at timestamptz NOT NULL,
+    chain_seq   bigint NOT NULL,
+    prev_hash   text NOT NULL,
+    row_hash    text NOT NULL
+);
+CREATE INDEX ON wval.work_purge_failures (work_id, entry_id);
+COMMENT ON TABLE wval.work_purge_failures IS 'working rows of wval_purge: the ex-post failure entries to purge; deleted before the purge returns';
+
+CREATE UNLOGGED TABLE wval.work_purge_versions (
+    work_id    bigint NOT NULL,
+    world_id   text NOT NULL,
+    version    integer NOT NULL,
+    created_at timestamptz NOT NULL,
+    chain_seq  bigint NOT NULL,
+    prev_hash  text NOT NULL,
+    row_hash   text NOT NULL,
+    PRIMARY KEY (work_id, world_id, version)
+);
+COMMENT ON TABLE wval.work_purge_versions IS 'working rows of wval_purge: the policy versions to purge; deleted before the purge returns';
+
+CREATE UNLOGGED TABLE wval.work_purge_activations (
+    work_id       bigint NOT NULL,
+    world_id      text NOT NULL,
+    activation_id bigint NOT NULL,
+    activated_at  timestamptz NOT NULL,
+    chain_seq     bigint NOT NULL,
+    prev_hash     text NOT NULL,
+    row_hash      text NOT NULL
+);
+CREATE INDEX ON wval.work_purge_activations (work_id, activation_id);
+COMMENT ON TABLE wval.work_purge_activations IS 'working rows of wval_purge: the policy activations to purge; deleted before the purge returns';
+
+-- the runs of one wval_import_runs call, checked and chained before they are
+-- stored (the columns of wval.evaluation_runs, chain columns nullable, plus
+-- the position in the imported array)
+CREATE UNLOGGED TABLE wval.work_import (work_id bigint NOT NULL, LIKE wval.evaluation_runs INCLUDING DEFAULTS, ord bigint NOT NULL);
+ALTER TABLE wval.work_import ALTER COLUMN chain_seq DROP NOT NULL, ALTER COLUMN prev_hash DROP NOT NULL,
+    ALTER COLUMN row_hash DROP NOT NULL;
+CREATE INDEX ON wval.work_import (work_id, ord);
+CREATE INDEX ON wval.work_import (work_id, run_id);
+COMMENT ON TABLE wval.work_import IS 'working rows of wval_import_runs: the runs being imported, checked and chained; deleted before the import returns';
 
 CREATE TABLE wval.retention (
     table_name text NOT NULL CHECK (table_name IN ('*', 'evaluation_runs', 'policy_versions')),
@@ -90,11 +179,12 @@ COMMENT ON FUNCTION public.wval_retention_set(text, interval, text, text) IS 'se
 -- The purge
 ------------------------------------------------------------------------------
 
--- wval._purge_partitions(parent, candidates, dry_run): the monthly
+-- wval._purge_partitions(parent, candidates, work, dry_run): the monthly
 -- partitions of parent whose every row is a purge candidate (candidates is
--- a temporary table whose column part holds the tableoid of each row); only
--- partitions that hold candidates are counted.  Dropped unless dry_run.
-CREATE FUNCTION wval._purge_partitions(p_parent text, p_candidates text, p_dry_run boolean) RETURNS jsonb
+-- a work table whose column part holds the tableoid of each row, work the
+-- work id of the purge); only partitions that hold candidates are counted.
+-- Dropped unless dry_run.
+CREATE FUNCTION wval._purge_partitions(p_parent text, p_candidates regclass, p_work bigint, p_dry_run boolean) RETURNS jsonb
 LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     p record;
@@ -102,9 +192,9 @@ DECLARE
     out jsonb := '[]';
 BEGIN
     FOR p IN EXECUTE format(
-        'SELECT k.relname, c.n FROM (SELECT part, count(*) AS n FROM pg_temp.%I GROUP BY part) c
+        'SELECT k.relname, c.n FROM (SELECT part, count(*) AS n FROM %s WHERE work_id = %s GROUP BY part) c
          JOIN pg_class k ON k.oid = c.part
-         WHERE k.relname <> %L ORDER BY k.relname', p_candidates, p_parent || '_default')
+         WHERE k.relname <> %L ORDER BY k.relname', p_candidates, p_work, p_parent || '_default')
     LOOP
         EXECUTE format('SELECT count(*) FROM wval.%I', p.relname) INTO total;
         CONTINUE WHEN p.n <> total;
@@ -117,7 +207,7 @@ BEGIN
     RETURN out;
 END
 $$;
-COMMENT ON FUNCTION wval._purge_partitions(text, text, boolean) IS 'the monthly partitions of a history table that hold only purge candidates; detached and dropped unless dry_run';
+COMMENT ON FUNCTION wval._purge_partitions(text, regclass, bigint, boolean) IS 'the monthly partitions of a history table that hold only purge candidates; detached and dropped unless dry_run';
 
 CREATE FUNCTION public.wval_purge(older_than timestamptz, world_id text DEFAULT NULL, dry_run boolean DEFAULT true)
 RETURNS jsonb
@@ -137,6 +227,7 @@ DECLARE
     worlds_report jsonb;
     report jsonb;
     wr record;
+    v_work bigint := nextval('wval.work_id_seq');
 BEGIN
     IF older_than IS NULL OR dry_run IS NULL THEN
         RAISE EXCEPTION '"%" must not be null', CASE WHEN older_than IS NULL THEN 'older_than' ELSE 'dry_run' END
@@ -171,9 +262,6 @@ BEGIN
 
     -- the worlds in scope, locked against a concurrent change of their hold,
     -- each table with its own cut (a longer retention cuts earlier)
-    PERFORM wval._drop_temp('wval_purge_scope');
-    CREATE TEMP TABLE wval_purge_scope (world_id text PRIMARY KEY, runs_cut timestamptz, versions_cut timestamptz,
-                                        active_version integer) ON COMMIT DROP;
     -- (a purge of every world covers the worlds the calling role may write)
     FOR w IN SELECT * FROM wval.worlds x
              WHERE (wval_purge.world_id IS NULL OR x.world_id = wval_purge.world_id)
@@ -201,8 +289,8 @@ BEGIN
                 END IF;
             END LOOP;
         END IF;
-        INSERT INTO pg_temp.wval_purge_scope
-        VALUES (w.world_id, least(older_than, now() - wval._retention_keep('evaluation_runs', w.world_id)),
+        INSERT INTO wval.work_purge_scope
+        VALUES (v_work, w.world_id, least(older_than, now() - wval._retention_keep('evaluation_runs', w.world_id)),
                 least(older_than, now() - wval._retention_keep('policy_versions', w.world_id)),
                 public.wval_active_policy_version(w.world_id));
     END LOOP;
@@ -211,10 +299,9 @@ BEGIN
     -- approved override or a case that is not dismissed, the run a strategy's
     -- current stage decision relied on, nor one a kept run links to or
     -- supersedes
-    PERFORM wval._drop_temp('wval_purge_runs');
-    CREATE TEMP TABLE wval_purge_runs ON COMMIT DROP AS
-    SELECT r.tableoid AS part, r.world_id, r.run_id, r.created_at, r.chain_seq, r.prev_hash, r.row_hash
-    FROM wval.evaluation_runs r JOIN pg_temp.wval_purge_scope s ON s.world_id = r.world_id
+    INSERT INTO wval.work_purge_runs (work_id, part, world_id, run_id, created_at, chain_seq, prev_hash, row_hash)
+    SELECT v_work, r.tableoid, r.world_id, r.run_id, r.created_at, r.chain_seq, r.prev_hash, r.row_hash
+    FROM wval.evaluation_runs r JOIN wval.work_purge_scope s ON s.work_id = v_work AND s.world_id = r.world_id
     WHERE r.created_at < s.runs_cut
       AND EXISTS (SELECT 1 FROM wval.evaluation_runs n
                   WHERE n.world_id = r.world_id AND n.strategy_id = r.strategy_id AND n.stage = r.stage
@@ -223,7 +310,6 @@ BEGIN
       AND NOT EXISTS (SELECT 1 FROM wval.current_overrides co WHERE co.run_id = r.run_id AND co.status = 'approved')
       AND NOT EXISTS (SELECT 1 FROM wval.ex_post_cases c WHERE c.run_id = r.run_id AND c.status <> 'dismissed')
       AND NOT EXISTS (SELECT 1 FROM wval.current_stage cs WHERE cs.world_id = r.world_id AND cs.run_id = r.run_id);
-    CREATE INDEX ON pg_temp.wval_purge_runs (run_id);
     IF NOT dry_run THEN
         -- lock order: the candidate runs' rows first, then the re-check.
         -- wval_override() and wval_record_failure() hold a lock on their run
@@ -231,93 +317,91 @@ BEGIN
         -- and the re-check below (a new statement, a new snapshot) sees
         -- what they recorded; those that come later wait for us and then
         -- find the run gone (WV010)
-        PERFORM 1 FROM wval.evaluation_runs r JOIN pg_temp.wval_purge_runs c
-                     ON r.world_id = c.world_id AND r.run_id = c.run_id AND r.created_at = c.created_at
+        PERFORM 1 FROM wval.evaluation_runs r JOIN wval.work_purge_runs c
+                     ON c.work_id = v_work AND r.world_id = c.world_id AND r.run_id = c.run_id
+                        AND r.created_at = c.created_at
         ORDER BY r.world_id, r.run_id
         FOR UPDATE OF r;
-        DELETE FROM pg_temp.wval_purge_runs c
-        WHERE EXISTS (SELECT 1 FROM wval.current_overrides co WHERE co.run_id = c.run_id AND co.status = 'approved')
-           OR EXISTS (SELECT 1 FROM wval.ex_post_cases x WHERE x.run_id = c.run_id AND x.status <> 'dismissed')
-           OR EXISTS (SELECT 1 FROM wval.current_stage cs WHERE cs.world_id = c.world_id AND cs.run_id = c.run_id);
+        DELETE FROM wval.work_purge_runs c
+        WHERE c.work_id = v_work
+          AND (EXISTS (SELECT 1 FROM wval.current_overrides co WHERE co.run_id = c.run_id AND co.status = 'approved')
+               OR EXISTS (SELECT 1 FROM wval.ex_post_cases x WHERE x.run_id = c.run_id AND x.status <> 'dismissed')
+               OR EXISTS (SELECT 1 FROM wval.current_stage cs WHERE cs.world_id = c.world_id AND cs.run_id = c.run_id));
     END IF;
     LOOP
-        DELETE FROM pg_temp.wval_purge_runs c
-        WHERE EXISTS (SELECT 1 FROM wval.evaluation_runs k
+        DELETE FROM wval.work_purge_runs c
+        WHERE c.work_id = v_work
+          AND EXISTS (SELECT 1 FROM wval.evaluation_runs k
                       WHERE k.world_id = c.world_id AND (k.linked_run_id = c.run_id OR k.supersedes = c.run_id)
-                        AND NOT EXISTS (SELECT 1 FROM pg_temp.wval_purge_runs c2 WHERE c2.run_id = k.run_id));
+                        AND NOT EXISTS (SELECT 1 FROM wval.work_purge_runs c2 WHERE c2.work_id = v_work AND c2.run_id = k.run_id));
         GET DIAGNOSTICS changed = ROW_COUNT;
         EXIT WHEN changed = 0;
     END LOOP;
 
-    PERFORM wval._drop_temp('wval_purge_results');
-    CREATE TEMP TABLE wval_purge_results ON COMMIT DROP AS
-    SELECT rr.tableoid AS part, rr.world_id, rr.run_id, rr.rule, rr.created_at
-    FROM wval.rule_results rr JOIN pg_temp.wval_purge_runs c ON c.world_id = rr.world_id AND c.run_id = rr.run_id;
+    INSERT INTO wval.work_purge_results (work_id, part, world_id, run_id, rule, created_at)
+    SELECT v_work, rr.tableoid, rr.world_id, rr.run_id, rr.rule, rr.created_at
+    FROM wval.rule_results rr JOIN wval.work_purge_runs c ON c.work_id = v_work AND c.world_id = rr.world_id AND c.run_id = rr.run_id;
 
-    PERFORM wval._drop_temp('wval_purge_overrides');
-    CREATE TEMP TABLE wval_purge_overrides ON COMMIT DROP AS
-    SELECT o.world_id, o.override_id, o.recorded_at, o.chain_seq, o.prev_hash, o.row_hash
-    FROM wval.overrides o JOIN pg_temp.wval_purge_runs c ON c.world_id = o.world_id AND c.run_id = o.run_id;
+    INSERT INTO wval.work_purge_overrides (work_id, world_id, override_id, recorded_at, chain_seq, prev_hash, row_hash)
+    SELECT v_work, o.world_id, o.override_id, o.recorded_at, o.chain_seq, o.prev_hash, o.row_hash
+    FROM wval.overrides o JOIN wval.work_purge_runs c ON c.work_id = v_work AND c.world_id = o.world_id AND c.run_id = o.run_id;
 
-    PERFORM wval._drop_temp('wval_purge_failures');
-    CREATE TEMP TABLE wval_purge_failures ON COMMIT DROP AS
-    SELECT f.world_id, f.entry_id, f.case_id, f.recorded_at, f.chain_seq, f.prev_hash, f.row_hash
-    FROM wval.ex_post_failures f JOIN pg_temp.wval_purge_runs c ON c.world_id = f.world_id AND c.run_id = f.run_id;
+    INSERT INTO wval.work_purge_failures (work_id, world_id, entry_id, case_id, recorded_at, chain_seq, prev_hash, row_hash)
+    SELECT v_work, f.world_id, f.entry_id, f.case_id, f.recorded_at, f.chain_seq, f.prev_hash, f.row_hash
+    FROM wval.ex_post_failures f JOIN wval.work_purge_runs c ON c.work_id = v_work AND c.world_id = f.world_id AND c.run_id = f.run_id;
 
     -- policy versions: never the active one, one a kept run references, or
     -- one activated after the cut; with them go their activations
-    PERFORM wval._drop_temp('wval_purge_versions');
-    CREATE TEMP TABLE wval_purge_versions ON COMMIT DROP AS
-    SELECT pv.world_id, pv.version, pv.created_at, pv.chain_seq, pv.prev_hash, pv.row_hash
-    FROM wval.policy_versions pv JOIN pg_temp.wval_purge_scope s ON s.world_id = pv.world_id
+    INSERT INTO wval.work_purge_versions (work_id, world_id, version, created_at, chain_seq, prev_hash, row_hash)
+    SELECT v_work, pv.world_id, pv.version, pv.created_at, pv.chain_seq, pv.prev_hash, pv.row_hash
+    FROM wval.policy_versions pv JOIN wval.work_purge_scope s ON s.work_id = v_work AND s.world_id = pv.world_id
     WHERE pv.created_at < s.versions_cut
       AND pv.version IS DISTINCT FROM s.active_version
       AND NOT EXISTS (SELECT 1 FROM wval.evaluation_runs r
                       WHERE r.world_id = pv.world_id AND r.policy_version = pv.version
-                        AND NOT EXISTS (SELECT 1 FROM pg_temp.wval_purge_runs c WHERE c.run_id = r.run_id))
+                        AND NOT EXISTS (SELECT 1 FROM wval.work_purge_runs c WHERE c.work_id = v_work AND c.run_id = r.run_id))
       AND NOT EXISTS (SELECT 1 FROM wval.policy_activations a
                       WHERE a.world_id = pv.world_id AND a.version = pv.version AND a.activated_at >= s.versions_cut);
 
-    PERFORM wval._drop_temp('wval_purge_activations');
-    CREATE TEMP TABLE wval_purge_activations ON COMMIT DROP AS
-    SELECT a.world_id, a.activation_id, a.activated_at, a.chain_seq, a.prev_hash, a.row_hash
-    FROM wval.policy_activations a JOIN pg_temp.wval_purge_versions v ON v.world_id = a.world_id AND v.version = a.version;
+    INSERT INTO wval.work_purge_activations (work_id, world_id, activation_id, activated_at, chain_seq, prev_hash, row_hash)
+    SELECT v_work, a.world_id, a.activation_id, a.activated_at, a.chain_seq, a.prev_hash, a.row_hash
+    FROM wval.policy_activations a JOIN wval.work_purge_versions v ON v.work_id = v_work AND v.world_id = a.world_id AND v.version = a.version;
 
     -- the report: per world and table, candidates, what the rules protect and the oldest row kept
     WITH runs AS (
         SELECT r.world_id, count(c.run_id) AS candidates,
                count(*) FILTER (WHERE c.run_id IS NULL AND r.created_at < s.runs_cut) AS protected,
                min(r.created_at) FILTER (WHERE c.run_id IS NULL) AS oldest_kept
-        FROM wval.evaluation_runs r JOIN pg_temp.wval_purge_scope s ON s.world_id = r.world_id
-        LEFT JOIN pg_temp.wval_purge_runs c ON c.world_id = r.world_id AND c.run_id = r.run_id AND c.created_at = r.created_at
+        FROM wval.evaluation_runs r JOIN wval.work_purge_scope s ON s.work_id = v_work AND s.world_id = r.world_id
+        LEFT JOIN wval.work_purge_runs c ON c.work_id = v_work AND c.world_id = r.world_id AND c.run_id = r.run_id AND c.created_at = r.created_at
         GROUP BY r.world_id),
     results AS (
         SELECT r.world_id, count(c.run_id) AS candidates, min(r.created_at) FILTER (WHERE c.run_id IS NULL) AS oldest_kept
-        FROM wval.rule_results r JOIN pg_temp.wval_purge_scope s ON s.world_id = r.world_id
-        LEFT JOIN pg_temp.wval_purge_results c ON c.world_id = r.world_id AND c.run_id = r.run_id AND c.rule = r.rule
+        FROM wval.rule_results r JOIN wval.work_purge_scope s ON s.work_id = v_work AND s.world_id = r.world_id
+        LEFT JOIN wval.work_purge_results c ON c.work_id = v_work AND c.world_id = r.world_id AND c.run_id = r.run_id AND c.rule = r.rule
                                                AND c.created_at = r.created_at
         GROUP BY r.world_id),
     ovr AS (
         SELECT o.world_id, count(c.override_id) AS candidates, min(o.recorded_at) FILTER (WHERE c.override_id IS NULL) AS oldest_kept
-        FROM wval.overrides o JOIN pg_temp.wval_purge_scope s ON s.world_id = o.world_id
-        LEFT JOIN pg_temp.wval_purge_overrides c ON c.world_id = o.world_id AND c.override_id = o.override_id
+        FROM wval.overrides o JOIN wval.work_purge_scope s ON s.work_id = v_work AND s.world_id = o.world_id
+        LEFT JOIN wval.work_purge_overrides c ON c.work_id = v_work AND c.world_id = o.world_id AND c.override_id = o.override_id
         GROUP BY o.world_id),
     fail AS (
         SELECT f.world_id, count(c.entry_id) AS candidates, min(f.recorded_at) FILTER (WHERE c.entry_id IS NULL) AS oldest_kept
-        FROM wval.ex_post_failures f JOIN pg_temp.wval_purge_scope s ON s.world_id = f.world_id
-        LEFT JOIN pg_temp.wval_purge_failures c ON c.world_id = f.world_id AND c.entry_id = f.entry_id
+        FROM wval.ex_post_failures f JOIN wval.work_purge_scope s ON s.work_id = v_work AND s.world_id = f.world_id
+        LEFT JOIN wval.work_purge_failures c ON c.work_id = v_work AND c.world_id = f.world_id AND c.entry_id = f.entry_id
         GROUP BY f.world_id),
     ver AS (
         SELECT v.world_id, count(c.version) AS candidates,
                count(*) FILTER (WHERE c.version IS NULL AND v.created_at < s.versions_cut) AS protected,
                min(v.created_at) FILTER (WHERE c.version IS NULL) AS oldest_kept
-        FROM wval.policy_versions v JOIN pg_temp.wval_purge_scope s ON s.world_id = v.world_id
-        LEFT JOIN pg_temp.wval_purge_versions c ON c.world_id = v.world_id AND c.version = v.version
+        FROM wval.policy_versions v JOIN wval.work_purge_scope s ON s.work_id = v_work AND s.world_id = v.world_id
+        LEFT JOIN wval.work_purge_versions c ON c.work_id = v_work AND c.world_id = v.world_id AND c.version = v.version
         GROUP BY v.world_id),
     act AS (
         SELECT a.world_id, count(c.activation_id) AS candidates, min(a.activated_at) FILTER (WHERE c.activation_id IS NULL) AS oldest_kept
-        FROM wval.policy_activations a JOIN pg_temp.wval_purge_scope s ON s.world_id = a.world_id
-        LEFT JOIN pg_temp.wval_purge_activations c ON c.world_id = a.world_id AND c.activation_id = a.activation_id
+        FROM wval.policy_activations a JOIN wval.work_purge_scope s ON s.work_id = v_work AND s.world_id = a.world_id
+        LEFT JOIN wval.work_purge_activations c ON c.work_id = v_work AND c.world_id = a.world_id AND c.activation_id = a.activation_id
         GROUP BY a.world_id)
     SELECT coalesce(jsonb_object_agg(s.world_id, jsonb_build_object(
                'runs_cut', s.runs_cut, 'versions_cut', s.versions_cut,
@@ -335,51 +419,55 @@ BEGIN
                    'policy_activations', jsonb_build_object('candidates', coalesce(act.candidates, 0), 'deleted', 0,
                                                             'oldest_kept', act.oldest_kept)))), '{}')
     INTO worlds_report
-    FROM pg_temp.wval_purge_scope s
+    FROM wval.work_purge_scope s
     LEFT JOIN runs ON runs.world_id = s.world_id LEFT JOIN results ON results.world_id = s.world_id
     LEFT JOIN ovr ON ovr.world_id = s.world_id LEFT JOIN fail ON fail.world_id = s.world_id
-    LEFT JOIN ver ON ver.world_id = s.world_id LEFT JOIN act ON act.world_id = s.world_id;
+    LEFT JOIN ver ON ver.world_id = s.world_id LEFT JOIN act ON act.world_id = s.world_id
+    WHERE s.work_id = v_work;
 
     IF NOT dry_run THEN
         -- every chained row that goes leaves its link behind
         INSERT INTO wval.chain_tombstones (world_id, chain_seq, table_name, prev_hash, row_hash)
-        SELECT x.world_id, x.chain_seq, 'evaluation_runs', x.prev_hash, x.row_hash FROM pg_temp.wval_purge_runs x
-        UNION ALL SELECT x.world_id, x.chain_seq, 'overrides', x.prev_hash, x.row_hash FROM pg_temp.wval_purge_overrides x
-        UNION ALL SELECT x.world_id, x.chain_seq, 'ex_post_failures', x.prev_hash, x.row_hash FROM pg_temp.wval_purge_failures x
-        UNION ALL SELECT x.world_id, x.chain_seq, 'policy_versions', x.prev_hash, x.row_hash FROM pg_temp.wval_purge_versions x
-        UNION ALL SELECT x.world_id, x.chain_seq, 'policy_activations', x.prev_hash, x.row_hash FROM pg_temp.wval_purge_activations x;
+        SELECT x.world_id, x.chain_seq, 'evaluation_runs', x.prev_hash, x.row_hash FROM wval.work_purge_runs x WHERE x.work_id = v_work
+        UNION ALL SELECT x.world_id, x.chain_seq, 'overrides', x.prev_hash, x.row_hash FROM wval.work_purge_overrides x WHERE x.work_id = v_work
+        UNION ALL SELECT x.world_id, x.chain_seq, 'ex_post_failures', x.prev_hash, x.row_hash FROM wval.work_purge_failures x WHERE x.work_id = v_work
+        UNION ALL SELECT x.world_id, x.chain_seq, 'policy_versions', x.prev_hash, x.row_hash FROM wval.work_purge_versions x WHERE x.work_id = v_work
+        UNION ALL SELECT x.world_id, x.chain_seq, 'policy_activations', x.prev_hash, x.row_hash FROM wval.work_purge_activations x WHERE x.work_id = v_work;
     END IF;
 
     -- whole months first (detach and drop), then row by row under the guard
-    parts := wval._purge_partitions('evaluation_runs', 'wval_purge_runs', dry_run)
-             || wval._purge_partitions('rule_results', 'wval_purge_results', dry_run);
+    parts := wval._purge_partitions('evaluation_runs', 'wval.work_purge_runs', v_work, dry_run)
+             || wval._purge_partitions('rule_results', 'wval.work_purge_results', v_work, dry_run);
     IF NOT dry_run THEN
         SELECT coalesce(sum((p ->> 'rows')::bigint), 0) INTO deleted FROM jsonb_array_elements(parts) p;
         PERFORM wval._purge_guard(true);
-        DELETE FROM wval.evaluation_runs r USING pg_temp.wval_purge_runs c
-        WHERE r.world_id = c.world_id AND r.run_id = c.run_id AND r.created_at = c.created_at;
+        DELETE FROM wval.evaluation_runs r USING wval.work_purge_runs c
+        WHERE c.work_id = v_work AND r.world_id = c.world_id AND r.run_id = c.run_id AND r.created_at = c.created_at;
         GET DIAGNOSTICS n = ROW_COUNT; deleted := deleted + n;
-        DELETE FROM wval.rule_results r USING pg_temp.wval_purge_results c
-        WHERE r.world_id = c.world_id AND r.run_id = c.run_id AND r.rule = c.rule AND r.created_at = c.created_at;
+        DELETE FROM wval.rule_results r USING wval.work_purge_results c
+        WHERE c.work_id = v_work AND r.world_id = c.world_id AND r.run_id = c.run_id AND r.rule = c.rule AND r.created_at = c.created_at;
         GET DIAGNOSTICS n = ROW_COUNT; deleted := deleted + n;
-        DELETE FROM wval.overrides o USING pg_temp.wval_purge_overrides c
-        WHERE o.world_id = c.world_id AND o.override_id = c.override_id;
+        DELETE FROM wval.overrides o USING wval.work_purge_overrides c
+        WHERE c.work_id = v_work AND o.world_id = c.world_id AND o.override_id = c.override_id;
         GET DIAGNOSTICS n = ROW_COUNT; deleted := deleted + n;
-        DELETE FROM wval.ex_post_failures f USING pg_temp.wval_purge_failures c
-        WHERE f.world_id = c.world_id AND f.case_id = c.case_id AND f.entry_id = c.entry_id;
+        DELETE FROM wval.ex_post_failures f USING wval.work_purge_failures c
+        WHERE c.work_id = v_work AND f.world_id = c.world_id AND f.case_id = c.case_id AND f.entry_id = c.entry_id;
         GET DIAGNOSTICS n = ROW_COUNT; deleted := deleted + n;
-        DELETE FROM wval.policy_activations a USING pg_temp.wval_purge_activations c
-        WHERE a.world_id = c.world_id AND a.activation_id = c.activation_id;
+        DELETE FROM wval.policy_activations a USING wval.work_purge_activations c
+        WHERE c.work_id = v_work AND a.world_id = c.world_id AND a.activation_id = c.activation_id;
         GET DIAGNOSTICS n = ROW_COUNT; deleted := deleted + n;
-        DELETE FROM wval.policy_versions v USING pg_temp.wval_purge_versions c
-        WHERE v.world_id = c.world_id AND v.version = c.version;
+        DELETE FROM wval.policy_versions v USING wval.work_purge_versions c
+        WHERE c.work_id = v_work AND v.world_id = c.world_id AND v.version = c.version;
         GET DIAGNOSTICS n = ROW_COUNT; deleted := deleted + n;
         PERFORM wval._purge_guard(false);
 
         -- what went is exactly what the report promised
-        SELECT (SELECT count(*) FROM pg_temp.wval_purge_runs) + (SELECT count(*) FROM pg_temp.wval_purge_results)
-               + (SELECT count(*) FROM pg_temp.wval_purge_overrides) + (SELECT count(*) FROM pg_temp.wval_purge_failures)
-               + (SELECT count(*) FROM pg_temp.wval_purge_activations) + (SELECT count(*) FROM pg_temp.wval_purge_versions)
+        SELECT (SELECT count(*) FROM wval.work_purge_runs x WHERE x.work_id = v_work)
+               + (SELECT count(*) FROM wval.work_purge_results x WHERE x.work_id = v_work)
+               + (SELECT count(*) FROM wval.work_purge_overrides x WHERE x.work_id = v_work)
+               + (SELECT count(*) FROM wval.work_purge_failures x WHERE x.work_id = v_work)
+               + (SELECT count(*) FROM wval.work_purge_activations x WHERE x.work_id = v_work)
+               + (SELECT count(*) FROM wval.work_purge_versions x WHERE x.work_id = v_work)
         INTO expected;
         IF deleted <> expected THEN
             RAISE EXCEPTION 'purge removed % rows where % were selected', deleted, expected
@@ -391,6 +479,15 @@ BEGIN
         INTO worlds_report FROM jsonb_each(worlds_report) x;
         worlds_report := coalesce(worlds_report, '{}');
     END IF;
+
+    -- the working rows go before anything is committed
+    DELETE FROM wval.work_purge_scope x WHERE x.work_id = v_work;
+    DELETE FROM wval.work_purge_runs x WHERE x.work_id = v_work;
+    DELETE FROM wval.work_purge_results x WHERE x.work_id = v_work;
+    DELETE FROM wval.work_purge_overrides x WHERE x.work_id = v_work;
+    DELETE FROM wval.work_purge_failures x WHERE x.work_id = v_work;
+    DELETE FROM wval.work_purge_versions x WHERE x.work_id = v_work;
+    DELETE FROM wval.work_purge_activations x WHERE x.work_id = v_work;
 
     report := jsonb_build_object('older_than', older_than, 'world_id', world_id, 'dry_run', dry_run,
                                  'worlds', worlds_report, 'legal_hold_skipped', to_jsonb(held),
@@ -435,16 +532,12 @@ DECLARE
     seqs bigint[];
     prevs text[];
     hashes text[];
+    v_work bigint := nextval('wval.work_id_seq');
 BEGIN
     IF runs IS NULL OR jsonb_typeof(runs) <> 'array' THEN
         RAISE EXCEPTION '"runs" must be a JSON array' USING ERRCODE = '22023',
             HINT = 'Pass [{"world_id", "strategy_id", "created_at", "status", "metrics", ...}, ...] (docs/retention.md).';
     END IF;
-    PERFORM wval._drop_temp('wval_import');
-    CREATE TEMP TABLE wval_import (LIKE wval.evaluation_runs INCLUDING DEFAULTS, ord bigint) ON COMMIT DROP;
-    ALTER TABLE pg_temp.wval_import ALTER COLUMN chain_seq DROP NOT NULL, ALTER COLUMN prev_hash DROP NOT NULL,
-        ALTER COLUMN row_hash DROP NOT NULL;
-
     -- check every element first: nothing is imported when one is wrong
     FOR e IN SELECT r.value AS v, r.ordinality - 1 AS i FROM jsonb_array_elements(runs) WITH ORDINALITY r LOOP
         x := e.v;
@@ -498,12 +591,12 @@ BEGIN
                 DETAIL = format('created_at is %s.', at), HINT = 'Import runs that already happened.';
         END IF;
         crid := coalesce(x ->> 'client_run_id', CASE WHEN rid IS NULL THEN x ->> 'run_id' END);
-        INSERT INTO pg_temp.wval_import (run_id, world_id, strategy_id, stage, kind, campaign_id, risk_tier,
+        INSERT INTO wval.work_import (work_id, run_id, world_id, strategy_id, stage, kind, campaign_id, risk_tier,
                                          model_card_version, code_hash, data_snapshot, context, client_run_id,
                                          returns_hash, metrics, policy_version, ruleset_hash, profile, status,
                                          recommended_stage, recommendation, results, linked_run_id, supersedes,
                                          as_of, created_by, created_at, ord)
-        VALUES (coalesce(rid, gen_random_uuid()), x ->> 'world_id', x ->> 'strategy_id', coalesce(x ->> 'stage', 'backtest'),
+        VALUES (v_work, coalesce(rid, gen_random_uuid()), x ->> 'world_id', x ->> 'strategy_id', coalesce(x ->> 'stage', 'backtest'),
                 coalesce(x ->> 'kind', 'single'), x ->> 'campaign_id', x ->> 'risk_tier', x ->> 'model_card_version',
                 x ->> 'code_hash', nullif(x -> 'data_snapshot', 'null'),
                 coalesce(nullif(x -> 'context', 'null'), '{}') || jsonb_build_object('imported', true),
@@ -515,7 +608,7 @@ BEGIN
     END LOOP;
 
     SELECT string_agg(DISTINCT i.world_id, ', ') INTO missing
-    FROM pg_temp.wval_import i WHERE NOT EXISTS (SELECT 1 FROM wval.worlds w WHERE w.world_id = i.world_id);
+    FROM wval.work_import i WHERE i.work_id = v_work AND NOT EXISTS (SELECT 1 FROM wval.worlds w WHERE w.world_id = i.world_id);
     IF missing IS NOT NULL THEN
         RAISE EXCEPTION 'world "%" does not exist', missing USING ERRCODE = 'WV010',
             HINT = 'Create the worlds first with wval_world_upsert(); nothing was imported.';
@@ -523,25 +616,26 @@ BEGIN
 
     -- a run already stored (same run_id, or same world/strategy/client_run_id)
     -- or given twice is skipped
-    ANALYZE pg_temp.wval_import;
-    DELETE FROM pg_temp.wval_import i
-    WHERE i.ord IN (SELECT d.ord
+    ANALYZE wval.work_import;
+    DELETE FROM wval.work_import i
+    WHERE i.work_id = v_work
+      AND (i.ord IN (SELECT d.ord
                     FROM (SELECT j.ord, row_number() OVER (PARTITION BY j.run_id ORDER BY j.ord) AS by_id
-                          FROM pg_temp.wval_import j) d
+                          FROM wval.work_import j WHERE j.work_id = v_work) d
                     WHERE d.by_id > 1)
        OR i.ord IN (SELECT d.ord
                     FROM (SELECT j.ord, row_number() OVER (PARTITION BY j.world_id, j.strategy_id, j.client_run_id
                                                            ORDER BY j.ord) AS by_client
-                          FROM pg_temp.wval_import j WHERE j.client_run_id IS NOT NULL) d
+                          FROM wval.work_import j WHERE j.work_id = v_work AND j.client_run_id IS NOT NULL) d
                     WHERE d.by_client > 1)
-       OR i.run_id IN (SELECT r.run_id FROM wval.evaluation_runs r JOIN pg_temp.wval_import j ON j.run_id = r.run_id)
-       OR i.ord IN (SELECT j.ord FROM wval.evaluation_runs r JOIN pg_temp.wval_import j
-                      ON j.client_run_id IS NOT NULL AND r.client_run_id = j.client_run_id
-                     AND r.world_id = j.world_id AND r.strategy_id = j.strategy_id);
+       OR i.run_id IN (SELECT r.run_id FROM wval.evaluation_runs r JOIN wval.work_import j ON j.work_id = v_work AND j.run_id = r.run_id)
+       OR i.ord IN (SELECT j.ord FROM wval.evaluation_runs r JOIN wval.work_import j
+                      ON j.work_id = v_work AND j.client_run_id IS NOT NULL AND r.client_run_id = j.client_run_id
+                     AND r.world_id = j.world_id AND r.strategy_id = j.strategy_id));
 
     -- the months get their partitions before any row arrives
     months := '[]';
-    FOR m IN SELECT DISTINCT date_trunc('month', i.created_at AT TIME ZONE 'UTC')::date FROM pg_temp.wval_import i ORDER BY 1 LOOP
+    FOR m IN SELECT DISTINCT date_trunc('month', i.created_at AT TIME ZONE 'UTC')::date FROM wval.work_import i WHERE i.work_id = v_work ORDER BY 1 LOOP
         months := months || jsonb_build_object('month', to_char(m, 'YYYY-MM'),
                                                'evaluation_runs', wval._month_partition('wval.evaluation_runs', m, true),
                                                'rule_results', wval._month_partition('wval.rule_results', m, true));
@@ -553,7 +647,7 @@ BEGIN
     -- every row, would make a large import quadratic (every update of the
     -- head row in one transaction lengthens its version chain).  Rows that
     -- arrive with their links set are accepted from the extension owner.
-    FOR wid IN SELECT DISTINCT i.world_id FROM pg_temp.wval_import i ORDER BY 1 LOOP
+    FOR wid IN SELECT DISTINCT i.world_id FROM wval.work_import i WHERE i.work_id = v_work ORDER BY 1 LOOP
         PERFORM wval._require_world_access(wid, 'write');
         INSERT INTO wval.chain_heads (world_id, seq, prev_hash, head_hash)
         VALUES (wid, 0, 'sha256:' || repeat('0', 64), 'sha256:' || repeat('0', 64))
@@ -561,8 +655,8 @@ BEGIN
         SELECT h.seq, h.head_hash INTO cseq, prev FROM wval.chain_heads h WHERE h.world_id = wid FOR UPDATE;
         ords := '{}'; seqs := '{}'; prevs := '{}'; hashes := '{}';
         FOR rec IN
-            SELECT i.ord, jsonb_populate_record(NULL::wval.evaluation_runs, to_jsonb(i) - 'ord') AS r
-            FROM pg_temp.wval_import i WHERE i.world_id = wid ORDER BY i.ord
+            SELECT i.ord, jsonb_populate_record(NULL::wval.evaluation_runs, to_jsonb(i) - 'ord' - 'work_id') AS r
+            FROM wval.work_import i WHERE i.work_id = v_work AND i.world_id = wid ORDER BY i.ord
         LOOP
             cseq := cseq + 1;
             ords := ords || rec.ord;
@@ -571,9 +665,9 @@ BEGIN
             prev := wval._row_hash('evaluation_runs', cseq, prev, rec.r);
             hashes := hashes || prev;
         END LOOP;
-        UPDATE pg_temp.wval_import i SET chain_seq = u.seq, prev_hash = u.prev, row_hash = u.hash
+        UPDATE wval.work_import i SET chain_seq = u.seq, prev_hash = u.prev, row_hash = u.hash
         FROM unnest(ords, seqs, prevs, hashes) AS u(ord, seq, prev, hash)
-        WHERE i.ord = u.ord;
+        WHERE i.work_id = v_work AND i.ord = u.ord;
         UPDATE wval.chain_heads h SET seq = cseq, prev_hash = prevs[cardinality(prevs)], head_hash = prev,
                                       updated_at = now()
         WHERE h.world_id = wid;
@@ -587,7 +681,7 @@ BEGIN
            data_snapshot, context, client_run_id, returns_hash, metrics, policy_version, ruleset_hash, profile,
            status, recommended_stage, recommendation, results, linked_run_id, supersedes, as_of, created_by, created_at,
            chain_seq, prev_hash, row_hash
-    FROM pg_temp.wval_import ORDER BY ord;
+    FROM wval.work_import WHERE work_id = v_work ORDER BY ord;
     GET DIAGNOSTICS n = ROW_COUNT;
 
     INSERT INTO wval.rule_results (run_id, world_id, strategy_id, stage, rule, layer, status, severity, owner,
@@ -597,14 +691,15 @@ BEGIN
            coalesce(r.value ->> 'reason_code', 'imported'), r.value ->> 'reason',
            ARRAY(SELECT jsonb_array_elements_text(coalesce(r.value -> 'tags', '[]'))),
            coalesce(r.value -> 'details', '{}'), i.created_at
-    FROM pg_temp.wval_import i, jsonb_each(i.results) r;
+    FROM wval.work_import i, jsonb_each(i.results) r
+    WHERE i.work_id = v_work;
 
     PERFORM wval._audit(x.world_id, 'runs_imported', wval._invoker(),
                         jsonb_build_object('runs', x.runs, 'first_created_at', x.first_at, 'last_created_at', x.last_at,
                                            'months', months))
     FROM (SELECT i.world_id, count(*) AS runs, min(i.created_at) AS first_at, max(i.created_at) AS last_at
-          FROM pg_temp.wval_import i GROUP BY i.world_id ORDER BY i.world_id) x;
-    DROP TABLE pg_temp.wval_import;
+          FROM wval.work_import i WHERE i.work_id = v_work GROUP BY i.world_id ORDER BY i.world_id) x;
+    DELETE FROM wval.work_import i WHERE i.work_id = v_work;
     RETURN n;
 END
 $$;

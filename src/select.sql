@@ -88,6 +88,19 @@ END
 $$;
 COMMENT ON FUNCTION wval._correlations(text) IS 'correlations of strategy pairs from the world''s latest snapshot (covariance, else realized returns)';
 
+-- wval.select_candidate: one strategy during a selection.  wval_select keeps
+-- its candidates in an array of these (never in a table a caller could
+-- create or shadow: see docs/development.md, "Definer code").
+CREATE TYPE wval.select_candidate AS (
+    strategy_id text,
+    metrics     jsonb,
+    value       float8,
+    ok          boolean,
+    rank        integer,
+    reason      text
+);
+COMMENT ON TYPE wval.select_candidate IS 'a candidate of wval_select while the selection block is applied: its metrics, the ranking value, whether it is still in, its rank and the reason code';
+
 CREATE FUNCTION public.wval_select(world_id text, stage text DEFAULT 'paper', actor text DEFAULT NULL)
 RETURNS TABLE (strategy_id text, selected boolean, rank integer, reason_code text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
@@ -101,7 +114,9 @@ DECLARE
     prev text[];
     now_selected text[];
     decisions jsonb;
+    cands wval.select_candidate[];
     kept text[] := '{}';
+    dropped text[] := '{}';
     cand record;
     k record;
     too_close text;
@@ -124,13 +139,13 @@ BEGIN
     WHERE s.world_id = p_world AND s.stage = wval_select.stage ORDER BY s.selection_id DESC LIMIT 1;
     prev := coalesce(prev, '{}');
 
-    -- candidates: the latest run per strategy at this stage that did not fail
-    CREATE TEMP TABLE IF NOT EXISTS wval_select_candidates (
-        strategy_id text PRIMARY KEY, metrics jsonb, value float8, ok boolean, rank integer, reason text
-    ) ON COMMIT DROP;
-    TRUNCATE wval_select_candidates;
-    INSERT INTO wval_select_candidates (strategy_id, metrics, ok, reason)
-    SELECT r.strategy_id, r.metrics, r.status <> 'fail', CASE WHEN r.status = 'fail' THEN 'not_eligible' END
+    -- candidates: the latest run per strategy at this stage that did not
+    -- fail.  They live in the array cands (ordered by strategy_id); each step
+    -- below rebuilds it.
+    SELECT coalesce(array_agg(ROW(r.strategy_id, r.metrics, NULL, r.status <> 'fail', NULL,
+                                  CASE WHEN r.status = 'fail' THEN 'not_eligible' END)::wval.select_candidate
+                              ORDER BY r.strategy_id), '{}')
+    INTO cands
     FROM (SELECT DISTINCT ON (e.strategy_id) e.strategy_id, e.metrics, e.status
           FROM wval.evaluation_runs e
           WHERE e.world_id = p_world AND e.stage = wval_select.stage AND e.kind = 'single' AND e.status <> 'unvalidated'
@@ -139,29 +154,37 @@ BEGIN
 
     -- 1. thresholds: metric -> number (minimum) or {min, max, metric}
     FOR k IN SELECT t.key, t.value FROM jsonb_each(coalesce(sel -> 'thresholds', '{}')) t LOOP
-        UPDATE wval_select_candidates SET ok = false, reason = 'threshold_not_met'
-        WHERE ok AND NOT coalesce(
-            CASE WHEN jsonb_typeof(k.value) = 'number'
-                 THEN wval._selection_metric(metrics, k.key) >= (k.value #>> '{}')::float8
-                 ELSE (k.value -> 'min' IS NULL OR wval._selection_metric(metrics, coalesce(k.value ->> 'metric', k.key)) >= (k.value ->> 'min')::float8)
-                  AND (k.value -> 'max' IS NULL OR wval._selection_metric(metrics, coalesce(k.value ->> 'metric', k.key)) <= (k.value ->> 'max')::float8) END,
-            false);
+        cands := ARRAY(
+            SELECT CASE WHEN c.ok AND NOT coalesce(
+                            CASE WHEN jsonb_typeof(k.value) = 'number'
+                                 THEN wval._selection_metric(c.metrics, k.key) >= (k.value #>> '{}')::float8
+                                 ELSE (k.value -> 'min' IS NULL OR wval._selection_metric(c.metrics, coalesce(k.value ->> 'metric', k.key)) >= (k.value ->> 'min')::float8)
+                                  AND (k.value -> 'max' IS NULL OR wval._selection_metric(c.metrics, coalesce(k.value ->> 'metric', k.key)) <= (k.value ->> 'max')::float8) END,
+                            false)
+                        THEN ROW(c.strategy_id, c.metrics, c.value, false, c.rank, 'threshold_not_met')::wval.select_candidate
+                        ELSE ROW(c.strategy_id, c.metrics, c.value, c.ok, c.rank, c.reason)::wval.select_candidate END
+            FROM unnest(cands) c ORDER BY c.strategy_id);
     END LOOP;
 
     -- 2. top_k by a metric (descending, stable ties by strategy_id, missing last)
-    UPDATE wval_select_candidates c SET value = wval._selection_metric(c.metrics,
-        coalesce(sel #>> '{top_k,metric}', sel #>> '{hysteresis,metric}', 'sharpe'));
-    UPDATE wval_select_candidates c SET rank = o.rn
-    FROM (SELECT x.strategy_id, row_number() OVER (ORDER BY x.value DESC NULLS LAST, x.strategy_id) AS rn
-          FROM wval_select_candidates x WHERE x.ok) o
-    WHERE c.strategy_id = o.strategy_id;
+    cands := ARRAY(
+        SELECT ROW(c.strategy_id, c.metrics, c.v, c.ok,
+                   CASE WHEN c.ok THEN row_number() OVER (PARTITION BY c.ok ORDER BY c.v DESC NULLS LAST, c.strategy_id)::integer END,
+                   c.reason)::wval.select_candidate
+        FROM (SELECT x.strategy_id, x.metrics, x.ok, x.reason,
+                     wval._selection_metric(x.metrics, coalesce(sel #>> '{top_k,metric}', sel #>> '{hysteresis,metric}', 'sharpe')) AS v
+              FROM unnest(cands) x) c
+        ORDER BY c.strategy_id);
     IF sel -> 'top_k' IS NOT NULL THEN
-        UPDATE wval_select_candidates SET ok = false, reason = 'top_k_exceeded'
-        WHERE ok AND rank > coalesce((sel #>> '{top_k,k}')::int, (sel #>> '{top_k}')::int);
+        cands := ARRAY(
+            SELECT CASE WHEN c.ok AND c.rank > coalesce((sel #>> '{top_k,k}')::int, (sel #>> '{top_k}')::int)
+                        THEN ROW(c.strategy_id, c.metrics, c.value, false, c.rank, 'top_k_exceeded')::wval.select_candidate
+                        ELSE ROW(c.strategy_id, c.metrics, c.value, c.ok, c.rank, c.reason)::wval.select_candidate END
+            FROM unnest(cands) c ORDER BY c.strategy_id);
     END IF;
 
     -- 3. correlation: greedy in rank order, drop one too correlated with a kept one
-    FOR cand IN SELECT * FROM wval_select_candidates WHERE ok ORDER BY rank LOOP
+    FOR cand IN SELECT c.strategy_id FROM unnest(cands) c WHERE c.ok ORDER BY c.rank LOOP
         too_close := NULL;
         IF sel -> 'correlation' IS NOT NULL THEN
             SELECT CASE WHEN x.a = cand.strategy_id THEN x.b ELSE x.a END INTO too_close
@@ -171,27 +194,42 @@ BEGIN
             LIMIT 1;
         END IF;
         IF too_close IS NOT NULL THEN
-            UPDATE wval_select_candidates SET ok = false, reason = 'correlation_above_max'
-            WHERE wval_select_candidates.strategy_id = cand.strategy_id;
+            dropped := dropped || cand.strategy_id;
         ELSE
             kept := kept || cand.strategy_id;
         END IF;
     END LOOP;
+    IF cardinality(dropped) > 0 THEN
+        cands := ARRAY(
+            SELECT CASE WHEN c.strategy_id = ANY (dropped)
+                        THEN ROW(c.strategy_id, c.metrics, c.value, false, c.rank, 'correlation_above_max')::wval.select_candidate
+                        ELSE ROW(c.strategy_id, c.metrics, c.value, c.ok, c.rank, c.reason)::wval.select_candidate END
+            FROM unnest(cands) c ORDER BY c.strategy_id);
+    END IF;
 
     -- 4. hysteresis: a selected strategy stays while value >= exit, a new one enters at >= enter
     IF sel -> 'hysteresis' IS NOT NULL THEN
-        UPDATE wval_select_candidates c SET value = wval._selection_metric(c.metrics, coalesce(sel #>> '{hysteresis,metric}', 'sharpe'));
-        UPDATE wval_select_candidates c
-        SET ok = false, reason = CASE WHEN c.strategy_id = ANY (prev) THEN 'hysteresis_below_exit' ELSE 'hysteresis_below_enter' END
-        WHERE c.ok AND NOT coalesce(c.value >= CASE WHEN c.strategy_id = ANY (prev) THEN (sel #>> '{hysteresis,exit}')::float8
-                                                     ELSE (sel #>> '{hysteresis,enter}')::float8 END, false);
+        cands := ARRAY(
+            SELECT CASE WHEN c.ok AND NOT coalesce(c.v >= CASE WHEN c.strategy_id = ANY (prev) THEN (sel #>> '{hysteresis,exit}')::float8
+                                                                ELSE (sel #>> '{hysteresis,enter}')::float8 END, false)
+                        THEN ROW(c.strategy_id, c.metrics, c.v, false, c.rank,
+                                 CASE WHEN c.strategy_id = ANY (prev) THEN 'hysteresis_below_exit'
+                                      ELSE 'hysteresis_below_enter' END)::wval.select_candidate
+                        ELSE ROW(c.strategy_id, c.metrics, c.v, c.ok, c.rank, c.reason)::wval.select_candidate END
+            FROM (SELECT x.strategy_id, x.metrics, x.ok, x.rank, x.reason,
+                         wval._selection_metric(x.metrics, coalesce(sel #>> '{hysteresis,metric}', 'sharpe')) AS v
+                  FROM unnest(cands) x) c
+            ORDER BY c.strategy_id);
     END IF;
 
-    UPDATE wval_select_candidates SET reason = 'selected' WHERE ok;
+    cands := ARRAY(
+        SELECT ROW(c.strategy_id, c.metrics, c.value, c.ok, c.rank,
+                   CASE WHEN c.ok THEN 'selected' ELSE c.reason END)::wval.select_candidate
+        FROM unnest(cands) c ORDER BY c.strategy_id);
     SELECT coalesce(jsonb_object_agg(x.strategy_id, jsonb_build_object('selected', x.ok, 'rank', x.rank,
                                                                         'reason_code', x.reason, 'value', x.value)), '{}')
-    INTO decisions FROM wval_select_candidates x;
-    SELECT coalesce(array_agg(x.strategy_id ORDER BY x.rank), '{}') INTO now_selected FROM wval_select_candidates x WHERE x.ok;
+    INTO decisions FROM unnest(cands) x;
+    SELECT coalesce(array_agg(x.strategy_id ORDER BY x.rank), '{}') INTO now_selected FROM unnest(cands) x WHERE x.ok;
     SELECT coalesce(array_agg(s ORDER BY s), '{}') INTO entered FROM unnest(now_selected) s WHERE NOT s = ANY (prev);
     SELECT coalesce(array_agg(s ORDER BY s), '{}') INTO left_set FROM unnest(prev) s WHERE NOT s = ANY (now_selected);
 
@@ -205,7 +243,7 @@ BEGIN
                                               'policy_version', v_version));
     END IF;
 
-    RETURN QUERY SELECT x.strategy_id, x.ok, x.rank, x.reason FROM wval_select_candidates x
+    RETURN QUERY SELECT x.strategy_id, x.ok, x.rank, x.reason FROM unnest(cands) x
                  ORDER BY x.ok DESC, x.rank NULLS LAST, x.strategy_id;
 END
 $$;

@@ -413,14 +413,25 @@ END
 $$;
 COMMENT ON FUNCTION wval._create_month_partition(regclass, date) IS 'creates the monthly partition <parent>_pYYYYMM (UTC month bounds) with its indexes, triggers, row-level security and grants';
 
+-- Work ids: working rows of definer code (the move below, the purge, the
+-- import) live in schema wval under a work id, never in temporary tables: a
+-- temporary table is found by a name the caller can create first, with
+-- triggers that would run with the owner's rights (docs/development.md,
+-- "Definer code").
+CREATE SEQUENCE wval.work_id_seq;
+COMMENT ON SEQUENCE wval.work_id_seq IS 'work ids of the working rows of wval_purge and wval_import_runs (tables wval.work_*) and of the staging tables of a month move';
+
 -- wval._month_partition(parent, month, move): makes sure the month has its
 -- own partition.  When the default partition already holds rows of that
 -- month, the partition cannot simply be created: with move => false the
 -- month stays in the default partition ('left_in_default'); with move =>
 -- true those rows leave the default partition under the retention guard and
 -- come back unchanged (chain columns included) into the new partition, all
--- in the caller's transaction ('moved').  Needs the extension owner to be a
--- superuser (rows that arrive with their chain values are a restore).
+-- in the caller's transaction ('moved'); meanwhile they wait in a staging
+-- table wval.work_month_move_<work id> (schema wval: no caller can create or
+-- shadow it), dropped before the function returns.  Needs the extension
+-- owner to be a superuser (rows that arrive with their chain values are a
+-- restore).
 CREATE FUNCTION wval._month_partition(parent regclass, month date, move boolean DEFAULT false) RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
@@ -431,6 +442,7 @@ DECLARE
     hi timestamptz := (m + interval '1 month')::timestamp AT TIME ZONE 'UTC';
     cols text;
     has_rows boolean;
+    staging text;
 BEGIN
     IF to_regclass('wval.' || quote_ident(part)) IS NOT NULL THEN
         RETURN 'exists';
@@ -447,17 +459,15 @@ BEGIN
     END IF;
     SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
     FROM pg_attribute a WHERE a.attrelid = parent AND a.attnum > 0 AND NOT a.attisdropped;
-    IF to_regclass('pg_temp.wval_month_move') IS NOT NULL THEN
-        DROP TABLE pg_temp.wval_month_move;
-    END IF;
-    EXECUTE format('CREATE TEMP TABLE wval_month_move ON COMMIT DROP AS SELECT %s FROM wval.%I WHERE created_at >= %L AND created_at < %L',
-                   cols, parent_name || '_default', lo, hi);
+    staging := format('work_month_move_%s', nextval('wval.work_id_seq'));
+    EXECUTE format('CREATE UNLOGGED TABLE wval.%I AS SELECT %s FROM wval.%I WHERE created_at >= %L AND created_at < %L',
+                   staging, cols, parent_name || '_default', lo, hi);
     PERFORM wval._purge_guard(true);
     EXECUTE format('DELETE FROM wval.%I WHERE created_at >= %L AND created_at < %L', parent_name || '_default', lo, hi);
     PERFORM wval._purge_guard(false);
     PERFORM wval._create_month_partition(parent, m);
-    EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM pg_temp.wval_month_move', parent, cols, cols);
-    DROP TABLE pg_temp.wval_month_move;
+    EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM wval.%I', parent, cols, cols, staging);
+    EXECUTE format('DROP TABLE wval.%I', staging);
     PERFORM wval._audit(NULL, 'partition_rows_moved', wval._invoker(),
                         jsonb_build_object('partition', part, 'from', parent_name || '_default'));
     RETURN 'moved';
