@@ -740,7 +740,8 @@ prepare_evaluate_plans(void)
 		plan_baseline = prepare_kept(
 									 "SELECT run_id, metrics FROM wval.evaluation_runs WHERE world_id = $1 "
 									 "AND strategy_id = $2 AND stage = 'backtest' AND kind = 'single' "
-									 "AND status <> 'unvalidated' ORDER BY created_at DESC LIMIT 1", 2, t);
+									 "AND status <> 'unvalidated' AND NOT wval._imported(context) "
+									 "ORDER BY created_at DESC LIMIT 1", 2, t);
 	}
 	{
 		Oid			t[22] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
@@ -1029,6 +1030,13 @@ wval_evaluate(PG_FUNCTION_ARGS)
 	}
 	client_run_id = context_string(context, "run_id", true);
 	actor = context_string(context, "actor", true);
+	/* context.imported marks runs of wval_import_runs, which justify nothing */
+	if (context && wval_json_path(context, "imported") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"context.imported\" is reserved"),
+				 errdetail("wval_import_runs() marks the runs it imports with context.imported."),
+				 errhint("Leave the key out of the context of an evaluation.")));
 	if (actor == NULL)
 		actor = GetUserNameFromId(GetOuterUserId(), false);
 	in.has_data_as_of = wval_context_timestamp(context, "data_as_of", &in.data_as_of);

@@ -59,9 +59,20 @@ BEGIN
         EXECUTE format('CREATE TRIGGER wval_chain BEFORE INSERT ON %s
                         FOR EACH ROW EXECUTE FUNCTION wval._chain(%L)', tbl, chain_name);
     END IF;
+    -- the triggers fire also under session_replication_role = replica: only
+    -- ALTER TABLE ... DISABLE TRIGGER (DDL, audited by wval._ddl_audit) stops them
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER wval_append_only_truncate', tbl);
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER wval_append_only', tbl);
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'wval_chain') THEN
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER wval_chain', tbl);
+    END IF;
 END
 $$;
-COMMENT ON FUNCTION wval._protect(regclass, text) IS 'installs the append-only (and chain) triggers on a history table';
+COMMENT ON FUNCTION wval._protect(regclass, text) IS 'installs the append-only (and chain) triggers on a history table; they fire ALWAYS (also under session_replication_role = replica)';
+
+CREATE FUNCTION wval._writer_only() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'wval_writer_only_trigger' LANGUAGE C;
+COMMENT ON FUNCTION wval._writer_only() IS 'trigger: refuses (WV003) a change that does not come from one of wval''s writers (a SECURITY DEFINER function of the extension owner)';
 
 ------------------------------------------------------------------------------
 -- Chain bookkeeping
@@ -74,6 +85,14 @@ CREATE TABLE wval.chain_heads (
     head_hash  text NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- the heads move only with the chain (the chain trigger, the import); a
+-- restore brings them back with INSERT
+CREATE TRIGGER wval_writer_only BEFORE UPDATE OR DELETE ON wval.chain_heads
+    FOR EACH ROW EXECUTE FUNCTION wval._writer_only();
+ALTER TABLE wval.chain_heads ENABLE ALWAYS TRIGGER wval_writer_only;
+CREATE TRIGGER wval_append_only_truncate BEFORE TRUNCATE ON wval.chain_heads
+    FOR EACH STATEMENT EXECUTE FUNCTION wval._append_only();
+ALTER TABLE wval.chain_heads ENABLE ALWAYS TRIGGER wval_append_only_truncate;
 COMMENT ON TABLE wval.chain_heads IS 'head (last chain_seq and row_hash) of each world''s hash chain; the empty world_id is the chain of global audit rows. Publish head_hash outside the database to anchor the chain.';
 
 CREATE TABLE wval.chain_tombstones (
@@ -104,6 +123,13 @@ CREATE TABLE wval.worlds (
     updated_by              text NOT NULL,
     updated_at              timestamptz NOT NULL DEFAULT now()
 );
+-- changed only by wval_world_upsert (which audits the old and new values)
+CREATE TRIGGER wval_writer_only BEFORE UPDATE OR DELETE ON wval.worlds
+    FOR EACH ROW EXECUTE FUNCTION wval._writer_only();
+ALTER TABLE wval.worlds ENABLE ALWAYS TRIGGER wval_writer_only;
+CREATE TRIGGER wval_append_only_truncate BEFORE TRUNCATE ON wval.worlds
+    FOR EACH STATEMENT EXECUTE FUNCTION wval._append_only();
+ALTER TABLE wval.worlds ENABLE ALWAYS TRIGGER wval_append_only_truncate;
 COMMENT ON TABLE wval.worlds IS 'worlds (portfolios / trading environments); mutable configuration written by wval_world_upsert, every change audited';
 COMMENT ON COLUMN wval.worlds.risk_tier IS 'high | medium | low; high + client_critical forces fail-closed validation';
 COMMENT ON COLUMN wval.worlds.client_critical IS 'true for worlds that trade client money; with risk_tier high: always fail-closed, 30-day override reviews';
@@ -858,6 +884,16 @@ END
 $$;
 COMMENT ON FUNCTION public.wval_policy_activate(text, integer, text, text, boolean) IS 'makes a published policy version the active one (audited, emits validation_profile_changed); governance: the publisher cannot activate (WV009), the impact gate against the active version (WV008), fail-closed worlds; force => true with a reason passes the gate and the fail-closed rule and is recorded';
 
+-- wval._imported(context): true for a run stored by wval_import_runs.  Such a
+-- run is history, not a validation by wval: no decision reads it (stage
+-- promotions, decay baselines, selection, live runs and demotion streaks,
+-- portfolio candidates).  wval_evaluate refuses the key in a caller's context.
+CREATE FUNCTION wval._imported(context jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(context -> 'imported' = 'true'::jsonb, false)
+$$;
+COMMENT ON FUNCTION wval._imported(jsonb) IS 'true for a run imported by wval_import_runs (context.imported): history that justifies no decision';
+
 -- wval._run(run_id): the stored run, WV010 when it does not exist.
 CREATE FUNCTION wval._run(p_run_id uuid) RETURNS wval.evaluation_runs
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
@@ -1096,10 +1132,84 @@ BEGIN
         expected := head.seq || ' ' || head.head_hash;
         found := coalesce(last.chain_seq::text || ' ' || last.row_hash, 'no rows');
         RETURN NEXT;
+        RETURN;
     END IF;
+
+    -- tables outside the chain are checked against the chained rows that
+    -- record them: rule results against their run's results ...
+    RETURN QUERY
+    WITH want AS (
+        SELECT e.run_id, e.chain_seq,
+               (SELECT jsonb_object_agg(k.key, jsonb_build_array(k.value ->> 'status', coalesce(k.value ->> 'severity', 'blocking'),
+                                                                 coalesce(k.value ->> 'reason_code', 'imported')))
+                FROM jsonb_each(e.results) k) AS res
+        FROM wval.evaluation_runs e WHERE e.world_id = key
+    ), got AS (
+        SELECT r.run_id, jsonb_object_agg(r.rule, jsonb_build_array(r.status, coalesce(r.severity, 'blocking'),
+                                                                    coalesce(r.reason_code, 'imported'))) AS res
+        FROM wval.rule_results r WHERE r.world_id = key GROUP BY r.run_id
+    )
+    SELECT 'rule_results'::text, w.chain_seq,
+           format('rule results of run %s do not match the results recorded in the run', coalesce(w.run_id, g.run_id)),
+           coalesce(w.res::text, 'no run'), coalesce(g.res::text, 'no rule results')
+    FROM want w FULL JOIN got g ON g.run_id = w.run_id
+    WHERE w.res IS DISTINCT FROM g.res
+    ORDER BY w.chain_seq NULLS FIRST LIMIT 1;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+
+    -- ... the world's configuration against its latest audited change ...
+    RETURN QUERY
+    SELECT 'worlds'::text, a.chain_seq,
+           CASE WHEN a.id IS NULL THEN 'the world has no world_created or world_updated audit row'
+                ELSE 'the world row differs from its latest audited change' END,
+           coalesce(a.state::text, 'an audited change'),
+           jsonb_build_object('risk_tier', to_jsonb(w) -> 'risk_tier', 'client_critical', to_jsonb(w) -> 'client_critical',
+                              'max_capital_at_risk_pct', to_jsonb(w) -> 'max_capital_at_risk_pct',
+                              'legal_hold', to_jsonb(w) -> 'legal_hold', 'settings', to_jsonb(w) -> 'settings')::text
+    FROM wval.worlds w
+    LEFT JOIN LATERAL (
+        SELECT l.id, l.chain_seq,
+               (SELECT jsonb_object_agg(k, x.doc -> k) FROM unnest(ARRAY['risk_tier', 'client_critical',
+                       'max_capital_at_risk_pct', 'legal_hold', 'settings']) k) AS state
+        FROM wval.audit_log l
+        CROSS JOIN LATERAL (SELECT CASE l.action WHEN 'world_created' THEN l.details ELSE l.details -> 'new' END AS doc) x
+        WHERE l.world_id = w.world_id AND l.action IN ('world_created', 'world_updated')
+        ORDER BY l.chain_seq DESC LIMIT 1) a ON true
+    WHERE w.world_id = key
+      AND (a.id IS NULL
+           OR a.state IS DISTINCT FROM (SELECT jsonb_object_agg(k, to_jsonb(w) -> k) FROM unnest(ARRAY['risk_tier',
+                       'client_critical', 'max_capital_at_risk_pct', 'legal_hold', 'settings']) k));
+    IF FOUND THEN
+        RETURN;
+    END IF;
+
+    -- ... and world grants against the audit rows of wval_world_grant / _revoke
+    RETURN QUERY
+    WITH g AS (
+        SELECT x.role_name::text AS role_name, x.privilege, count(*) AS n
+        FROM wval.world_grants x
+        WHERE x.granted_at <> '-infinity' AND x.world_id = CASE WHEN key = '' THEN '*' ELSE key END
+        GROUP BY 1, 2
+    ), a AS (
+        SELECT l.details ->> 'role' AS role_name,
+               CASE l.action WHEN 'world_revoked' THEN 'none' ELSE l.details ->> 'privilege' END AS privilege, count(*) AS n
+        FROM wval.audit_log l
+        WHERE l.action IN ('world_granted', 'world_revoked')
+          AND l.details ->> 'world_id' = CASE WHEN key = '' THEN '*' ELSE key END
+          AND (CASE WHEN key = '' THEN l.world_id IS NULL ELSE l.world_id = key END)
+        GROUP BY 1, 2
+    )
+    SELECT 'world_grants'::text, NULL::bigint,
+           format('%s grant row(s) of role %s (%s) without their audit row', g.n - coalesce(a.n, 0), g.role_name, g.privilege),
+           coalesce(a.n, 0)::text, g.n::text
+    FROM g LEFT JOIN a ON a.role_name = g.role_name AND a.privilege = g.privilege
+    WHERE g.n > coalesce(a.n, 0)
+    ORDER BY g.role_name, g.privilege LIMIT 1;
 END
 $$;
-COMMENT ON FUNCTION public.wval_chain_problems(text) IS 'the first broken link of a world''s hash chain (table, chain_seq, problem, expected, found); no row when intact. Pass null for the chain of global audit rows';
+COMMENT ON FUNCTION public.wval_chain_problems(text) IS 'the first broken link of a world''s hash chain (table, chain_seq, problem, expected, found), else the first row of rule_results, worlds or world_grants that its chained record (the run, the audit log) does not account for; no row when intact. Pass null for the chain of global audit rows';
 
 CREATE FUNCTION public.wval_verify_chain(world_id text) RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
@@ -1117,6 +1227,52 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION public.wval_verify_chain(text) IS 'true when the world''s hash chain is intact; otherwise false and a NOTICE naming the first broken row';
+
+------------------------------------------------------------------------------
+-- DDL on schema wval outside wval's writers is audited
+------------------------------------------------------------------------------
+
+-- wval._ddl_audit_record(dropped): one audit row (global chain) per object of
+-- schema wval that the current command created, altered or (dropped) removed.
+-- The event trigger runs it as the extension owner (store.c).
+CREATE FUNCTION wval._ddl_audit_record(dropped boolean) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    c record;
+BEGIN
+    IF dropped THEN
+        FOR c IN SELECT d.object_type, d.object_identity FROM pg_event_trigger_dropped_objects() d
+                 WHERE d.schema_name = 'wval' AND d.original
+                   AND d.object_type IN ('table', 'trigger', 'policy', 'rule', 'function') LOOP
+            PERFORM wval._audit(NULL, 'ddl_on_wval', wval._invoker(),
+                                jsonb_build_object('command', 'DROP', 'object_type', c.object_type,
+                                                   'object', c.object_identity, 'query', left(current_query(), 2000)));
+        END LOOP;
+        RETURN;
+    END IF;
+    FOR c IN SELECT d.command_tag, d.object_type, d.object_identity, wval._ddl_weakens(d.command) AS weakens
+             FROM pg_event_trigger_ddl_commands() d
+             WHERE d.schema_name = 'wval' AND NOT d.in_extension LOOP
+        CONTINUE WHEN c.weakens IS NULL;
+        PERFORM wval._audit(NULL, 'ddl_on_wval', wval._invoker(),
+                            jsonb_build_object('command', c.command_tag || ' ' || c.weakens, 'object_type', c.object_type,
+                                               'object', c.object_identity, 'query', left(current_query(), 2000)));
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION wval._ddl_audit_record(boolean) IS 'writes an audit row (action ddl_on_wval) for each object of schema wval the current DDL command touched; called by the event trigger wval_ddl_audit';
+
+CREATE FUNCTION wval._ddl_weakens(command pg_ddl_command) RETURNS text
+    AS 'MODULE_PATHNAME', 'wval_ddl_weakens' LANGUAGE C STRICT;
+COMMENT ON FUNCTION wval._ddl_weakens(pg_ddl_command) IS 'for an ALTER TABLE that disables triggers, rules or row-level security (or demotes an ALWAYS trigger): which; else null';
+
+CREATE FUNCTION wval._ddl_audit() RETURNS event_trigger
+    AS 'MODULE_PATHNAME', 'wval_ddl_audit_trigger' LANGUAGE C;
+COMMENT ON FUNCTION wval._ddl_audit() IS 'event trigger: audits DDL on schema wval that does not come from wval''s own functions (ALTER TABLE ... DISABLE TRIGGER, DROP TRIGGER, ...)';
+CREATE EVENT TRIGGER wval_ddl_audit ON ddl_command_end EXECUTE FUNCTION wval._ddl_audit();
+ALTER EVENT TRIGGER wval_ddl_audit ENABLE ALWAYS;
+CREATE EVENT TRIGGER wval_ddl_audit_drop ON sql_drop EXECUTE FUNCTION wval._ddl_audit();
+ALTER EVENT TRIGGER wval_ddl_audit_drop ENABLE ALWAYS;
 
 ------------------------------------------------------------------------------
 -- Reads analysts expect
@@ -1198,6 +1354,7 @@ GRANT SELECT ON wval.worlds, wval.policy_versions, wval.policy_activations, wval
       wval.current_overrides, wval.latest_runs, wval.override_queue, wval.ex_post_cases
    TO wval_analyst;
 
+GRANT EXECUTE ON FUNCTION wval._imported(jsonb) TO wval_analyst;
 GRANT EXECUTE ON FUNCTION public.wval_verify_chain(text), public.wval_chain_problems(text),
       public.wval_active_policy_version(text), wval.run_history(text, text)
    TO wval_analyst;
