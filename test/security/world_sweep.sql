@@ -101,6 +101,7 @@ INSERT INTO sweep_world_free VALUES
     ('_snapshot_counter_name', 'pure: builds a sequence name'),
     ('_world_access', 'answers for a role and a world named by the caller; used by the row-level security policies'),
     ('_snapshot_doc', 'renders a snapshot row the caller has already read (row-level security applied to that read)'),
+    ('_imported', 'pure: whether a run context marks an imported run'),
     ('wval_policy_diff_gate(jsonb,jsonb,jsonb,text,double precision,boolean)', 'pure: replays the runs it is given'),
     ('wval_policy_diff(jsonb,jsonb,jsonb,text)', 'pure: replays the runs it is given');
 
