@@ -2,7 +2,7 @@
 -- partitions of a month the default partition already holds, the maintenance job
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(45);
+SELECT plan(48);
 
 CREATE ROLE tap_ret_admin;     GRANT wval_admin TO tap_ret_admin;
 CREATE ROLE tap_ret_validator; GRANT wval_validator TO tap_ret_validator;
@@ -144,6 +144,13 @@ SELECT throws_ok($$SELECT wval_import_runs('[{"world_id": "tap-held", "strategy_
 SELECT ok((SELECT array_agg(k) = ARRAY['tap-ret'] FROM jsonb_object_keys(wval_purge('2021-06-01') -> 'worlds') k),
           'a purge of every world covers the worlds it may write');
 RESET ROLE;
+
+-- settings change only through wval_retention_set (audited), also for a superuser
+SELECT lives_ok($$SELECT wval_retention_set('evaluation_runs', '3 years', 'tap-ret', actor => 'dba')$$, 'a setting to tamper with');
+SELECT throws_ok($$UPDATE wval.retention SET keep = interval '91 days' WHERE world_id = 'tap-ret'$$, 'WV003', NULL,
+                 'a direct UPDATE of a retention setting is refused, also for a superuser');
+SELECT throws_ok($$DELETE FROM wval.retention WHERE world_id = 'tap-ret'$$, 'WV003', NULL,
+                 'a direct DELETE of a retention setting is refused');
 
 SELECT * FROM finish();
 ROLLBACK;
