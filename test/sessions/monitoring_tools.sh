@@ -31,7 +31,7 @@ chmod 755 "$tmp"
 exporter=
 cleanup() {
 	if [ -n "$exporter" ]; then kill "$exporter" 2>/dev/null || true; wait "$exporter" 2>/dev/null || true; fi
-	psql -c "SELECT wval_unschedule('mon-never-$$')" >/dev/null 2>&1 || true
+	psql -c "SELECT wval_unschedule('invariants')" >/dev/null 2>&1 || true
 	psql -c "DROP OWNED BY $role; DROP ROLE IF EXISTS $role" >/dev/null 2>&1 || true
 	rm -rf "$tmp"
 }
@@ -55,7 +55,7 @@ PY
 
 # data: a world with three failed backtest evaluations (and a pass and a
 # warn), a consumer group that has not read them, an invariant report, and a
-# wval pg_cron job that has never run
+# wval pg_cron job that has never run (wval:invariants on the 1st of January)
 psql >/dev/null <<SQL
 SET client_min_messages = warning;
 SELECT wval_world_upsert('$world', actor => 'dba'),
@@ -65,7 +65,7 @@ SELECT wval_subscribe('$world-group', '{evaluation_run_created}');
 SELECT count(*) FROM wval.scenario_cases c, wval_evaluate('$world', c.strategy_id, 'backtest', NULL, c.metrics)
 WHERE c.set_name = 'bad';
 SELECT wval_run_invariants();
-SELECT wval._cron_schedule('mon-never-$$', '0 0 1 1 *', 'SELECT 1');
+SELECT wval_schedule_invariants('0 0 1 1 *');   -- scheduled, never run
 CREATE ROLE $role LOGIN IN ROLE wval_analyst;
 SELECT wval_world_grant('$role', '$world', 'read', 'dba');
 SQL
@@ -76,7 +76,7 @@ check "promtool check metrics accepts wval_metrics_prometheus()" promtool check 
 check "the exposition: cron_job label, no job label, no NaN, no last success of a job that never ran" "$py" - "$tmp/wval.prom" "$world" "$$" <<'PY'
 import sys, re
 text, world, pid = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3]
-job = 'cron_job="wval:mon-never-%s"' % pid
+job = 'cron_job="wval:invariants"'
 want = ['wval_evaluations_total{stage="backtest",status="fail",world_id="%s"} 3' % world,
         'wval_schedule_succeeded{%s} 0' % job,
         'wval_schedule_missed_last_day{%s} ' % job]
@@ -111,7 +111,7 @@ for l in text.splitlines():
 def value(name, **labels):
     got = [v for l, v in samples.get(name, []) if all(l.get(k) == x for k, x in labels.items())]
     return float(got[0]) if len(got) == 1 else None
-job = "wval:mon-never-%s" % pid
+job = "wval:invariants"
 checks = [
     ("evaluations, fail", value("wval_evaluations_total", world_id=world, stage="backtest", status="fail") == 3),
     ("evaluations, pass", value("wval_evaluations_total", world_id=world, stage="backtest", status="pass") == 2),
