@@ -85,6 +85,8 @@ mkdir -p "$SW/src"
 tar -C "$ORIG" --exclude=./.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' -cf - . | tar -C "$SW/src" -xf -
 REPO=$SW/src
 FUZZ=${WVAL_FUZZ:-$REPO/test/fuzz/fuzz.py}
+# pg_cron's database, as in scripts/test.sh (expected/bus.out names it)
+FUZZDB=wval_tap
 py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3     # Debian's, with python3-psycopg2
 psql() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
 
@@ -137,7 +139,7 @@ run_ubsan() {
 
 	# a cluster of our own for the liveness check and the fuzz pass
 	stage "$STAGE"
-	start_cluster "$BIN" "$CLUSTER" fuzz "fsync = off
+	start_cluster "$BIN" "$CLUSTER" "$FUZZDB" "fsync = off
 synchronous_commit = off
 log_line_prefix = '%m [%p] '"
 	export PGHOST=$CLUSTER/sock PGPORT=5432 PGUSER=postgres
@@ -146,8 +148,8 @@ log_line_prefix = '%m [%p] '"
 		AND position('UBSAN_OPTIONS=' IN pg_read_file('/proc/self/environ')) > 0")
 	[ "$mapped" = t ] || die "a backend that loaded wval has no libubsan mapped or no UBSAN_OPTIONS: the sanitizer is not live"
 	echo "sanitizer live: a backend that loaded wval.so has libubsan mapped and UBSAN_OPTIONS set"
-	fresh_db fuzz
-	fuzz_pass fuzz "$CLUSTER/server.log"
+	fresh_db "$FUZZDB"
+	fuzz_pass "$FUZZDB" "$CLUSTER/server.log"
 	stop_cluster "$BIN" "$CLUSTER"
 
 	local reports
@@ -164,7 +166,7 @@ run_valgrind() {
 	local flags="-O0 -g -fno-omit-frame-pointer"
 	WVAL_CFLAGS=$flags build
 	stage "$STAGE"
-	start_cluster "$BIN" "$CLUSTER" fuzz "fsync = off
+	start_cluster "$BIN" "$CLUSTER" "$FUZZDB" "fsync = off
 synchronous_commit = off
 max_connections = 20
 log_line_prefix = '%m [%p] '"
@@ -209,8 +211,8 @@ log_line_prefix = '%m [%p] '"
 		echo "pg_regress: FAILED (diffs in $SW/regress/regression.diffs)"
 		failed+=(pg_regress)
 	fi
-	fresh_db fuzz
-	fuzz_pass fuzz "$CLUSTER/server.log" 120s
+	fresh_db "$FUZZDB"
+	fuzz_pass "$FUZZDB" "$CLUSTER/server.log" 120s
 	log "stopping the cluster (valgrind writes its reports)"
 	as_pg "$BIN/pg_ctl" -D "$CLUSTER/pgdata" -m fast -w -t 600 stop >/dev/null || true
 
