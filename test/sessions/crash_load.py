@@ -279,10 +279,10 @@ def wait_ready(timeout=120):
 def killer():
     """SIGKILLs a client backend and the postmaster, alternately, spread over the load."""
     gap = opt.seconds / (opt.kills + 1)
-    for n in range(opt.kills):
+    while len(kills) < opt.kills:
         time.sleep(gap * (0.6 + 0.8 * rnd.random()))
         pm = postmaster_pid()
-        if n % 2 == 0:
+        if len(kills) % 2 == 0:
             backends = [(p, a) for p, a in children(pm) if (" %s " % opt.user) in a]
             busy = [p for p, a in backends if not a.rstrip().endswith("idle")]
             victims = busy or [p for p, _ in backends]
@@ -290,7 +290,10 @@ def killer():
                 log("no client backend to kill")
                 continue
             victim = rnd.choice(victims)
-            os.kill(victim, signal.SIGKILL)
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except ProcessLookupError:      # it ended (its session reconnects): next one
+                continue
             kills.append("backend")
             wait_ready()
         else:
@@ -315,11 +318,35 @@ def one(cur, sql, args=()):
     return cur.fetchone()[0]
 
 
+def rejection_count(cur, register=False):
+    """crash-w4's count of expired snapshot publishes (first, three of them are made).
+
+    Information only, kept apart from the checks: the rejection counters
+    live in sequences, which WAL-log 32 values ahead, so crash recovery
+    inflates them (issue 11, item 6, fixed on another branch)."""
+    try:
+        if register:
+            cur.execute("SELECT wval_producer_register('crash-w4', 'crash-engine')")
+            for i in range(3):
+                try:
+                    cur.execute("""SELECT wval_snapshot_publish('crash-w4', jsonb_build_object('as_of', '2000-01-01T00:00:00Z',
+                                   'version', %s, 'weights', '{"a": 1}'::jsonb), 'crash-engine', 'paper')""",
+                                ("old-%d" % i,))
+                except psycopg2.Error:
+                    pass
+        return one(cur, "SELECT coalesce(sum(expired), 0) FROM wval_snapshot_stats('crash-w4')")
+    except psycopg2.Error as e:
+        return "unavailable (%s)" % str(e).strip().splitlines()[0]
+
+
 def main():
     log_start = os.path.getsize(opt.log)
     admin = connect()
     cur = admin.cursor()
     cur.execute("SELECT wval_subscribe(%s, ARRAY['evaluation_run_created'], 100, '100ms', '3s')", (GROUP,))
+    # three rejected (expired) snapshot publishes before the load: a crash
+    # must not change the rejection counter (reported, see below)
+    rejected_before = rejection_count(cur, register=True)
     admin.close()
 
     threads = [threading.Thread(target=evaluator, args=(n,)) for n in range(opt.evaluators)]
@@ -451,6 +478,9 @@ def main():
     figure("backend SIGKILLs seen by the postmaster", "%d for %d" % (len(signalled), kills.count("backend")),
            len(signalled) >= kills.count("backend"))
 
+    # information, not (yet) a check: see rejection_count
+    log("info snapshot rejection counter (3 expired publishes, none during the load): %s before, %s after"
+        % (rejected_before, rejection_count(cur)))
     log("drain and checks took %.0f s" % (time.monotonic() - t_checks))
     if failures:
         log("FAILED: %s" % "; ".join(failures))
