@@ -128,10 +128,12 @@ def call_until_acked(state, sql, args, kind):
     while True:
         if stop.is_set() and broke_at is not None and time.time() - stop_time[0] > RETRY_DEADLINE:
             return None, broke_at
+        sent = False
         try:
             if state.get("conn") is None:
                 state["conn"] = connect(opt.user)
             with state["conn"].cursor() as cur:
+                sent = True
                 cur.execute(sql, args)
                 return cur.fetchall(), broke_at
         except psycopg2.Error as e:
@@ -139,7 +141,7 @@ def call_until_acked(state, sql, args, kind):
                 with lock:
                     unexpected.append("%s: %s" % (kind, str(e).strip().splitlines()[0]))
                 raise
-            if broke_at is None:
+            if broke_at is None and sent:
                 broke_at = time.time()
                 with lock:
                     unknown[kind] += 1
