@@ -145,7 +145,7 @@ log_line_prefix = '%m [%p] '"
 	export PGHOST=$CLUSTER/sock PGPORT=5432 PGUSER=postgres
 	local mapped
 	mapped=$(psql -d postgres -At -c "LOAD 'wval'" -c "SELECT pg_read_file('/proc/self/maps') ~ 'libubsan'
-		AND position('UBSAN_OPTIONS=' IN pg_read_file('/proc/self/environ')) > 0")
+		AND position('UBSAN_OPTIONS='::bytea IN pg_read_binary_file('/proc/self/environ')) > 0")
 	[ "$mapped" = t ] || die "a backend that loaded wval has no libubsan mapped or no UBSAN_OPTIONS: the sanitizer is not live"
 	echo "sanitizer live: a backend that loaded wval.so has libubsan mapped and UBSAN_OPTIONS set"
 	fresh_db "$FUZZDB"
