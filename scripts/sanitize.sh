@@ -144,10 +144,13 @@ synchronous_commit = off
 log_line_prefix = '%m [%p] '"
 	export PGHOST=$CLUSTER/sock PGPORT=5432 PGUSER=postgres
 	local mapped
-	mapped=$(psql -d postgres -At -c "LOAD 'wval'" -c "SELECT pg_read_file('/proc/self/maps') ~ 'libubsan'
-		AND position('UBSAN_OPTIONS='::bytea IN pg_read_binary_file('/proc/self/environ')) > 0")
-	[ "$mapped" = t ] || die "a backend that loaded wval has no libubsan mapped or no UBSAN_OPTIONS: the sanitizer is not live"
-	echo "sanitizer live: a backend that loaded wval.so has libubsan mapped and UBSAN_OPTIONS set"
+	# (a backend's /proc/self/environ holds its ps title; the postmaster's
+	# still shows the environment it started with)
+	mapped=$(psql -d postgres -At -c "LOAD 'wval'" -c "SELECT pg_read_file('/proc/self/maps') ~ 'libubsan'")
+	[ "$mapped" = t ] || die "a backend that loaded wval has no libubsan mapped: the sanitizer is not live"
+	tr '\0' '\n' <"/proc/$(head -1 "$CLUSTER/pgdata/postmaster.pid")/environ" | grep '^UBSAN_OPTIONS=' >/dev/null ||
+		die "the postmaster runs without UBSAN_OPTIONS: reports would not be collected"
+	echo "sanitizer live: a backend that loaded wval.so has libubsan mapped; the postmaster has UBSAN_OPTIONS"
 	fresh_db "$FUZZDB"
 	fuzz_pass "$FUZZDB" "$CLUSTER/server.log"
 	stop_cluster "$BIN" "$CLUSTER"
