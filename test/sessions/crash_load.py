@@ -343,9 +343,12 @@ def rejection_count(cur, register=False):
 
 def main():
     log_start = os.path.getsize(opt.log)
+    # the consumer's role subscribes: a group is used by the role that owns it
+    sub = connect(opt.user)
+    sub.cursor().execute("SELECT wval_subscribe(%s, ARRAY['evaluation_run_created'], 100, '100ms', '3s')", (GROUP,))
+    sub.close()
     admin = connect()
     cur = admin.cursor()
-    cur.execute("SELECT wval_subscribe(%s, ARRAY['evaluation_run_created'], 100, '100ms', '3s')", (GROUP,))
     # three rejected (expired) snapshot publishes before the load: a crash
     # must not change the rejection counter (reported, see below)
     rejected_before = rejection_count(cur, register=True)
