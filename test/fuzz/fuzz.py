@@ -526,9 +526,8 @@ class Fuzzer:
     def fail(self, kind, fname, role, sql, labels, message):
         key = (kind, fname)
         self.count('FAIL ' + kind)
-        if key in self.failed_keys and len(self.failures) > 0:
-            # one report per function and kind, the rest counted
-            return
+        if key in self.failed_keys:
+            return      # one report per function and kind, the rest are counted
         self.failed_keys.add(key)
         self.failures.append((kind, fname, role, sql, labels, message))
         print('FAIL %s in %s as %s\n  sql:    %s\n  inputs: %s\n  error:  %s' % (
