@@ -8,6 +8,8 @@
 #   make tempcheck                the same in a throw-away instance with pg_cron
 #                                 preloaded (pg_cron style --temp-instance; not
 #                                 as root)
+#   make check-ubsan              the suite and a fuzz pass with wval built with UBSan
+#   make check-valgrind           pg_regress and a fuzz pass under valgrind memcheck
 #
 # The install script wval--$(EXTVERSION).sql is generated from the ordered SQL
 # sources below; each one sits next to the C file of the same concept.
@@ -105,12 +107,19 @@ all: $(DOCS)
 # Uses the binaries of $(bindir) and the wval installed there (make install).
 TEMPCHECK_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/temp.conf
 
-.PHONY: test demo tempcheck
+.PHONY: test demo tempcheck check-ubsan check-valgrind
 test:
 	./scripts/test.sh
 
 tempcheck:
 	$(MAKE) installcheck EXTRA_REGRESS_OPTS='$(TEMPCHECK_OPTS) $(EXTRA_REGRESS_OPTS)'
+
+# sanitizer runs (docs/development.md, Hardening tests); not part of make test
+check-ubsan:
+	./scripts/sanitize.sh ubsan
+
+check-valgrind:
+	./scripts/sanitize.sh valgrind
 
 demo:
 	./scripts/demo.sh
