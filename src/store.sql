@@ -146,7 +146,7 @@ COMMENT ON COLUMN wval.worlds.risk_tier IS 'high | medium | low; high + client_c
 COMMENT ON COLUMN wval.worlds.client_critical IS 'true for worlds that trade client money; with risk_tier high: always fail-closed, 30-day override reviews';
 COMMENT ON COLUMN wval.worlds.legal_hold IS 'a world under legal hold is never purged';
 COMMENT ON COLUMN wval.worlds.settings IS 'per-world settings (jsonb object)';
-COMMENT ON COLUMN wval.worlds.world_id IS 'identifier of the world (portfolio / trading environment), named in every table';
+COMMENT ON COLUMN wval.worlds.world_id IS 'identifier of the world (a portfolio or trading environment); every world-scoped row of wval names it';
 COMMENT ON COLUMN wval.worlds.max_capital_at_risk_pct IS 'the world''s cap on capital at risk, in percent (0 to 100) of its capital; null when not set';
 COMMENT ON COLUMN wval.worlds.created_by IS 'who created the world (the actor given to wval_world_upsert)';
 COMMENT ON COLUMN wval.worlds.created_at IS 'when the world was created';
@@ -311,9 +311,9 @@ COMMENT ON COLUMN wval.evaluation_runs.supersedes IS 'the run this one corrects'
 COMMENT ON COLUMN wval.evaluation_runs.as_of IS 'live runs: the day the realized windows end';
 COMMENT ON COLUMN wval.evaluation_runs.run_id IS 'identifier of the run (gen_random_uuid()); rule_results, overrides, ex-post cases and live decisions refer to it';
 COMMENT ON COLUMN wval.evaluation_runs.world_id IS 'the world (wval.worlds.world_id) the run was evaluated in';
-COMMENT ON COLUMN wval.evaluation_runs.strategy_id IS 'the strategy, as named by its producer';
+COMMENT ON COLUMN wval.evaluation_runs.strategy_id IS 'the strategy (an identifier chosen by the caller of wval_evaluate)';
 COMMENT ON COLUMN wval.evaluation_runs.stage IS 'backtest | paper | shadow | live: the stage the strategy was evaluated for (it picks the profile of the stored status)';
-COMMENT ON COLUMN wval.evaluation_runs.campaign_id IS 'context.campaign_id: groups runs of one research campaign (cohort runs, deflated Sharpe); null when not given';
+COMMENT ON COLUMN wval.evaluation_runs.campaign_id IS 'context.campaign_id: the research campaign the run belongs to (wval_evaluate_cohort sets it for the candidates of a cohort); null when not given';
 COMMENT ON COLUMN wval.evaluation_runs.risk_tier IS 'the world''s risk tier when the run was made (high | medium | low)';
 COMMENT ON COLUMN wval.evaluation_runs.model_card_version IS 'context.model_card_version: provenance, the model card the strategy was documented with; null when not given';
 COMMENT ON COLUMN wval.evaluation_runs.code_hash IS 'context.code_hash: provenance, the version of the strategy''s code (e.g. git:4f2a9c1); null when not given';
@@ -447,7 +447,7 @@ COMMENT ON COLUMN wval.ex_post_failures.severity IS 'critical | high | medium | 
 COMMENT ON COLUMN wval.ex_post_failures.actor IS 'the person the recording validator named';
 COMMENT ON COLUMN wval.ex_post_failures.evidence_url IS 'link to the evidence (incident, report); null when none';
 COMMENT ON COLUMN wval.ex_post_failures.notes IS 'free-text notes; null when none';
-COMMENT ON COLUMN wval.ex_post_failures.source IS 'manual (recorded by a person) | auto (recorded by a monitoring job)';
+COMMENT ON COLUMN wval.ex_post_failures.source IS 'manual | auto: whether a person or an automated process recorded the state (the source argument of wval_record_failure)';
 COMMENT ON COLUMN wval.ex_post_failures.recorded_at IS 'when this state was recorded';
 COMMENT ON COLUMN wval.ex_post_failures.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
 COMMENT ON COLUMN wval.ex_post_failures.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
@@ -1420,7 +1420,7 @@ WHERE r.kind IN ('single', 'live')
 ORDER BY r.world_id, r.strategy_id, r.stage, r.created_at DESC, r.chain_seq DESC;
 COMMENT ON VIEW wval.latest_runs IS 'latest run per (world, strategy, stage) with the current override state folded in';
 COMMENT ON COLUMN wval.latest_runs.world_id IS 'the world (wval.worlds.world_id)';
-COMMENT ON COLUMN wval.latest_runs.strategy_id IS 'the strategy, as named by its producer';
+COMMENT ON COLUMN wval.latest_runs.strategy_id IS 'the strategy (an identifier chosen by the caller of wval_evaluate)';
 COMMENT ON COLUMN wval.latest_runs.stage IS 'backtest | paper | shadow | live: one row per stage the strategy was evaluated at';
 COMMENT ON COLUMN wval.latest_runs.run_id IS 'the latest single or live run of (world, strategy, stage)';
 COMMENT ON COLUMN wval.latest_runs.kind IS 'single | live (cohort, portfolio and stress runs are not listed)';
@@ -1481,7 +1481,7 @@ COMMENT ON COLUMN wval.ex_post_cases.severity IS 'critical | high | medium | low
 COMMENT ON COLUMN wval.ex_post_cases.actor IS 'the person the recording validator named';
 COMMENT ON COLUMN wval.ex_post_cases.evidence_url IS 'link to the evidence (incident, report); null when none';
 COMMENT ON COLUMN wval.ex_post_cases.notes IS 'free-text notes; null when none';
-COMMENT ON COLUMN wval.ex_post_cases.source IS 'manual (recorded by a person) | auto (recorded by a monitoring job)';
+COMMENT ON COLUMN wval.ex_post_cases.source IS 'manual | auto: whether a person or an automated process recorded the state (the source argument of wval_record_failure)';
 COMMENT ON COLUMN wval.ex_post_cases.recorded_at IS 'when this state was recorded';
 COMMENT ON COLUMN wval.ex_post_cases.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
 COMMENT ON COLUMN wval.ex_post_cases.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
