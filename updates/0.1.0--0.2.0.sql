@@ -1,0 +1,3 @@
+-- placeholder
+-- @routines
+-- @include src/finish.sql
