@@ -890,7 +890,12 @@ BEGIN
             DETAIL = format('older_than is %s.', coalesce(older_than::text, 'null')),
             HINT = 'Pass a period of zero or more, e.g. ''7 days''.';
     END IF;
-    cutoff := now() - older_than;
+    BEGIN
+        cutoff := now() - older_than;
+    EXCEPTION WHEN datetime_field_overflow THEN
+        -- a period longer than the timestamp range: nothing is that old
+        cutoff := '-infinity';
+    END;
     -- events old enough whose every delivery is finished (dead letters only
     -- when asked): never an event some group still owes
     SELECT coalesce(array_agg(e.event_id), '{}') INTO cand

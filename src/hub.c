@@ -1827,6 +1827,29 @@ text_arg(FunctionCallInfo fcinfo, int n)
 	return PG_ARGISNULL(n) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(n));
 }
 
+/*
+ * Fills a contract from the SQL arguments (world_id, snapshot[, actor, stage
+ * [, signature]]) that a publish and its dry-run helpers share; nargs says
+ * how many the function takes.
+ */
+static void
+contract_from_args(SnapshotContract *c, FunctionCallInfo fcinfo, int nargs, bool dry_run)
+{
+	memset(c, 0, sizeof(*c));
+	c->dry_run = dry_run;
+	c->arrival = GetCurrentTimestamp();
+	c->world_id = text_arg(fcinfo, 0);
+	c->snapshot = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
+	if (nargs >= 4)
+	{
+		c->actor = text_arg(fcinfo, 2);
+		c->stage = text_arg(fcinfo, 3);
+	}
+	if (nargs >= 5)
+		c->signature = text_arg(fcinfo, 4);
+	c->count_stage = "invalid";
+}
+
 PG_FUNCTION_INFO_V1(wval_snapshot_publish);
 
 /*
@@ -1843,14 +1866,7 @@ wval_snapshot_publish(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc;
 	Datum		result;
 
-	memset(&c, 0, sizeof(c));
-	c.arrival = GetCurrentTimestamp();
-	c.world_id = text_arg(fcinfo, 0);
-	c.snapshot = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
-	c.actor = text_arg(fcinfo, 2);
-	c.stage = text_arg(fcinfo, 3);
-	c.signature = text_arg(fcinfo, 4);
-	c.count_stage = "invalid";
+	contract_from_args(&c, fcinfo, 5, false);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -1900,12 +1916,7 @@ wval_snapshot_canonical(PG_FUNCTION_ARGS)
 	MemoryContext spicxt;
 	text	   *result;
 
-	memset(&c, 0, sizeof(c));
-	c.dry_run = true;
-	c.arrival = GetCurrentTimestamp();
-	c.world_id = text_arg(fcinfo, 0);
-	c.snapshot = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
-	c.count_stage = "invalid";
+	contract_from_args(&c, fcinfo, 2, true);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -1934,14 +1945,7 @@ wval_snapshot_signed_message(PG_FUNCTION_ARGS)
 	StringInfoData message;
 	text	   *result;
 
-	memset(&c, 0, sizeof(c));
-	c.dry_run = true;
-	c.arrival = GetCurrentTimestamp();
-	c.world_id = text_arg(fcinfo, 0);
-	c.snapshot = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
-	c.actor = text_arg(fcinfo, 2);
-	c.stage = text_arg(fcinfo, 3);
-	c.count_stage = "invalid";
+	contract_from_args(&c, fcinfo, 4, true);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

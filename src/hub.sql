@@ -309,8 +309,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
         'world_id', s.world_id, 'version', s.version, 'hash', s.hash,
         'actor', s.actor, 'stage', s.stage, 'as_of', s.as_of, 'received_at', s.received_at,
         'ttl_sec', s.ttl_sec, 'signed', s.signed,
-        'age_sec', round(extract(epoch FROM p_at - s.as_of), 3),
-        'stale', (p_at - s.as_of) > wval._snapshot_max_age(),
+        'age_sec', CASE WHEN isfinite(p_at) THEN round(extract(epoch FROM p_at - s.as_of), 3) END,
+        'stale', CASE WHEN isfinite(p_at) THEN (p_at - s.as_of) > wval._snapshot_max_age() END,
         'expanded', coalesce(p_expand, false),
         'snapshot', CASE WHEN p_expand THEN wval._snapshot_expand(s.world_id, s.payload) ELSE s.payload END);
 $$;
@@ -345,6 +345,11 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     s wval.risk_snapshots;
 BEGIN
+    IF ts IS NULL OR NOT isfinite(ts) THEN
+        RAISE EXCEPTION 'invalid value for "ts"' USING ERRCODE = '22023',
+            DETAIL = format('ts is %s.', coalesce(ts::text, 'null')),
+            HINT = 'Pass the finite point in time the hub''s state is asked for.';
+    END IF;
     PERFORM wval._world(world_id);
     SELECT * INTO s FROM wval.risk_snapshots r
     WHERE r.world_id = wval_snapshot_as_of.world_id

@@ -378,10 +378,10 @@ DECLARE
     rid uuid := gen_random_uuid();
     created timestamptz := now();
 BEGIN
-    IF p_as_of IS NULL OR NOT isfinite(p_as_of) THEN
+    IF p_as_of IS NULL OR NOT isfinite(p_as_of) OR p_as_of NOT BETWEEN date '1900-01-01' AND date '9999-12-31' THEN
         RAISE EXCEPTION 'invalid value for "as_of"' USING ERRCODE = '22023',
             DETAIL = format('as_of is %s.', coalesce(p_as_of::text, 'null')),
-            HINT = 'Pass the day the windows end, e.g. current_date.';
+            HINT = 'Pass the day the windows end (1900-01-01 to 9999-12-31), e.g. current_date.';
     END IF;
     w := wval._world(p_world);
 
@@ -495,10 +495,10 @@ DECLARE
     msg text;
     state text;
 BEGIN
-    IF p_as_of IS NULL OR NOT isfinite(p_as_of) THEN
+    IF p_as_of IS NULL OR NOT isfinite(p_as_of) OR p_as_of NOT BETWEEN date '1900-01-01' AND date '9999-12-31' THEN
         RAISE EXCEPTION 'invalid value for "as_of"' USING ERRCODE = '22023',
             DETAIL = format('as_of is %s.', coalesce(p_as_of::text, 'null')),
-            HINT = 'Pass the day the windows end, e.g. current_date.';
+            HINT = 'Pass the day the windows end (1900-01-01 to 9999-12-31), e.g. current_date.';
     END IF;
     -- every world the caller may write (row-level security per world)
     FOR c IN
@@ -683,7 +683,7 @@ DECLARE
     rs float8[];
 BEGIN
     PERFORM wval._one_of('format', format, ARRAY['markdown', 'html']);
-    IF p_as_of IS NULL OR NOT isfinite(p_as_of) THEN
+    IF p_as_of IS NULL OR NOT isfinite(p_as_of) OR p_as_of NOT BETWEEN date '1900-01-01' AND date '9999-12-31' THEN
         RAISE EXCEPTION 'invalid value for "as_of"' USING ERRCODE = '22023',
             DETAIL = format('as_of is %s.', coalesce(p_as_of::text, 'null')),
             HINT = 'Pass the day of the report, e.g. current_date.';

@@ -74,6 +74,21 @@ CREATE FUNCTION wval._writer_only() RETURNS trigger
     AS 'MODULE_PATHNAME', 'wval_writer_only_trigger' LANGUAGE C;
 COMMENT ON FUNCTION wval._writer_only() IS 'trigger: refuses (WV003) a change that does not come from one of wval''s writers (a SECURITY DEFINER function of the extension owner)';
 
+-- wval._protect_in_place(table): a table that wval's writers maintain in place
+-- (UPDATE / DELETE only from them, never TRUNCATE; a restore INSERTs)
+CREATE FUNCTION wval._protect_in_place(tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+BEGIN
+    EXECUTE format('CREATE TRIGGER wval_writer_only BEFORE UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION wval._writer_only()', tbl);
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER wval_writer_only', tbl);
+    EXECUTE format('CREATE TRIGGER wval_append_only_truncate BEFORE TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION wval._append_only()', tbl);
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER wval_append_only_truncate', tbl);
+END
+$$;
+COMMENT ON FUNCTION wval._protect_in_place(regclass) IS 'installs the wval_writer_only (UPDATE/DELETE only from wval''s writers, WV003) and TRUNCATE triggers on a table maintained in place; both fire ALWAYS';
+
 ------------------------------------------------------------------------------
 -- Chain bookkeeping
 ------------------------------------------------------------------------------
@@ -87,12 +102,7 @@ CREATE TABLE wval.chain_heads (
 );
 -- the heads move only with the chain (the chain trigger, the import); a
 -- restore brings them back with INSERT
-CREATE TRIGGER wval_writer_only BEFORE UPDATE OR DELETE ON wval.chain_heads
-    FOR EACH ROW EXECUTE FUNCTION wval._writer_only();
-ALTER TABLE wval.chain_heads ENABLE ALWAYS TRIGGER wval_writer_only;
-CREATE TRIGGER wval_append_only_truncate BEFORE TRUNCATE ON wval.chain_heads
-    FOR EACH STATEMENT EXECUTE FUNCTION wval._append_only();
-ALTER TABLE wval.chain_heads ENABLE ALWAYS TRIGGER wval_append_only_truncate;
+SELECT wval._protect_in_place('wval.chain_heads');
 COMMENT ON TABLE wval.chain_heads IS 'head (last chain_seq and row_hash) of each world''s hash chain; the empty world_id is the chain of global audit rows. Publish head_hash outside the database to anchor the chain.';
 
 CREATE TABLE wval.chain_tombstones (
@@ -124,12 +134,7 @@ CREATE TABLE wval.worlds (
     updated_at              timestamptz NOT NULL DEFAULT now()
 );
 -- changed only by wval_world_upsert (which audits the old and new values)
-CREATE TRIGGER wval_writer_only BEFORE UPDATE OR DELETE ON wval.worlds
-    FOR EACH ROW EXECUTE FUNCTION wval._writer_only();
-ALTER TABLE wval.worlds ENABLE ALWAYS TRIGGER wval_writer_only;
-CREATE TRIGGER wval_append_only_truncate BEFORE TRUNCATE ON wval.worlds
-    FOR EACH STATEMENT EXECUTE FUNCTION wval._append_only();
-ALTER TABLE wval.worlds ENABLE ALWAYS TRIGGER wval_append_only_truncate;
+SELECT wval._protect_in_place('wval.worlds');
 COMMENT ON TABLE wval.worlds IS 'worlds (portfolios / trading environments); mutable configuration written by wval_world_upsert, every change audited';
 COMMENT ON COLUMN wval.worlds.risk_tier IS 'high | medium | low; high + client_critical forces fail-closed validation';
 COMMENT ON COLUMN wval.worlds.client_critical IS 'true for worlds that trade client money; with risk_tier high: always fail-closed, 30-day override reviews';
