@@ -48,6 +48,13 @@ SCENARIO_SETS = good borderline bad known_bad
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA       = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*--*.sql))
 
+# Upgrades (docs/development.md, "Upgrades"): wval--A--B.sql is generated from
+# the hand-written schema part updates/A--B.sql and the routines of the new
+# install script; the install script of every release stays in updates/.
+UPGRADES   = 0.1.0--0.2.0
+DATA_built += $(patsubst %,$(EXTENSION)--%.sql,$(UPGRADES))
+DATA       += $(wildcard updates/$(EXTENSION)--*.sql)
+
 # Documentation, installed under wval's own names into $(docdir)/extension:
 # README.md as wval.md and docs/<page>.md as wval-<page>.md (links rewritten).
 DOC_PAGES = $(sort $(wildcard docs/*.md))
@@ -77,7 +84,7 @@ EXTRA_CLEAN = $(DATA_built) .build/doc
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-$(DATA_built): $(SQL_SOURCES) $(EXTENSION).control $(wildcard data/scenarios/*.json)
+$(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control $(wildcard data/scenarios/*.json)
 	( echo '-- generated from $(SQL_SOURCES); edit those files, not this one'; \
 	  for f in $(SQL_SOURCES); do \
 	    echo; echo "-- source: $$f"; cat $$f; \
@@ -91,6 +98,10 @@ $(DATA_built): $(SQL_SOURCES) $(EXTENSION).control $(wildcard data/scenarios/*.j
 	      done; \
 	    fi; \
 	  done ) > $@
+
+$(EXTENSION)--%.sql: updates/%.sql $(EXTENSION)--$(EXTVERSION).sql scripts/upgrade-script.py scripts/sqlsplit.py src/finish.sql
+	python3 scripts/upgrade-script.py updates/$(EXTENSION)--$(firstword $(subst --, ,$*)).sql $(EXTENSION)--$(EXTVERSION).sql $< > $@.tmp
+	mv $@.tmp $@
 
 all: $(DOCS)
 
