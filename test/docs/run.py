@@ -245,6 +245,9 @@ def run_page(server, blocks, repo, bindir, env0, rel):
                 if psql is None or not psql.alive():
                     psql = Psql(bindir, env, db)
                 ok, out = psql.run(b.code, expected is not None and any("ERROR:" in l for l in expected))
+                if not ok:          # the rest of the page gets a new session
+                    psql.close()
+                    psql = None
             else:
                 ok, out = program(b, env, repo)
             actual = normalise(out)
