@@ -272,11 +272,21 @@ SELECT encode(hmac(convert_to('{"as_of": "2024-05-01T12:00:00Z", "version": "v1"
                    decode(repeat('ab', 20), 'hex'), 'sha256'), 'hex') AS hmac_of_fixed_text;
 SELECT pg_temp.pub(pg_temp.snap('h1'), actor => 'signer', stage => 'live') AS unsigned;
 CREATE TEMP TABLE hs AS SELECT pg_temp.snap('h1') AS s;
+-- the signed message: a fixed first line, world, actor, stage, the canonical text
+SELECT wval_snapshot_signed_message('hub_w', s, 'signer', 'live')
+       = E'wval-snapshot-signature-v1\nhub_w\nsigner\nlive\n' || wval_snapshot_canonical('hub_w', s) AS message_layout
+FROM hs;
+SELECT wval_snapshot_signed_message('hub_w',
+    '{"as_of": "2024-05-01T12:00:00Z", "version": "v1", "weights": {"b": 0.4, "a": 0.6}}', 'signer', 'live') AS signed_message;
+-- the canonical text alone (what producers signed before) no longer verifies
+SELECT pg_temp.pubq('hub_w', 'live', format('SELECT wval_snapshot_publish(%L, %L::jsonb, %L, %L, %L)', 'hub_w', s, 'signer', 'live',
+    encode(hmac(convert_to(wval_snapshot_canonical('hub_w', s), 'UTF8'), decode(repeat('ab', 20), 'hex'), 'sha256'), 'hex'))) AS canonical_only
+FROM hs;
 SELECT version, signed
 FROM hs, wval_snapshot_publish('hub_w', s, 'signer', 'live',
-    upper(encode(hmac(convert_to(wval_snapshot_canonical('hub_w', s), 'UTF8'), decode(repeat('ab', 20), 'hex'), 'sha256'), 'hex')));
+    upper(encode(hmac(convert_to(wval_snapshot_signed_message('hub_w', s, 'signer', 'live'), 'UTF8'), decode(repeat('ab', 20), 'hex'), 'sha256'), 'hex')));
 SELECT pg_temp.pubq('hub_w', 'live', format('SELECT wval_snapshot_publish(%L, %L::jsonb, %L, %L, %L)', 'hub_w', pg_temp.snap('h2'), 'signer', 'live',
-    encode(hmac(convert_to(wval_snapshot_canonical('hub_w', s), 'UTF8'), decode(repeat('ab', 20), 'hex'), 'sha256'), 'hex'))) AS signature_of_other_text
+    encode(hmac(convert_to(wval_snapshot_signed_message('hub_w', s, 'signer', 'live'), 'UTF8'), decode(repeat('ab', 20), 'hex'), 'sha256'), 'hex'))) AS signature_of_other_text
 FROM hs;
 SELECT pg_temp.pubq('hub_w', 'live', format('SELECT wval_snapshot_publish(%L, %L::jsonb, %L, %L, %L)', 'hub_w', pg_temp.snap('h3'), 'signer', 'live', 'abc')) AS short_signature;
 -- revoked producers are refused

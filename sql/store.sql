@@ -46,11 +46,20 @@ SELECT wval_policy_activate('w-store', 7, 'bob', 'no such version');
 SELECT wval_policy_activate('w-store', 1, 'bob', '  ');
 \echo :LAST_ERROR_SQLSTATE
 
--- a run to override (inserted directly: the evaluation engine has its own tests)
+-- a run to override (the evaluation engine has its own tests).  A plain
+-- INSERT, also by a superuser, is refused: rows join the chain only from
+-- wval's writers (SECURITY DEFINER functions of the extension owner) ...
+INSERT INTO wval.evaluation_runs (run_id, world_id, strategy_id, stage, status, created_by)
+VALUES ('00000000-0000-0000-0000-000000000009', 'w-store', 'forged', 'live', 'pass', 'mallory');
+\echo :LAST_ERROR_SQLSTATE
+-- ... which a superuser can still imitate with a function of his own
+-- (docs/store.md, "What a superuser can still do"); the fixtures do that
+CREATE FUNCTION pg_temp.as_writer(q text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN EXECUTE q; END $$;
+SELECT pg_temp.as_writer($$
 INSERT INTO wval.evaluation_runs (run_id, world_id, strategy_id, stage, status, created_by)
 VALUES ('00000000-0000-0000-0000-000000000001', 'w-store', 's1', 'backtest', 'fail', 'quant-bot'),
        ('00000000-0000-0000-0000-000000000002', 'w-store', 's2', 'live', 'fail', 'quant-bot'),
-       ('00000000-0000-0000-0000-000000000003', 'w-crit', 's3', 'backtest', 'fail', 'quant-bot');
+       ('00000000-0000-0000-0000-000000000003', 'w-crit', 's3', 'backtest', 'fail', 'quant-bot')$$);
 
 -- overrides: approval needs reason and actor; review in 30 or 90 days
 SELECT wval_override('00000000-0000-0000-0000-000000000001', 'approved', '', 'carol');
@@ -120,16 +129,24 @@ RESET wval.purge_guard;
 SELECT wval_verify_chain('w-store') AS store_ok, wval_verify_chain('w-crit') AS crit_ok;
 SELECT seq, head_hash = (SELECT row_hash FROM wval.audit_log WHERE world_id = 'w-store' ORDER BY chain_seq DESC LIMIT 1) AS head_is_last
 FROM wval.chain_heads WHERE world_id = 'w-store';
+-- session_replication_role = replica no longer stops wval's triggers
 SET session_replication_role = replica;
 UPDATE wval.evaluation_runs SET status = 'pass' WHERE run_id = '00000000-0000-0000-0000-000000000001';
+\echo :LAST_ERROR_SQLSTATE
 RESET session_replication_role;
+ALTER TABLE wval.evaluation_runs DISABLE TRIGGER wval_append_only;
+UPDATE wval.evaluation_runs SET status = 'pass' WHERE run_id = '00000000-0000-0000-0000-000000000001';
+ALTER TABLE wval.evaluation_runs ENABLE ALWAYS TRIGGER wval_append_only;
 \set VERBOSITY terse
 SELECT wval_verify_chain('w-store') AS store_ok;
 \set VERBOSITY default
 SELECT table_name, problem FROM wval_chain_problems('w-store');
 SELECT wval_verify_chain('w-crit') AS crit_still_ok;
 -- a deleted row is a gap
-SET session_replication_role = replica;
+ALTER TABLE wval.overrides DISABLE TRIGGER wval_append_only;
 DELETE FROM wval.overrides WHERE world_id = 'w-crit' AND status = 'revoked';
-RESET session_replication_role;
+ALTER TABLE wval.overrides ENABLE ALWAYS TRIGGER wval_append_only;
+-- the DDL that made both edits possible is in the audit log (global chain)
+SELECT action, details->>'command' AS command, details->>'object' AS object
+FROM wval.audit_log WHERE world_id IS NULL AND action = 'ddl_on_wval' ORDER BY id;
 SELECT table_name, problem FROM wval_chain_problems('w-crit');

@@ -87,12 +87,14 @@ CREATE TABLE wval.consumer_groups (
     backoff      interval NOT NULL CHECK (backoff >= interval '0'),
     visibility   interval NOT NULL CHECK (visibility > interval '0'),
     internal     boolean NOT NULL DEFAULT false,
+    owner        name,
     created_by   text NOT NULL DEFAULT session_user,
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE wval.consumer_groups IS 'consumer groups (wval_subscribe): the event types each receives and its retry settings';
 COMMENT ON COLUMN wval.consumer_groups.types IS 'event types delivered to the group (those emitted after the subscription committed)';
+COMMENT ON COLUMN wval.consumer_groups.owner IS 'the role that subscribed the group: it and its members consume, ack and nack; the group receives only events of worlds the owner may read (wval.world_grants); null for wval''s internal groups (every world, admins only)';
 COMMENT ON COLUMN wval.consumer_groups.max_attempts IS 'hand-outs before an event is dead-lettered (a nack or an expired visibility timeout each count as a failed attempt)';
 COMMENT ON COLUMN wval.consumer_groups.backoff IS 'a nacked event is handed out again after backoff x attempt (linear)';
 COMMENT ON COLUMN wval.consumer_groups.visibility IS 'an event handed out and neither acked nor nacked within this time is handed out again';
@@ -159,13 +161,35 @@ COMMENT ON COLUMN wval.internal_handlers.handler IS 'signature of a function tak
 ------------------------------------------------------------------------------
 
 -- wval._group(group_name): the consumer group, WV010 when it does not exist.
+-- wval._group_access(owner): may the calling role use a group of this owner?
+-- Members of the owner, wval_admin and superusers; internal groups (owner
+-- null) only the latter two.
+CREATE FUNCTION wval._group_access(p_owner name) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+    SELECT r.rolsuper
+        OR pg_catalog.pg_has_role(r.oid, 'wval_admin', 'MEMBER')
+        OR (p_owner IS NOT NULL AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles o WHERE o.rolname = p_owner)
+            AND pg_catalog.pg_has_role(r.oid, p_owner, 'MEMBER'))
+    FROM pg_catalog.pg_roles r WHERE r.rolname = wval._invoker()
+$$;
+COMMENT ON FUNCTION wval._group_access(name) IS 'true when the calling role may use a consumer group of this owner: a member of the owner, a wval_admin or a superuser (internal groups, owner null: the latter two)';
+
+-- Row-level security: deliveries of worlds the caller may not read are not
+-- shown; the pruned totals (not per world) only to roles that see every world.
+ALTER TABLE wval.deliveries ENABLE ROW LEVEL SECURITY;
+CREATE POLICY wval_world_read ON wval.deliveries FOR ALL USING (
+    (SELECT wval._visible_worlds()) IS NULL OR world_key = '' OR world_key = ANY ((SELECT wval._visible_worlds())::text[]));
+ALTER TABLE wval.bus_counters ENABLE ROW LEVEL SECURITY;
+CREATE POLICY wval_world_read ON wval.bus_counters FOR ALL USING ((SELECT wval._visible_worlds()) IS NULL);
+
 CREATE FUNCTION wval._group(p_group text) RETURNS wval.consumer_groups
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     g wval.consumer_groups;
 BEGIN
     SELECT * INTO g FROM wval.consumer_groups c WHERE c.group_name = p_group;
-    IF NOT FOUND THEN
+    -- a group the caller may not use does not exist for it
+    IF NOT FOUND OR NOT wval._group_access(g.owner) THEN
         RAISE EXCEPTION 'consumer group "%" does not exist', p_group
             USING ERRCODE = 'WV010',
                   DETAIL = format('group_name is %s.', coalesce(quote_literal(p_group), 'null')),
@@ -174,7 +198,7 @@ BEGIN
     RETURN g;
 END
 $$;
-COMMENT ON FUNCTION wval._group(text) IS 'returns a consumer group; WV010 when it does not exist';
+COMMENT ON FUNCTION wval._group(text) IS 'returns a consumer group; WV010 when it does not exist or the caller may not use it (wval._group_access)';
 
 -- wval._delivery_missing(group, event_id): raises WV010 for an event the
 -- group does not hold (used after an UPDATE found no row).
@@ -262,13 +286,16 @@ BEGIN
     INSERT INTO wval.deliveries (group_name, event_id, type, world_key, enqueued_at, expires_at, visible_at)
     SELECT g.group_name, id, p_type, coalesce(p_world_id, ''), now(), now() + p_ttl, now()
     FROM wval.consumer_groups g
-    WHERE p_type = ANY (g.types);
-    PERFORM pg_notify('wval_events',
-                      json_build_object('event_id', id, 'type', p_type, 'world_id', p_world_id)::text);
+    WHERE p_type = ANY (g.types)
+      -- a group receives only events of worlds its owner may read
+      AND (g.owner IS NULL OR p_world_id IS NULL
+           OR wval._world_access((SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = g.owner), p_world_id, 'read'));
+    -- any role may LISTEN: the wake-up carries nothing (consumers read the outbox)
+    PERFORM pg_notify('wval_events', '');
     RETURN id;
 END
 $$;
-COMMENT ON FUNCTION wval._emit(text, text, text, text, jsonb, interval) IS 'internal API of the bus: writes one event and one delivery per subscribed group in the caller''s transaction and NOTIFYs wval_events with {event_id, type, world_id}; null (and a dedupe hit) when the idempotency key exists';
+COMMENT ON FUNCTION wval._emit(text, text, text, text, jsonb, interval) IS 'internal API of the bus: writes one event and one delivery per subscribed group in the caller''s transaction and NOTIFYs wval_events with an empty payload; null (and a dedupe hit) when the idempotency key exists';
 
 ------------------------------------------------------------------------------
 -- Consumer groups
@@ -312,6 +339,11 @@ BEGIN
     END IF;
 
     SELECT * INTO old FROM wval.consumer_groups WHERE group_name = p_group FOR UPDATE;
+    IF old.group_name IS NOT NULL AND NOT old.internal AND NOT wval._group_access(old.owner) THEN
+        RAISE EXCEPTION 'consumer group "%" belongs to another role', p_group USING ERRCODE = '42501',
+            DETAIL = format('group_name is %L.', p_group),
+            HINT = 'Choose another group name; a group is used by the role that subscribed it and its members.';
+    END IF;
     IF old.internal THEN
         RAISE EXCEPTION 'consumer group "%" is internal to wval', p_group USING ERRCODE = '42501',
             DETAIL = format('group_name is %L.', p_group),
@@ -330,8 +362,8 @@ BEGIN
                   HINT = 'Retry, or end the long transaction first (pg_stat_activity shows it).';
     END;
     PERFORM set_config('lock_timeout', lock_timeout, true);
-    INSERT INTO wval.consumer_groups AS c (group_name, types, max_attempts, backoff, visibility)
-    VALUES (p_group, p_types, wval_subscribe.max_attempts, p_backoff, p_visibility)
+    INSERT INTO wval.consumer_groups AS c (group_name, types, max_attempts, backoff, visibility, owner)
+    VALUES (p_group, p_types, wval_subscribe.max_attempts, p_backoff, p_visibility, wval._invoker())
     ON CONFLICT (group_name) DO UPDATE
         SET types = excluded.types, max_attempts = excluded.max_attempts, backoff = excluded.backoff,
             visibility = excluded.visibility, updated_at = now()
@@ -391,6 +423,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS
 DECLARE
     g wval.consumer_groups := wval._group(wval_consume.group_name);
     t timestamptz := clock_timestamp();
+    me oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = wval._invoker());
     budget integer := wval_consume.max;
     w record;
     handed bigint[] := '{}';
@@ -437,6 +470,9 @@ BEGIN
         LIMIT wval_consume.max
     LOOP
         EXIT WHEN budget <= 0;
+        -- a world the caller may no longer read (its grant was revoked after
+        -- the events were emitted) stays in the queue for others
+        CONTINUE WHEN w.world_key <> '' AND NOT wval._world_access(me, w.world_key, 'read');
         -- another consumer is claiming this world right now: skip it
         CONTINUE WHEN NOT pg_try_advisory_xact_lock(2004312429, hashtext(g.group_name || '/' || w.world_key));
         -- a new statement, so a new snapshot: it sees every claim committed
@@ -854,7 +890,12 @@ BEGIN
             DETAIL = format('older_than is %s.', coalesce(older_than::text, 'null')),
             HINT = 'Pass a period of zero or more, e.g. ''7 days''.';
     END IF;
-    cutoff := now() - older_than;
+    BEGIN
+        cutoff := now() - older_than;
+    EXCEPTION WHEN datetime_field_overflow THEN
+        -- a period longer than the timestamp range: nothing is that old
+        cutoff := '-infinity';
+    END;
     -- events old enough whose every delivery is finished (dead letters only
     -- when asked): never an event some group still owes
     SELECT coalesce(array_agg(e.event_id), '{}') INTO cand

@@ -731,15 +731,17 @@ prepare_evaluate_plans(void)
 
 		plan_find_client_run = prepare_kept(
 											"SELECT * FROM wval.evaluation_runs WHERE world_id = $1 AND strategy_id = $2 "
-											"AND client_run_id = $3 ORDER BY created_at LIMIT 1", 3, t);
+											"AND client_run_id = $3 AND wval._can_read($1) ORDER BY created_at LIMIT 1", 3, t);
 		plan_world = prepare_kept(
 								  "SELECT w.risk_tier, w.client_critical, "
 								  "(SELECT a.version FROM wval.policy_activations a WHERE a.world_id = w.world_id "
-								  "ORDER BY a.activation_id DESC LIMIT 1) FROM wval.worlds w WHERE w.world_id = $1", 1, t);
+								  "ORDER BY a.activation_id DESC LIMIT 1) FROM wval.worlds w "
+								  "WHERE w.world_id = $1 AND wval._can_read($1)", 1, t);
 		plan_baseline = prepare_kept(
 									 "SELECT run_id, metrics FROM wval.evaluation_runs WHERE world_id = $1 "
 									 "AND strategy_id = $2 AND stage = 'backtest' AND kind = 'single' "
-									 "AND status <> 'unvalidated' ORDER BY created_at DESC LIMIT 1", 2, t);
+									 "AND status <> 'unvalidated' AND NOT wval._imported(context) "
+									 "ORDER BY created_at DESC LIMIT 1", 2, t);
 	}
 	{
 		Oid			t[22] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
@@ -1028,6 +1030,13 @@ wval_evaluate(PG_FUNCTION_ARGS)
 	}
 	client_run_id = context_string(context, "run_id", true);
 	actor = context_string(context, "actor", true);
+	/* context.imported marks runs of wval_import_runs, which justify nothing */
+	if (context && wval_json_path(context, "imported") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"context.imported\" is reserved"),
+				 errdetail("wval_import_runs() marks the runs it imports with context.imported."),
+				 errhint("Leave the key out of the context of an evaluation.")));
 	if (actor == NULL)
 		actor = GetUserNameFromId(GetOuterUserId(), false);
 	in.has_data_as_of = wval_context_timestamp(context, "data_as_of", &in.data_as_of);

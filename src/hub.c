@@ -187,7 +187,7 @@ typedef struct HubPlan
 } HubPlan;
 
 static HubPlan plan_world = {
-	"SELECT settings FROM wval.worlds WHERE world_id = $1",
+	"SELECT settings FROM wval.worlds WHERE world_id = $1 AND wval._can_read($1)",
 	1, {TEXTOID},
 	NULL
 };
@@ -1592,6 +1592,33 @@ hmac_sha256_hex(const uint8 *key, int keylen, const char *data, int len, char *o
 	out[2 * PG_SHA256_DIGEST_LENGTH] = '\0';
 }
 
+/*
+ * The message a producer signs (UTF-8): a fixed first line naming the
+ * format, then world_id, actor and stage, one line each, then the canonical
+ * text.  Identifiers and stages contain no line break, so the message names
+ * one (world, actor, stage, snapshot) only: a signature made for world A,
+ * stage paper or another actor does not verify anywhere else.
+ */
+static void
+build_signed_message(SnapshotContract *c, StringInfo buf)
+{
+	const char *parts[3];
+	int			i;
+
+	parts[0] = c->world_id;
+	parts[1] = c->actor;
+	parts[2] = c->stage;
+	initStringInfo(buf);
+	appendStringInfoString(buf, "wval-snapshot-signature-v1\n");
+	for (i = 0; i < 3; i++)
+	{
+		appendStringInfoString(buf, pg_server_to_any(parts[i], strlen(parts[i]), PG_UTF8));
+		appendStringInfoChar(buf, '\n');
+	}
+	appendBinaryStringInfo(buf, pg_server_to_any(c->canonical, strlen(c->canonical), PG_UTF8),
+						   c->canonical_len);
+}
+
 /* actor: registered and not revoked; with a key, a valid HMAC (WV009). */
 static void
 check_producer(SnapshotContract *c)
@@ -1605,6 +1632,7 @@ check_producer(SnapshotContract *c)
 	char		given[65];
 	size_t		siglen;
 	size_t		i;
+	StringInfoData message;
 
 	args[0] = CStringGetTextDatum(c->world_id);
 	args[1] = CStringGetTextDatum(c->actor);
@@ -1629,20 +1657,22 @@ check_producer(SnapshotContract *c)
 						(errcode(ERRCODE_WVAL_GOVERNANCE),
 						 errmsg("risk snapshot of actor \"%s\" must be signed", c->actor),
 						 errdetail("The producer is registered with an HMAC key and no signature was given."),
-						 errhint("Pass signature => hex(HMAC-SHA256(key, canonical text)); wval_snapshot_canonical() returns the text.")));
+						 errhint("Pass signature => hex(HMAC-SHA256(key, message)); wval_snapshot_signed_message(world_id, snapshot, actor, stage) returns the message.")));
 	siglen = strlen(c->signature);
 	for (i = 0; i < siglen && i < 64; i++)
 		given[i] = pg_ascii_tolower(c->signature[i]);
 	given[Min(siglen, 64)] = '\0';
+	build_signed_message(c, &message);
 	hmac_sha256_hex((const uint8 *) VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
-					pg_server_to_any(c->canonical, strlen(c->canonical), PG_UTF8),
-					c->canonical_len, expected);
+					message.data, message.len, expected);
+	pfree(message.data);
 	if (siglen != 64 || !equal_constant_time(given, expected, 64))
 		contract_reject(c, false,
 						(errcode(ERRCODE_WVAL_GOVERNANCE),
 						 errmsg("signature of the risk snapshot of actor \"%s\" is not valid", c->actor),
-						 errdetail("The signature does not match HMAC-SHA256 of the canonical text under the producer's key."),
-						 errhint("Sign the canonical text (wval_snapshot_canonical()) with the registered key; send 64 hex digits.")));
+						 errdetail("The signature does not match HMAC-SHA256 under the producer's key of the signed message for world \"%s\", actor \"%s\", stage \"%s\".",
+								   c->world_id, c->actor, c->stage),
+						 errhint("Sign wval_snapshot_signed_message(world_id, snapshot, actor, stage) with the registered key; send 64 hex digits.")));
 	c->signed_ok = true;
 }
 
@@ -1797,6 +1827,29 @@ text_arg(FunctionCallInfo fcinfo, int n)
 	return PG_ARGISNULL(n) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(n));
 }
 
+/*
+ * Fills a contract from the SQL arguments (world_id, snapshot[, actor, stage
+ * [, signature]]) that a publish and its dry-run helpers share; nargs says
+ * how many the function takes.
+ */
+static void
+contract_from_args(SnapshotContract *c, FunctionCallInfo fcinfo, int nargs, bool dry_run)
+{
+	memset(c, 0, sizeof(*c));
+	c->dry_run = dry_run;
+	c->arrival = GetCurrentTimestamp();
+	c->world_id = text_arg(fcinfo, 0);
+	c->snapshot = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
+	if (nargs >= 4)
+	{
+		c->actor = text_arg(fcinfo, 2);
+		c->stage = text_arg(fcinfo, 3);
+	}
+	if (nargs >= 5)
+		c->signature = text_arg(fcinfo, 4);
+	c->count_stage = "invalid";
+}
+
 PG_FUNCTION_INFO_V1(wval_snapshot_publish);
 
 /*
@@ -1813,14 +1866,7 @@ wval_snapshot_publish(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc;
 	Datum		result;
 
-	memset(&c, 0, sizeof(c));
-	c.arrival = GetCurrentTimestamp();
-	c.world_id = text_arg(fcinfo, 0);
-	c.snapshot = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
-	c.actor = text_arg(fcinfo, 2);
-	c.stage = text_arg(fcinfo, 3);
-	c.signature = text_arg(fcinfo, 4);
-	c.count_stage = "invalid";
+	contract_from_args(&c, fcinfo, 5, false);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -1870,12 +1916,7 @@ wval_snapshot_canonical(PG_FUNCTION_ARGS)
 	MemoryContext spicxt;
 	text	   *result;
 
-	memset(&c, 0, sizeof(c));
-	c.dry_run = true;
-	c.arrival = GetCurrentTimestamp();
-	c.world_id = text_arg(fcinfo, 0);
-	c.snapshot = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
-	c.count_stage = "invalid";
+	contract_from_args(&c, fcinfo, 2, true);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -1885,6 +1926,43 @@ wval_snapshot_canonical(PG_FUNCTION_ARGS)
 	spicxt = MemoryContextSwitchTo(outer);
 	result = cstring_to_text(c.canonical);
 	MemoryContextSwitchTo(spicxt);
+	SPI_finish();
+	PG_RETURN_TEXT_P(result);
+}
+
+PG_FUNCTION_INFO_V1(wval_snapshot_signed_message);
+
+/*
+ * wval_snapshot_signed_message(world_id, snapshot, actor, stage) → text: the
+ * message a producer signs for this publish (see build_signed_message);
+ * checks the arguments and the contract fields like a publish, stores and
+ * counts nothing.
+ */
+Datum
+wval_snapshot_signed_message(PG_FUNCTION_ARGS)
+{
+	SnapshotContract c;
+	StringInfoData message;
+	text	   *result;
+
+	contract_from_args(&c, fcinfo, 4, true);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	check_world(&c);
+	check_stage_argument(&c);
+	check_actor_argument(&c);
+	check_contract(&c);
+	build_signed_message(&c, &message);
+	/* back to the server encoding, copied out of SPI's memory before SPI_finish */
+	{
+		char	   *server = pg_any_to_server(message.data, message.len, PG_UTF8);
+		size_t		len = strlen(server);
+
+		result = (text *) SPI_palloc(VARHDRSZ + len);
+		SET_VARSIZE(result, VARHDRSZ + len);
+		memcpy(VARDATA(result), server, len);
+	}
 	SPI_finish();
 	PG_RETURN_TEXT_P(result);
 }

@@ -30,7 +30,7 @@ ALTER SEQUENCE wval.producers_id_seq OWNED BY wval.producers.registration_id;
 CREATE INDEX ON wval.producers (world_id, actor, registration_id DESC);
 COMMENT ON TABLE wval.producers IS 'who may publish risk snapshots to a world: one row per registration or revocation; the latest row per (world_id, actor) is in force';
 COMMENT ON COLUMN wval.producers.status IS 'active (may publish) | revoked';
-COMMENT ON COLUMN wval.producers.hmac_key IS 'secret of the producer (>= 16 bytes); when set, every snapshot must carry signature = hex HMAC-SHA256 of its canonical text. Not readable by wval_analyst';
+COMMENT ON COLUMN wval.producers.hmac_key IS 'secret of the producer (>= 16 bytes); when set, every snapshot must carry signature = hex HMAC-SHA256 of its signed message (wval_snapshot_signed_message: world, actor, stage and canonical text). Not readable by wval_analyst';
 COMMENT ON COLUMN wval.producers.reason IS 'why the registration was revoked';
 COMMENT ON COLUMN wval.producers.registered_by IS 'the database user who registered or revoked';
 SELECT wval._protect('wval.producers', 'producers');
@@ -142,7 +142,12 @@ COMMENT ON FUNCTION public.wval_snapshot_publish(text, jsonb, text, text, text) 
 CREATE FUNCTION public.wval_snapshot_canonical(world_id text, snapshot jsonb) RETURNS text
     AS 'MODULE_PATHNAME', 'wval_snapshot_canonical'
     LANGUAGE C STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp;
-COMMENT ON FUNCTION public.wval_snapshot_canonical(text, jsonb) IS 'the canonical text of a snapshot (what its hash covers and its HMAC signs), after offloading; checks the contract fields but stores nothing';
+COMMENT ON FUNCTION public.wval_snapshot_canonical(text, jsonb) IS 'the canonical text of a snapshot (what its hash covers; the HMAC signs wval_snapshot_signed_message), after offloading; checks the contract fields but stores nothing';
+
+CREATE FUNCTION public.wval_snapshot_signed_message(world_id text, snapshot jsonb, actor text, stage text) RETURNS text
+    AS 'MODULE_PATHNAME', 'wval_snapshot_signed_message'
+    LANGUAGE C STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp;
+COMMENT ON FUNCTION public.wval_snapshot_signed_message(text, jsonb, text, text) IS 'the message a keyed producer signs (hex HMAC-SHA256 of its UTF-8 bytes): ''wval-snapshot-signature-v1'', world_id, actor and stage, one line each, then the canonical text; checks the arguments and contract fields but stores nothing';
 
 CREATE FUNCTION public.wval_portfolio_risk(world_id text, stage text DEFAULT NULL) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'wval_portfolio_risk'
@@ -304,8 +309,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
         'world_id', s.world_id, 'version', s.version, 'hash', s.hash,
         'actor', s.actor, 'stage', s.stage, 'as_of', s.as_of, 'received_at', s.received_at,
         'ttl_sec', s.ttl_sec, 'signed', s.signed,
-        'age_sec', round(extract(epoch FROM p_at - s.as_of), 3),
-        'stale', (p_at - s.as_of) > wval._snapshot_max_age(),
+        'age_sec', CASE WHEN isfinite(p_at) THEN round(extract(epoch FROM p_at - s.as_of), 3) END,
+        'stale', CASE WHEN isfinite(p_at) THEN (p_at - s.as_of) > wval._snapshot_max_age() END,
         'expanded', coalesce(p_expand, false),
         'snapshot', CASE WHEN p_expand THEN wval._snapshot_expand(s.world_id, s.payload) ELSE s.payload END);
 $$;
@@ -340,6 +345,11 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     s wval.risk_snapshots;
 BEGIN
+    IF ts IS NULL OR NOT isfinite(ts) THEN
+        RAISE EXCEPTION 'invalid value for "ts"' USING ERRCODE = '22023',
+            DETAIL = format('ts is %s.', coalesce(ts::text, 'null')),
+            HINT = 'Pass the finite point in time the hub''s state is asked for.';
+    END IF;
     PERFORM wval._world(world_id);
     SELECT * INTO s FROM wval.risk_snapshots r
     WHERE r.world_id = wval_snapshot_as_of.world_id
@@ -385,7 +395,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp
     WITH stages(stage) AS (VALUES ('backtest'), ('paper'), ('shadow'), ('live'), ('invalid')),
     ws AS (
         SELECT w.world_id, st.stage FROM wval.worlds w CROSS JOIN stages st
-        WHERE $1 IS NULL OR w.world_id = $1
+        WHERE ($1 IS NULL OR w.world_id = $1) AND wval._can_read(w.world_id)
     ),
     c AS (
         SELECT c.world_id, c.stage, sum(c.processed)::bigint AS processed, sum(c.dedupe)::bigint AS dedupe
@@ -403,10 +413,10 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp
     WHERE r.stage <> 'invalid' OR r.failed > 0
     UNION ALL
     SELECT NULL, NULL, 0, 0, 0, coalesce(pg_sequence_last_value('wval.snapshot_rejects_unattributed'), 0)
-    WHERE $1 IS NULL
+    WHERE $1 IS NULL AND (SELECT wval._visible_worlds()) IS NULL   -- not per world: for roles that see every world
     ORDER BY 1, 2;
 $$;
-COMMENT ON FUNCTION public.wval_snapshot_stats(text) IS 'risk-snapshot publishes per world and stage: processed (stored), dedupe (identical retries), expired (WV005) and failed (every other rejection; stage ''invalid'' when the stage argument was); the row with null world counts rejections naming no existing world';
+COMMENT ON FUNCTION public.wval_snapshot_stats(text) IS 'risk-snapshot publishes per world and stage: processed (stored), dedupe (identical retries), expired (WV005) and failed (every other rejection; stage ''invalid'' when the stage argument was); the row with null world counts rejections naming no existing world (shown to roles that see every world); worlds the caller may not read are left out';
 
 CREATE VIEW wval.snapshot_stats AS SELECT * FROM public.wval_snapshot_stats();
 COMMENT ON VIEW wval.snapshot_stats IS 'wval_snapshot_stats() for every world';
@@ -456,7 +466,8 @@ GRANT EXECUTE ON FUNCTION public.wval_snapshot_latest(text, text, text, boolean,
       wval._snapshot_counter_name(text, text, text)
    TO wval_analyst;
 GRANT EXECUTE ON FUNCTION public.wval_snapshot_publish(text, jsonb, text, text, text),
-      public.wval_snapshot_canonical(text, jsonb)
+      public.wval_snapshot_canonical(text, jsonb),
+      public.wval_snapshot_signed_message(text, jsonb, text, text)
    TO wval_producer;
 GRANT EXECUTE ON FUNCTION public.wval_producer_register(text, text, bytea),
       public.wval_producer_revoke(text, text, text)

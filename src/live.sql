@@ -86,6 +86,7 @@ CREATE TABLE wval.deployments (
     previous_stage text NOT NULL CHECK (previous_stage IN ('backtest', 'paper', 'live', 'retired')),
     change         text NOT NULL CHECK (change IN ('promotion', 'demotion', 'confirmation')),
     actor          text NOT NULL,
+    login          name NOT NULL DEFAULT session_user,
     reason         text NOT NULL,
     run_id         uuid,
     justification  jsonb NOT NULL DEFAULT '{}',
@@ -98,6 +99,7 @@ CREATE TABLE wval.deployments (
 ALTER SEQUENCE wval.deployments_id_seq OWNED BY wval.deployments.deployment_id;
 CREATE INDEX ON wval.deployments (world_id, strategy_id, deployment_id DESC);
 COMMENT ON TABLE wval.deployments IS 'stage decisions made by people (wval_set_stage): which stage a strategy is deployed at, who decided, why, and the run the decision relied on; append-only, hash-chained';
+COMMENT ON COLUMN wval.deployments.login IS 'the database login that decided (session_user); actor is the person it named';
 COMMENT ON COLUMN wval.deployments.stage IS 'backtest | paper | live | retired';
 COMMENT ON COLUMN wval.deployments.previous_stage IS 'the stage before this decision (backtest for a strategy without an earlier decision)';
 COMMENT ON COLUMN wval.deployments.change IS 'promotion (higher stage), demotion (lower stage or retired) or confirmation (same stage, e.g. keeping a flagged strategy)';
@@ -135,6 +137,7 @@ DECLARE
     co wval.overrides;
     needed text[];
     basis jsonb := '{}';
+    allowed jsonb;
     d wval.deployments;
 BEGIN
     IF reason IS NULL OR btrim(reason) = '' THEN missing := missing || 'reason'::text; END IF;
@@ -172,7 +175,7 @@ BEGIN
         needed := CASE p_stage WHEN 'paper' THEN ARRAY['paper_only', 'paper_ok_live_candidate']
                                ELSE ARRAY['paper_ok_live_candidate'] END;
         SELECT * INTO co FROM wval.current_overrides o WHERE o.run_id = lr.run_id;
-        IF lr.recommended_stage = ANY (needed) THEN
+        IF lr.recommended_stage = ANY (needed) AND lr.status IN ('pass', 'warn') AND NOT wval._imported(lr.context) THEN
             basis := jsonb_build_object('basis', 'recommendation', 'run_id', lr.run_id,
                                         'recommended_stage', lr.recommended_stage, 'run_status', lr.status);
         ELSIF co.status = 'approved' AND co.review_due_at >= now() THEN
@@ -182,13 +185,22 @@ BEGIN
         ELSE
             RAISE EXCEPTION 'promotion of strategy "%" to % is not justified by its latest run %', p_strategy, p_stage, lr.run_id
                 USING ERRCODE = 'WV009',
-                      DETAIL = format('Run %s (stage %s, status %s) recommends %s; %s needs at least %s. Override: %s.',
-                                      lr.run_id, lr.stage, lr.status, coalesce(lr.recommended_stage, 'nothing'),
+                      DETAIL = format('Run %s (stage %s, status %s%s) recommends %s; %s needs at least %s. Override: %s.',
+                                      lr.run_id, lr.stage, lr.status,
+                                      CASE WHEN wval._imported(lr.context) THEN ', imported: its recommendation is history and justifies nothing' ELSE '' END,
+                                      coalesce(lr.recommended_stage, 'nothing'),
                                       p_stage, needed[1],
                                       CASE WHEN co.run_id IS NULL THEN 'none'
                                            WHEN co.status = 'approved' THEN format('approved but overdue since %s', co.review_due_at)
                                            ELSE co.status END),
                       HINT = format('Evaluate the strategy again, or have a validator approve an override on run %s with wval_override(run_id, ''approved'', reason, actor).', lr.run_id);
+        END IF;
+        -- the author of the run does not promote the strategy on it (by login)
+        allowed := wval._other_login(p_world, 'promotion_author', lr.created_by,
+                                     format('created run %s', lr.run_id),
+                                     format('promote strategy "%s" on it', p_strategy));
+        IF allowed IS NOT NULL THEN
+            basis := basis || jsonb_build_object('separation_of_duties', allowed);
         END IF;
     ELSE
         -- demotions and confirmations rely on the latest run of any kind
@@ -280,6 +292,7 @@ FROM (SELECT DISTINCT ON (dc.world_id, dc.strategy_id) dc.*
       ORDER BY dc.world_id, dc.strategy_id, dc.as_of DESC, dc.candidate_id DESC) c
 WHERE c.run_id = (SELECT e.run_id FROM wval.evaluation_runs e
                   WHERE e.world_id = c.world_id AND e.strategy_id = c.strategy_id AND e.kind = 'live'
+                    AND NOT wval._imported(e.context)
                   ORDER BY e.as_of DESC, e.created_at DESC LIMIT 1)
   AND NOT EXISTS (SELECT 1 FROM wval.deployments d
                   WHERE d.world_id = c.world_id AND d.strategy_id = c.strategy_id AND d.recorded_at > c.flagged_at);
@@ -314,7 +327,7 @@ BEGIN
                                WHERE x.value->>'status' = 'fail' AND x.value->>'severity' IN ('blocking', 'soft')) AS failed
                 FROM wval.evaluation_runs e
                 WHERE e.world_id = r.world_id AND e.strategy_id = r.strategy_id AND e.kind = 'live'
-                  AND e.stage = r.stage AND e.as_of <= r.as_of
+                  AND e.stage = r.stage AND e.as_of <= r.as_of AND NOT wval._imported(e.context)
                 ORDER BY e.as_of DESC LIMIT 1000) f) s
     WHERE s.all_failed;
     IF NOT blocking AND streak < demote_after THEN
@@ -365,10 +378,10 @@ DECLARE
     rid uuid := gen_random_uuid();
     created timestamptz := now();
 BEGIN
-    IF p_as_of IS NULL OR NOT isfinite(p_as_of) THEN
+    IF p_as_of IS NULL OR NOT isfinite(p_as_of) OR p_as_of NOT BETWEEN date '1900-01-01' AND date '9999-12-31' THEN
         RAISE EXCEPTION 'invalid value for "as_of"' USING ERRCODE = '22023',
             DETAIL = format('as_of is %s.', coalesce(p_as_of::text, 'null')),
-            HINT = 'Pass the day the windows end, e.g. current_date.';
+            HINT = 'Pass the day the windows end (1900-01-01 to 9999-12-31), e.g. current_date.';
     END IF;
     w := wval._world(p_world);
 
@@ -378,6 +391,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended(format('wval:live_run:%s:%s:%s', p_world, p_strategy, to_char(p_as_of, 'YYYY-MM-DD')), 0));
     SELECT * INTO r FROM wval.evaluation_runs e
     WHERE e.world_id = p_world AND e.strategy_id = p_strategy AND e.kind = 'live' AND e.as_of = p_as_of
+      AND NOT wval._imported(e.context)
     ORDER BY e.created_at LIMIT 1;
     IF FOUND THEN
         RETURN r;
@@ -417,7 +431,7 @@ BEGIN
     SELECT e.run_id, (e.metrics #>> '{returns,sharpe}')::float8 INTO bt_run, bt_sharpe
     FROM wval.evaluation_runs e
     WHERE e.world_id = p_world AND e.strategy_id = p_strategy AND e.stage = 'backtest' AND e.kind = 'single'
-      AND e.status <> 'unvalidated'
+      AND e.status <> 'unvalidated' AND NOT wval._imported(e.context)
     ORDER BY e.created_at DESC, e.chain_seq DESC LIMIT 1;
     decay := CASE WHEN bt_sharpe > 0 THEN (win #>> ARRAY[longest::text, 'sharpe'])::float8 / bt_sharpe END;
 
@@ -481,10 +495,10 @@ DECLARE
     msg text;
     state text;
 BEGIN
-    IF p_as_of IS NULL OR NOT isfinite(p_as_of) THEN
+    IF p_as_of IS NULL OR NOT isfinite(p_as_of) OR p_as_of NOT BETWEEN date '1900-01-01' AND date '9999-12-31' THEN
         RAISE EXCEPTION 'invalid value for "as_of"' USING ERRCODE = '22023',
             DETAIL = format('as_of is %s.', coalesce(p_as_of::text, 'null')),
-            HINT = 'Pass the day the windows end, e.g. current_date.';
+            HINT = 'Pass the day the windows end (1900-01-01 to 9999-12-31), e.g. current_date.';
     END IF;
     -- every world the caller may write (row-level security per world)
     FOR c IN
@@ -669,7 +683,7 @@ DECLARE
     rs float8[];
 BEGIN
     PERFORM wval._one_of('format', format, ARRAY['markdown', 'html']);
-    IF p_as_of IS NULL OR NOT isfinite(p_as_of) THEN
+    IF p_as_of IS NULL OR NOT isfinite(p_as_of) OR p_as_of NOT BETWEEN date '1900-01-01' AND date '9999-12-31' THEN
         RAISE EXCEPTION 'invalid value for "as_of"' USING ERRCODE = '22023',
             DETAIL = format('as_of is %s.', coalesce(p_as_of::text, 'null')),
             HINT = 'Pass the day of the report, e.g. current_date.';

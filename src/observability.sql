@@ -65,6 +65,7 @@ BEGIN
         LEFT JOIN LATERAL (
             SELECT e.run_id, e.status, e.policy_version, e.created_at FROM wval.evaluation_runs e
             WHERE e.world_id = l.world_id AND e.strategy_id = l.strategy_id AND e.kind = 'live'
+              AND NOT wval._imported(e.context)
             ORDER BY e.created_at DESC LIMIT 1) r ON true
         LEFT JOIN wval.current_overrides co ON co.run_id = r.run_id
     )

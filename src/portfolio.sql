@@ -45,6 +45,7 @@ BEGIN
             CROSS JOIN LATERAL (
                 SELECT r.run_id FROM wval.evaluation_runs r
                 WHERE r.world_id = d.world_id AND r.strategy_id = d.strategy_id AND r.kind = 'single'
+                  AND NOT wval._imported(r.context)
                 ORDER BY r.stage = d.stage DESC, r.created_at DESC, r.chain_seq DESC
                 LIMIT 1) lr
             WHERE d.world_id = $1 AND d.stage IN ('paper', 'live')
@@ -58,6 +59,7 @@ BEGIN
     CROSS JOIN LATERAL (
         SELECT r.run_id FROM wval.evaluation_runs r
         WHERE r.world_id = p_world_id AND r.strategy_id = k.k AND r.kind = 'single'
+          AND NOT wval._imported(r.context)
         ORDER BY r.created_at DESC, r.chain_seq DESC
         LIMIT 1) lr
     ORDER BY 1;

@@ -119,6 +119,8 @@ CREATE TABLE wval.retention (
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (table_name, world_id)
 );
+-- changed only by wval_retention_set (which audits the old and new values)
+SELECT wval._protect_in_place('wval.retention');
 COMMENT ON TABLE wval.retention IS 'how long history is kept, per table and world (''*'' = every table / every world); at least 90 days; the longest applicable setting wins. Written by wval_retention_set, audited';
 COMMENT ON COLUMN wval.retention.table_name IS 'evaluation_runs (with their rule results, overrides and ex-post cases), policy_versions (with their activations), or * for both';
 COMMENT ON COLUMN wval.retention.keep IS 'rows younger than now() - keep are never purged; never less than 90 days';

@@ -314,7 +314,7 @@ COMMENT ON VIEW wval.schedule_health IS 'one row per wval:* pg_cron job: schedul
 -- wval._trim_cron_history(keep): removes the cron.job_run_details rows of
 -- wval's own jobs that ended more than `keep` ago; other jobs' rows stay.
 CREATE FUNCTION wval._trim_cron_history(keep interval DEFAULT '14 days') RETURNS bigint
-LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     n bigint;
 BEGIN

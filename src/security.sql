@@ -150,5 +150,5 @@ $$;
 COMMENT ON FUNCTION wval._secure(regclass) IS 'enables row-level security by world on a table (policy wval_world_read)';
 
 GRANT SELECT ON wval.world_grants, wval.current_world_grants TO wval_analyst;
-GRANT EXECUTE ON FUNCTION wval._visible_worlds(), wval._world_access(oid, text, text), wval._invoker() TO wval_analyst;
+GRANT EXECUTE ON FUNCTION wval._visible_worlds(), wval._world_access(oid, text, text), wval._invoker(), wval._can_read(text) TO wval_analyst;
 GRANT EXECUTE ON FUNCTION public.wval_world_grant(name, text, text, text), public.wval_world_revoke(name, text, text) TO wval_admin;

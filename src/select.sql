@@ -149,6 +149,7 @@ BEGIN
     FROM (SELECT DISTINCT ON (e.strategy_id) e.strategy_id, e.metrics, e.status
           FROM wval.evaluation_runs e
           WHERE e.world_id = p_world AND e.stage = wval_select.stage AND e.kind = 'single' AND e.status <> 'unvalidated'
+            AND NOT wval._imported(e.context)
           ORDER BY e.strategy_id, e.created_at DESC, e.chain_seq DESC) r;
 
     -- 1. thresholds: metric -> number (minimum) or {min, max, metric}

@@ -24,16 +24,32 @@
  * and is accepted as is from a superuser (the chain heads come from the same
  * dump); wval_verify_chain() then proves or disproves it like any other row.
  *
+ * Writers.  Any other row is chained only when it comes from one of wval's
+ * own writers: a SECURITY DEFINER function owned by the extension owner
+ * (every wval_* entry point that writes is one) or the extension script.
+ * The test looks at the backend's security context (InLocalUserIdChange()
+ * and the current user), which no SQL statement, GUC or SET can change; a
+ * plain INSERT, also by a superuser and also under session_replication_role
+ * = replica (the wval triggers fire ALWAYS), gets WV003.  What a superuser
+ * can still do, and what shows it, is listed in docs/store.md.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
 #include "catalog/partition.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "datatype/timestamp.h"
+#include "commands/event_trigger.h"
+#include "tcop/deparse_utility.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -43,6 +59,7 @@
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
+#include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -108,6 +125,195 @@ wval_purge_guard(PG_FUNCTION_ARGS)
 {
 	purge_guard = PG_GETARG_BOOL(0);
 	PG_RETURN_BOOL(purge_guard);
+}
+
+/*
+ * The role that owns the wval extension (InvalidOid while it is not
+ * installed); looked up once per transaction.
+ */
+static Oid
+extension_owner(void)
+{
+	static LocalTransactionId cached_lxid = InvalidLocalTransactionId;
+	static Oid	owner = InvalidOid;
+	Oid			extoid;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	if (cached_lxid == MyProc->lxid)
+		return owner;
+	owner = InvalidOid;
+	extoid = get_extension_oid("wval", true);
+	if (OidIsValid(extoid))
+	{
+		rel = table_open(ExtensionRelationId, AccessShareLock);
+		ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(extoid));
+		scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+		tup = systable_getnext(scan);
+		if (HeapTupleIsValid(tup))
+			owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+		systable_endscan(scan);
+		table_close(rel, AccessShareLock);
+	}
+	cached_lxid = MyProc->lxid;
+	return owner;
+}
+
+/*
+ * True when the current statement runs inside one of wval's writers: a
+ * SECURITY DEFINER function owned by the extension owner (the backend's
+ * security context says so; SQL cannot set it), or the extension script.
+ */
+static bool
+in_wval_writer(void)
+{
+	if (creating_extension)
+		return true;
+	return InLocalUserIdChange() && GetUserId() == extension_owner();
+}
+
+/* Raises WV003 for a write to a wval table that bypasses wval's writers. */
+static void
+refuse_direct_write(Relation rel, const char *op)
+{
+	Oid			relid = RelationGetRelid(rel);
+
+	if (get_rel_relispartition(relid))
+		relid = llast_oid(get_partition_ancestors(relid));
+	ereport(ERROR,
+			(errcode(ERRCODE_WVAL_APPEND_ONLY),
+			 errmsg("direct %s on %s is not allowed", op,
+					quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+											   get_rel_name(relid))),
+			 errdetail("Rows of wval tables are written only by the wval_* functions (for every role, superusers included)."),
+			 errhint("Use the wval_* function that records this change; see docs/store.md, \"What a superuser can still do\".")));
+}
+
+PG_FUNCTION_INFO_V1(wval_writer_only_trigger);
+
+/*
+ * BEFORE INSERT/UPDATE/DELETE row trigger on wval tables that wval's
+ * writers maintain in place (wval.worlds, wval.chain_heads): refuses the
+ * change (WV003) unless it comes from one of wval's writers.
+ */
+Datum
+wval_writer_only_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "wval_writer_only_trigger must be a row trigger");
+	if (!in_wval_writer())
+		refuse_direct_write(trigdata->tg_relation,
+							TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? "INSERT" :
+							TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "UPDATE" : "DELETE");
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		return PointerGetDatum(trigdata->tg_newtuple);
+	return PointerGetDatum(trigdata->tg_trigtuple);
+}
+
+PG_FUNCTION_INFO_V1(wval_ddl_audit_trigger);
+
+/*
+ * Event trigger (ddl_command_end, sql_drop; enabled ALWAYS): DDL on objects
+ * of schema wval that does not come from one of wval's writers (wval_maintain
+ * creating partitions does) is written to the audit log by
+ * wval._ddl_audit_record(), e.g. ALTER TABLE ... DISABLE TRIGGER.
+ */
+Datum
+wval_ddl_audit_trigger(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trigdata = (EventTriggerData *) fcinfo->context;
+	Oid			save_userid;
+	int			save_sec_context;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "wval_ddl_audit_trigger: not called by the event trigger manager");
+	/* wval's own DDL, or the extension being dropped */
+	if (in_wval_writer() || !OidIsValid(get_extension_oid("wval", true)))
+		PG_RETURN_NULL();
+
+	/*
+	 * Act as one of wval's writers, as a SECURITY DEFINER function of the
+	 * extension owner would: any role's DDL reaches this trigger, and the
+	 * audit row must be chained.  An error restores the user at abort.
+	 */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(extension_owner(), save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(strcmp(trigdata->event, "sql_drop") == 0 ?
+					"SELECT wval._ddl_audit_record(true)" :
+					"SELECT wval._ddl_audit_record(false)", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not audit DDL on schema wval");
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	PG_RETURN_NULL();
+}
+
+PG_FUNCTION_INFO_V1(wval_ddl_weakens);
+
+/*
+ * wval._ddl_weakens(command pg_ddl_command) → text: for an ALTER TABLE that
+ * disables (or demotes from ALWAYS) triggers, rules or row-level security,
+ * the names of those subcommands; null for any other command.
+ */
+Datum
+wval_ddl_weakens(PG_FUNCTION_ARGS)
+{
+	CollectedCommand *cmd = (CollectedCommand *) PG_GETARG_POINTER(0);
+	StringInfoData buf;
+	ListCell   *lc;
+
+	if (cmd->type != SCT_AlterTable)
+		PG_RETURN_NULL();
+	initStringInfo(&buf);
+	foreach(lc, cmd->d.alterTable.subcmds)
+	{
+		CollectedATSubcmd *sub = (CollectedATSubcmd *) lfirst(lc);
+		AlterTableCmd *at = (AlterTableCmd *) sub->parsetree;
+		const char *what = NULL;
+
+		if (!IsA(at, AlterTableCmd))
+			continue;
+		switch (at->subtype)
+		{
+			case AT_DisableTrig:
+			case AT_DisableTrigAll:
+			case AT_DisableTrigUser:
+				what = "DISABLE TRIGGER";
+				break;
+			case AT_EnableTrig:
+			case AT_EnableReplicaTrig:
+			case AT_EnableTrigAll:
+			case AT_EnableTrigUser:
+				what = "ENABLE TRIGGER (not ALWAYS)";
+				break;
+			case AT_DisableRule:
+			case AT_EnableReplicaRule:
+				what = "DISABLE RULE";
+				break;
+			case AT_DisableRowSecurity:
+			case AT_NoForceRowSecurity:
+				what = "DISABLE ROW LEVEL SECURITY";
+				break;
+			default:
+				break;
+		}
+		if (what == NULL)
+			continue;
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		appendStringInfoString(&buf, what);
+		if (at->name)
+			appendStringInfo(&buf, " %s", at->name);
+	}
+	if (buf.len == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(buf.data));
 }
 
 PG_FUNCTION_INFO_V1(wval_append_only_trigger);
@@ -579,6 +785,10 @@ wval_chain_trigger(PG_FUNCTION_ARGS)
 					 errhint("Insert rows through the wval_* functions; only a superuser restoring a dump may supply chain_seq, prev_hash and row_hash.")));
 		return PointerGetDatum(tuple);
 	}
+
+	/* a new row joins the chain only when one of wval's writers wrote it */
+	if (!in_wval_writer())
+		refuse_direct_write(rel, "INSERT");
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

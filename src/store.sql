@@ -59,9 +59,35 @@ BEGIN
         EXECUTE format('CREATE TRIGGER wval_chain BEFORE INSERT ON %s
                         FOR EACH ROW EXECUTE FUNCTION wval._chain(%L)', tbl, chain_name);
     END IF;
+    -- the triggers fire also under session_replication_role = replica: only
+    -- ALTER TABLE ... DISABLE TRIGGER (DDL, audited by wval._ddl_audit) stops them
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER wval_append_only_truncate', tbl);
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER wval_append_only', tbl);
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'wval_chain') THEN
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER wval_chain', tbl);
+    END IF;
 END
 $$;
-COMMENT ON FUNCTION wval._protect(regclass, text) IS 'installs the append-only (and chain) triggers on a history table';
+COMMENT ON FUNCTION wval._protect(regclass, text) IS 'installs the append-only (and chain) triggers on a history table; they fire ALWAYS (also under session_replication_role = replica)';
+
+CREATE FUNCTION wval._writer_only() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'wval_writer_only_trigger' LANGUAGE C;
+COMMENT ON FUNCTION wval._writer_only() IS 'trigger: refuses (WV003) a change that does not come from one of wval''s writers (a SECURITY DEFINER function of the extension owner)';
+
+-- wval._protect_in_place(table): a table that wval's writers maintain in place
+-- (UPDATE / DELETE only from them, never TRUNCATE; a restore INSERTs)
+CREATE FUNCTION wval._protect_in_place(tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+BEGIN
+    EXECUTE format('CREATE TRIGGER wval_writer_only BEFORE UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION wval._writer_only()', tbl);
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER wval_writer_only', tbl);
+    EXECUTE format('CREATE TRIGGER wval_append_only_truncate BEFORE TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION wval._append_only()', tbl);
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER wval_append_only_truncate', tbl);
+END
+$$;
+COMMENT ON FUNCTION wval._protect_in_place(regclass) IS 'installs the wval_writer_only (UPDATE/DELETE only from wval''s writers, WV003) and TRUNCATE triggers on a table maintained in place; both fire ALWAYS';
 
 ------------------------------------------------------------------------------
 -- Chain bookkeeping
@@ -74,6 +100,9 @@ CREATE TABLE wval.chain_heads (
     head_hash  text NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- the heads move only with the chain (the chain trigger, the import); a
+-- restore brings them back with INSERT
+SELECT wval._protect_in_place('wval.chain_heads');
 COMMENT ON TABLE wval.chain_heads IS 'head (last chain_seq and row_hash) of each world''s hash chain; the empty world_id is the chain of global audit rows. Publish head_hash outside the database to anchor the chain.';
 
 CREATE TABLE wval.chain_tombstones (
@@ -104,6 +133,8 @@ CREATE TABLE wval.worlds (
     updated_by              text NOT NULL,
     updated_at              timestamptz NOT NULL DEFAULT now()
 );
+-- changed only by wval_world_upsert (which audits the old and new values)
+SELECT wval._protect_in_place('wval.worlds');
 COMMENT ON TABLE wval.worlds IS 'worlds (portfolios / trading environments); mutable configuration written by wval_world_upsert, every change audited';
 COMMENT ON COLUMN wval.worlds.risk_tier IS 'high | medium | low; high + client_critical forces fail-closed validation';
 COMMENT ON COLUMN wval.worlds.client_critical IS 'true for worlds that trade client money; with risk_tier high: always fail-closed, 30-day override reviews';
@@ -119,6 +150,7 @@ CREATE TABLE wval.policy_versions (
     version        integer NOT NULL CHECK (version > 0),
     policy         jsonb NOT NULL,
     author         text NOT NULL,
+    published_by   name NOT NULL DEFAULT session_user,
     note           text,
     ruleset_hashes jsonb NOT NULL DEFAULT '{}',
     created_at     timestamptz NOT NULL DEFAULT now(),
@@ -128,6 +160,8 @@ CREATE TABLE wval.policy_versions (
     PRIMARY KEY (world_id, version)
 );
 COMMENT ON TABLE wval.policy_versions IS 'immutable, numbered policy documents per world (1, 2, 3 ... without gaps); publishing does not activate';
+COMMENT ON COLUMN wval.policy_versions.author IS 'the person named by the publisher (a label)';
+COMMENT ON COLUMN wval.policy_versions.published_by IS 'the database login that published the version (session_user): the two-person rule compares logins';
 COMMENT ON COLUMN wval.policy_versions.ruleset_hashes IS 'per profile: sha256 of the materialised ruleset';
 SELECT wval._protect('wval.policy_versions', 'policy_versions');
 
@@ -151,6 +185,8 @@ CREATE TABLE wval.policy_activations (
 ALTER SEQUENCE wval.policy_activations_id_seq OWNED BY wval.policy_activations.activation_id;
 CREATE INDEX ON wval.policy_activations (world_id, activated_at DESC);
 COMMENT ON TABLE wval.policy_activations IS 'which policy version became active, who activated and approved it, why; the active version is the latest activation';
+COMMENT ON COLUMN wval.policy_activations.activated_by IS 'the person named by the activating validator (a label)';
+COMMENT ON COLUMN wval.policy_activations.approved_by IS 'the database login that activated (session_user), the second person of the two-person rule; it differs from policy_versions.published_by unless details.governance_exceptions says why';
 SELECT wval._protect('wval.policy_activations', 'policy_activations');
 
 ------------------------------------------------------------------------------
@@ -286,6 +322,7 @@ CREATE TABLE wval.overrides (
     status        text NOT NULL CHECK (status IN ('approved', 'rejected', 'revoked')),
     reason        text,
     actor         text,
+    login         name NOT NULL DEFAULT session_user,
     recorded_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
     review_due_at timestamptz,
     chain_seq     bigint NOT NULL,
@@ -296,6 +333,7 @@ CREATE TABLE wval.overrides (
 ALTER SEQUENCE wval.overrides_id_seq OWNED BY wval.overrides.override_id;
 CREATE INDEX ON wval.overrides (run_id, recorded_at DESC);
 COMMENT ON TABLE wval.overrides IS 'human decisions on runs (approved | rejected | revoked); the latest row per run is its current override state';
+COMMENT ON COLUMN wval.overrides.login IS 'the database login that recorded the override (session_user); actor is the person it named';
 COMMENT ON COLUMN wval.overrides.recorded_at IS 'when the decision was recorded (clock time once the run''s lock is held, so that the latest row of a run is its last decision, also within one transaction)';
 COMMENT ON COLUMN wval.overrides.review_due_at IS 'approvals must be reviewed by then: recorded_at + 30 days for live runs or high-tier client-critical worlds, + 90 days otherwise';
 SELECT wval._protect('wval.overrides', 'overrides');
@@ -337,6 +375,7 @@ CREATE TABLE wval.audit_log (
     action      text NOT NULL,
     actor       text NOT NULL,
     db_user     text NOT NULL DEFAULT wval._invoker(),
+    login       name NOT NULL DEFAULT session_user,
     details     jsonb NOT NULL DEFAULT '{}',
     recorded_at timestamptz NOT NULL DEFAULT now(),
     chain_seq   bigint NOT NULL,
@@ -346,6 +385,9 @@ CREATE TABLE wval.audit_log (
 ALTER SEQUENCE wval.audit_log_id_seq OWNED BY wval.audit_log.id;
 CREATE INDEX ON wval.audit_log (world_id, recorded_at);
 COMMENT ON TABLE wval.audit_log IS 'every administrative act (world change, publish, activate, override, ex-post case, purge, grant) with the actor and the database user';
+COMMENT ON COLUMN wval.audit_log.actor IS 'the person the caller named (a label; the login below is who acted)';
+COMMENT ON COLUMN wval.audit_log.db_user IS 'the role that called into wval (current_user outside SECURITY DEFINER; honours SET ROLE)';
+COMMENT ON COLUMN wval.audit_log.login IS 'the database login of the session (session_user): who acted';
 COMMENT ON COLUMN wval.audit_log.world_id IS 'null for acts that concern no single world (their chain is the one of the empty world_id)';
 SELECT wval._protect('wval.audit_log', 'audit_log');
 
@@ -358,6 +400,112 @@ LANGUAGE sql SET search_path = pg_catalog, wval, pg_temp AS $$
     RETURNING id;
 $$;
 COMMENT ON FUNCTION wval._audit(text, text, text, jsonb) IS 'appends one row to wval.audit_log';
+
+------------------------------------------------------------------------------
+-- Separation of duties by login (docs/roles.md, "People and logins")
+--
+-- Who acted is the database login (session_user), never the free-text actor,
+-- which stays a label.  The same login may not publish and activate a policy
+-- version, author a run and approve an override on it, or author a run and
+-- promote the strategy on it; a wval_admin may record a governance exception
+-- that lets one login do both for a while.  A superuser session is allowed
+-- through, and the activation / override / decision records why.
+------------------------------------------------------------------------------
+
+CREATE SEQUENCE wval.governance_exceptions_id_seq;
+CREATE TABLE wval.governance_exceptions (
+    exception_id bigint NOT NULL DEFAULT nextval('wval.governance_exceptions_id_seq'),
+    world_id     text NOT NULL,
+    login        name NOT NULL,
+    rule         text NOT NULL CHECK (rule IN ('two_person', 'override_author', 'promotion_author')),
+    reason       text NOT NULL,
+    actor        text NOT NULL,
+    granted_by   name NOT NULL DEFAULT session_user,
+    granted_at   timestamptz NOT NULL DEFAULT now(),
+    expires_at   timestamptz NOT NULL,
+    chain_seq    bigint NOT NULL,
+    prev_hash    text NOT NULL,
+    row_hash     text NOT NULL,
+    PRIMARY KEY (world_id, exception_id),
+    CHECK (expires_at > granted_at)
+);
+ALTER SEQUENCE wval.governance_exceptions_id_seq OWNED BY wval.governance_exceptions.exception_id;
+COMMENT ON TABLE wval.governance_exceptions IS 'recorded exceptions to separation of duties: until expires_at, login may play both parts of rule in the world (granted by another login with wval_admin)';
+COMMENT ON COLUMN wval.governance_exceptions.rule IS 'two_person (publish and activate a policy version) | override_author (approve an override on an own run) | promotion_author (promote a strategy on an own run)';
+COMMENT ON COLUMN wval.governance_exceptions.login IS 'the database login the exception covers';
+COMMENT ON COLUMN wval.governance_exceptions.granted_by IS 'the login of the admin who recorded it (never the covered login)';
+SELECT wval._protect('wval.governance_exceptions', 'governance_exceptions');
+
+-- wval._other_login(world, rule, first, did, doing): separation of duties.
+-- first is the login (or role) that did the first part; raises WV009 when the
+-- calling login or role is that one, unless a governance exception covers it
+-- or the session is a superuser's; returns what allowed it (null: independent).
+CREATE FUNCTION wval._other_login(p_world text, p_rule text, p_first text, p_did text, p_doing text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    me text := session_user;
+    ex wval.governance_exceptions;
+BEGIN
+    IF p_first IS NULL OR (p_first <> me AND p_first <> wval._invoker()) THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO ex FROM wval.governance_exceptions g
+    WHERE g.world_id = p_world AND g.login = me AND g.rule = p_rule AND g.expires_at > now()
+    ORDER BY g.granted_at DESC LIMIT 1;
+    IF FOUND THEN
+        RETURN jsonb_build_object('rule', p_rule, 'login', me, 'exception_id', ex.exception_id,
+                                  'granted_by', ex.granted_by, 'expires_at', ex.expires_at);
+    END IF;
+    IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = me) THEN
+        RETURN jsonb_build_object('rule', p_rule, 'login', me, 'superuser', true);
+    END IF;
+    RAISE EXCEPTION 'login "%" % and cannot also %', me, p_did, p_doing
+        USING ERRCODE = 'WV009',
+              DETAIL = format('Separation of duties (%s) compares database logins; the free-text actor is only a label. Session login %L, role %L.',
+                              p_rule, me, wval._invoker()),
+              HINT = 'A second person does it with a login of their own (docs/roles.md); a wval_admin may record a governance exception with wval_governance_exception().';
+END
+$$;
+COMMENT ON FUNCTION wval._other_login(text, text, text, text, text) IS 'separation of duties by login: WV009 when the calling login or role did the first part, unless a governance exception or a superuser session allows it (returned for the record)';
+
+CREATE FUNCTION public.wval_governance_exception(world_id text, login name, rule text, reason text,
+                                                 valid_for interval DEFAULT '1 day', actor text DEFAULT NULL)
+RETURNS wval.governance_exceptions
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    p_world text := wval._ident('world_id', world_id);
+    p_actor text := wval._ident('actor', coalesce(actor, wval._invoker()));
+    g wval.governance_exceptions;
+BEGIN
+    PERFORM wval._world(p_world);
+    PERFORM wval._one_of('rule', rule, ARRAY['two_person', 'override_author', 'promotion_author']);
+    PERFORM wval._require_text('reason', reason, '22023', 'Say why one login may play both parts.');
+    IF login IS NULL OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = login AND r.rolcanlogin) THEN
+        RAISE EXCEPTION 'invalid value for "login"' USING ERRCODE = '22023',
+            DETAIL = format('login is %s.', coalesce(quote_literal(login), 'null')),
+            HINT = 'Name an existing login role.';
+    END IF;
+    IF login = session_user THEN
+        RAISE EXCEPTION 'login "%" cannot record a governance exception for itself', login
+            USING ERRCODE = 'WV009',
+                  HINT = 'Another admin records it.';
+    END IF;
+    IF valid_for IS NULL OR valid_for < interval '1 minute' OR valid_for > interval '30 days' THEN
+        RAISE EXCEPTION 'invalid value for "valid_for"' USING ERRCODE = '22023',
+            DETAIL = format('valid_for is %s.', coalesce(valid_for::text, 'null')),
+            HINT = 'Exceptions last between 1 minute and 30 days.';
+    END IF;
+    INSERT INTO wval.governance_exceptions (world_id, login, rule, reason, actor, expires_at)
+    VALUES (p_world, login, rule, reason, p_actor, now() + valid_for)
+    RETURNING * INTO g;
+    PERFORM wval._audit(p_world, 'governance_exception', p_actor,
+                        jsonb_build_object('exception_id', g.exception_id, 'login', login, 'rule', rule,
+                                           'reason', reason, 'expires_at', g.expires_at));
+    RETURN g;
+END
+$$;
+COMMENT ON FUNCTION public.wval_governance_exception(text, name, text, text, interval, text) IS 'lets one login play both parts of a separation-of-duties rule in a world for a while (1 minute to 30 days); recorded by another admin login, audited';
 
 ------------------------------------------------------------------------------
 -- Partitions (created ahead by wval_maintain, see docs/retention.md)
@@ -495,6 +643,18 @@ COMMENT ON FUNCTION public.wval_maintain(integer) IS 'creates monthly partitions
 -- Writes
 ------------------------------------------------------------------------------
 
+-- wval._can_read(world): may the calling role (outside SECURITY DEFINER) read
+-- the world?  The one question every read path asks first; a world it may not
+-- read is answered as a world that does not exist.
+CREATE FUNCTION wval._can_read(p_world_id text) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+BEGIN
+    -- plpgsql: wval._world_access is created later, by security.sql
+    RETURN wval._world_access((SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = wval._invoker()), p_world_id, 'read');
+END
+$$;
+COMMENT ON FUNCTION wval._can_read(text) IS 'true when the calling role may read the world (wval.world_grants); what it may not read does not exist for it';
+
 -- wval._world(world_id, lock): the world row, WV010 when it does not exist.
 CREATE FUNCTION wval._world(p_world_id text, p_lock boolean DEFAULT false) RETURNS wval.worlds
 LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
@@ -507,7 +667,7 @@ BEGIN
         SELECT * INTO w FROM wval.worlds WHERE world_id = p_world_id;
     END IF;
     -- a world the calling role may not see does not exist for it (security.sql)
-    IF NOT FOUND OR NOT wval._world_access((SELECT oid FROM pg_roles WHERE rolname = wval._invoker()), p_world_id, 'read') THEN
+    IF NOT FOUND OR NOT wval._can_read(p_world_id) THEN
         RAISE EXCEPTION 'world "%" does not exist', p_world_id
             USING ERRCODE = 'WV010',
                   DETAIL = format('world_id is %L.', p_world_id),
@@ -613,9 +773,10 @@ CREATE FUNCTION public.wval_active_policy_version(world_id text) RETURNS integer
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
     SELECT a.version FROM wval.policy_activations a
     WHERE a.world_id = wval_active_policy_version.world_id
+      AND wval._can_read(wval_active_policy_version.world_id)
     ORDER BY a.activation_id DESC LIMIT 1;
 $$;
-COMMENT ON FUNCTION public.wval_active_policy_version(text) IS 'the world''s active policy version (latest activation), null when none';
+COMMENT ON FUNCTION public.wval_active_policy_version(text) IS 'the world''s active policy version (latest activation), null when none or when the caller may not read the world';
 
 CREATE FUNCTION public.wval_policy_activate(world_id text, version integer, actor text, reason text,
                                             force boolean DEFAULT false)
@@ -627,6 +788,8 @@ DECLARE
     w wval.worlds;
     doc jsonb;
     author text;
+    published_by text;
+    allowed jsonb;
     prev integer;
     exceptions jsonb := '[]';
     impact jsonb;
@@ -634,7 +797,7 @@ DECLARE
 BEGIN
     PERFORM wval._require_text('reason', reason, '22023', 'Say why this version becomes active.');
     w := wval._world(p_world, true);
-    SELECT pv.policy, pv.author INTO doc, author FROM wval.policy_versions pv
+    SELECT pv.policy, pv.author, pv.published_by INTO doc, author, published_by FROM wval.policy_versions pv
     WHERE pv.world_id = p_world AND pv.version = wval_policy_activate.version;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'policy version % of world "%" does not exist', version, p_world
@@ -649,6 +812,12 @@ BEGIN
             USING ERRCODE = 'WV009',
                   DETAIL = format('Version %s was published by %L; the activation was requested by %L.', version, author, p_actor),
                   HINT = 'A second person with wval_validator activates it (two-person rule); force does not waive this rule.';
+    END IF;
+    -- ... and the same rule by login: the label is the caller's word, the login is not
+    allowed := wval._other_login(p_world, 'two_person', published_by,
+                                 format('published policy version %s of world "%s"', version, p_world), 'activate it');
+    IF allowed ? 'exception_id' THEN
+        exceptions := exceptions || allowed;     -- an admin's recorded exception
     END IF;
 
     -- high-tier, client-critical worlds are fail-closed: a policy that tries
@@ -688,8 +857,8 @@ BEGIN
         END IF;
     END IF;
 
-    INSERT INTO wval.policy_activations (world_id, version, previous_version, activated_by, reason, forced, details)
-    VALUES (p_world, version, prev, p_actor, reason, coalesce(force, false),
+    INSERT INTO wval.policy_activations (world_id, version, previous_version, activated_by, approved_by, reason, forced, details)
+    VALUES (p_world, version, prev, p_actor, session_user, reason, coalesce(force, false),
             jsonb_build_object('governance_exceptions', exceptions)
             || CASE WHEN impact IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('impact_gate', impact) END)
     RETURNING * INTO act;
@@ -697,7 +866,9 @@ BEGIN
                         jsonb_build_object('version', version, 'previous_version', prev,
                                            'reason', reason, 'forced', coalesce(force, false),
                                            'governance_exceptions', exceptions,
-                                           'impact_ratio', impact -> 'impact_ratio'));
+                                           'impact_ratio', impact -> 'impact_ratio')
+                        || CASE WHEN allowed IS NULL THEN '{}'::jsonb
+                                ELSE jsonb_build_object('separation_of_duties', allowed) END);
     PERFORM wval._emit('validation_profile_changed', p_world, 'v' || version,
                        format('validation_profile_changed:%s:v%s:%s', p_world, version, act.activation_id),
                        jsonb_build_object('world_id', p_world, 'old_version', prev, 'new_version', version,
@@ -717,6 +888,16 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION public.wval_policy_activate(text, integer, text, text, boolean) IS 'makes a published policy version the active one (audited, emits validation_profile_changed); governance: the publisher cannot activate (WV009), the impact gate against the active version (WV008), fail-closed worlds; force => true with a reason passes the gate and the fail-closed rule and is recorded';
+
+-- wval._imported(context): true for a run stored by wval_import_runs.  Such a
+-- run is history, not a validation by wval: no decision reads it (stage
+-- promotions, decay baselines, selection, live runs and demotion streaks,
+-- portfolio candidates).  wval_evaluate refuses the key in a caller's context.
+CREATE FUNCTION wval._imported(context jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(context -> 'imported' = 'true'::jsonb, false)
+$$;
+COMMENT ON FUNCTION wval._imported(jsonb) IS 'true for a run imported by wval_import_runs (context.imported): history that justifies no decision';
 
 -- wval._run(run_id): the stored run, WV010 when it does not exist.
 CREATE FUNCTION wval._run(p_run_id uuid) RETURNS wval.evaluation_runs
@@ -773,6 +954,7 @@ DECLARE
     missing text[] := '{}';
     at timestamptz;
     due timestamptz;
+    allowed jsonb;
     o wval.overrides;
 BEGIN
     PERFORM wval._one_of('status', status, ARRAY['approved', 'rejected', 'revoked']);
@@ -797,6 +979,10 @@ BEGIN
                   DETAIL = format('Run %s was created by %L.', r.run_id, r.created_by),
                   HINT = 'Another person with wval_validator approves overrides (separation of duties).';
     END IF;
+    IF status = 'approved' THEN
+        allowed := wval._other_login(r.world_id, 'override_author', r.created_by,
+                                     format('created run %s', r.run_id), 'approve an override on it');
+    END IF;
     w := wval._world(r.world_id);
     -- the run's row lock: decisions on one run are recorded one after the
     -- other (the later one waits and becomes the current override), and a
@@ -816,7 +1002,9 @@ BEGIN
     RETURNING * INTO o;
     PERFORM wval._audit(r.world_id, 'override_' || status, coalesce(actor, wval._invoker()),
                         jsonb_build_object('run_id', r.run_id, 'strategy_id', r.strategy_id,
-                                           'reason', reason, 'review_due_at', due));
+                                           'reason', reason, 'review_due_at', due)
+                        || CASE WHEN allowed IS NULL THEN '{}'::jsonb
+                                ELSE jsonb_build_object('separation_of_duties', allowed) END);
     PERFORM wval._emit('evaluation_run_updated', r.world_id, r.run_id::text,
                        format('evaluation_run_updated:%s:%s:override:%s', r.world_id, r.run_id, o.override_id),
                        jsonb_build_object('run_id', r.run_id, 'world_id', r.world_id, 'strategy_id', r.strategy_id,
@@ -949,10 +1137,84 @@ BEGIN
         expected := head.seq || ' ' || head.head_hash;
         found := coalesce(last.chain_seq::text || ' ' || last.row_hash, 'no rows');
         RETURN NEXT;
+        RETURN;
     END IF;
+
+    -- tables outside the chain are checked against the chained rows that
+    -- record them: rule results against their run's results ...
+    RETURN QUERY
+    WITH want AS (
+        SELECT e.run_id, e.chain_seq,
+               (SELECT jsonb_object_agg(k.key, jsonb_build_array(k.value ->> 'status', coalesce(k.value ->> 'severity', 'blocking'),
+                                                                 coalesce(k.value ->> 'reason_code', 'imported')))
+                FROM jsonb_each(e.results) k) AS res
+        FROM wval.evaluation_runs e WHERE e.world_id = key
+    ), got AS (
+        SELECT r.run_id, jsonb_object_agg(r.rule, jsonb_build_array(r.status, coalesce(r.severity, 'blocking'),
+                                                                    coalesce(r.reason_code, 'imported'))) AS res
+        FROM wval.rule_results r WHERE r.world_id = key GROUP BY r.run_id
+    )
+    SELECT 'rule_results'::text, w.chain_seq,
+           format('rule results of run %s do not match the results recorded in the run', coalesce(w.run_id, g.run_id)),
+           coalesce(w.res::text, 'no run'), coalesce(g.res::text, 'no rule results')
+    FROM want w FULL JOIN got g ON g.run_id = w.run_id
+    WHERE w.res IS DISTINCT FROM g.res
+    ORDER BY w.chain_seq NULLS FIRST LIMIT 1;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+
+    -- ... the world's configuration against its latest audited change ...
+    RETURN QUERY
+    SELECT 'worlds'::text, a.chain_seq,
+           CASE WHEN a.id IS NULL THEN 'the world has no world_created or world_updated audit row'
+                ELSE 'the world row differs from its latest audited change' END,
+           coalesce(a.state::text, 'an audited change'),
+           jsonb_build_object('risk_tier', to_jsonb(w) -> 'risk_tier', 'client_critical', to_jsonb(w) -> 'client_critical',
+                              'max_capital_at_risk_pct', to_jsonb(w) -> 'max_capital_at_risk_pct',
+                              'legal_hold', to_jsonb(w) -> 'legal_hold', 'settings', to_jsonb(w) -> 'settings')::text
+    FROM wval.worlds w
+    LEFT JOIN LATERAL (
+        SELECT l.id, l.chain_seq,
+               (SELECT jsonb_object_agg(k, x.doc -> k) FROM unnest(ARRAY['risk_tier', 'client_critical',
+                       'max_capital_at_risk_pct', 'legal_hold', 'settings']) k) AS state
+        FROM wval.audit_log l
+        CROSS JOIN LATERAL (SELECT CASE l.action WHEN 'world_created' THEN l.details ELSE l.details -> 'new' END AS doc) x
+        WHERE l.world_id = w.world_id AND l.action IN ('world_created', 'world_updated')
+        ORDER BY l.chain_seq DESC LIMIT 1) a ON true
+    WHERE w.world_id = key
+      AND (a.id IS NULL
+           OR a.state IS DISTINCT FROM (SELECT jsonb_object_agg(k, to_jsonb(w) -> k) FROM unnest(ARRAY['risk_tier',
+                       'client_critical', 'max_capital_at_risk_pct', 'legal_hold', 'settings']) k));
+    IF FOUND THEN
+        RETURN;
+    END IF;
+
+    -- ... and world grants against the audit rows of wval_world_grant / _revoke
+    RETURN QUERY
+    WITH g AS (
+        SELECT x.role_name::text AS role_name, x.privilege, count(*) AS n
+        FROM wval.world_grants x
+        WHERE x.granted_at <> '-infinity' AND x.world_id = CASE WHEN key = '' THEN '*' ELSE key END
+        GROUP BY 1, 2
+    ), a AS (
+        SELECT l.details ->> 'role' AS role_name,
+               CASE l.action WHEN 'world_revoked' THEN 'none' ELSE l.details ->> 'privilege' END AS privilege, count(*) AS n
+        FROM wval.audit_log l
+        WHERE l.action IN ('world_granted', 'world_revoked')
+          AND l.details ->> 'world_id' = CASE WHEN key = '' THEN '*' ELSE key END
+          AND (CASE WHEN key = '' THEN l.world_id IS NULL ELSE l.world_id = key END)
+        GROUP BY 1, 2
+    )
+    SELECT 'world_grants'::text, NULL::bigint,
+           format('%s grant row(s) of role %s (%s) without their audit row', g.n - coalesce(a.n, 0), g.role_name, g.privilege),
+           coalesce(a.n, 0)::text, g.n::text
+    FROM g LEFT JOIN a ON a.role_name = g.role_name AND a.privilege = g.privilege
+    WHERE g.n > coalesce(a.n, 0)
+    ORDER BY g.role_name, g.privilege LIMIT 1;
 END
 $$;
-COMMENT ON FUNCTION public.wval_chain_problems(text) IS 'the first broken link of a world''s hash chain (table, chain_seq, problem, expected, found); no row when intact. Pass null for the chain of global audit rows';
+COMMENT ON FUNCTION public.wval_chain_problems(text) IS 'the first broken link of a world''s hash chain (table, chain_seq, problem, expected, found), else the first row of rule_results, worlds or world_grants that its chained record (the run, the audit log) does not account for; no row when intact. Pass null for the chain of global audit rows';
 
 CREATE FUNCTION public.wval_verify_chain(world_id text) RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
@@ -970,6 +1232,52 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION public.wval_verify_chain(text) IS 'true when the world''s hash chain is intact; otherwise false and a NOTICE naming the first broken row';
+
+------------------------------------------------------------------------------
+-- DDL on schema wval outside wval's writers is audited
+------------------------------------------------------------------------------
+
+-- wval._ddl_audit_record(dropped): one audit row (global chain) per object of
+-- schema wval that the current command created, altered or (dropped) removed.
+-- The event trigger runs it as the extension owner (store.c).
+CREATE FUNCTION wval._ddl_audit_record(dropped boolean) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    c record;
+BEGIN
+    IF dropped THEN
+        FOR c IN SELECT d.object_type, d.object_identity FROM pg_event_trigger_dropped_objects() d
+                 WHERE d.schema_name = 'wval' AND d.original
+                   AND d.object_type IN ('table', 'trigger', 'policy', 'rule', 'function') LOOP
+            PERFORM wval._audit(NULL, 'ddl_on_wval', wval._invoker(),
+                                jsonb_build_object('command', 'DROP', 'object_type', c.object_type,
+                                                   'object', c.object_identity, 'query', left(current_query(), 2000)));
+        END LOOP;
+        RETURN;
+    END IF;
+    FOR c IN SELECT d.command_tag, d.object_type, d.object_identity, wval._ddl_weakens(d.command) AS weakens
+             FROM pg_event_trigger_ddl_commands() d
+             WHERE d.schema_name = 'wval' AND NOT d.in_extension LOOP
+        CONTINUE WHEN c.weakens IS NULL;
+        PERFORM wval._audit(NULL, 'ddl_on_wval', wval._invoker(),
+                            jsonb_build_object('command', c.command_tag || ' ' || c.weakens, 'object_type', c.object_type,
+                                               'object', c.object_identity, 'query', left(current_query(), 2000)));
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION wval._ddl_audit_record(boolean) IS 'writes an audit row (action ddl_on_wval) for each object of schema wval the current DDL command touched; called by the event trigger wval_ddl_audit';
+
+CREATE FUNCTION wval._ddl_weakens(command pg_ddl_command) RETURNS text
+    AS 'MODULE_PATHNAME', 'wval_ddl_weakens' LANGUAGE C STRICT;
+COMMENT ON FUNCTION wval._ddl_weakens(pg_ddl_command) IS 'for an ALTER TABLE that disables triggers, rules or row-level security (or demotes an ALWAYS trigger): which; else null';
+
+CREATE FUNCTION wval._ddl_audit() RETURNS event_trigger
+    AS 'MODULE_PATHNAME', 'wval_ddl_audit_trigger' LANGUAGE C;
+COMMENT ON FUNCTION wval._ddl_audit() IS 'event trigger: audits DDL on schema wval that does not come from wval''s own functions (ALTER TABLE ... DISABLE TRIGGER, DROP TRIGGER, ...)';
+CREATE EVENT TRIGGER wval_ddl_audit ON ddl_command_end EXECUTE FUNCTION wval._ddl_audit();
+ALTER EVENT TRIGGER wval_ddl_audit ENABLE ALWAYS;
+CREATE EVENT TRIGGER wval_ddl_audit_drop ON sql_drop EXECUTE FUNCTION wval._ddl_audit();
+ALTER EVENT TRIGGER wval_ddl_audit_drop ENABLE ALWAYS;
 
 ------------------------------------------------------------------------------
 -- Reads analysts expect
@@ -1036,6 +1344,8 @@ SELECT pg_catalog.pg_extension_config_dump('wval.overrides_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.ex_post_failures', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.ex_post_failures_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.governance_exceptions', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.governance_exceptions_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.audit_log_id_seq', '');
 
 ------------------------------------------------------------------------------
@@ -1044,11 +1354,12 @@ SELECT pg_catalog.pg_extension_config_dump('wval.audit_log_id_seq', '');
 
 GRANT SELECT ON wval.worlds, wval.policy_versions, wval.policy_activations, wval.evaluation_runs,
       wval.evaluation_runs_default, wval.rule_results, wval.rule_results_default, wval.overrides,
-      wval.ex_post_failures, wval.audit_log,
+      wval.ex_post_failures, wval.audit_log, wval.governance_exceptions,
       wval.chain_heads, wval.chain_tombstones,
       wval.current_overrides, wval.latest_runs, wval.override_queue, wval.ex_post_cases
    TO wval_analyst;
 
+GRANT EXECUTE ON FUNCTION wval._imported(jsonb) TO wval_analyst;
 GRANT EXECUTE ON FUNCTION public.wval_verify_chain(text), public.wval_chain_problems(text),
       public.wval_active_policy_version(text), wval.run_history(text, text)
    TO wval_analyst;
@@ -1058,5 +1369,5 @@ GRANT EXECUTE ON FUNCTION public.wval_policy_publish(text, jsonb, text, text),
       public.wval_record_failure(uuid, text, text, text, text, text, text, text, text, uuid)
    TO wval_validator;
 GRANT EXECUTE ON FUNCTION public.wval_world_upsert(text, text, boolean, float8, boolean, jsonb, text),
-      public.wval_maintain(integer)
+      public.wval_maintain(integer), public.wval_governance_exception(text, name, text, text, interval, text)
    TO wval_admin;

@@ -1,12 +1,16 @@
 -- pgTAP: the risk hub — contract SQLSTATEs, roles, dedupe without a second
 -- event, counters that survive the rollback of a rejected publish, chain.
 BEGIN;
-SELECT plan(46);
+SELECT plan(51);
 SET client_min_messages = warning;
 
 SELECT wval_world_upsert('tap_hub');
 SELECT wval_producer_register('tap_hub', 'gw');
 SELECT wval_producer_register('tap_hub', 'signed_gw', decode(repeat('5a', 32), 'hex'));
+-- the same key registered for a second actor and in a second world (replay tests)
+SELECT wval_producer_register('tap_hub', 'signed_gw2', decode(repeat('5a', 32), 'hex'));
+SELECT wval_world_upsert('tap_hub2');
+SELECT wval_producer_register('tap_hub2', 'signed_gw', decode(repeat('5a', 32), 'hex'));
 
 -- tap_hub_snap(version, extra): a valid snapshot as of the clock
 CREATE FUNCTION public.tap_hub_snap(v text, extra jsonb DEFAULT '{}') RETURNS jsonb LANGUAGE sql AS $$
@@ -67,10 +71,28 @@ SELECT throws_ok($$SELECT wval_snapshot_publish('tap_hub', tap_hub_snap('s1'), '
                  'WV009', NULL, 'keyed producer without signature: WV009');
 SELECT throws_ok($$SELECT wval_snapshot_publish('tap_hub', tap_hub_snap('s1'), 'signed_gw', 'live', repeat('f', 64))$$,
                  'WV009', NULL, 'wrong signature: WV009');
+SELECT throws_ok($$SELECT wval_snapshot_publish('tap_hub', x.s, 'signed_gw', 'live',
+                       encode(hmac(convert_to(wval_snapshot_canonical('tap_hub', x.s), 'UTF8'), decode(repeat('5a', 32), 'hex'), 'sha256'), 'hex'))
+                   FROM (SELECT tap_hub_snap('s1') AS s) x$$,
+                 'WV009', NULL, 'an HMAC of the canonical text alone (without world, actor, stage) is refused');
 SELECT is((SELECT signed FROM (SELECT tap_hub_snap('s1') AS s) x,
            wval_snapshot_publish('tap_hub', x.s, 'signed_gw', 'live',
-               encode(hmac(convert_to(wval_snapshot_canonical('tap_hub', x.s), 'UTF8'), decode(repeat('5a', 32), 'hex'), 'sha256'), 'hex'))),
-          true, 'pgcrypto HMAC of the canonical text is accepted and recorded as signed');
+               encode(hmac(convert_to(wval_snapshot_signed_message('tap_hub', x.s, 'signed_gw', 'live'), 'UTF8'),
+                           decode(repeat('5a', 32), 'hex'), 'sha256'), 'hex'))),
+          true, 'pgcrypto HMAC of the signed message is accepted and recorded as signed');
+-- replay: a signature made for (tap_hub, signed_gw, paper) is refused in another stage, world or for another actor
+CREATE TEMP TABLE tap_replay AS
+SELECT x.s, encode(hmac(convert_to(wval_snapshot_signed_message('tap_hub', x.s, 'signed_gw', 'paper'), 'UTF8'),
+                        decode(repeat('5a', 32), 'hex'), 'sha256'), 'hex') AS sig
+FROM (SELECT tap_hub_snap('r1') AS s) x;
+SELECT throws_ok($$SELECT wval_snapshot_publish('tap_hub', s, 'signed_gw', 'live', sig) FROM tap_replay$$,
+                 'WV009', NULL, 'replay of a paper signature at stage live: WV009');
+SELECT throws_ok($$SELECT wval_snapshot_publish('tap_hub2', s, 'signed_gw', 'paper', sig) FROM tap_replay$$,
+                 'WV009', NULL, 'replay in another world (same actor and key there): WV009');
+SELECT throws_ok($$SELECT wval_snapshot_publish('tap_hub', s, 'signed_gw2', 'paper', sig) FROM tap_replay$$,
+                 'WV009', NULL, 'replay as another actor with the same key: WV009');
+SELECT is((SELECT signed FROM tap_replay, wval_snapshot_publish('tap_hub', s, 'signed_gw', 'paper', sig)), true,
+          'the signature is accepted where it was made for');
 
 -- dedupe and collision
 CREATE TEMP TABLE tap_sent AS SELECT tap_hub_snap('d1') AS s;
@@ -89,11 +111,11 @@ SELECT ok((SELECT bool_and(hash = 'sha256:' || encode(sha256(convert_to(payload:
 -- counters: rejections survive the rollback of their (sub)transaction
 SELECT is((SELECT expired FROM wval_snapshot_stats('tap_hub') WHERE stage = 'paper'), 2::bigint,
           'both expired publishes are counted although they rolled back');
-SELECT is((SELECT failed FROM wval_snapshot_stats('tap_hub') WHERE stage = 'live'), 2::bigint,
-          'the two refused signatures are counted as failed for live');
+SELECT is((SELECT failed FROM wval_snapshot_stats('tap_hub') WHERE stage = 'live'), 4::bigint,
+          'the four refused signatures (missing, wrong, canonical text only, replayed from paper) are counted as failed for live');
 SELECT is((SELECT failed FROM wval_snapshot_stats('tap_hub') WHERE stage = 'invalid'), 1::bigint,
           'the invalid stage is counted under stage invalid');
-SELECT is((SELECT processed FROM wval_snapshot_stats('tap_hub') WHERE stage = 'paper'), 3::bigint,
+SELECT is((SELECT processed FROM wval_snapshot_stats('tap_hub') WHERE stage = 'paper'), 4::bigint,
           'processed counts stored snapshots only');
 
 -- roles

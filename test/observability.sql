@@ -48,10 +48,10 @@ SELECT results_eq($$SELECT invariant, strategy FROM wval_check_invariants('tap-o
                   'live without a live run, live world without a fresh snapshot');
 SELECT is((SELECT count(*)::int FROM wval_check_invariants('tap-obs') WHERE invariant = 'hash_chain'), 0, 'chain intact');
 
-SET LOCAL session_replication_role = replica;
+ALTER TABLE wval.evaluation_runs DISABLE TRIGGER wval_append_only;
 UPDATE wval.evaluation_runs SET metrics = jsonb_set(metrics, '{diagnostics,validation_health,metric_coverage_ratio}', '0.5')
 WHERE run_id = (SELECT run_id FROM inv);
-SET LOCAL session_replication_role = origin;
+ALTER TABLE wval.evaluation_runs ENABLE ALWAYS TRIGGER wval_append_only;
 SELECT is((SELECT run FROM wval_check_invariants('tap-obs') WHERE invariant = 'validation_health'),
           (SELECT run_id FROM inv), 'a recorded validation_health that does not recompute is found');
 SELECT is((SELECT count(*)::int FROM wval_check_invariants('tap-obs') WHERE invariant = 'hash_chain'), 1,
@@ -66,9 +66,9 @@ SELECT wval_import_runs(jsonb_build_array(jsonb_build_object(
 SELECT lives_ok($$SELECT wval_override('0b0b0b0b-0000-0000-0000-000000000001', 'approved', 'keep it', 'carol'),
                          wval_record_failure('0b0b0b0b-0000-0000-0000-000000000001', 'data_issue', 'bad_feed', 'low', 'erin')$$,
                 'an override and an ex-post case on the run');
-SET LOCAL session_replication_role = replica;
+ALTER TABLE wval.evaluation_runs DISABLE TRIGGER wval_append_only;
 DELETE FROM wval.evaluation_runs WHERE run_id = '0b0b0b0b-0000-0000-0000-000000000001';
-SET LOCAL session_replication_role = origin;
+ALTER TABLE wval.evaluation_runs ENABLE ALWAYS TRIGGER wval_append_only;
 SELECT results_eq($$SELECT invariant, strategy, run, detail ~ '^(override \d+ \(approved\)|ex-post failure case \S+ \(candidate\)) refers to run'
                     FROM wval_check_invariants('tap-obs-orphan') WHERE invariant = 'run_exists' ORDER BY detail$$,
                   $$VALUES ('run_exists', 'gone', '0b0b0b0b-0000-0000-0000-000000000001'::uuid, true),

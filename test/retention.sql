@@ -2,7 +2,7 @@
 -- partitions of a month the default partition already holds, the maintenance job
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(38);
+SELECT plan(48);
 
 CREATE ROLE tap_ret_admin;     GRANT wval_admin TO tap_ret_admin;
 CREATE ROLE tap_ret_validator; GRANT wval_validator TO tap_ret_validator;
@@ -19,16 +19,33 @@ SELECT is(wval_import_runs(jsonb_build_array(
     jsonb_build_object('world_id', 'tap-held', 'strategy_id', 's1', 'created_at', '2021-02-11T00:00:00Z', 'status', 'pass',
                        'metrics', '{}'::jsonb))), 4, 'four old runs imported');
 -- old policy versions and activations (a migration would bring them like this)
-INSERT INTO wval.policy_versions (world_id, version, policy, author, created_at) VALUES
+-- (written as wval's writers do: a plain INSERT is refused, also for a superuser)
+CREATE FUNCTION pg_temp.as_writer(q text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN EXECUTE q; END $$;
+SELECT pg_temp.as_writer($$INSERT INTO wval.policy_versions (world_id, version, policy, author, created_at) VALUES
     ('tap-ret', 1, '{}', 'alice', '2021-01-01T00:00:00Z'),
     ('tap-ret', 2, '{}', 'alice', '2021-01-15T00:00:00Z'),
     ('tap-ret', 3, '{}', 'alice', '2021-01-20T00:00:00Z'),
-    ('tap-ret', 4, '{}', 'alice', '2021-03-01T00:00:00Z');
-INSERT INTO wval.policy_activations (world_id, version, previous_version, activated_by, reason, activated_at) VALUES
+    ('tap-ret', 4, '{}', 'alice', '2021-03-01T00:00:00Z')$$);
+SELECT pg_temp.as_writer($$INSERT INTO wval.policy_activations (world_id, version, previous_version, activated_by, reason, activated_at) VALUES
     ('tap-ret', 1, NULL, 'bob', 'start', '2021-01-02T00:00:00Z'),
     ('tap-ret', 3, 1, 'bob', 'next', '2021-01-21T00:00:00Z'),
-    ('tap-ret', 4, 3, 'bob', 'current', '2021-03-02T00:00:00Z');
+    ('tap-ret', 4, 3, 'bob', 'current', '2021-03-02T00:00:00Z')$$);
 SELECT lives_ok($$SELECT wval_world_upsert('tap-held', legal_hold => true, actor => 'dba')$$, 'tap-held under legal hold');
+
+-- an imported run is history: its recommendation justifies no promotion
+SELECT wval_world_upsert('tap-ret-f', actor => 'dba');
+SELECT is(wval_import_runs(jsonb_build_array(jsonb_build_object('world_id', 'tap-ret-f', 'strategy_id', 'fabricated',
+              'created_at', to_char(now() - interval '1 minute', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), 'status', 'pass',
+              'recommended_stage', 'paper_ok_live_candidate', 'metrics', '{}'::jsonb, 'created_by', 'quant-team'))),
+          1, 'a recent pass run recommending live is imported');
+SELECT ok((SELECT wval._imported(context) FROM wval.evaluation_runs WHERE world_id = 'tap-ret-f' AND strategy_id = 'fabricated'),
+          'and marked imported');
+SELECT throws_like($$SELECT wval_set_stage('tap-ret-f', 'fabricated', 'live', 'carol', 'run recommends live')$$,
+                   'promotion of strategy "fabricated" to live is not justified%', 'it does not justify a promotion to live (WV009)');
+SELECT throws_ok($$SELECT wval_set_stage('tap-ret-f', 'fabricated', 'paper', 'carol', 'run recommends paper')$$,
+                 'WV009', NULL, 'nor to paper');
+SELECT throws_ok($$SELECT wval_evaluate('tap-ret-f', 'fabricated', 'backtest', NULL, '{}', '{"imported": true}')$$,
+                 '22023', '"context.imported" is reserved', 'an evaluation cannot pass itself off as imported');
 
 -- roles: only admins set retention, purge and import
 SET ROLE tap_ret_validator;
@@ -70,8 +87,13 @@ SELECT is((SELECT count(*)::int FROM wval.evaluation_runs WHERE world_id = 'tap-
 -- the run a strategy's current stage decision relied on stays, although no longer its latest
 SELECT is(wval_import_runs('[{"world_id": "tap-ret", "strategy_id": "s9", "created_at": "2021-01-05T00:00:00Z", "status": "pass",
                               "recommended_stage": "paper_only", "metrics": {}, "run_id": "s9-old"}]'), 1, 's9: a 2021 run');
+-- (an imported recommendation justifies nothing: a validator approves the promotion, then withdraws the approval)
+SELECT lives_ok($$SELECT wval_override((SELECT run_id FROM wval.evaluation_runs WHERE client_run_id = 's9-old'), 'approved',
+                                       'migrated decision', 'olga')$$, 's9: the 2021 run approved');
 SELECT is((wval_set_stage('tap-ret', 's9', 'paper', 'carol', 'promoted on the 2021 run')).run_id,
           (SELECT run_id FROM wval.evaluation_runs WHERE client_run_id = 's9-old'), 'the promotion relies on it');
+SELECT lives_ok($$SELECT wval_override((SELECT run_id FROM wval.evaluation_runs WHERE client_run_id = 's9-old'), 'revoked',
+                                       'decision recorded', 'olga')$$, 's9: the approval withdrawn');
 SELECT is(wval_import_runs('[{"world_id": "tap-ret", "strategy_id": "s9", "created_at": "2021-02-05T00:00:00Z", "status": "pass",
                               "metrics": {}, "run_id": "s9-new"}]'), 1, 'a later run of s9');
 SELECT is((wval_purge('2021-06-01', 'tap-ret') #>> '{worlds,tap-ret,tables,evaluation_runs,candidates}'), '0',
@@ -122,6 +144,13 @@ SELECT throws_ok($$SELECT wval_import_runs('[{"world_id": "tap-held", "strategy_
 SELECT ok((SELECT array_agg(k) = ARRAY['tap-ret'] FROM jsonb_object_keys(wval_purge('2021-06-01') -> 'worlds') k),
           'a purge of every world covers the worlds it may write');
 RESET ROLE;
+
+-- settings change only through wval_retention_set (audited), also for a superuser
+SELECT lives_ok($$SELECT wval_retention_set('evaluation_runs', '3 years', 'tap-ret', actor => 'dba')$$, 'a setting to tamper with');
+SELECT throws_ok($$UPDATE wval.retention SET keep = interval '91 days' WHERE world_id = 'tap-ret'$$, 'WV003', NULL,
+                 'a direct UPDATE of a retention setting is refused, also for a superuser');
+SELECT throws_ok($$DELETE FROM wval.retention WHERE world_id = 'tap-ret'$$, 'WV003', NULL,
+                 'a direct DELETE of a retention setting is refused');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -44,9 +44,13 @@ SELECT ok(wval_unschedule('watchdog'), 'the watchdog job is removed too');
 -- minutes ago, expected at T0 .. T8 (T8 = two minutes, the grace, ago)
 ------------------------------------------------------------------------------
 
+-- wval._cron_schedule is internal: reached through a SECURITY DEFINER function, as wval's writers do
+CREATE FUNCTION pg_temp.cron_schedule(p text, s text, c text) RETURNS bigint
+LANGUAGE sql SECURITY DEFINER AS $$ SELECT wval._cron_schedule(p, s, c) $$;
+
 CREATE TEMP TABLE t AS
 SELECT date_trunc('minute', now()) - interval '10 minutes' AS t0,
-       wval._cron_schedule('tap-minutely', '* * * * *', 'SELECT 1') AS jobid;
+       pg_temp.cron_schedule('tap-minutely', '* * * * *', 'SELECT 1') AS jobid;
 INSERT INTO wval.schedule_watch (job_name, jobid, schedule, since, checked_until)
 SELECT 'wval:tap-minutely', jobid, '* * * * *', t0 - interval '30 seconds', t0 - interval '30 seconds' FROM t;
 -- T0, T1 ran; T2 failed; T3 never started; T4 started late; T5 failed and
@@ -99,9 +103,9 @@ SELECT throws_ok($$INSERT INTO wval.schedule_misses (job_name, expected_at, jobi
 -- a five-minutely job that was due an hour ago and never ran, an inactive
 -- one, and one whose schedule the evaluator does not know (@reboot)
 CREATE TEMP TABLE t2 AS
-SELECT wval._cron_schedule('tap-stale', '*/5 * * * *', 'SELECT 1') AS stale,
-       wval._cron_schedule('tap-paused', '0 * * * *', 'SELECT 1') AS paused,
-       wval._cron_schedule('tap-reboot', '@reboot', 'SELECT 1') AS reboot;
+SELECT pg_temp.cron_schedule('tap-stale', '*/5 * * * *', 'SELECT 1') AS stale,
+       pg_temp.cron_schedule('tap-paused', '0 * * * *', 'SELECT 1') AS paused,
+       pg_temp.cron_schedule('tap-reboot', '@reboot', 'SELECT 1') AS reboot;
 INSERT INTO wval.schedule_watch (job_name, jobid, schedule, since, checked_until)
 SELECT 'wval:tap-stale', stale, '*/5 * * * *', now() - interval '1 hour', now() - interval '1 hour' FROM t2;
 SELECT cron.alter_job(paused, active => false) FROM t2;

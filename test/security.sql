@@ -62,7 +62,7 @@ SET ROLE tap_sec_gw;
 SELECT is((wval_evaluate('tap-sec-a', 's2', 'backtest', NULL, '{"returns": {"sharpe": 1}}')).world_id, 'tap-sec-a',
           'the gateway evaluates in A');
 SELECT throws_ok($$SELECT wval_evaluate('tap-sec-b', 's2', 'backtest', NULL, '{"returns": {"sharpe": 1}}')$$,
-                 '42501', NULL, 'the gateway may not write B');
+                 'WV010', 'world "tap-sec-b" does not exist', 'the gateway may not write B: for it, B does not exist');
 RESET ROLE;
 SELECT is((SELECT count(*)::int FROM wval.evaluation_runs WHERE world_id = 'tap-sec-b' AND strategy_id = 's2'), 0,
           'nothing of the refused evaluation was stored');

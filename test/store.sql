@@ -1,7 +1,7 @@
 -- pgTAP: the store's behaviour for roles, privileges, guards, audit and dump registration
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(50);
+SELECT plan(69);
 
 -- the tables and views of spec store.md
 SELECT has_table('wval', t, 'table wval.' || t) FROM unnest(ARRAY['worlds', 'policy_versions',
@@ -34,8 +34,10 @@ SELECT ok((SELECT bool_and(to_regclass('wval.' || t) = ANY (e.extconfig))
 -- fixtures: a world, a policy, a run
 SELECT lives_ok($$SELECT wval_world_upsert('tap-store', 'high', true, actor => 'dba')$$, 'world created');
 SELECT is(wval_policy_publish('tap-store', '{"validation_profiles": {}}', 'alice'), 1, 'first version is 1');
-INSERT INTO wval.evaluation_runs (run_id, world_id, strategy_id, stage, status, created_by)
-VALUES ('00000000-0000-0000-0000-0000000000aa', 'tap-store', 's1', 'backtest', 'fail', 'quant-bot');
+-- (a plain INSERT is refused even for a superuser: the fixture imitates wval's writers)
+CREATE FUNCTION pg_temp.as_writer(q text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN EXECUTE q; END $$;
+SELECT pg_temp.as_writer($$INSERT INTO wval.evaluation_runs (run_id, world_id, strategy_id, stage, status, created_by)
+VALUES ('00000000-0000-0000-0000-0000000000aa', 'tap-store', 's1', 'backtest', 'fail', 'quant-bot')$$);
 
 CREATE ROLE tap_analyst;   GRANT wval_analyst TO tap_analyst;
 CREATE ROLE tap_validator; GRANT wval_validator TO tap_validator;
@@ -113,6 +115,65 @@ SELECT is((SELECT count(*)::int FROM wval.events WHERE world_id = 'tap-store'), 
 SELECT lives_ok($$SELECT wval._purge_guard(false)$$, 'guard lowered');
 SELECT throws_ok($$DELETE FROM wval.audit_log WHERE world_id = 'tap-store'$$, 'WV003', NULL,
                  'DELETE refused again once the guard is down');
+
+-- forgery by a superuser (this session): what is refused, what the chain check shows
+SELECT throws_ok($$INSERT INTO wval.evaluation_runs (world_id, strategy_id, stage, status, recommended_stage, created_by)
+                   VALUES ('tap-store', 'forged', 'live', 'pass', 'paper_ok_live_candidate', 'quant-bot')$$, 'WV003', NULL,
+                 'a plain superuser INSERT of a run is not chained: WV003');
+SELECT throws_ok($$SET LOCAL session_replication_role = replica;
+                   INSERT INTO wval.evaluation_runs (world_id, strategy_id, stage, status, created_by)
+                   VALUES ('tap-store', 'forged', 'live', 'pass', 'quant-bot')$$, 'WV003', NULL,
+                 'replica mode does not switch the chain trigger off: WV003');
+RESET session_replication_role;
+SELECT is(wval_policy_publish('tap-store', '{"validation_profiles": {}}', 'alice'), 3, 'a publish (and its event)');
+SELECT throws_ok($$SET LOCAL session_replication_role = replica; UPDATE wval.events SET payload = '{}' WHERE world_id = 'tap-store'$$,
+                 'WV003', NULL, 'replica + UPDATE of the outbox: WV003');
+RESET session_replication_role;
+SELECT throws_ok($$UPDATE wval.worlds SET risk_tier = 'low' WHERE world_id = 'tap-store'$$, 'WV003', NULL,
+                 'a plain UPDATE of a world (outside wval_world_upsert, unaudited): WV003');
+SELECT throws_ok($$UPDATE wval.chain_heads SET seq = seq WHERE world_id = 'tap-store'$$, 'WV003', NULL,
+                 'a chain head moves only with the chain: WV003');
+SELECT ok(wval_verify_chain('tap-store'), 'nothing of it reached the store');
+-- a row that arrives with its chain columns set is a restore (accepted from a superuser): the check shows a forged one
+SELECT lives_ok($$SELECT wval_world_upsert('tap-store-r', actor => 'dba')$$, 'a world for the forged restore');
+INSERT INTO wval.evaluation_runs (world_id, strategy_id, stage, status, recommended_stage, created_by, chain_seq, prev_hash, row_hash)
+SELECT 'tap-store-r', 'forged', 'backtest', 'pass', 'paper_ok_live_candidate', 'quant-bot', h.seq + 1, h.head_hash, 'sha256:' || repeat('1', 64)
+FROM wval.chain_heads h WHERE h.world_id = 'tap-store-r';
+SELECT results_eq($$SELECT table_name, problem FROM wval_chain_problems('tap-store-r')$$,
+                  $$VALUES ('evaluation_runs'::text, 'row content does not match its row_hash'::text)$$,
+                  'a forged "restored" run is a chain problem');
+-- rule results: a forged row (a plain INSERT is what a restore does, so it is accepted) is shown
+INSERT INTO wval.rule_results (run_id, world_id, strategy_id, stage, rule, layer, status, severity, owner, reason_code, created_at)
+SELECT run_id, world_id, strategy_id, stage, 'performance.sharpe_min', 'performance', 'pass', 'blocking', 'quant', 'ok', created_at
+FROM wval.evaluation_runs WHERE run_id = '00000000-0000-0000-0000-0000000000aa';
+SELECT throws_ok($$SET LOCAL session_replication_role = replica; UPDATE wval.rule_results SET status = 'fail' WHERE world_id = 'tap-store'$$,
+                 'WV003', NULL, 'replica + UPDATE of rule results: WV003');
+RESET session_replication_role;
+SELECT results_eq($$SELECT table_name, chain_seq IS NOT NULL FROM wval_chain_problems('tap-store')$$,
+                  $$VALUES ('rule_results'::text, true)$$, 'a rule result the run does not record is a chain problem');
+SELECT ok(NOT wval_verify_chain('tap-store'), 'and wval_verify_chain says false');
+-- a world changed with its trigger disabled: shown, and the DDL is audited
+SELECT lives_ok($$SELECT wval_world_upsert('tap-store-w', 'medium', actor => 'dba')$$, 'second world');
+ALTER TABLE wval.worlds DISABLE TRIGGER wval_writer_only;
+UPDATE wval.worlds SET risk_tier = 'low' WHERE world_id = 'tap-store-w';
+ALTER TABLE wval.worlds ENABLE ALWAYS TRIGGER wval_writer_only;
+SELECT results_eq($$SELECT table_name, problem FROM wval_chain_problems('tap-store-w')$$,
+                  $$VALUES ('worlds'::text, 'the world row differs from its latest audited change'::text)$$,
+                  'a world row that differs from its audited state is a chain problem');
+SELECT results_eq($$SELECT details->>'command', details->>'object' FROM wval.audit_log
+                    WHERE world_id IS NULL AND action = 'ddl_on_wval' ORDER BY id DESC LIMIT 1$$,
+                  $$VALUES ('ALTER TABLE DISABLE TRIGGER wval_writer_only', 'wval.worlds')$$,
+                  'DISABLE TRIGGER on a wval table is audited');
+-- a world grant written past wval_world_grant: shown
+SELECT lives_ok($$SELECT wval_world_upsert('tap-store-g', actor => 'dba')$$, 'third world');
+INSERT INTO wval.world_grants (role_name, world_id, privilege, granted_by) VALUES ('tap_analyst', 'tap-store-g', 'write', 'nobody');
+SELECT results_eq($$SELECT table_name, problem FROM wval_chain_problems('tap-store-g')$$,
+                  $$VALUES ('world_grants'::text, '1 grant row(s) of role tap_analyst (write) without their audit row'::text)$$,
+                  'a grant without its audit row is a chain problem');
+SELECT lives_ok($$SELECT wval_world_upsert('tap-store-ok', actor => 'dba');
+                  SELECT wval_world_grant('tap_analyst', 'tap-store-ok', 'read', actor => 'dba');
+                  SELECT wval_world_revoke('tap_analyst', 'tap-store-ok', actor => 'dba')$$, 'a world, a grant and a revoke through wval');
+SELECT ok(wval_verify_chain('tap-store-ok'), 'the chain check accounts for rows written by wval');
 
 SELECT * FROM finish();
 ROLLBACK;

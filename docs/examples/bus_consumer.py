@@ -15,9 +15,9 @@ The loop (see docs/bus.md, "Writing a consumer"):
    wval_nack(group, event_id, error) on failure (wval retries it after
    backoff x attempt and dead-letters it after max_attempts);
 3. when a batch comes back empty, wait on the socket until a NOTIFY arrives
-   or --poll seconds pass.  NOTIFY is only a wake-up call: the payload is a
-   small pointer {event_id, type, world_id}; the events come from
-   wval_consume().  The poll interval picks up what arrives without a NOTIFY:
+   or --poll seconds pass.  NOTIFY is only a wake-up call with an empty
+   payload (any role may LISTEN, so it carries nothing); the events come
+   from wval_consume().  The poll interval picks up what arrives without a NOTIFY:
    retries after a backoff, redeliveries after a visibility timeout, and
    anything emitted while the listener was disconnected.
 
@@ -104,8 +104,8 @@ def main():
         if select.select([conn], [], [], wait) == ([], [], []):
             continue                        # poll interval passed: look anyway
         conn.poll()
-        for n in conn.notifies:
-            log(wakeup=json.loads(n.payload))
+        if conn.notifies:
+            log(wakeups=len(conn.notifies))     # the payload is empty: read the outbox
         conn.notifies.clear()
 
 

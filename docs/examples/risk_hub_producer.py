@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A risk-snapshot producer for wval (docs/risk-hub.md), with psycopg2.
 
-Builds a snapshot, asks the hub for its canonical text, signs it with the
-producer's HMAC key, publishes it, and checks the stored hash against its
+Builds a snapshot, asks the hub for its canonical text, signs the message
+(world, actor, stage and canonical text) with the producer's HMAC key, publishes it, and checks the stored hash against its
 own sha256 of the canonical text.  Connection settings come from the usual
 libpq variables (PGHOST, PGDATABASE, ...); the world, actor, stage and key
 from WVAL_WORLD, WVAL_ACTOR, WVAL_STAGE and WVAL_HMAC_KEY_HEX.
@@ -26,7 +26,16 @@ def publish(conn, world, actor, stage, key, snapshot):
         # jsonb's key order and number formatting in the client.
         cur.execute("SELECT wval_snapshot_canonical(%s, %s::jsonb)", (world, body))
         canonical = cur.fetchone()[0].encode("utf-8")
-        signature = hmac.new(key, canonical, hashlib.sha256).hexdigest()
+        # The signed message binds the snapshot to this world, actor and stage
+        # (docs/risk-hub.md): a fixed first line, then world, actor and stage
+        # one line each, then the canonical text.  The hub returns the same
+        # bytes from wval_snapshot_signed_message(world, snapshot, actor, stage).
+        message = b"\n".join([b"wval-snapshot-signature-v1", world.encode("utf-8"),
+                               actor.encode("utf-8"), stage.encode("utf-8"), canonical])
+        cur.execute("SELECT wval_snapshot_signed_message(%s, %s::jsonb, %s, %s)", (world, body, actor, stage))
+        if cur.fetchone()[0].encode("utf-8") != message:
+            raise RuntimeError("the hub signs a different message than this client builds")
+        signature = hmac.new(key, message, hashlib.sha256).hexdigest()
         cur.execute(
             "SELECT version, hash, signed FROM wval_snapshot_publish(%s, %s::jsonb, %s, %s, %s)",
             (world, body, actor, stage, signature),

@@ -37,8 +37,8 @@ check() { if eval "$1"; then echo "ok - $2"; else echo "not ok - $2"; fail=1; fi
 printed=$(sed -n 's/.*"event_id": \([0-9]*\).*/\1/p' "$out" | tr '\n' ' ')
 check '[ "$printed" = "${ids[*]} " ]' "the consumer handled the 5 events in order: $printed"
 check '[ "$(grep -c "\"n\": " "$out")" = 5 ]' "with their data"
-woken=$(grep -c "\"wakeup\": {\"event_id\": [0-9]*, \"type\": \"$type\"" "$err" || true)
-check '[ "$woken" -ge 1 ]' "it was woken by NOTIFY pointers ($woken wake-ups for its type)"
+woken=$(grep -c '"wakeups": [0-9]' "$err" || true)
+check '[ "$woken" -ge 1 ]' "it was woken by NOTIFY ($woken wake-ups)"
 check '[ "$(psql -c "SELECT count(*) FROM wval.deliveries WHERE group_name = '"'$group'"' AND outcome = '"'acked'"' AND attempts = 1")" = 5 ]' \
 	"the database has all 5 acked once"
 [ $fail = 0 ] || { echo "--- consumer stderr"; cat "$err"; echo "--- stdout"; cat "$out"; }

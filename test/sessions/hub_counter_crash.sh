@@ -17,7 +17,7 @@ for i in 1 2 3; do
 	out=$(psql -c "SELECT wval_snapshot_publish('$world', jsonb_build_object(
 	        'as_of', to_char((now() - interval '1 hour') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
 	        'version', 'v$i', 'weights', '{\"a\": 1}'::jsonb), 'gw', 'paper')" 2>&1 || true)
-	echo "$out" | grep -q 'stale\|expired\|older' || { echo "FAIL: publish $i was not rejected as expired: $out"; exit 1; }
+	grep -q 'stale\|expired\|older' <<<"$out" || { echo "FAIL: publish $i was not rejected as expired: $out"; exit 1; }
 done
 before=$(psql -c "SELECT expired FROM wval_snapshot_stats('$world') WHERE stage = 'paper'")
 [ "$before" = 3 ] || { echo "FAIL: expected 3 expired before the crash, saw $before"; exit 1; }

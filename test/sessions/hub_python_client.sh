@@ -15,10 +15,10 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 out=$(WVAL_WORLD=$W WVAL_STAGE=paper WVAL_HMAC_KEY_HEX=$KEY /usr/bin/python3 "$WVAL_REPO/docs/examples/risk_hub_producer.py")
 echo "$out"
-echo "$out" | grep -q '^published py-.* sha256:[0-9a-f]\{64\} signed=True$' || fail "signed publish"
+grep -q '^published py-.* sha256:[0-9a-f]\{64\} signed=True$' <<<"$out" || fail "signed publish"
 v1=$(echo "$out" | sed -n 's/^published \([^ ]*\) .*/\1/p')
-echo "$out" | grep -q "^retry returned $v1 " || fail "retry did not return the stored version"
-echo "$out" | grep -q '^rejected WV004: weight of "trend" in "weights" must be a finite number$' || fail "rejection"
+grep -q "^retry returned $v1 " <<<"$out" || fail "retry did not return the stored version"
+grep -q '^rejected WV004: weight of "trend" in "weights" must be a finite number$' <<<"$out" || fail "rejection"
 n=$("${PSQL[@]}" -c "SELECT count(*) FROM wval.events WHERE world_id = '$W'")
 [ "$n" = 1 ] || fail "expected one event, found $n"
 echo "ok - python producer: signed publish, idempotent retry, WV004 rejection"

@@ -26,6 +26,6 @@ SELECT 'second: ' || status FROM wval_evaluate('cw', 's', 'backtest', NULL, '{"r
 SQL
 )
 echo "$out" | grep -E "^(first|second):" || true
-echo "$out" | grep -qx 'first: pass' || { echo "FAIL: the first policy (sharpe_min 0.5) should pass"; exit 1; }
-echo "$out" | grep -qx 'second: fail' || { echo "FAIL: the re-created extension's version 1 (sharpe_min 100) was not used"; exit 1; }
+grep -qx 'first: pass' <<<"$out" || { echo "FAIL: the first policy (sharpe_min 0.5) should pass"; exit 1; }
+grep -qx 'second: fail' <<<"$out" || { echo "FAIL: the re-created extension's version 1 (sharpe_min 100) was not used"; exit 1; }
 echo "ok - the policy cache is emptied when wval.policy_versions is dropped"
