@@ -236,7 +236,9 @@ def run_page(server, blocks, repo, bindir, env0, rel):
     server.sql("CREATE DATABASE %s TEMPLATE template0" % db)
     if cron:
         server.restart_for_cron(db)
-    env = dict(env0, PGDATABASE=db, PATH=bindir + ":" + env0.get("PATH", "/usr/bin:/bin"))
+    # WVAL_DOCS_RUNNING makes scripts/lib.sh refuse to start a suite, demo or
+    # benchmark from a snippet (they belong in ```text)
+    env = dict(env0, PGDATABASE=db, PATH=bindir + ":" + env0.get("PATH", "/usr/bin:/bin"), WVAL_DOCS_RUNNING="1")
     psql = None
     try:
         for b in blocks:

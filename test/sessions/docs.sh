@@ -9,7 +9,6 @@
 #   test/sessions/docs.sh [PAGE...]      e.g. test/sessions/docs.sh docs/live.md
 # A page that ran the test suite would run this script again, and so on.
 [ -z "${WVAL_DOCS_RUNNING:-}" ] || { echo "docs.sh: called from a doc snippet" >&2; exit 1; }
-export WVAL_DOCS_RUNNING=1
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 
 if [ -n "${WVAL_BINDIR:-}" ]; then
