@@ -3,7 +3,7 @@
 -- bidi, zero-width), size limits of snapshots and cohorts, PSR/DSR on
 -- extreme finite input, the canonical text of a large snapshot.
 BEGIN;
-SELECT plan(44);
+SELECT plan(45);
 SET client_min_messages = warning;
 
 SELECT wval_world_upsert('tap-lim', actor => 'dba');
@@ -145,6 +145,10 @@ SELECT throws_ok($$SELECT wval_live_run('tap-lim', 's', '4713-01-01 BC')$$, '220
                  'a live run as of 4713 BC is 22023 (its windows would start before the first date)');
 SELECT throws_ok($$SELECT wval_live_run('tap-lim', 's', '5874897-12-31')$$, '22023', 'invalid value for "as_of"',
                  'a live run as of the last representable date is 22023');
+SELECT ok((SELECT abs((r.metrics #>> '{cohort,sharpe_median}')::float8 / 1.65e308 - 1) < 1e-12 FROM wval_evaluate_cohort('tap-lim', 'c-edge', 'backtest',
+             '[{"strategy_id": "edge-a", "metrics": {"returns": {"sharpe": 1.7e308}}},
+               {"strategy_id": "edge-b", "metrics": {"returns": {"sharpe": 1.6e308}}}]') r LIMIT 1),
+          'the cohort median of two Sharpes near the float8 range is computed (was 22003, found by the long fuzz pass)');
 
 SELECT * FROM finish();
 ROLLBACK;
