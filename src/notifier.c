@@ -374,6 +374,12 @@ wval_notifier_main(Datum main_arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+	/*
+	 * Process start-up sets the latch (SwitchToSharedLatch); forget that
+	 * before backends can find us in the proc array, so that every later
+	 * set is a commit to announce.
+	 */
+	ResetLatch(MyLatch);
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname(NOTIFIER_TYPE);
 
