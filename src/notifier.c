@@ -382,6 +382,12 @@ wval_notifier_main(Datum main_arg)
 	ResetLatch(MyLatch);
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname(NOTIFIER_TYPE);
+	/*
+	 * NOTIFY assigns an xid, so each of our transactions writes a commit
+	 * record; notifications are not durable anyway, so do not wait for the
+	 * WAL flush (listeners are signalled at commit either way).
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	if (!lock_database_notifier() || !wval_installed())
 		proc_exit(0);
