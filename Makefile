@@ -3,6 +3,8 @@
 #   make && make install          build and install into the server of pg_config
 #   make test                     everything the README's test command runs
 #   make installcheck             pg_regress against a running server (PGXS)
+#   make check-ubsan              the suite and a fuzz pass with wval built with UBSan
+#   make check-valgrind           pg_regress and a fuzz pass under valgrind memcheck
 #
 # The install script wval--$(EXTVERSION).sql is generated from the ordered SQL
 # sources below; each one sits next to the C file of the same concept.
@@ -77,9 +79,16 @@ src/metrics.o src/metrics_agg.o src/evaluate.o src/portfolio.o: src/metrics.h
 src/hub.o src/wval.o src/portfolio.o: src/hub.h
 src/diff.o src/rules.o src/policy.o src/evaluate.o: src/policy.h src/evaluate.h
 
-.PHONY: test demo
+.PHONY: test demo check-ubsan check-valgrind
 test:
 	./scripts/test.sh
+
+# sanitizer runs (docs/development.md, Hardening tests); not part of make test
+check-ubsan:
+	./scripts/sanitize.sh ubsan
+
+check-valgrind:
+	./scripts/sanitize.sh valgrind
 
 demo:
 	./scripts/demo.sh

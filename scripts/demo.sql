@@ -2,6 +2,7 @@
 \set ON_ERROR_STOP on
 \pset footer off
 \set SHOW_CONTEXT never
+\set QUIET on
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pg_cron;
 CREATE EXTENSION IF NOT EXISTS wval CASCADE;
@@ -9,13 +10,34 @@ SELECT wval_maintain() \gset
 RESET client_min_messages;
 
 \echo
-\echo '=== 1. a world, and the sample policy: published by alice, activated by bob'
+\echo '=== 1. a world, and the sample policy: published by login alice, activated by login bob'
+-- one login per person: the two-person rule compares logins, not the actor names
+SET client_min_messages = warning;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'alice') THEN CREATE ROLE alice LOGIN; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bob') THEN CREATE ROLE bob LOGIN; END IF;
+    GRANT wval_validator TO alice, bob;
+END
+$$;
+RESET client_min_messages;
 SELECT world_id, risk_tier, client_critical
 FROM wval_world_upsert('demo-fund', risk_tier => 'medium', client_critical => false, actor => 'dba');
+SET SESSION AUTHORIZATION alice;
 SELECT wval_policy_publish('demo-fund', (SELECT policy FROM wval.sample_policies WHERE name = 'sample'),
                            'alice', 'sample policy of the published scenario sets') AS published_version;
-SELECT world_id, version, activated_by, reason
+-- alice cannot be her own second person, whatever name she gives
+DO $$
+BEGIN
+    PERFORM wval_policy_activate('demo-fund', 1, 'bob', 'alice signing as bob');
+EXCEPTION WHEN SQLSTATE 'WV009' THEN
+    RAISE NOTICE 'refused (WV009): %', SQLERRM;
+END
+$$;
+SET SESSION AUTHORIZATION bob;
+SELECT world_id, version, activated_by, approved_by, reason
 FROM wval_policy_activate('demo-fund', 1, 'bob', 'initial rollout');
+RESET SESSION AUTHORIZATION;
 SELECT key AS profile, value AS ruleset_hash FROM jsonb_each_text(
     (SELECT ruleset_hashes FROM wval.policy_versions WHERE world_id = 'demo-fund' AND version = 1));
 
@@ -73,23 +95,27 @@ SELECT (wval_evaluate('demo-fund', 'steady_carry', 'backtest', NULL, '{}', '{"ru
 
 \echo
 \echo '=== 6. a stricter policy (backtest sharpe_min 0.5 -> 1.2): replayed over history before it may go live'
+SET SESSION AUTHORIZATION alice;
 SELECT wval_policy_publish('demo-fund',
     jsonb_set((SELECT policy FROM wval.sample_policies WHERE name = 'sample'),
               '{validation_profiles,backtest,performance,sharpe_min}', '1.2'),
     'alice', 'tighter sharpe') AS published_version;
+RESET SESSION AUTHORIZATION;
 SELECT d->>'total_strategies' AS strategies, d->>'strategies_affected' AS affected, d->>'impact_ratio' AS impact_ratio,
        (SELECT string_agg(o->>'strategy_id' || ' ' || (o->>'old_status') || '->' || (o->>'new_status') || ' (' || (o->>'label') || ')', ', ')
         FROM jsonb_array_elements(d->'top_offenders') o) AS top_offenders
 FROM wval_policy_diff('demo-fund', 1, 2) d;
 \set ON_ERROR_STOP off
 \echo 'trying: activate version 2 (the impact gate stops anything at or above 5 % of strategies)'
+SET SESSION AUTHORIZATION bob;
 SELECT wval_policy_activate('demo-fund', 2, 'bob', 'tighten sharpe');
+RESET SESSION AUTHORIZATION;
 \set ON_ERROR_STOP on
 
 \echo
 \echo '=== 7. the record: events in the outbox, the audit log, append-only history, the hash chain'
 SELECT type, count(*) AS events FROM wval.events WHERE world_id = 'demo-fund' GROUP BY type ORDER BY type;
-SELECT id, action, actor, db_user FROM wval.audit_log WHERE world_id = 'demo-fund' ORDER BY id;
+SELECT id, action, actor, login FROM wval.audit_log WHERE world_id = 'demo-fund' ORDER BY id;
 \set ON_ERROR_STOP off
 \echo 'trying: UPDATE wval.evaluation_runs SET status = ''pass'' ... (as the superuser)'
 UPDATE wval.evaluation_runs SET status = 'pass' WHERE world_id = 'demo-fund' AND strategy_id = 'blowup';

@@ -48,10 +48,13 @@ ensure_packages() {
 	command -v pg_prove >/dev/null || die "pg_prove not found (package postgresql-$PG_MAJOR-pgtap)"
 }
 
-# build [make args...]: builds the extension warning-free.
+# build [make args...]: builds the extension warning-free.  WVAL_CFLAGS adds
+# compiler flags (PGXS passes COPT to the compiler and the linker), e.g. the
+# sanitizer build of scripts/sanitize.sh; make does not track flags, so build
+# such variants in a copy of the tree (sanitize.sh does).
 build() {
-	log "building wval"
-	make -C "$REPO" -s -j2 PG_CONFIG="$PG_CONFIG" COPT=-Werror "$@"
+	log "building wval${WVAL_CFLAGS:+ with $WVAL_CFLAGS}"
+	make -C "$REPO" -s -j2 PG_CONFIG="$PG_CONFIG" COPT="-Werror${WVAL_CFLAGS:+ $WVAL_CFLAGS}" "$@"
 }
 
 # stage DIR: a private copy of the PostgreSQL installation with wval

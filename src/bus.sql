@@ -75,6 +75,9 @@ CREATE TABLE wval.event_dedupe_hits (
 COMMENT ON TABLE wval.event_dedupe_hits IS 'per event type: publishes that were no-ops because their idempotency key existed; sharded by backend so that concurrent publishers do not queue on one row (sum hits over shards, or read wval.bus_health)';
 COMMENT ON COLUMN wval.event_dedupe_hits.shard IS 'pg_backend_pid() % 16 of the publisher';
 COMMENT ON COLUMN wval.event_dedupe_hits.last_key IS 'the idempotency key of the latest hit in this shard';
+COMMENT ON COLUMN wval.event_dedupe_hits.type IS 'event type of the no-op publishes';
+COMMENT ON COLUMN wval.event_dedupe_hits.hits IS 'publishes of this type in this shard that were no-ops because their idempotency key existed (counter)';
+COMMENT ON COLUMN wval.event_dedupe_hits.last_hit_at IS 'time of the latest hit in this shard';
 
 ------------------------------------------------------------------------------
 -- Consumer groups and deliveries
@@ -99,6 +102,10 @@ COMMENT ON COLUMN wval.consumer_groups.max_attempts IS 'hand-outs before an even
 COMMENT ON COLUMN wval.consumer_groups.backoff IS 'a nacked event is handed out again after backoff x attempt (linear)';
 COMMENT ON COLUMN wval.consumer_groups.visibility IS 'an event handed out and neither acked nor nacked within this time is handed out again';
 COMMENT ON COLUMN wval.consumer_groups.internal IS 'true for wval''s own consumers, drained by wval_work() through wval.internal_handlers';
+COMMENT ON COLUMN wval.consumer_groups.group_name IS 'name of the consumer group, given to wval_subscribe and passed to wval_consume, wval_ack and wval_nack';
+COMMENT ON COLUMN wval.consumer_groups.created_by IS 'database login (session_user) that created the group';
+COMMENT ON COLUMN wval.consumer_groups.created_at IS 'when the group was created; it receives the events emitted after this subscription committed';
+COMMENT ON COLUMN wval.consumer_groups.updated_at IS 'when the group''s types or retry settings last changed';
 
 CREATE TABLE wval.deliveries (
     group_name  text NOT NULL,
@@ -134,6 +141,10 @@ COMMENT ON COLUMN wval.deliveries.done_at IS 'when the group finished the event 
 COMMENT ON COLUMN wval.deliveries.outcome IS 'acked | expired | dead; null while outstanding';
 COMMENT ON COLUMN wval.deliveries.dead_count IS 'how often the event was dead-lettered in this group (a redriven event can die again)';
 COMMENT ON COLUMN wval.deliveries.errors IS 'array of {attempt, at, error} from nacks and visibility timeouts, and {redriven_at, by} marks';
+COMMENT ON COLUMN wval.deliveries.group_name IS 'the consumer group (wval.consumer_groups.group_name)';
+COMMENT ON COLUMN wval.deliveries.event_id IS 'the event delivered (wval.events.event_id)';
+COMMENT ON COLUMN wval.deliveries.type IS 'event type (copy of wval.events.type)';
+COMMENT ON COLUMN wval.deliveries.expires_at IS 'copy of wval.events.expires_at: not handed out after this time (outcome expired); null for events without a TTL';
 
 CREATE TABLE wval.bus_counters (
     group_name    text NOT NULL,
@@ -145,6 +156,12 @@ CREATE TABLE wval.bus_counters (
     PRIMARY KEY (group_name, type)
 );
 COMMENT ON TABLE wval.bus_counters IS 'totals of deliveries removed by wval_bus_prune(), so that the counters of wval.bus_health never go down';
+COMMENT ON COLUMN wval.bus_counters.group_name IS 'the consumer group (wval.consumer_groups.group_name) whose pruned deliveries are counted';
+COMMENT ON COLUMN wval.bus_counters.type IS 'event type of the pruned deliveries';
+COMMENT ON COLUMN wval.bus_counters.processed IS 'acknowledged deliveries removed by wval_bus_prune() (added to wval.bus_health.processed)';
+COMMENT ON COLUMN wval.bus_counters.retried IS 'hand-outs beyond the first of the removed deliveries (added to wval.bus_health.retried)';
+COMMENT ON COLUMN wval.bus_counters.dead_lettered IS 'dead-letterings of the removed deliveries (added to wval.bus_health.dead_lettered)';
+COMMENT ON COLUMN wval.bus_counters.expired IS 'removed deliveries that had expired unprocessed (added to wval.bus_health.expired)';
 
 CREATE TABLE wval.internal_handlers (
     group_name    text NOT NULL,
@@ -155,6 +172,9 @@ CREATE TABLE wval.internal_handlers (
 );
 COMMENT ON TABLE wval.internal_handlers IS 'wval''s own consumers: for an internal group and event type, the function wval_work() calls with the event (registered with wval._register_handler)';
 COMMENT ON COLUMN wval.internal_handlers.handler IS 'signature of a function taking one wval.events argument, e.g. wval._recheck(wval.events); an error it raises nacks the event';
+COMMENT ON COLUMN wval.internal_handlers.group_name IS 'the internal consumer group (wval.consumer_groups with internal = true)';
+COMMENT ON COLUMN wval.internal_handlers.type IS 'the event type the handler receives';
+COMMENT ON COLUMN wval.internal_handlers.registered_at IS 'when the handler was registered';
 
 ------------------------------------------------------------------------------
 -- Helpers
@@ -656,6 +676,13 @@ WHERE d.outcome = 'dead';
 COMMENT ON VIEW wval.dead_letters IS 'events a group gave up on after max_attempts; wval_redrive(group_name, event_id) hands them out again';
 COMMENT ON COLUMN wval.dead_letters.errors IS 'every failed attempt: {attempt, at, error}';
 COMMENT ON COLUMN wval.dead_letters.dead_count IS 'how often this event died in this group (more than 1 after a redrive)';
+COMMENT ON COLUMN wval.dead_letters.group_name IS 'the consumer group that gave up on the event';
+COMMENT ON COLUMN wval.dead_letters.event_id IS 'the dead event (wval.events.event_id); pass it to wval_redrive';
+COMMENT ON COLUMN wval.dead_letters.attempts IS 'hand-outs since the event was emitted or last redriven (reached max_attempts)';
+COMMENT ON COLUMN wval.dead_letters.dead_at IS 'when the event was dead-lettered';
+COMMENT ON COLUMN wval.dead_letters.type IS 'event type';
+COMMENT ON COLUMN wval.dead_letters.world_id IS 'world of the event; null for events of no world';
+COMMENT ON COLUMN wval.dead_letters.last_error IS 'error text of the last failed attempt (nack message or visibility timeout)';
 
 CREATE FUNCTION public.wval_redrive(group_name text, event_id bigint DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
@@ -880,6 +907,9 @@ COMMENT ON COLUMN wval.bus_health.dedupe_hits IS 'publishes of this type that we
 COMMENT ON COLUMN wval.bus_health.expired IS 'events not handed out because their TTL had passed (counter)';
 COMMENT ON COLUMN wval.bus_health.latency_avg_ms IS 'average enqueue -> ack time of the events acknowledged in the last hour, in milliseconds';
 COMMENT ON COLUMN wval.bus_health.latency_p95_ms IS '95th percentile of enqueue -> ack time over the last hour, in milliseconds';
+COMMENT ON COLUMN wval.bus_health.group_name IS 'the consumer group (wval.consumer_groups.group_name)';
+COMMENT ON COLUMN wval.bus_health.type IS 'event type subscribed or delivered to the group';
+COMMENT ON COLUMN wval.bus_health.last_ack_at IS 'when the group last acknowledged an event of this type; null when it never did (or those deliveries were pruned)';
 
 ------------------------------------------------------------------------------
 -- Pruning
@@ -900,7 +930,12 @@ BEGIN
             DETAIL = format('older_than is %s.', coalesce(older_than::text, 'null')),
             HINT = 'Pass a period of zero or more, e.g. ''7 days''.';
     END IF;
-    cutoff := now() - older_than;
+    BEGIN
+        cutoff := now() - older_than;
+    EXCEPTION WHEN datetime_field_overflow THEN
+        -- a period longer than the timestamp range: nothing is that old
+        cutoff := '-infinity';
+    END;
     -- events old enough whose every delivery is finished (dead letters only
     -- when asked): never an event some group still owes
     SELECT coalesce(array_agg(e.event_id), '{}') INTO cand

@@ -33,6 +33,13 @@ COMMENT ON COLUMN wval.producers.status IS 'active (may publish) | revoked';
 COMMENT ON COLUMN wval.producers.hmac_key IS 'secret of the producer (>= 16 bytes); when set, every snapshot must carry signature = hex HMAC-SHA256 of its signed message (wval_snapshot_signed_message: world, actor, stage and canonical text). Not readable by wval_analyst';
 COMMENT ON COLUMN wval.producers.reason IS 'why the registration was revoked';
 COMMENT ON COLUMN wval.producers.registered_by IS 'the database user who registered or revoked';
+COMMENT ON COLUMN wval.producers.registration_id IS 'number of the row (sequence wval.producers_id_seq); the latest per (world_id, actor) is in force';
+COMMENT ON COLUMN wval.producers.world_id IS 'the world (wval.worlds.world_id) the producer may publish to';
+COMMENT ON COLUMN wval.producers.actor IS 'the producer''s name, as given in every snapshot''s actor field';
+COMMENT ON COLUMN wval.producers.registered_at IS 'when the registration or revocation was recorded';
+COMMENT ON COLUMN wval.producers.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
+COMMENT ON COLUMN wval.producers.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.producers.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.producers', 'producers');
 
 CREATE VIEW wval.current_producers AS
@@ -43,6 +50,14 @@ FROM wval.producers p
 WHERE (SELECT wval._visible_worlds()) IS NULL OR p.world_id = ANY ((SELECT wval._visible_worlds())::text[])
 ORDER BY p.world_id, p.actor, p.registration_id DESC;
 COMMENT ON VIEW wval.current_producers IS 'the registration in force for each (world, actor) of the worlds the caller may see: status and whether signatures are required (never the key)';
+COMMENT ON COLUMN wval.current_producers.world_id IS 'the world (wval.worlds.world_id) the producer may publish to';
+COMMENT ON COLUMN wval.current_producers.actor IS 'the producer''s name, as given in every snapshot''s actor field';
+COMMENT ON COLUMN wval.current_producers.status IS 'active (may publish) | revoked';
+COMMENT ON COLUMN wval.current_producers.has_key IS 'true when the registration carries an HMAC key, so every snapshot of this producer must be signed; the key itself is never shown';
+COMMENT ON COLUMN wval.current_producers.reason IS 'why the registration was revoked; null while active';
+COMMENT ON COLUMN wval.current_producers.registration_id IS 'number of the row (sequence wval.producers_id_seq); the latest per (world_id, actor) is in force';
+COMMENT ON COLUMN wval.current_producers.registered_by IS 'the database user who registered or revoked';
+COMMENT ON COLUMN wval.current_producers.registered_at IS 'when the registration or revocation was recorded';
 
 ------------------------------------------------------------------------------
 -- Blobs and snapshots
@@ -63,6 +78,9 @@ COMMENT ON COLUMN wval.blobs.blob_hash IS 'sha256:<hex> of the UTF-8 jsonb text 
 COMMENT ON COLUMN wval.blobs.kind IS 'covariance | realized_returns | stress';
 COMMENT ON COLUMN wval.blobs.size_bytes IS 'length of the jsonb text of content';
 COMMENT ON COLUMN wval.blobs.created_by IS 'actor of the snapshot that stored the blob first';
+COMMENT ON COLUMN wval.blobs.world_id IS 'the world (wval.worlds.world_id) that stored the blob; blobs are not shared between worlds';
+COMMENT ON COLUMN wval.blobs.content IS 'the offloaded snapshot part (covariance matrix, realized returns or stress results) as jsonb';
+COMMENT ON COLUMN wval.blobs.created_at IS 'when the blob was first stored';
 SELECT wval._protect('wval.blobs');
 
 CREATE SEQUENCE wval.risk_snapshots_id_seq;
@@ -98,6 +116,12 @@ COMMENT ON COLUMN wval.risk_snapshots.ttl_sec IS 'seconds after as_of within whi
 COMMENT ON COLUMN wval.risk_snapshots.received_at IS 'when the hub accepted it (clock time at the start of the publish call)';
 COMMENT ON COLUMN wval.risk_snapshots.signed IS 'true when an HMAC signature was verified against the producer''s key';
 COMMENT ON COLUMN wval.risk_snapshots.blob_refs IS 'the wval-blob references of the payload (offloaded or referenced parts)';
+COMMENT ON COLUMN wval.risk_snapshots.snapshot_id IS 'number of the snapshot (sequence wval.risk_snapshots_id_seq)';
+COMMENT ON COLUMN wval.risk_snapshots.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.risk_snapshots.version IS 'the producer''s version label (non-empty, at most 200 bytes); (world_id, version) identifies the snapshot';
+COMMENT ON COLUMN wval.risk_snapshots.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
+COMMENT ON COLUMN wval.risk_snapshots.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.risk_snapshots.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.risk_snapshots', 'risk_snapshots');
 
 ------------------------------------------------------------------------------
@@ -116,6 +140,10 @@ CREATE TABLE wval.snapshot_counters (
 COMMENT ON TABLE wval.snapshot_counters IS 'accepted publishes and dedupe hits per world and stage, spread over 16 rows (shard = backend id % 16) so that concurrent publishers do not queue on one row; sum over shard, or read wval.snapshot_stats';
 COMMENT ON COLUMN wval.snapshot_counters.processed IS 'snapshots accepted and stored';
 COMMENT ON COLUMN wval.snapshot_counters.dedupe IS 'identical retries answered with the stored snapshot';
+COMMENT ON COLUMN wval.snapshot_counters.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.snapshot_counters.stage IS 'backtest | paper | shadow | live';
+COMMENT ON COLUMN wval.snapshot_counters.shard IS 'backend id % 16 of the publisher; sum over shards';
+COMMENT ON COLUMN wval.snapshot_counters.updated_at IS 'when the row last counted a publish';
 
 CREATE SEQUENCE wval.snapshot_rejects_unattributed;
 COMMENT ON SEQUENCE wval.snapshot_rejects_unattributed IS 'rejected publishes that name no existing world (nextval survives the rollback of the rejected call)';
@@ -309,8 +337,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
         'world_id', s.world_id, 'version', s.version, 'hash', s.hash,
         'actor', s.actor, 'stage', s.stage, 'as_of', s.as_of, 'received_at', s.received_at,
         'ttl_sec', s.ttl_sec, 'signed', s.signed,
-        'age_sec', round(extract(epoch FROM p_at - s.as_of), 3),
-        'stale', (p_at - s.as_of) > wval._snapshot_max_age(),
+        'age_sec', CASE WHEN isfinite(p_at) THEN round(extract(epoch FROM p_at - s.as_of), 3) END,
+        'stale', CASE WHEN isfinite(p_at) THEN (p_at - s.as_of) > wval._snapshot_max_age() END,
         'expanded', coalesce(p_expand, false),
         'snapshot', CASE WHEN p_expand THEN wval._snapshot_expand(s.world_id, s.payload) ELSE s.payload END);
 $$;
@@ -345,6 +373,11 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     s wval.risk_snapshots;
 BEGIN
+    IF ts IS NULL OR NOT isfinite(ts) THEN
+        RAISE EXCEPTION 'invalid value for "ts"' USING ERRCODE = '22023',
+            DETAIL = format('ts is %s.', coalesce(ts::text, 'null')),
+            HINT = 'Pass the finite point in time the hub''s state is asked for.';
+    END IF;
     PERFORM wval._world(world_id);
     SELECT * INTO s FROM wval.risk_snapshots r
     WHERE r.world_id = wval_snapshot_as_of.world_id
@@ -415,6 +448,12 @@ COMMENT ON FUNCTION public.wval_snapshot_stats(text) IS 'risk-snapshot publishes
 
 CREATE VIEW wval.snapshot_stats AS SELECT * FROM public.wval_snapshot_stats();
 COMMENT ON VIEW wval.snapshot_stats IS 'wval_snapshot_stats() for every world';
+COMMENT ON COLUMN wval.snapshot_stats.world_id IS 'the world (wval.worlds.world_id); null on the row that counts rejections naming no existing world';
+COMMENT ON COLUMN wval.snapshot_stats.stage IS 'backtest | paper | shadow | live, or invalid for rejected publishes whose stage argument was invalid';
+COMMENT ON COLUMN wval.snapshot_stats.processed IS 'snapshots accepted and stored (counter)';
+COMMENT ON COLUMN wval.snapshot_stats.dedupe IS 'identical retries answered with the stored snapshot (counter)';
+COMMENT ON COLUMN wval.snapshot_stats.expired IS 'publishes rejected because they arrived after as_of + ttl_sec (WV005) (counter)';
+COMMENT ON COLUMN wval.snapshot_stats.failed IS 'publishes rejected for any other reason (counter)';
 
 CREATE VIEW wval.snapshot_freshness AS
 SELECT DISTINCT ON (s.world_id, s.stage)
@@ -424,6 +463,13 @@ SELECT DISTINCT ON (s.world_id, s.stage)
 FROM wval.risk_snapshots s
 ORDER BY s.world_id, s.stage, s.as_of DESC, s.snapshot_id DESC;
 COMMENT ON VIEW wval.snapshot_freshness IS 'latest snapshot per world and stage with its lag (now - as_of) and whether it is fresh (lag <= wval.snapshot_max_age)';
+COMMENT ON COLUMN wval.snapshot_freshness.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.snapshot_freshness.stage IS 'backtest | paper | shadow | live';
+COMMENT ON COLUMN wval.snapshot_freshness.version IS 'version of the latest snapshot (by as_of) of the world and stage';
+COMMENT ON COLUMN wval.snapshot_freshness.actor IS 'the producer that published it';
+COMMENT ON COLUMN wval.snapshot_freshness.as_of IS 'the time the snapshot describes';
+COMMENT ON COLUMN wval.snapshot_freshness.lag IS 'now() - as_of';
+COMMENT ON COLUMN wval.snapshot_freshness.fresh IS 'true when lag <= the setting wval.snapshot_max_age';
 
 ------------------------------------------------------------------------------
 -- pg_dump

@@ -33,6 +33,13 @@ COMMENT ON COLUMN wval.live_returns.day IS 'the calendar day the return was earn
 COMMENT ON COLUMN wval.live_returns.ret IS 'simple return of that day (0.01 = +1 %), finite and greater than -1';
 COMMENT ON COLUMN wval.live_returns.source IS 'where the number comes from (gateway, broker statement, manual, ...)';
 COMMENT ON COLUMN wval.live_returns.recorded_by IS 'the database role that recorded the row';
+COMMENT ON COLUMN wval.live_returns.entry_id IS 'number of the row (sequence wval.live_returns_id_seq): the highest per day counts';
+COMMENT ON COLUMN wval.live_returns.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.live_returns.strategy_id IS 'the deployed strategy';
+COMMENT ON COLUMN wval.live_returns.recorded_at IS 'when the row was recorded';
+COMMENT ON COLUMN wval.live_returns.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
+COMMENT ON COLUMN wval.live_returns.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.live_returns.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.live_returns', 'live_returns');
 
 CREATE VIEW wval.live_returns_current AS
@@ -41,6 +48,14 @@ SELECT DISTINCT ON (lr.world_id, lr.strategy_id, lr.day)
 FROM wval.live_returns lr
 ORDER BY lr.world_id, lr.strategy_id, lr.day, lr.entry_id DESC;
 COMMENT ON VIEW wval.live_returns_current IS 'the return of each (world, strategy, day) that counts: the latest recorded row of the day';
+COMMENT ON COLUMN wval.live_returns_current.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.live_returns_current.strategy_id IS 'the deployed strategy';
+COMMENT ON COLUMN wval.live_returns_current.day IS 'the calendar day the return was earned';
+COMMENT ON COLUMN wval.live_returns_current.ret IS 'simple return of that day (0.01 = +1 %), finite and greater than -1';
+COMMENT ON COLUMN wval.live_returns_current.source IS 'where the number comes from (gateway, broker statement, manual, ...)';
+COMMENT ON COLUMN wval.live_returns_current.recorded_by IS 'the database role that recorded the row';
+COMMENT ON COLUMN wval.live_returns_current.recorded_at IS 'when the row was recorded';
+COMMENT ON COLUMN wval.live_returns_current.entry_id IS 'number of the row (sequence wval.live_returns_id_seq): the highest per day counts';
 
 CREATE FUNCTION public.wval_record_live_returns(world_id text, strategy_id text, days date[], rets float8[],
                                                 source text DEFAULT 'manual')
@@ -106,6 +121,14 @@ COMMENT ON COLUMN wval.deployments.change IS 'promotion (higher stage), demotion
 COMMENT ON COLUMN wval.deployments.run_id IS 'the run the decision relied on: for a promotion the strategy''s latest validation run, otherwise its latest run of any kind';
 COMMENT ON COLUMN wval.deployments.justification IS 'why a promotion was allowed (the run''s recommended stage, or the approved override) or which demotion candidate was open';
 COMMENT ON COLUMN wval.deployments.recorded_at IS 'when the decision was recorded (clock time, so that decisions and demotion flags of one transaction stay ordered)';
+COMMENT ON COLUMN wval.deployments.deployment_id IS 'number of the decision (sequence wval.deployments_id_seq); the latest per strategy is in force';
+COMMENT ON COLUMN wval.deployments.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.deployments.strategy_id IS 'the strategy moved, kept or retired';
+COMMENT ON COLUMN wval.deployments.actor IS 'the person the deciding validator named (a label; login is who acted)';
+COMMENT ON COLUMN wval.deployments.reason IS 'why the decision was made (required free text)';
+COMMENT ON COLUMN wval.deployments.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
+COMMENT ON COLUMN wval.deployments.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.deployments.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.deployments', 'deployments');
 
 CREATE VIEW wval.current_stage AS
@@ -115,6 +138,16 @@ SELECT DISTINCT ON (d.world_id, d.strategy_id)
 FROM wval.deployments d
 ORDER BY d.world_id, d.strategy_id, d.deployment_id DESC;
 COMMENT ON VIEW wval.current_stage IS 'the latest stage decision per world and strategy: what live monitoring, selection and the invariants treat as deployed (a strategy without a decision is at backtest and not listed)';
+COMMENT ON COLUMN wval.current_stage.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.current_stage.strategy_id IS 'the strategy moved, kept or retired';
+COMMENT ON COLUMN wval.current_stage.stage IS 'backtest | paper | live | retired: the stage the strategy is deployed at';
+COMMENT ON COLUMN wval.current_stage.previous_stage IS 'the stage before this decision (backtest for a strategy without an earlier decision)';
+COMMENT ON COLUMN wval.current_stage.change IS 'promotion (higher stage), demotion (lower stage or retired) or confirmation (same stage, e.g. keeping a flagged strategy)';
+COMMENT ON COLUMN wval.current_stage.actor IS 'the person the deciding validator named (a label; login is who acted)';
+COMMENT ON COLUMN wval.current_stage.reason IS 'why the decision was made (required free text)';
+COMMENT ON COLUMN wval.current_stage.run_id IS 'the run the decision relied on: for a promotion the strategy''s latest validation run, otherwise its latest run of any kind';
+COMMENT ON COLUMN wval.current_stage.since IS 'when this decision was recorded (wval.deployments.recorded_at)';
+COMMENT ON COLUMN wval.current_stage.deployment_id IS 'the decision in force (wval.deployments.deployment_id)';
 
 -- wval._stage_rank(stage): order of the stages for promotions and demotions.
 CREATE FUNCTION wval._stage_rank(stage text) RETURNS integer
@@ -283,6 +316,16 @@ COMMENT ON COLUMN wval.demotion_candidates.trigger IS 'blocking_fail | soft_fail
 COMMENT ON COLUMN wval.demotion_candidates.breached IS 'the failed checks: [{check, severity, reason_code, reason}]';
 COMMENT ON COLUMN wval.demotion_candidates.consecutive_runs IS 'live runs in a row (this one included) with a blocking or soft fail';
 COMMENT ON COLUMN wval.demotion_candidates.stage IS 'the stage the strategy was deployed at';
+COMMENT ON COLUMN wval.demotion_candidates.candidate_id IS 'number of the flag (sequence wval.demotion_candidates_id_seq)';
+COMMENT ON COLUMN wval.demotion_candidates.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.demotion_candidates.strategy_id IS 'the flagged strategy';
+COMMENT ON COLUMN wval.demotion_candidates.run_id IS 'the live run (wval.evaluation_runs, kind live) that flagged the strategy; one flag per run';
+COMMENT ON COLUMN wval.demotion_candidates.as_of IS 'as_of day of that live run (the day its realized windows end)';
+COMMENT ON COLUMN wval.demotion_candidates.demote_after IS 'live_monitoring.demote_after of the policy version the run applied (soft-fail streak length that flags; default 2)';
+COMMENT ON COLUMN wval.demotion_candidates.flagged_at IS 'when the flag was recorded (clock time, ordered against stage decisions of the same transaction)';
+COMMENT ON COLUMN wval.demotion_candidates.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
+COMMENT ON COLUMN wval.demotion_candidates.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.demotion_candidates.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.demotion_candidates', 'demotion_candidates');
 
 CREATE VIEW wval.open_demotion_candidates AS
@@ -297,6 +340,20 @@ WHERE c.run_id = (SELECT e.run_id FROM wval.evaluation_runs e
   AND NOT EXISTS (SELECT 1 FROM wval.deployments d
                   WHERE d.world_id = c.world_id AND d.strategy_id = c.strategy_id AND d.recorded_at > c.flagged_at);
 COMMENT ON VIEW wval.open_demotion_candidates IS 'strategies whose latest live run flagged them and on which nobody has decided since (a stage decision, also a confirmation, closes the candidate; so does a later live run that does not flag)';
+COMMENT ON COLUMN wval.open_demotion_candidates.candidate_id IS 'number of the flag (sequence wval.demotion_candidates_id_seq)';
+COMMENT ON COLUMN wval.open_demotion_candidates.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.open_demotion_candidates.strategy_id IS 'the flagged strategy';
+COMMENT ON COLUMN wval.open_demotion_candidates.run_id IS 'the live run (wval.evaluation_runs, kind live) that flagged the strategy; one flag per run';
+COMMENT ON COLUMN wval.open_demotion_candidates.as_of IS 'as_of day of that live run (the day its realized windows end)';
+COMMENT ON COLUMN wval.open_demotion_candidates.stage IS 'the stage the strategy was deployed at';
+COMMENT ON COLUMN wval.open_demotion_candidates.trigger IS 'blocking_fail | soft_fail_streak';
+COMMENT ON COLUMN wval.open_demotion_candidates.breached IS 'the failed checks: [{check, severity, reason_code, reason}]';
+COMMENT ON COLUMN wval.open_demotion_candidates.consecutive_runs IS 'live runs in a row (this one included) with a blocking or soft fail';
+COMMENT ON COLUMN wval.open_demotion_candidates.demote_after IS 'live_monitoring.demote_after of the policy version the run applied (soft-fail streak length that flags; default 2)';
+COMMENT ON COLUMN wval.open_demotion_candidates.flagged_at IS 'when the flag was recorded (clock time, ordered against stage decisions of the same transaction)';
+COMMENT ON COLUMN wval.open_demotion_candidates.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
+COMMENT ON COLUMN wval.open_demotion_candidates.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.open_demotion_candidates.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 
 -- wval._live_flag(run, demote_after): records the run as a demotion
 -- candidate when it has a blocking fail, or a soft fail that completes
@@ -378,10 +435,10 @@ DECLARE
     rid uuid := gen_random_uuid();
     created timestamptz := now();
 BEGIN
-    IF p_as_of IS NULL OR NOT isfinite(p_as_of) THEN
+    IF p_as_of IS NULL OR NOT isfinite(p_as_of) OR p_as_of NOT BETWEEN date '1900-01-01' AND date '9999-12-31' THEN
         RAISE EXCEPTION 'invalid value for "as_of"' USING ERRCODE = '22023',
             DETAIL = format('as_of is %s.', coalesce(p_as_of::text, 'null')),
-            HINT = 'Pass the day the windows end, e.g. current_date.';
+            HINT = 'Pass the day the windows end (1900-01-01 to 9999-12-31), e.g. current_date.';
     END IF;
     w := wval._world(p_world);
 
@@ -495,10 +552,10 @@ DECLARE
     msg text;
     state text;
 BEGIN
-    IF p_as_of IS NULL OR NOT isfinite(p_as_of) THEN
+    IF p_as_of IS NULL OR NOT isfinite(p_as_of) OR p_as_of NOT BETWEEN date '1900-01-01' AND date '9999-12-31' THEN
         RAISE EXCEPTION 'invalid value for "as_of"' USING ERRCODE = '22023',
             DETAIL = format('as_of is %s.', coalesce(p_as_of::text, 'null')),
-            HINT = 'Pass the day the windows end, e.g. current_date.';
+            HINT = 'Pass the day the windows end (1900-01-01 to 9999-12-31), e.g. current_date.';
     END IF;
     -- every world the caller may write (row-level security per world)
     FOR c IN
@@ -683,7 +740,7 @@ DECLARE
     rs float8[];
 BEGIN
     PERFORM wval._one_of('format', format, ARRAY['markdown', 'html']);
-    IF p_as_of IS NULL OR NOT isfinite(p_as_of) THEN
+    IF p_as_of IS NULL OR NOT isfinite(p_as_of) OR p_as_of NOT BETWEEN date '1900-01-01' AND date '9999-12-31' THEN
         RAISE EXCEPTION 'invalid value for "as_of"' USING ERRCODE = '22023',
             DETAIL = format('as_of is %s.', coalesce(p_as_of::text, 'null')),
             HINT = 'Pass the day of the report, e.g. current_date.';

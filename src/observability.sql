@@ -21,6 +21,13 @@ CREATE TABLE wval.evaluation_stats (
     PRIMARY KEY (world_id, stage, status, shard)
 );
 COMMENT ON TABLE wval.evaluation_stats IS 'counters of wval_evaluate per world, stage and status: runs, total seconds and a latency histogram (buckets of wval._latency_bounds(), not cumulative); sharded by backend so that concurrent evaluations do not queue on one row; updated in the evaluating transaction';
+COMMENT ON COLUMN wval.evaluation_stats.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.evaluation_stats.stage IS 'backtest | paper | shadow | live: the stage argument of the evaluations';
+COMMENT ON COLUMN wval.evaluation_stats.status IS 'pass | warn | fail | unvalidated: the stored status of the evaluations';
+COMMENT ON COLUMN wval.evaluation_stats.shard IS 'pg_backend_pid() % 8 of the evaluating backend; sum over shards';
+COMMENT ON COLUMN wval.evaluation_stats.runs IS 'evaluations counted (counter; wval_evaluations_total)';
+COMMENT ON COLUMN wval.evaluation_stats.seconds_sum IS 'total wval_evaluate time of those evaluations, in seconds';
+COMMENT ON COLUMN wval.evaluation_stats.buckets IS 'latency histogram: evaluations per bucket of wval._latency_bounds() (seconds; the last element is +Inf), not cumulative';
 
 -- wval._latency_bounds(): upper bounds (seconds) of the latency histogram
 CREATE FUNCTION wval._latency_bounds() RETURNS float8[]
@@ -164,6 +171,10 @@ CREATE TABLE wval.invariant_reports (
 );
 ALTER SEQUENCE wval.invariant_reports_id_seq OWNED BY wval.invariant_reports.report_id;
 COMMENT ON TABLE wval.invariant_reports IS 'each run of wval_run_invariants(): the violations found and their count per invariant (append-only)';
+COMMENT ON COLUMN wval.invariant_reports.report_id IS 'number of the report (sequence wval.invariant_reports_id_seq); the latest feeds wval.metrics';
+COMMENT ON COLUMN wval.invariant_reports.checked_at IS 'when wval_run_invariants() ran';
+COMMENT ON COLUMN wval.invariant_reports.violations IS 'array of the violation rows of wval_check_invariants(): {invariant, world, strategy, run, detail}; [] when none';
+COMMENT ON COLUMN wval.invariant_reports.counts IS 'invariant name -> number of violations, every invariant listed (0 when it holds)';
 SELECT wval._protect('wval.invariant_reports');
 SELECT pg_catalog.pg_extension_config_dump('wval.invariant_reports', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.invariant_reports_id_seq', '');
@@ -288,6 +299,11 @@ SELECT 'wval_invariant_check_age_seconds', 'gauge', 'seconds since the latest in
        extract(epoch FROM now() - max(r.checked_at))::float8
 FROM wval.invariant_reports r HAVING count(*) > 0;
 COMMENT ON VIEW wval.metrics IS 'every metric wval exposes, one row per sample (name, type, help, labels, value); wval_metrics_prometheus() renders it in the Prometheus text format';
+COMMENT ON COLUMN wval.metrics.name IS 'sample name in Prometheus form (wval_*); histogram samples end in _bucket, _sum or _count';
+COMMENT ON COLUMN wval.metrics.type IS 'counter | gauge | histogram: the type of the metric family';
+COMMENT ON COLUMN wval.metrics.help IS 'one-line description of the family (the # HELP text)';
+COMMENT ON COLUMN wval.metrics.labels IS 'label name -> value (jsonb object, {} for none); histogram buckets carry le, the bucket''s upper bound in seconds or +Inf';
+COMMENT ON COLUMN wval.metrics.value IS 'sample value (counters only grow; durations in seconds)';
 
 CREATE FUNCTION public.wval_metrics_prometheus() RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$

@@ -14,6 +14,9 @@ COMMENT ON FUNCTION wval._reason_codes() IS 'every reason code a RuleResult can 
 
 CREATE VIEW wval.reason_codes AS SELECT * FROM wval._reason_codes();
 COMMENT ON VIEW wval.reason_codes IS 'stable reason codes of RuleResults: code, layer (* = any), meaning';
+COMMENT ON COLUMN wval.reason_codes.code IS 'the reason code a RuleResult carries (rule_results.reason_code), e.g. ok, missing_metric, data_lag_above_max';
+COMMENT ON COLUMN wval.reason_codes.layer IS 'the policy layer whose checks use it; * for codes of any layer';
+COMMENT ON COLUMN wval.reason_codes.meaning IS 'what the code means';
 
 -- wval._fail_closed(world): high-tier, client-critical worlds are always fail-closed.
 CREATE FUNCTION wval._fail_closed(w wval.worlds) RETURNS boolean

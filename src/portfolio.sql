@@ -273,8 +273,10 @@ BEGIN
         FROM cand WHERE cand.dsr IS NOT NULL
     ),
     agg AS (
-        SELECT (SELECT nullif(avg(s.x), 'NaN') FROM sharpes s WHERE s.rn IN ((s.cnt + 1) / 2, (s.cnt + 2) / 2)) AS sharpe_median,
-               (SELECT nullif(avg(d.x), 'NaN') FROM dsrs d WHERE d.rn IN ((d.cnt + 1) / 2, (d.cnt + 2) / 2)) AS dsr_median,
+        -- min/2 + max/2 of the one or two middle values: avg() would overflow
+        -- (its running sum of squares) for values near the float8 range
+        SELECT (SELECT nullif(min(s.x) / 2 + max(s.x) / 2, 'NaN') FROM sharpes s WHERE s.rn IN ((s.cnt + 1) / 2, (s.cnt + 2) / 2)) AS sharpe_median,
+               (SELECT nullif(min(d.x) / 2 + max(d.x) / 2, 'NaN') FROM dsrs d WHERE d.rn IN ((d.cnt + 1) / 2, (d.cnt + 2) / 2)) AS dsr_median,
                (SELECT max(cand.sharpe) FROM cand) AS max_sharpe,
                (SELECT count(*) FROM cand) AS size
     ),

@@ -124,6 +124,9 @@ SELECT wval._protect_in_place('wval.retention');
 COMMENT ON TABLE wval.retention IS 'how long history is kept, per table and world (''*'' = every table / every world); at least 90 days; the longest applicable setting wins. Written by wval_retention_set, audited';
 COMMENT ON COLUMN wval.retention.table_name IS 'evaluation_runs (with their rule results, overrides and ex-post cases), policy_versions (with their activations), or * for both';
 COMMENT ON COLUMN wval.retention.keep IS 'rows younger than now() - keep are never purged; never less than 90 days';
+COMMENT ON COLUMN wval.retention.world_id IS 'a world_id, or * for every world';
+COMMENT ON COLUMN wval.retention.updated_by IS 'who made the setting (the actor given to wval_retention_set)';
+COMMENT ON COLUMN wval.retention.updated_at IS 'when the setting last changed';
 
 -- wval._retention_keep(table, world): the retention of a table in a world:
 -- the longest applicable setting, at least 90 days.

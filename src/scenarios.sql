@@ -18,12 +18,22 @@ CREATE TABLE wval.scenario_cases (
 COMMENT ON TABLE wval.scenario_cases IS 'policy-regression fixtures: the four published sets (good, borderline, bad, known_bad; shipped = true, expected outcomes under the sample policy) and a site''s own cases';
 COMMENT ON COLUMN wval.scenario_cases.expected_status IS 'the status the case must get (under the sample policy for shipped cases)';
 COMMENT ON COLUMN wval.scenario_cases.shipped IS 'true for cases that ship with wval (re-created by CREATE EXTENSION, not dumped)';
+COMMENT ON COLUMN wval.scenario_cases.set_name IS 'good | borderline | bad | known_bad for shipped cases, or a site''s own set';
+COMMENT ON COLUMN wval.scenario_cases.case_id IS 'identifier of the case in its set';
+COMMENT ON COLUMN wval.scenario_cases.strategy_id IS 'strategy name the case is evaluated as';
+COMMENT ON COLUMN wval.scenario_cases.metrics IS 'metric blocks in the scenario shape (evaluated as given, no returns)';
+COMMENT ON COLUMN wval.scenario_cases.expected_stage IS 'backtest_only | paper_only | paper_ok_live_candidate; null when the stage is not checked';
+COMMENT ON COLUMN wval.scenario_cases.note IS 'why the case is in the set; null when none';
+COMMENT ON COLUMN wval.scenario_cases.added_by IS 'wval for shipped cases, else the role that added the case';
+COMMENT ON COLUMN wval.scenario_cases.added_at IS 'when the case was added';
 
 CREATE TABLE wval.sample_policies (
     name   text PRIMARY KEY,
     policy jsonb NOT NULL
 );
 COMMENT ON TABLE wval.sample_policies IS 'policy documents that ship with wval: "sample" is the policy the scenario sets were published with';
+COMMENT ON COLUMN wval.sample_policies.name IS 'name of the shipped policy (sample)';
+COMMENT ON COLUMN wval.sample_policies.policy IS 'the policy document, ready for wval_policy_publish';
 
 -- wval._load_scenario_set(set, runs, expected): loads a published set given
 -- in the reference's evaluation-run JSON shape, with the expected outcome
@@ -232,6 +242,14 @@ COMMENT ON COLUMN wval.regression_reports.previous_version IS 'its predecessor (
 COMMENT ON COLUMN wval.regression_reports.scenarios IS 'set_name -> wval_scenario_check report (stage backtest, the world''s fail-closed rule applied)';
 COMMENT ON COLUMN wval.regression_reports.impact IS 'the diff of previous_version -> policy_version over every stage (12 months, latest run per strategy) with the world''s gate threshold; null without a predecessor';
 COMMENT ON COLUMN wval.regression_reports.breaches IS 'what failed: scenario:<set> for a scenario gate, impact:<stage> for the impact gate';
+COMMENT ON COLUMN wval.regression_reports.report_id IS 'number of the report (sequence wval.regression_reports_id_seq)';
+COMMENT ON COLUMN wval.regression_reports.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.regression_reports.breached IS 'true when a scenario gate or the impact gate failed (then impact_threshold_exceeded is emitted)';
+COMMENT ON COLUMN wval.regression_reports.created_by IS 'the database role that ran the regression';
+COMMENT ON COLUMN wval.regression_reports.created_at IS 'when the regression ran';
+COMMENT ON COLUMN wval.regression_reports.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
+COMMENT ON COLUMN wval.regression_reports.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.regression_reports.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.regression_reports', 'regression_reports');
 
 CREATE FUNCTION public.wval_run_regression(world_id text DEFAULT NULL) RETURNS jsonb

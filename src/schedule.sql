@@ -110,6 +110,9 @@ COMMENT ON TABLE wval.schedule_watch IS 'watchdog state per wval:* pg_cron job: 
 COMMENT ON COLUMN wval.schedule_watch.since IS 'when the job''s current schedule took effect (the audit row of wval._cron_schedule, else when the watchdog first saw it)';
 COMMENT ON COLUMN wval.schedule_watch.checked_until IS 'expected times up to here have been compared with cron.job_run_details';
 COMMENT ON COLUMN wval.schedule_watch.jobid IS 'cron.job.jobid; kept after the job is removed so that its run history can still be trimmed';
+COMMENT ON COLUMN wval.schedule_watch.job_name IS 'pg_cron job name (wval:<purpose>)';
+COMMENT ON COLUMN wval.schedule_watch.schedule IS 'the cron expression being watched';
+COMMENT ON COLUMN wval.schedule_watch.checked_at IS 'when the watchdog last looked at the job; null before its first check';
 
 CREATE TABLE wval.schedule_misses (
     job_name        text NOT NULL,
@@ -128,6 +131,11 @@ COMMENT ON COLUMN wval.schedule_misses.problem IS 'missed: no run started betwee
 COMMENT ON COLUMN wval.schedule_misses.cron_runid IS 'cron.job_run_details.runid of the failed run';
 COMMENT ON COLUMN wval.schedule_misses.message IS 'return_message of the failed run';
 COMMENT ON COLUMN wval.schedule_misses.last_success_at IS 'end of the job''s latest successful run when the problem was found';
+COMMENT ON COLUMN wval.schedule_misses.job_name IS 'pg_cron job name (wval:<purpose>)';
+COMMENT ON COLUMN wval.schedule_misses.expected_at IS 'the expected start time (from the cron expression) that was missed or failed';
+COMMENT ON COLUMN wval.schedule_misses.jobid IS 'cron.job.jobid of the job';
+COMMENT ON COLUMN wval.schedule_misses.schedule IS 'the cron expression in force';
+COMMENT ON COLUMN wval.schedule_misses.detected_at IS 'when wval_watchdog() found it';
 SELECT wval._protect('wval.schedule_misses');
 
 -- wval._schedule_since(jobid, schedule): when a job's current schedule took
@@ -310,6 +318,18 @@ COMMENT ON FUNCTION wval._schedule_health(timestamptz) IS 'the rows of wval.sche
 
 CREATE VIEW wval.schedule_health AS SELECT * FROM wval._schedule_health();
 COMMENT ON VIEW wval.schedule_health IS 'one row per wval:* pg_cron job: schedule, active, last success (end of the latest successful run), last failure and its message, next expected run, late_by (time since the first expected run that has not succeeded, once wval.schedule_grace has passed), schedule_missed rows of the last 24 hours, status ok | late | failing | inactive | unknown_schedule; empty without pg_cron';
+COMMENT ON COLUMN wval.schedule_health.job IS 'pg_cron job name (wval:<purpose>)';
+COMMENT ON COLUMN wval.schedule_health.jobid IS 'cron.job.jobid';
+COMMENT ON COLUMN wval.schedule_health.schedule IS 'the job''s cron expression';
+COMMENT ON COLUMN wval.schedule_health.active IS 'cron.job.active';
+COMMENT ON COLUMN wval.schedule_health.since IS 'when the current schedule took effect';
+COMMENT ON COLUMN wval.schedule_health.last_success IS 'end of the latest successful run; null when none';
+COMMENT ON COLUMN wval.schedule_health.last_failure IS 'start of the latest failed run; null when none';
+COMMENT ON COLUMN wval.schedule_health.last_failure_message IS 'return_message of the latest failed run';
+COMMENT ON COLUMN wval.schedule_health.next_expected IS 'next time the schedule fires (in cron.timezone); null for an unknown schedule';
+COMMENT ON COLUMN wval.schedule_health.late_by IS 'time since the first expected run that has not succeeded, once wval.schedule_grace has passed; null when not late';
+COMMENT ON COLUMN wval.schedule_health.missed_24h IS 'rows of wval.schedule_misses for the job with expected_at in the last 24 hours';
+COMMENT ON COLUMN wval.schedule_health.status IS 'ok | late | failing | inactive | unknown_schedule';
 
 -- wval._trim_cron_history(keep): removes the cron.job_run_details rows of
 -- wval's own jobs that ended more than `keep` ago; other jobs' rows stay.

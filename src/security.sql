@@ -24,6 +24,11 @@ CREATE TABLE wval.world_grants (
     PRIMARY KEY (role_name, world_id, granted_at)
 );
 COMMENT ON TABLE wval.world_grants IS 'append-only history of world grants: the latest row per (role, world) is in force; privilege read, write (includes read) or none (revoked); world_id ''*'' means every world; membership counts (a grant to wval_analyst covers its members)';
+COMMENT ON COLUMN wval.world_grants.role_name IS 'the role granted; its members are covered too';
+COMMENT ON COLUMN wval.world_grants.world_id IS 'a world_id, or * for every world';
+COMMENT ON COLUMN wval.world_grants.privilege IS 'read | write (includes read) | none (revokes an earlier grant)';
+COMMENT ON COLUMN wval.world_grants.granted_by IS 'who granted: the actor given to wval_world_grant (default the calling role); wval for the extension''s own grants';
+COMMENT ON COLUMN wval.world_grants.granted_at IS 'when the grant was recorded; -infinity for the extension''s own * grants, so that any later row of a site wins';
 -- the extension's own '*' grants date from -infinity: any later row of a site
 -- wins, also after a dump is restored (CREATE EXTENSION re-creates these rows,
 -- the dump brings back the site's rows)
@@ -38,6 +43,11 @@ SELECT DISTINCT ON (g.role_name, g.world_id) g.role_name, g.world_id, g.privileg
 FROM wval.world_grants g
 ORDER BY g.role_name, g.world_id, g.granted_at DESC;
 COMMENT ON VIEW wval.current_world_grants IS 'the grants in force: the latest row per (role, world) of wval.world_grants (privilege none = revoked)';
+COMMENT ON COLUMN wval.current_world_grants.role_name IS 'the role granted; its members are covered too';
+COMMENT ON COLUMN wval.current_world_grants.world_id IS 'a world_id, or * for every world';
+COMMENT ON COLUMN wval.current_world_grants.privilege IS 'read | write (includes read) | none (revokes an earlier grant)';
+COMMENT ON COLUMN wval.current_world_grants.granted_by IS 'who granted: the actor given to wval_world_grant (default the calling role); wval for the extension''s own grants';
+COMMENT ON COLUMN wval.current_world_grants.granted_at IS 'when the grant was recorded; -infinity for the extension''s own * grants, so that any later row of a site wins';
 
 -- wval._world_access(role, world, privilege): may role read/write the world?
 -- Superusers and the extension owner may do everything.

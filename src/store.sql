@@ -104,6 +104,11 @@ CREATE TABLE wval.chain_heads (
 -- restore brings them back with INSERT
 SELECT wval._protect_in_place('wval.chain_heads');
 COMMENT ON TABLE wval.chain_heads IS 'head (last chain_seq and row_hash) of each world''s hash chain; the empty world_id is the chain of global audit rows. Publish head_hash outside the database to anchor the chain.';
+COMMENT ON COLUMN wval.chain_heads.world_id IS 'the world (wval.worlds.world_id) whose chain this is; '''' (empty) for the chain of audit rows that concern no single world';
+COMMENT ON COLUMN wval.chain_heads.seq IS 'chain_seq of the world''s last link (the number of links ever appended, purged ones included)';
+COMMENT ON COLUMN wval.chain_heads.prev_hash IS 'prev_hash of the world''s last link';
+COMMENT ON COLUMN wval.chain_heads.head_hash IS 'row_hash of the world''s last link: publish it outside the database to anchor the chain; wval_verify_chain compares it with the stored rows';
+COMMENT ON COLUMN wval.chain_heads.updated_at IS 'when the head last moved (start of the appending transaction)';
 
 CREATE TABLE wval.chain_tombstones (
     world_id   text NOT NULL,
@@ -115,6 +120,12 @@ CREATE TABLE wval.chain_tombstones (
     PRIMARY KEY (world_id, chain_seq)
 );
 COMMENT ON TABLE wval.chain_tombstones IS 'links of rows removed by wval_purge(): the chain of what remains still verifies';
+COMMENT ON COLUMN wval.chain_tombstones.world_id IS 'the world (wval.worlds.world_id) whose chain held the removed row ('''' for global audit rows)';
+COMMENT ON COLUMN wval.chain_tombstones.chain_seq IS 'chain_seq of the row wval_purge() removed';
+COMMENT ON COLUMN wval.chain_tombstones.table_name IS 'the table the removed row was in, e.g. evaluation_runs';
+COMMENT ON COLUMN wval.chain_tombstones.prev_hash IS 'prev_hash of the removed row';
+COMMENT ON COLUMN wval.chain_tombstones.row_hash IS 'row_hash of the removed row: the next link''s prev_hash still points to it, so the remaining chain verifies';
+COMMENT ON COLUMN wval.chain_tombstones.purged_at IS 'when the row was removed (start of the purging transaction)';
 SELECT wval._protect('wval.chain_tombstones');
 
 ------------------------------------------------------------------------------
@@ -140,6 +151,12 @@ COMMENT ON COLUMN wval.worlds.risk_tier IS 'high | medium | low; high + client_c
 COMMENT ON COLUMN wval.worlds.client_critical IS 'true for worlds that trade client money; with risk_tier high: always fail-closed, 30-day override reviews';
 COMMENT ON COLUMN wval.worlds.legal_hold IS 'a world under legal hold is never purged';
 COMMENT ON COLUMN wval.worlds.settings IS 'per-world settings (jsonb object)';
+COMMENT ON COLUMN wval.worlds.world_id IS 'identifier of the world (a portfolio or trading environment); every world-scoped row of wval names it';
+COMMENT ON COLUMN wval.worlds.max_capital_at_risk_pct IS 'the world''s cap on capital at risk, in percent (0 to 100) of its capital; null when not set';
+COMMENT ON COLUMN wval.worlds.created_by IS 'who created the world (the actor given to wval_world_upsert)';
+COMMENT ON COLUMN wval.worlds.created_at IS 'when the world was created';
+COMMENT ON COLUMN wval.worlds.updated_by IS 'who last changed it';
+COMMENT ON COLUMN wval.worlds.updated_at IS 'when it was last changed';
 
 ------------------------------------------------------------------------------
 -- Policy versions and activations
@@ -163,6 +180,14 @@ COMMENT ON TABLE wval.policy_versions IS 'immutable, numbered policy documents p
 COMMENT ON COLUMN wval.policy_versions.author IS 'the person named by the publisher (a label)';
 COMMENT ON COLUMN wval.policy_versions.published_by IS 'the database login that published the version (session_user): the two-person rule compares logins';
 COMMENT ON COLUMN wval.policy_versions.ruleset_hashes IS 'per profile: sha256 of the materialised ruleset';
+COMMENT ON COLUMN wval.policy_versions.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.policy_versions.version IS '1, 2, 3 ... per world without gaps';
+COMMENT ON COLUMN wval.policy_versions.policy IS 'the policy document as published (the DSL of docs/policy.md)';
+COMMENT ON COLUMN wval.policy_versions.note IS 'the publisher''s note; null when none';
+COMMENT ON COLUMN wval.policy_versions.created_at IS 'when the version was published';
+COMMENT ON COLUMN wval.policy_versions.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
+COMMENT ON COLUMN wval.policy_versions.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.policy_versions.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.policy_versions', 'policy_versions');
 
 CREATE SEQUENCE wval.policy_activations_id_seq;
@@ -187,6 +212,17 @@ CREATE INDEX ON wval.policy_activations (world_id, activated_at DESC);
 COMMENT ON TABLE wval.policy_activations IS 'which policy version became active, who activated and approved it, why; the active version is the latest activation';
 COMMENT ON COLUMN wval.policy_activations.activated_by IS 'the person named by the activating validator (a label)';
 COMMENT ON COLUMN wval.policy_activations.approved_by IS 'the database login that activated (session_user), the second person of the two-person rule; it differs from policy_versions.published_by unless details.governance_exceptions says why';
+COMMENT ON COLUMN wval.policy_activations.activation_id IS 'number of the activation (sequence wval.policy_activations_id_seq); the latest per world is in force';
+COMMENT ON COLUMN wval.policy_activations.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.policy_activations.version IS 'the policy version activated (wval.policy_versions.version)';
+COMMENT ON COLUMN wval.policy_activations.previous_version IS 'the version active before; null for the world''s first activation';
+COMMENT ON COLUMN wval.policy_activations.reason IS 'why the version was activated (required free text)';
+COMMENT ON COLUMN wval.policy_activations.forced IS 'true when activated with force => true; details.governance_exceptions lists what force waived (impact gate, fail-closed relaxation)';
+COMMENT ON COLUMN wval.policy_activations.details IS '{governance_exceptions: [rules waived by force], impact_gate: the replay of the change over history against the previous version (absent at the first activation)}';
+COMMENT ON COLUMN wval.policy_activations.activated_at IS 'when the version became active';
+COMMENT ON COLUMN wval.policy_activations.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
+COMMENT ON COLUMN wval.policy_activations.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.policy_activations.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.policy_activations', 'policy_activations');
 
 ------------------------------------------------------------------------------
@@ -278,6 +314,24 @@ COMMENT ON COLUMN wval.evaluation_runs.results IS 'check key -> RuleResult';
 COMMENT ON COLUMN wval.evaluation_runs.linked_run_id IS 'for cohort, portfolio and stress runs: the candidate run they extend';
 COMMENT ON COLUMN wval.evaluation_runs.supersedes IS 'the run this one corrects';
 COMMENT ON COLUMN wval.evaluation_runs.as_of IS 'live runs: the day the realized windows end';
+COMMENT ON COLUMN wval.evaluation_runs.run_id IS 'identifier of the run (gen_random_uuid()); rule_results, overrides, ex-post cases and live decisions refer to it';
+COMMENT ON COLUMN wval.evaluation_runs.world_id IS 'the world (wval.worlds.world_id) the run was evaluated in';
+COMMENT ON COLUMN wval.evaluation_runs.strategy_id IS 'the strategy (an identifier chosen by the caller of wval_evaluate)';
+COMMENT ON COLUMN wval.evaluation_runs.stage IS 'backtest | paper | shadow | live: the stage the strategy was evaluated for (it picks the profile of the stored status)';
+COMMENT ON COLUMN wval.evaluation_runs.campaign_id IS 'context.campaign_id: the research campaign the run belongs to (wval_evaluate_cohort sets it for the candidates of a cohort); null when not given';
+COMMENT ON COLUMN wval.evaluation_runs.risk_tier IS 'the world''s risk tier when the run was made (high | medium | low)';
+COMMENT ON COLUMN wval.evaluation_runs.model_card_version IS 'context.model_card_version: provenance, the model card the strategy was documented with; null when not given';
+COMMENT ON COLUMN wval.evaluation_runs.code_hash IS 'context.code_hash: provenance, the version of the strategy''s code (e.g. git:4f2a9c1); null when not given';
+COMMENT ON COLUMN wval.evaluation_runs.data_snapshot IS 'context.data_snapshot: provenance, the data the run used (e.g. vendor, as_of, the risk snapshot of a portfolio run); null when not given';
+COMMENT ON COLUMN wval.evaluation_runs.context IS 'the caller''s context as given (run_id, provenance, actor, metric options), without the benchmark array; {} when none';
+COMMENT ON COLUMN wval.evaluation_runs.policy_version IS 'the policy version applied (wval.policy_versions.version, the active one at evaluation); null for unvalidated (bypass) runs';
+COMMENT ON COLUMN wval.evaluation_runs.ruleset_hash IS 'sha256 of the materialised ruleset of the profile applied (matches policy_versions.ruleset_hashes of that profile); null when no profile applied';
+COMMENT ON COLUMN wval.evaluation_runs.profile IS 'name of the validation profile of the run''s stage that decided the stored status; null when no profile applied';
+COMMENT ON COLUMN wval.evaluation_runs.created_by IS 'who made the run: context.actor (or the actor of wval_record_run), else the calling database role';
+COMMENT ON COLUMN wval.evaluation_runs.created_at IS 'transaction start time of the evaluation; the partition key (one partition per month)';
+COMMENT ON COLUMN wval.evaluation_runs.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
+COMMENT ON COLUMN wval.evaluation_runs.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.evaluation_runs.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 
 CREATE TABLE wval.evaluation_runs_default PARTITION OF wval.evaluation_runs DEFAULT;
 SELECT wval._index_partition('wval.evaluation_runs_default');
@@ -304,6 +358,20 @@ INSERT INTO wval.partition_indexes (parent, spec) VALUES
     ('rule_results', 'PRIMARY KEY (world_id, run_id, rule, created_at)'),
     ('rule_results', '(world_id, rule, status)');
 COMMENT ON TABLE wval.rule_results IS 'one row per check result of a run (the same RuleResults as evaluation_runs.results, indexable by world, rule and status)';
+COMMENT ON COLUMN wval.rule_results.run_id IS 'the run (wval.evaluation_runs.run_id)';
+COMMENT ON COLUMN wval.rule_results.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.rule_results.strategy_id IS 'strategy of the run';
+COMMENT ON COLUMN wval.rule_results.stage IS 'stage of the run';
+COMMENT ON COLUMN wval.rule_results.rule IS 'the check key, e.g. performance.sharpe_min (the key of evaluation_runs.results)';
+COMMENT ON COLUMN wval.rule_results.layer IS 'the policy layer of the check (performance, sample, robustness, risk, ...)';
+COMMENT ON COLUMN wval.rule_results.status IS 'pass | warn | fail';
+COMMENT ON COLUMN wval.rule_results.severity IS 'blocking | soft | info';
+COMMENT ON COLUMN wval.rule_results.owner IS 'quant | risk | ops: who answers for the check';
+COMMENT ON COLUMN wval.rule_results.reason_code IS 'stable code of the outcome (wval.reason_codes)';
+COMMENT ON COLUMN wval.rule_results.reason IS 'human-readable explanation naming the metric, its value and the threshold; null when the check gave none';
+COMMENT ON COLUMN wval.rule_results.tags IS 'tags of the check (its layer, plus any the policy gives); {} when none';
+COMMENT ON COLUMN wval.rule_results.details IS 'the check''s evidence: {metric, value, op, threshold, mode} (mode enforce or warn)';
+COMMENT ON COLUMN wval.rule_results.created_at IS 'created_at of the run (the partition key)';
 CREATE TABLE wval.rule_results_default PARTITION OF wval.rule_results DEFAULT;
 SELECT wval._index_partition('wval.rule_results_default');
 SELECT wval._protect('wval.rule_results');
@@ -336,6 +404,16 @@ COMMENT ON TABLE wval.overrides IS 'human decisions on runs (approved | rejected
 COMMENT ON COLUMN wval.overrides.login IS 'the database login that recorded the override (session_user); actor is the person it named';
 COMMENT ON COLUMN wval.overrides.recorded_at IS 'when the decision was recorded (clock time once the run''s lock is held, so that the latest row of a run is its last decision, also within one transaction)';
 COMMENT ON COLUMN wval.overrides.review_due_at IS 'approvals must be reviewed by then: recorded_at + 30 days for live runs or high-tier client-critical worlds, + 90 days otherwise';
+COMMENT ON COLUMN wval.overrides.override_id IS 'number of the override row (sequence wval.overrides_id_seq)';
+COMMENT ON COLUMN wval.overrides.run_id IS 'the run decided on (wval.evaluation_runs.run_id)';
+COMMENT ON COLUMN wval.overrides.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.overrides.strategy_id IS 'strategy of the run';
+COMMENT ON COLUMN wval.overrides.status IS 'approved (the run may be used despite its outcome) | rejected | revoked (ends an earlier approval)';
+COMMENT ON COLUMN wval.overrides.reason IS 'why the validator decided so; empty reasons show in wval.override_queue.missing_fields';
+COMMENT ON COLUMN wval.overrides.actor IS 'the person the validator named (a label; login is who acted)';
+COMMENT ON COLUMN wval.overrides.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
+COMMENT ON COLUMN wval.overrides.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.overrides.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.overrides', 'overrides');
 
 CREATE SEQUENCE wval.ex_post_failures_id_seq;
@@ -362,6 +440,23 @@ CREATE TABLE wval.ex_post_failures (
 ALTER SEQUENCE wval.ex_post_failures_id_seq OWNED BY wval.ex_post_failures.entry_id;
 CREATE INDEX ON wval.ex_post_failures (run_id);
 COMMENT ON TABLE wval.ex_post_failures IS 'ex-post failure cases: a strategy that passed validation and later failed; a later row with the same case_id changes the case''s state';
+COMMENT ON COLUMN wval.ex_post_failures.entry_id IS 'number of the row (sequence wval.ex_post_failures_id_seq); the latest row per case_id is the case''s state';
+COMMENT ON COLUMN wval.ex_post_failures.case_id IS 'the case; every state change of a case is a new row with the same case_id';
+COMMENT ON COLUMN wval.ex_post_failures.run_id IS 'the run that passed validation and later failed (wval.evaluation_runs.run_id)';
+COMMENT ON COLUMN wval.ex_post_failures.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.ex_post_failures.strategy_id IS 'strategy of the run';
+COMMENT ON COLUMN wval.ex_post_failures.status IS 'candidate (suspected) | confirmed | dismissed';
+COMMENT ON COLUMN wval.ex_post_failures.category IS 'risk_breach | performance_failure | liquidity_failure | data_issue | ops_incident';
+COMMENT ON COLUMN wval.ex_post_failures.reason_code IS 'stable code of the failure, chosen by the validator (an identifier)';
+COMMENT ON COLUMN wval.ex_post_failures.severity IS 'critical | high | medium | low';
+COMMENT ON COLUMN wval.ex_post_failures.actor IS 'the person the recording validator named';
+COMMENT ON COLUMN wval.ex_post_failures.evidence_url IS 'link to the evidence (incident, report); null when none';
+COMMENT ON COLUMN wval.ex_post_failures.notes IS 'free-text notes; null when none';
+COMMENT ON COLUMN wval.ex_post_failures.source IS 'manual | auto: whether a person or an automated process recorded the state (the source argument of wval_record_failure)';
+COMMENT ON COLUMN wval.ex_post_failures.recorded_at IS 'when this state was recorded';
+COMMENT ON COLUMN wval.ex_post_failures.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
+COMMENT ON COLUMN wval.ex_post_failures.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.ex_post_failures.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.ex_post_failures', 'ex_post_failures');
 
 ------------------------------------------------------------------------------
@@ -389,6 +484,13 @@ COMMENT ON COLUMN wval.audit_log.actor IS 'the person the caller named (a label;
 COMMENT ON COLUMN wval.audit_log.db_user IS 'the role that called into wval (current_user outside SECURITY DEFINER; honours SET ROLE)';
 COMMENT ON COLUMN wval.audit_log.login IS 'the database login of the session (session_user): who acted';
 COMMENT ON COLUMN wval.audit_log.world_id IS 'null for acts that concern no single world (their chain is the one of the empty world_id)';
+COMMENT ON COLUMN wval.audit_log.id IS 'number of the audit row (sequence wval.audit_log_id_seq): increasing in insertion order';
+COMMENT ON COLUMN wval.audit_log.action IS 'what was done, e.g. world_created, world_updated, world_granted, policy_published, policy_activated, override_approved, ex_post_failure_confirmed, stage_promotion, purge, retention_set, schedule_set, ddl_on_wval';
+COMMENT ON COLUMN wval.audit_log.details IS 'what the act changed or decided (jsonb object, e.g. old and new values of a world change, the ids written); {} when nothing more';
+COMMENT ON COLUMN wval.audit_log.recorded_at IS 'transaction start time of the act';
+COMMENT ON COLUMN wval.audit_log.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
+COMMENT ON COLUMN wval.audit_log.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.audit_log.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.audit_log', 'audit_log');
 
 -- wval._audit(world, action, actor, details): appends one audit row.
@@ -434,6 +536,15 @@ COMMENT ON TABLE wval.governance_exceptions IS 'recorded exceptions to separatio
 COMMENT ON COLUMN wval.governance_exceptions.rule IS 'two_person (publish and activate a policy version) | override_author (approve an override on an own run) | promotion_author (promote a strategy on an own run)';
 COMMENT ON COLUMN wval.governance_exceptions.login IS 'the database login the exception covers';
 COMMENT ON COLUMN wval.governance_exceptions.granted_by IS 'the login of the admin who recorded it (never the covered login)';
+COMMENT ON COLUMN wval.governance_exceptions.exception_id IS 'number of the exception (sequence wval.governance_exceptions_id_seq)';
+COMMENT ON COLUMN wval.governance_exceptions.world_id IS 'the world (wval.worlds.world_id) the exception applies to';
+COMMENT ON COLUMN wval.governance_exceptions.reason IS 'why one login may play both parts (required)';
+COMMENT ON COLUMN wval.governance_exceptions.actor IS 'the person the granting admin named';
+COMMENT ON COLUMN wval.governance_exceptions.granted_at IS 'when the exception was recorded';
+COMMENT ON COLUMN wval.governance_exceptions.expires_at IS 'the exception applies until this time (granted_at + valid_for, default one day)';
+COMMENT ON COLUMN wval.governance_exceptions.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
+COMMENT ON COLUMN wval.governance_exceptions.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.governance_exceptions.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.governance_exceptions', 'governance_exceptions');
 
 -- wval._other_login(world, rule, first, did, doing): separation of duties.
@@ -1288,6 +1399,19 @@ SELECT DISTINCT ON (o.run_id) o.*
 FROM wval.overrides o
 ORDER BY o.run_id, o.recorded_at DESC, o.override_id DESC;
 COMMENT ON VIEW wval.current_overrides IS 'the current override state of each run (its latest override row)';
+COMMENT ON COLUMN wval.current_overrides.override_id IS 'number of the override row (sequence wval.overrides_id_seq)';
+COMMENT ON COLUMN wval.current_overrides.run_id IS 'the run decided on (wval.evaluation_runs.run_id)';
+COMMENT ON COLUMN wval.current_overrides.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.current_overrides.strategy_id IS 'strategy of the run';
+COMMENT ON COLUMN wval.current_overrides.status IS 'approved (the run may be used despite its outcome) | rejected | revoked (ends an earlier approval)';
+COMMENT ON COLUMN wval.current_overrides.reason IS 'why the validator decided so; empty reasons show in wval.override_queue.missing_fields';
+COMMENT ON COLUMN wval.current_overrides.actor IS 'the person the validator named (a label; login is who acted)';
+COMMENT ON COLUMN wval.current_overrides.login IS 'the database login that recorded the override (session_user); actor is the person it named';
+COMMENT ON COLUMN wval.current_overrides.recorded_at IS 'when the decision was recorded (clock time once the run''s lock is held, so that the latest row of a run is its last decision, also within one transaction)';
+COMMENT ON COLUMN wval.current_overrides.review_due_at IS 'approvals must be reviewed by then: recorded_at + 30 days for live runs or high-tier client-critical worlds, + 90 days otherwise';
+COMMENT ON COLUMN wval.current_overrides.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
+COMMENT ON COLUMN wval.current_overrides.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.current_overrides.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 
 CREATE VIEW wval.latest_runs AS
 SELECT DISTINCT ON (r.world_id, r.strategy_id, r.stage)
@@ -1300,6 +1424,20 @@ LEFT JOIN wval.current_overrides co ON co.run_id = r.run_id
 WHERE r.kind IN ('single', 'live')
 ORDER BY r.world_id, r.strategy_id, r.stage, r.created_at DESC, r.chain_seq DESC;
 COMMENT ON VIEW wval.latest_runs IS 'latest run per (world, strategy, stage) with the current override state folded in';
+COMMENT ON COLUMN wval.latest_runs.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.latest_runs.strategy_id IS 'the strategy (an identifier chosen by the caller of wval_evaluate)';
+COMMENT ON COLUMN wval.latest_runs.stage IS 'backtest | paper | shadow | live: one row per stage the strategy was evaluated at';
+COMMENT ON COLUMN wval.latest_runs.run_id IS 'the latest single or live run of (world, strategy, stage)';
+COMMENT ON COLUMN wval.latest_runs.kind IS 'single | live (cohort, portfolio and stress runs are not listed)';
+COMMENT ON COLUMN wval.latest_runs.status IS 'pass | warn | fail | unvalidated';
+COMMENT ON COLUMN wval.latest_runs.recommended_stage IS 'backtest_only | paper_only | paper_ok_live_candidate';
+COMMENT ON COLUMN wval.latest_runs.policy_version IS 'the policy version applied; null for unvalidated runs';
+COMMENT ON COLUMN wval.latest_runs.ruleset_hash IS 'sha256 of the ruleset applied';
+COMMENT ON COLUMN wval.latest_runs.profile IS 'the validation profile that decided the status';
+COMMENT ON COLUMN wval.latest_runs.created_at IS 'when the run was made';
+COMMENT ON COLUMN wval.latest_runs.override_status IS 'approved | rejected | revoked: the run''s current override (wval.current_overrides); null without one';
+COMMENT ON COLUMN wval.latest_runs.override_review_due_at IS 'review date of that override; null without one';
+COMMENT ON COLUMN wval.latest_runs.override_overdue IS 'true for an approved override past its review date; null without an override';
 
 CREATE FUNCTION wval.run_history(world_id text, strategy_id text)
 RETURNS SETOF wval.evaluation_runs
@@ -1320,12 +1458,39 @@ FROM wval.current_overrides o
 WHERE o.status = 'approved'
 ORDER BY o.review_due_at < now() DESC, o.review_due_at;
 COMMENT ON VIEW wval.override_queue IS 'approved overrides with their review date, overdue flag and missing fields; overdue first';
+COMMENT ON COLUMN wval.override_queue.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.override_queue.strategy_id IS 'strategy of the run';
+COMMENT ON COLUMN wval.override_queue.run_id IS 'the run with an approved override';
+COMMENT ON COLUMN wval.override_queue.override_id IS 'the approving override row (wval.overrides.override_id)';
+COMMENT ON COLUMN wval.override_queue.actor IS 'the person the approving validator named';
+COMMENT ON COLUMN wval.override_queue.reason IS 'the approval''s reason';
+COMMENT ON COLUMN wval.override_queue.recorded_at IS 'when the approval was recorded';
+COMMENT ON COLUMN wval.override_queue.review_due_at IS 'when the approval must be reviewed';
+COMMENT ON COLUMN wval.override_queue.overdue IS 'true when review_due_at has passed';
+COMMENT ON COLUMN wval.override_queue.missing_fields IS 'fields of the approval that are empty: reason, actor, review_due_at; {} when complete';
 
 CREATE VIEW wval.ex_post_cases AS
 SELECT DISTINCT ON (f.case_id) f.*
 FROM wval.ex_post_failures f
 ORDER BY f.case_id, f.recorded_at DESC, f.entry_id DESC;
 COMMENT ON VIEW wval.ex_post_cases IS 'the current state of each ex-post failure case';
+COMMENT ON COLUMN wval.ex_post_cases.entry_id IS 'the row of wval.ex_post_failures holding the case''s current state';
+COMMENT ON COLUMN wval.ex_post_cases.case_id IS 'the case; every state change of a case is a new row with the same case_id';
+COMMENT ON COLUMN wval.ex_post_cases.run_id IS 'the run that passed validation and later failed (wval.evaluation_runs.run_id)';
+COMMENT ON COLUMN wval.ex_post_cases.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.ex_post_cases.strategy_id IS 'strategy of the run';
+COMMENT ON COLUMN wval.ex_post_cases.status IS 'candidate (suspected) | confirmed | dismissed';
+COMMENT ON COLUMN wval.ex_post_cases.category IS 'risk_breach | performance_failure | liquidity_failure | data_issue | ops_incident';
+COMMENT ON COLUMN wval.ex_post_cases.reason_code IS 'stable code of the failure, chosen by the validator (an identifier)';
+COMMENT ON COLUMN wval.ex_post_cases.severity IS 'critical | high | medium | low';
+COMMENT ON COLUMN wval.ex_post_cases.actor IS 'the person the recording validator named';
+COMMENT ON COLUMN wval.ex_post_cases.evidence_url IS 'link to the evidence (incident, report); null when none';
+COMMENT ON COLUMN wval.ex_post_cases.notes IS 'free-text notes; null when none';
+COMMENT ON COLUMN wval.ex_post_cases.source IS 'manual | auto: whether a person or an automated process recorded the state (the source argument of wval_record_failure)';
+COMMENT ON COLUMN wval.ex_post_cases.recorded_at IS 'when this state was recorded';
+COMMENT ON COLUMN wval.ex_post_cases.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
+COMMENT ON COLUMN wval.ex_post_cases.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.ex_post_cases.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 
 ------------------------------------------------------------------------------
 -- pg_dump: every table that holds data is extension configuration

@@ -3,7 +3,7 @@
 -- bidi, zero-width), size limits of snapshots and cohorts, PSR/DSR on
 -- extreme finite input, the canonical text of a large snapshot.
 BEGIN;
-SELECT plan(40);
+SELECT plan(45);
 SET client_min_messages = warning;
 
 SELECT wval_world_upsert('tap-lim', actor => 'dba');
@@ -135,6 +135,20 @@ SELECT is(md5(wval_snapshot_canonical('tap-lim', jsonb_build_object('as_of', '20
               'weights', '{"a": 1}'::jsonb, 'constraints', jsonb_build_object('note', repeat('x', 200000)))::text),
           'the canonical text of a 200 kB snapshot is its jsonb text');
 RESET ROLE;
+
+-- points in time that cannot be computed with (found by the fuzz harness): 22023, not 22008
+SELECT throws_ok($$SELECT wval_snapshot_as_of('tap-lim', 'infinity')$$, '22023', 'invalid value for "ts"',
+                 'snapshot as of infinity is 22023');
+SELECT throws_ok($$SELECT wval_snapshot_as_of('tap-lim', '-infinity')$$, '22023', 'invalid value for "ts"',
+                 'snapshot as of -infinity is 22023');
+SELECT throws_ok($$SELECT wval_live_run('tap-lim', 's', '4713-01-01 BC')$$, '22023', 'invalid value for "as_of"',
+                 'a live run as of 4713 BC is 22023 (its windows would start before the first date)');
+SELECT throws_ok($$SELECT wval_live_run('tap-lim', 's', '5874897-12-31')$$, '22023', 'invalid value for "as_of"',
+                 'a live run as of the last representable date is 22023');
+SELECT ok((SELECT abs((r.metrics #>> '{cohort,sharpe_median}')::float8 / 1.65e308 - 1) < 1e-12 FROM wval_evaluate_cohort('tap-lim', 'c-edge', 'backtest',
+             '[{"strategy_id": "edge-a", "metrics": {"returns": {"sharpe": 1.7e308}}},
+               {"strategy_id": "edge-b", "metrics": {"returns": {"sharpe": 1.6e308}}}]') r LIMIT 1),
+          'the cohort median of two Sharpes near the float8 range is computed (was 22003, found by the long fuzz pass)');
 
 SELECT * FROM finish();
 ROLLBACK;
