@@ -105,7 +105,7 @@ static TimestampTz next_attempt = 0;
  */
 static int	wake_level = 0;
 
-/* True when the process of pid is the notifier of our database. */
+/* The PGPROC of the notifier we know of, if it still runs in our database. */
 static PGPROC *
 notifier_proc(void)
 {
