@@ -261,8 +261,17 @@ COMMENT ON FUNCTION wval._dead_lettered(text, bigint) IS 'emits event_dead_lette
 -- Publishing
 ------------------------------------------------------------------------------
 
+-- wval._wake(): asks for a NOTIFY wval_events (empty payload) once the
+-- calling transaction commits.  The notifier background worker of the
+-- database sends it (src/notifier.c), so that writing transactions do not
+-- take NOTIFY's cluster-wide commit lock; without a notifier the
+-- transaction NOTIFYs itself.
+CREATE FUNCTION wval._wake() RETURNS void
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wval_wake';
+COMMENT ON FUNCTION wval._wake() IS 'internal: wake wval_events listeners after the calling transaction commits, through the notifier worker (at most one NOTIFY per wval.notify_interval) or, without one, by NOTIFY in the transaction; nothing on rollback';
+
 -- wval._emit(type, world, subject, key, data, ttl): writes one event and its
--- deliveries and wakes listeners with a small pointer; returns the event_id,
+-- deliveries and wakes listeners after commit (wval._wake); returns the event_id,
 -- or null when the idempotency key exists (counted as a dedupe hit).
 CREATE FUNCTION wval._emit(p_type text, p_world_id text, p_subject text, p_idempotency_key text,
                            p_data jsonb, p_ttl interval DEFAULT NULL)
@@ -310,12 +319,13 @@ BEGIN
       -- a group receives only events of worlds its owner may read
       AND (g.owner IS NULL OR p_world_id IS NULL
            OR wval._world_access((SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = g.owner), p_world_id, 'read'));
-    -- any role may LISTEN: the wake-up carries nothing (consumers read the outbox)
-    PERFORM pg_notify('wval_events', '');
+    -- any role may LISTEN: the wake-up carries nothing (consumers read the
+    -- outbox); sent after commit by the notifier, not by this transaction
+    PERFORM wval._wake();
     RETURN id;
 END
 $$;
-COMMENT ON FUNCTION wval._emit(text, text, text, text, jsonb, interval) IS 'internal API of the bus: writes one event and one delivery per subscribed group in the caller''s transaction and NOTIFYs wval_events with an empty payload; null (and a dedupe hit) when the idempotency key exists';
+COMMENT ON FUNCTION wval._emit(text, text, text, text, jsonb, interval) IS 'internal API of the bus: writes one event and one delivery per subscribed group in the caller''s transaction; listeners of wval_events get an empty NOTIFY after commit (wval._wake); null (and a dedupe hit) when the idempotency key exists';
 
 ------------------------------------------------------------------------------
 -- Consumer groups
@@ -347,15 +357,17 @@ BEGIN
             DETAIL = format('max_attempts is %s.', coalesce(wval_subscribe.max_attempts::text, 'null')),
             HINT = 'Pass a number of attempts between 1 and 100.';
     END IF;
-    IF p_backoff IS NULL OR p_backoff < interval '0' THEN
+    -- bounded, so that backoff x attempts and the visibility deadline stay
+    -- within the timestamp range
+    IF p_backoff IS NULL OR p_backoff < interval '0' OR p_backoff > interval '1 day' THEN
         RAISE EXCEPTION 'invalid value for "backoff"' USING ERRCODE = '22023',
             DETAIL = format('backoff is %s.', coalesce(quote_literal(wval_subscribe.backoff), 'null')),
-            HINT = 'Pass a duration of zero or more, e.g. 500ms or 2s.';
+            HINT = 'Pass a duration from zero to 1 day, e.g. 500ms or 2s.';
     END IF;
-    IF p_visibility IS NULL OR p_visibility <= interval '0' THEN
+    IF p_visibility IS NULL OR p_visibility <= interval '0' OR p_visibility > interval '1 day' THEN
         RAISE EXCEPTION 'invalid value for "visibility"' USING ERRCODE = '22023',
             DETAIL = format('visibility is %s.', coalesce(quote_literal(wval_subscribe.visibility), 'null')),
-            HINT = 'Pass a positive duration, e.g. 30s.';
+            HINT = 'Pass a positive duration of at most 1 day, e.g. 30s.';
     END IF;
 
     SELECT * INTO old FROM wval.consumer_groups WHERE group_name = p_group FOR UPDATE;
