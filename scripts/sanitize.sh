@@ -24,7 +24,10 @@
 #   a frame in wval (wval.so or one of src/*.c).  PostgreSQL's own valgrind
 #   suppressions (src/tools/valgrind.supp) are not in Debian's packages and
 #   Debian's postgres is not built with USE_VALGRIND, so reports without a
-#   wval frame are counted and listed by kind, not failed.  Slow: expect
+#   wval frame are counted and listed by kind, not failed; scripts/valgrind.supp
+#   suppresses the server's own reports that a wval call leads to (the
+#   uninitialised tail of a WAL buffer written by a flush wval asks for, the
+#   relation cache init file the notifier worker writes).  Slow: expect
 #   20-40 minutes for all the regression files on two cores.
 #
 # The fuzz pass runs test/fuzz/fuzz.py when the file exists (WVAL_FUZZ names
@@ -183,6 +186,7 @@ log_line_prefix = '%m [%p] '"
 	cat >"$SW/vg-postgres" <<-EOF
 		#!/bin/sh
 		exec valgrind --tool=memcheck --trace-children=yes --error-limit=no --leak-check=no \\
+		  --suppressions='$REPO/scripts/valgrind.supp' \\
 		  --num-callers=30 --read-var-info=no --log-file='$SW/vg/vg.%p.log' '$BIN/postgres' "\$@"
 	EOF
 	chmod 755 "$SW/vg-postgres"
