@@ -44,6 +44,13 @@ DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA       = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*--*.sql))
 DOCS       = README.md
 
+# Upgrades (docs/development.md, "Upgrades"): wval--A--B.sql is generated from
+# the hand-written schema part updates/A--B.sql and the routines of the new
+# install script; the install script of every release stays in updates/.
+UPGRADES   = 0.1.0--0.2.0
+DATA_built += $(patsubst %,$(EXTENSION)--%.sql,$(UPGRADES))
+DATA       += $(wildcard updates/$(EXTENSION)--*.sql)
+
 REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=. --load-extension=pgcrypto
 
@@ -59,7 +66,7 @@ EXTRA_CLEAN = $(DATA_built)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-$(DATA_built): $(SQL_SOURCES) $(EXTENSION).control $(wildcard data/scenarios/*.json)
+$(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control $(wildcard data/scenarios/*.json)
 	( echo '-- generated from $(SQL_SOURCES); edit those files, not this one'; \
 	  for f in $(SQL_SOURCES); do \
 	    echo; echo "-- source: $$f"; cat $$f; \
@@ -73,6 +80,10 @@ $(DATA_built): $(SQL_SOURCES) $(EXTENSION).control $(wildcard data/scenarios/*.j
 	      done; \
 	    fi; \
 	  done ) > $@
+
+$(EXTENSION)--%.sql: updates/%.sql $(EXTENSION)--$(EXTVERSION).sql scripts/upgrade-script.py scripts/sqlsplit.py src/finish.sql
+	python3 scripts/upgrade-script.py updates/$(EXTENSION)--$(firstword $(subst --, ,$*)).sql $(EXTENSION)--$(EXTVERSION).sql $< > $@.tmp
+	mv $@.tmp $@
 
 $(OBJS): src/wval.h
 src/metrics.o src/metrics_agg.o src/evaluate.o src/portfolio.o: src/metrics.h

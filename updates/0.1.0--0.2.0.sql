@@ -1,0 +1,212 @@
+-- updates/0.1.0--0.2.0.sql: the hand-written part of wval--0.1.0--0.2.0.sql.
+--
+-- The Makefile runs scripts/upgrade-script.py, which copies this file and
+-- replaces the marker lines: "-- @routines" by the DROP of changed or
+-- removed routines and CREATE OR REPLACE of every routine of 0.2.0,
+-- "-- @comments" by every COMMENT ON of 0.2.0, "-- @grants" by every GRANT
+-- and REVOKE of 0.2.0, "-- @include FILE" by that file.  Write here, in
+-- order, what the generator cannot know: new and changed tables, columns,
+-- types, sequences, indexes, triggers, policies, event triggers, views and
+-- data fixes.  See docs/development.md, "Upgrades".
+--
+-- History rule: never give a column of a chained table a value in rows that
+-- exist (the chain hash covers every non-null column, see src/store.c); add
+-- it without a default, then SET DEFAULT.  Rows written before the update
+-- keep null there, so such a column cannot be NOT NULL in an updated
+-- database (test/sessions/upgrade.sh lists these columns).
+
+------------------------------------------------------------------------------
+-- Before the routines: what their signatures name
+------------------------------------------------------------------------------
+
+-- separation of duties by login
+CREATE SEQUENCE wval.governance_exceptions_id_seq;
+CREATE TABLE wval.governance_exceptions (
+    exception_id bigint NOT NULL DEFAULT nextval('wval.governance_exceptions_id_seq'),
+    world_id     text NOT NULL,
+    login        name NOT NULL,
+    rule         text NOT NULL CHECK (rule IN ('two_person', 'override_author', 'promotion_author')),
+    reason       text NOT NULL,
+    actor        text NOT NULL,
+    granted_by   name NOT NULL DEFAULT session_user,
+    granted_at   timestamptz NOT NULL DEFAULT now(),
+    expires_at   timestamptz NOT NULL,
+    chain_seq    bigint NOT NULL,
+    prev_hash    text NOT NULL,
+    row_hash     text NOT NULL,
+    PRIMARY KEY (world_id, exception_id),
+    CHECK (expires_at > granted_at)
+);
+ALTER SEQUENCE wval.governance_exceptions_id_seq OWNED BY wval.governance_exceptions.exception_id;
+
+-- wval_select keeps its candidates in an array of this type
+CREATE TYPE wval.select_candidate AS (
+    strategy_id text,
+    metrics     jsonb,
+    value       float8,
+    ok          boolean,
+    rank        integer,
+    reason      text
+);
+
+-- the working rows of purge, import and month move (no temporary tables in definer code)
+CREATE SEQUENCE wval.work_id_seq;
+CREATE UNLOGGED TABLE wval.work_purge_scope (
+    work_id        bigint NOT NULL,
+    world_id       text NOT NULL,
+    runs_cut       timestamptz,
+    versions_cut   timestamptz,
+    active_version integer,
+    PRIMARY KEY (work_id, world_id)
+);
+CREATE UNLOGGED TABLE wval.work_purge_runs (
+    work_id    bigint NOT NULL,
+    part       oid NOT NULL,
+    world_id   text NOT NULL,
+    run_id     uuid NOT NULL,
+    created_at timestamptz NOT NULL,
+    chain_seq  bigint NOT NULL,
+    prev_hash  text NOT NULL,
+    row_hash   text NOT NULL
+);
+CREATE INDEX ON wval.work_purge_runs (work_id, run_id);
+CREATE UNLOGGED TABLE wval.work_purge_results (
+    work_id    bigint NOT NULL,
+    part       oid NOT NULL,
+    world_id   text NOT NULL,
+    run_id     uuid NOT NULL,
+    rule       text NOT NULL,
+    created_at timestamptz NOT NULL
+);
+CREATE INDEX ON wval.work_purge_results (work_id, run_id);
+CREATE UNLOGGED TABLE wval.work_purge_overrides (
+    work_id     bigint NOT NULL,
+    world_id    text NOT NULL,
+    override_id bigint NOT NULL,
+    recorded_at timestamptz NOT NULL,
+    chain_seq   bigint NOT NULL,
+    prev_hash   text NOT NULL,
+    row_hash    text NOT NULL
+);
+CREATE INDEX ON wval.work_purge_overrides (work_id, override_id);
+CREATE UNLOGGED TABLE wval.work_purge_failures (
+    work_id     bigint NOT NULL,
+    world_id    text NOT NULL,
+    entry_id    bigint NOT NULL,
+    case_id     uuid NOT NULL,
+    recorded_at timestamptz NOT NULL,
+    chain_seq   bigint NOT NULL,
+    prev_hash   text NOT NULL,
+    row_hash    text NOT NULL
+);
+CREATE INDEX ON wval.work_purge_failures (work_id, entry_id);
+CREATE UNLOGGED TABLE wval.work_purge_versions (
+    work_id    bigint NOT NULL,
+    world_id   text NOT NULL,
+    version    integer NOT NULL,
+    created_at timestamptz NOT NULL,
+    chain_seq  bigint NOT NULL,
+    prev_hash  text NOT NULL,
+    row_hash   text NOT NULL,
+    PRIMARY KEY (work_id, world_id, version)
+);
+CREATE UNLOGGED TABLE wval.work_purge_activations (
+    work_id       bigint NOT NULL,
+    world_id      text NOT NULL,
+    activation_id bigint NOT NULL,
+    activated_at  timestamptz NOT NULL,
+    chain_seq     bigint NOT NULL,
+    prev_hash     text NOT NULL,
+    row_hash      text NOT NULL
+);
+CREATE INDEX ON wval.work_purge_activations (work_id, activation_id);
+CREATE UNLOGGED TABLE wval.work_import (work_id bigint NOT NULL, LIKE wval.evaluation_runs INCLUDING DEFAULTS, ord bigint NOT NULL);
+ALTER TABLE wval.work_import ALTER COLUMN chain_seq DROP NOT NULL, ALTER COLUMN prev_hash DROP NOT NULL,
+    ALTER COLUMN row_hash DROP NOT NULL;
+CREATE INDEX ON wval.work_import (work_id, ord);
+CREATE INDEX ON wval.work_import (work_id, run_id);
+
+-- logins next to the person labels (null in rows written before 0.2.0)
+ALTER TABLE wval.policy_versions ADD COLUMN published_by name;
+ALTER TABLE wval.policy_versions ALTER COLUMN published_by SET DEFAULT session_user;
+ALTER TABLE wval.overrides ADD COLUMN login name;
+ALTER TABLE wval.overrides ALTER COLUMN login SET DEFAULT session_user;
+ALTER TABLE wval.audit_log ADD COLUMN login name;
+ALTER TABLE wval.audit_log ALTER COLUMN login SET DEFAULT session_user;
+ALTER TABLE wval.deployments ADD COLUMN login name;
+ALTER TABLE wval.deployments ALTER COLUMN login SET DEFAULT session_user;
+-- the latest override of a run is its last decision, also within one transaction
+ALTER TABLE wval.overrides ALTER COLUMN recorded_at SET DEFAULT clock_timestamp();
+
+-- a consumer group belongs to the role that subscribed it; groups of 0.1.0
+-- were subscribed by created_by (session_user), internal groups have none
+ALTER TABLE wval.consumer_groups ADD COLUMN owner name;
+UPDATE wval.consumer_groups SET owner = created_by WHERE NOT internal;
+
+-- @routines
+
+------------------------------------------------------------------------------
+-- After the routines
+------------------------------------------------------------------------------
+
+-- 0.2.0's _protect makes the history triggers fire ALWAYS (also under
+-- session_replication_role = replica): apply it to every protected table,
+-- monthly partitions included
+SELECT wval._protect(c.oid::regclass)
+FROM pg_catalog.pg_class c
+WHERE c.relnamespace = 'wval'::regnamespace
+  AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'wval_append_only')
+ORDER BY c.oid;
+SELECT wval._protect('wval.governance_exceptions', 'governance_exceptions');
+
+-- tables that only wval's writers change in place
+SELECT wval._protect_in_place('wval.chain_heads');
+SELECT wval._protect_in_place('wval.worlds');
+SELECT wval._protect_in_place('wval.retention');
+
+-- the bus: deliveries and counters by world
+ALTER TABLE wval.deliveries ENABLE ROW LEVEL SECURITY;
+CREATE POLICY wval_world_read ON wval.deliveries FOR ALL USING (
+    (SELECT wval._visible_worlds()) IS NULL OR world_key = '' OR world_key = ANY ((SELECT wval._visible_worlds())::text[]));
+ALTER TABLE wval.bus_counters ENABLE ROW LEVEL SECURITY;
+CREATE POLICY wval_world_read ON wval.bus_counters FOR ALL USING ((SELECT wval._visible_worlds()) IS NULL);
+
+-- o.* of this view was expanded when 0.1.0 created it: take in overrides.login
+-- (last, where the update added the column; a fresh install has it before recorded_at)
+CREATE OR REPLACE VIEW wval.current_overrides AS
+SELECT DISTINCT ON (o.run_id) o.*
+FROM wval.overrides o
+ORDER BY o.run_id, o.recorded_at DESC, o.override_id DESC;
+
+-- imported runs justify no demotion
+CREATE OR REPLACE VIEW wval.open_demotion_candidates AS
+SELECT c.*
+FROM (SELECT DISTINCT ON (dc.world_id, dc.strategy_id) dc.*
+      FROM wval.demotion_candidates dc
+      ORDER BY dc.world_id, dc.strategy_id, dc.as_of DESC, dc.candidate_id DESC) c
+WHERE c.run_id = (SELECT e.run_id FROM wval.evaluation_runs e
+                  WHERE e.world_id = c.world_id AND e.strategy_id = c.strategy_id AND e.kind = 'live'
+                    AND NOT wval._imported(e.context)
+                  ORDER BY e.as_of DESC, e.created_at DESC LIMIT 1)
+  AND NOT EXISTS (SELECT 1 FROM wval.deployments d
+                  WHERE d.world_id = c.world_id AND d.strategy_id = c.strategy_id AND d.recorded_at > c.flagged_at);
+
+-- DDL that weakens the store is audited; DROP EXTENSION is refused while history exists
+CREATE EVENT TRIGGER wval_ddl_audit ON ddl_command_end EXECUTE FUNCTION wval._ddl_audit();
+ALTER EVENT TRIGGER wval_ddl_audit ENABLE ALWAYS;
+CREATE EVENT TRIGGER wval_ddl_audit_drop ON sql_drop EXECUTE FUNCTION wval._ddl_audit();
+ALTER EVENT TRIGGER wval_ddl_audit_drop ENABLE ALWAYS;
+CREATE EVENT TRIGGER wval_guard_drop ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA')
+    EXECUTE FUNCTION wval._guard_drop();
+
+SELECT pg_catalog.pg_extension_config_dump('wval.governance_exceptions', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.governance_exceptions_id_seq', '');
+
+-- @comments
+
+-- @grants
+
+-- row-level security on the new tables and partitions, views with the
+-- caller's rights, nothing of wval granted to PUBLIC
+-- @include src/finish.sql
