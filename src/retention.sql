@@ -816,6 +816,13 @@ BEGIN
             DETAIL = format('now is %s.', coalesce(p_now::text, 'null')),
             HINT = 'Prune as of now() or a later time.';
     END IF;
+    -- the blob check after the blob lock must see snapshots committed while
+    -- we waited: a new snapshot per statement
+    IF current_setting('transaction_isolation') IN ('repeatable read', 'serializable') THEN
+        RAISE EXCEPTION 'the storage prune runs only at READ COMMITTED' USING ERRCODE = '25000',
+            DETAIL = format('transaction_isolation is %s.', current_setting('transaction_isolation')),
+            HINT = 'Run it in a READ COMMITTED transaction (the default), e.g. on its own.';
+    END IF;
     FOR w IN SELECT * FROM wval.worlds x ORDER BY x.world_id FOR SHARE LOOP
         IF w.legal_hold THEN
             held := held || w.world_id;
