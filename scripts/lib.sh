@@ -20,6 +20,11 @@ WVAL_PACKAGES=(make gcc libc6-dev
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# A doc snippet (test/docs/run.py) must not start a suite, the demo or a
+# benchmark of its own: the suite would run the docs again, and so on.
+[ -z "${WVAL_DOCS_RUNNING:-}" ] || [ "${BASH_SOURCE[1]##*/}" = docs.sh ] ||
+	die "${BASH_SOURCE[1]:-scripts/lib.sh} run from a doc snippet: fence such commands as \`\`\`text"
+
 # as_root CMD...: runs CMD as root (directly, or through sudo).
 as_root() {
 	if [ "$(id -u)" -eq 0 ]; then "$@"

@@ -347,15 +347,17 @@ BEGIN
             DETAIL = format('max_attempts is %s.', coalesce(wval_subscribe.max_attempts::text, 'null')),
             HINT = 'Pass a number of attempts between 1 and 100.';
     END IF;
-    IF p_backoff IS NULL OR p_backoff < interval '0' THEN
+    -- bounded, so that backoff x attempts and the visibility deadline stay
+    -- within the timestamp range
+    IF p_backoff IS NULL OR p_backoff < interval '0' OR p_backoff > interval '1 day' THEN
         RAISE EXCEPTION 'invalid value for "backoff"' USING ERRCODE = '22023',
             DETAIL = format('backoff is %s.', coalesce(quote_literal(wval_subscribe.backoff), 'null')),
-            HINT = 'Pass a duration of zero or more, e.g. 500ms or 2s.';
+            HINT = 'Pass a duration from zero to 1 day, e.g. 500ms or 2s.';
     END IF;
-    IF p_visibility IS NULL OR p_visibility <= interval '0' THEN
+    IF p_visibility IS NULL OR p_visibility <= interval '0' OR p_visibility > interval '1 day' THEN
         RAISE EXCEPTION 'invalid value for "visibility"' USING ERRCODE = '22023',
             DETAIL = format('visibility is %s.', coalesce(quote_literal(wval_subscribe.visibility), 'null')),
-            HINT = 'Pass a positive duration, e.g. 30s.';
+            HINT = 'Pass a positive duration of at most 1 day, e.g. 30s.';
     END IF;
 
     SELECT * INTO old FROM wval.consumer_groups WHERE group_name = p_group FOR UPDATE;

@@ -101,7 +101,7 @@ CREATE TABLE wval.deployments (
     previous_stage text NOT NULL CHECK (previous_stage IN ('backtest', 'paper', 'live', 'retired')),
     change         text NOT NULL CHECK (change IN ('promotion', 'demotion', 'confirmation')),
     actor          text NOT NULL,
-    login          name NOT NULL DEFAULT session_user,
+    login          name DEFAULT session_user,
     reason         text NOT NULL,
     run_id         uuid,
     justification  jsonb NOT NULL DEFAULT '{}',
@@ -114,7 +114,7 @@ CREATE TABLE wval.deployments (
 ALTER SEQUENCE wval.deployments_id_seq OWNED BY wval.deployments.deployment_id;
 CREATE INDEX ON wval.deployments (world_id, strategy_id, deployment_id DESC);
 COMMENT ON TABLE wval.deployments IS 'stage decisions made by people (wval_set_stage): which stage a strategy is deployed at, who decided, why, and the run the decision relied on; append-only, hash-chained';
-COMMENT ON COLUMN wval.deployments.login IS 'the database login that decided (session_user); actor is the person it named';
+COMMENT ON COLUMN wval.deployments.login IS 'the database login that decided (session_user); actor is the person it named; null for decisions recorded before 0.2.0';
 COMMENT ON COLUMN wval.deployments.stage IS 'backtest | paper | live | retired';
 COMMENT ON COLUMN wval.deployments.previous_stage IS 'the stage before this decision (backtest for a strategy without an earlier decision)';
 COMMENT ON COLUMN wval.deployments.change IS 'promotion (higher stage), demotion (lower stage or retired) or confirmation (same stage, e.g. keeping a flagged strategy)';

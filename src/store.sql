@@ -169,7 +169,7 @@ CREATE TABLE wval.policy_versions (
     version        integer NOT NULL CHECK (version > 0),
     policy         jsonb NOT NULL,
     author         text NOT NULL,
-    published_by   name NOT NULL DEFAULT session_user,
+    published_by   name DEFAULT session_user,
     note           text,
     ruleset_hashes jsonb NOT NULL DEFAULT '{}',
     created_at     timestamptz NOT NULL DEFAULT now(),
@@ -180,7 +180,7 @@ CREATE TABLE wval.policy_versions (
 );
 COMMENT ON TABLE wval.policy_versions IS 'immutable, numbered policy documents per world (1, 2, 3 ... without gaps); publishing does not activate';
 COMMENT ON COLUMN wval.policy_versions.author IS 'the person named by the publisher (a label)';
-COMMENT ON COLUMN wval.policy_versions.published_by IS 'the database login that published the version (session_user): the two-person rule compares logins';
+COMMENT ON COLUMN wval.policy_versions.published_by IS 'the database login that published the version (session_user): the two-person rule compares logins; null for versions published before 0.2.0 (then only the actor labels are compared)';
 COMMENT ON COLUMN wval.policy_versions.ruleset_hashes IS 'per profile: sha256 of the materialised ruleset';
 COMMENT ON COLUMN wval.policy_versions.world_id IS 'the world (wval.worlds.world_id)';
 COMMENT ON COLUMN wval.policy_versions.version IS '1, 2, 3 ... per world without gaps';
@@ -392,18 +392,18 @@ CREATE TABLE wval.overrides (
     status        text NOT NULL CHECK (status IN ('approved', 'rejected', 'revoked')),
     reason        text,
     actor         text,
-    login         name NOT NULL DEFAULT session_user,
     recorded_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
     review_due_at timestamptz,
     chain_seq     bigint NOT NULL,
     prev_hash     text NOT NULL,
     row_hash      text NOT NULL,
+    login         name DEFAULT session_user,    -- last: where 0.2.0's upgrade adds it
     PRIMARY KEY (world_id, override_id)
 );
 ALTER SEQUENCE wval.overrides_id_seq OWNED BY wval.overrides.override_id;
 CREATE INDEX ON wval.overrides (run_id, recorded_at DESC);
 COMMENT ON TABLE wval.overrides IS 'human decisions on runs (approved | rejected | revoked); the latest row per run is its current override state';
-COMMENT ON COLUMN wval.overrides.login IS 'the database login that recorded the override (session_user); actor is the person it named';
+COMMENT ON COLUMN wval.overrides.login IS 'the database login that recorded the override (session_user); actor is the person it named; null for overrides recorded before 0.2.0';
 COMMENT ON COLUMN wval.overrides.recorded_at IS 'when the decision was recorded (clock time once the run''s lock is held, so that the latest row of a run is its last decision, also within one transaction)';
 COMMENT ON COLUMN wval.overrides.review_due_at IS 'approvals must be reviewed by then: recorded_at + 30 days for live runs or high-tier client-critical worlds, + 90 days otherwise';
 COMMENT ON COLUMN wval.overrides.override_id IS 'number of the override row (sequence wval.overrides_id_seq)';
@@ -472,7 +472,7 @@ CREATE TABLE wval.audit_log (
     action      text NOT NULL,
     actor       text NOT NULL,
     db_user     text NOT NULL DEFAULT wval._invoker(),
-    login       name NOT NULL DEFAULT session_user,
+    login       name DEFAULT session_user,
     details     jsonb NOT NULL DEFAULT '{}',
     recorded_at timestamptz NOT NULL DEFAULT now(),
     chain_seq   bigint NOT NULL,
@@ -484,7 +484,7 @@ CREATE INDEX ON wval.audit_log (world_id, recorded_at);
 COMMENT ON TABLE wval.audit_log IS 'every administrative act (world change, publish, activate, override, ex-post case, purge, grant) with the actor and the database user';
 COMMENT ON COLUMN wval.audit_log.actor IS 'the person the caller named (a label; the login below is who acted)';
 COMMENT ON COLUMN wval.audit_log.db_user IS 'the role that called into wval (current_user outside SECURITY DEFINER; honours SET ROLE)';
-COMMENT ON COLUMN wval.audit_log.login IS 'the database login of the session (session_user): who acted';
+COMMENT ON COLUMN wval.audit_log.login IS 'the database login of the session (session_user): who acted; null for rows recorded before 0.2.0';
 COMMENT ON COLUMN wval.audit_log.world_id IS 'null for acts that concern no single world (their chain is the one of the empty world_id)';
 COMMENT ON COLUMN wval.audit_log.id IS 'number of the audit row (sequence wval.audit_log_id_seq): increasing in insertion order';
 COMMENT ON COLUMN wval.audit_log.action IS 'what was done, e.g. world_created, world_updated, world_granted, policy_published, policy_activated, override_approved, ex_post_failure_confirmed, stage_promotion, purge, retention_set, schedule_set, ddl_on_wval';
@@ -1409,7 +1409,7 @@ COMMENT ON COLUMN wval.current_overrides.strategy_id IS 'strategy of the run';
 COMMENT ON COLUMN wval.current_overrides.status IS 'approved (the run may be used despite its outcome) | rejected | revoked (ends an earlier approval)';
 COMMENT ON COLUMN wval.current_overrides.reason IS 'why the validator decided so; empty reasons show in wval.override_queue.missing_fields';
 COMMENT ON COLUMN wval.current_overrides.actor IS 'the person the validator named (a label; login is who acted)';
-COMMENT ON COLUMN wval.current_overrides.login IS 'the database login that recorded the override (session_user); actor is the person it named';
+COMMENT ON COLUMN wval.current_overrides.login IS 'the database login that recorded the override (session_user); actor is the person it named; null for overrides recorded before 0.2.0';
 COMMENT ON COLUMN wval.current_overrides.recorded_at IS 'when the decision was recorded (clock time once the run''s lock is held, so that the latest row of a run is its last decision, also within one transaction)';
 COMMENT ON COLUMN wval.current_overrides.review_due_at IS 'approvals must be reviewed by then: recorded_at + 30 days for live runs or high-tier client-critical worlds, + 90 days otherwise';
 COMMENT ON COLUMN wval.current_overrides.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';

@@ -6,7 +6,7 @@
 \set QUIET on
 SET client_min_messages = warning;
 BEGIN;
-SELECT plan(113);
+SELECT plan(115);
 
 ------------------------------------------------------------------------------
 -- objects
@@ -39,6 +39,10 @@ SELECT throws_ok($$SELECT wval_subscribe('', ARRAY['a'])$$, '22023', '"group_nam
 SELECT throws_ok($$SELECT wval_subscribe('g', ARRAY['a'], 0)$$, '22023', 'invalid value for "max_attempts"', 'subscribe: max_attempts 0 is 22023');
 SELECT throws_ok($$SELECT wval_subscribe('g', ARRAY['a'], 3, 'soon')$$, '22023', 'invalid duration for "backoff"', 'subscribe: bad backoff is 22023');
 SELECT throws_ok($$SELECT wval_subscribe('g', ARRAY['a'], 3, '1s', '0s')$$, '22023', 'invalid value for "visibility"', 'subscribe: zero visibility is 22023');
+SELECT throws_ok($$SELECT wval_subscribe('g', ARRAY['a'], 3, '1s', '178000000 years')$$, '22023', 'invalid value for "visibility"',
+                 'subscribe: a visibility beyond 1 day is 22023 (its deadline left the timestamp range in wval_consume)');
+SELECT throws_ok($$SELECT wval_subscribe('g', ARRAY['a'], 3, '2 days')$$, '22023', 'invalid value for "backoff"',
+                 'subscribe: a backoff beyond 1 day is 22023');
 SELECT throws_ok($$SELECT wval._emit('', 'w', 's', 'k', '{}')$$, '22023', '"type" must not be empty', 'emit: empty type is 22023');
 SELECT throws_ok($$SELECT wval._emit('t', 'w', 's', NULL, '{}')$$, '22023', '"idempotency_key" must not be empty', 'emit: missing key is 22023');
 SELECT throws_ok($$SELECT wval_bus_prune('-1 day')$$, '22023', 'invalid value for "older_than"', 'prune: negative period is 22023');
