@@ -22,7 +22,8 @@
 # Printed: for each simulated day, after that day's prune, the rows and the
 # on-disk size (pg_total_relation_size, after a plain VACUUM so freed space
 # is reused) of risk_snapshots, blobs, events, deliveries and
-# chain_tombstones, plus what the prune removed.  Bounded storage shows as
+# chain_tombstones, the deliveries not yet finished (backlog), plus what the
+# prune removed.  Bounded storage shows as
 # rows and sizes that stop growing once the retention periods are reached
 # (snapshots after day 1, events after day 7).
 #
@@ -74,7 +75,8 @@ sizes() {
 		             (2, 'blobs', (SELECT count(*) FROM wval.blobs)),
 		             (3, 'events', (SELECT count(*) FROM wval.events)),
 		             (4, 'deliveries', (SELECT count(*) FROM wval.deliveries)),
-		             (5, 'chain_tombstones', (SELECT count(*) FROM wval.chain_tombstones))) x(o, t, n);
+		             (5, 'chain_tombstones', (SELECT count(*) FROM wval.chain_tombstones))) x(o, t, n)
+		UNION ALL SELECT 'backlog=' || count(*) FROM wval.deliveries WHERE done_at IS NULL;
 	SQL
 }
 
@@ -84,8 +86,14 @@ PGB=$!
 
 # the bus worker and the consumer group: every simulated hour
 ( while kill -0 "$PGB" 2>/dev/null; do
-	"${PSQL[@]}" -d bench -c "CALL wval_work(100000, 2000)" \
-		-c "SELECT wval_ack('bench_risk', ARRAY(SELECT event_id FROM wval_consume('bench_risk', 100000)))" >/dev/null 2>&1 || true
+	"${PSQL[@]}" -d bench -c "CALL wval_work(100000, 2000)" -c "DO \$\$
+		DECLARE n integer;
+		BEGIN
+		    LOOP
+		        SELECT wval_ack('bench_risk', ARRAY(SELECT event_id FROM wval_consume('bench_risk', 1000))) INTO n;
+		        EXIT WHEN n = 0;
+		    END LOOP;
+		END \$\$" >/dev/null 2>>"$WORK/worker.err" || echo failed >>"$WORK/worker.err"
 	sleep "$(awk "BEGIN {print $DAY_SECS / 24}")"
 done ) &
 WORKER=$!
@@ -97,11 +105,12 @@ for day in $(seq 1 "$SIM_DAYS"); do
 	report=$("${PSQL[@]}" -d bench -t -A -c "SET wval.snapshot_max_age = 10; SELECT wval._storage_prune(now())")
 	removed=$(printf '%s' "$report" | python3 -c 'import json,sys; r=json.load(sys.stdin)["tables"]; print(r["risk_snapshots"]["deleted"], r["blobs"]["deleted"], r["events"]["deleted"])')
 	published=$("${PSQL[@]}" -d bench -t -A -c "SELECT last_value FROM wval.risk_snapshots_id_seq")
-	printf '%-4s %-8s %s   [removed: %s]\n' "$day" "$published" "$(sizes)" "$removed"
+	printf '%-4s %-8s %s   [removed: %s]\n' "$day" "$published" "$(sizes | tr "\n" " ")" "$removed"
 done
 wait "$PGB" || true
 kill "$WORKER" 2>/dev/null || true; wait "$WORKER" 2>/dev/null || true
 
+[ ! -s "$WORK/worker.err" ] || { echo "bus worker errors:"; sort "$WORK/worker.err" | uniq -c | head; }
 published=$("${PSQL[@]}" -d bench -t -A -c "SELECT last_value FROM wval.risk_snapshots_id_seq")
 awk -v p="$published" -v d="$SIM_DAYS" 'BEGIN {printf "published %d snapshots: %.0f per simulated day, a simulated cadence of %.2f s\n", p, p / d, 86400 * d / p}'
 sed -n 's/^\(number of failed transactions.*\|latency average.*\|tps = .*\)/pgbench: \1/p' "$WORK/pgbench.out"
