@@ -2,7 +2,12 @@
 #
 #   make && make install          build and install into the server of pg_config
 #   make test                     everything the README's test command runs
-#   make installcheck             pg_regress against a running server (PGXS)
+#   make installcheck             pg_regress (sql/) and the isolation specs
+#                                 (test/isolation/) against a running server
+#                                 where wval is installed (PGXS)
+#   make tempcheck                the same in a throw-away instance with pg_cron
+#                                 preloaded (pg_cron style --temp-instance; not
+#                                 as root)
 #   make check-ubsan              the suite and a fuzz pass with wval built with UBSan
 #   make check-valgrind           pg_regress and a fuzz pass under valgrind memcheck
 #
@@ -42,7 +47,6 @@ SCENARIO_SETS = good borderline bad known_bad
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA       = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*--*.sql))
-DOCS       = README.md
 
 # Upgrades (docs/development.md, "Upgrades"): wval--A--B.sql is generated from
 # the hand-written schema part updates/A--B.sql and the routines of the new
@@ -51,8 +55,22 @@ UPGRADES   = 0.1.0--0.2.0
 DATA_built += $(patsubst %,$(EXTENSION)--%.sql,$(UPGRADES))
 DATA       += $(wildcard updates/$(EXTENSION)--*.sql)
 
-REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
-REGRESS_OPTS = --inputdir=. --load-extension=pgcrypto
+# Documentation, installed under wval's own names into $(docdir)/extension:
+# README.md as wval.md and docs/<page>.md as wval-<page>.md (links rewritten).
+DOC_PAGES = $(sort $(wildcard docs/*.md))
+DOCS      = .build/doc/$(EXTENSION).md $(patsubst docs/%.md,.build/doc/$(EXTENSION)-%.md,$(DOC_PAGES))
+
+# Tests, the pgvector way: pg_regress creates contrib_regression and loads the
+# extensions itself (pgcrypto only computes expected HMACs in sql/hub.sql).
+# Interleavings of concurrent sessions are isolation specs (pgmq style).
+REGRESS        = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS   = --inputdir=$(srcdir) --load-extension=pgcrypto --load-extension=$(EXTENSION)
+ISOLATION      = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation --load-extension=$(EXTENSION)
+
+# Header dependencies are tracked by the compiler (.deps/*.Po), so editing a
+# header rebuilds exactly the objects that include it.
+override autodepend := yes
 
 # -isystem keeps warnings of the server headers out of our -Wextra build.
 PG_CONFIG ?= pg_config
@@ -61,7 +79,7 @@ PG_CFLAGS   = -Wall -Wextra
 # JIT bitcode is of no use for wval and needs clang; skip it.
 override with_llvm := no
 
-EXTRA_CLEAN = $(DATA_built)
+EXTRA_CLEAN = $(DATA_built) .build/doc
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -85,14 +103,27 @@ $(EXTENSION)--%.sql: updates/%.sql $(EXTENSION)--$(EXTVERSION).sql scripts/upgra
 	python3 scripts/upgrade-script.py updates/$(EXTENSION)--$(firstword $(subst --, ,$*)).sql $(EXTENSION)--$(EXTVERSION).sql $< > $@.tmp
 	mv $@.tmp $@
 
-$(OBJS): src/wval.h
-src/metrics.o src/metrics_agg.o src/evaluate.o src/portfolio.o: src/metrics.h
-src/hub.o src/wval.o src/portfolio.o: src/hub.h
-src/diff.o src/rules.o src/policy.o src/evaluate.o: src/policy.h src/evaluate.h
+all: $(DOCS)
 
-.PHONY: test demo check-ubsan check-valgrind
+.build/doc/$(EXTENSION).md: README.md
+	@mkdir -p $(dir $@)
+	sed -e 's|](docs/\([a-z_-]*\)\.md|]($(EXTENSION)-\1.md|g' $< > $@
+
+.build/doc/$(EXTENSION)-%.md: docs/%.md
+	@mkdir -p $(dir $@)
+	sed -e 's|](\([a-z_-]*\)\.md|]($(EXTENSION)-\1.md|g' $< > $@
+
+# make tempcheck: installcheck in a throw-away instance (tmp_check/) that
+# preloads pg_cron, like pg_cron's own Makefile (--temp-config/--temp-instance).
+# Uses the binaries of $(bindir) and the wval installed there (make install).
+TEMPCHECK_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/temp.conf
+
+.PHONY: test demo tempcheck check-ubsan check-valgrind
 test:
 	./scripts/test.sh
+
+tempcheck:
+	$(MAKE) installcheck EXTRA_REGRESS_OPTS='$(TEMPCHECK_OPTS) $(EXTRA_REGRESS_OPTS)'
 
 # sanitizer runs (docs/development.md, Hardening tests); not part of make test
 check-ubsan:

@@ -11,11 +11,13 @@ PG_BINDIR=/usr/lib/postgresql/$PG_MAJOR/bin
 PG_CONFIG=$PG_BINDIR/pg_config
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# Debian packages the build, the demo and the tests use.
+# Debian packages the build, the demo and the tests use (prometheus for
+# promtool, prometheus-postgres-exporter: test/sessions/monitoring_tools.sh).
 WVAL_PACKAGES=(make gcc libc6-dev
 	postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
 	postgresql-$PG_MAJOR-cron postgresql-$PG_MAJOR-pgtap
-	python3 python3-psycopg2 python3-yaml)
+	python3 python3-psycopg2 python3-yaml
+	prometheus prometheus-postgres-exporter)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -61,28 +61,37 @@ export PGHOST=$DATA/sock PGPORT=5432 PGUSER=postgres
 export WVAL_BINDIR=$BIN WVAL_REPO=$REPO WVAL_WORK=$WORK
 failed=()
 
-# pg_regress reads and writes its files as the server user, so it works on
-# a copy of sql/ and expected/ in the work directory.
-log "pg_regress"
-mkdir -p "$WORK/regress"
-cp -r "$REPO/sql" "$REPO/expected" "$WORK/regress/"
-[ -d "$REPO/test/data" ] && cp -r "$REPO/test/data" "$WORK/regress/"
-chown -R "$( [ "$(id -u)" -eq 0 ] && echo postgres || id -un )" "$WORK/regress"
+# pg_regress and the isolation specs run through the Makefile's own
+# installcheck target (REGRESS / ISOLATION), against this cluster and the
+# private copy's psql, with the --only selection passed as REGRESS and
+# ISOLATION; results go to the work directory, not the checkout.
+# installcheck NAME REGRESS ISOLATION: one make installcheck, output in $WORK/NAME.
+installcheck() {
+	local name=$1 regress=$2 isolation=$3
+	mkdir -p "$WORK/$name"
+	make -C "$REPO" -s installcheck PG_CONFIG="$PG_CONFIG" bindir="$BIN" \
+		REGRESS="$regress" ISOLATION="$isolation" \
+		EXTRA_REGRESS_OPTS="--outputdir=$WORK/$name"
+}
 tests=$(cd "$REPO/sql" && pick *.sql | sed 's/\.sql$//')
-# --use-existing does not create the database: do it like pg_regress would.
-"$BIN/psql" -q -X -v ON_ERROR_STOP=1 -d postgres >/dev/null <<-'SQL'
-	CREATE DATABASE contrib_regression TEMPLATE template0;
-	\c contrib_regression
-	SET client_min_messages = warning;
-	CREATE EXTENSION wval CASCADE;
-SQL
-if [ -n "$tests" ] && ! as_pg env PGHOST="$PGHOST" PGPORT=$PGPORT PGUSER=postgres \
-	"$STAGE/usr/lib/postgresql/$PG_MAJOR/lib/pgxs/src/test/regress/pg_regress" \
-	--use-existing --bindir="$BIN" --inputdir="$WORK/regress" --outputdir="$WORK/regress" \
-	--dbname=contrib_regression \
-	$tests; then
-	cat "$WORK/regress/regression.diffs" >&2 || true
-	failed+=(pg_regress)
+if [ -n "$tests" ]; then
+	log "pg_regress (make installcheck REGRESS=...)"
+	if ! installcheck regress "$(echo $tests)" ""; then
+		cat "$WORK/regress/regression.diffs" >&2 || true
+		failed+=(pg_regress)
+	fi
+fi
+
+# Isolation specs (test/isolation/specs/*.spec -> test/isolation/expected/):
+# interleavings of concurrent sessions, run by PostgreSQL's own
+# pg_isolation_regress in a database of their own (isolation_regression).
+specs=$(cd "$REPO/test/isolation/specs" 2>/dev/null && pick *.spec | sed 's/\.spec$//')
+if [ -n "$specs" ]; then
+	log "isolation specs (make installcheck ISOLATION=...)"
+	if ! installcheck isolation "" "$(echo $specs)"; then
+		cat "$WORK/isolation/regression.diffs" >&2 || true
+		failed+=(isolation)
+	fi
 fi
 
 log "pgTAP (pg_prove)"
@@ -91,35 +100,12 @@ log "pgTAP (pg_prove)"
 	SET client_min_messages = warning;
 	CREATE EXTENSION pgtap;
 	CREATE EXTENSION pg_cron;
-	CREATE EXTENSION wval CASCADE;
+	CREATE EXTENSION pgcrypto;
+	CREATE EXTENSION wval;
 SQL
 tapfiles=$(pick "$REPO"/test/*.sql "$REPO"/test/security/*.sql)
 if [ -n "$tapfiles" ] && ! pg_prove --failures -d $TAPDB $tapfiles; then
 	failed+=(pgTAP)
-fi
-
-# Isolation specs (test/isolation/specs/*.spec -> test/isolation/expected/):
-# interleavings of concurrent sessions, run by PostgreSQL's own
-# pg_isolation_regress in a database of their own.
-specs=$(cd "$REPO/test/isolation/specs" 2>/dev/null && pick *.spec | sed 's/\.spec$//')
-if [ -n "$specs" ]; then
-	log "isolation specs (pg_isolation_regress)"
-	mkdir -p "$WORK/isolation"
-	cp -r "$REPO/test/isolation/specs" "$REPO/test/isolation/expected" "$WORK/isolation/"
-	chown -R "$( [ "$(id -u)" -eq 0 ] && echo postgres || id -un )" "$WORK/isolation"
-	"$BIN/psql" -q -X -v ON_ERROR_STOP=1 -d postgres >/dev/null <<-'SQL'
-		CREATE DATABASE isolation_regression TEMPLATE template0;
-		\c isolation_regression
-		SET client_min_messages = warning;
-		CREATE EXTENSION wval CASCADE;
-	SQL
-	if ! as_pg env PGHOST="$PGHOST" PGPORT=$PGPORT PGUSER=postgres \
-		"$STAGE/usr/lib/postgresql/$PG_MAJOR/lib/pgxs/src/test/isolation/pg_isolation_regress" \
-		--use-existing --bindir="$BIN" --inputdir="$WORK/isolation" --outputdir="$WORK/isolation" \
-		--dbname=isolation_regression $specs; then
-		cat "$WORK/isolation/regression.diffs" >&2 || true
-		failed+=(isolation)
-	fi
 fi
 
 log "multi-session scripts"

@@ -69,7 +69,10 @@ FROM wval.bus_health WHERE group_name = 'reg' ORDER BY type;
 SELECT action, details->>'include_dead_letters' AS include_dead_letters
 FROM wval.audit_log WHERE action = 'bus_pruned' ORDER BY id;
 
--- the pg_cron job needs pg_cron in this database
+-- the pg_cron job needs pg_cron in this database (terse: the DETAIL quotes
+-- the server's pg_cron settings, which differ between installations)
+\set VERBOSITY terse
 SELECT wval_schedule_bus_worker();
+\set VERBOSITY default
 
 SELECT wval_unsubscribe('reg') AS dropped_outstanding;

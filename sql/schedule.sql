@@ -50,11 +50,32 @@ SELECT wval._cron_check('0 0 * jna *');
 SELECT wval._cron_check('@daly');
 SELECT wval._cron_next('* * * * *', 'infinity');
 
--- without pg_cron: the schedule functions fail with WV010 and a HINT ...
+-- without pg_cron: the schedule functions fail with WV010 and a HINT; the
+-- DETAIL quotes the server's pg_cron settings (they differ between
+-- installations: the test driver's cluster, make tempcheck, a DBA's server),
+-- so it is compared with the settings, not printed ...
+DO $$
+DECLARE
+    st text; msg text; det text; hin text;
+BEGIN
+    PERFORM wval_schedule_live_monitoring();
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hin = PG_EXCEPTION_HINT;
+    RAISE NOTICE 'sqlstate: %', st;
+    RAISE NOTICE 'message: %', msg;
+    RAISE NOTICE 'detail quotes shared_preload_libraries and cron.database_name: %',
+        det = format('shared_preload_libraries is %L, cron.database_name is %L.',
+                     current_setting('shared_preload_libraries'),
+                     coalesce(current_setting('cron.database_name', true), '(unset)'));
+    RAISE NOTICE 'hint: %', hin;
+END
+$$;
+\set VERBOSITY terse
 SELECT wval_schedule_live_monitoring();
 SELECT wval_schedule_watchdog();
 SELECT wval_watchdog();
 SELECT wval_unschedule('live-monitoring');
+\set VERBOSITY default
 -- ... a bad expression is caught before that ...
 SELECT wval_schedule_live_monitoring('15 25 * * *');
 -- ... and what only reads works: no jobs, nothing trimmed

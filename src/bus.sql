@@ -261,8 +261,17 @@ COMMENT ON FUNCTION wval._dead_lettered(text, bigint) IS 'emits event_dead_lette
 -- Publishing
 ------------------------------------------------------------------------------
 
+-- wval._wake(): asks for a NOTIFY wval_events (empty payload) once the
+-- calling transaction commits.  The notifier background worker of the
+-- database sends it (src/notifier.c), so that writing transactions do not
+-- take NOTIFY's cluster-wide commit lock; without a notifier the
+-- transaction NOTIFYs itself.
+CREATE FUNCTION wval._wake() RETURNS void
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wval_wake';
+COMMENT ON FUNCTION wval._wake() IS 'internal: wake wval_events listeners after the calling transaction commits, through the notifier worker (at most one NOTIFY per wval.notify_interval) or, without one, by NOTIFY in the transaction; nothing on rollback';
+
 -- wval._emit(type, world, subject, key, data, ttl): writes one event and its
--- deliveries and wakes listeners with a small pointer; returns the event_id,
+-- deliveries and wakes listeners after commit (wval._wake); returns the event_id,
 -- or null when the idempotency key exists (counted as a dedupe hit).
 CREATE FUNCTION wval._emit(p_type text, p_world_id text, p_subject text, p_idempotency_key text,
                            p_data jsonb, p_ttl interval DEFAULT NULL)
@@ -310,12 +319,13 @@ BEGIN
       -- a group receives only events of worlds its owner may read
       AND (g.owner IS NULL OR p_world_id IS NULL
            OR wval._world_access((SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = g.owner), p_world_id, 'read'));
-    -- any role may LISTEN: the wake-up carries nothing (consumers read the outbox)
-    PERFORM pg_notify('wval_events', '');
+    -- any role may LISTEN: the wake-up carries nothing (consumers read the
+    -- outbox); sent after commit by the notifier, not by this transaction
+    PERFORM wval._wake();
     RETURN id;
 END
 $$;
-COMMENT ON FUNCTION wval._emit(text, text, text, text, jsonb, interval) IS 'internal API of the bus: writes one event and one delivery per subscribed group in the caller''s transaction and NOTIFYs wval_events with an empty payload; null (and a dedupe hit) when the idempotency key exists';
+COMMENT ON FUNCTION wval._emit(text, text, text, text, jsonb, interval) IS 'internal API of the bus: writes one event and one delivery per subscribed group in the caller''s transaction; listeners of wval_events get an empty NOTIFY after commit (wval._wake); null (and a dedupe hit) when the idempotency key exists';
 
 ------------------------------------------------------------------------------
 -- Consumer groups

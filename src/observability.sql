@@ -273,17 +273,24 @@ SELECT 'wval_snapshot_missing', 'gauge', 'worlds with paper or live strategies a
 FROM (SELECT DISTINCT cs.world_id FROM wval.current_stage cs WHERE cs.stage IN ('paper', 'live')) d
 WHERE NOT EXISTS (SELECT 1 FROM wval.snapshot_freshness f WHERE f.world_id = d.world_id AND f.fresh)
 UNION ALL
--- schedules
+-- schedules: the label is cron_job, not job (Prometheus renames a scraped
+-- job label to exported_job, and alert rules on job would never match); a job
+-- that never succeeded has no last_success sample (not NaN), only
+-- wval_schedule_succeeded 0
 SELECT 'wval_schedule_late_seconds', 'gauge', 'how late the next expected run of a wval pg_cron job is',
-       jsonb_build_object('job', h.job), coalesce(extract(epoch FROM h.late_by), 0)::float8
+       jsonb_build_object('cron_job', h.job), coalesce(extract(epoch FROM h.late_by), 0)::float8
 FROM wval.schedule_health h
 UNION ALL
-SELECT 'wval_schedule_last_success_timestamp_seconds', 'gauge', 'when a wval pg_cron job last succeeded (unix time)',
-       jsonb_build_object('job', h.job), extract(epoch FROM h.last_success)::float8
+SELECT 'wval_schedule_last_success_timestamp_seconds', 'gauge', 'when a wval pg_cron job last succeeded (unix time); absent until it has',
+       jsonb_build_object('cron_job', h.job), extract(epoch FROM h.last_success)::float8
 FROM wval.schedule_health h WHERE h.last_success IS NOT NULL
 UNION ALL
+SELECT 'wval_schedule_succeeded', 'gauge', '1 when a wval pg_cron job has succeeded at least once (in cron.job_run_details), else 0',
+       jsonb_build_object('cron_job', h.job), (h.last_success IS NOT NULL)::int::float8
+FROM wval.schedule_health h
+UNION ALL
 SELECT 'wval_schedule_missed_last_day', 'gauge', 'missed or failed runs of a wval pg_cron job in 24 hours',
-       jsonb_build_object('job', h.job), coalesce(h.missed_24h, 0)::float8
+       jsonb_build_object('cron_job', h.job), coalesce(h.missed_24h, 0)::float8
 FROM wval.schedule_health h
 UNION ALL
 -- overrides and invariants

@@ -55,9 +55,11 @@ CREATE FUNCTION wval._world_access(p_role oid, p_world_id text, p_privilege text
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
     SELECT (SELECT rolsuper FROM pg_roles WHERE oid = p_role)
         OR EXISTS (SELECT 1 FROM wval.current_world_grants g
+                   -- by oid: a grant of a role dropped since names no role
+                   JOIN pg_catalog.pg_roles gr ON gr.rolname = g.role_name
                    WHERE (g.world_id = '*' OR g.world_id = p_world_id)
                      AND (g.privilege = 'write' OR (p_privilege = 'read' AND g.privilege = 'read'))
-                     AND pg_has_role(p_role, g.role_name, 'MEMBER'))
+                     AND pg_has_role(p_role, gr.oid, 'MEMBER'))
 $$;
 COMMENT ON FUNCTION wval._world_access(oid, text, text) IS 'true when the role (or a role it is a member of) was granted the world (or *) with the privilege (write includes read)';
 
@@ -68,11 +70,13 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp
     WITH me AS (SELECT oid, rolsuper FROM pg_roles WHERE rolname = wval._invoker())
     SELECT CASE WHEN (SELECT rolsuper FROM me)
                   OR EXISTS (SELECT 1 FROM wval.current_world_grants g
+                             JOIN pg_catalog.pg_roles gr ON gr.rolname = g.role_name   -- skips dropped roles
                              WHERE g.world_id = '*' AND g.privilege <> 'none'
-                               AND pg_has_role((SELECT oid FROM me), g.role_name, 'MEMBER'))
+                               AND pg_has_role((SELECT oid FROM me), gr.oid, 'MEMBER'))
                 THEN NULL
                 ELSE coalesce((SELECT array_agg(DISTINCT g.world_id) FROM wval.current_world_grants g
-                               WHERE g.privilege <> 'none' AND pg_has_role((SELECT oid FROM me), g.role_name, 'MEMBER')), '{}') END
+                               JOIN pg_catalog.pg_roles gr ON gr.rolname = g.role_name
+                               WHERE g.privilege <> 'none' AND pg_has_role((SELECT oid FROM me), gr.oid, 'MEMBER')), '{}') END
 $$;
 COMMENT ON FUNCTION wval._visible_worlds() IS 'the worlds the current role may read (null: every world); used by the row-level security policies';
 

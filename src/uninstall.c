@@ -37,7 +37,7 @@ wval_uninstall_init(void)
 	DefineCustomBoolVariable("wval.allow_drop",
 							 "Allows DROP EXTENSION wval (and DROP SCHEMA wval) while history exists.",
 							 "Set it to on, as a superuser, in the session that drops the extension, "
-							 "after the history has been exported (pg_dump --schema=wval).",
+							 "after the history has been exported (pg_dump --format=custom of the database).",
 							 &allow_drop,
 							 false,
 							 PGC_SUSET, 0,
@@ -126,7 +126,7 @@ wval_guard_drop(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_WVAL_APPEND_ONLY),
 				 errmsg("wval holds history: dropping the extension would delete it"),
 				 errdetail("Schema wval has evaluation runs, policy versions or audit rows; DROP EXTENSION removes them with their tables."),
-				 errhint("Export the history first (pg_dump --schema=wval --format=custom), then, as a superuser, "
+				 errhint("Export the history first (pg_dump --format=custom of the whole database), then, as a superuser, "
 						 "SET wval.allow_drop = on in the same session and drop again.")));
 	}
 	unschedule_jobs();

@@ -5,13 +5,17 @@
  *
  * Settings (GUCs) are registered by the files that own them; this file
  * only calls their init functions so that the list of what is set up at
- * load time is in one place.
+ * load time is in one place.  Once they are defined the prefix "wval." is
+ * reserved: a misspelt wval.* setting is an error instead of a silently
+ * ignored placeholder, and placeholders set before the library was loaded
+ * that name no wval setting are removed with a WARNING.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "utils/guc.h"
 
 #include "wval.h"
 #include "hub.h"
@@ -29,4 +33,7 @@ _PG_init(void)
 	wval_schedule_init();
 	wval_uninstall_init();
 	wval_evaluate_init();
+	wval_notifier_init();
+
+	MarkGUCPrefixReserved("wval");
 }

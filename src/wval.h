@@ -53,6 +53,9 @@ extern char *wval_jbv_text(const JsonbValue *v, int maxlen);
 extern void wval_push_key(JsonbParseState **state, const char *key);
 extern char *wval_returns_hash(const double *r, int n);
 
+/* notifier.c */
+extern void wval_notifier_init(void);
+
 /* schedule.c */
 extern void wval_schedule_init(void);
 

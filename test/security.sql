@@ -1,7 +1,7 @@
 -- pgTAP: row-level security per world (wval.world_grants)
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(27);
+SELECT plan(29);
 
 -- two worlds with a run each
 SELECT lives_ok($$SELECT wval_world_upsert(w, actor => 'dba'),
@@ -76,6 +76,17 @@ RESET ROLE;
 SELECT is((SELECT array_agg(action ORDER BY id) FROM wval.audit_log WHERE action IN ('world_granted', 'world_revoked')
            AND details->>'role' IN ('tap_sec_reader', 'tap_sec_gw', 'wval_analyst', 'wval_producer')),
           ARRAY['world_revoked', 'world_revoked', 'world_granted', 'world_granted'], 'grants and revocations are audited');
+
+-- a grant of a role dropped since must not break the checks of everybody else
+CREATE ROLE tap_sec_gone; GRANT wval_analyst TO tap_sec_gone;
+SELECT wval_world_grant('tap_sec_gone', 'tap-sec-b', 'read', 'dba');
+DROP ROLE tap_sec_gone;
+SET ROLE tap_sec_reader;
+SELECT lives_ok($$SELECT count(*) FROM wval.evaluation_runs$$,
+                'a reader''s row-level security still works after a granted role was dropped');
+SELECT throws_ok($$SELECT wval_run_explain((SELECT run_id FROM sec_runs WHERE world_id = 'tap-sec-b'))$$, 'WV010', NULL,
+                 'and the hidden world stays hidden');
+RESET ROLE;
 
 SELECT * FROM finish();
 ROLLBACK;

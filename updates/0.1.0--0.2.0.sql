@@ -203,6 +203,106 @@ WHERE c.run_id = (SELECT e.run_id FROM wval.evaluation_runs e
   AND NOT EXISTS (SELECT 1 FROM wval.deployments d
                   WHERE d.world_id = c.world_id AND d.strategy_id = c.strategy_id AND d.recorded_at > c.flagged_at);
 
+-- metrics: the pg_cron job is the label cron_job (a scraped job label becomes
+-- exported_job in Prometheus), and wval_schedule_succeeded says whether a job
+-- ever succeeded (its last-success sample is absent until then); same text
+-- as src/observability.sql
+CREATE OR REPLACE VIEW wval.metrics AS
+-- evaluations by world, stage and status
+SELECT 'wval_evaluations_total'::text AS name, 'counter'::text AS type,
+       'wval_evaluate calls recorded, by world, stage and status'::text AS help,
+       jsonb_build_object('world_id', s.world_id, 'stage', s.stage, 'status', s.status) AS labels,
+       sum(s.runs)::float8 AS value
+FROM wval.evaluation_stats s GROUP BY s.world_id, s.stage, s.status
+UNION ALL
+-- evaluation latency histogram by stage (cumulative buckets)
+SELECT 'wval_evaluation_duration_seconds_bucket', 'histogram', 'wval_evaluate latency in seconds',
+       jsonb_build_object('stage', h.stage, 'le', CASE WHEN h.i > cardinality(wval._latency_bounds()) THEN '+Inf'
+                                                        ELSE (wval._latency_bounds())[h.i]::text END),
+       sum(h.n) OVER (PARTITION BY h.stage ORDER BY h.i)::float8
+FROM (SELECT s.stage, b.i, sum(b.n) AS n
+      FROM wval.evaluation_stats s, unnest(s.buckets) WITH ORDINALITY b(n, i)
+      GROUP BY s.stage, b.i) h
+UNION ALL
+SELECT 'wval_evaluation_duration_seconds_sum', 'histogram', 'wval_evaluate latency in seconds',
+       jsonb_build_object('stage', s.stage), sum(s.seconds_sum) FROM wval.evaluation_stats s GROUP BY s.stage
+UNION ALL
+SELECT 'wval_evaluation_duration_seconds_count', 'histogram', 'wval_evaluate latency in seconds',
+       jsonb_build_object('stage', s.stage), sum(s.runs)::float8 FROM wval.evaluation_stats s GROUP BY s.stage
+UNION ALL
+-- live, portfolio and cohort runs of the last day
+SELECT 'wval_runs_last_day', 'gauge', 'live, portfolio and cohort runs of the last 24 hours, by world, kind and status',
+       jsonb_build_object('world_id', e.world_id, 'kind', e.kind, 'status', e.status), count(*)::float8
+FROM wval.evaluation_runs e WHERE e.kind <> 'single' AND e.created_at >= now() - interval '1 day'
+GROUP BY e.world_id, e.kind, e.status
+UNION ALL
+SELECT 'wval_demotion_candidates_open', 'gauge', 'strategies flagged by live monitoring and not yet decided on',
+       jsonb_build_object('world_id', d.world_id), count(*)::float8
+FROM wval.open_demotion_candidates d GROUP BY d.world_id
+UNION ALL
+-- the bus, per group and type
+SELECT 'wval_bus_' || m.k, m.t, m.h, jsonb_build_object('group', b.group_name, 'type', b.type), m.v
+FROM wval.bus_health b,
+     LATERAL (VALUES ('backlog', 'gauge', 'events not yet acknowledged', b.backlog::float8),
+                     ('oldest_unacked_seconds', 'gauge', 'age of the oldest unacknowledged event', extract(epoch FROM b.oldest_unacked_age)::float8),
+                     ('processed_total', 'counter', 'events acknowledged', b.processed::float8),
+                     ('retried_total', 'counter', 'events handed out again after a nack or a timeout', b.retried::float8),
+                     ('dead_lettered_total', 'counter', 'events moved to the dead letters', b.dead_lettered::float8),
+                     ('dead_letters', 'gauge', 'events now in the dead letters', b.dead_letters::float8),
+                     ('dedupe_hits_total', 'counter', 'publishes that were no-ops (idempotency key known)', b.dedupe_hits::float8),
+                     ('expired_total', 'counter', 'events past their TTL, acknowledged unprocessed', b.expired::float8),
+                     ('latency_p95_seconds', 'gauge', 'p95 of enqueue to acknowledgement', (b.latency_p95_ms / 1000)::float8)) m(k, t, h, v)
+WHERE m.v IS NOT NULL
+UNION ALL
+-- risk snapshots per world and stage, freshness per world
+SELECT 'wval_snapshots_' || m.k || '_total', 'counter', 'risk snapshot publishes: ' || m.k,
+       jsonb_build_object('world_id', s.world_id, 'stage', s.stage), m.v
+FROM wval.snapshot_stats s,
+     LATERAL (VALUES ('processed', s.processed::float8), ('dedupe', s.dedupe::float8),
+                     ('expired', s.expired::float8), ('failed', s.failed::float8)) m(k, v)
+UNION ALL
+SELECT 'wval_snapshot_lag_seconds', 'gauge', 'now minus as_of of the latest risk snapshot, per world',
+       jsonb_build_object('world_id', f.world_id), min(extract(epoch FROM f.lag))::float8
+FROM wval.snapshot_freshness f GROUP BY f.world_id
+UNION ALL
+SELECT 'wval_snapshot_missing', 'gauge', 'worlds with paper or live strategies and no fresh risk snapshot',
+       jsonb_build_object('world_id', d.world_id), 1
+FROM (SELECT DISTINCT cs.world_id FROM wval.current_stage cs WHERE cs.stage IN ('paper', 'live')) d
+WHERE NOT EXISTS (SELECT 1 FROM wval.snapshot_freshness f WHERE f.world_id = d.world_id AND f.fresh)
+UNION ALL
+-- schedules: the label is cron_job, not job (Prometheus renames a scraped
+-- job label to exported_job, and alert rules on job would never match); a job
+-- that never succeeded has no last_success sample (not NaN), only
+-- wval_schedule_succeeded 0
+SELECT 'wval_schedule_late_seconds', 'gauge', 'how late the next expected run of a wval pg_cron job is',
+       jsonb_build_object('cron_job', h.job), coalesce(extract(epoch FROM h.late_by), 0)::float8
+FROM wval.schedule_health h
+UNION ALL
+SELECT 'wval_schedule_last_success_timestamp_seconds', 'gauge', 'when a wval pg_cron job last succeeded (unix time); absent until it has',
+       jsonb_build_object('cron_job', h.job), extract(epoch FROM h.last_success)::float8
+FROM wval.schedule_health h WHERE h.last_success IS NOT NULL
+UNION ALL
+SELECT 'wval_schedule_succeeded', 'gauge', '1 when a wval pg_cron job has succeeded at least once (in cron.job_run_details), else 0',
+       jsonb_build_object('cron_job', h.job), (h.last_success IS NOT NULL)::int::float8
+FROM wval.schedule_health h
+UNION ALL
+SELECT 'wval_schedule_missed_last_day', 'gauge', 'missed or failed runs of a wval pg_cron job in 24 hours',
+       jsonb_build_object('cron_job', h.job), coalesce(h.missed_24h, 0)::float8
+FROM wval.schedule_health h
+UNION ALL
+-- overrides and invariants
+SELECT 'wval_overrides_overdue', 'gauge', 'approved overrides past their review date',
+       jsonb_build_object('world_id', q.world_id), count(*)::float8
+FROM wval.override_queue q WHERE q.overdue GROUP BY q.world_id
+UNION ALL
+SELECT 'wval_invariant_violations', 'gauge', 'violations found by the latest invariant check (wval_run_invariants)',
+       jsonb_build_object('invariant', c.key), c.value::text::float8
+FROM (SELECT r.counts FROM wval.invariant_reports r ORDER BY r.report_id DESC LIMIT 1) r, jsonb_each(r.counts) c
+UNION ALL
+SELECT 'wval_invariant_check_age_seconds', 'gauge', 'seconds since the latest invariant check', '{}'::jsonb,
+       extract(epoch FROM now() - max(r.checked_at))::float8
+FROM wval.invariant_reports r HAVING count(*) > 0;
+
 -- DDL that weakens the store is audited; DROP EXTENSION is refused while history exists
 CREATE EVENT TRIGGER wval_ddl_audit ON ddl_command_end EXECUTE FUNCTION wval._ddl_audit();
 ALTER EVENT TRIGGER wval_ddl_audit ENABLE ALWAYS;

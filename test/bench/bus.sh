@@ -7,7 +7,9 @@
 # on; BUS_BENCH_FAST=1 turns them off):
 #   1. publish: pgbench, 4 clients, each transaction inserts a row into a
 #      table and emits its event with wval._emit (a consumer group is
-#      subscribed, so every event also gets its delivery row) -> events/s;
+#      subscribed, so every event also gets its delivery row) -> events/s,
+#      with the notifier's wake-ups and with wval.notify_interval = 0 (each
+#      transaction NOTIFYs, as before the notifier), as a ratio;
 #   2. drain: 3 consumer threads (test/bench/bus_drain.py), wval_consume 100
 #      at a time, once acknowledging each event with wval_ack(group, id)
 #      and once with one wval_ack(group, ids[]) per batch -> events/s.
@@ -41,13 +43,24 @@ SELECT wval._emit('bench.run_created', 'w' || :w, :id::text, 'bench.run_created:
                                      'recommended_stage', 'paper_only', 'policy_version', 3));
 END;
 EOF2
-log "publish: pgbench -c 4 -j 2 -T $secs (insert a row + wval._emit per transaction)"
-"$BIN/pgbench" -n -c 4 -j 2 -T "$secs" -f "$WORK/publish.sql" >"$WORK/pgbench.out" 2>&1 ||
-	{ cat "$WORK/pgbench.out"; die "pgbench failed"; }
-tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$WORK/pgbench.out")
+# publish OPTS: one pgbench run of publish.sql (PGOPTIONS=OPTS); prints "tps latency"
+publish() {
+	PGOPTIONS="$1" "$BIN/pgbench" -n -c 4 -j 2 -T "$secs" -f "$WORK/publish.sql" >"$WORK/pgbench.out" 2>&1 ||
+		{ cat "$WORK/pgbench.out" >&2; die "pgbench failed"; }
+	echo "$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$WORK/pgbench.out")" \
+		"$(sed -n 's/^latency average = \(.*\)$/\1/p' "$WORK/pgbench.out")"
+}
+# wake-ups from the notifier worker (the default), then with
+# wval.notify_interval = 0: every publishing transaction NOTIFYs itself, as
+# before the notifier, and queues on NOTIFY's cluster-wide commit lock
+log "publish: pgbench -c 4 -j 2 -T $secs (insert a row + wval._emit per transaction), twice"
+read -r tps lat < <(publish "")
+read -r tps0 lat0 < <(publish "-c wval.notify_interval=0")
 events=$("$BIN/psql" -X -At -c "SELECT count(*) FROM wval.events")
-lat=$(sed -n 's/^latency average = \(.*\)$/\1/p' "$WORK/pgbench.out")
-printf 'publish: %s events in %ss, %.0f events/s (latency average %s)\n' "$events" "$secs" "$tps" "$lat"
+printf 'publish, wake-ups from the notifier:         %.0f events/s (latency average %s)\n' "$tps" "$lat"
+printf 'publish, NOTIFY in each transaction (before): %.0f events/s (latency average %s); ratio %.2f\n' \
+	"$tps0" "$lat0" "$(awk -v a="$tps" -v b="$tps0" 'BEGIN {print a / b}')"
+printf '%s events published in 2 x %ss\n' "$events" "$secs"
 
 py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3
 "$py" "$(dirname "$0")/bus_drain.py" bench-per-event one

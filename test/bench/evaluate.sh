@@ -15,14 +15,20 @@
 # the p95 latency of A from pgbench's per-transaction log. Two layouts of A:
 # every client in its own world (the usual production shape: writers of
 # different worlds never wait for each other), and all clients in one world
-# (they queue on that world's hash-chain head).
+# (they queue on that world's hash-chain head). And the same own-world load
+# with wval.notify_interval = 0 (set through PGOPTIONS): every evaluating
+# transaction NOTIFYs wval_events itself, as wval did before the notifier
+# worker (src/notifier.c), and queues on NOTIFY's cluster-wide commit lock;
+# the default sends the wake-ups from the notifier.
 #
-# Usage: test/bench/evaluate.sh [seconds per run, default 10] [clients, default 2] [rounds, default 3]
+# Usage: test/bench/evaluate.sh [seconds per run, default 10] [clients, default 1,4,16] [rounds, default 3]
+#   clients: one count or a comma-separated list; each count is measured in turn
 
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 
 SECS=${1:-10}
-CLIENTS=${2:-2}
+CLIENT_LIST=${2:-1,4,16}
+CLIENTS=$(tr ',' '\n' <<<"$CLIENT_LIST" | sort -n | tail -1)     # worlds to create
 ROUNDS=${3:-3}
 
 bench_cluster postgres "max_wal_size = 4GB
@@ -74,12 +80,12 @@ cat >"$WORK/b.sql" <<-SQL
 	VALUES ('bench-' || :client_id, 's' || :client_id, 'backtest', 'pass', '$LITERAL', '$OUTCOME');
 SQL
 
-# run NAME SCRIPT: one pgbench run; prints "tps p95_ms"
+# run NAME SCRIPT [PGOPTIONS]: one pgbench run with $CLIENTS clients; prints "tps p95_ms"
 run() {
-	local name=$1 script=$2 dir="$WORK/log-$1-$RANDOM"
+	local name=$1 script=$2 opts=${3:-} dir="$WORK/log-$1-$RANDOM"
 	mkdir -p "$dir"
-	(cd "$dir" && "$BIN/pgbench" -n -M prepared -c "$CLIENTS" -j "$CLIENTS" -T "$SECS" -l -f "$script" bench \
-		>"$dir/out" 2>&1) || { cat "$dir/out" >&2; exit 1; }
+	(cd "$dir" && PGOPTIONS="$opts" "$BIN/pgbench" -n -M prepared -c "$CLIENTS" -j "$CLIENTS" -T "$SECS" -l \
+		-f "$script" bench >"$dir/out" 2>&1) || { cat "$dir/out" >&2; exit 1; }
 	local tps p95
 	tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$dir/out" | head -1)
 	p95=$(cat "$dir"/pgbench_log.* | awk '{print $3}' | sort -n |
@@ -88,23 +94,36 @@ run() {
 }
 
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
-declare -a A_OWN A_SHARED B P95_OWN P95_SHARED
-for ((i = 1; i <= ROUNDS; i++)); do
-	read -r t p < <(run b "$WORK/b.sql"); B+=("$t")
-	read -r t p < <(run a_own "$WORK/a_own.sql"); A_OWN+=("$t"); P95_OWN+=("$p")
-	read -r t p < <(run a_shared "$WORK/a_shared.sql"); A_SHARED+=("$t"); P95_SHARED+=("$p")
-	echo "round $i: B ${B[-1]} tps, A(own world) ${A_OWN[-1]} tps p95 ${P95_OWN[-1]} ms, A(one world) ${A_SHARED[-1]} tps p95 ${P95_SHARED[-1]} ms"
+SUMMARY=()
+for CLIENTS in ${CLIENT_LIST//,/ }; do
+	A_OWN=() A_SELF=() A_SHARED=() B=() P95_OWN=() P95_SELF=() P95_SHARED=()
+	echo "clients $CLIENTS (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
+	for ((i = 1; i <= ROUNDS; i++)); do
+		read -r t p < <(run b "$WORK/b.sql"); B+=("$t")
+		read -r t p < <(run a_own "$WORK/a_own.sql"); A_OWN+=("$t"); P95_OWN+=("$p")
+		read -r t p < <(run a_self "$WORK/a_own.sql" "-c wval.notify_interval=0"); A_SELF+=("$t"); P95_SELF+=("$p")
+		read -r t p < <(run a_shared "$WORK/a_shared.sql"); A_SHARED+=("$t"); P95_SHARED+=("$p")
+		echo "  round $i: B ${B[-1]} tps, A(own world) ${A_OWN[-1]} tps p95 ${P95_OWN[-1]} ms," \
+			"A(own world, NOTIFY in transaction) ${A_SELF[-1]} tps p95 ${P95_SELF[-1]} ms," \
+			"A(one world) ${A_SHARED[-1]} tps p95 ${P95_SHARED[-1]} ms"
+	done
+	b=$(printf '%s\n' "${B[@]}" | median)
+	a1=$(printf '%s\n' "${A_OWN[@]}" | median)
+	a0=$(printf '%s\n' "${A_SELF[@]}" | median)
+	a2=$(printf '%s\n' "${A_SHARED[@]}" | median)
+	SUMMARY+=("$(printf '%7s %12.1f %12.1f %5s %6s %12.1f %5s %6s %12.1f %5s %6s' "$CLIENTS" \
+		"$b" "$a1" "$(ratio "$a1" "$b")" "$(printf '%s\n' "${P95_OWN[@]}" | median)" \
+		"$a0" "$(ratio "$a0" "$b")" "$(printf '%s\n' "${P95_SELF[@]}" | median)" \
+		"$a2" "$(ratio "$a2" "$b")" "$(printf '%s\n' "${P95_SHARED[@]}" | median)")")
 done
 
-b=$(printf '%s\n' "${B[@]}" | median)
-a1=$(printf '%s\n' "${A_OWN[@]}" | median)
-a2=$(printf '%s\n' "${A_SHARED[@]}" | median)
-p1=$(printf '%s\n' "${P95_OWN[@]}" | median)
-p2=$(printf '%s\n' "${P95_SHARED[@]}" | median)
 runs=$("$BIN/psql" -X -At -d bench -c "SELECT count(*) FROM wval.evaluation_runs")
 echo
-echo "clients $CLIENTS, $SECS s per run, $ROUNDS rounds (medians); $runs runs stored"
-printf 'B  floor INSERT              %8.1f tps\n' "$b"
-printf 'A  wval_evaluate, own world  %8.1f tps  ratio A/B %.2f  p95 %s ms\n' "$a1" "$(awk -v a="$a1" -v b="$b" 'BEGIN {print a / b}')" "$p1"
-printf 'A  wval_evaluate, one world  %8.1f tps  ratio A/B %.2f  p95 %s ms\n' "$a2" "$(awk -v a="$a2" -v b="$b" 'BEGIN {print a / b}')" "$p2"
+echo "$SECS s per run, $ROUNDS rounds (medians, TPS and ratio to the floor B, p95 in ms); $runs runs stored"
+echo "A own: each client its own world, wake-ups from the notifier; A own/self-NOTIFY: the same with"
+echo "wval.notify_interval = 0 (every transaction NOTIFYs, as before the notifier); A one: all in one world"
+printf '%7s %12s %12s %5s %6s %12s %5s %6s %12s %5s %6s\n' clients "B floor" "A own" A/B p95 \
+	"A own/self" A/B p95 "A one" A/B p95
+printf '%s\n' "${SUMMARY[@]}"
