@@ -49,7 +49,14 @@ FROM wval.events WHERE world_id = 'w-eval' AND type = 'evaluation_run_created';
 
 -- idempotency: the same world / strategy / run_id returns the first run and records nothing
 SELECT (e).run_id = (SELECT run_id FROM run1) AS same_run
-FROM (SELECT wval_evaluate('w-eval', 'alpha', 'backtest', '{0.5, 0.5}', '{}', '{"run_id": "alpha-bt-1"}') AS e) x;
+FROM (SELECT wval_evaluate('w-eval', 'alpha', 'backtest', (SELECT r FROM series),
+    '{"sample": {"n_trades_total": 900}, "risk": {"adv_utilization_p95": 0.12, "participation_rate_p95": 0.04}}',
+    '{"run_id": "alpha-bt-1", "model_card_version": "mc-3.1", "code_hash": "git:4f2a9c1",
+      "data_snapshot": {"vendor": "acme", "as_of": "2026-11-26"}, "actor": "backtester"}') AS e) x;
+-- ... but the same run_id with other returns, metrics or context is WV007 (the DETAIL names the run)
+\set VERBOSITY terse
+SELECT wval_evaluate('w-eval', 'alpha', 'backtest', '{0.5, 0.5}', '{}', '{"run_id": "alpha-bt-1"}');
+\set VERBOSITY default
 SELECT count(*) AS runs FROM wval.evaluation_runs WHERE world_id = 'w-eval';
 SELECT count(*) AS events FROM wval.events WHERE world_id = 'w-eval' AND type = 'evaluation_run_created';
 

@@ -408,12 +408,19 @@ FROM co c JOIN wval.evaluation_runs s ON s.run_id = c.linked_run_id ORDER BY c.s
 SELECT type, count(*) AS events, count(*) FILTER (WHERE payload #>> '{data,kind}' = 'cohort') AS cohort_kind
 FROM wval.events WHERE world_id = 'pf_cohort' AND type = 'evaluation_run_created' GROUP BY type;
 SELECT count(*) AS rule_rows FROM wval.rule_results WHERE world_id = 'pf_cohort' AND layer = 'cohort';
--- a retry with the same run_ids returns the same cohort runs, writes nothing
+-- a retry of the same candidates returns the same cohort runs, writes nothing
 SELECT array_agg(r.run_id ORDER BY r.context ->> 'cohort_position') = (SELECT array_agg(run_id ORDER BY context ->> 'cohort_position') FROM co) AS same_runs
 FROM wval_evaluate_cohort('pf_cohort', 'camp-1', 'backtest', '[
-    {"strategy_id": "k1", "context": {"run_id": "k1-1"}}, {"strategy_id": "k2", "context": {"run_id": "k2-1"}},
-    {"strategy_id": "k3", "context": {"run_id": "k3-1"}}, {"strategy_id": "k4", "context": {"run_id": "k4-1"}},
-    {"strategy_id": "k5", "context": {"run_id": "k5-1"}}]') r;
+    {"strategy_id": "k1", "metrics": {"returns": {"sharpe": 1.0}, "robustness": {"deflated_sharpe_ratio": 0.5}}, "context": {"run_id": "k1-1"}},
+    {"strategy_id": "k2", "metrics": {"returns": {"sharpe": 4.0}, "robustness": {"deflated_sharpe_ratio": 0.5}}, "context": {"run_id": "k2-1"}},
+    {"strategy_id": "k3", "metrics": {"returns": {"sharpe": 0.2}, "robustness": {"deflated_sharpe_ratio": 0.5}}, "context": {"run_id": "k3-1"}},
+    {"strategy_id": "k4", "metrics": {"returns": {"sharpe": 0.3}, "robustness": {"deflated_sharpe_ratio": 0.1}}, "context": {"run_id": "k4-1"}},
+    {"strategy_id": "k5", "metrics": {"returns": {"sharpe": null}}, "context": {"run_id": "k5-1"}}]') r;
+-- ... the same run_ids without the metrics are another request: WV007
+\set VERBOSITY terse
+SELECT count(*) FROM wval_evaluate_cohort('pf_cohort', 'camp-1', 'backtest', '[
+    {"strategy_id": "k1", "context": {"run_id": "k1-1"}}, {"strategy_id": "k2", "context": {"run_id": "k2-1"}}]');
+\set VERBOSITY default
 SELECT count(*) AS runs FROM wval.evaluation_runs WHERE world_id = 'pf_cohort';
 -- a cohort of one from returns: the medians and the maximum are its own
 -- Sharpe and DSR, rank 1 passes top_k; its Sharpe (8.81) sounds the alarm

@@ -19,6 +19,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
@@ -649,6 +650,45 @@ wval_require_policy_arg(FunctionCallInfo fcinfo)
 				 errhint("Pass a policy document, e.g. (SELECT policy FROM wval.sample_policies WHERE name = 'sample').")));
 }
 
+/*
+ * wval.max_clock_skew (seconds): how far context.data_as_of may lie after
+ * the evaluation time before the input is refused as dishonest.
+ */
+static int	wval_max_clock_skew_s = 300;
+
+/* Registers the settings of the evaluation (called from _PG_init) */
+void
+wval_evaluate_init(void)
+{
+	DefineCustomIntVariable("wval.max_clock_skew",
+							"How far context.data_as_of may lie after the evaluation time.",
+							"A data_as_of later than the start of the evaluating transaction plus this "
+							"skew is refused (22023): data cannot be newer than the evaluation.",
+							&wval_max_clock_skew_s,
+							300, 0, 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
+
+/*
+ * Refuses a data_as_of later than the evaluation time plus the clock skew:
+ * an age check (data_currency.max_lag) would pass data from the future.
+ */
+static void
+check_data_as_of(const WvalEvalInput *in)
+{
+	if (!in->has_data_as_of)
+		return;
+	if (in->data_as_of > in->now + (TimestampTz) wval_max_clock_skew_s * USECS_PER_SEC)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"context.data_as_of\" is in the future"),
+				 errdetail("data_as_of is %s; the evaluation time is %s and wval.max_clock_skew is %d s.",
+						   timestamptz_to_str(in->data_as_of), timestamptz_to_str(in->now),
+						   wval_max_clock_skew_s),
+				 errhint("Pass the time the data was current, at or before the evaluation.")));
+}
+
 PG_FUNCTION_INFO_V1(wval_check);
 
 /*
@@ -679,6 +719,7 @@ wval_check(PG_FUNCTION_ARGS)
 	in.stage = stage;
 	in.now = GetCurrentTransactionStartTimestamp();
 	in.has_data_as_of = wval_context_timestamp(context, "data_as_of", &in.data_as_of);
+	check_data_as_of(&in);
 	baseline = context ? wval_json_path(context, "baseline_metrics") : NULL;
 	if (baseline && wval_jbv_is_object(baseline))
 		in.baseline = JsonbValueToJsonb(baseline);
@@ -955,6 +996,128 @@ stored_context(Jsonb *context)
 											  CStringGetTextDatum("benchmark")));
 }
 
+/* "sha256:<hex>" of a jsonb document's text; NULL for null and for {} */
+static char *
+jsonb_digest(Jsonb *doc)
+{
+	char	   *text;
+	char		hex[65];
+
+	if (doc == NULL || (JB_ROOT_IS_OBJECT(doc) && JB_ROOT_COUNT(doc) == 0))
+		return NULL;
+	text = JsonbToCString(NULL, &doc->root, VARSIZE(doc));
+	wval_sha256_hex(text, strlen(text), hex);
+	return psprintf("sha256:%s", hex);
+}
+
+/* The digest of context.benchmark (not stored with the run); NULL without one */
+static char *
+benchmark_digest(Jsonb *context)
+{
+	JsonbValue *v = context ? wval_json_path(context, "benchmark") : NULL;
+
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	return jsonb_digest(JsonbValueToJsonb(v));
+}
+
+/* Appends "key": digest-or-null to a JSON object being written */
+static void
+append_digest(StringInfo buf, const char *key, const char *digest)
+{
+	wval_append_json_string(buf, key);
+	appendStringInfoChar(buf, ':');
+	if (digest)
+		wval_append_json_string(buf, digest);
+	else
+		appendStringInfoString(buf, "null");
+}
+
+/*
+ * The context stored with a run that has a client run_id: without bulky
+ * arrays, plus request_digest {metrics, benchmark}, the digests of the request
+ * parts the run does not keep verbatim (the supplied metrics are merged with
+ * the computed ones, the benchmark is dropped), so that a retry can be
+ * compared with the request that stored the run.
+ */
+static Jsonb *
+context_with_digest(Jsonb *context, const char *metrics_digest, const char *bench_digest)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"request_digest\":{");
+	append_digest(&buf, "metrics", metrics_digest);
+	appendStringInfoChar(&buf, ',');
+	append_digest(&buf, "benchmark", bench_digest);
+	appendStringInfoString(&buf, "}}");
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(stored_context(context)),
+											  DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data))));
+}
+
+/* Are a stored digest (a JSON string or null) and a computed one the same? */
+static bool
+same_digest(Jsonb *stored_ctx, const char *path, const char *digest)
+{
+	JsonbValue *v = wval_json_path(stored_ctx, path);
+
+	if (v == NULL || v->type != jbvString)
+		return digest == NULL;
+	return digest != NULL && strlen(digest) == (size_t) v->val.string.len &&
+		memcmp(digest, v->val.string.val, v->val.string.len) == 0;
+}
+
+/* A jsonb document without one top-level key */
+static Jsonb *
+jsonb_without(Jsonb *doc, const char *key)
+{
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_delete, JsonbPGetDatum(doc), CStringGetTextDatum(key)));
+}
+
+/*
+ * Compares a request with the run stored under its context.run_id and
+ * raises WV007 naming what differs: the stage, the returns (returns_hash),
+ * the supplied metrics and context.benchmark (request_digest; runs stored
+ * without one, imported or from 0.1.0, are not compared on these) and the
+ * rest of the context (request_digest and imported aside).  An identical
+ * retry passes.
+ */
+static void
+check_same_request(HeapTuple tup, TupleDesc desc, const char *client_run_id, const char *stage,
+				   const char *rhash, const char *metrics_digest, const char *bench_digest, Jsonb *context)
+{
+	char	   *s_stage = SPI_getvalue(tup, desc, SPI_fnumber(desc, "stage"));
+	char	   *s_rhash = SPI_getvalue(tup, desc, SPI_fnumber(desc, "returns_hash"));
+	char	   *s_run = SPI_getvalue(tup, desc, SPI_fnumber(desc, "run_id"));
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, SPI_fnumber(desc, "context"), &isnull);
+	Jsonb	   *s_ctx = isnull ? stored_context(NULL) : DatumGetJsonbP(d);
+	StringInfoData diff;
+
+	initStringInfo(&diff);
+	if (strcmp(s_stage, stage) != 0)
+		appendStringInfo(&diff, "%sstage (stored %s, given %s)", diff.len ? ", " : "", s_stage, stage);
+	if ((s_rhash == NULL) != (rhash == NULL) || (rhash != NULL && strcmp(s_rhash, rhash) != 0))
+		appendStringInfo(&diff, "%sreturns", diff.len ? ", " : "");
+	if (wval_json_path(s_ctx, "request_digest") != NULL)
+	{
+		if (!same_digest(s_ctx, "request_digest.metrics", metrics_digest))
+			appendStringInfo(&diff, "%smetrics", diff.len ? ", " : "");
+		if (!same_digest(s_ctx, "request_digest.benchmark", bench_digest))
+			appendStringInfo(&diff, "%scontext.benchmark", diff.len ? ", " : "");
+	}
+	if (!DatumGetBool(DirectFunctionCall2(jsonb_eq,
+										  JsonbPGetDatum(jsonb_without(jsonb_without(s_ctx, "request_digest"), "imported")),
+										  JsonbPGetDatum(stored_context(context)))))
+		appendStringInfo(&diff, "%scontext", diff.len ? ", " : "");
+	if (diff.len > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WVAL_VERSION_COLLISION),
+				 errmsg("context.run_id \"%s\" was already used for a different request", client_run_id),
+				 errdetail("These differ from stored run %s: %s.", s_run, diff.data),
+				 errhint("A retry must repeat the request exactly (it then returns the stored run); a new evaluation needs a new run_id.")));
+}
+
 PG_FUNCTION_INFO_V1(wval_evaluate);
 
 /*
@@ -989,6 +1152,8 @@ wval_evaluate(PG_FUNCTION_ARGS)
 	WvalOutcome out;
 	int			own;
 	char	   *rhash = NULL;
+	char	   *metrics_digest = NULL;
+	char	   *bench_digest = NULL;
 	char	   *risk_tier;
 	Datum		result;
 	Datum		results;
@@ -1037,9 +1202,22 @@ wval_evaluate(PG_FUNCTION_ARGS)
 				 errmsg("\"context.imported\" is reserved"),
 				 errdetail("wval_import_runs() marks the runs it imports with context.imported."),
 				 errhint("Leave the key out of the context of an evaluation.")));
+	if (context && wval_json_path(context, "request_digest") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"context.request_digest\" is reserved"),
+				 errdetail("wval_evaluate() stores the digests of the request under context.request_digest."),
+				 errhint("Leave the key out of the context of an evaluation.")));
 	if (actor == NULL)
 		actor = GetUserNameFromId(GetOuterUserId(), false);
 	in.has_data_as_of = wval_context_timestamp(context, "data_as_of", &in.data_as_of);
+	in.now = GetCurrentTransactionStartTimestamp();
+	check_data_as_of(&in);
+	if (client_run_id != NULL)
+	{
+		metrics_digest = jsonb_digest(supplied);
+		bench_digest = benchmark_digest(context);
+	}
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -1069,6 +1247,8 @@ wval_evaluate(PG_FUNCTION_ARGS)
 			elog(ERROR, "could not look up run_id \"%s\"", client_run_id);
 		if (SPI_processed == 1)
 		{
+			check_same_request(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, client_run_id, stage, rhash,
+							   metrics_digest, bench_digest, context);
 			result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
 			SPI_finish();
 			PG_RETURN_DATUM(result);
@@ -1181,7 +1361,8 @@ wval_evaluate(PG_FUNCTION_ARGS)
 		args[7] = JsonbPGetDatum(JsonbValueToJsonb(snapshot));
 	else
 		nulls[7] = 'n';
-	args[8] = JsonbPGetDatum(stored_context(context));
+	args[8] = JsonbPGetDatum(client_run_id != NULL ? context_with_digest(context, metrics_digest, bench_digest)
+							 : stored_context(context));
 	args[9] = text_or_null(client_run_id, &nulls[9]);
 	args[10] = text_or_null(rhash, &nulls[10]);
 	args[11] = JsonbPGetDatum(metrics);

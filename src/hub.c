@@ -58,6 +58,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
+#include "common/hashfn.h"
 #include "common/hmac.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
@@ -1702,6 +1703,21 @@ check_contract(SnapshotContract *c)
  * ---------------------------------------------------------------------
  */
 
+/*
+ * Holds the world's blob lock shared until commit: the storage prune
+ * (wval._storage_prune) takes it exclusively before it removes blobs no
+ * snapshot references, so a blob this publish resolves or de-duplicates is
+ * either still there when our snapshot commits or removed before we look.
+ */
+static void
+lock_world_blobs_shared(const char *world_id)
+{
+	char	   *key = psprintf("wval:blobs:%s", world_id);
+
+	DirectFunctionCall1(pg_advisory_xact_lock_shared_int8,
+						Int64GetDatum((int64) hash_bytes_extended((const unsigned char *) key, strlen(key), 0)));
+}
+
 /* Serialises publishers of one (world, version) until commit. */
 static void
 lock_version(SnapshotContract *c)
@@ -1872,6 +1888,7 @@ wval_snapshot_publish(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 
 	check_world(&c);
+	lock_world_blobs_shared(c.world_id);
 	check_stage_argument(&c);
 	check_actor_argument(&c);
 	check_contract(&c);

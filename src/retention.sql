@@ -112,18 +112,22 @@ CREATE INDEX ON wval.work_import (work_id, run_id);
 COMMENT ON TABLE wval.work_import IS 'working rows of wval_import_runs: the runs being imported, checked and chained; deleted before the import returns';
 
 CREATE TABLE wval.retention (
-    table_name text NOT NULL CHECK (table_name IN ('*', 'evaluation_runs', 'policy_versions')),
+    table_name text NOT NULL CHECK (table_name IN ('*', 'evaluation_runs', 'policy_versions', 'live_returns',
+                                                   'risk_snapshots', 'events')),
     world_id   text NOT NULL DEFAULT '*',
-    keep       interval NOT NULL CONSTRAINT retention_minimum CHECK (keep >= interval '90 days'),
+    -- history at least 90 days; snapshots and the outbox are operational data
+    keep       interval NOT NULL CONSTRAINT retention_minimum
+                   CHECK (keep >= interval '90 days' OR (table_name IN ('risk_snapshots', 'events') AND keep >= interval '0')),
+    CONSTRAINT retention_events_global CHECK (table_name <> 'events' OR world_id = '*'),
     updated_by text NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (table_name, world_id)
 );
 -- changed only by wval_retention_set (which audits the old and new values)
 SELECT wval._protect_in_place('wval.retention');
-COMMENT ON TABLE wval.retention IS 'how long history is kept, per table and world (''*'' = every table / every world); at least 90 days; the longest applicable setting wins. Written by wval_retention_set, audited';
-COMMENT ON COLUMN wval.retention.table_name IS 'evaluation_runs (with their rule results, overrides and ex-post cases), policy_versions (with their activations), or * for both';
-COMMENT ON COLUMN wval.retention.keep IS 'rows younger than now() - keep are never purged; never less than 90 days';
+COMMENT ON TABLE wval.retention IS 'how long data is kept, per table and world (''*'' = every history table / every world); history at least 90 days, the longest applicable setting wins; risk_snapshots and events have defaults of their own (1 day, 7 days). Written by wval_retention_set, audited';
+COMMENT ON COLUMN wval.retention.table_name IS 'evaluation_runs (with their rule results, overrides and ex-post cases), policy_versions (with their activations), live_returns, or * for these three; risk_snapshots (with unreferenced blobs) and events (the outbox with its deliveries, every world only) are not covered by *';
+COMMENT ON COLUMN wval.retention.keep IS 'rows younger than now() - keep are never purged; at least 90 days for history, at least 0 for risk_snapshots and events';
 COMMENT ON COLUMN wval.retention.world_id IS 'a world_id, or * for every world';
 COMMENT ON COLUMN wval.retention.updated_by IS 'who made the setting (the actor given to wval_retention_set)';
 COMMENT ON COLUMN wval.retention.updated_at IS 'when the setting last changed';
@@ -148,12 +152,22 @@ DECLARE
     old wval.retention;
     r wval.retention;
 BEGIN
-    PERFORM wval._one_of('table_name', table_name, ARRAY['*', 'evaluation_runs', 'policy_versions']);
+    PERFORM wval._one_of('table_name', table_name, ARRAY['*', 'evaluation_runs', 'policy_versions', 'live_returns',
+                                                         'risk_snapshots', 'events']);
+    IF table_name = 'events' AND world_id IS NOT NULL THEN
+        RAISE EXCEPTION 'retention of events is set for every world' USING ERRCODE = '22023',
+            DETAIL = format('world_id is %s.', world_id),
+            HINT = 'The outbox is shared by every world: pass world_id => null.';
+    END IF;
+    IF keep < interval '0' THEN
+        RAISE EXCEPTION 'invalid value for "keep"' USING ERRCODE = '22023',
+            DETAIL = format('keep is %s.', keep), HINT = 'Pass a period of zero or more.';
+    END IF;
     IF world_id IS NOT NULL THEN
         PERFORM wval._world(world_id);
         PERFORM wval._require_world_access(world_id, 'write');
     END IF;
-    IF keep IS NOT NULL AND keep < interval '90 days' THEN
+    IF keep IS NOT NULL AND keep < interval '90 days' AND table_name NOT IN ('risk_snapshots', 'events') THEN
         RAISE EXCEPTION 'retention of % must be at least 90 days', table_name
             USING ERRCODE = 'WV011',
                   DETAIL = format('keep is %s.', keep),
@@ -178,7 +192,7 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION public.wval_retention_set(text, interval, text, text) IS 'sets how long a table (evaluation_runs, policy_versions or *) is kept in a world (null: every world); at least 90 days (WV011); keep => null removes the setting; audited';
+COMMENT ON FUNCTION public.wval_retention_set(text, interval, text, text) IS 'sets how long a table (evaluation_runs, policy_versions, live_returns or * for these; risk_snapshots, events) is kept in a world (null: every world); history at least 90 days (WV011); keep => null removes the setting; audited';
 
 ------------------------------------------------------------------------------
 -- The purge
@@ -711,6 +725,218 @@ $$;
 COMMENT ON FUNCTION public.wval_import_runs(jsonb) IS 'admin only: loads historical runs with their original created_at (and metrics, status, policy_version, results, ...); append-only and hash-chained in import order; creates the monthly partitions of the imported months first; skips runs already stored; no events; audited per world; returns the number of runs imported';
 
 ------------------------------------------------------------------------------
+-- Bounded storage: the prune of operational data
+------------------------------------------------------------------------------
+
+-- wval._storage_keep(table, world): how long the storage prune keeps a
+-- table in a world.  live_returns is history (at least 90 days, '*'
+-- applies); risk_snapshots (default 1 day) and events (default 7 days)
+-- take only settings that name them.
+CREATE FUNCTION wval._storage_keep(p_table text, p_world_id text) RETURNS interval
+LANGUAGE sql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
+    SELECT CASE WHEN p_table IN ('risk_snapshots', 'events')
+                THEN coalesce((SELECT max(r.keep) FROM wval.retention r
+                               WHERE r.table_name = p_table AND r.world_id IN (coalesce(p_world_id, '*'), '*')),
+                              CASE p_table WHEN 'events' THEN interval '7 days' ELSE interval '1 day' END)
+                ELSE wval._retention_keep(p_table, p_world_id) END;
+$$;
+COMMENT ON FUNCTION wval._storage_keep(text, text) IS 'how long the storage prune keeps a table in a world: live_returns like history (at least 90 days); risk_snapshots and events only settings naming them, else 1 day / 7 days';
+
+-- wval._compact_tombstones(world): merges consecutive tombstones of a
+-- world's chain (each link, or range, whose chain_seq follows the previous
+-- one's end) into one range tombstone: prev_hash of the first, row_hash of
+-- the last.  The chain verifies exactly as before (wval_chain_problems
+-- walks a range as one link), and a steady prune keeps the table flat.
+-- Runs under the retention guard of the caller.  Returns the tombstones
+-- removed by merging.
+CREATE FUNCTION wval._compact_tombstones(p_world_id text) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    n bigint;
+BEGIN
+    WITH t AS (
+        SELECT s.*, coalesce(s.last_seq, s.chain_seq) AS end_seq,
+               CASE WHEN s.chain_seq = lag(coalesce(s.last_seq, s.chain_seq)) OVER w + 1 THEN 0 ELSE 1 END AS starts
+        FROM wval.chain_tombstones s WHERE s.world_id = p_world_id
+        WINDOW w AS (ORDER BY s.chain_seq)),
+    i AS (SELECT t.*, sum(t.starts) OVER (ORDER BY t.chain_seq) AS island FROM t),
+    g AS (SELECT i.island, min(i.chain_seq) AS first_seq, max(i.end_seq) AS last_seq,
+                 (array_agg(i.prev_hash ORDER BY i.chain_seq))[1] AS prev_hash,
+                 (array_agg(i.row_hash ORDER BY i.chain_seq DESC))[1] AS row_hash,
+                 CASE WHEN count(DISTINCT i.table_name) = 1 THEN min(i.table_name) ELSE '*' END AS table_name,
+                 max(i.purged_at) AS purged_at
+          FROM i GROUP BY i.island HAVING count(*) > 1),
+    gone AS (
+        DELETE FROM wval.chain_tombstones s USING g
+        WHERE s.world_id = p_world_id AND s.chain_seq BETWEEN g.first_seq AND g.last_seq
+        RETURNING s.chain_seq),
+    put AS (
+        INSERT INTO wval.chain_tombstones (world_id, chain_seq, table_name, prev_hash, row_hash, purged_at, last_seq)
+        SELECT p_world_id, g.first_seq, g.table_name, g.prev_hash, g.row_hash, g.purged_at, g.last_seq FROM g
+        RETURNING 1)
+    SELECT (SELECT count(*) FROM gone) - (SELECT count(*) FROM put) INTO n;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION wval._compact_tombstones(text) IS 'merges consecutive tombstones of a world''s chain into range tombstones (chain_seq .. last_seq); the chain verifies as before; needs the retention guard; returns the tombstones removed';
+
+-- wval._storage_prune(now): the prune of the maintenance job, as of the
+-- time given (the job passes now(); tests and the benchmark a later time).
+-- Per world (worlds under legal hold are skipped): risk snapshots received
+-- before now - keep (never less than wval.snapshot_max_age), except the
+-- latest of each stage and every snapshot a stored run references
+-- (data_snapshot.risk_snapshot.version); then the world's blobs that no
+-- remaining snapshot references and that are older than that cut; live
+-- returns of days before now - keep (at least 90 days, never less than the
+-- longest live window of the active policy).  Chained rows leave
+-- tombstones, which are compacted; the outbox goes through
+-- wval_bus_prune(events keep).  Returns the report, also audited.
+CREATE FUNCTION wval._storage_prune(p_now timestamptz) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    w wval.worlds;
+    held text[] := '{}';
+    snap_cut timestamptz;
+    live_cut date;
+    v integer;
+    longest integer;
+    n_snap bigint;
+    n_blob bigint;
+    n_live bigint;
+    n_comp bigint;
+    kept_ref bigint;
+    worlds jsonb := '{}';
+    tot jsonb := jsonb_build_object('risk_snapshots', 0, 'blobs', 0, 'live_returns', 0, 'chain_tombstones', 0,
+                                    'risk_snapshots_referenced', 0);
+    bus jsonb;
+    report jsonb;
+BEGIN
+    IF p_now IS NULL OR NOT isfinite(p_now) OR p_now < now() THEN
+        RAISE EXCEPTION 'invalid value for "now"' USING ERRCODE = '22023',
+            DETAIL = format('now is %s.', coalesce(p_now::text, 'null')),
+            HINT = 'Prune as of now() or a later time.';
+    END IF;
+    -- the blob check after the blob lock must see snapshots committed while
+    -- we waited: a new snapshot per statement
+    IF current_setting('transaction_isolation') IN ('repeatable read', 'serializable') THEN
+        RAISE EXCEPTION 'the storage prune runs only at READ COMMITTED' USING ERRCODE = '25000',
+            DETAIL = format('transaction_isolation is %s.', current_setting('transaction_isolation')),
+            HINT = 'Run it in a READ COMMITTED transaction (the default), e.g. on its own.';
+    END IF;
+    FOR w IN SELECT * FROM wval.worlds x ORDER BY x.world_id FOR SHARE LOOP
+        IF w.legal_hold THEN
+            held := held || w.world_id;
+            CONTINUE;
+        END IF;
+        snap_cut := p_now - greatest(wval._storage_keep('risk_snapshots', w.world_id), wval._snapshot_max_age());
+        PERFORM wval._purge_guard(true);
+        -- risk snapshots: old ones that are neither the latest of their stage
+        -- nor referenced by a stored run
+        WITH cand AS (
+            SELECT s.snapshot_id, s.chain_seq, s.prev_hash, s.row_hash
+            FROM wval.risk_snapshots s
+            WHERE s.world_id = w.world_id AND s.received_at < snap_cut
+              AND s.snapshot_id <> ALL (ARRAY(
+                    SELECT DISTINCT ON (l.stage) l.snapshot_id FROM wval.risk_snapshots l
+                    WHERE l.world_id = w.world_id ORDER BY l.stage, l.as_of DESC, l.snapshot_id DESC))
+              AND s.version <> ALL (ARRAY(
+                    SELECT r.data_snapshot #>> '{risk_snapshot,version}' FROM wval.evaluation_runs r
+                    WHERE r.world_id = w.world_id AND r.data_snapshot ? 'risk_snapshot'
+                      AND r.data_snapshot #>> '{risk_snapshot,version}' IS NOT NULL))
+            FOR UPDATE OF s),
+        tomb AS (
+            INSERT INTO wval.chain_tombstones (world_id, chain_seq, table_name, prev_hash, row_hash)
+            SELECT w.world_id, c.chain_seq, 'risk_snapshots', c.prev_hash, c.row_hash FROM cand c
+            RETURNING 1),
+        gone AS (
+            DELETE FROM wval.risk_snapshots s USING cand c
+            WHERE s.world_id = w.world_id AND s.snapshot_id = c.snapshot_id
+            RETURNING 1)
+        SELECT (SELECT count(*) FROM gone) INTO n_snap;
+        SELECT count(*) INTO kept_ref FROM wval.risk_snapshots s
+        WHERE s.world_id = w.world_id AND s.received_at < snap_cut;
+
+        -- blobs no snapshot references.  Publishers of the world hold this
+        -- lock shared from before they resolve blob references until they
+        -- commit (hub.c), so a snapshot that is about to reference a blob
+        -- is visible here, or waits and then stores the blob again
+        PERFORM pg_advisory_xact_lock(hashtextextended('wval:blobs:' || w.world_id, 0));
+        DELETE FROM wval.blobs b
+        WHERE b.world_id = w.world_id AND b.created_at < snap_cut
+          AND NOT EXISTS (SELECT 1 FROM wval.risk_snapshots s
+                          WHERE s.world_id = b.world_id AND ('wval-blob:' || b.blob_hash) = ANY (s.blob_refs));
+        GET DIAGNOSTICS n_blob = ROW_COUNT;
+
+        -- live returns: never within the longest live window of the active policy
+        v := public.wval_active_policy_version(w.world_id);
+        longest := 0;
+        IF v IS NOT NULL THEN
+            SELECT coalesce(max(x::integer), 0) INTO longest
+            FROM jsonb_array_elements_text(wval._live_policy(w.world_id, v, wval._fail_closed(w)) -> 'windows_days') x;
+        END IF;
+        live_cut := (p_now AT TIME ZONE 'UTC')::date
+                    - greatest(extract(epoch FROM wval._storage_keep('live_returns', w.world_id)) / 86400, longest + 1)::integer;
+        WITH cand AS (
+            SELECT lr.strategy_id, lr.day, lr.entry_id, lr.chain_seq, lr.prev_hash, lr.row_hash
+            FROM wval.live_returns lr WHERE lr.world_id = w.world_id AND lr.day < live_cut),
+        tomb AS (
+            INSERT INTO wval.chain_tombstones (world_id, chain_seq, table_name, prev_hash, row_hash)
+            SELECT w.world_id, c.chain_seq, 'live_returns', c.prev_hash, c.row_hash FROM cand c
+            RETURNING 1),
+        gone AS (
+            DELETE FROM wval.live_returns lr USING cand c
+            WHERE lr.world_id = w.world_id AND lr.strategy_id = c.strategy_id AND lr.day = c.day AND lr.entry_id = c.entry_id
+            RETURNING 1)
+        SELECT count(*) INTO n_live FROM gone;
+
+        n_comp := 0;
+        IF n_snap + n_live > 0 THEN
+            n_comp := wval._compact_tombstones(w.world_id);
+        END IF;
+        PERFORM wval._purge_guard(false);
+
+        IF n_snap + n_blob + n_live + n_comp > 0 THEN
+            worlds := worlds || jsonb_build_object(w.world_id, jsonb_build_object(
+                'risk_snapshots', jsonb_build_object('deleted', n_snap, 'cut', snap_cut, 'kept_referenced_or_latest', kept_ref),
+                'blobs', jsonb_build_object('deleted', n_blob),
+                'live_returns', jsonb_build_object('deleted', n_live, 'cut_day', live_cut, 'longest_window_days', longest),
+                'chain_tombstones', jsonb_build_object('merged', n_comp)));
+            PERFORM wval._audit(w.world_id, 'storage_pruned', current_user, worlds -> w.world_id);
+        END IF;
+        tot := jsonb_build_object('risk_snapshots', (tot ->> 'risk_snapshots')::bigint + n_snap,
+                                  'risk_snapshots_referenced', (tot ->> 'risk_snapshots_referenced')::bigint + kept_ref,
+                                  'blobs', (tot ->> 'blobs')::bigint + n_blob,
+                                  'live_returns', (tot ->> 'live_returns')::bigint + n_live,
+                                  'chain_tombstones', (tot ->> 'chain_tombstones')::bigint + n_comp);
+    END LOOP;
+
+    -- the outbox: events every group finished, older than the events keep
+    bus := public.wval_bus_prune(greatest(wval._storage_keep('events', NULL) - (p_now - now()), interval '0'));
+
+    report := jsonb_build_object(
+        'now', p_now, 'legal_hold_skipped', to_jsonb(held),
+        'tables', jsonb_build_object(
+            'events', jsonb_build_object('deleted', bus -> 'events_deleted', 'keep', wval._storage_keep('events', NULL)::text,
+                                         'oldest_kept', bus -> 'oldest_kept'),
+            'deliveries', jsonb_build_object('deleted', bus -> 'deliveries_deleted'),
+            'risk_snapshots', jsonb_build_object('deleted', tot -> 'risk_snapshots',
+                                                 'kept_referenced_or_latest', tot -> 'risk_snapshots_referenced'),
+            'blobs', jsonb_build_object('deleted', tot -> 'blobs'),
+            'live_returns', jsonb_build_object('deleted', tot -> 'live_returns'),
+            'chain_tombstones', jsonb_build_object('merged', tot -> 'chain_tombstones')),
+        'worlds', worlds);
+    RETURN report;
+END
+$$;
+COMMENT ON FUNCTION wval._storage_prune(timestamptz) IS 'the storage prune of the maintenance job as of a time (now() or later): risk snapshots (not the latest per stage, not referenced by a run), unreferenced blobs, live returns (never within the longest live window), the outbox (wval_bus_prune), tombstone compaction; worlds under legal hold skipped; returns the report per table and world';
+
+CREATE FUNCTION public.wval_storage_prune() RETURNS jsonb
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+    SELECT wval._storage_prune(now());
+$$;
+COMMENT ON FUNCTION public.wval_storage_prune() IS 'admin: runs the storage prune of the maintenance job now (outbox and deliveries, risk snapshots, unreferenced blobs, live returns per wval.retention; tombstones compacted); returns the report per table and world';
+
+------------------------------------------------------------------------------
 -- The maintenance job
 ------------------------------------------------------------------------------
 
@@ -720,7 +946,8 @@ COMMENT ON FUNCTION public.wval_import_runs(jsonb) IS 'admin only: loads histori
 CREATE FUNCTION wval._maintenance(months_ahead integer DEFAULT 3) RETURNS jsonb
 LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
-    out jsonb := jsonb_build_object('partitions', public.wval_maintain(months_ahead));
+    out jsonb := jsonb_build_object('partitions', public.wval_maintain(months_ahead),
+                                    'storage', wval._storage_prune(now()));
     trimmed text;
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_proc p
@@ -732,7 +959,7 @@ BEGIN
     RETURN out;
 END
 $$;
-COMMENT ON FUNCTION wval._maintenance(integer) IS 'the maintenance job: wval_maintain(months_ahead), and wval._trim_cron_history() when it exists';
+COMMENT ON FUNCTION wval._maintenance(integer) IS 'the maintenance job: wval_maintain(months_ahead), the storage prune (wval._storage_prune: outbox, risk snapshots, blobs, live returns, tombstone compaction), and wval._trim_cron_history() when it exists';
 
 CREATE FUNCTION public.wval_schedule_maintenance(schedule text DEFAULT '30 3 * * *', months_ahead integer DEFAULT 3)
 RETURNS bigint
@@ -746,7 +973,7 @@ BEGIN
     RETURN wval._cron_schedule('maintenance', schedule, format('SELECT wval._maintenance(%s)', months_ahead));
 END
 $$;
-COMMENT ON FUNCTION public.wval_schedule_maintenance(text, integer) IS 'schedules (or reschedules) the pg_cron job wval:maintenance (default daily 03:30) that creates partitions months_ahead ahead and trims pg_cron''s run history; WV010 with set-up instructions when pg_cron is missing';
+COMMENT ON FUNCTION public.wval_schedule_maintenance(text, integer) IS 'schedules (or reschedules) the pg_cron job wval:maintenance (default daily 03:30) that creates partitions months_ahead ahead, prunes the outbox, risk snapshots, blobs and live returns per wval.retention and trims pg_cron''s run history; WV010 with set-up instructions when pg_cron is missing';
 
 ------------------------------------------------------------------------------
 -- pg_dump, privileges
@@ -758,5 +985,6 @@ GRANT SELECT ON wval.retention TO wval_analyst;
 GRANT EXECUTE ON FUNCTION public.wval_retention_set(text, interval, text, text),
       public.wval_purge(timestamptz, text, boolean),
       public.wval_import_runs(jsonb),
-      public.wval_schedule_maintenance(text, integer)
+      public.wval_schedule_maintenance(text, integer),
+      public.wval_storage_prune()
    TO wval_admin;

@@ -117,9 +117,11 @@ CREATE TABLE wval.chain_tombstones (
     prev_hash  text NOT NULL,
     row_hash   text NOT NULL,
     purged_at  timestamptz NOT NULL DEFAULT now(),
+    last_seq   bigint CHECK (last_seq > chain_seq),
     PRIMARY KEY (world_id, chain_seq)
 );
-COMMENT ON TABLE wval.chain_tombstones IS 'links of rows removed by wval_purge(): the chain of what remains still verifies';
+COMMENT ON TABLE wval.chain_tombstones IS 'links of rows removed by wval_purge() and the storage prune: the chain of what remains still verifies; consecutive links are compacted into one range (chain_seq .. last_seq)';
+COMMENT ON COLUMN wval.chain_tombstones.last_seq IS 'for a range of consecutive removed links (compacted by the storage prune): chain_seq of the last; then prev_hash is that of the first link and row_hash that of the last. Null for a single link';
 COMMENT ON COLUMN wval.chain_tombstones.world_id IS 'the world (wval.worlds.world_id) whose chain held the removed row ('''' for global audit rows)';
 COMMENT ON COLUMN wval.chain_tombstones.chain_seq IS 'chain_seq of the row wval_purge() removed';
 COMMENT ON COLUMN wval.chain_tombstones.table_name IS 'the table the removed row was in, e.g. evaluation_runs';
@@ -1200,18 +1202,19 @@ BEGIN
         ORDER BY 1
     LOOP
         parts := parts || format(
-            'SELECT %L::text AS t, x.chain_seq, x.prev_hash, x.row_hash,
+            'SELECT %L::text AS t, x.chain_seq, x.chain_seq AS end_seq, x.prev_hash, x.row_hash,
                     wval._row_hash(%L, x.chain_seq, x.prev_hash, x) AS calc
              FROM %s x WHERE %s',
             t.args, t.args, t.rel,
             CASE WHEN key = '' THEN 'x.world_id IS NULL' ELSE 'x.world_id = $1' END);
     END LOOP;
-    parts := parts || 'SELECT s.table_name, s.chain_seq, s.prev_hash, s.row_hash, s.row_hash
+    -- a tombstone stands for one removed link, or (last_seq) a range of them
+    parts := parts || 'SELECT s.table_name, s.chain_seq, coalesce(s.last_seq, s.chain_seq), s.prev_hash, s.row_hash, s.row_hash
                        FROM wval.chain_tombstones s WHERE s.world_id = $1'::text;
 
     RETURN QUERY EXECUTE format(
         'WITH r AS (%s),
-              o AS (SELECT r.*, lag(r.row_hash) OVER w AS lag_hash, lag(r.chain_seq) OVER w AS lag_seq
+              o AS (SELECT r.*, lag(r.row_hash) OVER w AS lag_hash, lag(r.end_seq) OVER w AS lag_seq
                     FROM r WINDOW w AS (ORDER BY r.chain_seq))
          SELECT o.t, o.chain_seq,
                 CASE WHEN o.chain_seq <> coalesce(o.lag_seq, 0) + 1 THEN ''missing or duplicate rows before this one''
@@ -1238,7 +1241,7 @@ BEGIN
 
     -- rows removed at the end of the chain leave the head pointing past them
     SELECT * INTO head FROM wval.chain_heads h WHERE h.world_id = key;
-    EXECUTE format('SELECT r.t, r.chain_seq, r.row_hash FROM (%s) r ORDER BY r.chain_seq DESC LIMIT 1',
+    EXECUTE format('SELECT r.t, r.end_seq AS chain_seq, r.row_hash FROM (%s) r ORDER BY r.chain_seq DESC LIMIT 1',
                    array_to_string(parts, ' UNION ALL '))
         INTO last USING key;
     IF head.world_id IS NOT NULL AND (last.chain_seq IS DISTINCT FROM head.seq OR last.row_hash IS DISTINCT FROM head.head_hash) THEN

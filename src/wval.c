@@ -32,6 +32,7 @@ _PG_init(void)
 	wval_hub_init();
 	wval_schedule_init();
 	wval_uninstall_init();
+	wval_evaluate_init();
 	wval_notifier_init();
 
 	MarkGUCPrefixReserved("wval");

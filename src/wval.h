@@ -37,6 +37,7 @@
 
 /* uninstall.c */
 extern void wval_uninstall_init(void);
+extern void wval_evaluate_init(void);
 
 /* util.c */
 extern void wval_check_identifier(const char *field, const char *value);

@@ -1,7 +1,7 @@
 -- pgTAP: wval_evaluate for roles, reports, explain, and what must never happen
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(26);
+SELECT plan(43);
 
 SELECT lives_ok($$SELECT wval_world_upsert('tap-eval', actor => 'dba')$$, 'world');
 SELECT lives_ok($$SELECT wval_policy_publish('tap-eval', (SELECT policy FROM wval.sample_policies), 'alice'),
@@ -70,6 +70,73 @@ SELECT is((SELECT override_status FROM wval.latest_runs WHERE world_id = 'tap-ev
           'latest_runs folds in the override');
 SELECT is((SELECT count(*)::int FROM wval.rule_results WHERE world_id = 'tap-eval' AND rule = 'performance.max_dd_max' AND status = 'fail'),
           1, 'rule_results by world, rule, status');
+
+-- honest inputs (issue 15 item 5): data_as_of from the future, run_id re-used for another request
+CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $f$
+DECLARE d text;
+BEGIN
+    EXECUTE q;
+    RETURN 'ok';
+EXCEPTION WHEN others THEN
+    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+    RETURN SQLSTATE || ' ' || regexp_replace(d, 'run [0-9a-f-]{36}', 'run <id>');
+END
+$f$;
+CREATE TEMP TABLE honest_in AS
+SELECT (SELECT array_agg(0.001 + 0.01 * sin(i)) FROM generate_series(1, 120) i)::float8[] AS rets,
+       (SELECT jsonb_agg(0.0005 + 0.008 * cos(i)) FROM generate_series(1, 120) i) AS bench;
+SELECT throws_ok($$SELECT wval_evaluate('tap-eval', 'h1', 'backtest', NULL, '{}', '{"data_as_of": "2099-01-01T00:00:00Z"}')$$,
+                 '22023', '"context.data_as_of" is in the future', 'data_as_of in 2099: 22023');
+SELECT throws_ok($$SELECT wval_check((SELECT policy FROM wval.sample_policies WHERE name = 'sample'), '{}', 'backtest',
+                                     '{"data_as_of": "2099-01-01T00:00:00Z"}')$$,
+                 '22023', '"context.data_as_of" is in the future', 'wval_check refuses it too');
+SELECT lives_ok(format($$SELECT wval_evaluate('tap-eval', 'h1', 'backtest', NULL, '{}', '{"data_as_of": "%s"}')$$,
+                       now() + interval '2 minutes'), 'data_as_of 2 minutes ahead: within wval.max_clock_skew (5 min)');
+SET LOCAL wval.max_clock_skew = 0;
+SELECT throws_ok(format($$SELECT wval_evaluate('tap-eval', 'h1', 'backtest', NULL, '{}', '{"data_as_of": "%s"}')$$,
+                        now() + interval '2 minutes'), '22023', NULL, 'with wval.max_clock_skew = 0 the same is refused');
+RESET wval.max_clock_skew;
+SELECT is(pg_temp.err($$SELECT wval_evaluate('tap-eval', 'h2', 'backtest', NULL, '{}', '{"request_digest": "x"}')$$),
+          '22023 wval_evaluate() stores the digests of the request under context.request_digest.', 'context.request_digest is reserved');
+
+SELECT is((SELECT (wval_evaluate('tap-eval', 'h2', 'backtest', rets, '{"sample": {"n_trades": 40}}',
+                                 jsonb_build_object('run_id', 'h-r1', 'model_card_version', 'mc-1', 'benchmark', bench))).status
+           FROM honest_in) IS NOT NULL, true, 'first evaluation under run_id h-r1');
+SELECT is((SELECT (wval_evaluate('tap-eval', 'h2', 'backtest', rets, '{"sample": {"n_trades": 40}}',
+                                 jsonb_build_object('benchmark', bench, 'model_card_version', 'mc-1', 'run_id', 'h-r1'))).run_id
+           FROM honest_in),
+          (SELECT run_id FROM wval.evaluation_runs WHERE world_id = 'tap-eval' AND client_run_id = 'h-r1'),
+          'an identical retry returns the stored run');
+SELECT is(pg_temp.err($$SELECT wval_evaluate('tap-eval', 'h2', 'backtest', (SELECT rets[1:119] || 0.03::float8 FROM honest_in), '{"sample": {"n_trades": 40}}',
+                                              (SELECT jsonb_build_object('run_id', 'h-r1', 'model_card_version', 'mc-1', 'benchmark', bench) FROM honest_in))$$),
+          'WV007 These differ from stored run <id>: returns.', 'other returns: WV007 naming the returns');
+SELECT is(pg_temp.err($$SELECT wval_evaluate('tap-eval', 'h2', 'backtest', (SELECT rets FROM honest_in), '{"sample": {"n_trades": 41}}',
+                                              (SELECT jsonb_build_object('run_id', 'h-r1', 'model_card_version', 'mc-1', 'benchmark', jsonb_set(bench, '{0}', '0.5')) FROM honest_in))$$),
+          'WV007 These differ from stored run <id>: metrics, context.benchmark.', 'other metrics and benchmark: WV007 naming both');
+SELECT is(pg_temp.err($$SELECT wval_evaluate('tap-eval', 'h2', 'backtest', (SELECT rets FROM honest_in), '{"sample": {"n_trades": 41}}',
+                                              (SELECT jsonb_build_object('run_id', 'h-r1', 'model_card_version', 'mc-1', 'benchmark', bench) FROM honest_in))$$),
+          'WV007 These differ from stored run <id>: metrics.', 'other supplied metrics: WV007 naming the metrics');
+SELECT is(pg_temp.err($$SELECT wval_evaluate('tap-eval', 'h2', 'backtest', (SELECT rets FROM honest_in), NULL,
+                                              (SELECT jsonb_build_object('run_id', 'h-r1', 'model_card_version', 'mc-1', 'benchmark', bench) FROM honest_in))$$),
+          'WV007 These differ from stored run <id>: metrics.', 'metrics left out: WV007 naming the metrics');
+SELECT is(pg_temp.err($$SELECT wval_evaluate('tap-eval', 'h2', 'paper', (SELECT rets FROM honest_in), '{"sample": {"n_trades": 40}}',
+                                              (SELECT jsonb_build_object('run_id', 'h-r1', 'model_card_version', 'mc-1', 'benchmark', bench) FROM honest_in))$$),
+          'WV007 These differ from stored run <id>: stage (stored backtest, given paper).', 'another stage: WV007 naming the stage');
+SELECT is(pg_temp.err($$SELECT wval_evaluate('tap-eval', 'h2', 'backtest', (SELECT rets FROM honest_in), '{"sample": {"n_trades": 40}}',
+                                              (SELECT jsonb_build_object('run_id', 'h-r1', 'model_card_version', 'mc-2', 'benchmark', bench) FROM honest_in))$$),
+          'WV007 These differ from stored run <id>: context.', 'another context: WV007 naming the context');
+SELECT is(pg_temp.err($$SELECT wval_evaluate('tap-eval', 'h2', 'backtest', (SELECT rets FROM honest_in), '{"sample": {"n_trades": 40}}',
+                                              (SELECT jsonb_build_object('run_id', 'h-r1', 'model_card_version', 'mc-1', 'benchmark', bench || '[]'::jsonb) FROM honest_in))$$),
+          'ok', 'the same benchmark (jsonb equal) is the same request');
+SELECT is((SELECT count(*)::int FROM wval.evaluation_runs WHERE world_id = 'tap-eval' AND client_run_id = 'h-r1'), 1,
+          'one run under run_id h-r1');
+SELECT ok((SELECT context -> 'request_digest' ->> 'metrics' ~ '^sha256:[0-9a-f]{64}$'
+                  AND context -> 'request_digest' ->> 'benchmark' ~ '^sha256:[0-9a-f]{64}$' AND NOT context ? 'benchmark'
+           FROM wval.evaluation_runs WHERE world_id = 'tap-eval' AND client_run_id = 'h-r1'),
+          'the run keeps the digests of its supplied metrics and benchmark, not the benchmark');
+SELECT is(pg_temp.err($$SELECT wval_evaluate('tap-eval', 'h3', 'backtest', NULL, '{}', '{"run_id": "h-r3"}')$$ ||
+                      $$; SELECT wval_evaluate('tap-eval', 'h3', 'backtest', NULL, NULL, '{"run_id": "h-r3"}')$$),
+          'ok', 'metrics {} and null are the same request');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -143,6 +143,18 @@ ALTER TABLE wval.overrides ALTER COLUMN recorded_at SET DEFAULT clock_timestamp(
 ALTER TABLE wval.consumer_groups ADD COLUMN owner name;
 UPDATE wval.consumer_groups SET owner = created_by WHERE NOT internal;
 
+-- bounded storage (issue 15): retention settings of live returns, risk
+-- snapshots and the outbox; range tombstones (not chained: a new column is
+-- safe)
+ALTER TABLE wval.retention DROP CONSTRAINT retention_table_name_check, DROP CONSTRAINT retention_minimum;
+ALTER TABLE wval.retention
+    ADD CONSTRAINT retention_table_name_check
+        CHECK (table_name IN ('*', 'evaluation_runs', 'policy_versions', 'live_returns', 'risk_snapshots', 'events')),
+    ADD CONSTRAINT retention_minimum
+        CHECK (keep >= interval '90 days' OR (table_name IN ('risk_snapshots', 'events') AND keep >= interval '0')),
+    ADD CONSTRAINT retention_events_global CHECK (table_name <> 'events' OR world_id = '*');
+ALTER TABLE wval.chain_tombstones ADD COLUMN last_seq bigint CHECK (last_seq > chain_seq);
+
 -- @routines
 
 ------------------------------------------------------------------------------

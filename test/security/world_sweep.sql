@@ -128,6 +128,8 @@ BEGIN
     IF arg = 'old_version' THEN RETURN '1'; END IF;
     IF arg = 'new_version' THEN RETURN '2'; END IF;
     IF arg IN ('policy', 'new_policy') THEN RETURN '(SELECT policy FROM wval.sample_policies)'; END IF;
+    -- wval_evaluate repeats the fixture's request exactly (its run_id with other inputs is WV007)
+    IF arg = 'metrics' AND fn = 'wval_evaluate' THEN RETURN '''{}''::jsonb'; END IF;
     IF arg = 'metrics' THEN RETURN '(SELECT metrics FROM wval.scenario_cases WHERE strategy_id = ''good_set_1'')'; END IF;
     IF arg = 'context' AND fn = 'wval_evaluate' THEN RETURN format('jsonb_build_object(%L, %L)', 'run_id', w || '-client-1'); END IF;
     IF arg = 'returns' THEN RETURN 'pg_temp.sw_returns()'; END IF;
