@@ -21,8 +21,9 @@ import psycopg2
 RUN = uuid.uuid4().hex[:8]
 
 
-def connect(autocommit=True):
-    conn = psycopg2.connect("")
+def connect(dbname=None, autocommit=True):
+    """A connection from the libpq environment, to dbname when given."""
+    conn = psycopg2.connect("" if dbname is None else "dbname=" + dbname)
     conn.autocommit = autocommit
     return conn
 

@@ -23,27 +23,11 @@ import uuid
 
 import psycopg2
 
+from bus_sessions import check, connect, one   # the helpers of the other bus session tests
+
 RUN = uuid.uuid4().hex[:8]
 DB = "wval_wakeup_" + RUN
 P99_BOUND_MS = 500.0      # target is 50 ms; CI machines are shared and slow
-
-
-def connect(dbname=None, autocommit=True):
-    conn = psycopg2.connect("" if dbname is None else "dbname=" + dbname)
-    conn.autocommit = autocommit
-    return conn
-
-
-def check(cond, what):
-    print(("ok - " if cond else "not ok - ") + what, flush=True)
-    if not cond:
-        sys.exit(1)
-
-
-def one(conn, sql, args=()):
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        return cur.fetchone()[0]
 
 
 def wakeups(conn, wait):
