@@ -48,10 +48,10 @@ CREATE FUNCTION wval._recompute_metrics(returns float8[], context jsonb, stored 
 COMMENT ON FUNCTION wval._recompute_metrics(float8[], jsonb, jsonb) IS 'the metrics pack of a single run recomputed from its returns with the metric options of its stored context and the strategy complexity over its stored diagnostics.extra_metrics (no benchmark: it is not stored)';
 
 -- wval._run_returns(run_id): the returns of a run the caller may read; null
--- when the run has none stored.  Caller's rights: row-level security of
--- wval.run_returns applies too.
+-- when the run has none stored.  wval._run() answers a run of a world the
+-- caller may not read as nonexistent (WV010).
 CREATE FUNCTION wval._run_returns(run_id uuid) RETURNS float8[]
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     r wval.evaluation_runs := wval._run(run_id);
     x float8[];
@@ -83,9 +83,10 @@ COMMENT ON FUNCTION wval._jsonb_leaves(jsonb) IS 'the leaves (non-object values)
 -- wval_run_reproduce
 ------------------------------------------------------------------------------
 
+-- (SECURITY DEFINER: wval._run() checks that the caller may read the run's world)
 CREATE FUNCTION public.wval_run_reproduce(run_id uuid)
 RETURNS TABLE (field text, stored jsonb, recomputed jsonb, equal boolean)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     r wval.evaluation_runs := wval._run(run_id);
     x float8[];
@@ -142,6 +143,5 @@ END
 $$;
 COMMENT ON FUNCTION public.wval_run_reproduce(uuid) IS 'recomputes a run''s metrics from its stored returns (wval.run_returns) and its stored context, one row per metric field: stored value, recomputed value, equal (exact: the same C code gives the same bits; null for benchmark-relative fields, whose benchmark is not stored); WV010 when the run does not exist or its returns are not stored; 22023 for portfolio runs';
 
-GRANT EXECUTE ON FUNCTION public.wval_run_reproduce(uuid), wval._run_returns(uuid), wval._recompute_metrics(float8[], jsonb, jsonb),
-    wval._jsonb_leaves(jsonb), wval._returns_hash(float8[]) TO wval_analyst;
+GRANT EXECUTE ON FUNCTION public.wval_run_reproduce(uuid), wval._run_returns(uuid) TO wval_analyst;
 GRANT SELECT ON wval.run_returns TO wval_analyst;
