@@ -192,7 +192,7 @@ refuse_direct_write(Relation rel, const char *op)
 			 errhint("Use the wval_* function that records this change; see docs/store.md, \"What a superuser can still do\".")));
 }
 
-PG_FUNCTION_INFO_V1(wval_writer_only_trigger);
+PG_FUNCTION_INFO_V1(wval_writer_only);
 
 /*
  * BEFORE INSERT/UPDATE/DELETE row trigger on wval tables that wval's
@@ -200,12 +200,12 @@ PG_FUNCTION_INFO_V1(wval_writer_only_trigger);
  * change (WV003) unless it comes from one of wval's writers.
  */
 Datum
-wval_writer_only_trigger(PG_FUNCTION_ARGS)
+wval_writer_only(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		elog(ERROR, "wval_writer_only_trigger must be a row trigger");
+		elog(ERROR, "wval_writer_only must be a row trigger");
 	if (!in_wval_writer())
 		refuse_direct_write(trigdata->tg_relation,
 							TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? "INSERT" :
@@ -215,7 +215,7 @@ wval_writer_only_trigger(PG_FUNCTION_ARGS)
 	return PointerGetDatum(trigdata->tg_trigtuple);
 }
 
-PG_FUNCTION_INFO_V1(wval_ddl_audit_trigger);
+PG_FUNCTION_INFO_V1(wval_ddl_audit);
 
 /*
  * Event trigger (ddl_command_end, sql_drop; enabled ALWAYS): DDL on objects
@@ -224,14 +224,14 @@ PG_FUNCTION_INFO_V1(wval_ddl_audit_trigger);
  * wval._ddl_audit_record(), e.g. ALTER TABLE ... DISABLE TRIGGER.
  */
 Datum
-wval_ddl_audit_trigger(PG_FUNCTION_ARGS)
+wval_ddl_audit(PG_FUNCTION_ARGS)
 {
 	EventTriggerData *trigdata = (EventTriggerData *) fcinfo->context;
 	Oid			save_userid;
 	int			save_sec_context;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		elog(ERROR, "wval_ddl_audit_trigger: not called by the event trigger manager");
+		elog(ERROR, "wval_ddl_audit: not called by the event trigger manager");
 	/* wval's own DDL, or the extension being dropped */
 	if (in_wval_writer() || !OidIsValid(get_extension_oid("wval", true)))
 		PG_RETURN_NULL();
@@ -316,7 +316,7 @@ wval_ddl_weakens(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(buf.data));
 }
 
-PG_FUNCTION_INFO_V1(wval_append_only_trigger);
+PG_FUNCTION_INFO_V1(wval_append_only);
 
 /*
  * Trigger on every history table: UPDATE is always refused, DELETE and
@@ -325,7 +325,7 @@ PG_FUNCTION_INFO_V1(wval_append_only_trigger);
  * statement trigger for TRUNCATE.
  */
 Datum
-wval_append_only_trigger(PG_FUNCTION_ARGS)
+wval_append_only(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	const char *op;
@@ -333,7 +333,7 @@ wval_append_only_trigger(PG_FUNCTION_ARGS)
 	Oid			relid;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "wval_append_only_trigger: not called by trigger manager");
+		elog(ERROR, "wval_append_only: not called by trigger manager");
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 		op = "UPDATE";
@@ -714,14 +714,14 @@ check_world_write(const char *world)
 	strlcpy(cached_world, world, sizeof(cached_world));
 }
 
-PG_FUNCTION_INFO_V1(wval_chain_trigger);
+PG_FUNCTION_INFO_V1(wval_chain);
 
 /*
  * BEFORE INSERT FOR EACH ROW on chained tables; tgargs[0] is the logical
  * table name that enters the hash (a partition reports its parent's name).
  */
 Datum
-wval_chain_trigger(PG_FUNCTION_ARGS)
+wval_chain(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	Relation	rel;
@@ -750,7 +750,7 @@ wval_chain_trigger(PG_FUNCTION_ARGS)
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
 		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
 		trigdata->tg_trigger->tgnargs != 1)
-		elog(ERROR, "wval_chain_trigger must be a BEFORE INSERT row trigger with one argument");
+		elog(ERROR, "wval_chain must be a BEFORE INSERT row trigger with one argument");
 
 	rel = trigdata->tg_relation;
 	tupdesc = RelationGetDescr(rel);
@@ -861,11 +861,11 @@ wval_row_hash(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(hash));
 }
 
-PG_FUNCTION_INFO_V1(wval_canonical_row);
+PG_FUNCTION_INFO_V1(wval_canonical);
 
 /* wval._canonical(row record): the canonical text a row hash covers. */
 Datum
-wval_canonical_row(PG_FUNCTION_ARGS)
+wval_canonical(PG_FUNCTION_ARGS)
 {
 	HeapTupleHeader rec = PG_GETARG_HEAPTUPLEHEADER(0);
 	TupleDesc	tupdesc;
@@ -885,11 +885,11 @@ wval_canonical_row(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }
 
-PG_FUNCTION_INFO_V1(wval_check_identifier_sql);
+PG_FUNCTION_INFO_V1(wval_ident);
 
 /* wval._ident(field text, value text) → text: checks and returns value. */
 Datum
-wval_check_identifier_sql(PG_FUNCTION_ARGS)
+wval_ident(PG_FUNCTION_ARGS)
 {
 	char	   *field = PG_ARGISNULL(0) ? "identifier" : text_to_cstring(PG_GETARG_TEXT_PP(0));
 
