@@ -3,7 +3,7 @@
 -- wval_run_reproduce on the scenario sets and on random series
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(51);
+SELECT plan(54);
 
 -- the SQLSTATE, message and hint of the error a statement raises
 -- returns_hash as the docs define it: sha256 of the float8send bytes
@@ -94,6 +94,23 @@ SELECT is((SELECT count(*)::int FROM rep_rows r JOIN rep_runs x ON x.label = r.l
 SELECT ok((SELECT bool_and(p.stored = p.recomputed) FROM rep_rows p WHERE p.field = 'diagnostics.strategy_complexity'
            AND p.label IN (SELECT 'random-' || i FROM rep_random WHERE supplied IS NOT NULL)),
           'the strategy complexity over supplied extra metrics is reproduced');
+
+-- a run with a benchmark: the benchmark is not kept, its fields are listed with equal null
+SELECT lives_ok($$SELECT wval_world_upsert('tap-rep-bm', actor => 'dba'),
+                         wval_policy_publish('tap-rep-bm', (SELECT policy FROM wval.sample_policies WHERE name = 'sample'), 'alice'),
+                         wval_policy_activate('tap-rep-bm', 1, 'bob', 'sample')$$, 'a world for a benchmark run');
+CREATE TEMP TABLE rep_bench AS
+SELECT (wval_evaluate('tap-rep-bm', 'bench', 'backtest', ARRAY(SELECT 0.004 + 0.01 * sin(i) FROM generate_series(1, 100) i),
+                      '{"alt_data": {"x": 1}}',
+                      jsonb_build_object('benchmark', ARRAY(SELECT 0.003 + 0.008 * cos(i) FROM generate_series(1, 100) i)))).run_id;
+SELECT results_eq($$SELECT field FROM rep_bench, wval_run_reproduce(rep_bench.run_id) p WHERE p.equal IS NULL$$,
+    $$VALUES ('benchmark.max_drawdown'), ('benchmark.sharpe'), ('benchmark.volatility'),
+             ('diagnostics.extra_metrics.vs_benchmark_sharpe'), ('returns.alpha'), ('returns.beta'),
+             ('returns.information_ratio'), ('returns.tracking_error')$$,
+    'benchmark run: the eight benchmark-relative fields are not recomputed (recomputed and equal null)');
+SELECT is((SELECT count(*) FILTER (WHERE p.equal) || '/' || count(*) FILTER (WHERE p.equal IS NOT NULL)
+           FROM rep_bench, wval_run_reproduce(rep_bench.run_id) p), '27/27',
+          'and every other field agrees, the strategy complexity over its extra metrics included');
 
 -- a tampered metric shows: the comparison is real
 SELECT is((SELECT count(*)::int FROM rep_runs x,
