@@ -238,7 +238,7 @@ DECLARE
     worst float8 := 0;
     worst_stage text;
 BEGIN
-    FOREACH st IN ARRAY ARRAY['backtest', 'paper', 'shadow', 'live'] LOOP
+    FOREACH st IN ARRAY wval._stages() LOOP
         rep := wval._policy_diff_history(w.world_id, old_doc, new_doc, st, now() - interval '12 months', now(),
                                  'strategy', wval._fail_closed(w), p_old, p_new);
         stages := stages || jsonb_build_object(st, jsonb_build_object(

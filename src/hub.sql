@@ -91,7 +91,7 @@ CREATE TABLE wval.risk_snapshots (
     hash        text NOT NULL,
     payload     jsonb NOT NULL,
     actor       text NOT NULL,
-    stage       text NOT NULL CHECK (stage IN ('backtest', 'paper', 'shadow', 'live')),
+    stage       wval.stage NOT NULL,
     as_of       timestamptz NOT NULL,
     ttl_sec     integer NOT NULL CHECK (ttl_sec BETWEEN 1 AND 86400),
     received_at timestamptz NOT NULL,
@@ -130,7 +130,7 @@ SELECT wval._protect('wval.risk_snapshots', 'risk_snapshots');
 
 CREATE TABLE wval.snapshot_counters (
     world_id   text NOT NULL,
-    stage      text NOT NULL,
+    stage      wval.stage NOT NULL,
     shard      smallint NOT NULL,
     processed  bigint NOT NULL DEFAULT 0,
     dedupe     bigint NOT NULL DEFAULT 0,
@@ -198,7 +198,7 @@ DECLARE
     outcome text;
     seq text;
 BEGIN
-    FOREACH st IN ARRAY ARRAY['backtest', 'paper', 'shadow', 'live', 'invalid'] LOOP
+    FOREACH st IN ARRAY wval._stages() || 'invalid'::text LOOP
         FOREACH outcome IN ARRAY ARRAY['expired', 'failed'] LOOP
             CONTINUE WHEN st = 'invalid' AND outcome = 'expired';
             seq := wval._snapshot_counter_name(p_world_id, st, outcome);
@@ -420,7 +420,7 @@ COMMENT ON FUNCTION public.wval_snapshot(text, text, boolean) IS 'one stored sna
 CREATE FUNCTION public.wval_snapshot_stats(world_id text DEFAULT NULL)
 RETURNS TABLE (world_id text, stage text, processed bigint, dedupe bigint, expired bigint, failed bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
-    WITH stages(stage) AS (VALUES ('backtest'), ('paper'), ('shadow'), ('live'), ('invalid')),
+    WITH stages(stage) AS (SELECT unnest(wval._stages() || 'invalid'::text)),
     ws AS (
         SELECT w.world_id, st.stage FROM wval.worlds w CROSS JOIN stages st
         WHERE ($1 IS NULL OR w.world_id = $1) AND wval._can_read(w.world_id)

@@ -97,8 +97,8 @@ CREATE TABLE wval.deployments (
     deployment_id  bigint NOT NULL DEFAULT nextval('wval.deployments_id_seq'),
     world_id       text NOT NULL,
     strategy_id    text NOT NULL,
-    stage          text NOT NULL CHECK (stage IN ('backtest', 'paper', 'live', 'retired')),
-    previous_stage text NOT NULL CHECK (previous_stage IN ('backtest', 'paper', 'live', 'retired')),
+    stage          wval.deployment_stage NOT NULL,
+    previous_stage wval.deployment_stage NOT NULL,
     change         text NOT NULL CHECK (change IN ('promotion', 'demotion', 'confirmation')),
     actor          text NOT NULL,
     login          name DEFAULT session_user,
@@ -162,7 +162,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS
 DECLARE
     p_world text := wval._ident('world_id', world_id);
     p_strategy text := wval._ident('strategy_id', strategy_id);
-    p_stage text := wval._one_of('stage', stage, ARRAY['backtest', 'paper', 'live', 'retired']);
+    p_stage text := wval._one_of('stage', stage, wval._deployment_stages());
     missing text[] := '{}';
     cur text;
     kind text;
@@ -297,7 +297,7 @@ CREATE TABLE wval.demotion_candidates (
     strategy_id      text NOT NULL,
     run_id           uuid NOT NULL,
     as_of            date NOT NULL,
-    stage            text NOT NULL,
+    stage            wval.stage NOT NULL,
     trigger          text NOT NULL CHECK (trigger IN ('blocking_fail', 'soft_fail_streak')),
     breached         jsonb NOT NULL,
     consecutive_runs integer NOT NULL,

@@ -12,7 +12,7 @@
 
 CREATE TABLE wval.evaluation_stats (
     world_id    text NOT NULL,
-    stage       text NOT NULL,
+    stage       wval.stage NOT NULL,
     status      text NOT NULL,
     shard       smallint NOT NULL,
     runs        bigint NOT NULL DEFAULT 0,

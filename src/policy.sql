@@ -31,7 +31,7 @@ DECLARE
     v integer := coalesce(version, public.wval_active_policy_version(world_id));
     doc jsonb;
 BEGIN
-    PERFORM wval._one_of('stage', stage, ARRAY['backtest', 'paper', 'shadow', 'live']);
+    PERFORM wval._one_of('stage', stage, wval._stages());
     IF v IS NULL THEN
         RAISE EXCEPTION 'world "%" has no active policy version', world_id
             USING ERRCODE = 'WV010',

@@ -219,7 +219,7 @@ DECLARE
     p_key text;
     n integer;
 BEGIN
-    PERFORM wval._one_of('stage', p_stage, ARRAY['backtest', 'paper', 'shadow', 'live']);
+    PERFORM wval._one_of('stage', p_stage, wval._stages());
     PERFORM wval._cohort_candidates_check(candidates, p_campaign);
     PERFORM wval._ident('strategy_id', e.c ->> 'strategy_id') FROM jsonb_array_elements(candidates) e(c);
     p_version := public.wval_active_policy_version(p_world);

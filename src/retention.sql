@@ -578,13 +578,13 @@ BEGIN
             PERFORM wval._ident(format('runs[%s].created_by', e.i), x ->> 'created_by');
         END IF;
         PERFORM wval._one_of(format('runs[%s].stage', e.i), coalesce(x ->> 'stage', 'backtest'),
-                             ARRAY['backtest', 'paper', 'shadow', 'live']);
+                             wval._stages());
         PERFORM wval._one_of(format('runs[%s].kind', e.i), coalesce(x ->> 'kind', 'single'),
                              ARRAY['single', 'cohort', 'live', 'portfolio', 'stress']);
         PERFORM wval._one_of(format('runs[%s].status', e.i), x ->> 'status', ARRAY['pass', 'warn', 'fail', 'unvalidated']);
         IF x ? 'recommended_stage' AND jsonb_typeof(x -> 'recommended_stage') <> 'null' THEN
             PERFORM wval._one_of(format('runs[%s].recommended_stage', e.i), x ->> 'recommended_stage',
-                                 ARRAY['backtest_only', 'paper_only', 'paper_ok_live_candidate']);
+                                 wval._recommended_stages());
         END IF;
         IF jsonb_typeof(x -> 'metrics') <> 'object' OR (x ? 'results' AND jsonb_typeof(x -> 'results') NOT IN ('object', 'null')) THEN
             RAISE EXCEPTION '"runs[%].%" must be an object', e.i,

@@ -8,7 +8,7 @@ CREATE TABLE wval.scenario_cases (
     strategy_id     text NOT NULL,
     metrics         jsonb NOT NULL CHECK (jsonb_typeof(metrics) = 'object'),
     expected_status text NOT NULL CHECK (expected_status IN ('pass', 'warn', 'fail')),
-    expected_stage  text CHECK (expected_stage IN ('backtest_only', 'paper_only', 'paper_ok_live_candidate')),
+    expected_stage  wval.recommended_stage,
     note            text,
     shipped         boolean NOT NULL DEFAULT false,
     added_by        text NOT NULL DEFAULT wval._invoker(),
@@ -123,7 +123,7 @@ DECLARE
     rule text;
     ok boolean;
 BEGIN
-    PERFORM wval._one_of('stage', p_stage, ARRAY['backtest', 'paper', 'shadow', 'live']);
+    PERFORM wval._one_of('stage', p_stage, wval._stages());
     SELECT jsonb_agg(jsonb_build_object('strategy_id', c.strategy_id, 'run_id', c.case_id, 'metrics', c.metrics)
                      ORDER BY c.case_id), count(*)
     INTO runs, n
@@ -297,7 +297,7 @@ BEGIN
             impact := wval._activation_impact(w, act.previous_version, act.version);
             FOR st IN SELECT s.key FROM jsonb_each(impact -> 'stages') s
                       WHERE (s.value ->> 'impact_ratio')::float8 >= (impact ->> 'fail_impact_ratio')::float8
-                      ORDER BY array_position(ARRAY['backtest', 'paper', 'shadow', 'live'], s.key) LOOP
+                      ORDER BY array_position(wval._stages(), s.key) LOOP
                 breaches := breaches || ('impact:' || st);
             END LOOP;
         END IF;

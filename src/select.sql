@@ -5,7 +5,7 @@ CREATE SEQUENCE wval.selections_id_seq;
 CREATE TABLE wval.selections (
     selection_id   bigint NOT NULL DEFAULT nextval('wval.selections_id_seq'),
     world_id       text NOT NULL,
-    stage          text NOT NULL,
+    stage          wval.stage NOT NULL,
     policy_version integer,
     selected       text[] NOT NULL,
     entered        text[] NOT NULL,
@@ -134,7 +134,7 @@ DECLARE
     entered text[];
     left_set text[];
 BEGIN
-    PERFORM wval._one_of('stage', stage, ARRAY['backtest', 'paper', 'shadow', 'live']);
+    PERFORM wval._one_of('stage', stage, wval._stages());
     PERFORM wval._world(p_world, true);		-- one selection at a time per world
     v_version := public.wval_active_policy_version(p_world);
     IF v_version IS NULL THEN

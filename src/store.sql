@@ -269,7 +269,7 @@ CREATE TABLE wval.evaluation_runs (
     run_id             uuid NOT NULL DEFAULT gen_random_uuid(),
     world_id           text NOT NULL,
     strategy_id        text NOT NULL,
-    stage              text NOT NULL CHECK (stage IN ('backtest', 'paper', 'shadow', 'live')),
+    stage              wval.stage NOT NULL,
     kind               text NOT NULL DEFAULT 'single' CHECK (kind IN ('single', 'cohort', 'live', 'portfolio', 'stress')),
     campaign_id        text,
     risk_tier          text,
@@ -284,7 +284,7 @@ CREATE TABLE wval.evaluation_runs (
     ruleset_hash       text,
     profile            text,
     status             text NOT NULL CHECK (status IN ('pass', 'warn', 'fail', 'unvalidated')),
-    recommended_stage  text CHECK (recommended_stage IN ('backtest_only', 'paper_only', 'paper_ok_live_candidate')),
+    recommended_stage  wval.recommended_stage,
     recommendation     jsonb COMPRESSION lz4,
     results            jsonb COMPRESSION lz4 NOT NULL DEFAULT '{}',
     linked_run_id      uuid,
@@ -344,7 +344,7 @@ CREATE TABLE wval.rule_results (
     run_id      uuid NOT NULL,
     world_id    text NOT NULL,
     strategy_id text NOT NULL,
-    stage       text NOT NULL,
+    stage       wval.stage NOT NULL,
     rule        text NOT NULL,
     layer       text NOT NULL,
     status      text NOT NULL CHECK (status IN ('pass', 'warn', 'fail')),
@@ -1442,14 +1442,14 @@ COMMENT ON COLUMN wval.latest_runs.override_status IS 'approved | rejected | rev
 COMMENT ON COLUMN wval.latest_runs.override_review_due_at IS 'review date of that override; null without one';
 COMMENT ON COLUMN wval.latest_runs.override_overdue IS 'true for an approved override past its review date; null without an override';
 
-CREATE FUNCTION wval.run_history(world_id text, strategy_id text)
+CREATE FUNCTION public.wval_run_history(world_id text, strategy_id text)
 RETURNS SETOF wval.evaluation_runs
 LANGUAGE sql STABLE AS $$
     SELECT r.* FROM wval.evaluation_runs r
-    WHERE r.world_id = run_history.world_id AND r.strategy_id = run_history.strategy_id
+    WHERE r.world_id = wval_run_history.world_id AND r.strategy_id = wval_run_history.strategy_id
     ORDER BY r.created_at, r.chain_seq;
 $$;
-COMMENT ON FUNCTION wval.run_history(text, text) IS 'every run of a strategy with its policy version and outcome, oldest first';
+COMMENT ON FUNCTION public.wval_run_history(text, text) IS 'every run of a strategy with its policy version and outcome, oldest first';
 
 CREATE VIEW wval.override_queue AS
 SELECT o.world_id, o.strategy_id, o.run_id, o.override_id, o.actor, o.reason, o.recorded_at, o.review_due_at,
@@ -1529,7 +1529,7 @@ GRANT SELECT ON wval.worlds, wval.policy_versions, wval.policy_activations, wval
 
 GRANT EXECUTE ON FUNCTION wval._imported(jsonb) TO wval_analyst;
 GRANT EXECUTE ON FUNCTION public.wval_verify_chain(text), public.wval_chain_problems(text),
-      public.wval_active_policy_version(text), wval.run_history(text, text)
+      public.wval_active_policy_version(text), public.wval_run_history(text, text)
    TO wval_analyst;
 GRANT EXECUTE ON FUNCTION public.wval_policy_publish(text, jsonb, text, text),
       public.wval_policy_activate(text, integer, text, text, boolean),

@@ -120,6 +120,36 @@ CREATE UNLOGGED TABLE wval.work_purge_activations (
     row_hash      text NOT NULL
 );
 CREATE INDEX ON wval.work_purge_activations (work_id, activation_id);
+-- Stages: one domain per list (src/wval.sql) instead of a CHECK per column.
+-- The domains' functions come first (@routines re-creates them unchanged).
+-- Changing a column's type rewrites the table (partitions included) but not
+-- its values: the chain hashes stay valid (the canonical text of a domain is
+-- that of text).  The views over these columns are dropped here and re-created
+-- below (-- @view), before work_import copies evaluation_runs' column types.
+CREATE FUNCTION wval._stages() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY['backtest', 'paper', 'shadow', 'live'] $$;
+CREATE FUNCTION wval._deployment_stages() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY['backtest', 'paper', 'live', 'retired'] $$;
+CREATE FUNCTION wval._recommended_stages() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY['backtest_only', 'paper_only', 'paper_ok_live_candidate'] $$;
+CREATE DOMAIN wval.stage AS text CHECK (VALUE = ANY (wval._stages()));
+CREATE DOMAIN wval.deployment_stage AS text CHECK (VALUE = ANY (wval._deployment_stages()));
+CREATE DOMAIN wval.recommended_stage AS text CHECK (VALUE = ANY (wval._recommended_stages()));
+DROP VIEW wval.metrics, wval.latest_runs, wval.current_stage, wval.open_demotion_candidates, wval.snapshot_freshness;
+ALTER TABLE wval.evaluation_runs DROP CONSTRAINT evaluation_runs_stage_check,
+    DROP CONSTRAINT evaluation_runs_recommended_stage_check,
+    ALTER COLUMN stage TYPE wval.stage, ALTER COLUMN recommended_stage TYPE wval.recommended_stage;
+ALTER TABLE wval.rule_results ALTER COLUMN stage TYPE wval.stage;
+ALTER TABLE wval.risk_snapshots DROP CONSTRAINT risk_snapshots_stage_check, ALTER COLUMN stage TYPE wval.stage;
+ALTER TABLE wval.snapshot_counters ALTER COLUMN stage TYPE wval.stage;
+ALTER TABLE wval.selections ALTER COLUMN stage TYPE wval.stage;
+ALTER TABLE wval.deployments DROP CONSTRAINT deployments_stage_check, DROP CONSTRAINT deployments_previous_stage_check,
+    ALTER COLUMN stage TYPE wval.deployment_stage, ALTER COLUMN previous_stage TYPE wval.deployment_stage;
+ALTER TABLE wval.demotion_candidates ALTER COLUMN stage TYPE wval.stage;
+ALTER TABLE wval.scenario_cases DROP CONSTRAINT scenario_cases_expected_stage_check,
+    ALTER COLUMN expected_stage TYPE wval.recommended_stage;
+ALTER TABLE wval.evaluation_stats ALTER COLUMN stage TYPE wval.stage;
+
 CREATE UNLOGGED TABLE wval.work_import (work_id bigint NOT NULL, LIKE wval.evaluation_runs INCLUDING DEFAULTS, ord bigint NOT NULL);
 ALTER TABLE wval.work_import ALTER COLUMN chain_seq DROP NOT NULL, ALTER COLUMN prev_hash DROP NOT NULL,
     ALTER COLUMN row_hash DROP NOT NULL;
@@ -189,6 +219,11 @@ CREATE POLICY wval_world_read ON wval.bus_counters FOR ALL USING ((SELECT wval._
 
 -- imported runs justify no demotion
 -- @view wval.open_demotion_candidates
+
+-- dropped above for the stage domains
+-- @view wval.latest_runs
+-- @view wval.current_stage
+-- @view wval.snapshot_freshness
 
 -- metrics: the pg_cron job is the label cron_job (a scraped job label becomes
 -- exported_job in Prometheus), and wval_schedule_succeeded says whether a job
