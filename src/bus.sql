@@ -50,6 +50,7 @@ CREATE TABLE wval.events (
     created_at      timestamptz NOT NULL DEFAULT now(),
     expires_at      timestamptz
 );
+SELECT wval._secure('wval.events');
 ALTER SEQUENCE wval.events_id_seq OWNED BY wval.events.event_id;
 CREATE INDEX ON wval.events (type, event_id);
 CREATE INDEX ON wval.events (created_at);

@@ -26,6 +26,7 @@ CREATE TABLE wval.producers (
     row_hash        text NOT NULL,
     PRIMARY KEY (world_id, registration_id)
 );
+SELECT wval._secure('wval.producers');
 ALTER SEQUENCE wval.producers_id_seq OWNED BY wval.producers.registration_id;
 CREATE INDEX ON wval.producers (world_id, actor, registration_id DESC);
 COMMENT ON TABLE wval.producers IS 'who may publish risk snapshots to a world: one row per registration or revocation; the latest row per (world_id, actor) is in force';
@@ -73,6 +74,7 @@ CREATE TABLE wval.blobs (
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (world_id, blob_hash)
 );
+SELECT wval._secure('wval.blobs');
 COMMENT ON TABLE wval.blobs IS 'large snapshot parts, content-addressed per world: blob_hash = ''sha256:'' || hex(sha256(content::text)); identical parts are stored once';
 COMMENT ON COLUMN wval.blobs.blob_hash IS 'sha256:<hex> of the UTF-8 jsonb text of content; a snapshot refers to it as wval-blob:sha256:<hex>';
 COMMENT ON COLUMN wval.blobs.kind IS 'covariance | realized_returns | stress';
@@ -103,6 +105,7 @@ CREATE TABLE wval.risk_snapshots (
     PRIMARY KEY (world_id, snapshot_id),
     UNIQUE (world_id, version)
 );
+SELECT wval._secure('wval.risk_snapshots');
 ALTER SEQUENCE wval.risk_snapshots_id_seq OWNED BY wval.risk_snapshots.snapshot_id;
 CREATE INDEX ON wval.risk_snapshots (world_id, as_of DESC);
 CREATE INDEX ON wval.risk_snapshots (world_id, stage, as_of DESC);
@@ -137,6 +140,7 @@ CREATE TABLE wval.snapshot_counters (
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (world_id, stage, shard)
 );
+SELECT wval._secure('wval.snapshot_counters');
 COMMENT ON TABLE wval.snapshot_counters IS 'accepted publishes and dedupe hits per world and stage, spread over 16 rows (shard = backend id % 16) so that concurrent publishers do not queue on one row; sum over shard, or read wval.snapshot_stats';
 COMMENT ON COLUMN wval.snapshot_counters.processed IS 'snapshots accepted and stored';
 COMMENT ON COLUMN wval.snapshot_counters.dedupe IS 'identical retries answered with the stored snapshot';

@@ -27,6 +27,7 @@ CREATE TABLE wval.live_returns (
     row_hash    text NOT NULL,
     PRIMARY KEY (world_id, strategy_id, day, entry_id)
 );
+SELECT wval._secure('wval.live_returns');
 ALTER SEQUENCE wval.live_returns_id_seq OWNED BY wval.live_returns.entry_id;
 COMMENT ON TABLE wval.live_returns IS 'realized daily returns of deployed strategies; append-only and hash-chained: a correction of a day is a later row, and the latest row (highest entry_id) of each day counts';
 COMMENT ON COLUMN wval.live_returns.day IS 'the calendar day the return was earned';
@@ -111,6 +112,7 @@ CREATE TABLE wval.deployments (
     row_hash       text NOT NULL,
     PRIMARY KEY (world_id, deployment_id)
 );
+SELECT wval._secure('wval.deployments');
 ALTER SEQUENCE wval.deployments_id_seq OWNED BY wval.deployments.deployment_id;
 CREATE INDEX ON wval.deployments (world_id, strategy_id, deployment_id DESC);
 COMMENT ON TABLE wval.deployments IS 'stage decisions made by people (wval_set_stage): which stage a strategy is deployed at, who decided, why, and the run the decision relied on; append-only, hash-chained';
@@ -308,6 +310,7 @@ CREATE TABLE wval.demotion_candidates (
     row_hash         text NOT NULL,
     PRIMARY KEY (world_id, candidate_id)
 );
+SELECT wval._secure('wval.demotion_candidates');
 ALTER SEQUENCE wval.demotion_candidates_id_seq OWNED BY wval.demotion_candidates.candidate_id;
 CREATE UNIQUE INDEX ON wval.demotion_candidates (world_id, run_id);
 CREATE INDEX ON wval.demotion_candidates (world_id, strategy_id, as_of DESC);

@@ -20,6 +20,7 @@ CREATE TABLE wval.evaluation_stats (
     buckets     bigint[] NOT NULL,
     PRIMARY KEY (world_id, stage, status, shard)
 );
+SELECT wval._secure('wval.evaluation_stats');
 COMMENT ON TABLE wval.evaluation_stats IS 'counters of wval_evaluate per world, stage and status: runs, total seconds and a latency histogram (buckets of wval._latency_bounds(), not cumulative); sharded by backend so that concurrent evaluations do not queue on one row; updated in the evaluating transaction';
 COMMENT ON COLUMN wval.evaluation_stats.world_id IS 'the world (wval.worlds.world_id)';
 COMMENT ON COLUMN wval.evaluation_stats.stage IS 'backtest | paper | shadow | live: the stage argument of the evaluations';

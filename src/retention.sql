@@ -26,6 +26,7 @@ CREATE UNLOGGED TABLE wval.work_purge_scope (
     active_version integer,
     PRIMARY KEY (work_id, world_id)
 );
+SELECT wval._secure('wval.work_purge_scope');
 COMMENT ON TABLE wval.work_purge_scope IS 'working rows of wval_purge: the worlds in scope, with the cut of each table and the active version; deleted before the purge returns';
 
 CREATE UNLOGGED TABLE wval.work_purge_runs (
@@ -38,6 +39,7 @@ CREATE UNLOGGED TABLE wval.work_purge_runs (
     prev_hash  text NOT NULL,
     row_hash   text NOT NULL
 );
+SELECT wval._secure('wval.work_purge_runs');
 CREATE INDEX ON wval.work_purge_runs (work_id, run_id);
 COMMENT ON TABLE wval.work_purge_runs IS 'working rows of wval_purge: the runs to purge (part is the tableoid of their partition); deleted before the purge returns';
 
@@ -49,6 +51,7 @@ CREATE UNLOGGED TABLE wval.work_purge_results (
     rule       text NOT NULL,
     created_at timestamptz NOT NULL
 );
+SELECT wval._secure('wval.work_purge_results');
 CREATE INDEX ON wval.work_purge_results (work_id, run_id);
 COMMENT ON TABLE wval.work_purge_results IS 'working rows of wval_purge: the rule results to purge; deleted before the purge returns';
 
@@ -61,6 +64,7 @@ CREATE UNLOGGED TABLE wval.work_purge_overrides (
     prev_hash   text NOT NULL,
     row_hash    text NOT NULL
 );
+SELECT wval._secure('wval.work_purge_overrides');
 CREATE INDEX ON wval.work_purge_overrides (work_id, override_id);
 COMMENT ON TABLE wval.work_purge_overrides IS 'working rows of wval_purge: the overrides to purge; deleted before the purge returns';
 
@@ -74,6 +78,7 @@ CREATE UNLOGGED TABLE wval.work_purge_failures (
     prev_hash   text NOT NULL,
     row_hash    text NOT NULL
 );
+SELECT wval._secure('wval.work_purge_failures');
 CREATE INDEX ON wval.work_purge_failures (work_id, entry_id);
 COMMENT ON TABLE wval.work_purge_failures IS 'working rows of wval_purge: the ex-post failure entries to purge; deleted before the purge returns';
 
@@ -87,6 +92,7 @@ CREATE UNLOGGED TABLE wval.work_purge_versions (
     row_hash   text NOT NULL,
     PRIMARY KEY (work_id, world_id, version)
 );
+SELECT wval._secure('wval.work_purge_versions');
 COMMENT ON TABLE wval.work_purge_versions IS 'working rows of wval_purge: the policy versions to purge; deleted before the purge returns';
 
 CREATE UNLOGGED TABLE wval.work_purge_activations (
@@ -98,6 +104,7 @@ CREATE UNLOGGED TABLE wval.work_purge_activations (
     prev_hash     text NOT NULL,
     row_hash      text NOT NULL
 );
+SELECT wval._secure('wval.work_purge_activations');
 CREATE INDEX ON wval.work_purge_activations (work_id, activation_id);
 COMMENT ON TABLE wval.work_purge_activations IS 'working rows of wval_purge: the policy activations to purge; deleted before the purge returns';
 
@@ -105,6 +112,7 @@ COMMENT ON TABLE wval.work_purge_activations IS 'working rows of wval_purge: the
 -- stored (the columns of wval.evaluation_runs, chain columns nullable, plus
 -- the position in the imported array)
 CREATE UNLOGGED TABLE wval.work_import (work_id bigint NOT NULL, LIKE wval.evaluation_runs INCLUDING DEFAULTS, ord bigint NOT NULL);
+SELECT wval._secure('wval.work_import');
 ALTER TABLE wval.work_import ALTER COLUMN chain_seq DROP NOT NULL, ALTER COLUMN prev_hash DROP NOT NULL,
     ALTER COLUMN row_hash DROP NOT NULL;
 CREATE INDEX ON wval.work_import (work_id, ord);
@@ -123,6 +131,7 @@ CREATE TABLE wval.retention (
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (table_name, world_id)
 );
+SELECT wval._secure('wval.retention');
 -- changed only by wval_retention_set (which audits the old and new values)
 SELECT wval._protect_in_place('wval.retention');
 COMMENT ON TABLE wval.retention IS 'how long data is kept, per table and world (''*'' = every history table / every world); history at least 90 days, the longest applicable setting wins; risk_snapshots and events have defaults of their own (1 day, 7 days). Written by wval_retention_set, audited';

@@ -235,6 +235,7 @@ CREATE TABLE wval.regression_reports (
     row_hash         text NOT NULL,
     PRIMARY KEY (world_id, report_id)
 );
+SELECT wval._secure('wval.regression_reports');
 ALTER SEQUENCE wval.regression_reports_id_seq OWNED BY wval.regression_reports.report_id;
 COMMENT ON TABLE wval.regression_reports IS 'reports of the policy regression (wval_run_regression, weekly job wval:regression): scenario checks of the active policy and the impact of the active version against its predecessor; append-only, hash-chained';
 COMMENT ON COLUMN wval.regression_reports.policy_version IS 'the active version that was checked';

@@ -1,7 +1,8 @@
 -- security.sql: row-level security per world (spec operations.md, "Governance
 -- and security"). A role sees and writes only the worlds granted to it in
--- wval.world_grants. The policies are put on every world-scoped table and view
--- by finish.sql, once every file has created its tables.
+-- wval.world_grants. Every world-scoped table gets its policy right after its
+-- CREATE TABLE (SELECT wval._secure('wval.t'), src/store.sql); finish.sql
+-- checks that none was forgotten and gives every view the caller's rights.
 --
 -- Reads: every table of schema wval with a world_id column gets a row-level
 -- security policy, and every view runs with the caller's rights
@@ -36,6 +37,8 @@ INSERT INTO wval.world_grants (role_name, world_id, privilege, granted_by, grant
     ('wval_analyst', '*', 'read', 'wval', '-infinity'), ('wval_producer', '*', 'write', 'wval', '-infinity'),
     ('wval_validator', '*', 'write', 'wval', '-infinity'), ('wval_admin', '*', 'write', 'wval', '-infinity');
 SELECT wval._protect('wval.world_grants');
+-- no world policy here: the policies of every other table read this one
+-- (through wval._visible_worlds, SECURITY DEFINER); finish.sql exempts it
 SELECT pg_catalog.pg_extension_config_dump('wval.world_grants', 'WHERE granted_at <> ''-infinity''');
 
 CREATE VIEW wval.current_world_grants AS
@@ -62,23 +65,6 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp
                      AND pg_has_role(p_role, gr.oid, 'MEMBER'))
 $$;
 COMMENT ON FUNCTION wval._world_access(oid, text, text) IS 'true when the role (or a role it is a member of) was granted the world (or *) with the privilege (write includes read)';
-
--- wval._visible_worlds(): the worlds the current role may read; null = all.
-CREATE FUNCTION wval._visible_worlds() RETURNS text[]
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
-    -- the caller: current_user outside this SECURITY DEFINER function
-    WITH me AS (SELECT oid, rolsuper FROM pg_roles WHERE rolname = wval._invoker())
-    SELECT CASE WHEN (SELECT rolsuper FROM me)
-                  OR EXISTS (SELECT 1 FROM wval.current_world_grants g
-                             JOIN pg_catalog.pg_roles gr ON gr.rolname = g.role_name   -- skips dropped roles
-                             WHERE g.world_id = '*' AND g.privilege <> 'none'
-                               AND pg_has_role((SELECT oid FROM me), gr.oid, 'MEMBER'))
-                THEN NULL
-                ELSE coalesce((SELECT array_agg(DISTINCT g.world_id) FROM wval.current_world_grants g
-                               JOIN pg_catalog.pg_roles gr ON gr.rolname = g.role_name
-                               WHERE g.privilege <> 'none' AND pg_has_role((SELECT oid FROM me), gr.oid, 'MEMBER')), '{}') END
-$$;
-COMMENT ON FUNCTION wval._visible_worlds() IS 'the worlds the current role may read (null: every world); used by the row-level security policies';
 
 -- wval._require_world_access(world, privilege): 42501 unless the calling role
 -- (outside SECURITY DEFINER) may read/write the world.
@@ -146,22 +132,6 @@ END
 $$;
 COMMENT ON FUNCTION public.wval_world_revoke(name, text, text) IS 'revokes a role''s grant of a world (or of *) with a row of privilege none; audited; false when there was none in force';
 
--- wval._secure(table): row-level security by world on one table (also for
--- partitions created later by wval_maintain: a partition queried directly
--- does not inherit its parent's policies).
-CREATE FUNCTION wval._secure(tbl regclass) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = tbl AND polname = 'wval_world_read') THEN
-        EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
-        -- FOR ALL: a role that a DBA granted table privileges by mistake still
-        -- reaches the rows of its worlds, where the append-only trigger says WV003
-        EXECUTE format('CREATE POLICY wval_world_read ON %s FOR ALL USING ('
-                       '(SELECT wval._visible_worlds()) IS NULL OR world_id = ANY ((SELECT wval._visible_worlds())::text[]))', tbl);
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION wval._secure(regclass) IS 'enables row-level security by world on a table (policy wval_world_read)';
 
 GRANT SELECT ON wval.world_grants, wval.current_world_grants TO wval_analyst;
 GRANT EXECUTE ON FUNCTION wval._visible_worlds(), wval._world_access(oid, text, text), wval._invoker(), wval._can_read(text) TO wval_analyst;

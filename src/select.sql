@@ -18,6 +18,7 @@ CREATE TABLE wval.selections (
     row_hash       text NOT NULL,
     PRIMARY KEY (world_id, selection_id)
 );
+SELECT wval._secure('wval.selections');
 ALTER SEQUENCE wval.selections_id_seq OWNED BY wval.selections.selection_id;
 CREATE INDEX ON wval.selections (world_id, stage, selection_id DESC);
 COMMENT ON TABLE wval.selections IS 'every call of wval_select: the selected strategies, who entered and who left, and the decision for each candidate';
