@@ -1,4 +1,4 @@
--- bus.sql: the event bus (spec bus.md): transactional outbox, LISTEN/NOTIFY
+-- bus.sql: the event bus (docs/bus.md): transactional outbox, LISTEN/NOTIFY
 -- wake-ups, consumer groups with retry, backoff, visibility timeout and dead
 -- letters, wval's internal consumers, health and pruning.  All of it is SQL
 -- and set-based plpgsql; see docs/bus.md for the user's view.
@@ -34,6 +34,8 @@
 -- exclusively, so it waits for every transaction that is emitting and
 -- makes later emitters wait for the subscription to commit: a group receives
 -- exactly the events that commit after its subscription.
+--
+-- requires: store
 
 ------------------------------------------------------------------------------
 -- The outbox

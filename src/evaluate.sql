@@ -1,4 +1,6 @@
--- evaluate.sql: the evaluation entry points (spec policy.md), next to evaluate.c.
+-- evaluate.sql: the evaluation entry points (docs/evaluate.md), next to evaluate.c.
+--
+-- requires: store
 
 CREATE FUNCTION public.wval_check(policy jsonb, metrics jsonb, stage text DEFAULT 'backtest',
                                   context jsonb DEFAULT '{}')
@@ -152,7 +154,7 @@ RETURNS jsonb
 COMMENT ON FUNCTION wval._apply_rules(jsonb, text, jsonb, text, boolean, text[], jsonb) IS 'the check engine for other kinds of runs: applies the ruleset "live_monitoring", "cohort", a profile (null: the stage''s profile), optionally only some layers, to metrics; {status, cleared, profile, ruleset_hash, results, stopped_by, validation_error_count}';
 
 ------------------------------------------------------------------------------
--- Reads over outcomes (store.md, "Reads analysts expect")
+-- Reads over outcomes (docs/store.md, "Reads for analysts")
 ------------------------------------------------------------------------------
 
 CREATE FUNCTION public.wval_rule_failure_stats(since timestamptz DEFAULT now() - interval '30 days',

@@ -2,6 +2,8 @@
 -- Nothing of wval is granted to PUBLIC: EXECUTE on every function of the
 -- extension is revoked from PUBLIC here, after each concept's file has
 -- granted what its roles need.
+--
+-- requires: *  (every other file: this one comes last)
 
 DO $finish$
 DECLARE

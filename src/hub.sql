@@ -1,4 +1,4 @@
--- hub.sql: the risk hub (spec hub.md), next to hub.c.
+-- hub.sql: the risk hub (docs/risk-hub.md), next to hub.c.
 --
 -- Producers are registered per world (wval.producers, append-only and
 -- hash-chained: the latest row per world and actor is in force).  A
@@ -6,6 +6,8 @@
 -- form (wval.risk_snapshots.payload, hash recheckable in SQL), with large
 -- parts moved to wval.blobs, and announced with risk_snapshot_updated.
 -- Reads and the portfolio baseline follow.  docs/risk-hub.md is the guide.
+--
+-- requires: store
 
 ------------------------------------------------------------------------------
 -- Producers

@@ -1,4 +1,4 @@
--- live.sql: live monitoring (spec live.md) and stage decisions (store.md,
+-- live.sql: live monitoring (docs/live.md) and stage decisions (docs/live.md,
 -- "Stage decisions"), next to live.c.
 --
 -- Realized returns are appended to wval.live_returns (the latest row per
@@ -7,6 +7,8 @@
 -- run (wval_live_run, kind 'live') measures the realized windows, applies
 -- the policy's live_monitoring checks, and flags demotion candidates; wval
 -- never changes a stage by itself.
+--
+-- requires: store
 
 ------------------------------------------------------------------------------
 -- Realized returns

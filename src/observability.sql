@@ -1,10 +1,12 @@
--- observability.sql: what wval exposes to monitoring (spec operations.md,
--- "Observability" and the invariants of "Governance and security").
+-- observability.sql: what wval exposes to monitoring (docs/monitoring.md,
+-- including "Invariants").
 --
 --   wval.metrics                 one row per sample: name, labels, value
 --   wval_metrics_prometheus()    the same in the Prometheus text format
 --   wval_check_invariants()      the invariants, violations as rows
 --   wval.invariant_reports       what the daily job found (the metrics read it)
+--
+-- requires: store bus hub live schedule
 
 ------------------------------------------------------------------------------
 -- Evaluation counters and latency (written by wval_evaluate, evaluate.c)
@@ -161,7 +163,7 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION public.wval_check_invariants(text) IS 'the invariants of operations.md as violation rows (invariant, world, strategy, run, detail): live strategies validated, fail-closed worlds, overrides in order, overrides and ex-post cases refer to stored runs, validation_health recomputable, fresh snapshots for live worlds, hash chains intact';
+COMMENT ON FUNCTION public.wval_check_invariants(text) IS 'the invariants of docs/monitoring.md as violation rows (invariant, world, strategy, run, detail): live strategies validated, fail-closed worlds, overrides in order, overrides and ex-post cases refer to stored runs, validation_health recomputable, fresh snapshots for live worlds, hash chains intact';
 
 CREATE SEQUENCE wval.invariant_reports_id_seq;
 CREATE TABLE wval.invariant_reports (

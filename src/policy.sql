@@ -1,4 +1,6 @@
--- policy.sql: the policy DSL (spec policy.md), next to policy.c and rules.c.
+-- policy.sql: the policy DSL (docs/policy.md), next to policy.c and rules.c.
+--
+-- requires: store
 
 CREATE FUNCTION wval._policy_validate(policy jsonb, fail_closed boolean DEFAULT false) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'wval_policy_validate' LANGUAGE C IMMUTABLE PARALLEL SAFE;

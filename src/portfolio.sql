@@ -1,4 +1,5 @@
--- portfolio.sql: the extended layers of hub.md, next to portfolio.c.
+-- portfolio.sql: the extended layers of docs/risk-hub.md ("Portfolio and stress
+-- layers", "Cohort (campaign) layer"), next to portfolio.c.
 --
 -- Portfolio and stress: wval_evaluate_portfolio (C) evaluates a candidate
 -- run against the world's latest fresh risk snapshot and stores a linked
@@ -8,6 +9,8 @@
 -- does when the world's settings say extended_validation = 'sync'.
 -- Cohort: wval_evaluate_cohort evaluates a campaign's candidates and then
 -- the cohort checks across them.  docs/risk-hub.md is the guide.
+--
+-- requires: store bus
 
 ------------------------------------------------------------------------------
 -- Portfolio and stress layers

@@ -1,9 +1,10 @@
 -- retention.sql: retention settings, the purge, the import of historical
--- runs and the maintenance job (spec store.md, "Retention"); see
--- docs/retention.md.  History leaves only through wval_purge(), under the
+-- runs and the maintenance job (docs/retention.md).  History leaves only through wval_purge(), under the
 -- transaction-local guard of store.c, and every chained row it removes
 -- leaves its link in wval.chain_tombstones so that the chain of what remains
 -- still verifies.
+--
+-- requires: store
 
 ------------------------------------------------------------------------------
 -- Settings

@@ -1,6 +1,11 @@
 -- scenarios.sql: the published scenario sets (policy-regression fixtures) and
--- the sample policy they were published with (spec operations.md).
--- The Makefile appends the four sets from data/scenarios/*.json after this file.
+-- the sample policy they were published with (docs/policy-change.md, "Scenario sets").
+-- The sample policy and the four sets come from data/scenarios/*.json:
+-- scripts/scenario-sets.py prints the statements that load them, and the
+-- install script has them right after this file.
+--
+-- requires: store
+-- then: scripts/scenario-sets.py data/scenarios
 
 CREATE TABLE wval.scenario_cases (
     set_name        text NOT NULL,
@@ -98,7 +103,7 @@ SELECT pg_catalog.pg_extension_config_dump('wval.scenario_cases', 'WHERE NOT shi
 GRANT SELECT ON wval.scenario_cases, wval.sample_policies TO wval_analyst;
 
 ------------------------------------------------------------------------------
--- Scenario regression check (operations.md: "Scenario sets")
+-- Scenario regression check (docs/policy-change.md, "Scenario sets")
 ------------------------------------------------------------------------------
 
 -- wval._scenario_check(policy, set, stage, fail_closed): the check of one
@@ -215,7 +220,7 @@ $$;
 COMMENT ON FUNCTION public.wval_scenario_add(text, text, jsonb, text, text) IS 'adds a site''s own regression case (metrics in the scenario shape, the status it must get) to a scenario set; shipped cases cannot be replaced; audited';
 
 ------------------------------------------------------------------------------
--- The weekly regression (operations.md)
+-- The weekly regression (docs/policy-change.md, "The weekly regression")
 ------------------------------------------------------------------------------
 
 CREATE SEQUENCE wval.regression_reports_id_seq;

@@ -1,5 +1,5 @@
--- security.sql: row-level security per world (spec operations.md, "Governance
--- and security"). A role sees and writes only the worlds granted to it in
+-- security.sql: row-level security per world (docs/roles.md, "Row-level
+-- security per world"). A role sees and writes only the worlds granted to it in
 -- wval.world_grants. Every world-scoped table gets its policy right after its
 -- CREATE TABLE (SELECT wval._secure('wval.t'), src/store.sql); finish.sql
 -- checks that none was forgotten and gives every view the caller's rights.
@@ -15,6 +15,8 @@
 -- The extension grants '*' (every world) to its four roles, so nothing is
 -- restricted until a site narrows it: revoke the '*' grant of a role and
 -- grant worlds to the roles that need them.
+--
+-- requires: store
 
 CREATE TABLE wval.world_grants (
     role_name  name NOT NULL,

@@ -1,5 +1,7 @@
--- select.sql: selection after validation (spec policy.md, "Selection").
+-- select.sql: selection after validation (docs/policy.md, "Selection").
 -- Validation decides who is eligible; selection decides who is used.
+--
+-- requires: store
 
 CREATE SEQUENCE wval.selections_id_seq;
 CREATE TABLE wval.selections (

@@ -1,9 +1,11 @@
--- store.sql: the append-only evaluation store (spec store.md), next to store.c.
+-- store.sql: the append-only evaluation store (docs/store.md), next to store.c.
 --
 -- History tables refuse UPDATE/DELETE/TRUNCATE for every role (trigger
 -- wval._append_only, SQLSTATE WV003); rows leave only through the retention
 -- path, which raises a transaction-local guard first.  Chained tables also
 -- carry the per-world hash chain (chain_seq, prev_hash, row_hash).
+--
+-- requires: wval
 
 ------------------------------------------------------------------------------
 -- Trigger functions (C, store.c)

@@ -2,6 +2,8 @@
 -- Data objects live in schema wval (the extension's schema); the SQL entry
 -- points wval_* live in public so that they work unqualified in a default
 -- database right after CREATE EXTENSION wval CASCADE.
+--
+-- requires:  (nothing: the prelude comes first)
 
 \echo Use "CREATE EXTENSION wval CASCADE" to load this file. \quit
 
@@ -70,7 +72,7 @@ $$;
 COMMENT ON FUNCTION wval._one_of(text, text, text[]) IS 'raises 22023 unless value is one of the accepted values';
 
 -- wval._duration(field, value): interval from a PostgreSQL interval or the
--- short forms 30s, 5m, 1h, 180d (spec README conventions).
+-- short forms 30s, 5m, 1h, 180d (docs/bus.md, "Delivery guarantees").
 CREATE FUNCTION wval._duration(field text, value text) RETURNS interval
 LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
 DECLARE
