@@ -264,15 +264,6 @@ COMMENT ON FUNCTION wval._dead_lettered(text, bigint) IS 'emits event_dead_lette
 -- Publishing
 ------------------------------------------------------------------------------
 
--- wval._wake(): asks for a NOTIFY wval_events (empty payload) once the
--- calling transaction commits.  The notifier background worker of the
--- database sends it (src/notifier.c), so that writing transactions do not
--- take NOTIFY's cluster-wide commit lock; without a notifier the
--- transaction NOTIFYs itself.
-CREATE FUNCTION wval._wake() RETURNS void
-LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wval_wake';
-COMMENT ON FUNCTION wval._wake() IS 'internal: wake wval_events listeners after the calling transaction commits, through the notifier worker (at most one NOTIFY per wval.notify_interval) or, without one, by NOTIFY in the transaction; nothing on rollback';
-
 -- wval._emit(type, world, subject, key, data, ttl): writes one event and its
 -- deliveries and wakes listeners after commit (wval._wake); returns the event_id,
 -- or null when the idempotency key exists (counted as a dedupe hit).

@@ -43,10 +43,6 @@ INSERT INTO wval.partition_indexes (parent, spec) VALUES
     ('evaluation_runs', '(created_at) WHERE kind <> ''single''');
 CREATE INDEX ON wval.evaluation_runs_default (created_at) WHERE kind <> 'single';
 
-CREATE FUNCTION wval._metric_coverage(metrics jsonb) RETURNS float8
-    AS 'MODULE_PATHNAME', 'wval_metric_coverage' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION wval._metric_coverage(jsonb) IS 'share of the 12 v1 core metrics present in a metrics document (validation_health.metric_coverage_ratio)';
-
 ------------------------------------------------------------------------------
 -- Invariants
 ------------------------------------------------------------------------------
@@ -342,6 +338,5 @@ $$;
 COMMENT ON FUNCTION public.wval_metrics_prometheus() IS 'wval.metrics in the Prometheus text exposition format (for a postgres_exporter query or an HTTP scraper)';
 
 GRANT SELECT ON wval.evaluation_stats, wval.invariant_reports, wval.metrics TO wval_analyst;
-GRANT EXECUTE ON FUNCTION public.wval_metrics_prometheus(), wval._latency_bounds(), wval._metric_coverage(jsonb),
-      public.wval_check_invariants(text) TO wval_analyst;
+GRANT EXECUTE ON FUNCTION public.wval_metrics_prometheus(), wval._latency_bounds(), public.wval_check_invariants(text) TO wval_analyst;
 GRANT EXECUTE ON FUNCTION public.wval_run_invariants(), public.wval_schedule_invariants(text) TO wval_admin;

@@ -36,6 +36,14 @@ CREATE FUNCTION wval._canonical(row_value record) RETURNS text
     AS 'MODULE_PATHNAME', 'wval_canonical' LANGUAGE C STRICT STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION wval._canonical(record) IS 'the canonical text of a history row that its chain hash covers (see docs/store.md)';
 
+-- wval._ident(field, value): raises 22023 unless value is a valid identifier
+-- (non-blank, at most 200 bytes, no control, bidi-control or zero-width
+-- characters: docs/store.md, "Identifiers"); returns value.
+CREATE FUNCTION wval._ident(field text, value text) RETURNS text
+    AS 'MODULE_PATHNAME', 'wval_ident'
+    LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION wval._ident(text, text) IS 'checks a wval identifier (non-blank, <= 200 bytes, no control, bidi-control or zero-width characters) and returns it';
+
 CREATE FUNCTION wval._invoker() RETURNS text
     AS 'MODULE_PATHNAME', 'wval_invoker' LANGUAGE C STABLE;
 COMMENT ON FUNCTION wval._invoker() IS 'the role that called into wval (current_user outside SECURITY DEFINER functions; honours SET ROLE)';

@@ -32,14 +32,6 @@ COMMENT ON SCHEMA wval IS 'wval: evaluation store, policies, events (data object
 REVOKE ALL ON SCHEMA wval FROM PUBLIC;
 GRANT USAGE ON SCHEMA wval TO wval_analyst;
 
--- wval._ident(field, value): raises 22023 unless value is a valid identifier
--- (non-blank, at most 200 bytes, no control, bidi-control or zero-width
--- characters: docs/store.md, "Identifiers"); returns value.
-CREATE FUNCTION wval._ident(field text, value text) RETURNS text
-    AS 'MODULE_PATHNAME', 'wval_ident'
-    LANGUAGE C IMMUTABLE PARALLEL SAFE;
-COMMENT ON FUNCTION wval._ident(text, text) IS 'checks a wval identifier (non-blank, <= 200 bytes, no control, bidi-control or zero-width characters) and returns it';
-
 -- wval._require_text(field, value, sqlstate, hint): raises when value is null or blank.
 CREATE FUNCTION wval._require_text(field text, value text, sqlstate text DEFAULT '22023', hint text DEFAULT NULL)
 RETURNS text
