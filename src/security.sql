@@ -1,8 +1,9 @@
 -- security.sql: row-level security per world (docs/roles.md, "Row-level
--- security per world"). A role sees and writes only the worlds granted to it in
--- wval.world_grants. Every world-scoped table gets its policy right after its
--- CREATE TABLE (SELECT wval._secure('wval.t'), src/store.sql); finish.sql
--- checks that none was forgotten and gives every view the caller's rights.
+-- security per world"), next to access.c (the cached world checks). A role
+-- sees and writes only the worlds granted to it in wval.world_grants. Every
+-- world-scoped table gets its policy right after its CREATE TABLE (SELECT
+-- wval._secure('wval.t'), src/store.sql); finish.sql checks that none was
+-- forgotten and gives every view the caller's rights.
 --
 -- Reads: every table of schema wval with a world_id column gets a row-level
 -- security policy, and every view runs with the caller's rights
@@ -39,6 +40,13 @@ INSERT INTO wval.world_grants (role_name, world_id, privilege, granted_by, grant
     ('wval_analyst', '*', 'read', 'wval', '-infinity'), ('wval_producer', '*', 'write', 'wval', '-infinity'),
     ('wval_validator', '*', 'write', 'wval', '-infinity'), ('wval_admin', '*', 'write', 'wval', '-infinity');
 SELECT wval._protect('wval.world_grants');
+CREATE FUNCTION wval._grants_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'wval_grants_changed' LANGUAGE C;
+COMMENT ON FUNCTION wval._grants_changed() IS 'statement trigger of wval.world_grants: every backend forgets the world grants it cached (access.c) when the writing transaction commits';
+CREATE TRIGGER world_grants_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON wval.world_grants
+    FOR EACH STATEMENT EXECUTE FUNCTION wval._grants_changed();
+-- also when a grant arrives by logical replication (session_replication_role = replica)
+ALTER TABLE wval.world_grants ENABLE ALWAYS TRIGGER world_grants_changed;
 -- no world policy here: the policies of every other table read this one
 -- (through wval._visible_worlds, SECURITY DEFINER); finish.sql exempts it
 SELECT pg_catalog.pg_extension_config_dump('wval.world_grants', 'WHERE granted_at <> ''-infinity''');
@@ -55,18 +63,20 @@ COMMENT ON COLUMN wval.current_world_grants.granted_by IS 'who granted: the acto
 COMMENT ON COLUMN wval.current_world_grants.granted_at IS 'when the grant was recorded; -infinity for the extension''s own * grants, so that any later row of a site wins';
 
 -- wval._world_access(role, world, privilege): may role read/write the world?
--- Superusers and the extension owner may do everything.
+-- Superusers may do everything. C (access.c): the grants in force for a role
+-- are cached per backend until wval.world_grants, a role or a membership
+-- changes (the trigger below, syscache callbacks).
 CREATE FUNCTION wval._world_access(p_role oid, p_world_id text, p_privilege text) RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
-    SELECT (SELECT rolsuper FROM pg_roles WHERE oid = p_role)
-        OR EXISTS (SELECT 1 FROM wval.current_world_grants g
-                   -- by oid: a grant of a role dropped since names no role
-                   JOIN pg_catalog.pg_roles gr ON gr.rolname = g.role_name
-                   WHERE (g.world_id = '*' OR g.world_id = p_world_id)
-                     AND (g.privilege = 'write' OR (p_privilege = 'read' AND g.privilege = 'read'))
-                     AND pg_has_role(p_role, gr.oid, 'MEMBER'))
-$$;
+    AS 'MODULE_PATHNAME', 'wval_world_access' LANGUAGE C STABLE;
 COMMENT ON FUNCTION wval._world_access(oid, text, text) IS 'true when the role (or a role it is a member of) was granted the world (or *) with the privilege (write includes read)';
+
+-- wval._can_read(world): may the calling role (outside SECURITY DEFINER) read
+-- the world?  The one question every read path asks first; a world it may not
+-- read is answered as a world that does not exist.  C (access.c), cached per
+-- backend.
+CREATE FUNCTION wval._can_read(p_world_id text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'wval_can_read' LANGUAGE C STABLE;
+COMMENT ON FUNCTION wval._can_read(text) IS 'true when the calling role may read the world (wval.world_grants); what it may not read does not exist for it';
 
 -- wval._require_world_access(world, privilege): 42501 unless the calling role
 -- (outside SECURITY DEFINER) may read/write the world.

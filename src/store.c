@@ -67,6 +67,7 @@
 #include "utils/typcache.h"
 #include "utils/uuid.h"
 
+#include "access.h"
 #include "wval.h"
 
 #define GENESIS_HASH "sha256:0000000000000000000000000000000000000000000000000000000000000000"
@@ -80,7 +81,6 @@ static bool purge_guard = false;
 
 static SPIPlanPtr chain_advance_plan = NULL;
 static SPIPlanPtr chain_start_plan = NULL;
-static SPIPlanPtr world_write_plan = NULL;
 
 static void append_canonical_value(StringInfo buf, Datum value, Oid typid);
 
@@ -675,43 +675,20 @@ prepare_chain_plans(void)
 
 /*
  * Raises 42501 unless the role that called into wval (outside SECURITY
- * DEFINER) may write the world (wval.world_grants, security.sql).  The
- * answer is kept for the rest of the transaction; world "" (acts of no
- * world) is always writable.  The caller is connected to SPI.
+ * DEFINER) may write the world (wval.world_grants, access.c caches the
+ * answer per backend).  World "" (acts of no world) is always writable.
  */
 static void
 check_world_write(const char *world)
 {
-	static LocalTransactionId cached_lxid = InvalidLocalTransactionId;
-	static Oid	cached_role = InvalidOid;
-	static char cached_world[WVAL_MAX_IDENT_BYTES + 1];
 	Oid			role = GetOuterUserId();
-	Datum		args[2];
-	Oid			types[2] = {OIDOID, TEXTOID};
-	bool		isnull;
 
-	if (world[0] == '\0' || superuser_arg(role))
+	if (world[0] == '\0' || wval_access_allowed(role, world, true))
 		return;
-	if (cached_lxid == MyProc->lxid && cached_role == role && strcmp(cached_world, world) == 0)
-		return;
-	if (world_write_plan == NULL)
-	{
-		world_write_plan = SPI_prepare("SELECT wval._world_access($1, $2, 'write')", 2, types);
-		if (world_write_plan == NULL || SPI_keepplan(world_write_plan) != 0)
-			elog(ERROR, "could not prepare the world access check");
-	}
-	args[0] = ObjectIdGetDatum(role);
-	args[1] = CStringGetTextDatum(world);
-	if (SPI_execute_plan(world_write_plan, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not check access to world \"%s\"", world);
-	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role \"%s\" may not write world \"%s\"", GetUserNameFromId(role, false), world),
-				 errhint("A wval_admin grants worlds with wval_world_grant(role, world_id, 'write').")));
-	cached_lxid = MyProc->lxid;
-	cached_role = role;
-	strlcpy(cached_world, world, sizeof(cached_world));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("role \"%s\" may not write world \"%s\"", GetUserNameFromId(role, false), world),
+			 errhint("A wval_admin grants worlds with wval_world_grant(role, world_id, 'write').")));
 }
 
 PG_FUNCTION_INFO_V1(wval_chain);
