@@ -156,7 +156,8 @@ COMMENT ON COLUMN wval.current_stage.deployment_id IS 'the decision in force (wv
 -- wval._stage_rank(stage): order of the stages for promotions and demotions.
 CREATE FUNCTION wval._stage_rank(stage text) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE stage WHEN 'retired' THEN 0 WHEN 'backtest' THEN 1 WHEN 'paper' THEN 2 WHEN 'live' THEN 3 END
+    -- the order of wval._deployment_stages(), retired (last there) lowest
+    SELECT CASE WHEN stage = 'retired' THEN 0 ELSE array_position(wval._deployment_stages(), stage) END
 $$;
 COMMENT ON FUNCTION wval._stage_rank(text) IS 'retired 0 < backtest 1 < paper 2 < live 3';
 
