@@ -62,7 +62,7 @@ PG_CFLAGS   = -Wall -Wextra
 # JIT bitcode is of no use for wval and needs clang; skip it.
 override with_llvm := no
 
-EXTRA_CLEAN = $(DATA_built) .build/doc
+EXTRA_CLEAN = $(DATA_built) $(addsuffix .tmp,$(DATA_built)) .build/doc
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
