@@ -1,7 +1,8 @@
--- compare.sql: comparisons for analysts (issue 16, point 4), next to
--- compare.c: what changed between two policy versions check by check, the
--- policy diff report as markdown or HTML, and trends of a metric or a check.
--- See docs/reports.md, "Comparisons".
+-- compare.sql: comparisons for analysts (docs/reports.md, "Comparisons"),
+-- next to compare.c: what changed between two policy versions check by check,
+-- the policy diff report as markdown or HTML, and trends of a metric or a check.
+--
+-- requires: store
 
 CREATE FUNCTION wval._policy_rulesets(policy jsonb, fail_closed boolean) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'wval_policy_rulesets' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -220,7 +221,7 @@ BEGIN
             HINT = 'Pass finite bounds with since <= until.';
     END IF;
     IF stage IS NOT NULL THEN
-        PERFORM wval._one_of('stage', stage, ARRAY['backtest', 'paper', 'shadow', 'live']);
+        PERFORM wval._one_of('stage', stage, wval._stages());
     END IF;
     step := CASE bucket WHEN 'quarter' THEN interval '3 months' ELSE ('1 ' || bucket)::interval END;
     -- (shortest length of a bucket: a bound that needs no series)

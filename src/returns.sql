@@ -1,6 +1,8 @@
 -- returns.sql: the stored return series of runs and the reproduction of a
--- run's metrics from them (issue 16, "Reproducible runs"), next to returns.c.
--- See docs/reports.md.
+-- run's metrics from them (docs/reports.md, "Reproducible runs"), next to
+-- returns.c.
+--
+-- requires: store
 
 CREATE FUNCTION wval._returns_array(returns bytea) RETURNS float8[]
     AS 'MODULE_PATHNAME', 'wval_returns_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -23,6 +25,7 @@ CREATE TABLE wval.run_returns (
     CONSTRAINT run_returns_content CHECK (pg_catalog.length(returns) = 8 * n_periods
                                           AND 'sha256:' || pg_catalog.encode(pg_catalog.sha256(returns), 'hex') = returns_hash)
 );
+SELECT wval._secure('wval.run_returns');
 COMMENT ON TABLE wval.run_returns IS 'the return series runs were evaluated from, stored once per world and series (content-addressed by the runs'' returns_hash) when the world''s settings say store_returns = true; append-only and hash-chained; purged with the last run of the world that references it';
 COMMENT ON COLUMN wval.run_returns.world_id IS 'the world (wval.worlds.world_id)';
 COMMENT ON COLUMN wval.run_returns.returns_hash IS 'sha256 of the series (wval.evaluation_runs.returns_hash of every run evaluated from it); the check constraint recomputes it from returns';
