@@ -80,6 +80,8 @@
 
 #include "wval.h"
 #include "hub.h"
+#include "jsonb.h"
+#include "spi.h"
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
@@ -178,43 +180,34 @@ typedef struct SnapshotContract
 	bool		signed_ok;
 } SnapshotContract;
 
-/* A prepared statement of this file, kept for the life of the backend. */
-typedef struct HubPlan
-{
-	const char *sql;
-	int			nargs;
-	Oid			types[11];
-	SPIPlanPtr	plan;
-} HubPlan;
-
-static HubPlan plan_world = {
+static WvalPlan plan_world = {
 	"SELECT settings FROM wval.worlds WHERE world_id = $1 AND wval._can_read($1)",
 	1, {TEXTOID},
 	NULL
 };
-static HubPlan plan_blob_kind = {
+static WvalPlan plan_blob_kind = {
 	"SELECT kind FROM wval.blobs WHERE world_id = $1 AND blob_hash = $2",
 	2, {TEXTOID, TEXTOID},
 	NULL
 };
-static HubPlan plan_producer = {
+static WvalPlan plan_producer = {
 	"SELECT status, hmac_key FROM wval.producers WHERE world_id = $1 AND actor = $2 "
 	"ORDER BY registration_id DESC LIMIT 1",
 	2, {TEXTOID, TEXTOID},
 	NULL
 };
-static HubPlan plan_existing = {
+static WvalPlan plan_existing = {
 	"SELECT * FROM wval.risk_snapshots WHERE world_id = $1 AND version = $2",
 	2, {TEXTOID, TEXTOID},
 	NULL
 };
-static HubPlan plan_blob_insert = {
+static WvalPlan plan_blob_insert = {
 	"INSERT INTO wval.blobs (world_id, blob_hash, kind, content, size_bytes, created_by) "
 	"VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (world_id, blob_hash) DO NOTHING",
 	6, {TEXTOID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID},
 	NULL
 };
-static HubPlan plan_insert = {
+static WvalPlan plan_insert = {
 	"INSERT INTO wval.risk_snapshots (world_id, version, hash, payload, actor, stage, "
 	"as_of, ttl_sec, received_at, signed, blob_refs) "
 	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *",
@@ -222,7 +215,7 @@ static HubPlan plan_insert = {
 	INT4OID, TIMESTAMPTZOID, BOOLOID, TEXTARRAYOID},
 	NULL
 };
-static HubPlan plan_count = {
+static WvalPlan plan_count = {
 	"INSERT INTO wval.snapshot_counters AS c (world_id, stage, shard, processed, dedupe) "
 	"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (world_id, stage, shard) DO UPDATE "
 	"SET processed = c.processed + excluded.processed, dedupe = c.dedupe + excluded.dedupe, "
@@ -230,17 +223,17 @@ static HubPlan plan_count = {
 	5, {TEXTOID, TEXTOID, INT2OID, INT8OID, INT8OID},
 	NULL
 };
-static HubPlan plan_emit = {
+static WvalPlan plan_emit = {
 	"SELECT wval._emit('risk_snapshot_updated', $1, $2, $3, $4, make_interval(secs => $5))",
 	5, {TEXTOID, TEXTOID, TEXTOID, JSONBOID, FLOAT8OID},
 	NULL
 };
-static HubPlan plan_extended = {
+static WvalPlan plan_extended = {
 	"SELECT wval._extended_validation($1, $2, $3, true)",
 	3, {TEXTOID, TEXTOID, TEXTOID},
 	NULL
 };
-static HubPlan plan_latest = {
+static WvalPlan plan_latest = {
 	"SELECT s.version, s.hash, s.stage, s.actor, s.as_of, s.payload, "
 	"wval._snapshot_expand(s.world_id, s.payload) "
 	"FROM wval.risk_snapshots s WHERE s.world_id = $1 AND ($2::text IS NULL OR s.stage = $2) "
@@ -363,29 +356,6 @@ wval_fill_missing_covariance(int k, double *cov, const bool *known,
  * Small helpers
  * ---------------------------------------------------------------------
  */
-
-/* Prepares a statement of this file once per backend and runs it. */
-static int
-exec_plan(HubPlan *p, Datum *values, const char *nulls, bool read_only, long count)
-{
-	int			ret;
-
-	if (p->plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->types);
-
-		if (plan == NULL)
-			elog(ERROR, "could not prepare hub statement: %s",
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not keep hub statement");
-		p->plan = plan;
-	}
-	ret = SPI_execute_plan(p->plan, values, nulls, read_only, count);
-	if (ret < 0)
-		elog(ERROR, "hub statement failed: %s", SPI_result_code_string(ret));
-	return ret;
-}
 
 /* A NUL-terminated copy of a jsonb string value. */
 static char *
@@ -538,7 +508,7 @@ count_outcome(SnapshotContract *c, bool dedupe)
 	values[2] = Int16GetDatum((int16) (MyBackendId % COUNTER_SHARDS));
 	values[3] = Int64GetDatum(dedupe ? 0 : 1);
 	values[4] = Int64GetDatum(dedupe ? 1 : 0);
-	exec_plan(&plan_count, values, NULL, false, 0);
+	wval_spi_exec(&plan_count, values, NULL, false, 0, WVAL_SPI_ANY);
 }
 
 /* Counts the rejection and raises the error described by rest. */
@@ -679,7 +649,7 @@ check_world(SnapshotContract *c)
 						 errmsg("\"world_id\" must not be null"),
 						 errhint("Pass the world the snapshot describes.")));
 	arg = CStringGetTextDatum(c->world_id);
-	if (exec_plan(&plan_world, &arg, NULL, true, 1) != SPI_OK_SELECT)
+	if (wval_spi_exec(&plan_world, &arg, NULL, true, 1, WVAL_SPI_ANY) != SPI_OK_SELECT)
 		elog(ERROR, "could not read world");
 	if (SPI_processed == 0)
 		contract_reject(c, false,
@@ -1095,7 +1065,7 @@ check_ref(SnapshotContract *c, OffloadPart part)
 		{
 			args[0] = CStringGetTextDatum(c->world_id);
 			args[1] = CStringGetTextDatum(psprintf("sha256:%s", hex));
-			exec_plan(&plan_blob_kind, args, NULL, true, 1);
+			wval_spi_exec(&plan_blob_kind, args, NULL, true, 1, WVAL_SPI_ANY);
 			if (SPI_processed == 1)
 				kind = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		}
@@ -1637,7 +1607,7 @@ check_producer(SnapshotContract *c)
 
 	args[0] = CStringGetTextDatum(c->world_id);
 	args[1] = CStringGetTextDatum(c->actor);
-	exec_plan(&plan_producer, args, NULL, true, 1);
+	wval_spi_exec(&plan_producer, args, NULL, true, 1, WVAL_SPI_ANY);
 	status = SPI_processed == 1 ?
 		SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) : NULL;
 	if (status == NULL || strcmp(status, "active") != 0)
@@ -1747,7 +1717,7 @@ existing_snapshot(SnapshotContract *c, TupleDesc *tupdesc)
 
 	args[0] = CStringGetTextDatum(c->world_id);
 	args[1] = CStringGetTextDatum(c->version);
-	exec_plan(&plan_existing, args, NULL, false, 1);
+	wval_spi_exec(&plan_existing, args, NULL, false, 1, WVAL_SPI_ANY);
 	if (SPI_processed == 0)
 		return NULL;
 	col = SPI_fnumber(SPI_tuptable->tupdesc, "hash");
@@ -1785,7 +1755,7 @@ store_snapshot(SnapshotContract *c, TupleDesc *tupdesc)
 		args[3] = JsonbPGetDatum(b->content);
 		args[4] = Int32GetDatum(b->size_bytes);
 		args[5] = CStringGetTextDatum(c->actor);
-		exec_plan(&plan_blob_insert, args, NULL, false, 0);
+		wval_spi_exec(&plan_blob_insert, args, NULL, false, 0, WVAL_SPI_ANY);
 	}
 
 	refs = palloc(sizeof(Datum) * Max(c->nrefs, 1));
@@ -1803,7 +1773,7 @@ store_snapshot(SnapshotContract *c, TupleDesc *tupdesc)
 	args[8] = TimestampTzGetDatum(c->arrival);
 	args[9] = BoolGetDatum(c->signed_ok);
 	args[10] = PointerGetDatum(construct_array(refs, c->nrefs, TEXTOID, -1, false, TYPALIGN_INT));
-	if (exec_plan(&plan_insert, args, nulls, false, 1) != SPI_OK_INSERT_RETURNING ||
+	if (wval_spi_exec(&plan_insert, args, nulls, false, 1, WVAL_SPI_ANY) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "could not store risk snapshot");
 	row = SPI_copytuple(SPI_tuptable->vals[0]);
@@ -1832,7 +1802,7 @@ store_snapshot(SnapshotContract *c, TupleDesc *tupdesc)
 	args[2] = CStringGetTextDatum(key);
 	args[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(data.data));
 	args[4] = Float8GetDatum((double) c->ttl_sec);
-	exec_plan(&plan_emit, args, NULL, false, 1);
+	wval_spi_exec(&plan_emit, args, NULL, false, 1, WVAL_SPI_ANY);
 	return row;
 }
 
@@ -1908,7 +1878,7 @@ wval_snapshot_publish(PG_FUNCTION_ARGS)
 			args[0] = CStringGetTextDatum(c.world_id);
 			args[1] = CStringGetTextDatum(c.version);
 			args[2] = CStringGetTextDatum(c.stage);
-			exec_plan(&plan_extended, args, NULL, false, 1);
+			wval_spi_exec(&plan_extended, args, NULL, false, 1, WVAL_SPI_ANY);
 		}
 	}
 
@@ -2149,7 +2119,7 @@ wval_portfolio_load(const char *world_id, const char *stage)
 	spicxt = CurrentMemoryContext;
 
 	args[0] = CStringGetTextDatum(world_id);
-	exec_plan(&plan_world, args, NULL, true, 1);
+	wval_spi_exec(&plan_world, args, NULL, true, 1, WVAL_SPI_ANY);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
@@ -2168,7 +2138,7 @@ wval_portfolio_load(const char *world_id, const char *stage)
 
 	args[1] = stage ? CStringGetTextDatum(stage) : (Datum) 0;
 	nulls[1] = stage ? ' ' : 'n';
-	exec_plan(&plan_latest, args, nulls, true, 1);
+	wval_spi_exec(&plan_latest, args, nulls, true, 1, WVAL_SPI_ANY);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),

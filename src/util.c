@@ -290,18 +290,6 @@ wval_jbv_text(const JsonbValue *v, int maxlen)
 	return s;
 }
 
-/* Pushes an object key onto a jsonb parse state. */
-void
-wval_push_key(JsonbParseState **state, const char *key)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(state, WJB_KEY, &k);
-}
-
 /*
  * "sha256:" and the hex sha256 of a return series as big-endian float8 bytes,
  * recomputable in SQL: sha256(float8send(r_1) || ... || float8send(r_n)).

@@ -50,7 +50,6 @@ extern bool wval_jbv_double(const JsonbValue *v, double *out);
 extern double wval_jbv_number(const JsonbValue *v, const char *path, int sqlerrcode);
 extern const char *wval_jbv_type_name(const JsonbValue *v);
 extern char *wval_jbv_text(const JsonbValue *v, int maxlen);
-extern void wval_push_key(JsonbParseState **state, const char *key);
 extern char *wval_returns_hash(const double *r, int n);
 
 /* notifier.c */
