@@ -98,6 +98,12 @@ extern void wval_sha256_utf8_hex(const char *s, int len, char *hex);
 extern char *wval_iso_utc(TimestampTz ts);
 extern bool wval_parse_iso8601(const char *s, TimestampTz *result);
 
+/* observability.c: the evaluation latency histogram */
+#define WVAL_NLATENCY_BOUNDS	10
+#define WVAL_NLATENCY_BUCKETS	(WVAL_NLATENCY_BOUNDS + 1)	/* the last is +Inf */
+extern const double wval_latency_bounds_s[WVAL_NLATENCY_BOUNDS];
+extern int	wval_latency_bucket(double seconds);
+
 /* notifier.c */
 extern void wval_notifier_init(void);
 
