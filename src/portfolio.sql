@@ -71,7 +71,8 @@ COMMENT ON FUNCTION wval._deployed_candidates(text, jsonb) IS 'the latest single
 -- runs of the deployed strategies against snapshot (version, stage).  A
 -- snapshot that is no longer the latest of its stage, or no longer fresh,
 -- is skipped (the newer snapshot's event does the work).  In the
--- synchronous mode (called by wval_snapshot_publish) a candidate that fails
+-- synchronous mode (run by wval_snapshot_publish through the hook risk.c
+-- registers with the hub) a candidate that fails
 -- is reported as a WARNING and left to the bus consumer, so that a
 -- snapshot is never rejected because of a candidate; the consumer raises
 -- (the event is nacked and retried).  Returns the number of runs.
