@@ -1,4 +1,6 @@
--- portfolio.sql: the extended layers of hub.md, next to portfolio.c.
+-- portfolio.sql: the extended layers of docs/risk-hub.md ("Portfolio and stress
+-- layers", "Cohort (campaign) layer"), next to portfolio.c, and the portfolio
+-- baseline of the latest snapshot (wval_portfolio_risk), next to risk.c.
 --
 -- Portfolio and stress: wval_evaluate_portfolio (C) evaluates a candidate
 -- run against the world's latest fresh risk snapshot and stores a linked
@@ -8,6 +10,19 @@
 -- does when the world's settings say extended_validation = 'sync'.
 -- Cohort: wval_evaluate_cohort evaluates a campaign's candidates and then
 -- the cohort checks across them.  docs/risk-hub.md is the guide.
+--
+-- requires: store bus
+
+------------------------------------------------------------------------------
+-- Portfolio baseline (risk.c)
+------------------------------------------------------------------------------
+
+CREATE FUNCTION public.wval_portfolio_risk(world_id text, stage text DEFAULT NULL) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'wval_portfolio_risk'
+    LANGUAGE C STABLE SET search_path = pg_catalog, wval, pg_temp;
+COMMENT ON FUNCTION public.wval_portfolio_risk(text, text) IS 'baseline of the latest fresh snapshot: normalised weights, sigma, var_99 = z*sigma, es_99 = sigma*phi(z)/0.01, missing covariance pairs filled with wval.missing_correlation (listed in filled_pairs)';
+
+GRANT EXECUTE ON FUNCTION public.wval_portfolio_risk(text, text) TO wval_analyst;
 
 ------------------------------------------------------------------------------
 -- Portfolio and stress layers
@@ -220,7 +235,7 @@ DECLARE
     p_key text;
     n integer;
 BEGIN
-    PERFORM wval._one_of('stage', p_stage, ARRAY['backtest', 'paper', 'shadow', 'live']);
+    PERFORM wval._one_of('stage', p_stage, wval._stages());
     PERFORM wval._cohort_candidates_check(candidates, p_campaign);
     PERFORM wval._ident('strategy_id', e.c ->> 'strategy_id') FROM jsonb_array_elements(candidates) e(c);
     p_version := public.wval_active_policy_version(p_world);
