@@ -25,36 +25,24 @@
 #include "metrics.h"
 #include "policy.h"
 #include "returns.h"
+#include "spi.h"
 #include "wval.h"
 
 PG_FUNCTION_INFO_V1(wval_store_returns);
 PG_FUNCTION_INFO_V1(wval_recompute_metrics);
 PG_FUNCTION_INFO_V1(wval_returns_array);
 
-static SPIPlanPtr plan_setting = NULL;
-static SPIPlanPtr plan_store = NULL;
+/* the world's store_returns setting */
+static WvalPlan plan_setting = WVAL_PLAN(
+	"SELECT coalesce(w.settings -> 'store_returns' = 'true'::jsonb, false) "
+	"FROM wval.worlds w WHERE w.world_id = $1", 1, TEXTOID);
 
-/* Prepares the two statements of wval_store_run_returns on first use */
-static void
-prepare_returns_plans(void)
-{
-	Oid			t[3] = {TEXTOID, TEXTOID, BYTEAOID};
-	SPIPlanPtr	p;
-
-	if (plan_store != NULL)
-		return;
-	p = SPI_prepare("SELECT coalesce(w.settings -> 'store_returns' = 'true'::jsonb, false) "
-					"FROM wval.worlds w WHERE w.world_id = $1", 1, t);
-	if (p == NULL || SPI_keepplan(p) != 0)
-		elog(ERROR, "could not prepare the store_returns look-up: %s", SPI_result_code_string(SPI_result));
-	plan_setting = p;
-	p = SPI_prepare("INSERT INTO wval.run_returns (world_id, returns_hash, n_periods, returns) "
-					"SELECT $1, $2, pg_catalog.length($3) / 8, $3 WHERE NOT EXISTS "
-					"(SELECT 1 FROM wval.run_returns x WHERE x.world_id = $1 AND x.returns_hash = $2)", 3, t);
-	if (p == NULL || SPI_keepplan(p) != 0)
-		elog(ERROR, "could not prepare the insert of run returns: %s", SPI_result_code_string(SPI_result));
-	plan_store = p;
-}
+/* the series, unless the world has it already */
+static WvalPlan plan_store = WVAL_PLAN(
+	"INSERT INTO wval.run_returns (world_id, returns_hash, n_periods, returns) "
+	"SELECT $1, $2, pg_catalog.length($3) / 8, $3 WHERE NOT EXISTS "
+	"(SELECT 1 FROM wval.run_returns x WHERE x.world_id = $1 AND x.returns_hash = $2)",
+	3, TEXTOID, TEXTOID, BYTEAOID);
 
 /*
  * r[0..n-1] as stored: float8send of each return (8 bytes, big-endian),
@@ -91,17 +79,13 @@ bool
 wval_store_run_returns(const char *world, const char *rhash, const double *r, int n)
 {
 	Datum		args[3];
-	bool		isnull;
 	StringInfoData key;
 
 	if (world == NULL || rhash == NULL)
 		return false;
-	prepare_returns_plans();
 	args[0] = CStringGetTextDatum(world);
-	if (SPI_execute_plan(plan_setting, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the settings of world \"%s\"", world);
-	if (SPI_processed != 1 ||
-		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) || isnull)
+	wval_spi_exec(&plan_setting, args, NULL, true, 1, SPI_OK_SELECT);
+	if (SPI_processed != 1 || !wval_spi_bool(0, 1, false))
 		return false;
 
 	initStringInfo(&key);
@@ -110,8 +94,7 @@ wval_store_run_returns(const char *world, const char *rhash, const double *r, in
 						Int64GetDatum((int64) hash_bytes_extended((const unsigned char *) key.data, key.len, 0)));
 	args[1] = CStringGetTextDatum(rhash);
 	args[2] = PointerGetDatum(returns_bytes(r, n));
-	if (SPI_execute_plan(plan_store, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not store the returns %s of world \"%s\"", rhash, world);
+	wval_spi_exec(&plan_store, args, NULL, false, 0, SPI_OK_INSERT);
 	return SPI_processed == 1;
 }
 
