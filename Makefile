@@ -27,6 +27,7 @@ SQL_SOURCES = \
 	src/security.sql \
 	src/schedule.sql \
 	src/bus.sql \
+	src/run.sql \
 	src/metrics.sql \
 	src/hub.sql \
 	src/policy.sql \

@@ -32,6 +32,7 @@
 #include "evaluate.h"
 #include "metrics.h"
 #include "policy.h"
+#include "run.h"
 #include "wval.h"
 
 /* Metric blocks wval knows; other top-level keys go to diagnostics.extra_metrics */
@@ -737,9 +738,6 @@ wval_check(PG_FUNCTION_ARGS)
 static SPIPlanPtr plan_find_client_run = NULL;
 static SPIPlanPtr plan_world = NULL;
 static SPIPlanPtr plan_baseline = NULL;
-static SPIPlanPtr plan_insert_run = NULL;
-static SPIPlanPtr plan_insert_results = NULL;
-static SPIPlanPtr plan_emit = NULL;
 static SPIPlanPtr plan_stats = NULL;
 
 /*
@@ -765,7 +763,7 @@ prepare_kept(const char *sql, int nargs, Oid *types)
 static void
 prepare_evaluate_plans(void)
 {
-	if (plan_insert_run != NULL)
+	if (plan_stats != NULL)
 		return;
 	{
 		Oid			t[3] = {TEXTOID, TEXTOID, TEXTOID};
@@ -783,34 +781,6 @@ prepare_evaluate_plans(void)
 									 "AND strategy_id = $2 AND stage = 'backtest' AND kind = 'single' "
 									 "AND status <> 'unvalidated' AND NOT wval._imported(context) "
 									 "ORDER BY created_at DESC LIMIT 1", 2, t);
-	}
-	{
-		Oid			t[22] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-			JSONBOID, JSONBOID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID, TEXTOID,
-		TEXTOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID, UUIDOID, TIMESTAMPTZOID};
-
-		plan_insert_run = prepare_kept(
-									   "INSERT INTO wval.evaluation_runs (world_id, strategy_id, stage, campaign_id, risk_tier, "
-									   "model_card_version, code_hash, data_snapshot, context, client_run_id, returns_hash, metrics, "
-									   "policy_version, ruleset_hash, profile, status, recommended_stage, recommendation, results, "
-									   "created_by, run_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
-									   "$13, $14, $15, $16, $17, $18, $19, $20, $21, $22) RETURNING *", 22, t);
-	}
-	{
-		Oid			t[6] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TIMESTAMPTZOID};
-
-		plan_insert_results = prepare_kept(
-										   "INSERT INTO wval.rule_results (run_id, world_id, strategy_id, stage, rule, layer, status, "
-										   "severity, owner, reason_code, reason, tags, details, created_at) "
-										   "SELECT $1, $2, $3, $4, r.key, split_part(r.key, '.', 1), r.value->>'status', "
-										   "r.value->>'severity', r.value->>'owner', r.value->>'reason_code', r.value->>'reason', "
-										   "ARRAY(SELECT jsonb_array_elements_text(r.value->'tags')), coalesce(r.value->'details', '{}'), $6 "
-										   "FROM jsonb_each($5) r", 6, t);
-	}
-	{
-		Oid			t[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID};
-
-		plan_emit = prepare_kept("SELECT wval._emit($1, $2, $3, $4, $5)", 5, t);
 	}
 	{
 		Oid			t[7] = {TEXTOID, TEXTOID, TEXTOID, INT2OID, FLOAT8OID, INT4OID, INT8ARRAYOID};
@@ -854,14 +824,6 @@ record_evaluation_stats(const char *world, const char *stage, const char *status
 											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	if (SPI_execute_plan(plan_stats, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not count the evaluation");
-}
-
-/* A text Datum or a null flag */
-static Datum
-text_or_null(const char *s, char *nullflag)
-{
-	*nullflag = s ? ' ' : 'n';
-	return s ? CStringGetTextDatum(s) : (Datum) 0;
 }
 
 /* A string of the context, checked as an identifier when asked */
@@ -1156,10 +1118,7 @@ wval_evaluate(PG_FUNCTION_ARGS)
 	char	   *bench_digest = NULL;
 	char	   *risk_tier;
 	Datum		result;
-	Datum		results;
-	Datum		run_id;
-	Datum		created_at;
-	StringInfoData data;
+	WvalRun		run;
 	JsonbValue *snapshot;
 	TimestampTz started = GetCurrentTimestamp();
 
@@ -1308,78 +1267,33 @@ wval_evaluate(PG_FUNCTION_ARGS)
 	metrics = wval_add_validation_health(metrics, &out);
 	own = out.own.profile;
 
-	/*
-	 * Rule results and the event first, the run last: the run's insert takes
-	 * the world's hash-chain lock, which is then held only until commit.
-	 */
-	run_id = DirectFunctionCall1(gen_random_uuid, (Datum) 0);
-	created_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	results = DirectFunctionCall1(jsonb_in, CStringGetDatum(out.own.results.data));
-	{
-		Datum		rargs[6];
-
-		rargs[0] = run_id;
-		rargs[1] = CStringGetTextDatum(world);
-		rargs[2] = CStringGetTextDatum(strategy);
-		rargs[3] = CStringGetTextDatum(stage);
-		rargs[4] = results;
-		rargs[5] = created_at;
-		if (SPI_execute_plan(plan_insert_results, rargs, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not store the rule results");
-	}
-	{
-		Datum		eargs[5];
-		char	   *rid = DatumGetCString(DirectFunctionCall1(uuid_out, run_id));
-
-		initStringInfo(&data);
-		appendStringInfoString(&data, "{\"world_id\":");
-		wval_append_json_string(&data, world);
-		appendStringInfoString(&data, ",\"strategy_id\":");
-		wval_append_json_string(&data, strategy);
-		appendStringInfo(&data, ",\"run_id\":\"%s\",\"stage\":\"%s\",\"kind\":\"single\",\"status\":\"%s\","
-						 "\"recommended_stage\":\"%s\",\"policy_version\":%d}",
-						 rid, stage, out.own.status, out.recommended_stage, version);
-		eargs[0] = CStringGetTextDatum("evaluation_run_created");
-		eargs[1] = CStringGetTextDatum(world);
-		eargs[2] = CStringGetTextDatum(strategy);
-		eargs[3] = CStringGetTextDatum(psprintf("evaluation_run_created:%s:%s:%s", world, strategy, rid));
-		eargs[4] = DirectFunctionCall1(jsonb_in, CStringGetDatum(data.data));
-		if (SPI_execute_plan(plan_emit, eargs, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not emit evaluation_run_created");
-	}
-
-	/* the run */
+	/* the run, its rule results and its event (run.c) */
 	snapshot = context ? wval_json_path(context, "data_snapshot") : NULL;
-	args[0] = CStringGetTextDatum(world);
-	args[1] = CStringGetTextDatum(strategy);
-	args[2] = CStringGetTextDatum(stage);
-	args[3] = text_or_null(context_string(context, "campaign_id", true), &nulls[3]);
-	args[4] = CStringGetTextDatum(risk_tier);
-	args[5] = text_or_null(context_string(context, "model_card_version", false), &nulls[5]);
-	args[6] = text_or_null(context_string(context, "code_hash", false), &nulls[6]);
+	wval_run_init(&run);
+	run.world_id = world;
+	run.strategy_id = strategy;
+	run.stage = stage;
+	run.campaign_id = context_string(context, "campaign_id", true);
+	run.risk_tier = risk_tier;
+	run.model_card_version = context_string(context, "model_card_version", false);
+	run.code_hash = context_string(context, "code_hash", false);
 	if (snapshot != NULL && snapshot->type != jbvNull)
-		args[7] = JsonbPGetDatum(JsonbValueToJsonb(snapshot));
-	else
-		nulls[7] = 'n';
-	args[8] = JsonbPGetDatum(client_run_id != NULL ? context_with_digest(context, metrics_digest, bench_digest)
-							 : stored_context(context));
-	args[9] = text_or_null(client_run_id, &nulls[9]);
-	args[10] = text_or_null(rhash, &nulls[10]);
-	args[11] = JsonbPGetDatum(metrics);
-	args[12] = Int32GetDatum(version);
-	args[13] = text_or_null(own >= 0 ? policy->profiles[own].hash : NULL, &nulls[13]);
-	args[14] = text_or_null(own >= 0 ? policy->profiles[own].profile : NULL, &nulls[14]);
-	args[15] = CStringGetTextDatum(out.own.status);
-	args[16] = CStringGetTextDatum(out.recommended_stage);
-	args[17] = DirectFunctionCall1(jsonb_in, CStringGetDatum(out.recommendation.data));
-	args[18] = results;
-	args[19] = CStringGetTextDatum(actor);
-	args[20] = run_id;
-	args[21] = created_at;
-	if (SPI_execute_plan(plan_insert_run, args, nulls, false, 1) != SPI_OK_INSERT_RETURNING ||
-		SPI_processed != 1)
-		elog(ERROR, "could not store the evaluation run");
-	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
+		run.data_snapshot = JsonbValueToJsonb(snapshot);
+	run.context = client_run_id != NULL ? context_with_digest(context, metrics_digest, bench_digest)
+		: stored_context(context);
+	run.client_run_id = client_run_id;
+	run.returns_hash = rhash;
+	run.metrics = metrics;
+	run.has_policy_version = true;
+	run.policy_version = version;
+	run.ruleset_hash = own >= 0 ? policy->profiles[own].hash : NULL;
+	run.profile = own >= 0 ? policy->profiles[own].profile : NULL;
+	run.status = out.own.status;
+	run.recommended_stage = out.recommended_stage;
+	run.recommendation = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.recommendation.data)));
+	run.results = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.own.results.data)));
+	run.created_by = actor;
+	result = wval_run_store(&run);
 
 	record_evaluation_stats(world, stage, out.own.status,
 							(double) (GetCurrentTimestamp() - started) / (double) USECS_PER_SEC);

@@ -60,6 +60,7 @@
 #include "hub.h"
 #include "metrics.h"
 #include "policy.h"
+#include "run.h"
 #include "wval.h"
 
 /* the layers a portfolio run evaluates */
@@ -94,30 +95,6 @@ static PortfolioPlan plan_existing = {
 	"AND client_run_id = $3 AND kind = 'portfolio' ORDER BY created_at LIMIT 1",
 	3, {TEXTOID, TEXTOID, TEXTOID}, NULL
 };
-static PortfolioPlan plan_results = {
-	"INSERT INTO wval.rule_results (run_id, world_id, strategy_id, stage, rule, layer, status, "
-	"severity, owner, reason_code, reason, tags, details, created_at) "
-	"SELECT $1, $2, $3, $4, r.key, split_part(r.key, '.', 1), r.value->>'status', "
-	"r.value->>'severity', r.value->>'owner', r.value->>'reason_code', r.value->>'reason', "
-	"ARRAY(SELECT jsonb_array_elements_text(r.value->'tags')), coalesce(r.value->'details', '{}'), $6 "
-	"FROM jsonb_each($5) r",
-	6, {UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TIMESTAMPTZOID}, NULL
-};
-static PortfolioPlan plan_emit = {
-	"SELECT wval._emit($1, $2, $3, $4, $5)",
-	5, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID}, NULL
-};
-static PortfolioPlan plan_insert = {
-	"INSERT INTO wval.evaluation_runs (world_id, strategy_id, stage, kind, campaign_id, risk_tier, "
-	"model_card_version, code_hash, data_snapshot, context, client_run_id, returns_hash, metrics, "
-	"policy_version, ruleset_hash, profile, status, results, linked_run_id, created_by, run_id, created_at) "
-	"VALUES ($1, $2, $3, 'portfolio', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, "
-	"$18, $19, $20, $21) RETURNING *",
-	21, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID,
-		TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, UUIDOID,
-	TEXTOID, UUIDOID, TIMESTAMPTZOID}, NULL
-};
-
 /* The candidate run, as stored. */
 typedef struct CandidateRun
 {
@@ -186,14 +163,6 @@ static char *
 spi_text(int col)
 {
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col);
-}
-
-/* A text Datum, or a null flag when s is NULL. */
-static Datum
-text_or_null(const char *s, char *nullflag)
-{
-	*nullflag = s ? ' ' : 'n';
-	return s ? CStringGetTextDatum(s) : (Datum) 0;
 }
 
 /* Appends a number, or null when it is not known. */
@@ -699,8 +668,7 @@ wval_evaluate_portfolio(PG_FUNCTION_ARGS)
 	double		ppy_d = 252,
 				rf = 0.0;
 	int			ppy;
-	Datum		args[21];
-	char		nulls[21];
+	Datum		args[3];
 	bool		isnull;
 	char	   *risk_tier;
 	bool		fail_closed;
@@ -716,10 +684,9 @@ wval_evaluate_portfolio(PG_FUNCTION_ARGS)
 				buf;
 	JsonbValue *snap_stress;
 	Jsonb	   *metrics;
-	Datum		results;
-	Datum		new_run;
 	char	   *new_run_text;
-	Datum		created_at;
+	WvalRun		run;
+	WvalEvent	updated;
 	char	   *actor;
 	Datum		result;
 
@@ -848,59 +815,17 @@ wval_evaluate_portfolio(PG_FUNCTION_ARGS)
 	in.now = GetCurrentTransactionStartTimestamp();
 	wval_evaluate_ruleset(rs, &in, portfolio_layers, lengthof(portfolio_layers), &out);
 
-	/* rule results and events first, the run last (it takes the chain lock) */
-	new_run = DirectFunctionCall1(gen_random_uuid, (Datum) 0);
-	new_run_text = DatumGetCString(DirectFunctionCall1(uuid_out, new_run));
-	created_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	results = DirectFunctionCall1(jsonb_in, CStringGetDatum(out.results.data));
-	args[0] = new_run;
-	args[1] = CStringGetTextDatum(world);
-	args[2] = CStringGetTextDatum(cand.strategy_id);
-	args[3] = CStringGetTextDatum(cand.stage);
-	args[4] = results;
-	args[5] = created_at;
-	if (exec_plan(&plan_results, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not store the rule results");
-
+	/* the run, its rule results and its event (run.c) */
+	wval_run_init(&run);
+	run.world_id = world;
+	run.strategy_id = cand.strategy_id;
+	run.stage = cand.stage;
+	run.kind = "portfolio";
+	run.campaign_id = cand.campaign_id;
+	run.risk_tier = risk_tier;
+	run.model_card_version = cand.model_card_version;
+	run.code_hash = cand.code_hash;
 	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"world_id\": ");
-	wval_append_json_string(&buf, world);
-	appendStringInfoString(&buf, ", \"strategy_id\": ");
-	wval_append_json_string(&buf, cand.strategy_id);
-	appendStringInfo(&buf, ", \"run_id\": \"%s\", \"stage\": \"%s\", \"kind\": \"portfolio\", "
-					 "\"status\": \"%s\", \"recommended_stage\": null, \"policy_version\": %d, "
-					 "\"linked_run_id\": \"%s\", \"snapshot_version\": ",
-					 new_run_text, cand.stage, out.status, version, cand.run_id_text);
-	wval_append_json_string(&buf, pf->version);
-	appendStringInfoChar(&buf, '}');
-	args[0] = CStringGetTextDatum("evaluation_run_created");
-	args[1] = CStringGetTextDatum(world);
-	args[2] = CStringGetTextDatum(cand.strategy_id);
-	args[3] = CStringGetTextDatum(psprintf("evaluation_run_created:%s:%s:%s", world, cand.strategy_id, new_run_text));
-	args[4] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
-	exec_plan(&plan_emit, args, NULL, false, 1);
-
-	resetStringInfo(&buf);
-	appendStringInfo(&buf, "{\"run_id\": \"%s\", \"world_id\": ", cand.run_id_text);
-	wval_append_json_string(&buf, world);
-	appendStringInfoString(&buf, ", \"strategy_id\": ");
-	wval_append_json_string(&buf, cand.strategy_id);
-	appendStringInfo(&buf, ", \"change_type\": \"extended_validation\", \"layers\": [\"portfolio\", \"stress\"], "
-					 "\"extended_run_id\": \"%s\", \"kind\": \"portfolio\", \"status\": \"%s\", "
-					 "\"policy_version\": %d, \"snapshot_version\": ",
-					 new_run_text, out.status, version);
-	wval_append_json_string(&buf, pf->version);
-	appendStringInfoChar(&buf, '}');
-	args[0] = CStringGetTextDatum("evaluation_run_updated");
-	args[2] = CStringGetTextDatum(cand.run_id_text);
-	args[3] = CStringGetTextDatum(psprintf("evaluation_run_updated:%s:%s:extended_validation:%s",
-										   world, cand.run_id_text, new_run_text));
-	args[4] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
-	exec_plan(&plan_emit, args, NULL, false, 1);
-
-	/* the run */
-	memset(nulls, ' ', sizeof(nulls));
-	resetStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"risk_snapshot\": {\"world_id\": ");
 	wval_append_json_string(&buf, world);
 	appendStringInfoString(&buf, ", \"version\": ");
@@ -914,14 +839,7 @@ wval_evaluate_portfolio(PG_FUNCTION_ARGS)
 	appendStringInfoString(&buf, ", \"as_of\": ");
 	wval_append_json_string(&buf, wval_iso_utc(pf->as_of));
 	appendStringInfoString(&buf, "}}");
-	args[0] = CStringGetTextDatum(world);
-	args[1] = CStringGetTextDatum(cand.strategy_id);
-	args[2] = CStringGetTextDatum(cand.stage);
-	args[3] = text_or_null(cand.campaign_id, &nulls[3]);
-	args[4] = CStringGetTextDatum(risk_tier);
-	args[5] = text_or_null(cand.model_card_version, &nulls[5]);
-	args[6] = text_or_null(cand.code_hash, &nulls[6]);
-	args[7] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+	run.data_snapshot = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 	resetStringInfo(&buf);
 	appendStringInfo(&buf, "{\"candidate_run_id\": \"%s\", \"snapshot_stage\": ", cand.run_id_text);
 	if (snapshot_stage)
@@ -932,22 +850,41 @@ wval_evaluate_portfolio(PG_FUNCTION_ARGS)
 					 "\"risk_free\": ", arg_returns ? "true" : "false", arg_stress ? "true" : "false", ppy);
 	wval_append_float8(&buf, rf);
 	appendStringInfoChar(&buf, '}');
-	args[8] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
-	args[9] = CStringGetTextDatum(key);
-	args[10] = text_or_null(f.cr ? wval_returns_hash(f.cr, f.ncr) : NULL, &nulls[10]);
-	args[11] = JsonbPGetDatum(metrics);
-	args[12] = Int32GetDatum(version);
-	args[13] = text_or_null(rs ? rs->hash : NULL, &nulls[13]);
-	args[14] = text_or_null(rs ? rs->profile : NULL, &nulls[14]);
-	args[15] = CStringGetTextDatum(out.status);
-	args[16] = results;
-	args[17] = cand.run_id;
-	args[18] = CStringGetTextDatum(actor);
-	args[19] = new_run;
-	args[20] = created_at;
-	if (exec_plan(&plan_insert, args, nulls, false, 1) != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
-		elog(ERROR, "could not store the portfolio run");
-	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
+	run.context = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	run.client_run_id = key;
+	run.returns_hash = f.cr ? wval_returns_hash(f.cr, f.ncr) : NULL;
+	run.metrics = metrics;
+	run.has_policy_version = true;
+	run.policy_version = version;
+	run.ruleset_hash = rs ? rs->hash : NULL;
+	run.profile = rs ? rs->profile : NULL;
+	run.status = out.status;
+	run.results = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.results.data)));
+	run.linked_run_id = cand.run_id;
+	run.created_by = actor;
+	run.run_id = DirectFunctionCall1(gen_random_uuid, (Datum) 0);
+	new_run_text = DatumGetCString(DirectFunctionCall1(uuid_out, run.run_id));
+
+	/* after the run's own event: the candidate's */
+	resetStringInfo(&buf);
+	appendStringInfo(&buf, "{\"run_id\": \"%s\", \"world_id\": ", cand.run_id_text);
+	wval_append_json_string(&buf, world);
+	appendStringInfoString(&buf, ", \"strategy_id\": ");
+	wval_append_json_string(&buf, cand.strategy_id);
+	appendStringInfo(&buf, ", \"change_type\": \"extended_validation\", \"layers\": [\"portfolio\", \"stress\"], "
+					 "\"extended_run_id\": \"%s\", \"kind\": \"portfolio\", \"status\": \"%s\", "
+					 "\"policy_version\": %d, \"snapshot_version\": ",
+					 new_run_text, out.status, version);
+	wval_append_json_string(&buf, pf->version);
+	appendStringInfoChar(&buf, '}');
+	updated.type = "evaluation_run_updated";
+	updated.world_id = world;
+	updated.subject = cand.run_id_text;
+	updated.idempotency_key = psprintf("evaluation_run_updated:%s:%s:extended_validation:%s",
+									   world, cand.run_id_text, new_run_text);
+	updated.data = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	run.followup = &updated;
+	result = wval_run_store(&run);
 
 	SPI_finish();
 	PG_RETURN_DATUM(result);

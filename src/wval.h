@@ -55,6 +55,7 @@ extern char *wval_returns_hash(const double *r, int n);
 
 /* notifier.c */
 extern void wval_notifier_init(void);
+extern void wval_wake_listeners(void);
 
 /* schedule.c */
 extern void wval_schedule_init(void);
