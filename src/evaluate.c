@@ -1080,80 +1080,47 @@ check_same_request(HeapTuple tup, TupleDesc desc, const char *client_run_id, con
 				 errhint("A retry must repeat the request exactly (it then returns the stored run); a new evaluation needs a new run_id.")));
 }
 
-PG_FUNCTION_INFO_V1(wval_evaluate);
-
-/*
- * wval_evaluate(world_id, strategy_id, stage, returns, metrics, context)
- * → wval.evaluation_runs: computes the metrics from returns, applies the
- * world's active policy version, and stores the run with its provenance,
- * its rule results and its event in the caller's transaction.
- */
-Datum
-wval_evaluate(PG_FUNCTION_ARGS)
+/* The request of wval_evaluate, parsed and checked (eval_parse). */
+typedef struct EvalRequest
 {
 	char	   *world;
 	char	   *strategy;
 	char	   *stage;
-	Jsonb	   *supplied = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
-	Jsonb	   *context = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
+	Jsonb	   *supplied;		/* the caller's metrics, or NULL */
+	Jsonb	   *context;		/* the caller's context, or NULL */
 	WvalMetricsOptions opt;
-	double	   *r = NULL;
-	int			n = 0;
-	bool		have_returns = !PG_ARGISNULL(3);
-	char	   *client_run_id;
+	bool		have_returns;
+	double	   *r;
+	int			n;
+	char	   *rhash;			/* returns_hash, NULL without returns */
+	char	   *client_run_id;	/* context.run_id, or NULL */
 	char	   *actor;
-	Datum		args[22];
-	char		nulls[22];
-	bool		isnull;
-	bool		fail_closed;
-	int			version;
-	WvalPolicy *policy;
-	Jsonb	   *computed = NULL;
-	Jsonb	   *metrics;
-	WvalEvalInput in;
-	WvalOutcome out;
-	int			own;
-	char	   *rhash = NULL;
-	char	   *metrics_digest = NULL;
-	char	   *bench_digest = NULL;
+	char	   *metrics_digest; /* request digests, with a client run_id */
+	char	   *bench_digest;
+	bool		has_data_as_of;
+	TimestampTz data_as_of;
+	TimestampTz started;		/* for the latency histogram */
+} EvalRequest;
+
+/* What wval_evaluate reads (eval_load): the world and its active policy. */
+typedef struct EvalWorld
+{
 	char	   *risk_tier;
-	Datum		result;
-	WvalRun		run;
-	JsonbValue *snapshot;
-	TimestampTz started = GetCurrentTimestamp();
+	int			version;		/* the active policy version */
+	WvalPolicy *policy;
+} EvalWorld;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("\"%s\" must not be null", PG_ARGISNULL(0) ? "world_id" : "strategy_id"),
-				 errhint("Pass the world and the strategy the run belongs to.")));
-	world = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	strategy = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	stage = PG_ARGISNULL(2) ? "backtest" : text_to_cstring(PG_GETARG_TEXT_PP(2));
-	wval_check_identifier("world_id", world);
-	wval_check_identifier("strategy_id", strategy);
-	wval_check_stage(stage);
-	if (context != NULL && (!JB_ROOT_IS_OBJECT(context) || JB_ROOT_IS_SCALAR(context)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("\"context\" must be a JSON object"),
-				 errhint("Pass provenance and options such as {\"model_card_version\": \"1.2\", \"run_id\": \"bt-42\"}.")));
+/* What wval_evaluate computes (eval_compute). */
+typedef struct EvalOutcome
+{
+	Jsonb	   *metrics;		/* merged, with validation_health */
+	WvalOutcome out;
+} EvalOutcome;
 
-	/* metric inputs: returns and the options of the context */
-	wval_metrics_options_init(&opt);
-	context_int(context, "periods_per_year", &opt.periods_per_year);
-	context_number(context, "risk_free", &opt.risk_free);
-	context_int(context, "search_intensity", &opt.search_intensity);
-	opt.has_trials_variance = context_number(context, "trials_sharpe_variance", &opt.trials_sharpe_variance);
-	opt.benchmark = context_benchmark(context, &opt.n_benchmark);
-	if (have_returns)
-	{
-		r = wval_returns_from_array(PG_GETARG_ARRAYTYPE_P(3), "returns", &n);
-		wval_check_metrics_options(&opt, n);
-		rhash = wval_returns_hash(r, n);
-	}
-	client_run_id = context_string(context, "run_id", true);
-	actor = context_string(context, "actor", true);
+/* Raises 22023 for a key of the context that wval itself sets. */
+static void
+check_reserved_context(Jsonb *context)
+{
 	/* context.imported marks runs of wval_import_runs, which justify nothing */
 	if (context && wval_json_path(context, "imported") != NULL)
 		ereport(ERROR,
@@ -1167,137 +1134,264 @@ wval_evaluate(PG_FUNCTION_ARGS)
 				 errmsg("\"context.request_digest\" is reserved"),
 				 errdetail("wval_evaluate() stores the digests of the request under context.request_digest."),
 				 errhint("Leave the key out of the context of an evaluation.")));
-	if (actor == NULL)
-		actor = GetUserNameFromId(GetOuterUserId(), false);
-	in.has_data_as_of = wval_context_timestamp(context, "data_as_of", &in.data_as_of);
+}
+
+/* Reads the metric options of the context and the returns (WV001 checks). */
+static void
+parse_metric_inputs(FunctionCallInfo fcinfo, EvalRequest *req)
+{
+	Jsonb	   *context = req->context;
+
+	wval_metrics_options_init(&req->opt);
+	context_int(context, "periods_per_year", &req->opt.periods_per_year);
+	context_number(context, "risk_free", &req->opt.risk_free);
+	context_int(context, "search_intensity", &req->opt.search_intensity);
+	req->opt.has_trials_variance = context_number(context, "trials_sharpe_variance",
+												  &req->opt.trials_sharpe_variance);
+	req->opt.benchmark = context_benchmark(context, &req->opt.n_benchmark);
+	req->have_returns = !PG_ARGISNULL(3);
+	if (req->have_returns)
+	{
+		req->r = wval_returns_from_array(PG_GETARG_ARRAYTYPE_P(3), "returns", &req->n);
+		wval_check_metrics_options(&req->opt, req->n);
+		req->rhash = wval_returns_hash(req->r, req->n);
+	}
+}
+
+/*
+ * Parses and checks the arguments of wval_evaluate, in the order the errors
+ * are documented: identifiers and stage, the context's shape, the metric
+ * inputs, run_id and actor, reserved keys, data_as_of.
+ */
+static void
+eval_parse(FunctionCallInfo fcinfo, EvalRequest *req)
+{
+	WvalEvalInput in;
+
+	memset(req, 0, sizeof(EvalRequest));
+	req->started = GetCurrentTimestamp();
+	req->supplied = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
+	req->context = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" must not be null", PG_ARGISNULL(0) ? "world_id" : "strategy_id"),
+				 errhint("Pass the world and the strategy the run belongs to.")));
+	req->world = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	req->strategy = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	req->stage = PG_ARGISNULL(2) ? "backtest" : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	wval_check_identifier("world_id", req->world);
+	wval_check_identifier("strategy_id", req->strategy);
+	wval_check_stage(req->stage);
+	if (req->context != NULL && (!JB_ROOT_IS_OBJECT(req->context) || JB_ROOT_IS_SCALAR(req->context)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"context\" must be a JSON object"),
+				 errhint("Pass provenance and options such as {\"model_card_version\": \"1.2\", \"run_id\": \"bt-42\"}.")));
+	parse_metric_inputs(fcinfo, req);
+	req->client_run_id = context_string(req->context, "run_id", true);
+	req->actor = context_string(req->context, "actor", true);
+	check_reserved_context(req->context);
+	if (req->actor == NULL)
+		req->actor = GetUserNameFromId(GetOuterUserId(), false);
+	in.has_data_as_of = wval_context_timestamp(req->context, "data_as_of", &in.data_as_of);
 	in.now = GetCurrentTransactionStartTimestamp();
 	check_data_as_of(&in);
-	if (client_run_id != NULL)
+	req->has_data_as_of = in.has_data_as_of;
+	req->data_as_of = in.data_as_of;
+	if (req->client_run_id != NULL)
 	{
-		metrics_digest = jsonb_digest(supplied);
-		bench_digest = benchmark_digest(context);
+		req->metrics_digest = jsonb_digest(req->supplied);
+		req->bench_digest = benchmark_digest(req->context);
 	}
+}
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	prepare_evaluate_plans();
-	memset(nulls, ' ', sizeof(nulls));
+/*
+ * Idempotency: the run stored under the same world/strategy/run_id, if any
+ * (then *stored is it, checked to be the same request).  The look-up runs
+ * after the advisory lock with a new snapshot (read_only = false): at READ
+ * COMMITTED it then sees a run that a concurrent caller committed while we
+ * waited.  At REPEATABLE READ and SERIALIZABLE the transaction snapshot
+ * cannot see it; the insert of our own run then fails with 40001 on the
+ * world's chain head, which that run updated.
+ */
+static bool
+eval_find_retry(const EvalRequest *req, Datum *stored)
+{
+	StringInfoData key;
+	Datum		args[3];
 
-	/*
-	 * idempotency: the same world/strategy/run_id returns the first run.  The
-	 * look-up runs after the advisory lock with a new snapshot (read_only =
-	 * false): at READ COMMITTED it then sees a run that a concurrent caller
-	 * committed while we waited.  At REPEATABLE READ and SERIALIZABLE the
-	 * transaction snapshot cannot see it; the insert of our own run then
-	 * fails with 40001 on the world's chain head, which that run updated.
-	 */
-	if (client_run_id != NULL)
-	{
-		StringInfoData key;
+	if (req->client_run_id == NULL)
+		return false;
+	initStringInfo(&key);
+	appendStringInfo(&key, "wval:run:%s:%s:%s", req->world, req->strategy, req->client_run_id);
+	DirectFunctionCall1(pg_advisory_xact_lock_int8,
+						Int64GetDatum((int64) hash_bytes_extended((const unsigned char *) key.data, key.len, 0)));
+	args[0] = CStringGetTextDatum(req->world);
+	args[1] = CStringGetTextDatum(req->strategy);
+	args[2] = CStringGetTextDatum(req->client_run_id);
+	if (SPI_execute_plan(plan_find_client_run, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up run_id \"%s\"", req->client_run_id);
+	if (SPI_processed != 1)
+		return false;
+	check_same_request(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, req->client_run_id, req->stage,
+					   req->rhash, req->metrics_digest, req->bench_digest, req->context);
+	*stored = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
+	return true;
+}
 
-		initStringInfo(&key);
-		appendStringInfo(&key, "wval:run:%s:%s:%s", world, strategy, client_run_id);
-		DirectFunctionCall1(pg_advisory_xact_lock_int8,
-							Int64GetDatum((int64) hash_bytes_extended((const unsigned char *) key.data, key.len, 0)));
-		args[0] = CStringGetTextDatum(world);
-		args[1] = CStringGetTextDatum(strategy);
-		args[2] = CStringGetTextDatum(client_run_id);
-		if (SPI_execute_plan(plan_find_client_run, args, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not look up run_id \"%s\"", client_run_id);
-		if (SPI_processed == 1)
-		{
-			check_same_request(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, client_run_id, stage, rhash,
-							   metrics_digest, bench_digest, context);
-			result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
-			SPI_finish();
-			PG_RETURN_DATUM(result);
-		}
-	}
+/* Reads the world and its active policy version (WV010 when either is missing). */
+static void
+eval_load(const EvalRequest *req, EvalWorld *w)
+{
+	Datum		args[1];
+	bool		isnull;
+	bool		fail_closed;
 
-	/* the world and its active policy version */
-	args[0] = CStringGetTextDatum(world);
+	args[0] = CStringGetTextDatum(req->world);
 	if (SPI_execute_plan(plan_world, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read world \"%s\"", world);
+		elog(ERROR, "could not read world \"%s\"", req->world);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
-				 errmsg("world \"%s\" does not exist", world),
+				 errmsg("world \"%s\" does not exist", req->world),
 				 errhint("Create it first with wval_world_upsert(world_id, risk_tier, client_critical).")));
-	risk_tier = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	fail_closed = strcmp(risk_tier, "high") == 0 &&
+	w->risk_tier = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	fail_closed = strcmp(w->risk_tier, "high") == 0 &&
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	w->version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
-				 errmsg("world \"%s\" has no active policy version", world),
+				 errmsg("world \"%s\" has no active policy version", req->world),
 				 errdetail("Nothing was evaluated and nothing was recorded."),
 				 errhint("Publish a policy with wval_policy_publish() and activate it with wval_policy_activate().")));
-	policy = wval_policy_for_version(world, version, fail_closed);
+	w->policy = wval_policy_for_version(req->world, w->version, fail_closed);
+}
 
-	/* metrics: computed from returns win over supplied ones */
-	if (have_returns)
-		computed = wval_compute_metrics(r, n, &opt);
-	metrics = wval_merge_metrics(computed, supplied);
-	if (have_returns)
-	{
-		JsonbValue *extra = wval_json_path(metrics, "diagnostics.extra_metrics");
+/* Paper and shadow runs compare with the strategy's latest backtest run. */
+static Jsonb *
+load_baseline(const EvalRequest *req)
+{
+	Datum		args[2];
+	bool		isnull;
 
-		if (extra != NULL && extra->type == jbvBinary)
-			metrics = jsonb_set_path(metrics, "diagnostics", "strategy_complexity",
-									 jsonb_number(wval_strategy_complexity_value(opt.search_intensity,
-																				 JsonbValueToJsonb(extra))));
-	}
+	if (strcmp(req->stage, "paper") != 0 && strcmp(req->stage, "shadow") != 0)
+		return NULL;
+	args[0] = CStringGetTextDatum(req->world);
+	args[1] = CStringGetTextDatum(req->strategy);
+	if (SPI_execute_plan(plan_baseline, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the baseline run");
+	if (SPI_processed != 1)
+		return NULL;
+	return DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+}
 
-	/* paper/shadow runs compare with the strategy's latest backtest run */
-	in.baseline = NULL;
-	if (strcmp(stage, "paper") == 0 || strcmp(stage, "shadow") == 0)
-	{
-		args[1] = CStringGetTextDatum(strategy);
-		if (SPI_execute_plan(plan_baseline, args, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read the baseline run");
-		if (SPI_processed == 1)
-			in.baseline = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	}
+/* The run's metrics: computed from returns win over supplied ones. */
+static Jsonb *
+compute_metrics(EvalRequest *req)
+{
+	Jsonb	   *computed = NULL;
+	Jsonb	   *metrics;
+	JsonbValue *extra;
 
-	in.metrics = metrics;
-	in.stage = stage;
+	if (req->have_returns)
+		computed = wval_compute_metrics(req->r, req->n, &req->opt);
+	metrics = wval_merge_metrics(computed, req->supplied);
+	if (!req->have_returns)
+		return metrics;
+	extra = wval_json_path(metrics, "diagnostics.extra_metrics");
+	if (extra != NULL && extra->type == jbvBinary)
+		metrics = jsonb_set_path(metrics, "diagnostics", "strategy_complexity",
+								 jsonb_number(wval_strategy_complexity_value(req->opt.search_intensity,
+																			 JsonbValueToJsonb(extra))));
+	return metrics;
+}
+
+/* Computes the metrics and applies the world's policy to them. */
+static void
+eval_compute(EvalRequest *req, const EvalWorld *w, EvalOutcome *res)
+{
+	WvalEvalInput in;
+
+	in.metrics = compute_metrics(req);
+	in.baseline = load_baseline(req);
+	in.has_data_as_of = req->has_data_as_of;
+	in.data_as_of = req->data_as_of;
+	in.stage = req->stage;
 	in.now = GetCurrentTransactionStartTimestamp();
-	wval_evaluate_policy(policy, &in, &out);
-	metrics = wval_add_validation_health(metrics, &out);
-	own = out.own.profile;
+	wval_evaluate_policy(w->policy, &in, &res->out);
+	res->metrics = wval_add_validation_health(in.metrics, &res->out);
+}
 
-	/* the run, its rule results and its event (run.c) */
-	snapshot = context ? wval_json_path(context, "data_snapshot") : NULL;
+/* Stores the run with its rule results and event (run.c) and counts it. */
+static Datum
+eval_store(const EvalRequest *req, const EvalWorld *w, const EvalOutcome *res)
+{
+	JsonbValue *snapshot = req->context ? wval_json_path(req->context, "data_snapshot") : NULL;
+	int			own = res->out.own.profile;
+	WvalRun		run;
+	Datum		result;
+
 	wval_run_init(&run);
-	run.world_id = world;
-	run.strategy_id = strategy;
-	run.stage = stage;
-	run.campaign_id = context_string(context, "campaign_id", true);
-	run.risk_tier = risk_tier;
-	run.model_card_version = context_string(context, "model_card_version", false);
-	run.code_hash = context_string(context, "code_hash", false);
+	run.world_id = req->world;
+	run.strategy_id = req->strategy;
+	run.stage = req->stage;
+	run.campaign_id = context_string(req->context, "campaign_id", true);
+	run.risk_tier = w->risk_tier;
+	run.model_card_version = context_string(req->context, "model_card_version", false);
+	run.code_hash = context_string(req->context, "code_hash", false);
 	if (snapshot != NULL && snapshot->type != jbvNull)
 		run.data_snapshot = JsonbValueToJsonb(snapshot);
-	run.context = client_run_id != NULL ? context_with_digest(context, metrics_digest, bench_digest)
-		: stored_context(context);
-	run.client_run_id = client_run_id;
-	run.returns_hash = rhash;
-	run.metrics = metrics;
+	run.context = req->client_run_id != NULL ?
+		context_with_digest(req->context, req->metrics_digest, req->bench_digest) :
+		stored_context(req->context);
+	run.client_run_id = req->client_run_id;
+	run.returns_hash = req->rhash;
+	run.metrics = res->metrics;
 	run.has_policy_version = true;
-	run.policy_version = version;
-	run.ruleset_hash = own >= 0 ? policy->profiles[own].hash : NULL;
-	run.profile = own >= 0 ? policy->profiles[own].profile : NULL;
-	run.status = out.own.status;
-	run.recommended_stage = out.recommended_stage;
-	run.recommendation = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.recommendation.data)));
-	run.results = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.own.results.data)));
-	run.created_by = actor;
+	run.policy_version = w->version;
+	run.ruleset_hash = own >= 0 ? w->policy->profiles[own].hash : NULL;
+	run.profile = own >= 0 ? w->policy->profiles[own].profile : NULL;
+	run.status = res->out.own.status;
+	run.recommended_stage = res->out.recommended_stage;
+	run.recommendation = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+															CStringGetDatum(res->out.recommendation.data)));
+	run.results = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(res->out.own.results.data)));
+	run.created_by = req->actor;
 	result = wval_run_store(&run);
+	record_evaluation_stats(req->world, req->stage, res->out.own.status,
+							(double) (GetCurrentTimestamp() - req->started) / (double) USECS_PER_SEC);
+	return result;
+}
 
-	record_evaluation_stats(world, stage, out.own.status,
-							(double) (GetCurrentTimestamp() - started) / (double) USECS_PER_SEC);
+PG_FUNCTION_INFO_V1(wval_evaluate);
 
+/*
+ * wval_evaluate(world_id, strategy_id, stage, returns, metrics, context)
+ * → wval.evaluation_runs: computes the metrics from returns, applies the
+ * world's active policy version, and stores the run with its provenance,
+ * its rule results and its event in the caller's transaction.  Parse, then
+ * (a retry returns the stored run) load, compute, store.
+ */
+Datum
+wval_evaluate(PG_FUNCTION_ARGS)
+{
+	EvalRequest req;
+	EvalWorld	w;
+	EvalOutcome res;
+	Datum		result;
+
+	eval_parse(fcinfo, &req);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	prepare_evaluate_plans();
+	if (!eval_find_retry(&req, &result))
+	{
+		eval_load(&req, &w);
+		eval_compute(&req, &w, &res);
+		result = eval_store(&req, &w, &res);
+	}
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }
