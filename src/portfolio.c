@@ -642,189 +642,219 @@ portfolio_metrics(const WvalPortfolio *pf, const PortfolioFigures *f, const char
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(b.data)));
 }
 
-PG_FUNCTION_INFO_V1(wval_evaluate_portfolio);
-
-/*
- * wval_evaluate_portfolio(world_id, run_id, returns, stress, snapshot_stage)
- * → wval.evaluation_runs: the portfolio and stress layers of a candidate
- * run against the world's latest fresh snapshot, stored as a linked run of
- * kind portfolio (see the file header), with evaluation_run_created for it
- * and evaluation_run_updated (extended_validation) for the candidate.
- */
-Datum
-wval_evaluate_portfolio(PG_FUNCTION_ARGS)
+/* The request of wval_evaluate_portfolio, parsed and checked (pf_parse). */
+typedef struct PortfolioRequest
 {
 	char	   *world;
-	Datum		run_id;
-	double	   *arg_returns = NULL;
-	int			n_arg_returns = 0;
-	Jsonb	   *arg_stress = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
-	char	   *snapshot_stage = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
-	CandidateRun cand;
-	WvalPortfolio *pf;
-	PortfolioFigures f;
-	double	   *u;
-	int			m;
-	double		ppy_d = 252,
-				rf = 0.0;
-	int			ppy;
-	Datum		args[3];
-	bool		isnull;
+	Datum		run_id;			/* the candidate run (uuid) */
+	double	   *returns;		/* the caller's returns, or NULL */
+	int			nreturns;
+	Jsonb	   *stress;			/* the caller's stress results, or NULL */
+	char	   *snapshot_stage; /* or NULL: the latest snapshot of any stage */
+	char	   *actor;
+} PortfolioRequest;
+
+/* What wval_evaluate_portfolio reads (pf_load). */
+typedef struct PortfolioInputs
+{
 	char	   *risk_tier;
 	bool		fail_closed;
-	int			version;
-	char	   *key;
-	WvalPolicy *policy;
-	int			p;
-	WvalRuleset *rs;
-	WvalEvalInput in;
-	WvalProfileOutcome out;
-	StringInfoData stress_block,
-				stress_sources,
-				buf;
-	JsonbValue *snap_stress;
-	Jsonb	   *metrics;
-	char	   *new_run_text;
-	WvalRun		run;
-	WvalEvent	updated;
-	char	   *actor;
-	Datum		result;
+	int			version;		/* the active policy version */
+	CandidateRun cand;
+	WvalPortfolio *pf;			/* the latest fresh snapshot */
+	char	   *key;			/* idempotency key, stored as client_run_id */
+} PortfolioInputs;
 
+/* What wval_evaluate_portfolio computes (pf_compute). */
+typedef struct PortfolioOutcome
+{
+	PortfolioFigures f;
+	int			ppy;
+	double		rf;
+	Jsonb	   *metrics;
+	WvalRuleset *rs;			/* the candidate's profile, or NULL */
+	WvalProfileOutcome out;
+} PortfolioOutcome;
+
+/* Parses and checks the arguments of wval_evaluate_portfolio. */
+static void
+pf_parse(FunctionCallInfo fcinfo, PortfolioRequest *req)
+{
+	memset(req, 0, sizeof(PortfolioRequest));
+	req->stress = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	req->snapshot_stage = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("\"%s\" must not be null", PG_ARGISNULL(0) ? "world_id" : "run_id"),
 				 errhint("Pass the world and the candidate run to evaluate against its portfolio.")));
-	world = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	run_id = PG_GETARG_DATUM(1);
-	wval_check_identifier("world_id", world);
+	req->world = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	req->run_id = PG_GETARG_DATUM(1);
+	wval_check_identifier("world_id", req->world);
 	if (!PG_ARGISNULL(2))
-		arg_returns = wval_returns_from_array(PG_GETARG_ARRAYTYPE_P(2), "returns", &n_arg_returns);
-	if (arg_stress != NULL)
-		check_stress_argument(arg_stress);
-	if (snapshot_stage != NULL)
-		wval_check_stage(snapshot_stage);
-	actor = GetUserNameFromId(GetOuterUserId(), false);
+		req->returns = wval_returns_from_array(PG_GETARG_ARRAYTYPE_P(2), "returns", &req->nreturns);
+	if (req->stress != NULL)
+		check_stress_argument(req->stress);
+	if (req->snapshot_stage != NULL)
+		wval_check_stage(req->snapshot_stage);
+	req->actor = GetUserNameFromId(GetOuterUserId(), false);
+}
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+/*
+ * Reads the world (one the caller may not see does not exist for it), the
+ * candidate, the active policy version and the snapshot (WV010 none, WV005
+ * stale), and makes the idempotency key.
+ */
+static void
+pf_load(const PortfolioRequest *req, PortfolioInputs *in)
+{
+	Datum		args[2];
+	bool		isnull;
 
-	/* the world (one the caller may not see does not exist for it), the candidate, the policy */
-	args[0] = CStringGetTextDatum(world);
+	args[0] = CStringGetTextDatum(req->world);
 	args[1] = ObjectIdGetDatum(GetOuterUserId());
 	exec_plan(&plan_world, args, NULL, false, 1);
 	if (SPI_processed == 0 ||
 		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)))
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
-				 errmsg("world \"%s\" does not exist", world),
-				 errdetail("world_id is '%s'.", world),
+				 errmsg("world \"%s\" does not exist", req->world),
+				 errdetail("world_id is '%s'.", req->world),
 				 errhint("Create it first with wval_world_upsert(world_id).")));
-	risk_tier = spi_text(1);
-	fail_closed = strcmp(risk_tier, "high") == 0 &&
+	in->risk_tier = spi_text(1);
+	in->fail_closed = strcmp(in->risk_tier, "high") == 0 &&
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	load_candidate(world, run_id, &cand);
+	load_candidate(req->world, req->run_id, &in->cand);
 	exec_plan(&plan_version, args, NULL, false, 1);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
-				 errmsg("world \"%s\" has no active policy version", world),
+				 errmsg("world \"%s\" has no active policy version", req->world),
 				 errdetail("Nothing was evaluated and nothing was recorded."),
 				 errhint("Publish a policy with wval_policy_publish() and activate it with wval_policy_activate().")));
-	version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	in->version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	in->pf = wval_portfolio_load(req->world, req->snapshot_stage);
+	in->key = idempotency_key(&in->cand, in->pf, in->version, req->returns, req->nreturns, req->stress);
+}
 
-	/* the snapshot (WV010 none, WV005 stale) */
-	pf = wval_portfolio_load(world, snapshot_stage);
+/*
+ * Idempotency: the run stored under the key, if any (then *stored is it).
+ * The look-up after the lock takes a new snapshot, so a run committed while
+ * we waited counts.
+ */
+static bool
+pf_find_stored(const PortfolioRequest *req, const PortfolioInputs *in, Datum *stored)
+{
+	Datum		args[3];
 
-	/* idempotency: the same key returns the stored run */
-	key = idempotency_key(&cand, pf, version, arg_returns, n_arg_returns, arg_stress);
 	DirectFunctionCall1(pg_advisory_xact_lock_int8,
-						Int64GetDatum((int64) hash_bytes_extended((const unsigned char *) key, strlen(key), 0)));
-	args[0] = CStringGetTextDatum(world);
-	args[1] = CStringGetTextDatum(cand.strategy_id);
-	args[2] = CStringGetTextDatum(key);
-	/* a new snapshot: a run committed while we waited for the lock counts */
+						Int64GetDatum((int64) hash_bytes_extended((const unsigned char *) in->key,
+																  strlen(in->key), 0)));
+	args[0] = CStringGetTextDatum(req->world);
+	args[1] = CStringGetTextDatum(in->cand.strategy_id);
+	args[2] = CStringGetTextDatum(in->key);
 	exec_plan(&plan_existing, args, NULL, false, 1);
-	if (SPI_processed == 1)
-	{
-		result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
-		SPI_finish();
-		PG_RETURN_DATUM(result);
-	}
+	if (SPI_processed != 1)
+		return false;
+	*stored = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
+	return true;
+}
+
+/* The portfolio figures of the candidate (WV004 for a negative baseline variance). */
+static void
+compute_figures(const PortfolioRequest *req, const PortfolioInputs *in, PortfolioOutcome *res)
+{
+	PortfolioFigures *f = &res->f;
+	const WvalPortfolio *pf = in->pf;
+	double		ppy_d = 252;
+	double	   *u;
+	int			m;
 
 	/* the candidate's returns: the argument, else the snapshot's realized returns */
-	memset(&f, 0, sizeof(f));
-	if (arg_returns != NULL)
+	memset(f, 0, sizeof(PortfolioFigures));
+	if (req->returns != NULL)
 	{
-		f.cr = arg_returns;
-		f.ncr = n_arg_returns;
-		f.returns_source = "argument";
+		f->cr = req->returns;
+		f->ncr = req->nreturns;
+		f->returns_source = "argument";
 	}
 	else
 	{
-		f.cr = wval_portfolio_series(pf, cand.strategy_id, &f.ncr);
-		f.returns_source = f.cr ? "snapshot" : "none";
+		f->cr = wval_portfolio_series(pf, in->cand.strategy_id, &f->ncr);
+		f->returns_source = f->cr ? "snapshot" : "none";
 	}
-	if (context_number(cand.context, "periods_per_year", &ppy_d) && ppy_d >= 1 && ppy_d <= INT_MAX)
-		ppy = (int) ppy_d;
+	if (context_number(in->cand.context, "periods_per_year", &ppy_d) && ppy_d >= 1 && ppy_d <= INT_MAX)
+		res->ppy = (int) ppy_d;
 	else
-		ppy = 252;
-	(void) context_number(cand.context, "risk_free", &rf);
+		res->ppy = 252;
+	res->rf = 0.0;
+	(void) context_number(in->cand.context, "risk_free", &res->rf);
 
-	/* the figures */
 	u = palloc0(sizeof(double) * pf->k);
-	m = wval_portfolio_position(pf, cand.strategy_id);
+	m = wval_portfolio_position(pf, in->cand.strategy_id);
 	if (m >= 0)
-		figures_member(pf, m, u, &f);
+		figures_member(pf, m, u, f);
 	else
 	{
-		figures_newcomer(pf, cand.strategy_id, &f);
+		figures_newcomer(pf, in->cand.strategy_id, f);
 		memcpy(u, pf->w, sizeof(double) * pf->k);
 	}
-	if (isnan(f.base_sigma))
+	if (isnan(f->base_sigma))
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 				 errmsg("the covariance of risk snapshot \"%s\" gives a negative portfolio variance", pf->version),
 				 errdetail("%d pairs were filled with correlation %g.", pf->nfilled, pf->rho),
 				 errhint("Send a positive semi-definite covariance, or all of its pairs.")));
-	figures_uplift(pf, u, ppy, rf, &f);
+	figures_uplift(pf, u, res->ppy, res->rf, f);
+}
 
-	/* stress: the snapshot's scenarios, then the caller's (which win) */
+/*
+ * Computes the figures and the stress block (the snapshot's scenarios, then
+ * the caller's, which win), and applies the portfolio and stress checks of
+ * the candidate's profile.
+ */
+static void
+pf_compute(const PortfolioRequest *req, const PortfolioInputs *in, PortfolioOutcome *res)
+{
+	StringInfoData stress_block,
+				stress_sources;
+	JsonbValue *snap_stress;
+	WvalPolicy *policy;
+	int			p;
+	WvalEvalInput ein;
+
+	compute_figures(req, in, res);
 	initStringInfo(&stress_block);
 	initStringInfo(&stress_sources);
 	appendStringInfoChar(&stress_block, '{');
 	appendStringInfoChar(&stress_sources, '{');
-	snap_stress = getKeyJsonValueFromContainer(&pf->payload->root, "stress", 6, NULL);
+	snap_stress = getKeyJsonValueFromContainer(&in->pf->payload->root, "stress", 6, NULL);
 	if (wval_jbv_is_object(snap_stress))
 		append_scenarios(&stress_block, &stress_sources, snap_stress->val.binary.data,
-						 cand.strategy_id, "portfolio");
+						 in->cand.strategy_id, "portfolio");
 	/* jsonb keeps the last of duplicate keys: a caller's scenario replaces the snapshot's */
-	if (arg_stress != NULL)
-		append_scenarios(&stress_block, &stress_sources, &arg_stress->root, cand.strategy_id, "caller");
+	if (req->stress != NULL)
+		append_scenarios(&stress_block, &stress_sources, &req->stress->root, in->cand.strategy_id, "caller");
 	appendStringInfoChar(&stress_block, '}');
 	appendStringInfoChar(&stress_sources, '}');
-	metrics = portfolio_metrics(pf, &f, stress_block.data, stress_sources.data);
+	res->metrics = portfolio_metrics(in->pf, &res->f, stress_block.data, stress_sources.data);
 
-	/* the portfolio and stress checks of the candidate's profile */
-	policy = wval_policy_for_version(world, version, fail_closed);
-	p = wval_policy_profile_for_stage(policy, cand.stage);
-	rs = p >= 0 ? &policy->profiles[p] : NULL;
-	memset(&in, 0, sizeof(in));
-	in.metrics = metrics;
-	in.stage = cand.stage;
-	in.now = GetCurrentTransactionStartTimestamp();
-	wval_evaluate_ruleset(rs, &in, portfolio_layers, lengthof(portfolio_layers), &out);
+	policy = wval_policy_for_version(req->world, in->version, in->fail_closed);
+	p = wval_policy_profile_for_stage(policy, in->cand.stage);
+	res->rs = p >= 0 ? &policy->profiles[p] : NULL;
+	memset(&ein, 0, sizeof(ein));
+	ein.metrics = res->metrics;
+	ein.stage = in->cand.stage;
+	ein.now = GetCurrentTransactionStartTimestamp();
+	wval_evaluate_ruleset(res->rs, &ein, portfolio_layers, lengthof(portfolio_layers), &res->out);
+}
 
-	/* the run, its rule results and its event (run.c) */
-	wval_run_init(&run);
-	run.world_id = world;
-	run.strategy_id = cand.strategy_id;
-	run.stage = cand.stage;
-	run.kind = "portfolio";
-	run.campaign_id = cand.campaign_id;
-	run.risk_tier = risk_tier;
-	run.model_card_version = cand.model_card_version;
-	run.code_hash = cand.code_hash;
+/* The data_snapshot of a portfolio run: the risk snapshot it used. */
+static Jsonb *
+portfolio_data_snapshot(const char *world, const WvalPortfolio *pf)
+{
+	StringInfoData buf;
+
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"risk_snapshot\": {\"world_id\": ");
 	wval_append_json_string(&buf, world);
@@ -839,53 +869,120 @@ wval_evaluate_portfolio(PG_FUNCTION_ARGS)
 	appendStringInfoString(&buf, ", \"as_of\": ");
 	wval_append_json_string(&buf, wval_iso_utc(pf->as_of));
 	appendStringInfoString(&buf, "}}");
-	run.data_snapshot = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
-	resetStringInfo(&buf);
-	appendStringInfo(&buf, "{\"candidate_run_id\": \"%s\", \"snapshot_stage\": ", cand.run_id_text);
-	if (snapshot_stage)
-		wval_append_json_string(&buf, snapshot_stage);
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+/* The context of a portfolio run: the candidate and the caller's inputs. */
+static Jsonb *
+portfolio_context(const PortfolioRequest *req, const PortfolioInputs *in, const PortfolioOutcome *res)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"candidate_run_id\": \"%s\", \"snapshot_stage\": ", in->cand.run_id_text);
+	if (req->snapshot_stage)
+		wval_append_json_string(&buf, req->snapshot_stage);
 	else
 		appendStringInfoString(&buf, "null");
 	appendStringInfo(&buf, ", \"returns_supplied\": %s, \"stress_supplied\": %s, \"periods_per_year\": %d, "
-					 "\"risk_free\": ", arg_returns ? "true" : "false", arg_stress ? "true" : "false", ppy);
-	wval_append_float8(&buf, rf);
+					 "\"risk_free\": ", req->returns ? "true" : "false", req->stress ? "true" : "false", res->ppy);
+	wval_append_float8(&buf, res->rf);
 	appendStringInfoChar(&buf, '}');
-	run.context = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
-	run.client_run_id = key;
-	run.returns_hash = f.cr ? wval_returns_hash(f.cr, f.ncr) : NULL;
-	run.metrics = metrics;
-	run.has_policy_version = true;
-	run.policy_version = version;
-	run.ruleset_hash = rs ? rs->hash : NULL;
-	run.profile = rs ? rs->profile : NULL;
-	run.status = out.status;
-	run.results = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.results.data)));
-	run.linked_run_id = cand.run_id;
-	run.created_by = actor;
-	run.run_id = DirectFunctionCall1(gen_random_uuid, (Datum) 0);
-	new_run_text = DatumGetCString(DirectFunctionCall1(uuid_out, run.run_id));
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
 
-	/* after the run's own event: the candidate's */
-	resetStringInfo(&buf);
-	appendStringInfo(&buf, "{\"run_id\": \"%s\", \"world_id\": ", cand.run_id_text);
+/* The candidate's evaluation_run_updated (extended_validation) for a new portfolio run. */
+static void
+candidate_updated_event(const char *world, const PortfolioInputs *in, const PortfolioOutcome *res,
+						const char *new_run_text, WvalEvent *ev)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"run_id\": \"%s\", \"world_id\": ", in->cand.run_id_text);
 	wval_append_json_string(&buf, world);
 	appendStringInfoString(&buf, ", \"strategy_id\": ");
-	wval_append_json_string(&buf, cand.strategy_id);
+	wval_append_json_string(&buf, in->cand.strategy_id);
 	appendStringInfo(&buf, ", \"change_type\": \"extended_validation\", \"layers\": [\"portfolio\", \"stress\"], "
 					 "\"extended_run_id\": \"%s\", \"kind\": \"portfolio\", \"status\": \"%s\", "
 					 "\"policy_version\": %d, \"snapshot_version\": ",
-					 new_run_text, out.status, version);
-	wval_append_json_string(&buf, pf->version);
+					 new_run_text, res->out.status, in->version);
+	wval_append_json_string(&buf, in->pf->version);
 	appendStringInfoChar(&buf, '}');
-	updated.type = "evaluation_run_updated";
-	updated.world_id = world;
-	updated.subject = cand.run_id_text;
-	updated.idempotency_key = psprintf("evaluation_run_updated:%s:%s:extended_validation:%s",
-									   world, cand.run_id_text, new_run_text);
-	updated.data = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
-	run.followup = &updated;
-	result = wval_run_store(&run);
+	ev->type = "evaluation_run_updated";
+	ev->world_id = world;
+	ev->subject = in->cand.run_id_text;
+	ev->idempotency_key = psprintf("evaluation_run_updated:%s:%s:extended_validation:%s",
+								   world, in->cand.run_id_text, new_run_text);
+	ev->data = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
 
+/*
+ * Stores the portfolio run with its rule results and evaluation_run_created,
+ * followed by the candidate's evaluation_run_updated (run.c).
+ */
+static Datum
+pf_store(const PortfolioRequest *req, const PortfolioInputs *in, const PortfolioOutcome *res)
+{
+	WvalRun		run;
+	WvalEvent	updated;
+
+	wval_run_init(&run);
+	run.run_id = DirectFunctionCall1(gen_random_uuid, (Datum) 0);
+	run.world_id = req->world;
+	run.strategy_id = in->cand.strategy_id;
+	run.stage = in->cand.stage;
+	run.kind = "portfolio";
+	run.campaign_id = in->cand.campaign_id;
+	run.risk_tier = in->risk_tier;
+	run.model_card_version = in->cand.model_card_version;
+	run.code_hash = in->cand.code_hash;
+	run.data_snapshot = portfolio_data_snapshot(req->world, in->pf);
+	run.context = portfolio_context(req, in, res);
+	run.client_run_id = in->key;
+	run.returns_hash = res->f.cr ? wval_returns_hash(res->f.cr, res->f.ncr) : NULL;
+	run.metrics = res->metrics;
+	run.has_policy_version = true;
+	run.policy_version = in->version;
+	run.ruleset_hash = res->rs ? res->rs->hash : NULL;
+	run.profile = res->rs ? res->rs->profile : NULL;
+	run.status = res->out.status;
+	run.results = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(res->out.results.data)));
+	run.linked_run_id = in->cand.run_id;
+	run.created_by = req->actor;
+	candidate_updated_event(req->world, in, res, DatumGetCString(DirectFunctionCall1(uuid_out, run.run_id)),
+							&updated);
+	run.followup = &updated;
+	return wval_run_store(&run);
+}
+
+PG_FUNCTION_INFO_V1(wval_evaluate_portfolio);
+
+/*
+ * wval_evaluate_portfolio(world_id, run_id, returns, stress, snapshot_stage)
+ * → wval.evaluation_runs: the portfolio and stress layers of a candidate
+ * run against the world's latest fresh snapshot, stored as a linked run of
+ * kind portfolio (see the file header), with evaluation_run_created for it
+ * and evaluation_run_updated (extended_validation) for the candidate.
+ * Parse, load, (a stored run for the key is returned) compute, store.
+ */
+Datum
+wval_evaluate_portfolio(PG_FUNCTION_ARGS)
+{
+	PortfolioRequest req;
+	PortfolioInputs in;
+	PortfolioOutcome res;
+	Datum		result;
+
+	pf_parse(fcinfo, &req);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	pf_load(&req, &in);
+	if (!pf_find_stored(&req, &in, &result))
+	{
+		pf_compute(&req, &in, &res);
+		result = pf_store(&req, &in, &res);
+	}
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }
