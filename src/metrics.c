@@ -50,6 +50,7 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
+#include "jsonb.h"
 #include "metrics.h"
 #include "wval.h"
 
@@ -1953,65 +1954,32 @@ compute_pack(const double *r, int n, const WvalMetricsOptions *opt, MetricsPack 
 	pk->complexity = wval_strategy_complexity_value(opt->search_intensity, NULL);
 }
 
-/* A double as a numeric in its shortest exact decimal form. */
-static Numeric
-numeric_from_double(double v)
-{
-	char		buf[DOUBLE_SHORTEST_DECIMAL_LEN];
-
-	double_to_shortest_decimal_buf(v, buf);
-	return DatumGetNumeric(DirectFunctionCall3(numeric_in,
-											   CStringGetDatum(buf),
-											   ObjectIdGetDatum(InvalidOid),
-											   Int32GetDatum(-1)));
-}
-
-/* Pushes key: v (NaN as null, ±Infinity as the strings wval stores). */
+/* Pushes key: v; NaN (a metric that is not defined) as null, ±Infinity as the strings wval stores. */
 static void
 push_double(JsonbParseState **st, const char *key, double v)
 {
-	JsonbValue	jv;
-
-	wval_push_key(st, key);
 	if (isnan(v))
-		jv.type = jbvNull;
-	else if (isinf(v))
-	{
-		jv.type = jbvString;
-		jv.val.string.val = v > 0 ? "Infinity" : "-Infinity";
-		jv.val.string.len = strlen(jv.val.string.val);
-	}
+		wval_jb_kv_null(st, key);
 	else
-	{
-		jv.type = jbvNumeric;
-		jv.val.numeric = numeric_from_double(v);
-	}
-	pushJsonbValue(st, WJB_VALUE, &jv);
+		wval_jb_kv_float8(st, key, v);
 }
 
-/* Pushes key: v as an integer (negative v as null). */
+/* Pushes key: v as an integer (negative v, a count that is not defined, as null). */
 static void
 push_int(JsonbParseState **st, const char *key, int64 v)
 {
-	JsonbValue	jv;
-
-	wval_push_key(st, key);
 	if (v < 0)
-		jv.type = jbvNull;
+		wval_jb_kv_null(st, key);
 	else
-	{
-		jv.type = jbvNumeric;
-		jv.val.numeric = int64_to_numeric(v);
-	}
-	pushJsonbValue(st, WJB_VALUE, &jv);
+		wval_jb_kv_int64(st, key, v);
 }
 
 /* Pushes key: { and returns after the caller's values need a push_end. */
 static void
 push_object(JsonbParseState **st, const char *key)
 {
-	wval_push_key(st, key);
-	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
+	wval_jb_key(st, key);
+	wval_jb_begin_object(st);
 }
 
 /* Writes the pack as JSON (see docs/metrics.md for the layout). */

@@ -51,6 +51,7 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
+#include "spi.h"
 #include "policy.h"
 #include "wval.h"
 
@@ -1437,7 +1438,9 @@ typedef struct PolicyCacheEntry
 static PolicyCacheEntry policy_cache[POLICY_CACHE_SIZE];
 static uint64 policy_cache_clock = 0;
 static MemoryContext policy_cache_cxt = NULL;
-static SPIPlanPtr policy_load_plan = NULL;
+static WvalPlan plan_policy_load = WVAL_PLAN(
+	"SELECT policy FROM wval.policy_versions WHERE world_id = $1 AND version = $2",
+	2, TEXTOID, INT4OID);
 
 /* OID of the wval.policy_versions the entries were loaded from (InvalidOid: not known) */
 static Oid	policy_cache_relid = InvalidOid;
@@ -1523,25 +1526,15 @@ wval_policy_for_version(const char *world_id, int version, bool fail_closed)
 	if (policy_cache_cxt == NULL)
 		policy_cache_cxt = AllocSetContextCreate(TopMemoryContext, "wval policy cache",
 												 ALLOCSET_DEFAULT_SIZES);
-	if (policy_load_plan == NULL)
-	{
-		Oid			types[2] = {TEXTOID, INT4OID};
-
-		policy_load_plan = SPI_prepare("SELECT policy FROM wval.policy_versions "
-									   "WHERE world_id = $1 AND version = $2", 2, types);
-		if (policy_load_plan == NULL || SPI_keepplan(policy_load_plan) != 0)
-			elog(ERROR, "could not prepare the policy loader");
-	}
 	args[0] = CStringGetTextDatum(world_id);
 	args[1] = Int32GetDatum(version);
-	if (SPI_execute_plan(policy_load_plan, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not load policy version %d of world \"%s\"", version, world_id);
+	wval_spi_exec(&plan_policy_load, args, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
 				 errmsg("policy version %d of world \"%s\" does not exist", version, world_id),
 				 errhint("See wval.policy_versions for the published versions.")));
-	doc = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	doc = DatumGetJsonbP(wval_spi_datum(0, 1, &isnull));
 
 	policy = wval_policy_build(doc, fail_closed, policy_cache_cxt);
 

@@ -14,6 +14,7 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 
@@ -50,8 +51,14 @@ extern bool wval_jbv_double(const JsonbValue *v, double *out);
 extern double wval_jbv_number(const JsonbValue *v, const char *path, int sqlerrcode);
 extern const char *wval_jbv_type_name(const JsonbValue *v);
 extern char *wval_jbv_text(const JsonbValue *v, int maxlen);
-extern void wval_push_key(JsonbParseState **state, const char *key);
 extern char *wval_returns_hash(const double *r, int n);
+extern char *wval_jbv_cstring(const JsonbValue *v);
+extern bool wval_jbv_is_array(const JsonbValue *v);
+extern JsonbValue *wval_object_get(JsonbContainer *c, const char *key);
+extern bool wval_world_setting_double(Jsonb *settings, const char *key, double *out);
+extern void wval_sha256_utf8_hex(const char *s, int len, char *hex);
+extern char *wval_iso_utc(TimestampTz ts);
+extern bool wval_parse_iso8601(const char *s, TimestampTz *result);
 
 /* notifier.c */
 extern void wval_notifier_init(void);
