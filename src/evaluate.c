@@ -30,9 +30,11 @@
 #include "utils/uuid.h"
 
 #include "evaluate.h"
+#include "jsonb.h"
 #include "metrics.h"
 #include "policy.h"
 #include "run.h"
+#include "spi.h"
 #include "wval.h"
 
 /* Metric blocks wval knows; other top-level keys go to diagnostics.extra_metrics */
@@ -734,11 +736,29 @@ wval_check(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
-/* Prepared statements of wval_evaluate, kept for the life of the backend */
-static SPIPlanPtr plan_find_client_run = NULL;
-static SPIPlanPtr plan_world = NULL;
-static SPIPlanPtr plan_baseline = NULL;
-static SPIPlanPtr plan_stats = NULL;
+/* Statements of wval_evaluate, kept for the life of the backend (spi.h) */
+static WvalPlan plan_find_client_run = WVAL_PLAN(
+	"SELECT * FROM wval.evaluation_runs WHERE world_id = $1 AND strategy_id = $2 "
+	"AND client_run_id = $3 AND wval._can_read($1) ORDER BY created_at LIMIT 1",
+	3, TEXTOID, TEXTOID, TEXTOID);
+static WvalPlan plan_world = WVAL_PLAN(
+	"SELECT w.risk_tier, w.client_critical, "
+	"(SELECT a.version FROM wval.policy_activations a WHERE a.world_id = w.world_id "
+	"ORDER BY a.activation_id DESC LIMIT 1) FROM wval.worlds w "
+	"WHERE w.world_id = $1 AND wval._can_read($1)",
+	1, TEXTOID);
+static WvalPlan plan_baseline = WVAL_PLAN(
+	"SELECT run_id, metrics FROM wval.evaluation_runs WHERE world_id = $1 "
+	"AND strategy_id = $2 AND stage = 'backtest' AND kind = 'single' "
+	"AND status <> 'unvalidated' AND NOT wval._imported(context) "
+	"ORDER BY created_at DESC LIMIT 1",
+	2, TEXTOID, TEXTOID);
+static WvalPlan plan_stats = WVAL_PLAN(
+	"INSERT INTO wval.evaluation_stats AS s (world_id, stage, status, shard, runs, seconds_sum, buckets) "
+	"VALUES ($1, $2, $3, $4, 1, $5, $7) ON CONFLICT (world_id, stage, status, shard) DO UPDATE "
+	"SET runs = s.runs + 1, seconds_sum = s.seconds_sum + excluded.seconds_sum, "
+	"buckets[$6] = s.buckets[$6] + 1",
+	7, TEXTOID, TEXTOID, TEXTOID, INT2OID, FLOAT8OID, INT4OID, INT8ARRAYOID);
 
 /*
  * Upper bounds (seconds) of the latency histogram of wval.evaluation_stats;
@@ -747,51 +767,6 @@ static SPIPlanPtr plan_stats = NULL;
 static const double latency_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
 
 #define NLATENCY_BUCKETS ((int) lengthof(latency_bounds) + 1)
-
-/* Prepares and keeps one statement */
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-	if (plan == NULL || SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	return plan;
-}
-
-/* Prepares the statements of wval_evaluate on first use */
-static void
-prepare_evaluate_plans(void)
-{
-	if (plan_stats != NULL)
-		return;
-	{
-		Oid			t[3] = {TEXTOID, TEXTOID, TEXTOID};
-
-		plan_find_client_run = prepare_kept(
-											"SELECT * FROM wval.evaluation_runs WHERE world_id = $1 AND strategy_id = $2 "
-											"AND client_run_id = $3 AND wval._can_read($1) ORDER BY created_at LIMIT 1", 3, t);
-		plan_world = prepare_kept(
-								  "SELECT w.risk_tier, w.client_critical, "
-								  "(SELECT a.version FROM wval.policy_activations a WHERE a.world_id = w.world_id "
-								  "ORDER BY a.activation_id DESC LIMIT 1) FROM wval.worlds w "
-								  "WHERE w.world_id = $1 AND wval._can_read($1)", 1, t);
-		plan_baseline = prepare_kept(
-									 "SELECT run_id, metrics FROM wval.evaluation_runs WHERE world_id = $1 "
-									 "AND strategy_id = $2 AND stage = 'backtest' AND kind = 'single' "
-									 "AND status <> 'unvalidated' AND NOT wval._imported(context) "
-									 "ORDER BY created_at DESC LIMIT 1", 2, t);
-	}
-	{
-		Oid			t[7] = {TEXTOID, TEXTOID, TEXTOID, INT2OID, FLOAT8OID, INT4OID, INT8ARRAYOID};
-
-		plan_stats = prepare_kept(
-								  "INSERT INTO wval.evaluation_stats AS s (world_id, stage, status, shard, runs, seconds_sum, buckets) "
-								  "VALUES ($1, $2, $3, $4, 1, $5, $7) ON CONFLICT (world_id, stage, status, shard) DO UPDATE "
-								  "SET runs = s.runs + 1, seconds_sum = s.seconds_sum + excluded.seconds_sum, "
-								  "buckets[$6] = s.buckets[$6] + 1", 7, t);
-	}
-}
 
 /*
  * Counts one evaluation and its latency in wval.evaluation_stats, in the
@@ -822,8 +797,7 @@ record_evaluation_stats(const char *world, const char *stage, const char *status
 	args[5] = Int32GetDatum(bucket + 1);
 	args[6] = PointerGetDatum(construct_array(onehot, NLATENCY_BUCKETS, INT8OID, sizeof(int64),
 											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	if (SPI_execute_plan(plan_stats, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not count the evaluation");
+	wval_spi_exec(&plan_stats, args, NULL, false, 0, SPI_OK_INSERT);
 }
 
 /* A string of the context, checked as an identifier when asked */
@@ -935,15 +909,26 @@ jsonb_set_path(Jsonb *doc, const char *k1, const char *k2, Jsonb *value)
 											  JsonbPGetDatum(value), BoolGetDatum(true)));
 }
 
-/* A jsonb number */
+/* A jsonb number (non-finite values as strings, as the jsonb builder writes them) */
 static Jsonb *
 jsonb_number(double d)
 {
-	StringInfoData buf;
+	JsonbParseState *ps = NULL;
 
-	initStringInfo(&buf);
-	wval_append_float8(&buf, d);
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	wval_jb_begin_array(&ps);
+	wval_jb_float8(&ps, d);
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_array_element, JsonbPGetDatum(wval_jb_end_array(&ps)),
+											  Int32GetDatum(0)));
+}
+
+/* An empty jsonb object */
+static Jsonb *
+jsonb_empty_object(void)
+{
+	JsonbParseState *ps = NULL;
+
+	wval_jb_begin_object(&ps);
+	return wval_jb_end_object(&ps);
 }
 
 /* The context as stored with the run: without bulky arrays */
@@ -951,7 +936,7 @@ static Jsonb *
 stored_context(Jsonb *context)
 {
 	if (context == NULL)
-		return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+		return jsonb_empty_object();
 	if (wval_json_path(context, "benchmark") == NULL)
 		return context;
 	return DatumGetJsonbP(DirectFunctionCall2(jsonb_delete, JsonbPGetDatum(context),
@@ -983,18 +968,6 @@ benchmark_digest(Jsonb *context)
 	return jsonb_digest(JsonbValueToJsonb(v));
 }
 
-/* Appends "key": digest-or-null to a JSON object being written */
-static void
-append_digest(StringInfo buf, const char *key, const char *digest)
-{
-	wval_append_json_string(buf, key);
-	appendStringInfoChar(buf, ':');
-	if (digest)
-		wval_append_json_string(buf, digest);
-	else
-		appendStringInfoString(buf, "null");
-}
-
 /*
  * The context stored with a run that has a client run_id: without bulky
  * arrays, plus request_digest {metrics, benchmark}, the digests of the request
@@ -1005,16 +978,18 @@ append_digest(StringInfo buf, const char *key, const char *digest)
 static Jsonb *
 context_with_digest(Jsonb *context, const char *metrics_digest, const char *bench_digest)
 {
-	StringInfoData buf;
+	JsonbParseState *ps = NULL;
 
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"request_digest\":{");
-	append_digest(&buf, "metrics", metrics_digest);
-	appendStringInfoChar(&buf, ',');
-	append_digest(&buf, "benchmark", bench_digest);
-	appendStringInfoString(&buf, "}}");
+	wval_jb_begin_object(&ps);
+	wval_jb_key(&ps, "request_digest");
+	wval_jb_begin_object(&ps);
+	wval_jb_key(&ps, "metrics");
+	wval_jb_string(&ps, metrics_digest);
+	wval_jb_key(&ps, "benchmark");
+	wval_jb_string(&ps, bench_digest);
+	wval_jb_end_object(&ps);
 	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(stored_context(context)),
-											  DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data))));
+											  JsonbPGetDatum(wval_jb_end_object(&ps))));
 }
 
 /* Are a stored digest (a JSON string or null) and a computed one the same? */
@@ -1230,8 +1205,7 @@ eval_find_retry(const EvalRequest *req, Datum *stored)
 	args[0] = CStringGetTextDatum(req->world);
 	args[1] = CStringGetTextDatum(req->strategy);
 	args[2] = CStringGetTextDatum(req->client_run_id);
-	if (SPI_execute_plan(plan_find_client_run, args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up run_id \"%s\"", req->client_run_id);
+	wval_spi_exec(&plan_find_client_run, args, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		return false;
 	check_same_request(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, req->client_run_id, req->stage,
@@ -1249,8 +1223,7 @@ eval_load(const EvalRequest *req, EvalWorld *w)
 	bool		fail_closed;
 
 	args[0] = CStringGetTextDatum(req->world);
-	if (SPI_execute_plan(plan_world, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read world \"%s\"", req->world);
+	wval_spi_exec(&plan_world, args, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
@@ -1280,8 +1253,7 @@ load_baseline(const EvalRequest *req)
 		return NULL;
 	args[0] = CStringGetTextDatum(req->world);
 	args[1] = CStringGetTextDatum(req->strategy);
-	if (SPI_execute_plan(plan_baseline, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the baseline run");
+	wval_spi_exec(&plan_baseline, args, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		return NULL;
 	return DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
@@ -1385,7 +1357,6 @@ wval_evaluate(PG_FUNCTION_ARGS)
 	eval_parse(fcinfo, &req);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	prepare_evaluate_plans();
 	if (!eval_find_retry(&req, &result))
 	{
 		eval_load(&req, &w);

@@ -58,44 +58,35 @@
 
 #include "evaluate.h"
 #include "hub.h"
-#include "risk.h"
+#include "jsonb.h"
 #include "metrics.h"
 #include "policy.h"
+#include "risk.h"
 #include "run.h"
+#include "spi.h"
 #include "wval.h"
 
 /* the layers a portfolio run evaluates */
 static const char *const portfolio_layers[] = {"portfolio", "stress"};
 
-/* A prepared statement of this file, kept for the life of the backend. */
-typedef struct PortfolioPlan
-{
-	const char *sql;
-	int			nargs;
-	Oid			types[22];
-	SPIPlanPtr	plan;
-} PortfolioPlan;
-
-static PortfolioPlan plan_world = {
+/* Statements of this file, kept for the life of the backend (spi.h). */
+static WvalPlan plan_world = WVAL_PLAN(
 	"SELECT risk_tier, client_critical, wval._world_access($2, world_id, 'read') "
 	"FROM wval.worlds WHERE world_id = $1",
-	2, {TEXTOID, OIDOID}, NULL
-};
-static PortfolioPlan plan_run = {
+	2, TEXTOID, OIDOID);
+static WvalPlan plan_run = WVAL_PLAN(
 	"SELECT world_id, strategy_id, stage, kind, campaign_id, model_card_version, code_hash, context "
 	"FROM wval.evaluation_runs WHERE run_id = $1 LIMIT 1",
-	1, {UUIDOID}, NULL
-};
-static PortfolioPlan plan_version = {
+	1, UUIDOID);
+static WvalPlan plan_version = WVAL_PLAN(
 	"SELECT version FROM wval.policy_activations WHERE world_id = $1 "
 	"ORDER BY activation_id DESC LIMIT 1",
-	1, {TEXTOID}, NULL
-};
-static PortfolioPlan plan_existing = {
+	1, TEXTOID);
+static WvalPlan plan_existing = WVAL_PLAN(
 	"SELECT * FROM wval.evaluation_runs WHERE world_id = $1 AND strategy_id = $2 "
 	"AND client_run_id = $3 AND kind = 'portfolio' ORDER BY created_at LIMIT 1",
-	3, {TEXTOID, TEXTOID, TEXTOID}, NULL
-};
+	3, TEXTOID, TEXTOID, TEXTOID);
+
 /* The candidate run, as stored. */
 typedef struct CandidateRun
 {
@@ -138,34 +129,6 @@ typedef struct PortfolioFigures
 	const char *uplift_note;	/* why there is no uplift */
 } PortfolioFigures;
 
-/* Prepares a statement of this file once per backend and runs it. */
-static int
-exec_plan(PortfolioPlan *p, Datum *values, const char *nulls, bool read_only, long count)
-{
-	int			ret;
-
-	if (p->plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->types);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare portfolio statement: %s",
-				 SPI_result_code_string(SPI_result));
-		p->plan = plan;
-	}
-	ret = SPI_execute_plan(p->plan, values, nulls, read_only, count);
-	if (ret < 0)
-		elog(ERROR, "portfolio statement failed: %s", SPI_result_code_string(ret));
-	return ret;
-}
-
-/* A text column of the current SPI row, NULL when null. */
-static char *
-spi_text(int col)
-{
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col);
-}
-
 /* Appends a number, or null when it is not known. */
 static void
 append_number_or_null(StringInfo buf, bool known, double d)
@@ -191,7 +154,7 @@ load_candidate(const char *world_id, Datum run_id, CandidateRun *cand)
 	Datum		ctx;
 
 	args[0] = run_id;
-	exec_plan(&plan_run, args, NULL, false, 1);
+	wval_spi_exec(&plan_run, args, NULL, false, 1, SPI_OK_SELECT);
 	cand->run_id = run_id;
 	cand->run_id_text = DatumGetCString(DirectFunctionCall1(uuid_out, run_id));
 	if (SPI_processed == 0)
@@ -200,19 +163,19 @@ load_candidate(const char *world_id, Datum run_id, CandidateRun *cand)
 				 errmsg("evaluation run %s does not exist", cand->run_id_text),
 				 errdetail("run_id is %s.", cand->run_id_text),
 				 errhint("Look the run up in wval.evaluation_runs or wval.latest_runs.")));
-	run_world = spi_text(1);
+	run_world = wval_spi_text(0, 1);
 	if (strcmp(run_world, world_id) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
 				 errmsg("evaluation run %s is not a run of world \"%s\"", cand->run_id_text, world_id),
 				 errdetail("The run belongs to world \"%s\".", run_world),
 				 errhint("Evaluate a run against the snapshots of its own world.")));
-	cand->strategy_id = spi_text(2);
-	cand->stage = spi_text(3);
-	cand->kind = spi_text(4);
-	cand->campaign_id = spi_text(5);
-	cand->model_card_version = spi_text(6);
-	cand->code_hash = spi_text(7);
+	cand->strategy_id = wval_spi_text(0, 2);
+	cand->stage = wval_spi_text(0, 3);
+	cand->kind = wval_spi_text(0, 4);
+	cand->campaign_id = wval_spi_text(0, 5);
+	cand->model_card_version = wval_spi_text(0, 6);
+	cand->code_hash = wval_spi_text(0, 7);
 	ctx = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8, &isnull);
 	cand->context = isnull ? NULL : DatumGetJsonbPCopy(ctx);
 	if (strcmp(cand->kind, "single") != 0 && strcmp(cand->kind, "live") != 0)
@@ -714,7 +677,7 @@ pf_load(const PortfolioRequest *req, PortfolioInputs *in)
 
 	args[0] = CStringGetTextDatum(req->world);
 	args[1] = ObjectIdGetDatum(GetOuterUserId());
-	exec_plan(&plan_world, args, NULL, false, 1);
+	wval_spi_exec(&plan_world, args, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0 ||
 		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)))
 		ereport(ERROR,
@@ -722,11 +685,11 @@ pf_load(const PortfolioRequest *req, PortfolioInputs *in)
 				 errmsg("world \"%s\" does not exist", req->world),
 				 errdetail("world_id is '%s'.", req->world),
 				 errhint("Create it first with wval_world_upsert(world_id).")));
-	in->risk_tier = spi_text(1);
+	in->risk_tier = wval_spi_text(0, 1);
 	in->fail_closed = strcmp(in->risk_tier, "high") == 0 &&
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	load_candidate(req->world, req->run_id, &in->cand);
-	exec_plan(&plan_version, args, NULL, false, 1);
+	wval_spi_exec(&plan_version, args, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
@@ -754,7 +717,7 @@ pf_find_stored(const PortfolioRequest *req, const PortfolioInputs *in, Datum *st
 	args[0] = CStringGetTextDatum(req->world);
 	args[1] = CStringGetTextDatum(in->cand.strategy_id);
 	args[2] = CStringGetTextDatum(in->key);
-	exec_plan(&plan_existing, args, NULL, false, 1);
+	wval_spi_exec(&plan_existing, args, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		return false;
 	*stored = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
@@ -850,46 +813,51 @@ pf_compute(const PortfolioRequest *req, const PortfolioInputs *in, PortfolioOutc
 	wval_evaluate_ruleset(res->rs, &ein, portfolio_layers, lengthof(portfolio_layers), &res->out);
 }
 
+/* Pushes key: string (null for NULL) onto an object being built. */
+static void
+push_string(JsonbParseState **ps, const char *key, const char *s)
+{
+	wval_jb_key(ps, key);
+	wval_jb_string(ps, s);
+}
+
 /* The data_snapshot of a portfolio run: the risk snapshot it used. */
 static Jsonb *
 portfolio_data_snapshot(const char *world, const WvalPortfolio *pf)
 {
-	StringInfoData buf;
+	JsonbParseState *ps = NULL;
 
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"risk_snapshot\": {\"world_id\": ");
-	wval_append_json_string(&buf, world);
-	appendStringInfoString(&buf, ", \"version\": ");
-	wval_append_json_string(&buf, pf->version);
-	appendStringInfoString(&buf, ", \"hash\": ");
-	wval_append_json_string(&buf, pf->hash);
-	appendStringInfoString(&buf, ", \"stage\": ");
-	wval_append_json_string(&buf, pf->stage);
-	appendStringInfoString(&buf, ", \"actor\": ");
-	wval_append_json_string(&buf, pf->actor);
-	appendStringInfoString(&buf, ", \"as_of\": ");
-	wval_append_json_string(&buf, wval_iso_utc(pf->as_of));
-	appendStringInfoString(&buf, "}}");
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	wval_jb_begin_object(&ps);
+	wval_jb_key(&ps, "risk_snapshot");
+	wval_jb_begin_object(&ps);
+	push_string(&ps, "world_id", world);
+	push_string(&ps, "version", pf->version);
+	push_string(&ps, "hash", pf->hash);
+	push_string(&ps, "stage", pf->stage);
+	push_string(&ps, "actor", pf->actor);
+	push_string(&ps, "as_of", wval_iso_utc(pf->as_of));
+	wval_jb_end_object(&ps);
+	return wval_jb_end_object(&ps);
 }
 
 /* The context of a portfolio run: the candidate and the caller's inputs. */
 static Jsonb *
 portfolio_context(const PortfolioRequest *req, const PortfolioInputs *in, const PortfolioOutcome *res)
 {
-	StringInfoData buf;
+	JsonbParseState *ps = NULL;
 
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"candidate_run_id\": \"%s\", \"snapshot_stage\": ", in->cand.run_id_text);
-	if (req->snapshot_stage)
-		wval_append_json_string(&buf, req->snapshot_stage);
-	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfo(&buf, ", \"returns_supplied\": %s, \"stress_supplied\": %s, \"periods_per_year\": %d, "
-					 "\"risk_free\": ", req->returns ? "true" : "false", req->stress ? "true" : "false", res->ppy);
-	wval_append_float8(&buf, res->rf);
-	appendStringInfoChar(&buf, '}');
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	wval_jb_begin_object(&ps);
+	push_string(&ps, "candidate_run_id", in->cand.run_id_text);
+	push_string(&ps, "snapshot_stage", req->snapshot_stage);
+	wval_jb_key(&ps, "returns_supplied");
+	wval_jb_bool(&ps, req->returns != NULL);
+	wval_jb_key(&ps, "stress_supplied");
+	wval_jb_bool(&ps, req->stress != NULL);
+	wval_jb_key(&ps, "periods_per_year");
+	wval_jb_int64(&ps, res->ppy);
+	wval_jb_key(&ps, "risk_free");
+	wval_jb_float8(&ps, res->rf);
+	return wval_jb_end_object(&ps);
 }
 
 /* The candidate's evaluation_run_updated (extended_validation) for a new portfolio run. */
@@ -897,25 +865,30 @@ static void
 candidate_updated_event(const char *world, const PortfolioInputs *in, const PortfolioOutcome *res,
 						const char *new_run_text, WvalEvent *ev)
 {
-	StringInfoData buf;
+	JsonbParseState *ps = NULL;
 
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"run_id\": \"%s\", \"world_id\": ", in->cand.run_id_text);
-	wval_append_json_string(&buf, world);
-	appendStringInfoString(&buf, ", \"strategy_id\": ");
-	wval_append_json_string(&buf, in->cand.strategy_id);
-	appendStringInfo(&buf, ", \"change_type\": \"extended_validation\", \"layers\": [\"portfolio\", \"stress\"], "
-					 "\"extended_run_id\": \"%s\", \"kind\": \"portfolio\", \"status\": \"%s\", "
-					 "\"policy_version\": %d, \"snapshot_version\": ",
-					 new_run_text, res->out.status, in->version);
-	wval_append_json_string(&buf, in->pf->version);
-	appendStringInfoChar(&buf, '}');
+	wval_jb_begin_object(&ps);
+	push_string(&ps, "run_id", in->cand.run_id_text);
+	push_string(&ps, "world_id", world);
+	push_string(&ps, "strategy_id", in->cand.strategy_id);
+	push_string(&ps, "change_type", "extended_validation");
+	wval_jb_key(&ps, "layers");
+	wval_jb_begin_array(&ps);
+	wval_jb_string(&ps, "portfolio");
+	wval_jb_string(&ps, "stress");
+	wval_jb_end_array(&ps);
+	push_string(&ps, "extended_run_id", new_run_text);
+	push_string(&ps, "kind", "portfolio");
+	push_string(&ps, "status", res->out.status);
+	wval_jb_key(&ps, "policy_version");
+	wval_jb_int64(&ps, in->version);
+	push_string(&ps, "snapshot_version", in->pf->version);
 	ev->type = "evaluation_run_updated";
 	ev->world_id = world;
 	ev->subject = in->cand.run_id_text;
 	ev->idempotency_key = psprintf("evaluation_run_updated:%s:%s:extended_validation:%s",
 								   world, in->cand.run_id_text, new_run_text);
-	ev->data = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	ev->data = wval_jb_end_object(&ps);
 }
 
 /*

@@ -56,9 +56,10 @@
 #include "utils/typcache.h"
 #include "utils/uuid.h"
 
-#include "hub.h"
+#include "jsonb.h"
 #include "policy.h"
 #include "run.h"
+#include "spi.h"
 #include "wval.h"
 
 /* the bus's advisory lock class: emitters share (BUS_LOCK_CLASS, 0), see bus.sql */
@@ -67,20 +68,7 @@
 /* the columns of wval.evaluation_runs, in the order of the insert's arguments */
 #define RUN_NCOLUMNS 29
 
-/*
- * A statement of this file, prepared once per backend and kept; the plan
- * cache re-plans it when an object it uses changes.  (The shape of the
- * shared SPI layer, spi.h WvalPlan, so that moving to it is a rename.)
- */
-typedef struct RunPlan
-{
-	const char *sql;
-	int			nargs;
-	Oid			types[RUN_NCOLUMNS];
-	SPIPlanPtr	plan;
-} RunPlan;
-
-static RunPlan plan_insert_run = {
+static WvalPlan plan_insert_run = WVAL_PLAN(
 	"INSERT INTO wval.evaluation_runs (run_id, world_id, strategy_id, stage, kind, campaign_id, "
 	"risk_tier, model_card_version, code_hash, data_snapshot, context, client_run_id, returns_hash, "
 	"metrics, policy_version, ruleset_hash, profile, status, recommended_stage, recommendation, "
@@ -88,17 +76,15 @@ static RunPlan plan_insert_run = {
 	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, "
 	"$20, $21, $22, $23, $24, $25, $26, $27, $28, $29) RETURNING *",
 	RUN_NCOLUMNS,
-	{UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
-		JSONBOID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
-	JSONBOID, UUIDOID, UUIDOID, DATEOID, TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTOID, TEXTOID},
-	NULL
-};
+	UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
+	JSONBOID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
+	JSONBOID, UUIDOID, UUIDOID, DATEOID, TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTOID, TEXTOID);
 
 /*
  * One row per check; an imported result may lack severity, owner,
  * reason_code and tags (a computed one always has them).
  */
-static RunPlan plan_insert_results = {
+static WvalPlan plan_insert_results = WVAL_PLAN(
 	"INSERT INTO wval.rule_results (run_id, world_id, strategy_id, stage, rule, layer, status, "
 	"severity, owner, reason_code, reason, tags, details, created_at) "
 	"SELECT $1, $2, $3, $4, r.key, pg_catalog.split_part(r.key, '.', 1), r.value->>'status', "
@@ -107,109 +93,45 @@ static RunPlan plan_insert_results = {
 	"ARRAY(SELECT pg_catalog.jsonb_array_elements_text(coalesce(r.value->'tags', '[]'))), "
 	"coalesce(r.value->'details', '{}'), $6 "
 	"FROM pg_catalog.jsonb_each($5) r",
-	6, {UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TIMESTAMPTZOID}, NULL
-};
+	6, UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TIMESTAMPTZOID);
 
-static RunPlan plan_next_event = {
-	"SELECT pg_catalog.nextval('wval.events_id_seq')", 0, {InvalidOid}, NULL
-};
+static WvalPlan plan_next_event = WVAL_PLAN(
+	"SELECT pg_catalog.nextval('wval.events_id_seq')",
+	0, InvalidOid);
 
-static RunPlan plan_insert_event = {
+static WvalPlan plan_insert_event = WVAL_PLAN(
 	"INSERT INTO wval.events (event_id, type, world_id, subject, idempotency_key, payload, expires_at) "
 	"VALUES ($1, $2, $3, $4, $5, $6, now() + $7) ON CONFLICT (idempotency_key) DO NOTHING "
 	"RETURNING event_id",
-	7, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID}, NULL
-};
+	7, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID);
 
-static RunPlan plan_dedupe_hit = {
+static WvalPlan plan_dedupe_hit = WVAL_PLAN(
 	"INSERT INTO wval.event_dedupe_hits AS h (type, shard, hits, last_key, last_hit_at) "
 	"VALUES ($1, $2, 1, $3, now()) ON CONFLICT (type, shard) DO UPDATE "
 	"SET hits = h.hits + 1, last_key = excluded.last_key, last_hit_at = excluded.last_hit_at",
-	3, {TEXTOID, INT2OID, TEXTOID}, NULL
-};
+	3, TEXTOID, INT2OID, TEXTOID);
 
 /* a group receives only events of worlds its owner may read */
-static RunPlan plan_insert_deliveries = {
+static WvalPlan plan_insert_deliveries = WVAL_PLAN(
 	"INSERT INTO wval.deliveries (group_name, event_id, type, world_key, enqueued_at, expires_at, visible_at) "
 	"SELECT g.group_name, $1, $2, coalesce($3, ''), now(), now() + $4, now() "
 	"FROM wval.consumer_groups g "
 	"WHERE $2 = ANY (g.types) "
 	"AND (g.owner IS NULL OR $3 IS NULL "
 	"OR wval._world_access((SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = g.owner), $3, 'read'))",
-	4, {INT8OID, TEXTOID, TEXTOID, INTERVALOID}, NULL
-};
-
-/* Prepares a statement of this file on first use and runs it. */
-static int
-run_exec(RunPlan *p, Datum *values, const char *nulls, long count, int expected)
-{
-	int			ret;
-
-	if (p->plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->types);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare \"%s\": %s", p->sql, SPI_result_code_string(SPI_result));
-		p->plan = plan;
-	}
-	ret = SPI_execute_plan(p->plan, values, nulls, false, count);
-	if (ret != expected)
-		elog(ERROR, "statement \"%.60s...\" failed: %s", p->sql, SPI_result_code_string(ret));
-	return ret;
-}
+	4, INT8OID, TEXTOID, TEXTOID, INTERVALOID);
 
 /* ---------------------------------------------------------------------
  * The event
  * ---------------------------------------------------------------------
  */
 
-/* Pushes key: string (JSON null for NULL) onto an object being built. */
+/* Pushes key: string (null for NULL) onto an object being built. */
 static void
 push_string(JsonbParseState **ps, const char *key, const char *s)
 {
-	JsonbValue	v;
-
-	wval_push_key(ps, key);
-	if (s == NULL)
-		v.type = jbvNull;
-	else
-	{
-		v.type = jbvString;
-		v.val.string.val = (char *) s;
-		v.val.string.len = strlen(s);
-	}
-	pushJsonbValue(ps, WJB_VALUE, &v);
-}
-
-/* Pushes key: integer (JSON null when unknown) onto an object being built. */
-static void
-push_int(JsonbParseState **ps, const char *key, bool known, int64 n)
-{
-	JsonbValue	v;
-
-	wval_push_key(ps, key);
-	if (!known)
-		v.type = jbvNull;
-	else
-	{
-		v.type = jbvNumeric;
-		v.val.numeric = int64_to_numeric(n);
-	}
-	pushJsonbValue(ps, WJB_VALUE, &v);
-}
-
-/* Pushes key: a jsonb document onto an object being built. */
-static void
-push_jsonb(JsonbParseState **ps, const char *key, Jsonb *doc)
-{
-	JsonbValue	v;
-
-	wval_push_key(ps, key);
-	v.type = jbvBinary;
-	v.val.binary.data = &doc->root;
-	v.val.binary.len = VARSIZE(doc) - VARHDRSZ;
-	pushJsonbValue(ps, WJB_VALUE, &v);
+	wval_jb_key(ps, key);
+	wval_jb_string(ps, s);
 }
 
 /* The text form of a uuid Datum. */
@@ -228,7 +150,7 @@ run_event_data(const WvalRun *run)
 {
 	JsonbParseState *ps = NULL;
 
-	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
+	wval_jb_begin_object(&ps);
 	push_string(&ps, "world_id", run->world_id);
 	push_string(&ps, "strategy_id", run->strategy_id);
 	push_string(&ps, "run_id", uuid_text(run->run_id));
@@ -236,7 +158,11 @@ run_event_data(const WvalRun *run)
 	push_string(&ps, "kind", run->kind);
 	push_string(&ps, "status", run->status);
 	push_string(&ps, "recommended_stage", run->recommended_stage);
-	push_int(&ps, "policy_version", run->has_policy_version, run->policy_version);
+	wval_jb_key(&ps, "policy_version");
+	if (run->has_policy_version)
+		wval_jb_int64(&ps, run->policy_version);
+	else
+		wval_jb_null(&ps);
 	if (run->linked_run_id != (Datum) 0)
 		push_string(&ps, "linked_run_id", uuid_text(run->linked_run_id));
 	if (strcmp(run->kind, "cohort") == 0)
@@ -248,7 +174,7 @@ run_event_data(const WvalRun *run)
 		push_string(&ps, "snapshot_version", v && v->type == jbvString ?
 					pnstrdup(v->val.string.val, v->val.string.len) : NULL);
 	}
-	return JsonbValueToJsonb(pushJsonbValue(&ps, WJB_END_OBJECT, NULL));
+	return wval_jb_end_object(&ps);
 }
 
 /* The CloudEvents 1.0 envelope of an event (as wval._emit builds it). */
@@ -257,7 +183,7 @@ event_payload(int64 event_id, const char *type, const char *world_id, const char
 {
 	JsonbParseState *ps = NULL;
 
-	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
+	wval_jb_begin_object(&ps);
 	push_string(&ps, "specversion", "1.0");
 	push_string(&ps, "id", psprintf(INT64_FORMAT, event_id));
 	push_string(&ps, "source", psprintf("/wval/%s/worlds/%s", get_database_name(MyDatabaseId),
@@ -266,8 +192,9 @@ event_payload(int64 event_id, const char *type, const char *world_id, const char
 	push_string(&ps, "subject", subject);
 	push_string(&ps, "time", wval_iso_utc(GetCurrentTransactionStartTimestamp()));
 	push_string(&ps, "datacontenttype", "application/json");
-	push_jsonb(&ps, "data", data);
-	return JsonbValueToJsonb(pushJsonbValue(&ps, WJB_END_OBJECT, NULL));
+	wval_jb_key(&ps, "data");
+	wval_jb_jsonb(&ps, data);
+	return wval_jb_end_object(&ps);
 }
 
 /*
@@ -290,7 +217,7 @@ wval_emit_event(const WvalEvent *event)
 	/* shared with other emitters, exclusive for wval_subscribe (bus.sql) */
 	DirectFunctionCall2(pg_advisory_xact_lock_shared_int4,
 						Int32GetDatum(BUS_LOCK_CLASS), Int32GetDatum(0));
-	run_exec(&plan_next_event, NULL, NULL, 1, SPI_OK_SELECT);
+	wval_spi_exec(&plan_next_event, NULL, NULL, false, 1, SPI_OK_SELECT);
 	event_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
 	args[0] = Int64GetDatum(event_id);
@@ -302,19 +229,19 @@ wval_emit_event(const WvalEvent *event)
 	args[4] = CStringGetTextDatum(event->idempotency_key);
 	args[5] = JsonbPGetDatum(event_payload(event_id, type, world_id, subject, event->data));
 	args[6] = (Datum) 0;
-	run_exec(&plan_insert_event, args, nulls, 1, SPI_OK_INSERT_RETURNING);
+	wval_spi_exec(&plan_insert_event, args, nulls, false, 1, SPI_OK_INSERT_RETURNING);
 	if (SPI_processed == 0)
 	{
 		args[0] = CStringGetTextDatum(type);
 		args[1] = Int16GetDatum((int16) (MyProcPid % 16));
 		args[2] = CStringGetTextDatum(event->idempotency_key);
-		run_exec(&plan_dedupe_hit, args, NULL, 0, SPI_OK_INSERT);
+		wval_spi_exec(&plan_dedupe_hit, args, NULL, false, 0, SPI_OK_INSERT);
 		return 0;
 	}
 	/* deliveries: event_id, type, world, ttl (none) */
 	args[3] = (Datum) 0;
 	nulls[3] = 'n';
-	run_exec(&plan_insert_deliveries, args, nulls, 0, SPI_OK_INSERT);
+	wval_spi_exec(&plan_insert_deliveries, args, nulls, false, 0, SPI_OK_INSERT);
 	wval_wake_listeners();
 	return event_id;
 }
@@ -339,8 +266,8 @@ empty_object(void)
 {
 	JsonbParseState *ps = NULL;
 
-	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
-	return JsonbValueToJsonb(pushJsonbValue(&ps, WJB_END_OBJECT, NULL));
+	wval_jb_begin_object(&ps);
+	return wval_jb_end_object(&ps);
 }
 
 /* Gives the columns with a default their value, so the row can be inserted. */
@@ -378,7 +305,7 @@ store_rule_results(const WvalRun *run)
 	args[3] = CStringGetTextDatum(run->stage);
 	args[4] = JsonbPGetDatum(run->results);
 	args[5] = TimestampTzGetDatum(run->created_at);
-	run_exec(&plan_insert_results, args, NULL, 0, SPI_OK_INSERT);
+	wval_spi_exec(&plan_insert_results, args, NULL, false, 0, SPI_OK_INSERT);
 }
 
 /* The run's evaluation_run_created event. */
@@ -452,7 +379,7 @@ insert_run_row(const WvalRun *run)
 	n[26] = run->has_chain ? ' ' : 'n';
 	a[27] = text_arg(run->has_chain ? run->prev_hash : NULL, &n[27]);
 	a[28] = text_arg(run->has_chain ? run->row_hash : NULL, &n[28]);
-	run_exec(&plan_insert_run, a, n, 1, SPI_OK_INSERT_RETURNING);
+	wval_spi_exec(&plan_insert_run, a, n, false, 1, SPI_OK_INSERT_RETURNING);
 	if (SPI_processed != 1)
 		elog(ERROR, "could not store the evaluation run");
 }
