@@ -129,14 +129,31 @@ typedef struct PortfolioFigures
 	const char *uplift_note;	/* why there is no uplift */
 } PortfolioFigures;
 
-/* Appends a number, or null when it is not known. */
+/* Pushes key: number, or null when it is not known (or not finite). */
 static void
-append_number_or_null(StringInfo buf, bool known, double d)
+push_number(JsonbParseState **ps, const char *key, bool known, double d)
 {
+	wval_jb_key(ps, key);
 	if (known && isfinite(d))
-		wval_append_float8(buf, d);
+		wval_jb_float8(ps, d);
 	else
-		appendStringInfoString(buf, "null");
+		wval_jb_null(ps);
+}
+
+/* Pushes key: integer. */
+static void
+push_int(JsonbParseState **ps, const char *key, int64 n)
+{
+	wval_jb_key(ps, key);
+	wval_jb_int64(ps, n);
+}
+
+/* Pushes key: string (null for NULL) onto an object being built. */
+static void
+push_string(JsonbParseState **ps, const char *key, const char *s)
+{
+	wval_jb_key(ps, key);
+	wval_jb_string(ps, s);
 }
 
 /* ---------------------------------------------------------------------
@@ -411,18 +428,20 @@ figures_uplift(const WvalPortfolio *pf, const double *u, int ppy, double rf, Por
  * ---------------------------------------------------------------------
  */
 
-/* Appends the number-valued measures of an object as a JSON object. */
-static bool
-append_measures(StringInfo buf, JsonbContainer *c)
+/* The number-valued measures of an object as a jsonb object; NULL when it has none. */
+static Jsonb *
+measures_object(JsonbContainer *c)
 {
 	JsonbIterator *it = JsonbIteratorInit(c);
+	JsonbParseState *ps = NULL;
 	JsonbValue	k,
 				v;
 	JsonbIteratorToken tok;
 	bool		any = false;
 	double		d;
+	Jsonb	   *result;
 
-	appendStringInfoChar(buf, '{');
+	wval_jb_begin_object(&ps);
 	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
 	{
 		if (tok != WJB_KEY)
@@ -430,27 +449,26 @@ append_measures(StringInfo buf, JsonbContainer *c)
 		tok = JsonbIteratorNext(&it, &v, true);
 		if (!wval_jbv_double(&v, &d))
 			continue;
-		if (any)
-			appendStringInfoString(buf, ", ");
-		wval_append_json_string(buf, pnstrdup(k.val.string.val, k.val.string.len));
-		appendStringInfoString(buf, ": ");
-		wval_append_float8(buf, d);
+		wval_jb_key(&ps, pnstrdup(k.val.string.val, k.val.string.len));
+		wval_jb_float8(&ps, d);
 		any = true;
 	}
-	appendStringInfoChar(buf, '}');
-	return any;
+	result = wval_jb_end_object(&ps);
+	return any ? result : NULL;
 }
 
 /*
- * Appends the candidate's scenarios of one stress object to the stress
- * block and their source to the sources: per scenario, the candidate's
- * own entry (source "strategy") or else the scenario's portfolio-wide
- * measures (label); a scenario with neither is left out (a missing
- * metric for a check that names it).
+ * Pushes the candidate's scenarios of one stress object onto the stress
+ * block and their source onto the sources (two open objects): per
+ * scenario, the candidate's own entry (source "strategy") or else the
+ * scenario's portfolio-wide measures (label); a scenario with neither is
+ * left out (a missing metric for a check that names it).  A scenario
+ * pushed again replaces the earlier one (jsonb keeps the last of
+ * duplicate keys).
  */
 static void
-append_scenarios(StringInfo block, StringInfo sources, JsonbContainer *stress,
-				 const char *strategy_id, const char *label)
+push_scenarios(JsonbParseState **block, JsonbParseState **sources, JsonbContainer *stress,
+			   const char *strategy_id, const char *label)
 {
 	JsonbIterator *it = JsonbIteratorInit(stress);
 	JsonbValue	k,
@@ -460,34 +478,29 @@ append_scenarios(StringInfo block, StringInfo sources, JsonbContainer *stress,
 	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
 	{
 		JsonbValue *own;
-		StringInfoData m;
-		const char *source;
+		Jsonb	   *m = NULL;
+		const char *source = "strategy";
+		char	   *name;
 
 		if (tok != WJB_KEY)
 			continue;
 		tok = JsonbIteratorNext(&it, &sc, true);
 		if (!wval_jbv_is_object(&sc))
 			continue;
-		initStringInfo(&m);
 		own = getKeyJsonValueFromContainer(sc.val.binary.data, strategy_id, strlen(strategy_id), NULL);
-		if (wval_jbv_is_object(own) && append_measures(&m, own->val.binary.data))
-			source = "strategy";
-		else
+		if (wval_jbv_is_object(own))
+			m = measures_object(own->val.binary.data);
+		if (m == NULL)
 		{
-			resetStringInfo(&m);
-			if (!append_measures(&m, sc.val.binary.data))
-				continue;
+			m = measures_object(sc.val.binary.data);
 			source = label;
 		}
-		if (block->len > 1)
-			appendStringInfoString(block, ", ");
-		wval_append_json_string(block, pnstrdup(k.val.string.val, k.val.string.len));
-		appendStringInfo(block, ": %s", m.data);
-		if (sources->len > 1)
-			appendStringInfoString(sources, ", ");
-		wval_append_json_string(sources, pnstrdup(k.val.string.val, k.val.string.len));
-		appendStringInfoString(sources, ": ");
-		wval_append_json_string(sources, source);
+		if (m == NULL)
+			continue;
+		name = pnstrdup(k.val.string.val, k.val.string.len);
+		wval_jb_key(block, name);
+		wval_jb_jsonb(block, m);
+		push_string(sources, name, source);
 	}
 }
 
@@ -527,83 +540,88 @@ idempotency_key(const CandidateRun *cand, const WvalPortfolio *pf, int version,
 	return key.data;
 }
 
-/* The metrics document of the run (portfolio, risk, stress, diagnostics). */
-static Jsonb *
-portfolio_metrics(const WvalPortfolio *pf, const PortfolioFigures *f, const char *stress_block,
-				  const char *stress_sources)
+/* Pushes the portfolio block: the baseline and with-candidate figures. */
+static void
+push_portfolio_block(JsonbParseState **ps, const WvalPortfolio *pf, const PortfolioFigures *f)
 {
-	StringInfoData b;
-	double		z_es = wval_normal_es99(1.0);
 	bool		base_ok = !isnan(f->base_sigma);
 
-	initStringInfo(&b);
-	appendStringInfoString(&b, "{\"portfolio\": {\"baseline_sigma\": ");
-	append_number_or_null(&b, base_ok, f->base_sigma);
-	appendStringInfoString(&b, ", \"baseline_var_99\": ");
-	append_number_or_null(&b, base_ok, wval_normal_var99(f->base_sigma));
-	appendStringInfoString(&b, ", \"baseline_es_99\": ");
-	append_number_or_null(&b, base_ok, wval_normal_es99(f->base_sigma));
-	appendStringInfoString(&b, ", \"sigma\": ");
-	append_number_or_null(&b, f->has_with, f->with_sigma);
-	appendStringInfoString(&b, ", \"var_99\": ");
-	append_number_or_null(&b, f->has_with, wval_normal_var99(f->with_sigma));
-	appendStringInfoString(&b, ", \"es_99\": ");
-	append_number_or_null(&b, f->has_with, wval_normal_es99(f->with_sigma));
-	appendStringInfoString(&b, ", \"candidate_weight\": ");
-	wval_append_float8(&b, f->alpha);
-	appendStringInfoString(&b, ", \"candidate_variance\": ");
-	append_number_or_null(&b, f->has_candidate_variance, f->candidate_variance);
-	appendStringInfo(&b, ", \"n_strategies\": %d, \"filled_pairs\": %d, \"candidate_filled_pairs\": %d",
-					 f->k_base, pf->nfilled, f->pairs_filled);
-	appendStringInfoString(&b, ", \"baseline_sharpe\": ");
-	append_number_or_null(&b, f->has_uplift, f->base_sharpe);
-	appendStringInfoString(&b, ", \"sharpe\": ");
-	append_number_or_null(&b, f->has_uplift, f->with_sharpe);
-	appendStringInfoString(&b, ", \"sharpe_uplift\": ");
-	append_number_or_null(&b, f->has_uplift, f->uplift);
-	appendStringInfoString(&b, ", \"return_points\": ");
-	if (f->npoints > 0)
-		appendStringInfo(&b, "%d", f->npoints);
-	else
-		appendStringInfoString(&b, "null");
+	wval_jb_key(ps, "portfolio");
+	wval_jb_begin_object(ps);
+	push_number(ps, "baseline_sigma", base_ok, f->base_sigma);
+	push_number(ps, "baseline_var_99", base_ok, wval_normal_var99(f->base_sigma));
+	push_number(ps, "baseline_es_99", base_ok, wval_normal_es99(f->base_sigma));
+	push_number(ps, "sigma", f->has_with, f->with_sigma);
+	push_number(ps, "var_99", f->has_with, wval_normal_var99(f->with_sigma));
+	push_number(ps, "es_99", f->has_with, wval_normal_es99(f->with_sigma));
+	wval_jb_key(ps, "candidate_weight");
+	wval_jb_float8(ps, f->alpha);
+	push_number(ps, "candidate_variance", f->has_candidate_variance, f->candidate_variance);
+	push_int(ps, "n_strategies", f->k_base);
+	push_int(ps, "filled_pairs", pf->nfilled);
+	push_int(ps, "candidate_filled_pairs", f->pairs_filled);
+	push_number(ps, "baseline_sharpe", f->has_uplift, f->base_sharpe);
+	push_number(ps, "sharpe", f->has_uplift, f->with_sharpe);
+	push_number(ps, "sharpe_uplift", f->has_uplift, f->uplift);
+	push_number(ps, "return_points", f->npoints > 0, f->npoints);
+	wval_jb_end_object(ps);
+}
 
-	appendStringInfoString(&b, "}, \"risk\": {\"incremental_var_99\": ");
-	append_number_or_null(&b, f->has_with && base_ok,
-						  WVAL_Z_99 * (f->with_sigma - f->base_sigma));
-	appendStringInfoString(&b, ", \"incremental_es_99\": ");
-	append_number_or_null(&b, f->has_with && base_ok, z_es * (f->with_sigma - f->base_sigma));
-	appendStringInfo(&b, "}, \"stress\": %s, \"diagnostics\": {\"candidate_in_snapshot\": %s",
-					 stress_block, f->member ? "true" : "false");
-	appendStringInfoString(&b, ", \"candidate_weight_source\": ");
-	wval_append_json_string(&b, f->alpha_source);
-	appendStringInfoString(&b, ", \"candidate_variance_source\": ");
-	wval_append_json_string(&b, f->variance_source);
-	appendStringInfo(&b, ", \"candidate_pairs\": {\"snapshot\": %d, \"returns\": %d, \"filled\": %d}",
-					 f->pairs_snapshot, f->pairs_returns, f->pairs_filled);
-	appendStringInfoString(&b, ", \"candidate_returns_source\": ");
-	wval_append_json_string(&b, f->returns_source);
-	appendStringInfoString(&b, ", \"covariance_source\": ");
-	wval_append_json_string(&b, pf->cov_source);
-	appendStringInfoString(&b, ", \"missing_correlation\": ");
-	wval_append_float8(&b, pf->rho);
-	if (f->member || f->has_candidate_variance)
+/* Pushes the diagnostics block: where each input came from, and notes. */
+static void
+push_diagnostics_block(JsonbParseState **ps, const WvalPortfolio *pf, const PortfolioFigures *f,
+					   Jsonb *stress_sources)
+{
+	wval_jb_key(ps, "diagnostics");
+	wval_jb_begin_object(ps);
+	wval_jb_key(ps, "candidate_in_snapshot");
+	wval_jb_bool(ps, f->member);
+	push_string(ps, "candidate_weight_source", f->alpha_source);
+	push_string(ps, "candidate_variance_source", f->variance_source);
+	wval_jb_key(ps, "candidate_pairs");
+	wval_jb_begin_object(ps);
+	push_int(ps, "snapshot", f->pairs_snapshot);
+	push_int(ps, "returns", f->pairs_returns);
+	push_int(ps, "filled", f->pairs_filled);
+	wval_jb_end_object(ps);
+	push_string(ps, "candidate_returns_source", f->returns_source);
+	push_string(ps, "covariance_source", pf->cov_source);
+	wval_jb_key(ps, "missing_correlation");
+	wval_jb_float8(ps, pf->rho);
+	if ((f->member || f->has_candidate_variance) && !f->has_with)
 	{
-		if (!f->has_with)
-		{
-			appendStringInfoString(&b, ", \"with_candidate_variance\": ");
-			wval_append_float8(&b, f->with_variance);
-			appendStringInfoString(&b, ", \"note\": \"the covariance with the candidate is not positive semi-definite: no incremental VaR/ES\"");
-		}
+		wval_jb_key(ps, "with_candidate_variance");
+		wval_jb_float8(ps, f->with_variance);
+		push_string(ps, "note", "the covariance with the candidate is not positive semi-definite: no incremental VaR/ES");
 	}
-	else
-		appendStringInfoString(&b, ", \"note\": \"no variance of the candidate: neither in the snapshot's covariance nor from 2 or more returns\"");
+	else if (!f->member && !f->has_candidate_variance)
+		push_string(ps, "note", "no variance of the candidate: neither in the snapshot's covariance nor from 2 or more returns");
 	if (!f->has_uplift && f->uplift_note)
-	{
-		appendStringInfoString(&b, ", \"sharpe_uplift_note\": ");
-		wval_append_json_string(&b, f->uplift_note);
-	}
-	appendStringInfo(&b, ", \"stress_source\": %s}}", stress_sources);
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(b.data)));
+		push_string(ps, "sharpe_uplift_note", f->uplift_note);
+	wval_jb_key(ps, "stress_source");
+	wval_jb_jsonb(ps, stress_sources);
+	wval_jb_end_object(ps);
+}
+
+/* The metrics document of the run (portfolio, risk, stress, diagnostics). */
+static Jsonb *
+portfolio_metrics(const WvalPortfolio *pf, const PortfolioFigures *f, Jsonb *stress, Jsonb *stress_sources)
+{
+	JsonbParseState *ps = NULL;
+	bool		incremental = f->has_with && !isnan(f->base_sigma);
+
+	wval_jb_begin_object(&ps);
+	push_portfolio_block(&ps, pf, f);
+	wval_jb_key(&ps, "risk");
+	wval_jb_begin_object(&ps);
+	push_number(&ps, "incremental_var_99", incremental, WVAL_Z_99 * (f->with_sigma - f->base_sigma));
+	push_number(&ps, "incremental_es_99", incremental,
+				wval_normal_es99(1.0) * (f->with_sigma - f->base_sigma));
+	wval_jb_end_object(&ps);
+	wval_jb_key(&ps, "stress");
+	wval_jb_jsonb(&ps, stress);
+	push_diagnostics_block(&ps, pf, f, stress_sources);
+	return wval_jb_end_object(&ps);
 }
 
 /* The request of wval_evaluate_portfolio, parsed and checked (pf_parse). */
@@ -780,28 +798,23 @@ compute_figures(const PortfolioRequest *req, const PortfolioInputs *in, Portfoli
 static void
 pf_compute(const PortfolioRequest *req, const PortfolioInputs *in, PortfolioOutcome *res)
 {
-	StringInfoData stress_block,
-				stress_sources;
+	JsonbParseState *block = NULL;
+	JsonbParseState *sources = NULL;
 	JsonbValue *snap_stress;
 	WvalPolicy *policy;
 	int			p;
 	WvalEvalInput ein;
 
 	compute_figures(req, in, res);
-	initStringInfo(&stress_block);
-	initStringInfo(&stress_sources);
-	appendStringInfoChar(&stress_block, '{');
-	appendStringInfoChar(&stress_sources, '{');
+	wval_jb_begin_object(&block);
+	wval_jb_begin_object(&sources);
 	snap_stress = getKeyJsonValueFromContainer(&in->pf->payload->root, "stress", 6, NULL);
 	if (wval_jbv_is_object(snap_stress))
-		append_scenarios(&stress_block, &stress_sources, snap_stress->val.binary.data,
-						 in->cand.strategy_id, "portfolio");
-	/* jsonb keeps the last of duplicate keys: a caller's scenario replaces the snapshot's */
+		push_scenarios(&block, &sources, snap_stress->val.binary.data, in->cand.strategy_id, "portfolio");
+	/* a caller's scenario replaces the snapshot's */
 	if (req->stress != NULL)
-		append_scenarios(&stress_block, &stress_sources, &req->stress->root, in->cand.strategy_id, "caller");
-	appendStringInfoChar(&stress_block, '}');
-	appendStringInfoChar(&stress_sources, '}');
-	res->metrics = portfolio_metrics(in->pf, &res->f, stress_block.data, stress_sources.data);
+		push_scenarios(&block, &sources, &req->stress->root, in->cand.strategy_id, "caller");
+	res->metrics = portfolio_metrics(in->pf, &res->f, wval_jb_end_object(&block), wval_jb_end_object(&sources));
 
 	policy = wval_policy_for_version(req->world, in->version, in->fail_closed);
 	p = wval_policy_profile_for_stage(policy, in->cand.stage);
@@ -811,14 +824,6 @@ pf_compute(const PortfolioRequest *req, const PortfolioInputs *in, PortfolioOutc
 	ein.stage = in->cand.stage;
 	ein.now = GetCurrentTransactionStartTimestamp();
 	wval_evaluate_ruleset(res->rs, &ein, portfolio_layers, lengthof(portfolio_layers), &res->out);
-}
-
-/* Pushes key: string (null for NULL) onto an object being built. */
-static void
-push_string(JsonbParseState **ps, const char *key, const char *s)
-{
-	wval_jb_key(ps, key);
-	wval_jb_string(ps, s);
 }
 
 /* The data_snapshot of a portfolio run: the risk snapshot it used. */
