@@ -215,7 +215,7 @@ diff_begin(WvalPolicy *oldp, WvalPolicy *newp, const char *stage)
 	st->own_old = wval_policy_profile_for_stage(oldp, stage);
 	st->own_new = wval_policy_profile_for_stage(newp, stage);
 	st->needs_data_as_of = policy_has_kind(oldp, WVAL_VAL_LAG) || policy_has_kind(newp, WVAL_VAL_LAG);
-	st->needs_baseline = (strcmp(stage, "paper") == 0 || strcmp(stage, "shadow") == 0) &&
+	st->needs_baseline = wval_stage_vs_backtest(stage) &&
 		(policy_has_kind(oldp, WVAL_VAL_BASELINE_RATIO) || policy_has_kind(newp, WVAL_VAL_BASELINE_RATIO));
 
 	nold = st->own_old >= 0 ? oldp->profiles[st->own_old].nrules : 0;

@@ -170,7 +170,7 @@ wval_hub_init(void)
 static char *
 counter_sequence_name(const char *world_id, const char *stage, const char *outcome)
 {
-	char		hex[65];
+	char		hex[WVAL_SHA256_HEX_LEN + 1];
 
 	wval_sha256_utf8_hex(world_id, strlen(world_id), hex);
 	hex[16] = '\0';
@@ -311,7 +311,7 @@ static void
 lock_version(SnapshotContract *c)
 {
 	char	   *key = psprintf("risk_snapshot:%s:%s", c->world_id, c->version);
-	char		hex[65];
+	char		hex[WVAL_SHA256_HEX_LEN + 1];
 	uint64		k = 0;
 	int			i;
 

@@ -40,8 +40,6 @@ static const char *const snapshot_fields[] = {
 	"constraints", "ttl_sec", "hash", "provenance", NULL
 };
 
-static const char *const stages[] = {"backtest", "paper", "shadow", "live", NULL};
-
 const char *const wval_part_field[NUM_PARTS] = {"covariance", "realized_returns", "stress"};
 const char *const wval_part_ref_field[NUM_PARTS] = {"covariance_ref", "realized_returns_ref", "stress_ref"};
 
@@ -79,19 +77,18 @@ jsonb_text(Jsonb *jb)
 void
 wval_contract_check_stage(SnapshotContract *c)
 {
-	int			i;
+	int			s = wval_stage_index(c->stage);
 
-	for (i = 0; c->stage != NULL && stages[i] != NULL; i++)
-		if (strcmp(c->stage, stages[i]) == 0)
-		{
-			c->count_stage = stages[i];
-			return;
-		}
+	if (s >= 0)
+	{
+		c->count_stage = wval_stages[s].name;
+		return;
+	}
 	contract_reject(c, false,
 					(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 					 errmsg("invalid value for \"stage\""),
 					 errdetail("stage is %s.", c->stage ? quote_literal_cstr(c->stage) : "null"),
-					 errhint("Accepted values: backtest, paper, shadow, live.")));
+					 errhint("Accepted values: %s.", wval_stage_list())));
 }
 
 /* actor: a non-empty identifier (its registration is checked last). */
@@ -443,7 +440,7 @@ check_ref(SnapshotContract *c, OffloadPart part)
 	{
 		const char *hex = s + strlen(BLOB_REF_PREFIX);
 		Datum		args[2];
-		bool		ok = strlen(hex) == 64 && strspn(hex, "0123456789abcdef") == 64;
+		bool		ok = strlen(hex) == WVAL_SHA256_HEX_LEN && strspn(hex, "0123456789abcdef") == WVAL_SHA256_HEX_LEN;
 		char	   *kind = NULL;
 
 		if (ok)
@@ -815,7 +812,7 @@ build_canonical(SnapshotContract *c)
 		{
 			OffloadBlob *b = &c->blobs[c->nblobs++];
 			char	   *text;
-			char		hex[65];
+			char		hex[WVAL_SHA256_HEX_LEN + 1];
 			JsonbValue	rk,
 						rv;
 
@@ -845,7 +842,7 @@ build_canonical(SnapshotContract *c)
 	c->canonical = jsonb_text(c->payload);
 	{
 		char	   *utf8 = pg_server_to_any(c->canonical, strlen(c->canonical), PG_UTF8);
-		char		hex[65];
+		char		hex[WVAL_SHA256_HEX_LEN + 1];
 
 		c->canonical_len = strlen(utf8);
 		wval_sha256_hex(utf8, c->canonical_len, hex);
@@ -984,8 +981,8 @@ check_producer(SnapshotContract *c)
 	bool		isnull;
 	Datum		keyd;
 	bytea	   *key;
-	char		expected[65];
-	char		given[65];
+	char		expected[WVAL_SHA256_HEX_LEN + 1];
+	char		given[WVAL_SHA256_HEX_LEN + 1];
 	size_t		siglen;
 	size_t		i;
 	StringInfoData message;
@@ -1015,14 +1012,14 @@ check_producer(SnapshotContract *c)
 						 errdetail("The producer is registered with an HMAC key and no signature was given."),
 						 errhint("Pass signature => hex(HMAC-SHA256(key, message)); wval_snapshot_signed_message(world_id, snapshot, actor, stage) returns the message.")));
 	siglen = strlen(c->signature);
-	for (i = 0; i < siglen && i < 64; i++)
+	for (i = 0; i < siglen && i < WVAL_SHA256_HEX_LEN; i++)
 		given[i] = pg_ascii_tolower(c->signature[i]);
-	given[Min(siglen, 64)] = '\0';
+	given[Min(siglen, WVAL_SHA256_HEX_LEN)] = '\0';
 	wval_contract_signed_message(c, &message);
 	hmac_sha256_hex((const uint8 *) VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
 					message.data, message.len, expected);
 	pfree(message.data);
-	if (siglen != 64 || !equal_constant_time(given, expected, 64))
+	if (siglen != WVAL_SHA256_HEX_LEN || !equal_constant_time(given, expected, WVAL_SHA256_HEX_LEN))
 		contract_reject(c, false,
 						(errcode(ERRCODE_WVAL_GOVERNANCE),
 						 errmsg("signature of the risk snapshot of actor \"%s\" is not valid", c->actor),

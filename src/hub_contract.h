@@ -55,7 +55,7 @@ typedef struct OffloadBlob
 {
 	OffloadPart part;
 	Jsonb	   *content;
-	char		hash[72];		/* sha256:<hex> */
+	char		hash[WVAL_SHA256_REF_LEN + 1];		/* sha256:<hex> */
 	int			size_bytes;
 } OffloadBlob;
 
@@ -89,7 +89,7 @@ typedef struct SnapshotContract
 	Jsonb	   *payload;
 	char	   *canonical;
 	int			canonical_len;	/* bytes, UTF-8 */
-	char		hash[72];
+	char		hash[WVAL_SHA256_REF_LEN + 1];
 	/* producer */
 	bool		signed_ok;
 } SnapshotContract;

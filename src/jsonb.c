@@ -237,3 +237,21 @@ wval_jb_kv_null(JsonbParseState **ps, const char *key)
 	wval_jb_key(ps, key);
 	wval_jb_null(ps);
 }
+
+/* Pushes every top-level key: value pair of the object obj into the open object. */
+void
+wval_jb_merge_object(JsonbParseState **ps, const Jsonb *obj)
+{
+	JsonbIterator *it = JsonbIteratorInit((JsonbContainer *) &obj->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	Assert(JB_ROOT_IS_OBJECT(obj));
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			pushJsonbValue(ps, WJB_KEY, &v);
+		else if (tok == WJB_VALUE)
+			wval_jb_value(ps, &v);
+	}
+}

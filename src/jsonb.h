@@ -43,6 +43,7 @@ extern void wval_jb_bool(JsonbParseState **ps, bool b);
 extern void wval_jb_null(JsonbParseState **ps);
 extern void wval_jb_jsonb(JsonbParseState **ps, const Jsonb *j);
 extern void wval_jb_value(JsonbParseState **ps, JsonbValue *v);
+extern void wval_jb_merge_object(JsonbParseState **ps, const Jsonb *obj);
 extern Numeric wval_float8_numeric(double d);
 
 /* key: value in one call */

@@ -605,7 +605,7 @@ static char *
 chain_link(const char *prev_hash, const char *table, int64 seq, const char *canonical, int len)
 {
 	StringInfoData buf;
-	char		hex[65];
+	char		hex[WVAL_SHA256_HEX_LEN + 1];
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "%s\n%s\n" INT64_FORMAT "\n", prev_hash, table, seq);

@@ -128,6 +128,48 @@ wval_identifier_problem(const char *value, size_t len)
 	return ident_scan(value, len, &c, &offset);
 }
 
+/* The stages, in promotion order, and their default_profile_by_stage keys (wval.h). */
+const WvalStageDef wval_stages[WVAL_NSTAGES] = {
+	[WVAL_STAGE_BACKTEST] = {"backtest", 0, false},	/* backtest_only */
+	[WVAL_STAGE_PAPER] = {"paper", 1, true},	/* paper_only */
+	[WVAL_STAGE_SHADOW] = {"shadow", -1, true},
+	[WVAL_STAGE_LIVE] = {"live", 2, false}, /* paper_ok_live_candidate */
+};
+
+/* The WvalStage of a stage name, -1 when it names none. */
+int
+wval_stage_index(const char *name)
+{
+	int			i;
+
+	for (i = 0; name != NULL && i < WVAL_NSTAGES; i++)
+		if (strcmp(wval_stages[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+/* True when runs of the stage are compared with the latest backtest run (wval.h). */
+bool
+wval_stage_vs_backtest(const char *name)
+{
+	int			s = wval_stage_index(name);
+
+	return s >= 0 && wval_stages[s].vs_backtest;
+}
+
+/* The stage names, comma-separated in promotion order, for messages. */
+const char *
+wval_stage_list(void)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	for (i = 0; i < WVAL_NSTAGES; i++)
+		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", wval_stages[i].name);
+	return buf.data;
+}
+
 /*
  * Raises 22023 unless value is a valid wval identifier (world, strategy,
  * actor, producer, consumer group, ...): not null, not blank (empty or only
@@ -299,7 +341,7 @@ char *
 wval_returns_hash(const double *r, int n)
 {
 	char	   *bytes = palloc(sizeof(uint64) * Max(n, 1));
-	char		hex[65];
+	char		hex[WVAL_SHA256_HEX_LEN + 1];
 	int			i;
 
 	for (i = 0; i < n; i++)

@@ -36,6 +36,44 @@
  */
 #define WVAL_MAX_IDENT_BYTES 200
 
+/* hex digits of a sha256 digest, and the length of "sha256:<hex>" */
+#define WVAL_SHA256_HEX_LEN	64
+#define WVAL_SHA256_REF_LEN	(7 + WVAL_SHA256_HEX_LEN)
+
+/*
+ * The stages a run or a snapshot is evaluated at, in promotion order
+ * (util.c, wval_stages), with the default_profile_by_stage key of each
+ * (policy.md: wval_stage_keys; -1: none, the stage uses the profile of its
+ * own name).  The same four stages are the CHECK of evaluation_runs.stage
+ * and risk_snapshots.stage and the lists the SQL functions accept.  One
+ * list differs on purpose: a strategy's deployment stage
+ * (wval.deployments, live.sql) has no shadow (a shadow run evaluates a
+ * strategy without deploying it) and adds retired.  The hub's publish
+ * counters add the pseudo-stage "invalid" for a publish whose stage
+ * argument is none of these.
+ */
+typedef enum WvalStage
+{
+	WVAL_STAGE_BACKTEST,
+	WVAL_STAGE_PAPER,
+	WVAL_STAGE_SHADOW,
+	WVAL_STAGE_LIVE,
+	WVAL_NSTAGES
+} WvalStage;
+
+typedef struct WvalStageDef
+{
+	const char *name;
+	int			profile_key;	/* index into wval_stage_keys, -1 when none */
+	bool		vs_backtest;	/* runs are compared with the latest backtest run
+								 * (paper_shadow_consistency checks apply) */
+} WvalStageDef;
+
+extern const WvalStageDef wval_stages[WVAL_NSTAGES];
+extern int	wval_stage_index(const char *name);
+extern const char *wval_stage_list(void);
+extern bool wval_stage_vs_backtest(const char *name);
+
 /* uninstall.c */
 extern void wval_uninstall_init(void);
 extern void wval_evaluate_init(void);
@@ -43,7 +81,7 @@ extern void wval_evaluate_init(void);
 /* util.c */
 extern void wval_check_identifier(const char *field, const char *value);
 extern const char *wval_identifier_problem(const char *value, size_t len);
-extern void wval_sha256_hex(const char *data, size_t len, char *out);	/* out: 65 bytes */
+extern void wval_sha256_hex(const char *data, size_t len, char *out);	/* out: WVAL_SHA256_HEX_LEN + 1 bytes */
 extern void wval_append_json_string(StringInfo buf, const char *str);
 extern void wval_append_float8(StringInfo buf, double value);
 extern bool wval_jbv_is_object(const JsonbValue *v);
@@ -59,6 +97,12 @@ extern bool wval_world_setting_double(Jsonb *settings, const char *key, double *
 extern void wval_sha256_utf8_hex(const char *s, int len, char *hex);
 extern char *wval_iso_utc(TimestampTz ts);
 extern bool wval_parse_iso8601(const char *s, TimestampTz *result);
+
+/* observability.c: the evaluation latency histogram */
+#define WVAL_NLATENCY_BOUNDS	10
+#define WVAL_NLATENCY_BUCKETS	(WVAL_NLATENCY_BOUNDS + 1)	/* the last is +Inf */
+extern const double wval_latency_bounds_s[WVAL_NLATENCY_BOUNDS];
+extern int	wval_latency_bucket(double seconds);
 
 /* notifier.c */
 extern void wval_notifier_init(void);
