@@ -760,13 +760,8 @@ static WvalPlan plan_stats = WVAL_PLAN(
 	"buckets[$6] = s.buckets[$6] + 1",
 	7, TEXTOID, TEXTOID, TEXTOID, INT2OID, FLOAT8OID, INT4OID, INT8ARRAYOID);
 
-/*
- * Upper bounds (seconds) of the latency histogram of wval.evaluation_stats;
- * keep in step with wval._latency_bounds() (observability.sql).
- */
-static const double latency_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
-
-#define NLATENCY_BUCKETS ((int) lengthof(latency_bounds) + 1)
+/* buckets of the latency histogram: one per bound (observability.c) plus +Inf */
+#define NLATENCY_BUCKETS (WVAL_NLATENCY_BOUNDS + 1)
 
 /*
  * Counts one evaluation and its latency in wval.evaluation_stats, in the
@@ -778,15 +773,9 @@ record_evaluation_stats(const char *world, const char *stage, const char *status
 {
 	Datum		args[7];
 	Datum		onehot[NLATENCY_BUCKETS];
-	int			bucket = NLATENCY_BUCKETS - 1;
+	int			bucket = wval_latency_bucket(seconds);
 	int			i;
 
-	for (i = 0; i < NLATENCY_BUCKETS - 1; i++)
-		if (seconds <= latency_bounds[i])
-		{
-			bucket = i;
-			break;
-		}
 	for (i = 0; i < NLATENCY_BUCKETS; i++)
 		onehot[i] = Int64GetDatum(i == bucket ? 1 : 0);
 	args[0] = CStringGetTextDatum(world);
@@ -948,7 +937,7 @@ static char *
 jsonb_digest(Jsonb *doc)
 {
 	char	   *text;
-	char		hex[65];
+	char		hex[WVAL_SHA256_HEX_LEN + 1];
 
 	if (doc == NULL || (JB_ROOT_IS_OBJECT(doc) && JB_ROOT_COUNT(doc) == 0))
 		return NULL;

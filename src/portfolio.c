@@ -526,7 +526,7 @@ idempotency_key(const CandidateRun *cand, const WvalPortfolio *pf, int version,
 	if (returns != NULL || stress != NULL)
 	{
 		StringInfoData inputs;
-		char		hex[65];
+		char		hex[WVAL_SHA256_HEX_LEN + 1];
 
 		initStringInfo(&inputs);
 		appendStringInfoString(&inputs, returns ? wval_returns_hash(returns, nreturns) : "-");
