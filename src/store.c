@@ -67,6 +67,7 @@
 #include "utils/typcache.h"
 #include "utils/uuid.h"
 
+#include "access.h"
 #include "spi.h"
 #include "wval.h"
 
@@ -95,8 +96,6 @@ static WvalPlan plan_chain_start = WVAL_PLAN(
 	"VALUES ($1, 1, '" GENESIS_HASH "', wval._chain_link('" GENESIS_HASH "', $2, 1, $3)) "
 	"ON CONFLICT (world_id) DO NOTHING RETURNING seq, prev_hash, head_hash",
 	3, TEXTOID, TEXTOID, TEXTOID);
-static WvalPlan plan_world_write = WVAL_PLAN(
-	"SELECT wval._world_access($1, $2, 'write')", 2, OIDOID, TEXTOID);
 
 static void append_canonical_value(StringInfo buf, Datum value, Oid typid);
 
@@ -658,36 +657,20 @@ chain_attnum(TupleDesc tupdesc, const char *name, const char *relname)
 
 /*
  * Raises 42501 unless the role that called into wval (outside SECURITY
- * DEFINER) may write the world (wval.world_grants, security.sql).  The
- * answer is kept for the rest of the transaction; world "" (acts of no
- * world) is always writable.  The caller is connected to SPI.
+ * DEFINER) may write the world (wval.world_grants, access.c caches the
+ * answer per backend).  World "" (acts of no world) is always writable.
  */
 static void
 check_world_write(const char *world)
 {
-	static LocalTransactionId cached_lxid = InvalidLocalTransactionId;
-	static Oid	cached_role = InvalidOid;
-	static char cached_world[WVAL_MAX_IDENT_BYTES + 1];
 	Oid			role = GetOuterUserId();
-	Datum		args[2];
 
-	if (world[0] == '\0' || superuser_arg(role))
+	if (world[0] == '\0' || wval_access_allowed(role, world, true))
 		return;
-	if (cached_lxid == MyProc->lxid && cached_role == role && strcmp(cached_world, world) == 0)
-		return;
-	args[0] = ObjectIdGetDatum(role);
-	args[1] = CStringGetTextDatum(world);
-	wval_spi_exec(&plan_world_write, args, NULL, true, 1, SPI_OK_SELECT);
-	if (SPI_processed != 1)
-		elog(ERROR, "could not check access to world \"%s\"", world);
-	if (!wval_spi_bool(0, 1, false))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role \"%s\" may not write world \"%s\"", GetUserNameFromId(role, false), world),
-				 errhint("A wval_admin grants worlds with wval_world_grant(role, world_id, 'write').")));
-	cached_lxid = MyProc->lxid;
-	cached_role = role;
-	strlcpy(cached_world, world, sizeof(cached_world));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("role \"%s\" may not write world \"%s\"", GetUserNameFromId(role, false), world),
+			 errhint("A wval_admin grants worlds with wval_world_grant(role, world_id, 'write').")));
 }
 
 PG_FUNCTION_INFO_V1(wval_chain);

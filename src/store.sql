@@ -758,14 +758,10 @@ COMMENT ON FUNCTION public.wval_maintain(integer) IS 'creates monthly partitions
 
 -- wval._can_read(world): may the calling role (outside SECURITY DEFINER) read
 -- the world?  The one question every read path asks first; a world it may not
--- read is answered as a world that does not exist.
+-- read is answered as a world that does not exist.  C (access.c), cached per
+-- backend.
 CREATE FUNCTION wval._can_read(p_world_id text) RETURNS boolean
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
-BEGIN
-    -- plpgsql: wval._world_access is created later, by security.sql
-    RETURN wval._world_access((SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = wval._invoker()), p_world_id, 'read');
-END
-$$;
+    AS 'MODULE_PATHNAME', 'wval_can_read' LANGUAGE C STABLE;
 COMMENT ON FUNCTION wval._can_read(text) IS 'true when the calling role may read the world (wval.world_grants); what it may not read does not exist for it';
 
 -- wval._world(world_id, lock): the world row, WV010 when it does not exist.
