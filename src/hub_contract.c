@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * hub_contract.c
- *	  The risk snapshot contract, checked in C in the order of the spec
+ *	  The risk snapshot contract, checked in C in the order of docs/risk-hub.md
  *	  (hub.c's header lists it): the arguments, every field of the
  *	  snapshot, the canonical form and its hash, the offloading of large
  *	  parts to wval.blobs, the provenance and the producer (registration
@@ -69,7 +69,7 @@ jsonb_text(Jsonb *jb)
 }
 
 /* ---------------------------------------------------------------------
- * Contract checks, in the order of the spec
+ * Contract checks, in the order of docs/risk-hub.md
  * ---------------------------------------------------------------------
  */
 
@@ -1029,7 +1029,7 @@ check_producer(SnapshotContract *c)
 	c->signed_ok = true;
 }
 
-/* Runs the snapshot's contract checks, in the order of the spec. */
+/* Runs the snapshot's contract checks, in the order of docs/risk-hub.md. */
 void
 wval_contract_check(SnapshotContract *c)
 {

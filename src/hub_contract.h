@@ -16,7 +16,7 @@
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 
-/* contract limits (hub.md) */
+/* contract limits (docs/risk-hub.md) */
 #define TTL_DEFAULT_SEC			10
 #define TTL_MAX_SEC				86400
 #define MAX_POINTS_PER_SERIES	200000
@@ -104,7 +104,7 @@ extern void wval_hub_count_rejection(SnapshotContract *c, bool expired);
 		ereport(ERROR, rest); \
 	} while (0)
 
-/* hub_contract.c: the checks, in the order of the spec (hub.c's header) */
+/* hub_contract.c: the checks, in the order of docs/risk-hub.md */
 extern void wval_contract_check_stage(SnapshotContract *c);
 extern void wval_contract_check_actor(SnapshotContract *c);
 extern void wval_contract_check(SnapshotContract *c);

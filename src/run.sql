@@ -2,6 +2,8 @@
 -- Every kind of run is stored by the C run writer: wval_evaluate and
 -- wval_evaluate_portfolio call it in C, the SQL entry points (wval_record_run,
 -- wval_live_run, wval_evaluate_cohort, wval_import_runs) through this wrapper.
+--
+-- requires: store bus
 
 CREATE FUNCTION wval._store_run(run wval.evaluation_runs, emit boolean DEFAULT true)
 RETURNS wval.evaluation_runs

@@ -3,7 +3,7 @@
  * wval.h
  *	  Declarations shared by the C files of the wval extension.
  *
- * Error classes (spec README): every error a caller can trigger carries
+ * Error classes (README.md, "Errors"): every error a caller can trigger carries
  * one of the WVxxx SQLSTATEs below, or a standard code where one fits
  * (22023 invalid parameter, 42501 insufficient privilege).
  *
@@ -43,7 +43,7 @@
 /*
  * The stages a run or a snapshot is evaluated at, in promotion order
  * (util.c, wval_stages), with the default_profile_by_stage key of each
- * (policy.md: wval_stage_keys; -1: none, the stage uses the profile of its
+ * (docs/policy.md: wval_stage_keys; -1: none, the stage uses the profile of its
  * own name).  The same four stages are the CHECK of evaluation_runs.stage
  * and risk_snapshots.stage and the lists the SQL functions accept.  One
  * list differs on purpose: a strategy's deployment stage
