@@ -6,6 +6,8 @@
 -- form (wval.risk_snapshots.payload, hash recheckable in SQL), with large
 -- parts moved to wval.blobs, and announced with risk_snapshot_updated.
 -- Reads and the portfolio baseline follow.  docs/risk-hub.md is the guide.
+-- The portfolio baseline wval_portfolio_risk is computed in risk.c (the
+-- portfolio formulas), the contract checks in hub_contract.c.
 --
 -- requires: store
 
