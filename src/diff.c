@@ -1021,7 +1021,8 @@ typedef struct OutcomeState
 {
 	WvalPolicy *policy;
 	const char *stage;
-	StringInfoData buf;
+	JsonbParseState *ps;		/* the result array, in outcxt */
+	MemoryContext outcxt;
 	WvalRuleBrief *rules;
 	WvalMetricCache *cache;
 } OutcomeState;
@@ -1032,19 +1033,23 @@ outcome_json_run(void *arg, int pos, const char *strategy_id, const char *run_id
 {
 	OutcomeState *os = (OutcomeState *) arg;
 	WvalBriefOutcome o;
+	MemoryContext old;
 
 	(void) strategy_id;
+	(void) pos;
 	in->stage = os->stage;
 	o.rules = os->rules;
 	o.cache = os->cache;
 	wval_metric_cache_reset(os->cache);
 	wval_evaluate_policy_brief(os->policy, in, &o);
-	if (pos > 0)
-		appendStringInfoChar(&os->buf, ',');
-	appendStringInfoString(&os->buf, "{\"run_id\":");
-	wval_append_json_string(&os->buf, run_id);
-	appendStringInfo(&os->buf, ",\"status\":\"%s\",\"recommended_stage\":\"%s\"}",
-					 status_name(o.status), wval_stage_keys[o.stage]);
+	/* the array outlives the row's memory: build it, and copy run_id, in outcxt */
+	old = MemoryContextSwitchTo(os->outcxt);
+	wval_jb_begin_object(&os->ps);
+	wval_jb_kv_string(&os->ps, "run_id", run_id ? pstrdup(run_id) : NULL);
+	wval_jb_kv_string(&os->ps, "status", status_name(o.status));
+	wval_jb_kv_string(&os->ps, "recommended_stage", wval_stage_keys[o.stage]);
+	wval_jb_end_object(&os->ps);
+	MemoryContextSwitchTo(old);
 }
 
 PG_FUNCTION_INFO_V1(wval_scenario_outcomes);
@@ -1075,10 +1080,10 @@ wval_scenario_outcomes(PG_FUNCTION_ARGS)
 	os.rules = palloc0(sizeof(WvalRuleBrief) * Max(own >= 0 ? os.policy->profiles[own].nrules : 0, 1));
 	os.cache = wval_metric_cache_create();
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "wval scenario outcomes", ALLOCSET_DEFAULT_SIZES);
-	initStringInfo(&os.buf);
-	appendStringInfoChar(&os.buf, '[');
+	os.ps = NULL;
+	os.outcxt = CurrentMemoryContext;
+	wval_jb_begin_array(&os.ps);
 	walk_json_runs(PG_GETARG_JSONB_P(1), "runs", outcome_json_run, &os, rowcxt);
-	appendStringInfoChar(&os.buf, ']');
 	MemoryContextDelete(rowcxt);
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(os.buf.data)));
+	PG_RETURN_JSONB_P(wval_jb_end_array(&os.ps));
 }

@@ -81,7 +81,7 @@ wval_contract_check_stage(SnapshotContract *c)
 
 	if (s >= 0)
 	{
-		c->count_stage = wval_stages[s].name;
+		c->count_stage = wval_stage_table[s].name;
 		return;
 	}
 	contract_reject(c, false,

@@ -104,7 +104,7 @@ extern void wval_hub_count_rejection(SnapshotContract *c, bool expired);
 		ereport(ERROR, rest); \
 	} while (0)
 
-/* hub_contract.c: the checks, in the order of docs/risk-hub.md */
+/* hub_contract.c: the checks, in the order of docs/risk-hub.md (hub.c's header) */
 extern void wval_contract_check_stage(SnapshotContract *c);
 extern void wval_contract_check_actor(SnapshotContract *c);
 extern void wval_contract_check(SnapshotContract *c);

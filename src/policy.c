@@ -31,10 +31,6 @@
 #include "policy.h"
 #include "wval.h"
 
-const char *const wval_stage_keys[WVAL_NSTAGE_KEYS] = {
-	"backtest_only", "paper_only", "paper_ok_live_candidate"
-};
-
 /* How a check's threshold is written */
 typedef enum CheckType
 {
@@ -1341,14 +1337,14 @@ wval_policy_profile_for_stage(const WvalPolicy *policy, const char *stage)
 	int			s = wval_stage_index(stage);
 	int			p = -1;
 
-	if (s >= 0 && wval_stages[s].profile_key >= 0)
-		p = policy->stage_profile[wval_stages[s].profile_key];
+	if (s >= 0 && wval_stage_table[s].profile_key >= 0)
+		p = policy->stage_profile[wval_stage_table[s].profile_key];
 	if (p < 0)
 		p = profile_by_name(policy, stage);
 	if (p < 0)
-		p = policy->stage_profile[wval_stages[WVAL_STAGE_BACKTEST].profile_key];
+		p = policy->stage_profile[wval_stage_table[WVAL_STAGE_BACKTEST].profile_key];
 	if (p < 0)
-		p = profile_by_name(policy, wval_stages[WVAL_STAGE_BACKTEST].name);
+		p = profile_by_name(policy, wval_stage_table[WVAL_STAGE_BACKTEST].name);
 	return p;
 }
 

@@ -96,8 +96,6 @@ typedef struct WvalRuleset
 #define WVAL_MAX_LIVE_WINDOWS 16
 
 /* Stage keys of default_profile_by_stage, in climbing order */
-#define WVAL_NSTAGE_KEYS 3
-extern const char *const wval_stage_keys[WVAL_NSTAGE_KEYS];
 
 /* A validated policy version, every profile materialised */
 typedef struct WvalPolicy

@@ -10,12 +10,14 @@
 
 #include <math.h>
 
+#include "catalog/pg_type.h"
 #include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "common/shortest_dec.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "port/pg_bswap.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
@@ -128,13 +130,48 @@ wval_identifier_problem(const char *value, size_t len)
 	return ident_scan(value, len, &c, &offset);
 }
 
+/* What a validation run may recommend, lowest first (wval.h). */
+const char *const wval_stage_keys[WVAL_NSTAGE_KEYS] = {
+	"backtest_only", "paper_only", "paper_ok_live_candidate"
+};
+
 /* The stages, in promotion order, and their default_profile_by_stage keys (wval.h). */
-const WvalStageDef wval_stages[WVAL_NSTAGES] = {
+const WvalStageDef wval_stage_table[WVAL_NSTAGES] = {
 	[WVAL_STAGE_BACKTEST] = {"backtest", 0, false},	/* backtest_only */
 	[WVAL_STAGE_PAPER] = {"paper", 1, true},	/* paper_only */
 	[WVAL_STAGE_SHADOW] = {"shadow", -1, true},
 	[WVAL_STAGE_LIVE] = {"live", 2, false}, /* paper_ok_live_candidate */
 };
+
+/* A text[] of n C strings. */
+static ArrayType *
+text_array(const char *const *names, int n, size_t stride)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	int			i;
+
+	for (i = 0; i < n; i++)
+		elems[i] = CStringGetTextDatum(*(const char *const *) ((const char *) names + i * stride));
+	return construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT);
+}
+
+PG_FUNCTION_INFO_V1(wval_stages);
+
+/* wval._stages() → text[]: the evaluation stages, lowest first (the domain wval.stage). */
+Datum
+wval_stages(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_ARRAYTYPE_P(text_array(&wval_stage_table[0].name, WVAL_NSTAGES, sizeof(WvalStageDef)));
+}
+
+PG_FUNCTION_INFO_V1(wval_recommended_stages);
+
+/* wval._recommended_stages() → text[]: what a run may recommend, lowest first (the domain wval.recommended_stage). */
+Datum
+wval_recommended_stages(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_ARRAYTYPE_P(text_array(wval_stage_keys, WVAL_NSTAGE_KEYS, sizeof(const char *)));
+}
 
 /* The WvalStage of a stage name, -1 when it names none. */
 int
@@ -143,7 +180,7 @@ wval_stage_index(const char *name)
 	int			i;
 
 	for (i = 0; name != NULL && i < WVAL_NSTAGES; i++)
-		if (strcmp(wval_stages[i].name, name) == 0)
+		if (strcmp(wval_stage_table[i].name, name) == 0)
 			return i;
 	return -1;
 }
@@ -154,7 +191,7 @@ wval_stage_vs_backtest(const char *name)
 {
 	int			s = wval_stage_index(name);
 
-	return s >= 0 && wval_stages[s].vs_backtest;
+	return s >= 0 && wval_stage_table[s].vs_backtest;
 }
 
 /* The stage names, comma-separated in promotion order, for messages. */
@@ -166,7 +203,7 @@ wval_stage_list(void)
 
 	initStringInfo(&buf);
 	for (i = 0; i < WVAL_NSTAGES; i++)
-		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", wval_stages[i].name);
+		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", wval_stage_table[i].name);
 	return buf.data;
 }
 

@@ -42,16 +42,23 @@
 
 /*
  * The stages a run or a snapshot is evaluated at, in promotion order
- * (util.c, wval_stages), with the default_profile_by_stage key of each
+ * (util.c, wval_stage_table), with the default_profile_by_stage key of each
  * (docs/policy.md: wval_stage_keys; -1: none, the stage uses the profile of its
  * own name).  The same four stages are the CHECK of evaluation_runs.stage
  * and risk_snapshots.stage and the lists the SQL functions accept.  One
  * list differs on purpose: a strategy's deployment stage
  * (wval.deployments, live.sql) has no shadow (a shadow run evaluates a
- * strategy without deploying it) and adds retired.  The hub's publish
+ * strategy without deploying it) and adds retired.  SQL reads both lists
+ * from here: wval._stages() and wval._recommended_stages() (wval.sql) are
+ * these tables, and the domains wval.stage and wval.recommended_stage check
+ * against them.  The hub's publish
  * counters add the pseudo-stage "invalid" for a publish whose stage
  * argument is none of these.
  */
+/* what a validation run may recommend, lowest first (default_profile_by_stage keys) */
+#define WVAL_NSTAGE_KEYS 3
+extern const char *const wval_stage_keys[WVAL_NSTAGE_KEYS];
+
 typedef enum WvalStage
 {
 	WVAL_STAGE_BACKTEST,
@@ -69,7 +76,7 @@ typedef struct WvalStageDef
 								 * (paper_shadow_consistency checks apply) */
 } WvalStageDef;
 
-extern const WvalStageDef wval_stages[WVAL_NSTAGES];
+extern const WvalStageDef wval_stage_table[WVAL_NSTAGES];
 extern int	wval_stage_index(const char *name);
 extern const char *wval_stage_list(void);
 extern bool wval_stage_vs_backtest(const char *name);
