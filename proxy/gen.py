@@ -27,6 +27,7 @@ generated.sql differs from what the current catalogue gives, so the proxy
 cannot drift from wval.
 
 Usage: PGHOST=... PGDATABASE=db_with_wval python3 proxy/gen.py [--check]
+       python3 proxy/gen.py --not-proxied     (the names test/sessions/cluster.sh expects missing)
 """
 import os
 import sys
@@ -45,8 +46,17 @@ HAND = {
     "wval_nack": "nacks on the shard named by the caller",
     "wval_subscribe": "the consumer group is created on every shard",
     "wval_unsubscribe": "removed on every shard; sum of the counts",
-    "wval_verify_chain": "NULL (the global chain): every shard, true when all verify",
     "wval_import_runs": "routed by the world of the runs (one world per call)",
+}
+
+# One value from one shard or several: RUN ON wval_proxy.world_shards(world_id)
+# (the world's shard; every shard for NULL and for '*', the grant of every
+# world) into a set-returning wval_proxy.<name>_on, merged by an aggregate:
+# "first" (the rows are the same on every shard) or an aggregate's name.
+MERGE = {
+    "wval_verify_chain": "bool_and",     # NULL: the global chain of every shard
+    "wval_world_grant": "first",         # '*': the grant on every shard
+    "wval_world_revoke": "bool_and",
 }
 
 # Pure functions (no table read, or only tables equal on every shard).
@@ -133,6 +143,11 @@ def plproxy(name, args, result, body, comment=None):
 
 
 def main():
+    if "--not-proxied" in sys.argv[1:]:
+        # what a shard has and the proxy lacks by name and arguments: the
+        # functions not proxied, and wval_ack / wval_nack, which gain a shard
+        print("\n".join(sorted(set(NOT_PROXIED) | {"wval_ack", "wval_nack"})))
+        return
     check = "--check" in sys.argv[1:]
     conn = psycopg2.connect("")
     version = q(conn, "SELECT extversion FROM pg_extension WHERE extname = 'wval'")
@@ -142,11 +157,9 @@ def main():
     types = {}          # wval.<table> -> columns
     parts = []          # (sort key, sql)
     unrouted = []
-    seen_hand = set()
     for (oid, name, args, ident, result, retset, kind, volat, argnames, argtypes,
          ndefaults, rettype, grants) in funcs:
         if name in HAND:
-            seen_hand.add(name)
             if rettype.startswith("wval."):
                 types[rettype] = composite(conn, rettype)
             continue
@@ -161,7 +174,9 @@ def main():
         if rettype.startswith("wval."):
             types[rettype] = composite(conn, rettype)
         world = "world_id" in names and argtypes[names.index("world_id")] == "text"
-        if world and retset:
+        if name in MERGE:
+            route = None
+        elif world and retset:
             route = [f"RUN ON wval_proxy.world_shards(world_id);"]
         elif world:
             # a world's default of NULL means "every world": not one shard
@@ -184,7 +199,26 @@ def main():
             unrouted.append(f"{sig}: no routing rule (no world_id, no run_id); add it to ANY, ALL, HAND or NOT_PROXIED")
             continue
         grant = (f"GRANT EXECUTE ON FUNCTION {sig} TO {', '.join(grants)};\n" if grants else "")
-        if route is not None:
+        if name in MERGE:
+            plain = ", ".join(f"{n} {t}" for n, t in zip(names, argtypes))
+            inner = f"wval_proxy.{name}_on"
+            sel = ", ".join(names)
+            composite_result = rettype.startswith("wval.")
+            sql = plproxy(inner, plain, f"SETOF {result}",
+                          ["RUN ON wval_proxy.world_shards(world_id);",
+                           f"SELECT {'* FROM ' if composite_result else ''}public.{name}({sel});"])
+            sql += (f"COMMENT ON FUNCTION {inner}({', '.join(argtypes)}) IS "
+                    f"'wval_proxy: {name} on the world''s shard, on every shard for NULL or *';\n")
+            sql += f"GRANT EXECUTE ON FUNCTION {inner}({', '.join(argtypes)}) TO {', '.join(grants) or 'wval_admin'};\n"
+            if MERGE[name] == "first":
+                # an aggregate reads every shard's answer (a LIMIT could stop early)
+                body = f"SELECT (g).* FROM (SELECT (array_agg(a))[1] AS g FROM {inner}({sel}) a) s"
+            else:
+                body = f"SELECT {MERGE[name]}(a) FROM {inner}({sel}) a"
+            sql += (f"CREATE FUNCTION public.{name}({args})\nRETURNS {result}\nLANGUAGE sql AS $$\n"
+                    f"    {body}\n$$;\n")
+            how = f"on the world's shard, on every shard for NULL or * ({MERGE[name]})".replace("'", "''")
+        elif route is not None:
             sql = plproxy(f"public.{name}", args, result, route)
             how = route[0].rstrip(";").lower()
         else:
@@ -206,9 +240,9 @@ def main():
                 f"'wval_proxy: {name} of wval, {how}';\n") + grant
         parts.append(((name, ident), sql))
 
-    missing_hand = set(HAND) - seen_hand
+    missing_hand = (set(HAND) | set(MERGE)) - {f[1] for f in funcs}
     if missing_hand:
-        unrouted.append(f"HAND lists functions wval no longer has: {sorted(missing_hand)}")
+        unrouted.append(f"HAND or MERGE list functions wval no longer has: {sorted(missing_hand)}")
     gone = {n for n in NOT_PROXIED if n not in {f[1] for f in funcs}}
     if gone:
         unrouted.append(f"NOT_PROXIED lists functions wval no longer has: {sorted(gone)}")
@@ -223,7 +257,8 @@ def main():
         route = (["RUN ON wval_proxy.world_shards(world_id);"] if WVAL_SCHEMA[name] == "world"
                  else ["RUN ON ALL;"])
         sig = f"wval.{name}({ident})"
-        sql = plproxy(f"wval.{name}", args, result, route + [f"SELECT * FROM wval.{name}({', '.join(argnames)});"])
+        innames = list(argnames)[:len(argtypes)]
+        sql = plproxy(f"wval.{name}", args, result, route + [f"SELECT * FROM wval.{name}({', '.join(innames)});"])
         sql += f"COMMENT ON FUNCTION {sig} IS 'wval_proxy: wval.{name} of wval, {route[0].rstrip(';').lower()}';\n"
         sql += f"GRANT EXECUTE ON FUNCTION {sig} TO {', '.join(grants)};\n"
         parts.append((("~" + name, ident), sql))

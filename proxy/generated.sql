@@ -665,22 +665,55 @@ $$;
 COMMENT ON FUNCTION public.wval_strategy_complexity(search_intensity integer, extra_metrics jsonb) IS 'wval_proxy: wval_strategy_complexity of wval, run on any';
 GRANT EXECUTE ON FUNCTION public.wval_strategy_complexity(search_intensity integer, extra_metrics jsonb) TO wval_analyst;
 
+CREATE FUNCTION wval_proxy.wval_verify_chain_on(world_id text)
+RETURNS SETOF boolean
+LANGUAGE plproxy AS $$
+    CLUSTER 'wval_cluster';
+    RUN ON wval_proxy.world_shards(world_id);
+    SELECT public.wval_verify_chain(world_id);
+$$;
+COMMENT ON FUNCTION wval_proxy.wval_verify_chain_on(text) IS 'wval_proxy: wval_verify_chain on the world''s shard, on every shard for NULL or *';
+GRANT EXECUTE ON FUNCTION wval_proxy.wval_verify_chain_on(text) TO wval_analyst;
+CREATE FUNCTION public.wval_verify_chain(world_id text)
+RETURNS boolean
+LANGUAGE sql AS $$
+    SELECT bool_and(a) FROM wval_proxy.wval_verify_chain_on(world_id) a
+$$;
+COMMENT ON FUNCTION public.wval_verify_chain(world_id text) IS 'wval_proxy: wval_verify_chain of wval, on the world''s shard, on every shard for NULL or * (bool_and)';
+GRANT EXECUTE ON FUNCTION public.wval_verify_chain(world_id text) TO wval_analyst;
+
+CREATE FUNCTION wval_proxy.wval_world_grant_on(role_name name, world_id text, privilege text, actor text)
+RETURNS SETOF wval.world_grants
+LANGUAGE plproxy AS $$
+    CLUSTER 'wval_cluster';
+    RUN ON wval_proxy.world_shards(world_id);
+    SELECT * FROM public.wval_world_grant(role_name, world_id, privilege, actor);
+$$;
+COMMENT ON FUNCTION wval_proxy.wval_world_grant_on(name, text, text, text) IS 'wval_proxy: wval_world_grant on the world''s shard, on every shard for NULL or *';
+GRANT EXECUTE ON FUNCTION wval_proxy.wval_world_grant_on(name, text, text, text) TO wval_admin;
 CREATE FUNCTION public.wval_world_grant(role_name name, world_id text, privilege text DEFAULT 'read'::text, actor text DEFAULT NULL::text)
 RETURNS wval.world_grants
-LANGUAGE plproxy AS $$
-    CLUSTER 'wval_cluster';
-    RUN ON wval_proxy.world_shard(world_id);
+LANGUAGE sql AS $$
+    SELECT (g).* FROM (SELECT (array_agg(a))[1] AS g FROM wval_proxy.wval_world_grant_on(role_name, world_id, privilege, actor) a) s
 $$;
-COMMENT ON FUNCTION public.wval_world_grant(role_name name, world_id text, privilege text, actor text) IS 'wval_proxy: wval_world_grant of wval, run on wval_proxy.world_shard(world_id)';
+COMMENT ON FUNCTION public.wval_world_grant(role_name name, world_id text, privilege text, actor text) IS 'wval_proxy: wval_world_grant of wval, on the world''s shard, on every shard for NULL or * (first)';
 GRANT EXECUTE ON FUNCTION public.wval_world_grant(role_name name, world_id text, privilege text, actor text) TO wval_admin;
 
-CREATE FUNCTION public.wval_world_revoke(role_name name, world_id text, actor text DEFAULT NULL::text)
-RETURNS boolean
+CREATE FUNCTION wval_proxy.wval_world_revoke_on(role_name name, world_id text, actor text)
+RETURNS SETOF boolean
 LANGUAGE plproxy AS $$
     CLUSTER 'wval_cluster';
-    RUN ON wval_proxy.world_shard(world_id);
+    RUN ON wval_proxy.world_shards(world_id);
+    SELECT public.wval_world_revoke(role_name, world_id, actor);
 $$;
-COMMENT ON FUNCTION public.wval_world_revoke(role_name name, world_id text, actor text) IS 'wval_proxy: wval_world_revoke of wval, run on wval_proxy.world_shard(world_id)';
+COMMENT ON FUNCTION wval_proxy.wval_world_revoke_on(name, text, text) IS 'wval_proxy: wval_world_revoke on the world''s shard, on every shard for NULL or *';
+GRANT EXECUTE ON FUNCTION wval_proxy.wval_world_revoke_on(name, text, text) TO wval_admin;
+CREATE FUNCTION public.wval_world_revoke(role_name name, world_id text, actor text DEFAULT NULL::text)
+RETURNS boolean
+LANGUAGE sql AS $$
+    SELECT bool_and(a) FROM wval_proxy.wval_world_revoke_on(role_name, world_id, actor) a
+$$;
+COMMENT ON FUNCTION public.wval_world_revoke(role_name name, world_id text, actor text) IS 'wval_proxy: wval_world_revoke of wval, on the world''s shard, on every shard for NULL or * (bool_and)';
 GRANT EXECUTE ON FUNCTION public.wval_world_revoke(role_name name, world_id text, actor text) TO wval_admin;
 
 CREATE FUNCTION public.wval_world_upsert(world_id text, risk_tier text DEFAULT NULL::text, client_critical boolean DEFAULT NULL::boolean, max_capital_at_risk_pct double precision DEFAULT NULL::double precision, legal_hold boolean DEFAULT NULL::boolean, settings jsonb DEFAULT NULL::jsonb, actor text DEFAULT NULL::text)
@@ -707,7 +740,7 @@ RETURNS TABLE(world_id text, stage text, runs bigint, coverage_p50 double precis
 LANGUAGE plproxy AS $$
     CLUSTER 'wval_cluster';
     RUN ON ALL;
-    SELECT * FROM wval.validation_slo(since, until, world_id, stage, runs, coverage_p50, coverage_p95, coverage_p99, rules_executed_p50, rules_executed_p95, rules_executed_p99, missing_metric_run_ratio, rule_error_run_ratio, coverage_ok, rules_ok, missing_ok, errors_ok, slo_met);
+    SELECT * FROM wval.validation_slo(since, until);
 $$;
 COMMENT ON FUNCTION wval.validation_slo(since timestamp with time zone, until timestamp with time zone) IS 'wval_proxy: wval.validation_slo of wval, run on all';
 GRANT EXECUTE ON FUNCTION wval.validation_slo(since timestamp with time zone, until timestamp with time zone) TO wval_analyst;

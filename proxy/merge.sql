@@ -133,24 +133,6 @@ LANGUAGE sql AS $$
 $$;
 COMMENT ON FUNCTION public.wval_unsubscribe(text) IS 'wval_proxy: wval_unsubscribe on every shard; the sum of what they removed';
 
--- Chains: a world's chain on its shard; NULL (the global chain of each
--- shard) on every shard.
-CREATE FUNCTION wval_proxy.verify_chain_on(world_id text)
-RETURNS SETOF boolean
-LANGUAGE plproxy AS $$
-    CLUSTER 'wval_cluster';
-    RUN ON wval_proxy.world_shards(world_id);
-    SELECT public.wval_verify_chain(world_id);
-$$;
-COMMENT ON FUNCTION wval_proxy.verify_chain_on(text) IS 'wval_proxy: wval_verify_chain on the world''s shard, or on every shard for NULL';
-
-CREATE FUNCTION public.wval_verify_chain(world_id text)
-RETURNS boolean
-LANGUAGE sql AS $$
-    SELECT bool_and(v) FROM wval_proxy.verify_chain_on(world_id) v
-$$;
-COMMENT ON FUNCTION public.wval_verify_chain(text) IS 'wval_proxy: wval_verify_chain of the world on its shard; NULL: true when every shard''s global chain verifies';
-
 -- Import: one world per call, on its shard.
 CREATE FUNCTION wval_proxy.import_shard(runs jsonb)
 RETURNS integer
@@ -232,8 +214,7 @@ GRANT EXECUTE ON FUNCTION public.wval_consume(text, integer), public.wval_ack(te
       wval_proxy.subscribe_all(text, text[], integer, text, text) TO wval_producer;
 GRANT EXECUTE ON FUNCTION public.wval_unsubscribe(text), wval_proxy.unsubscribe_all(text) TO wval_admin;
 GRANT EXECUTE ON FUNCTION public.wval_import_runs(jsonb), wval_proxy.import_shard(jsonb) TO wval_admin;
-GRANT EXECUTE ON FUNCTION public.wval_verify_chain(text), wval_proxy.verify_chain_on(text),
-      wval.rule_failure_stats(timestamptz, timestamptz), wval_proxy.rule_failure_stats_all(timestamptz, timestamptz),
+GRANT EXECUTE ON FUNCTION wval.rule_failure_stats(timestamptz, timestamptz), wval_proxy.rule_failure_stats_all(timestamptz, timestamptz),
       wval.failure_rate(timestamptz, timestamptz), wval_proxy.failure_rate_all(timestamptz, timestamptz)
       TO wval_analyst;
 

@@ -79,14 +79,15 @@ LANGUAGE sql STABLE AS $$
 $$;
 COMMENT ON FUNCTION wval_proxy.world_shard(text) IS 'wval_proxy: the shard of a world (its placement, else hashtext(world_id) & (shards - 1))';
 
--- wval_proxy.world_shards(world_id): the world's shard, or every shard for NULL.
+-- wval_proxy.world_shards(world_id): the world's shard, or every shard for
+-- NULL (every world) and '*' (the world of grants to every world).
 CREATE FUNCTION wval_proxy.world_shards(world_id text)
 RETURNS SETOF integer
 LANGUAGE sql STABLE AS $$
     SELECT s FROM pg_catalog.generate_series(0, wval_proxy.shard_count() - 1) s
-    WHERE $1 IS NULL OR s = wval_proxy.world_shard($1)
+    WHERE $1 IS NULL OR $1 = '*' OR s = wval_proxy.world_shard($1)
 $$;
-COMMENT ON FUNCTION wval_proxy.world_shards(text) IS 'wval_proxy: the shard of a world, every shard for NULL (functions where NULL means every world)';
+COMMENT ON FUNCTION wval_proxy.world_shards(text) IS 'wval_proxy: the shard of a world; every shard for NULL and * (every world)';
 
 -- wval_proxy.check_shard(shard): the shard number, or 22023 when there is
 -- no such shard (PL/Proxy would map it onto another one by its bit mask).
