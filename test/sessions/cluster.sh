@@ -36,9 +36,10 @@ fail() { echo "FAIL: $*"; exit 1; }
 step() { echo "== [${SECONDS}s] $*"; }
 cleanup() {
 	local n
-	[ -f "$DIR/template/postmaster.pid" ] && as_pg "$WVAL_BINDIR/pg_ctl" -D "$DIR/template" -m immediate -w stop >/dev/null 2>&1
-	for n in "${NODES[@]}"; do
-		[ -f "$DIR/$n/pgdata/postmaster.pid" ] && as_pg "$WVAL_BINDIR/pg_ctl" -D "$DIR/$n/pgdata" -m immediate -w stop >/dev/null 2>&1
+	for n in template "${NODES[@]/%//pgdata}"; do
+		if [ -f "$DIR/$n/postmaster.pid" ]; then
+			as_pg "$WVAL_BINDIR/pg_ctl" -D "$DIR/$n" -m immediate -w stop >/dev/null 2>&1 || true
+		fi
 	done
 	if [ "${ok:-no}" = yes ]; then rm -rf "$DIR"; fi
 	return 0
