@@ -290,4 +290,4 @@ st=$(state cl_ana "SELECT wval_live_report('cw-02')")
 
 [ -n "${CLUSTER_KEEP:-}" ] && { echo "kept: $DIR"; sleep "$CLUSTER_KEEP"; }
 ok=yes
-echo "ok: 12 worlds on 4 shards through wval_proxy"
+echo "ok: 12 worlds on 4 shards through wval_proxy (${SECONDS}s)"

@@ -224,4 +224,4 @@ s -c "ALTER SYSTEM SET synchronous_standby_names = ''" -c "SELECT pg_reload_conf
 s -c "SELECT wval_evaluate('rep-w2', 'after-failover', returns => ARRAY[0.01, 0.02, -0.005, 0.012]::float8[])" >/dev/null
 [ "$(s -c "SELECT wval_verify_chain('rep-w2')")" = t ] || fail "chain of rep-w2 after a write on the new primary"
 ok=yes
-echo "ok: reads answer on the standby; $n acknowledged runs survived the failover"
+echo "ok: reads answer on the standby; $n acknowledged runs survived the failover (${SECONDS}s)"
