@@ -566,6 +566,15 @@ $$;
 COMMENT ON FUNCTION public.wval_run_explain(run_id uuid) IS 'wval_proxy: wval_run_explain of wval, on the shard of the world of the run';
 GRANT EXECUTE ON FUNCTION public.wval_run_explain(run_id uuid) TO wval_analyst;
 
+CREATE FUNCTION public.wval_run_history(world_id text, strategy_id text)
+RETURNS SETOF wval.evaluation_runs
+LANGUAGE plproxy AS $$
+    CLUSTER 'wval_cluster';
+    RUN ON wval_proxy.world_shards(world_id);
+$$;
+COMMENT ON FUNCTION public.wval_run_history(world_id text, strategy_id text) IS 'wval_proxy: wval_run_history of wval, run on wval_proxy.world_shards(world_id)';
+GRANT EXECUTE ON FUNCTION public.wval_run_history(world_id text, strategy_id text) TO wval_analyst;
+
 CREATE FUNCTION public.wval_scenario_check(policy jsonb, set_name text, stage text DEFAULT 'backtest'::text)
 RETURNS jsonb
 LANGUAGE plproxy AS $$
@@ -665,6 +674,15 @@ $$;
 COMMENT ON FUNCTION public.wval_strategy_complexity(search_intensity integer, extra_metrics jsonb) IS 'wval_proxy: wval_strategy_complexity of wval, run on any';
 GRANT EXECUTE ON FUNCTION public.wval_strategy_complexity(search_intensity integer, extra_metrics jsonb) TO wval_analyst;
 
+CREATE FUNCTION public.wval_validation_slo(since timestamp with time zone DEFAULT (now() - '30 days'::interval), until timestamp with time zone DEFAULT now())
+RETURNS TABLE(world_id text, stage text, runs bigint, coverage_p50 double precision, coverage_p95 double precision, coverage_p99 double precision, rules_executed_p50 double precision, rules_executed_p95 double precision, rules_executed_p99 double precision, missing_metric_run_ratio double precision, rule_error_run_ratio double precision, coverage_ok boolean, rules_ok boolean, missing_ok boolean, errors_ok boolean, slo_met boolean)
+LANGUAGE plproxy AS $$
+    CLUSTER 'wval_cluster';
+    RUN ON ALL;
+$$;
+COMMENT ON FUNCTION public.wval_validation_slo(since timestamp with time zone, until timestamp with time zone) IS 'wval_proxy: wval_validation_slo of wval, run on all';
+GRANT EXECUTE ON FUNCTION public.wval_validation_slo(since timestamp with time zone, until timestamp with time zone) TO wval_analyst;
+
 CREATE FUNCTION wval_proxy.wval_verify_chain_on(world_id text)
 RETURNS SETOF boolean
 LANGUAGE plproxy AS $$
@@ -724,26 +742,6 @@ LANGUAGE plproxy AS $$
 $$;
 COMMENT ON FUNCTION public.wval_world_upsert(world_id text, risk_tier text, client_critical boolean, max_capital_at_risk_pct double precision, legal_hold boolean, settings jsonb, actor text) IS 'wval_proxy: wval_world_upsert of wval, run on wval_proxy.world_shard(world_id)';
 GRANT EXECUTE ON FUNCTION public.wval_world_upsert(world_id text, risk_tier text, client_critical boolean, max_capital_at_risk_pct double precision, legal_hold boolean, settings jsonb, actor text) TO wval_admin;
-
-CREATE FUNCTION wval.run_history(world_id text, strategy_id text)
-RETURNS SETOF wval.evaluation_runs
-LANGUAGE plproxy AS $$
-    CLUSTER 'wval_cluster';
-    RUN ON wval_proxy.world_shards(world_id);
-    SELECT * FROM wval.run_history(world_id, strategy_id);
-$$;
-COMMENT ON FUNCTION wval.run_history(world_id text, strategy_id text) IS 'wval_proxy: wval.run_history of wval, run on wval_proxy.world_shards(world_id)';
-GRANT EXECUTE ON FUNCTION wval.run_history(world_id text, strategy_id text) TO wval_analyst;
-
-CREATE FUNCTION wval.validation_slo(since timestamp with time zone DEFAULT (now() - '30 days'::interval), until timestamp with time zone DEFAULT now())
-RETURNS TABLE(world_id text, stage text, runs bigint, coverage_p50 double precision, coverage_p95 double precision, coverage_p99 double precision, rules_executed_p50 double precision, rules_executed_p95 double precision, rules_executed_p99 double precision, missing_metric_run_ratio double precision, rule_error_run_ratio double precision, coverage_ok boolean, rules_ok boolean, missing_ok boolean, errors_ok boolean, slo_met boolean)
-LANGUAGE plproxy AS $$
-    CLUSTER 'wval_cluster';
-    RUN ON ALL;
-    SELECT * FROM wval.validation_slo(since, until);
-$$;
-COMMENT ON FUNCTION wval.validation_slo(since timestamp with time zone, until timestamp with time zone) IS 'wval_proxy: wval.validation_slo of wval, run on all';
-GRANT EXECUTE ON FUNCTION wval.validation_slo(since timestamp with time zone, until timestamp with time zone) TO wval_analyst;
 
 -- cross-world views
 

@@ -168,11 +168,11 @@ RETURNS TABLE (rule text, reason_code text, results bigint, failed bigint, warne
 LANGUAGE plproxy AS $$
     CLUSTER 'wval_cluster';
     RUN ON ALL;
-    SELECT * FROM wval.rule_failure_stats(since, until);
+    SELECT * FROM public.wval_rule_failure_stats(since, until);
 $$;
-COMMENT ON FUNCTION wval_proxy.rule_failure_stats_all(timestamptz, timestamptz) IS 'wval_proxy: wval.rule_failure_stats of every shard';
+COMMENT ON FUNCTION wval_proxy.rule_failure_stats_all(timestamptz, timestamptz) IS 'wval_proxy: wval_rule_failure_stats of every shard';
 
-CREATE FUNCTION wval.rule_failure_stats(since timestamptz DEFAULT now() - interval '30 days',
+CREATE FUNCTION public.wval_rule_failure_stats(since timestamptz DEFAULT now() - interval '30 days',
                                         until timestamptz DEFAULT now())
 RETURNS TABLE (rule text, reason_code text, results bigint, failed bigint, warned bigint, missing bigint, errored bigint)
 LANGUAGE sql AS $$
@@ -182,19 +182,19 @@ LANGUAGE sql AS $$
     GROUP BY s.rule, s.reason_code
     ORDER BY sum(s.failed) DESC, s.rule, s.reason_code
 $$;
-COMMENT ON FUNCTION wval.rule_failure_stats(timestamptz, timestamptz) IS 'wval_proxy: wval.rule_failure_stats over every shard (counts summed per rule and reason code)';
+COMMENT ON FUNCTION public.wval_rule_failure_stats(timestamptz, timestamptz) IS 'wval_proxy: wval_rule_failure_stats over every shard (counts summed per rule and reason code)';
 
 CREATE FUNCTION wval_proxy.failure_rate_all(since timestamptz, until timestamptz)
 RETURNS TABLE (month date, risk_tier text, strategies_passed_live bigint, strategies_failed_ex_post bigint, failure_rate float8)
 LANGUAGE plproxy AS $$
     CLUSTER 'wval_cluster';
     RUN ON ALL;
-    SELECT * FROM wval.failure_rate(since, until);
+    SELECT * FROM public.wval_failure_rate(since, until);
 $$;
-COMMENT ON FUNCTION wval_proxy.failure_rate_all(timestamptz, timestamptz) IS 'wval_proxy: wval.failure_rate of every shard';
+COMMENT ON FUNCTION wval_proxy.failure_rate_all(timestamptz, timestamptz) IS 'wval_proxy: wval_failure_rate of every shard';
 
 -- a strategy belongs to one world, a world to one shard: the counts add up
-CREATE FUNCTION wval.failure_rate(since timestamptz DEFAULT now() - interval '12 months',
+CREATE FUNCTION public.wval_failure_rate(since timestamptz DEFAULT now() - interval '12 months',
                                   until timestamptz DEFAULT now())
 RETURNS TABLE (month date, risk_tier text, strategies_passed_live bigint, strategies_failed_ex_post bigint, failure_rate float8)
 LANGUAGE sql AS $$
@@ -203,7 +203,7 @@ LANGUAGE sql AS $$
     FROM wval_proxy.failure_rate_all(since, until) f
     GROUP BY f.month, f.risk_tier ORDER BY f.month, f.risk_tier
 $$;
-COMMENT ON FUNCTION wval.failure_rate(timestamptz, timestamptz) IS 'wval_proxy: wval.failure_rate over every shard (counts summed per month and risk tier)';
+COMMENT ON FUNCTION public.wval_failure_rate(timestamptz, timestamptz) IS 'wval_proxy: wval_failure_rate over every shard (counts summed per month and risk tier)';
 
 GRANT EXECUTE ON FUNCTION public.wval_consume(text, integer), public.wval_ack(text, integer, bigint),
       public.wval_ack(text, integer, bigint[]), public.wval_nack(text, integer, bigint, text),
@@ -214,8 +214,8 @@ GRANT EXECUTE ON FUNCTION public.wval_consume(text, integer), public.wval_ack(te
       wval_proxy.subscribe_all(text, text[], integer, text, text) TO wval_producer;
 GRANT EXECUTE ON FUNCTION public.wval_unsubscribe(text), wval_proxy.unsubscribe_all(text) TO wval_admin;
 GRANT EXECUTE ON FUNCTION public.wval_import_runs(jsonb), wval_proxy.import_shard(jsonb) TO wval_admin;
-GRANT EXECUTE ON FUNCTION wval.rule_failure_stats(timestamptz, timestamptz), wval_proxy.rule_failure_stats_all(timestamptz, timestamptz),
-      wval.failure_rate(timestamptz, timestamptz), wval_proxy.failure_rate_all(timestamptz, timestamptz)
+GRANT EXECUTE ON FUNCTION public.wval_rule_failure_stats(timestamptz, timestamptz), wval_proxy.rule_failure_stats_all(timestamptz, timestamptz),
+      public.wval_failure_rate(timestamptz, timestamptz), wval_proxy.failure_rate_all(timestamptz, timestamptz)
       TO wval_analyst;
 
 -- as in wval: nothing of the extension is executable by PUBLIC; the grants

@@ -236,16 +236,16 @@ union "SELECT to_jsonb(s)::text FROM wval_check_invariants(NULL) s" "SELECT to_j
 	fail "wval_check_invariants"
 union "SELECT to_jsonb(s)::text FROM wval_snapshot_stats(NULL) s" "SELECT to_jsonb(s)::text FROM wval_snapshot_stats(NULL) s" wval_snapshot_stats ||
 	fail "wval_snapshot_stats"
-union "SELECT to_jsonb(s)::text FROM wval.validation_slo() s" "SELECT to_jsonb(s)::text FROM wval.validation_slo() s" wval.validation_slo ||
-	fail "wval.validation_slo"
+union "SELECT to_jsonb(s)::text FROM wval_validation_slo() s" "SELECT to_jsonb(s)::text FROM wval_validation_slo() s" wval_validation_slo ||
+	fail "wval_validation_slo"
 # statistics: the shards' counts summed per rule and reason code
-for n in $(shards); do on "$n" -F' ' -c "SELECT rule, reason_code, results, failed, warned, missing, errored FROM wval.rule_failure_stats()"; done |
+for n in $(shards); do on "$n" -F' ' -c "SELECT rule, reason_code, results, failed, warned, missing, errored FROM wval_rule_failure_stats()"; done |
 	awk '{k = $1 " " $2; for (i = 3; i <= 7; i++) s[k, i] += $i; keys[k] = 1}
 	     END {for (k in keys) print k, s[k, 3], s[k, 4], s[k, 5], s[k, 6], s[k, 7]}' | sort >"$DIR/rfs.shards"
-on proxy -F' ' -c "SELECT rule, reason_code, results, failed, warned, missing, errored FROM wval.rule_failure_stats()" | sort >"$DIR/rfs.proxy"
-[ -s "$DIR/rfs.proxy" ] || fail "wval.rule_failure_stats through the proxy is empty"
-cmp -s "$DIR/rfs.proxy" "$DIR/rfs.shards" || { diff "$DIR/rfs.shards" "$DIR/rfs.proxy" | head; fail "wval.rule_failure_stats through the proxy is not the shards' sum"; }
-echo "  $(wc -l <"$DIR/rfs.proxy") rules: wval.rule_failure_stats (summed)"
+on proxy -F' ' -c "SELECT rule, reason_code, results, failed, warned, missing, errored FROM wval_rule_failure_stats()" | sort >"$DIR/rfs.proxy"
+[ -s "$DIR/rfs.proxy" ] || fail "wval_rule_failure_stats through the proxy is empty"
+cmp -s "$DIR/rfs.proxy" "$DIR/rfs.shards" || { diff "$DIR/rfs.shards" "$DIR/rfs.proxy" | head; fail "wval_rule_failure_stats through the proxy is not the shards' sum"; }
+echo "  $(wc -l <"$DIR/rfs.proxy") rules: wval_rule_failure_stats (summed)"
 step "moving a world to another shard: export, import, placement"
 from=$(as cl_admin -c "SELECT wval_proxy_world_shard('cw-03')")
 to=$(( (from + 1) % 4 ))

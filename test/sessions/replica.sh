@@ -139,10 +139,10 @@ SELECT 'metrics ' || (wval_metrics(ARRAY[0.01, -0.02, 0.015, 0.003]::float8[]) ?
 SELECT 'aggregates ' || (wval_metrics_agg(r) IS NOT NULL) || (wval_sharpe(r) IS NOT NULL) || (wval_max_drawdown(r) IS NOT NULL)
        FROM unnest(ARRAY[0.01, -0.02, 0.015, 0.003]::float8[]) r;
 SELECT 'psr ' || (wval_psr(1.0, 60, 0, 3) BETWEEN 0 AND 1) || (wval_dsr(1.0, 60, 0, 3, 10, 0.1) BETWEEN 0 AND 1);
-SELECT 'rule_failure_stats ' || (count(*) >= 0) FROM wval.rule_failure_stats();
-SELECT 'validation_slo ' || count(*) FROM wval.validation_slo();
-SELECT 'failure_rate ' || (count(*) >= 0) FROM wval.failure_rate();
-SELECT 'run_history ' || count(*) FROM wval.run_history('rep-w1', 'carry-1');
+SELECT 'rule_failure_stats ' || (count(*) >= 0) FROM wval_rule_failure_stats();
+SELECT 'validation_slo ' || count(*) FROM wval_validation_slo();
+SELECT 'failure_rate ' || (count(*) >= 0) FROM wval_failure_rate();
+SELECT 'run_history ' || count(*) FROM wval_run_history('rep-w1', 'carry-1');
 SELECT 'snapshot ' || (wval_snapshot_latest('rep-w1')->>'version') || (wval_snapshot_as_of('rep-w1', now())->>'version')
        || (wval_snapshot('rep-w1', 'v1')->>'version');
 SELECT 'portfolio ' || (wval_portfolio_risk('rep-w1') IS NOT NULL);
