@@ -36,6 +36,7 @@ SQL_SOURCES = \
 	src/select.sql \
 	src/live.sql \
 	src/diff.sql \
+	src/lifecycle.sql \
 	src/scenarios.sql \
 	src/retention.sql \
 	src/observability.sql \

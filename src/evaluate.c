@@ -776,8 +776,9 @@ prepare_evaluate_plans(void)
 		plan_world = prepare_kept(
 								  "SELECT w.risk_tier, w.client_critical, "
 								  "(SELECT a.version FROM wval.policy_activations a WHERE a.world_id = w.world_id "
+								  "AND (a.stages IS NULL OR $2 = ANY (a.stages)) "
 								  "ORDER BY a.activation_id DESC LIMIT 1) FROM wval.worlds w "
-								  "WHERE w.world_id = $1 AND wval._can_read($1)", 1, t);
+								  "WHERE w.world_id = $1 AND wval._can_read($1)", 2, t);
 		plan_baseline = prepare_kept(
 									 "SELECT run_id, metrics FROM wval.evaluation_runs WHERE world_id = $1 "
 									 "AND strategy_id = $2 AND stage = 'backtest' AND kind = 'single' "
@@ -785,16 +786,18 @@ prepare_evaluate_plans(void)
 									 "ORDER BY created_at DESC LIMIT 1", 2, t);
 	}
 	{
-		Oid			t[22] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+		Oid			t[24] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
 			JSONBOID, JSONBOID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID, TEXTOID,
-		TEXTOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID, UUIDOID, TIMESTAMPTZOID};
+			TEXTOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID, UUIDOID, TIMESTAMPTZOID,
+		TEXTOID, UUIDOID};
 
 		plan_insert_run = prepare_kept(
 									   "INSERT INTO wval.evaluation_runs (world_id, strategy_id, stage, campaign_id, risk_tier, "
 									   "model_card_version, code_hash, data_snapshot, context, client_run_id, returns_hash, metrics, "
 									   "policy_version, ruleset_hash, profile, status, recommended_stage, recommendation, results, "
-									   "created_by, run_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
-									   "$13, $14, $15, $16, $17, $18, $19, $20, $21, $22) RETURNING *", 22, t);
+									   "created_by, run_id, created_at, kind, linked_run_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+									   "$9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24) RETURNING *",
+									   24, t);
 	}
 	{
 		Oid			t[6] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TIMESTAMPTZOID};
@@ -1118,16 +1121,79 @@ check_same_request(HeapTuple tup, TupleDesc desc, const char *client_run_id, con
 				 errhint("A retry must repeat the request exactly (it then returns the stored run); a new evaluation needs a new run_id.")));
 }
 
+/*
+ * How a run is stored: kind single for wval_evaluate; kind revalidation,
+ * linked to the run it re-checks and evaluated as of that run's time, for
+ * wval._evaluate_linked (the re-validation job).
+ */
+typedef struct EvaluateKind
+{
+	const char *kind;
+	bool		has_linked;
+	Datum		linked_run_id;	/* uuid */
+	bool		has_evaluated_at;
+	TimestampTz evaluated_at;	/* the "now" of time-dependent checks */
+} EvaluateKind;
+
+static Datum evaluate_run(FunctionCallInfo fcinfo, const EvaluateKind *ek);
+
 PG_FUNCTION_INFO_V1(wval_evaluate);
 
 /*
  * wval_evaluate(world_id, strategy_id, stage, returns, metrics, context)
  * → wval.evaluation_runs: computes the metrics from returns, applies the
- * world's active policy version, and stores the run with its provenance,
- * its rule results and its event in the caller's transaction.
+ * world's policy version active at the stage, and stores the run with its
+ * provenance, its rule results and its event in the caller's transaction.
  */
 Datum
 wval_evaluate(PG_FUNCTION_ARGS)
+{
+	EvaluateKind ek = {"single", false, (Datum) 0, false, 0};
+
+	return evaluate_run(fcinfo, &ek);
+}
+
+PG_FUNCTION_INFO_V1(wval_evaluate_linked);
+
+/*
+ * wval._evaluate_linked(world_id, strategy_id, stage, returns, metrics,
+ * context, kind, linked_run_id, evaluated_at) → wval.evaluation_runs: the
+ * same evaluation, stored as a run of another kind (revalidation) that
+ * references the run it re-checks; time-dependent checks (data currency)
+ * use evaluated_at instead of the transaction time.  Internal: only
+ * wval_revalidate() calls it.
+ */
+Datum
+wval_evaluate_linked(PG_FUNCTION_ARGS)
+{
+	EvaluateKind ek = {NULL, true, (Datum) 0, false, 0};
+	char	   *kind;
+
+	if (PG_ARGISNULL(6) || PG_ARGISNULL(7))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" must not be null", PG_ARGISNULL(6) ? "kind" : "linked_run_id"),
+				 errhint("Name the kind of run and the run it refers to.")));
+	kind = text_to_cstring(PG_GETARG_TEXT_PP(6));
+	if (strcmp(kind, "revalidation") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for \"kind\""),
+				 errdetail("kind is \"%s\".", kind),
+				 errhint("Only revalidation runs are stored this way.")));
+	ek.kind = kind;
+	ek.linked_run_id = PG_GETARG_DATUM(7);
+	if (!PG_ARGISNULL(8))
+	{
+		ek.has_evaluated_at = true;
+		ek.evaluated_at = PG_GETARG_TIMESTAMPTZ(8);
+	}
+	return evaluate_run(fcinfo, &ek);
+}
+
+/* The body of wval_evaluate and wval._evaluate_linked (arguments 0 to 5 alike) */
+static Datum
+evaluate_run(FunctionCallInfo fcinfo, const EvaluateKind *ek)
 {
 	char	   *world;
 	char	   *strategy;
@@ -1140,8 +1206,8 @@ wval_evaluate(PG_FUNCTION_ARGS)
 	bool		have_returns = !PG_ARGISNULL(3);
 	char	   *client_run_id;
 	char	   *actor;
-	Datum		args[22];
-	char		nulls[22];
+	Datum		args[24];
+	char		nulls[24];
 	bool		isnull;
 	bool		fail_closed;
 	int			version;
@@ -1211,7 +1277,7 @@ wval_evaluate(PG_FUNCTION_ARGS)
 	if (actor == NULL)
 		actor = GetUserNameFromId(GetOuterUserId(), false);
 	in.has_data_as_of = wval_context_timestamp(context, "data_as_of", &in.data_as_of);
-	in.now = GetCurrentTransactionStartTimestamp();
+	in.now = ek->has_evaluated_at ? ek->evaluated_at : GetCurrentTransactionStartTimestamp();
 	check_data_as_of(&in);
 	if (client_run_id != NULL)
 	{
@@ -1255,8 +1321,9 @@ wval_evaluate(PG_FUNCTION_ARGS)
 		}
 	}
 
-	/* the world and its active policy version */
+	/* the world and the policy version active at the run's stage */
 	args[0] = CStringGetTextDatum(world);
+	args[1] = CStringGetTextDatum(stage);
 	if (SPI_execute_plan(plan_world, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read world \"%s\"", world);
 	if (SPI_processed != 1)
@@ -1303,7 +1370,7 @@ wval_evaluate(PG_FUNCTION_ARGS)
 
 	in.metrics = metrics;
 	in.stage = stage;
-	in.now = GetCurrentTransactionStartTimestamp();
+	in.now = ek->has_evaluated_at ? ek->evaluated_at : GetCurrentTransactionStartTimestamp();
 	wval_evaluate_policy(policy, &in, &out);
 	metrics = wval_add_validation_health(metrics, &out);
 	own = out.own.profile;
@@ -1336,9 +1403,13 @@ wval_evaluate(PG_FUNCTION_ARGS)
 		wval_append_json_string(&data, world);
 		appendStringInfoString(&data, ",\"strategy_id\":");
 		wval_append_json_string(&data, strategy);
-		appendStringInfo(&data, ",\"run_id\":\"%s\",\"stage\":\"%s\",\"kind\":\"single\",\"status\":\"%s\","
-						 "\"recommended_stage\":\"%s\",\"policy_version\":%d}",
-						 rid, stage, out.own.status, out.recommended_stage, version);
+		appendStringInfo(&data, ",\"run_id\":\"%s\",\"stage\":\"%s\",\"kind\":\"%s\",\"status\":\"%s\","
+						 "\"recommended_stage\":\"%s\",\"policy_version\":%d",
+						 rid, stage, ek->kind, out.own.status, out.recommended_stage, version);
+		if (ek->has_linked)
+			appendStringInfo(&data, ",\"linked_run_id\":\"%s\"",
+							 DatumGetCString(DirectFunctionCall1(uuid_out, ek->linked_run_id)));
+		appendStringInfoChar(&data, '}');
 		eargs[0] = CStringGetTextDatum("evaluation_run_created");
 		eargs[1] = CStringGetTextDatum(world);
 		eargs[2] = CStringGetTextDatum(strategy);
@@ -1376,6 +1447,9 @@ wval_evaluate(PG_FUNCTION_ARGS)
 	args[19] = CStringGetTextDatum(actor);
 	args[20] = run_id;
 	args[21] = created_at;
+	args[22] = CStringGetTextDatum(ek->kind);
+	args[23] = ek->has_linked ? ek->linked_run_id : (Datum) 0;
+	nulls[23] = ek->has_linked ? ' ' : 'n';
 	if (SPI_execute_plan(plan_insert_run, args, nulls, false, 1) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "could not store the evaluation run");

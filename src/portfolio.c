@@ -86,8 +86,8 @@ static PortfolioPlan plan_run = {
 };
 static PortfolioPlan plan_version = {
 	"SELECT version FROM wval.policy_activations WHERE world_id = $1 "
-	"ORDER BY activation_id DESC LIMIT 1",
-	1, {TEXTOID}, NULL
+	"AND (stages IS NULL OR $2 = ANY (stages)) ORDER BY activation_id DESC LIMIT 1",
+	2, {TEXTOID, TEXTOID}, NULL
 };
 static PortfolioPlan plan_existing = {
 	"SELECT * FROM wval.evaluation_runs WHERE world_id = $1 AND strategy_id = $2 "
@@ -757,6 +757,8 @@ wval_evaluate_portfolio(PG_FUNCTION_ARGS)
 	fail_closed = strcmp(risk_tier, "high") == 0 &&
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	load_candidate(world, run_id, &cand);
+	/* the version active at the candidate's stage (the stage of the run) */
+	args[1] = CStringGetTextDatum(cand.stage);
 	exec_plan(&plan_version, args, NULL, false, 1);
 	if (SPI_processed == 0)
 		ereport(ERROR,

@@ -376,6 +376,8 @@ BEGIN
     FROM wval.policy_versions pv JOIN wval.work_purge_scope s ON s.work_id = v_work AND s.world_id = pv.world_id
     WHERE pv.created_at < s.versions_cut
       AND pv.version IS DISTINCT FROM s.active_version
+      AND NOT EXISTS (SELECT 1 FROM wval.active_policy_versions apv
+                      WHERE apv.world_id = pv.world_id AND apv.version = pv.version)
       AND NOT EXISTS (SELECT 1 FROM wval.evaluation_runs r
                       WHERE r.world_id = pv.world_id AND r.policy_version = pv.version
                         AND NOT EXISTS (SELECT 1 FROM wval.work_purge_runs c WHERE c.work_id = v_work AND c.run_id = r.run_id))
@@ -867,8 +869,8 @@ BEGIN
                           WHERE s.world_id = b.world_id AND ('wval-blob:' || b.blob_hash) = ANY (s.blob_refs));
         GET DIAGNOSTICS n_blob = ROW_COUNT;
 
-        -- live returns: never within the longest live window of the active policy
-        v := public.wval_active_policy_version(w.world_id);
+        -- live returns: never within the longest live window of the policy active at live
+        v := public.wval_active_policy_version(w.world_id, 'live');
         longest := 0;
         IF v IS NOT NULL THEN
             SELECT coalesce(max(x::integer), 0) INTO longest
