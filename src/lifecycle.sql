@@ -439,7 +439,8 @@ BEGIN
     SELECT * INTO q FROM wval.override_requests r WHERE r.request_id = p_request_id
     ORDER BY r.entry_id DESC LIMIT 1;
     IF NOT FOUND OR NOT wval._can_read(q.world_id) THEN
-        RAISE EXCEPTION 'override request % does not exist', p_request_id
+        -- no id in the message: a hidden request reads like a missing one
+        RAISE EXCEPTION 'override request does not exist'
             USING ERRCODE = 'WV010',
                   DETAIL = format('request_id is %s.', coalesce(p_request_id::text, 'null')),
                   HINT = 'See wval.current_override_requests.';

@@ -247,6 +247,12 @@ CREATE POLICY wval_world_read ON wval.bus_counters FOR ALL USING ((SELECT wval._
 -- imported runs justify no demotion; revalidation flags stay open until a decision
 -- @view wval.open_demotion_candidates
 
+-- lifecycle (issue 15): before wval.metrics, which reads them
+-- @view wval.active_policy_versions
+-- @view wval.revalidation_progress
+-- @view wval.current_override_requests
+-- @view wval.overdue_override_requests
+
 -- metrics: the pg_cron job is the label cron_job (a scraped job label becomes
 -- exported_job in Prometheus), and wval_schedule_succeeded says whether a job
 -- ever succeeded (its last-success sample is absent until then)
@@ -271,10 +277,6 @@ SELECT pg_catalog.pg_extension_config_dump('wval.revalidation_queue', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.revalidation_queue_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.override_requests', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.override_requests_id_seq', '');
--- @view wval.active_policy_versions
--- @view wval.revalidation_progress
--- @view wval.current_override_requests
--- @view wval.overdue_override_requests
 
 -- @comments
 
