@@ -582,7 +582,7 @@ BEGIN
         PERFORM wval._one_of(format('runs[%s].stage', e.i), coalesce(x ->> 'stage', 'backtest'),
                              ARRAY['backtest', 'paper', 'shadow', 'live']);
         PERFORM wval._one_of(format('runs[%s].kind', e.i), coalesce(x ->> 'kind', 'single'),
-                             ARRAY['single', 'cohort', 'live', 'portfolio', 'stress']);
+                             ARRAY['single', 'cohort', 'live', 'portfolio', 'stress', 'revalidation']);
         PERFORM wval._one_of(format('runs[%s].status', e.i), x ->> 'status', ARRAY['pass', 'warn', 'fail', 'unvalidated']);
         IF x ? 'recommended_stage' AND jsonb_typeof(x -> 'recommended_stage') <> 'null' THEN
             PERFORM wval._one_of(format('runs[%s].recommended_stage', e.i), x ->> 'recommended_stage',
