@@ -888,14 +888,20 @@ CREATE FUNCTION wval._stages(p_stages text[]) RETURNS text[]
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
     s text;
+    bad boolean;
 BEGIN
     IF p_stages IS NULL THEN
         RETURN NULL;
     END IF;
-    IF cardinality(p_stages) = 0 OR array_position(p_stages, NULL) IS NOT NULL THEN
+    -- one dimension first: array_position refuses the others
+    bad := coalesce(array_ndims(p_stages), 0) <> 1 OR cardinality(p_stages) > 4;
+    IF NOT bad THEN
+        bad := array_position(p_stages, NULL) IS NOT NULL;
+    END IF;
+    IF bad THEN
         RAISE EXCEPTION 'invalid value for "stages"' USING ERRCODE = '22023',
             DETAIL = format('stages is %s.', p_stages),
-            HINT = 'Name one or more of backtest, paper, shadow, live, or pass null for every stage.';
+            HINT = 'Name one to four of backtest, paper, shadow, live (a one-dimensional array), or pass null for every stage.';
     END IF;
     FOREACH s IN ARRAY p_stages LOOP
         PERFORM wval._one_of('stages', s, ARRAY['backtest', 'paper', 'shadow', 'live']);

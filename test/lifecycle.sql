@@ -3,7 +3,7 @@
 -- queue and the job's command), override requests.
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(63);
+SELECT plan(64);
 
 CREATE ROLE lc_val1 LOGIN;  GRANT wval_validator TO lc_val1;
 CREATE ROLE lc_val2 LOGIN;  GRANT wval_validator TO lc_val2;
@@ -52,6 +52,8 @@ SELECT throws_ok($$SELECT wval_policy_activate('tap-life', 2, 'val2', 'bad stage
                  '22023', 'invalid value for "stages"', 'an unknown stage is 22023');
 SELECT throws_ok($$SELECT wval_policy_activate('tap-life', 2, 'val2', 'no stages', stages => '{}')$$,
                  '22023', 'invalid value for "stages"', 'an empty list of stages is 22023');
+SELECT throws_ok($$SELECT wval_policy_activate('tap-life', 2, 'val2', '2-D', stages => '{{backtest},{paper}}')$$,
+                 '22023', 'invalid value for "stages"', 'a two-dimensional list of stages is 22023');
 SELECT throws_ok($$SELECT wval_policy_activate('tap-life', 2, 'val2', 'backtest first', stages => ARRAY['backtest'])$$,
                  'WV008', NULL, 'the impact gate applies to a staged activation (its stage''s history flips)');
 SELECT is((wval_policy_activate('tap-life', 2, 'val2', 'backtest first', true, ARRAY['backtest', 'backtest'])).stages,
