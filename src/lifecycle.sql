@@ -109,8 +109,10 @@ BEGIN
         it.state := 'skipped'; it.note := 'the run was purged';
         RETURN it;
     END IF;
-    SELECT cs.stage INTO deployed FROM wval.current_stage cs
-    WHERE cs.world_id = it.world_id AND cs.strategy_id = it.strategy_id;
+    -- the current stage (wval.current_stage, through its index)
+    SELECT d.stage INTO deployed FROM wval.deployments d
+    WHERE d.world_id = it.world_id AND d.strategy_id = it.strategy_id
+    ORDER BY d.deployment_id DESC LIMIT 1;
     IF deployed IS NULL OR deployed NOT IN ('paper', 'shadow', 'live') THEN
         it.state := 'skipped'; it.note := format('no longer deployed (stage %s)', coalesce(deployed, 'backtest'));
         RETURN it;
@@ -189,7 +191,6 @@ DECLARE
     me oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = wval._invoker());
     it wval.revalidation_queue;
     done_it wval.revalidation_queue;
-    tried bigint[] := '{}';
     counts jsonb := jsonb_build_object('done', 0, 'skipped', 0, 'failed', 0, 'retry', 0, 'worsened', 0);
     k text;
     n_pruned bigint;
@@ -204,16 +205,15 @@ BEGIN
             DETAIL = format('max_ms is %s.', coalesce(max_ms::text, 'null')),
             HINT = 'Pass 1 to 600000 milliseconds per call.';
     END IF;
+    -- the oldest pending items, locked as the loop reaches them; items another
+    -- run holds are skipped (they are that run's), so concurrent runs share
+    -- the queue without waiting for each other's items
+    FOR it IN SELECT * FROM wval.revalidation_queue q
+              WHERE q.state = 'pending' AND wval._world_access(me, q.world_id, 'write')
+              ORDER BY q.item_id LIMIT max_items
+              FOR UPDATE SKIP LOCKED
     LOOP
-        EXIT WHEN cardinality(tried) >= max_items OR clock_timestamp() - started >= max_ms * interval '1 millisecond';
-        -- one item at a time, oldest first; concurrent jobs take different items
-        SELECT * INTO it FROM wval.revalidation_queue q
-        WHERE q.state = 'pending' AND NOT q.item_id = ANY (tried)
-          AND wval._world_access(me, q.world_id, 'write')
-        ORDER BY q.item_id LIMIT 1
-        FOR UPDATE SKIP LOCKED;
-        EXIT WHEN NOT FOUND;
-        tried := tried || it.item_id;
+        EXIT WHEN clock_timestamp() - started >= max_ms * interval '1 millisecond';
         BEGIN
             done_it := wval._revalidate_item(it);
             UPDATE wval.revalidation_queue q
