@@ -3,8 +3,10 @@
 -- activation (a queue filled by wval_policy_activate, emptied in bounded
 -- batches by the pg_cron job wval:revalidate), and override requests
 -- (request by the strategy's owner, approval or rejection by other logins,
--- an SLA per world).  Needs store.sql (activations, overrides), evaluate.sql
+-- an SLA per world).  Uses store.sql (activations, overrides), evaluate.sql
 -- (the run writer) and live.sql (stage decisions, demotion candidates).
+--
+-- requires: store evaluate live
 
 ------------------------------------------------------------------------------
 -- Re-validation after an activation
@@ -15,7 +17,7 @@ CREATE TABLE wval.revalidation_queue (
     item_id             bigint NOT NULL DEFAULT nextval('wval.revalidation_queue_id_seq'),
     world_id            text NOT NULL,
     strategy_id         text NOT NULL,
-    deployed_stage      text NOT NULL,
+    deployed_stage      wval.deployment_stage NOT NULL,
     activation_id       bigint NOT NULL,
     version             integer NOT NULL,
     run_id              uuid NOT NULL,
@@ -29,6 +31,7 @@ CREATE TABLE wval.revalidation_queue (
     note                text,
     PRIMARY KEY (world_id, item_id)
 );
+SELECT wval._secure('wval.revalidation_queue');
 ALTER SEQUENCE wval.revalidation_queue_id_seq OWNED BY wval.revalidation_queue.item_id;
 CREATE INDEX ON wval.revalidation_queue (item_id) WHERE state = 'pending';
 CREATE INDEX ON wval.revalidation_queue (world_id, activation_id);
@@ -317,6 +320,7 @@ CREATE TABLE wval.override_requests (
     row_hash           text NOT NULL,
     PRIMARY KEY (world_id, request_id, entry_id)
 );
+SELECT wval._secure('wval.override_requests');
 ALTER SEQUENCE wval.override_requests_id_seq OWNED BY wval.override_requests.entry_id;
 CREATE INDEX ON wval.override_requests (request_id, entry_id DESC);
 CREATE INDEX ON wval.override_requests (run_id);

@@ -37,6 +37,7 @@ CREATE TABLE wval.governance_exceptions (
     PRIMARY KEY (world_id, exception_id),
     CHECK (expires_at > granted_at)
 );
+SELECT wval._secure('wval.governance_exceptions');
 ALTER SEQUENCE wval.governance_exceptions_id_seq OWNED BY wval.governance_exceptions.exception_id;
 
 -- wval_select keeps its candidates in an array of this type
@@ -59,6 +60,7 @@ CREATE UNLOGGED TABLE wval.work_purge_scope (
     active_version integer,
     PRIMARY KEY (work_id, world_id)
 );
+SELECT wval._secure('wval.work_purge_scope');
 CREATE UNLOGGED TABLE wval.work_purge_runs (
     work_id    bigint NOT NULL,
     part       oid NOT NULL,
@@ -69,6 +71,7 @@ CREATE UNLOGGED TABLE wval.work_purge_runs (
     prev_hash  text NOT NULL,
     row_hash   text NOT NULL
 );
+SELECT wval._secure('wval.work_purge_runs');
 CREATE INDEX ON wval.work_purge_runs (work_id, run_id);
 CREATE UNLOGGED TABLE wval.work_purge_results (
     work_id    bigint NOT NULL,
@@ -78,6 +81,7 @@ CREATE UNLOGGED TABLE wval.work_purge_results (
     rule       text NOT NULL,
     created_at timestamptz NOT NULL
 );
+SELECT wval._secure('wval.work_purge_results');
 CREATE INDEX ON wval.work_purge_results (work_id, run_id);
 CREATE UNLOGGED TABLE wval.work_purge_overrides (
     work_id     bigint NOT NULL,
@@ -88,6 +92,7 @@ CREATE UNLOGGED TABLE wval.work_purge_overrides (
     prev_hash   text NOT NULL,
     row_hash    text NOT NULL
 );
+SELECT wval._secure('wval.work_purge_overrides');
 CREATE INDEX ON wval.work_purge_overrides (work_id, override_id);
 CREATE UNLOGGED TABLE wval.work_purge_failures (
     work_id     bigint NOT NULL,
@@ -99,6 +104,7 @@ CREATE UNLOGGED TABLE wval.work_purge_failures (
     prev_hash   text NOT NULL,
     row_hash    text NOT NULL
 );
+SELECT wval._secure('wval.work_purge_failures');
 CREATE INDEX ON wval.work_purge_failures (work_id, entry_id);
 CREATE UNLOGGED TABLE wval.work_purge_versions (
     work_id    bigint NOT NULL,
@@ -110,6 +116,7 @@ CREATE UNLOGGED TABLE wval.work_purge_versions (
     row_hash   text NOT NULL,
     PRIMARY KEY (work_id, world_id, version)
 );
+SELECT wval._secure('wval.work_purge_versions');
 CREATE UNLOGGED TABLE wval.work_purge_activations (
     work_id       bigint NOT NULL,
     world_id      text NOT NULL,
@@ -119,8 +126,40 @@ CREATE UNLOGGED TABLE wval.work_purge_activations (
     prev_hash     text NOT NULL,
     row_hash      text NOT NULL
 );
+SELECT wval._secure('wval.work_purge_activations');
 CREATE INDEX ON wval.work_purge_activations (work_id, activation_id);
+-- Stages: one domain per list (src/wval.sql) instead of a CHECK per column.
+-- The domains' functions come first (@routines re-creates them unchanged).
+-- Changing a column's type rewrites the table (partitions included) but not
+-- its values: the chain hashes stay valid (the canonical text of a domain is
+-- that of text).  The views over these columns are dropped here and re-created
+-- below (-- @view), before work_import copies evaluation_runs' column types.
+CREATE FUNCTION wval._stages() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY['backtest', 'paper', 'shadow', 'live'] $$;
+CREATE FUNCTION wval._deployment_stages() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY['backtest', 'paper', 'live', 'retired'] $$;
+CREATE FUNCTION wval._recommended_stages() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY['backtest_only', 'paper_only', 'paper_ok_live_candidate'] $$;
+CREATE DOMAIN wval.stage AS text CHECK (VALUE = ANY (wval._stages()));
+CREATE DOMAIN wval.deployment_stage AS text CHECK (VALUE = ANY (wval._deployment_stages()));
+CREATE DOMAIN wval.recommended_stage AS text CHECK (VALUE = ANY (wval._recommended_stages()));
+DROP VIEW wval.metrics, wval.latest_runs, wval.current_stage, wval.open_demotion_candidates, wval.snapshot_freshness;
+ALTER TABLE wval.evaluation_runs DROP CONSTRAINT evaluation_runs_stage_check,
+    DROP CONSTRAINT evaluation_runs_recommended_stage_check,
+    ALTER COLUMN stage TYPE wval.stage, ALTER COLUMN recommended_stage TYPE wval.recommended_stage;
+ALTER TABLE wval.rule_results ALTER COLUMN stage TYPE wval.stage;
+ALTER TABLE wval.risk_snapshots DROP CONSTRAINT risk_snapshots_stage_check, ALTER COLUMN stage TYPE wval.stage;
+ALTER TABLE wval.snapshot_counters ALTER COLUMN stage TYPE wval.stage;
+ALTER TABLE wval.selections ALTER COLUMN stage TYPE wval.stage;
+ALTER TABLE wval.deployments DROP CONSTRAINT deployments_stage_check, DROP CONSTRAINT deployments_previous_stage_check,
+    ALTER COLUMN stage TYPE wval.deployment_stage, ALTER COLUMN previous_stage TYPE wval.deployment_stage;
+ALTER TABLE wval.demotion_candidates ALTER COLUMN stage TYPE wval.stage;
+ALTER TABLE wval.scenario_cases DROP CONSTRAINT scenario_cases_expected_stage_check,
+    ALTER COLUMN expected_stage TYPE wval.recommended_stage;
+ALTER TABLE wval.evaluation_stats ALTER COLUMN stage TYPE wval.stage;
+
 CREATE UNLOGGED TABLE wval.work_import (work_id bigint NOT NULL, LIKE wval.evaluation_runs INCLUDING DEFAULTS, ord bigint NOT NULL);
+SELECT wval._secure('wval.work_import');
 ALTER TABLE wval.work_import ALTER COLUMN chain_seq DROP NOT NULL, ALTER COLUMN prev_hash DROP NOT NULL,
     ALTER COLUMN row_hash DROP NOT NULL;
 CREATE INDEX ON wval.work_import (work_id, ord);
@@ -160,7 +199,7 @@ ALTER TABLE wval.chain_tombstones ADD COLUMN last_seq bigint CHECK (last_seq > c
 -- demotion candidates, the re-validation queue and override requests
 ALTER TABLE wval.policy_activations ADD COLUMN stages text[];
 ALTER TABLE wval.policy_activations ADD CONSTRAINT policy_activations_stages_check CHECK (stages IS NULL OR (cardinality(stages) > 0
-        AND stages <@ ARRAY['backtest', 'paper', 'shadow', 'live']::text[] AND array_position(stages, NULL) IS NULL));
+        AND stages <@ wval._stages() AND array_position(stages, NULL) IS NULL));
 ALTER TABLE wval.evaluation_runs DROP CONSTRAINT evaluation_runs_kind_check,
     ADD CONSTRAINT evaluation_runs_kind_check
         CHECK (kind IN ('single', 'cohort', 'live', 'portfolio', 'stress', 'revalidation'));
@@ -171,7 +210,7 @@ CREATE TABLE wval.revalidation_queue (
     item_id             bigint NOT NULL DEFAULT nextval('wval.revalidation_queue_id_seq'),
     world_id            text NOT NULL,
     strategy_id         text NOT NULL,
-    deployed_stage      text NOT NULL,
+    deployed_stage      wval.deployment_stage NOT NULL,
     activation_id       bigint NOT NULL,
     version             integer NOT NULL,
     run_id              uuid NOT NULL,
@@ -185,6 +224,7 @@ CREATE TABLE wval.revalidation_queue (
     note                text,
     PRIMARY KEY (world_id, item_id)
 );
+SELECT wval._secure('wval.revalidation_queue');
 ALTER SEQUENCE wval.revalidation_queue_id_seq OWNED BY wval.revalidation_queue.item_id;
 CREATE INDEX ON wval.revalidation_queue (item_id) WHERE state = 'pending';
 CREATE INDEX ON wval.revalidation_queue (world_id, activation_id);
@@ -208,6 +248,7 @@ CREATE TABLE wval.override_requests (
     row_hash           text NOT NULL,
     PRIMARY KEY (world_id, request_id, entry_id)
 );
+SELECT wval._secure('wval.override_requests');
 ALTER SEQUENCE wval.override_requests_id_seq OWNED BY wval.override_requests.entry_id;
 CREATE INDEX ON wval.override_requests (request_id, entry_id DESC);
 CREATE INDEX ON wval.override_requests (run_id);
@@ -246,6 +287,11 @@ CREATE POLICY wval_world_read ON wval.bus_counters FOR ALL USING ((SELECT wval._
 
 -- imported runs justify no demotion; revalidation flags stay open until a decision
 -- @view wval.open_demotion_candidates
+
+-- dropped above for the stage domains
+-- @view wval.latest_runs
+-- @view wval.current_stage
+-- @view wval.snapshot_freshness
 
 -- lifecycle (issue 15): before wval.metrics, which reads them
 -- @view wval.active_policy_versions
@@ -287,6 +333,6 @@ SELECT pg_catalog.pg_extension_config_dump('wval.override_requests_id_seq', '');
 
 -- @grants
 
--- row-level security on the new tables and partitions, views with the
+-- check row-level security on every world table, views with the
 -- caller's rights, nothing of wval granted to PUBLIC
 -- @include src/finish.sql
