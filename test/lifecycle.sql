@@ -70,7 +70,7 @@ SELECT is(wval_active_policy_version('tap-life', 'backtest'), 2, 'active at back
 SELECT is(wval_active_policy_version('tap-life', 'paper'), 1, 'active at paper: still 1');
 SELECT is(wval_active_policy_version('tap-life'), 2, 'without a stage: the latest activation');
 SELECT throws_ok($$SELECT wval_active_policy_version('tap-life', 'prod')$$, '22023', NULL, 'an unknown stage is 22023');
-SELECT results_eq($$SELECT stage, version FROM wval.active_policy_versions WHERE world_id = 'tap-life' ORDER BY stage$$,
+SELECT results_eq($$SELECT stage::text, version FROM wval.active_policy_versions WHERE world_id = 'tap-life' ORDER BY stage$$,
                   $$VALUES ('backtest', 2), ('live', 1), ('paper', 1), ('shadow', 1)$$,
                   'wval.active_policy_versions answers per stage');
 SELECT is(wval_ruleset('tap-life', 'backtest') #>> '{checks,performance.sharpe_min,threshold}', '50',
@@ -92,7 +92,7 @@ RESET SESSION AUTHORIZATION;
 ------------------------------------------------------------------------------
 -- 1. re-validation after the activation
 ------------------------------------------------------------------------------
-SELECT results_eq($$SELECT strategy_id, deployed_stage, state, run_id::text FROM wval.revalidation_queue WHERE world_id = 'tap-life'$$,
+SELECT results_eq($$SELECT strategy_id, deployed_stage::text, state, run_id::text FROM wval.revalidation_queue WHERE world_id = 'tap-life'$$,
                   $$SELECT 'lc-deployed', 'paper', 'pending', v FROM lc WHERE k = 'run'$$,
                   'the activation queued the deployed strategy with its latest run (not the strategy at backtest)');
 SELECT is((SELECT count(*)::int FROM wval.evaluation_runs WHERE world_id = 'tap-life' AND kind = 'revalidation'), 0,
@@ -112,7 +112,7 @@ SELECT throws_ok($$SELECT wval_revalidate(0)$$, '22023', 'invalid value for "max
 DO $$ BEGIN EXECUTE (SELECT command FROM cron.job WHERE jobname = 'wval:revalidate'); END $$;
 SELECT results_eq($$SELECT state, outcome, attempts FROM wval.revalidation_queue WHERE world_id = 'tap-life'$$,
                   $$VALUES ('done', 'worsened', 1)$$, 'the job re-checked the strategy: worsened');
-SELECT results_eq($$SELECT r.kind, r.stage, r.policy_version, r.status, r.linked_run_id::text
+SELECT results_eq($$SELECT r.kind, r.stage::text, r.policy_version, r.status, r.linked_run_id::text
                     FROM wval.evaluation_runs r JOIN wval.revalidation_queue q ON q.revalidation_run_id = r.run_id
                     WHERE q.world_id = 'tap-life'$$,
                   $$SELECT 'revalidation', 'backtest', 2, 'fail', v FROM lc WHERE k = 'run'$$,
@@ -121,7 +121,7 @@ SELECT is((SELECT r.metrics #> '{returns,sharpe}' FROM wval.evaluation_runs r JO
            ON q.revalidation_run_id = r.run_id WHERE q.world_id = 'tap-life'),
           (SELECT metrics #> '{returns,sharpe}' FROM wval.evaluation_runs WHERE run_id = (SELECT v::uuid FROM lc WHERE k = 'run')),
           'from the stored metrics of that run');
-SELECT results_eq($$SELECT strategy_id, stage, trigger FROM wval.open_demotion_candidates WHERE world_id = 'tap-life'$$,
+SELECT results_eq($$SELECT strategy_id, stage::text, trigger FROM wval.open_demotion_candidates WHERE world_id = 'tap-life'$$,
                   $$VALUES ('lc-deployed', 'paper', 'revalidation')$$,
                   'the strategy is an open demotion candidate at its deployed stage');
 SELECT is((SELECT payload #>> '{data,trigger}' FROM wval.events WHERE world_id = 'tap-life' AND type = 'demotion_candidate_flagged'),
