@@ -51,6 +51,7 @@
 #include "utils/timestamp.h"
 
 #include "evaluate.h"
+#include "jsonb.h"
 #include "policy.h"
 #include "wval.h"
 
@@ -214,7 +215,7 @@ diff_begin(WvalPolicy *oldp, WvalPolicy *newp, const char *stage)
 	st->own_old = wval_policy_profile_for_stage(oldp, stage);
 	st->own_new = wval_policy_profile_for_stage(newp, stage);
 	st->needs_data_as_of = policy_has_kind(oldp, WVAL_VAL_LAG) || policy_has_kind(newp, WVAL_VAL_LAG);
-	st->needs_baseline = (strcmp(stage, "paper") == 0 || strcmp(stage, "shadow") == 0) &&
+	st->needs_baseline = wval_stage_vs_backtest(stage) &&
 		(policy_has_kind(oldp, WVAL_VAL_BASELINE_RATIO) || policy_has_kind(newp, WVAL_VAL_BASELINE_RATIO));
 
 	nold = st->own_old >= 0 ? oldp->profiles[st->own_old].nrules : 0;
@@ -413,69 +414,6 @@ status_name(char s)
 	return s == 'p' ? "pass" : s == 'w' ? "warn" : s == 'f' ? "fail" : NULL;
 }
 
-/* Pushes key: string (null when s is NULL) */
-static void
-jb_string(JsonbParseState **ps, const char *key, const char *s)
-{
-	JsonbValue	v;
-
-	wval_push_key(ps, key);
-	if (s == NULL)
-		v.type = jbvNull;
-	else
-	{
-		v.type = jbvString;
-		v.val.string.val = (char *) s;
-		v.val.string.len = strlen(s);
-	}
-	pushJsonbValue(ps, WJB_VALUE, &v);
-}
-
-/* Pushes key: integer (null when isnull) */
-static void
-jb_int(JsonbParseState **ps, const char *key, int64 n, bool isnull)
-{
-	JsonbValue	v;
-
-	wval_push_key(ps, key);
-	if (isnull)
-		v.type = jbvNull;
-	else
-	{
-		v.type = jbvNumeric;
-		v.val.numeric = int64_to_numeric(n);
-	}
-	pushJsonbValue(ps, WJB_VALUE, &v);
-}
-
-/* Pushes key: number in its shortest exact decimal form */
-static void
-jb_float(JsonbParseState **ps, const char *key, double d)
-{
-	JsonbValue	v;
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	wval_append_float8(&buf, d);
-	wval_push_key(ps, key);
-	v.type = jbvNumeric;
-	v.val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(buf.data),
-														ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
-	pushJsonbValue(ps, WJB_VALUE, &v);
-}
-
-/* Pushes key: boolean */
-static void
-jb_bool(JsonbParseState **ps, const char *key, bool b)
-{
-	JsonbValue	v;
-
-	wval_push_key(ps, key);
-	v.type = jbvBool;
-	v.val.boolean = b;
-	pushJsonbValue(ps, WJB_VALUE, &v);
-}
-
 /* The reason code of one side of a flip */
 static const char *
 flip_code(const WvalPolicy *policy, int own, const int *idx, int key, char status, uint8 code)
@@ -534,10 +472,10 @@ ruleset_hash(const WvalPolicy *policy, int own)
 static void
 push_outcomes(JsonbParseState **ps, const Affected *a)
 {
-	jb_string(ps, "old_status", status_name(a->old_status));
-	jb_string(ps, "new_status", status_name(a->new_status));
-	jb_string(ps, "old_recommended_stage", wval_stage_keys[a->old_stage]);
-	jb_string(ps, "new_recommended_stage", wval_stage_keys[a->new_stage]);
+	wval_jb_kv_string(ps, "old_status", status_name(a->old_status));
+	wval_jb_kv_string(ps, "new_status", status_name(a->new_status));
+	wval_jb_kv_string(ps, "old_recommended_stage", wval_stage_keys[a->old_stage]);
+	wval_jb_kv_string(ps, "new_recommended_stage", wval_stage_keys[a->new_stage]);
 }
 
 /*
@@ -561,43 +499,49 @@ diff_report(DiffState *st, bool old_isnull, int old_version, bool new_isnull, in
 		qsort(st->affected, st->naffected, sizeof(Affected), compare_affected);
 
 	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
-	jb_int(&ps, "old_policy_version", old_version, old_isnull);
-	jb_int(&ps, "new_policy_version", new_version, new_isnull);
-	jb_string(&ps, "old_ruleset_hash", ruleset_hash(st->oldp, st->own_old));
-	jb_string(&ps, "new_ruleset_hash", ruleset_hash(st->newp, st->own_new));
-	jb_int(&ps, "total_strategies", st->nstrategies, false);
-	jb_int(&ps, "strategies_affected", st->nstrategies_affected, false);
-	jb_int(&ps, "selection_changes", st->selection_changes, false);
-	jb_int(&ps, "stage_changes", st->stage_changes, false);
-	jb_int(&ps, "status_changes", st->status_changes, false);
-	jb_int(&ps, "rule_status_changes", st->rule_status_changes, false);
-	jb_float(&ps, "impact_ratio", st->nstrategies == 0 ? 0.0 :
+	if (old_isnull)
+		wval_jb_kv_null(&ps, "old_policy_version");
+	else
+		wval_jb_kv_int64(&ps, "old_policy_version", old_version);
+	if (new_isnull)
+		wval_jb_kv_null(&ps, "new_policy_version");
+	else
+		wval_jb_kv_int64(&ps, "new_policy_version", new_version);
+	wval_jb_kv_string(&ps, "old_ruleset_hash", ruleset_hash(st->oldp, st->own_old));
+	wval_jb_kv_string(&ps, "new_ruleset_hash", ruleset_hash(st->newp, st->own_new));
+	wval_jb_kv_int64(&ps, "total_strategies", st->nstrategies);
+	wval_jb_kv_int64(&ps, "strategies_affected", st->nstrategies_affected);
+	wval_jb_kv_int64(&ps, "selection_changes", st->selection_changes);
+	wval_jb_kv_int64(&ps, "stage_changes", st->stage_changes);
+	wval_jb_kv_int64(&ps, "status_changes", st->status_changes);
+	wval_jb_kv_int64(&ps, "rule_status_changes", st->rule_status_changes);
+	wval_jb_kv_float8(&ps, "impact_ratio", st->nstrategies == 0 ? 0.0 :
 			 (double) st->nstrategies_affected / (double) st->nstrategies);
 
-	wval_push_key(&ps, "diffs");
+	wval_jb_key(&ps, "diffs");
 	pushJsonbValue(&ps, WJB_BEGIN_ARRAY, NULL);
 	for (i = 0; i < st->naffected; i++)
 	{
 		Affected   *a = &st->affected[i];
 
 		pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
-		jb_string(&ps, "strategy_id", a->strategy_id);
-		jb_string(&ps, "run_id", a->run_id);
-		jb_string(&ps, "direction", a->tightened ? "tightened" : "relaxed");
+		wval_jb_kv_string(&ps, "strategy_id", a->strategy_id);
+		wval_jb_kv_string(&ps, "run_id", a->run_id);
+		wval_jb_kv_string(&ps, "direction", a->tightened ? "tightened" : "relaxed");
 		push_outcomes(&ps, a);
-		wval_push_key(&ps, "rules");
+		wval_jb_key(&ps, "rules");
 		pushJsonbValue(&ps, WJB_BEGIN_ARRAY, NULL);
 		for (f = 0; f < a->nflips; f++)
 		{
 			RuleFlip   *fl = &a->flips[f];
 
 			pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
-			jb_string(&ps, "rule", st->keys[fl->key]);
-			jb_string(&ps, "old_status", status_name(fl->old_status));
-			jb_string(&ps, "new_status", status_name(fl->new_status));
-			jb_string(&ps, "old_reason_code", flip_code(st->oldp, st->own_old, st->old_idx, fl->key,
+			wval_jb_kv_string(&ps, "rule", st->keys[fl->key]);
+			wval_jb_kv_string(&ps, "old_status", status_name(fl->old_status));
+			wval_jb_kv_string(&ps, "new_status", status_name(fl->new_status));
+			wval_jb_kv_string(&ps, "old_reason_code", flip_code(st->oldp, st->own_old, st->old_idx, fl->key,
 														fl->old_status, fl->old_code));
-			jb_string(&ps, "new_reason_code", flip_code(st->newp, st->own_new, st->new_idx, fl->key,
+			wval_jb_kv_string(&ps, "new_reason_code", flip_code(st->newp, st->own_new, st->new_idx, fl->key,
 														fl->new_status, fl->new_code));
 			pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
 		}
@@ -606,7 +550,7 @@ diff_report(DiffState *st, bool old_isnull, int old_version, bool new_isnull, in
 	}
 	pushJsonbValue(&ps, WJB_END_ARRAY, NULL);
 
-	wval_push_key(&ps, "top_offenders");
+	wval_jb_key(&ps, "top_offenders");
 	pushJsonbValue(&ps, WJB_BEGIN_ARRAY, NULL);
 	ranked = palloc(sizeof(Affected *) * Max(st->naffected, 1));
 	for (i = 0; i < st->naffected; i++)
@@ -618,13 +562,13 @@ diff_report(DiffState *st, bool old_isnull, int old_version, bool new_isnull, in
 		Affected   *a = ranked[i];
 
 		pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
-		jb_int(&ps, "rank", i + 1, false);
-		jb_string(&ps, "strategy_id", a->strategy_id);
-		jb_string(&ps, "run_id", a->run_id);
-		jb_string(&ps, "label", a->tightened ? "tightened" : "relaxed");
-		jb_bool(&ps, "status_change", a->old_status != a->new_status);
-		jb_bool(&ps, "stage_change", a->old_stage != a->new_stage);
-		jb_int(&ps, "rule_flips", a->nflips, false);
+		wval_jb_kv_int64(&ps, "rank", i + 1);
+		wval_jb_kv_string(&ps, "strategy_id", a->strategy_id);
+		wval_jb_kv_string(&ps, "run_id", a->run_id);
+		wval_jb_kv_string(&ps, "label", a->tightened ? "tightened" : "relaxed");
+		wval_jb_kv_bool(&ps, "status_change", a->old_status != a->new_status);
+		wval_jb_kv_bool(&ps, "stage_change", a->old_stage != a->new_stage);
+		wval_jb_kv_int64(&ps, "rule_flips", a->nflips);
 		push_outcomes(&ps, a);
 		pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
 	}
@@ -1077,7 +1021,8 @@ typedef struct OutcomeState
 {
 	WvalPolicy *policy;
 	const char *stage;
-	StringInfoData buf;
+	JsonbParseState *ps;		/* the result array, in outcxt */
+	MemoryContext outcxt;
 	WvalRuleBrief *rules;
 	WvalMetricCache *cache;
 } OutcomeState;
@@ -1088,19 +1033,23 @@ outcome_json_run(void *arg, int pos, const char *strategy_id, const char *run_id
 {
 	OutcomeState *os = (OutcomeState *) arg;
 	WvalBriefOutcome o;
+	MemoryContext old;
 
 	(void) strategy_id;
+	(void) pos;
 	in->stage = os->stage;
 	o.rules = os->rules;
 	o.cache = os->cache;
 	wval_metric_cache_reset(os->cache);
 	wval_evaluate_policy_brief(os->policy, in, &o);
-	if (pos > 0)
-		appendStringInfoChar(&os->buf, ',');
-	appendStringInfoString(&os->buf, "{\"run_id\":");
-	wval_append_json_string(&os->buf, run_id);
-	appendStringInfo(&os->buf, ",\"status\":\"%s\",\"recommended_stage\":\"%s\"}",
-					 status_name(o.status), wval_stage_keys[o.stage]);
+	/* the array outlives the row's memory: build it, and copy run_id, in outcxt */
+	old = MemoryContextSwitchTo(os->outcxt);
+	wval_jb_begin_object(&os->ps);
+	wval_jb_kv_string(&os->ps, "run_id", run_id ? pstrdup(run_id) : NULL);
+	wval_jb_kv_string(&os->ps, "status", status_name(o.status));
+	wval_jb_kv_string(&os->ps, "recommended_stage", wval_stage_keys[o.stage]);
+	wval_jb_end_object(&os->ps);
+	MemoryContextSwitchTo(old);
 }
 
 PG_FUNCTION_INFO_V1(wval_scenario_outcomes);
@@ -1131,10 +1080,10 @@ wval_scenario_outcomes(PG_FUNCTION_ARGS)
 	os.rules = palloc0(sizeof(WvalRuleBrief) * Max(own >= 0 ? os.policy->profiles[own].nrules : 0, 1));
 	os.cache = wval_metric_cache_create();
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "wval scenario outcomes", ALLOCSET_DEFAULT_SIZES);
-	initStringInfo(&os.buf);
-	appendStringInfoChar(&os.buf, '[');
+	os.ps = NULL;
+	os.outcxt = CurrentMemoryContext;
+	wval_jb_begin_array(&os.ps);
 	walk_json_runs(PG_GETARG_JSONB_P(1), "runs", outcome_json_run, &os, rowcxt);
-	appendStringInfoChar(&os.buf, ']');
 	MemoryContextDelete(rowcxt);
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(os.buf.data)));
+	PG_RETURN_JSONB_P(wval_jb_end_array(&os.ps));
 }

@@ -1,11 +1,15 @@
 /*-------------------------------------------------------------------------
  *
  * hub.h
- *	  The risk hub's C API for other wval files: the normal-distribution
- *	  constants of the 99 % VaR/ES, the portfolio variance, and loading the
- *	  portfolio (weights + filled covariance) of a world's latest fresh risk
- *	  snapshot.  The portfolio layer (portfolio.c: incremental VaR/ES,
- *	  Sharpe uplift, stress) builds on these.
+ *	  The risk hub's C API for other wval files: the snapshot contract's
+ *	  shapes (stress results, covariance entries), reads of stored
+ *	  snapshots, the header every snapshot report carries, and the
+ *	  announcement of a newly stored snapshot.
+ *
+ * The hub is a lower layer: it knows nothing of portfolios.  The
+ * portfolio layer (risk.c, portfolio.c) reads snapshots through this API
+ * and learns of new ones by registering a hook (wval_snapshot_stored_hook)
+ * at load time; the hub never calls up.
  *
  *-------------------------------------------------------------------------
  */
@@ -17,16 +21,7 @@
 #include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
-/*
- * z = Phi^-1(0.99).  A constant here (the metrics file has a general
- * inverse normal CDF); checked against Python's statistics.NormalDist.
- */
-#define WVAL_Z_99			2.3263478740408408
-/* tail probability of the 99 % measures */
-#define WVAL_TAIL_99		0.01
-
-/* Standard normal density phi(x); phi(WVAL_Z_99) = 0.02665214220345808. */
-/* the shape of stress results (hub.c, wval_stress_shape) */
+/* the shape of stress results (hub_contract.c, wval_stress_shape) */
 typedef enum WvalStressProblem
 {
 	WVAL_STRESS_OK,
@@ -38,35 +33,25 @@ typedef enum WvalStressProblem
 extern WvalStressProblem wval_stress_shape(JsonbContainer *stress, bool check_names, int *n,
 										   char **scenario, char **where, JsonbValue *bad);
 
-extern double wval_normal_pdf(double x);
-
-/* Parametric VaR_99 = z * sigma. */
-extern double wval_normal_var99(double sigma);
-
-/* Normal ES_99 = sigma * phi(z) / (1 - 0.99). */
-extern double wval_normal_es99(double sigma);
-
-/*
- * Portfolio variance w' C w of k assets; cov is k*k row-major.  The caller
- * normalises w.  Returns the variance (may be slightly negative when cov
- * is not positive semi-definite); sigma is sqrt of a non-negative result.
- */
-extern double wval_portfolio_variance(int k, const double *w, const double *cov);
-
-/* sqrt(wval_portfolio_variance), NaN when the variance is negative. */
-extern double wval_portfolio_sigma(int k, const double *w, const double *cov);
+/* One covariance entry of a snapshot ("a,b" or "a:b" -> number). */
+typedef struct WvalCovEntry
+{
+	char	   *a;				/* the smaller id of the pair */
+	char	   *b;
+	double		value;
+	char	   *key;			/* as published, for messages */
+} WvalCovEntry;
 
 /*
- * Fills every off-diagonal pair that known[] marks as missing with
- * C_ab = rho * sqrt(C_aa * C_bb) (both triangles), records it in filled[]
- * (k*k, may be NULL) and returns the number of unordered pairs filled.
- * The diagonal must be known.
+ * Parses a covariance object into entries sorted by pair.  Returns NULL
+ * when it is valid, else a message; *bad_key / *bad_value describe the
+ * offending entry.
  */
-extern int	wval_fill_missing_covariance(int k, double *cov, const bool *known,
-										 double rho, bool *filled);
+extern const char *wval_parse_covariance(JsonbContainer *cont, WvalCovEntry **out, int *nout,
+										 char **bad_key, char **bad_value);
 
-/* The portfolio of a snapshot, ready for the formulas above. */
-typedef struct WvalPortfolio
+/* A stored snapshot as the hub reads it back. */
+typedef struct WvalStoredSnapshot
 {
 	char	   *world_id;
 	char	   *version;
@@ -74,64 +59,53 @@ typedef struct WvalPortfolio
 	char	   *stage;
 	char	   *actor;
 	TimestampTz as_of;
-	int			k;				/* number of strategies (weights) */
-	char	  **ids;			/* strategy ids, in jsonb key order */
-	double	   *w;				/* weights normalised to sum 1 */
-	double		raw_sum;		/* sum of the weights as published */
-	double	   *cov;			/* k*k, missing pairs filled */
-	bool	   *filled;			/* k*k, true where filled with rho */
-	int			nfilled;		/* unordered pairs filled */
-	double		rho;			/* correlation used for the fill */
-	const char *cov_source;		/* "snapshot", "blob" or "realized_returns" */
-	double	   *candidate_weight;	/* constraints.candidate_weight or NULL */
-	double	  **returns;		/* k realized-return series (NULL when absent) */
-	int		   *nreturns;		/* their lengths (0 when absent) */
-	Jsonb	   *payload;		/* the snapshot, wval-blob references expanded */
-} WvalPortfolio;
+	Jsonb	   *stored;			/* the payload as stored (wval-blob references) */
+	Jsonb	   *expanded;		/* the payload, references expanded */
+	Jsonb	   *world_settings; /* the world's settings, NULL when none */
+} WvalStoredSnapshot;
 
 /*
- * Loads the portfolio of the world's latest fresh snapshot (of one stage
- * when stage is not NULL).  Raises WV010 when the world has no snapshot,
- * WV005 when the latest one is older than wval.snapshot_max_age.  Opens
- * its own SPI connection (nested when the caller has one); the result is
- * allocated in the caller's memory context.
+ * Reads the world's latest fresh snapshot (of one stage when stage is not
+ * NULL) into *out, allocated in the caller's memory context.  Raises
+ * WV010 when the world does not exist (or the caller may not read it) or
+ * has no snapshot, WV005 when the latest one is older than
+ * wval.snapshot_max_age.  Opens its own SPI connection (nested when the
+ * caller has one).
  */
-extern WvalPortfolio *wval_portfolio_load(const char *world_id, const char *stage);
+extern void wval_snapshot_read_latest(const char *world_id, const char *stage,
+									  WvalStoredSnapshot *out);
 
 /*
- * Sample covariance (divisor n - 1) of two series aligned at their ends
- * (the most recent points), over the points they share; false when they
- * share fewer than 2.
+ * Pushes the keys every snapshot report starts with (world_id, version,
+ * hash, stage, actor, as_of) into an open jsonb object.
  */
-extern bool wval_sample_covariance(const double *x, int nx, const double *y, int ny,
-								   double *out);
+extern void wval_snapshot_header_push(JsonbParseState **ps, const char *world_id,
+									  const char *version, const char *hash,
+									  const char *stage, const char *actor,
+									  TimestampTz as_of);
 
-/* Position of a strategy among pf->ids, -1 when it has no weight. */
-extern int	wval_portfolio_position(const WvalPortfolio *pf, const char *id);
+/* What the hub announces once it stored a new snapshot (not on a dedupe hit). */
+typedef struct WvalSnapshotStored
+{
+	const char *world_id;
+	const char *version;
+	const char *stage;
+	Jsonb	   *world_settings; /* NULL when the world has none */
+} WvalSnapshotStored;
 
 /*
- * What the snapshot's covariance (inline or wval blob) says about a
- * strategy that is not in the weights: cov_row[a] / row_known[a] for each
- * of the pf->k strategies, and its own variance.  Nothing is filled or
- * estimated here.  Returns the number of entries found.
+ * A function told of every newly stored snapshot, inside the publishing
+ * transaction, connected to SPI, after risk_snapshot_updated was emitted.
+ * An error it raises fails the publish.
  */
-extern int	wval_portfolio_candidate_covariance(const WvalPortfolio *pf, const char *id,
-												double *cov_row, bool *row_known,
-												double *variance, bool *variance_known);
+typedef void (*WvalSnapshotStoredHook) (const WvalSnapshotStored *s);
 
-/*
- * The realized returns of any strategy in the snapshot (also one without
- * weight) as a palloc'd array; NULL and *n = 0 when the snapshot has none.
- */
-extern double *wval_portfolio_series(const WvalPortfolio *pf, const char *id, int *n);
-
-/* A timestamptz as ISO-8601 UTC with microseconds: 2024-05-01T12:00:00.000000Z. */
-extern char *wval_iso_utc(TimestampTz ts);
+/* Registers a hook (at _PG_init); hooks run in the order registered. */
+extern void wval_snapshot_stored_register(WvalSnapshotStoredHook hook);
 
 /* settings (hub.c) */
 extern int	wval_snapshot_max_age_s;
 extern int	wval_offload_threshold;
-extern double wval_missing_correlation;
 
 extern void wval_hub_init(void);
 

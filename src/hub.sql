@@ -5,7 +5,8 @@
 -- snapshot is checked in C (wval_snapshot_publish), stored in its canonical
 -- form (wval.risk_snapshots.payload, hash recheckable in SQL), with large
 -- parts moved to wval.blobs, and announced with risk_snapshot_updated.
--- Reads and the portfolio baseline follow.  docs/risk-hub.md is the guide.
+-- Reads follow; the portfolio baseline (wval_portfolio_risk) is in
+-- portfolio.sql.  docs/risk-hub.md is the guide.
 --
 -- requires: store
 
@@ -182,11 +183,6 @@ CREATE FUNCTION public.wval_snapshot_signed_message(world_id text, snapshot json
     AS 'MODULE_PATHNAME', 'wval_snapshot_signed_message'
     LANGUAGE C STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp;
 COMMENT ON FUNCTION public.wval_snapshot_signed_message(text, jsonb, text, text) IS 'the message a keyed producer signs (hex HMAC-SHA256 of its UTF-8 bytes): ''wval-snapshot-signature-v1'', world_id, actor and stage, one line each, then the canonical text; checks the arguments and contract fields but stores nothing';
-
-CREATE FUNCTION public.wval_portfolio_risk(world_id text, stage text DEFAULT NULL) RETURNS jsonb
-    AS 'MODULE_PATHNAME', 'wval_portfolio_risk'
-    LANGUAGE C STABLE SET search_path = pg_catalog, wval, pg_temp;
-COMMENT ON FUNCTION public.wval_portfolio_risk(text, text) IS 'baseline of the latest fresh snapshot: normalised weights, sigma, var_99 = z*sigma, es_99 = sigma*phi(z)/0.01, missing covariance pairs filled with wval.missing_correlation (listed in filled_pairs)';
 
 ------------------------------------------------------------------------------
 -- Per-world rejection counters: created with the world
@@ -504,7 +500,6 @@ GRANT SELECT ON SEQUENCE wval.snapshot_rejects_unattributed TO wval_analyst;
 GRANT EXECUTE ON FUNCTION public.wval_snapshot_latest(text, text, text, boolean, boolean),
       public.wval_snapshot_as_of(text, timestamptz, text, boolean),
       public.wval_snapshot(text, text, boolean),
-      public.wval_portfolio_risk(text, text),
       public.wval_snapshot_stats(text),
       wval._snapshot_expand(text, jsonb),
       wval._snapshot_doc(wval.risk_snapshots, boolean, timestamptz),

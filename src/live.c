@@ -27,6 +27,7 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "jsonb.h"
 #include "metrics.h"
 #include "policy.h"
 #include "wval.h"
@@ -178,15 +179,14 @@ wval_live_check_input(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(ndays);
 }
 
-/* Appends "key": number-or-null to a JSON object under construction */
+/* Pushes key: v, or key: null when v is not known or not finite. */
 static void
-append_number(StringInfo buf, const char *key, bool ok, double v)
+push_number(JsonbParseState **ps, const char *key, bool ok, double v)
 {
-	appendStringInfo(buf, "\"%s\":", key);
 	if (ok && isfinite(v))
-		wval_append_float8(buf, v);
+		wval_jb_kv_float8(ps, key, v);
 	else
-		appendStringInfoString(buf, "null");
+		wval_jb_kv_null(ps, key);
 }
 
 PG_FUNCTION_INFO_V1(wval_live_windows);
@@ -210,7 +210,7 @@ wval_live_windows(PG_FUNCTION_ARGS)
 	DateADT		as_of = PG_GETARG_DATEADT(2);
 	Datum	   *welems;
 	bool	   *wnulls;
-	StringInfoData buf;
+	JsonbParseState *ps = NULL;
 	int			i,
 				k;
 
@@ -236,8 +236,7 @@ wval_live_windows(PG_FUNCTION_ARGS)
 	deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), INT4OID, sizeof(int32), true, TYPALIGN_INT,
 					  &welems, &wnulls, &nwin);
 
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
+	wval_jb_begin_object(&ps);
 	for (k = 0; k < nwin; k++)
 	{
 		int			w;
@@ -273,18 +272,15 @@ wval_live_windows(PG_FUNCTION_ARGS)
 			has_dd = wval_max_drawdown_of(r + lo, n, &dd);
 			has_es = wval_es_historical(r + lo, n, LIVE_ES_TAIL, &es);
 		}
-		if (k > 0)
-			appendStringInfoChar(&buf, ',');
-		appendStringInfo(&buf, "\"%d\":{", w);
-		append_number(&buf, "sharpe", has_sharpe, sharpe);
-		appendStringInfoChar(&buf, ',');
-		append_number(&buf, "max_drawdown", has_dd, dd);
-		appendStringInfoChar(&buf, ',');
-		append_number(&buf, "es_p025", has_es, es);
-		appendStringInfo(&buf, ",\"n_obs\":%d}", n);
+		wval_jb_key(&ps, psprintf("%d", w));
+		wval_jb_begin_object(&ps);
+		push_number(&ps, "sharpe", has_sharpe, sharpe);
+		push_number(&ps, "max_drawdown", has_dd, dd);
+		push_number(&ps, "es_p025", has_es, es);
+		wval_jb_kv_int64(&ps, "n_obs", n);
+		wval_jb_end_object(&ps);
 	}
-	appendStringInfoChar(&buf, '}');
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	PG_RETURN_JSONB_P(wval_jb_end_object(&ps));
 }
 
 /*
@@ -333,19 +329,21 @@ wval_live_policy(PG_FUNCTION_ARGS)
 {
 	WvalPolicy *policy = live_policy(fcinfo);
 	int			windows[WVAL_MAX_LIVE_WINDOWS];
-	StringInfoData buf;
+	JsonbParseState *ps = NULL;
 	int			i;
 
 	memcpy(windows, policy->live_windows, sizeof(int) * policy->nlive_windows);
 	qsort(windows, policy->nlive_windows, sizeof(int), int_cmp);
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"windows_days\":[");
+	wval_jb_begin_object(&ps);
+	wval_jb_key(&ps, "windows_days");
+	wval_jb_begin_array(&ps);
 	for (i = 0; i < policy->nlive_windows; i++)
-		appendStringInfo(&buf, "%s%d", i > 0 ? "," : "", windows[i]);
-	appendStringInfo(&buf, "],\"demote_after\":%d,\"ruleset_hash\":", policy->demote_after);
-	wval_append_json_string(&buf, policy->live->hash);
-	appendStringInfo(&buf, ",\"checks\":%d}", policy->live->nrules);
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+		wval_jb_int64(&ps, windows[i]);
+	wval_jb_end_array(&ps);
+	wval_jb_kv_int64(&ps, "demote_after", policy->demote_after);
+	wval_jb_kv_string(&ps, "ruleset_hash", policy->live->hash);
+	wval_jb_kv_int64(&ps, "checks", policy->live->nrules);
+	PG_RETURN_JSONB_P(wval_jb_end_object(&ps));
 }
 
 PG_FUNCTION_INFO_V1(wval_live_rules);

@@ -50,12 +50,11 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
+#include "jsonb.h"
 #include "metrics.h"
+#include "metrics_int.h"
 #include "wval.h"
 
-#define NULL_METRIC			((double) NAN)
-#define EULER_GAMMA			0.5772156649015329
-#define REGIME_WINDOW		20	/* periods in a rolling volatility window */
 #define CV_MAX_FOLDS		5
 #define CV_MIN_FOLD_PERIODS 30
 #define VAR_TAIL			0.01	/* var_p01 / es_p01 */
@@ -109,257 +108,7 @@ typedef struct MetricsPack
 } MetricsPack;
 
 PG_FUNCTION_INFO_V1(wval_metrics);
-PG_FUNCTION_INFO_V1(wval_psr);
-PG_FUNCTION_INFO_V1(wval_dsr);
-PG_FUNCTION_INFO_V1(wval_norm_cdf);
-PG_FUNCTION_INFO_V1(wval_norm_ppf);
 PG_FUNCTION_INFO_V1(wval_strategy_complexity);
-
-/* ---------------------------------------------------------------------
- * Input rules
- * ---------------------------------------------------------------------
- */
-
-/* Writes v as PostgreSQL prints a float8 (shortest exact form) into buf. */
-static const char *
-format_double(double v, char *buf)
-{
-	if (isnan(v))
-		return "NaN";
-	if (isinf(v))
-		return v > 0 ? "Infinity" : "-Infinity";
-	double_to_shortest_decimal_buf(v, buf);
-	return buf;
-}
-
-/*
- * Raises WV001 for a value that breaks the input rules; `what` is "Element"
- * (arrays) or "Row" (aggregates), idx is 1-based.
- */
-void
-wval_reject_return_value(double v, const char *field, const char *what, int64 idx)
-{
-	char		buf[DOUBLE_SHORTEST_DECIMAL_LEN];
-
-	if (isnan(v) || isinf(v))
-		ereport(ERROR,
-				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
-				 errmsg("\"%s\" must contain only finite numbers", field),
-				 errdetail("%s " INT64_FORMAT " is %s.", what, idx,
-						   format_double(v, buf)),
-				 errhint("Remove NaN and infinite values; a period without a return is 0.")));
-	if (v <= -1.0)
-		ereport(ERROR,
-				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
-				 errmsg("\"%s\" must contain only returns greater than -1", field),
-				 errdetail("%s " INT64_FORMAT " is %s.", what, idx,
-						   format_double(v, buf)),
-				 errhint("Returns are simple periodic returns (0.01 = +1 %%); a loss of 100 %% or more has no wealth path.")));
-}
-
-/* Raises WV001 for a null element (what = "Element" or "Row"). */
-void
-wval_reject_null_return(const char *field, const char *what, int64 idx)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
-			 errmsg("\"%s\" must not contain nulls", field),
-			 errdetail("%s " INT64_FORMAT " is null.", what, idx),
-			 errhint("Pass one return per period, oldest first; a period without a return is 0.")));
-}
-
-/* Raises WV001 when a series has more than WVAL_MAX_RETURNS elements. */
-void
-wval_reject_too_long(const char *field, int64 n)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
-			 errmsg("\"%s\" has too many elements", field),
-			 errdetail("It has " INT64_FORMAT " elements; at most %d are allowed.",
-					   n, WVAL_MAX_RETURNS),
-			 errhint("Use coarser periods or a shorter history.")));
-}
-
-/* Raises WV001 unless r[0..n-1] satisfies the input rules. */
-void
-wval_check_returns(const double *r, int n, const char *field)
-{
-	int			i;
-
-	if (n > WVAL_MAX_RETURNS)
-		wval_reject_too_long(field, n);
-	for (i = 0; i < n; i++)
-	{
-		/* one comparison pair catches NaN, ±Infinity and r <= -1 */
-		if (unlikely(!(r[i] > -1.0 && r[i] <= DBL_MAX)))
-			wval_reject_return_value(r[i], field, "Element", (int64) i + 1);
-	}
-}
-
-/* Raises WV001 unless arr is a one-dimensional float8[] of an allowed size. */
-static int
-check_array_shape(ArrayType *arr, const char *field)
-{
-	int			ndim = ARR_NDIM(arr);
-	int			nitems;
-
-	if (ARR_ELEMTYPE(arr) != FLOAT8OID)
-		ereport(ERROR,
-				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
-				 errmsg("\"%s\" must be a float8 array", field),
-				 errdetail("The array's element type is %s.",
-						   format_type_be(ARR_ELEMTYPE(arr))),
-				 errhint("Cast the array to float8[].")));
-	if (ndim > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
-				 errmsg("\"%s\" must be a one-dimensional array", field),
-				 errdetail("The array has %d dimensions.", ndim),
-				 errhint("Pass one flat array of periodic returns, oldest first.")));
-	nitems = ndim == 0 ? 0 : ARR_DIMS(arr)[0];
-	if (nitems > WVAL_MAX_RETURNS)
-		wval_reject_too_long(field, nitems);
-	return nitems;
-}
-
-/*
- * A validated float8[] as a palloc'd array of *n doubles (never NULL, also
- * for an empty array).  Raises WV001 naming `field`.
- */
-double *
-wval_returns_from_array(ArrayType *arr, const char *field, int *n)
-{
-	int			nitems = check_array_shape(arr, field);
-	double	   *out;
-
-	out = (double *) palloc(Max(nitems, 1) * sizeof(double));
-	if (ARR_HASNULL(arr))
-	{
-		bits8	   *bitmap = ARR_NULLBITMAP(arr);
-		const char *p = ARR_DATA_PTR(arr);
-		int			i;
-
-		for (i = 0; i < nitems; i++)
-		{
-			if (!(bitmap[i / 8] & (1 << (i % 8))))
-				wval_reject_null_return(field, "Element", (int64) i + 1);
-			memcpy(&out[i], p, sizeof(double));
-			p += sizeof(double);
-		}
-	}
-	else if (nitems > 0)
-		memcpy(out, ARR_DATA_PTR(arr), nitems * sizeof(double));
-
-	wval_check_returns(out, nitems, field);
-	*n = nitems;
-	return out;
-}
-
-/*
- * Like wval_returns_from_array, but without a copy when the array has no
- * null bitmap: the result then points into arr (read only).
- */
-static const double *
-returns_in_place(ArrayType *arr, const char *field, int *n)
-{
-	int			nitems;
-	const double *r;
-
-	if (ARR_HASNULL(arr))
-		return wval_returns_from_array(arr, field, n);
-	nitems = check_array_shape(arr, field);
-	r = (const double *) ARR_DATA_PTR(arr);
-	wval_check_returns(r, nitems, field);
-	*n = nitems;
-	return r;
-}
-
-/* Defaults: 252 periods per year, risk-free 0, search intensity 1. */
-void
-wval_metrics_options_init(WvalMetricsOptions *opt)
-{
-	memset(opt, 0, sizeof(*opt));
-	opt->periods_per_year = 252;
-	opt->risk_free = 0.0;
-	opt->search_intensity = 1;
-	opt->benchmark = NULL;
-	opt->n_benchmark = 0;
-	opt->has_trials_variance = false;
-	opt->trials_sharpe_variance = 0.0;
-}
-
-/* Raises WV001 unless periods_per_year > 0. */
-void
-wval_check_periods_per_year(int periods_per_year)
-{
-	if (periods_per_year <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
-				 errmsg("\"periods_per_year\" must be positive"),
-				 errdetail("periods_per_year is %d.", periods_per_year),
-				 errhint("Pass the number of return periods per year, e.g. 252 for daily returns.")));
-}
-
-/* Raises WV001 unless search_intensity >= 1. */
-static void
-check_search_intensity(const char *field, int64 value)
-{
-	if (value < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
-				 errmsg("\"%s\" must be at least 1", field),
-				 errdetail("%s is " INT64_FORMAT ".", field, value),
-				 errhint("Pass the number of strategy variants tried, counting this one.")));
-}
-
-/* Raises WV001 unless value is finite (and >= 0 when nonneg). */
-static void
-check_finite_arg(const char *field, double value, bool nonneg, const char *hint)
-{
-	char		buf[DOUBLE_SHORTEST_DECIMAL_LEN];
-
-	if (isnan(value) || isinf(value) || (nonneg && value < 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
-				 errmsg(nonneg ? "\"%s\" must be a finite number of at least 0" :
-						"\"%s\" must be a finite number", field),
-				 errdetail("%s is %s.", field, format_double(value, buf)),
-				 errhint("%s", hint)));
-}
-
-/* Raises WV001 unless the tail probability p of VaR / ES is in [0, 1]. */
-void
-wval_check_tail_probability(double p)
-{
-	char		buf[DOUBLE_SHORTEST_DECIMAL_LEN];
-
-	if (isnan(p) || p < 0.0 || p > 1.0)
-		ereport(ERROR,
-				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
-				 errmsg("\"p\" must be a probability between 0 and 1"),
-				 errdetail("p is %s.", format_double(p, buf)),
-				 errhint("Pass the tail probability, e.g. 0.01 for the 1 %% tail.")));
-}
-
-/* Raises WV001 unless opt is valid for a series of n returns. */
-void
-wval_check_metrics_options(const WvalMetricsOptions *opt, int n)
-{
-	wval_check_periods_per_year(opt->periods_per_year);
-	check_search_intensity("search_intensity", opt->search_intensity);
-	check_finite_arg("risk_free", opt->risk_free, false,
-					 "Pass the risk-free return per period, e.g. 0.0001.");
-	if (opt->has_trials_variance)
-		check_finite_arg("trials_sharpe_variance", opt->trials_sharpe_variance, true,
-						 "Pass the variance of the annualised Sharpe ratios of the trials, or null.");
-	if (opt->benchmark != NULL && opt->n_benchmark != n)
-		ereport(ERROR,
-				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
-				 errmsg("\"benchmark\" must have as many elements as \"returns\""),
-				 errdetail("\"returns\" has %d elements, \"benchmark\" has %d.",
-						   n, opt->n_benchmark),
-				 errhint("Pass the benchmark's returns for the same periods as the strategy's.")));
-}
 
 /* ---------------------------------------------------------------------
  * Numerical building blocks
@@ -400,8 +149,8 @@ scratch_reset(size_t need)
 }
 
 /* count doubles of scratch, valid until the next scratch_reset(). */
-static double *
-scratch_alloc(size_t count)
+double *
+wval_metrics_scratch_alloc(size_t count)
 {
 	double	   *p;
 
@@ -425,11 +174,11 @@ swap_double(double *a, double *b)
 	*b = t;
 }
 
-/* sort_float8(double *, size_t): ascending sort of doubles (no NaN here) */
-#define ST_SORT sort_float8
+/* wval_sort_float8(double *, size_t): ascending sort of doubles (no NaN here) */
+#define ST_SORT wval_sort_float8
 #define ST_ELEMENT_TYPE double
 #define ST_COMPARE(a, b) ((*(a) > *(b)) - (*(a) < *(b)))
-#define ST_SCOPE static
+#define ST_SCOPE
 #define ST_DEFINE
 #include "lib/sort_template.h"
 
@@ -440,8 +189,8 @@ swap_double(double *a, double *b)
  * adversarial and the partitions keep coming out lopsided, the rest is
  * sorted (O(n log n) worst case).
  */
-static double
-select_kth(double *a, int n, int k)
+double
+wval_select_kth(double *a, int n, int k)
 {
 	int			lo = 0;
 	int			hi = n - 1;
@@ -459,7 +208,7 @@ select_kth(double *a, int n, int k)
 
 		if (--budget < 0)
 		{
-			sort_float8(a + lo, hi - lo + 1);
+			wval_sort_float8(a + lo, hi - lo + 1);
 			break;
 		}
 		mid = lo + (hi - lo) / 2;
@@ -500,8 +249,8 @@ select_kth(double *a, int n, int k)
  * Type-7 quantile Q(p) of a[0..n-1] (n >= 1), the same as percentile_cont:
  * h = (n - 1) p, Q = x(⌊h⌋) + (h - ⌊h⌋)(x(⌊h⌋+1) - x(⌊h⌋)).  Reorders a.
  */
-static double
-quantile7_inplace(double *a, int n, double p)
+double
+wval_quantile7_inplace(double *a, int n, double p)
 {
 	double		h = (n - 1) * p;
 	int			lo = (int) floor(h);
@@ -512,7 +261,7 @@ quantile7_inplace(double *a, int n, double p)
 
 	if (lo > n - 1)
 		lo = n - 1;
-	first = select_kth(a, n, lo);
+	first = wval_select_kth(a, n, lo);
 	if (frac <= 0.0 || lo + 1 >= n)
 		return first;
 	second = a[lo + 1];
@@ -600,7 +349,7 @@ tail_risk(const double *r, double *work, int n, double p, double *var, double *e
 		 * value is stored and only the count depends on the test, so no
 		 * branch depends on the data.
 		 */
-		double	   *buf = scratch_alloc(4 * c + 1);
+		double	   *buf = wval_metrics_scratch_alloc(4 * c + 1);
 		double		thr = INFINITY;
 		int			len = 0;
 		int			le = 0;
@@ -611,11 +360,11 @@ tail_risk(const double *r, double *work, int n, double p, double *var, double *e
 			len += r[i] < thr;
 			if (unlikely(len == 4 * c))
 			{
-				thr = select_kth(buf, len, c - 1);
+				thr = wval_select_kth(buf, len, c - 1);
 				len = c;
 			}
 		}
-		first = select_kth(buf, len, lo);
+		first = wval_select_kth(buf, len, lo);
 		second = first;
 		if (lo + 1 < c)
 		{
@@ -639,10 +388,10 @@ tail_risk(const double *r, double *work, int n, double p, double *var, double *e
 	}
 
 	if (work == NULL)
-		work = scratch_alloc(n);
+		work = wval_metrics_scratch_alloc(n);
 	if (work != r)
 		memcpy(work, r, n * sizeof(double));
-	first = select_kth(work, n, lo);
+	first = wval_select_kth(work, n, lo);
 	second = first;
 	if (lo + 1 < n)
 	{
@@ -911,521 +660,6 @@ sortino_of_moments(const Moments *m, int periods_per_year)
 }
 
 /*
- * Sum of v[0..k-1] in NumPy's order for short vectors: sequential below
- * eight elements, else eight interleaved accumulators combined pairwise and
- * the remainder added in sequence (valid for k <= 128).
- */
-static inline double
-blocked_sum(const double *v, int k)
-{
-	double		a0,
-				a1,
-				a2,
-				a3,
-				a4,
-				a5,
-				a6,
-				a7,
-				s;
-	int			i;
-
-	if (k < 8)
-	{
-		s = 0.0;
-		for (i = 0; i < k; i++)
-			s += v[i];
-		return s;
-	}
-	a0 = v[0];
-	a1 = v[1];
-	a2 = v[2];
-	a3 = v[3];
-	a4 = v[4];
-	a5 = v[5];
-	a6 = v[6];
-	a7 = v[7];
-	for (i = 8; i + 8 <= k; i += 8)
-	{
-		a0 += v[i];
-		a1 += v[i + 1];
-		a2 += v[i + 2];
-		a3 += v[i + 3];
-		a4 += v[i + 4];
-		a5 += v[i + 5];
-		a6 += v[i + 6];
-		a7 += v[i + 7];
-	}
-	s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
-	for (; i < k; i++)
-		s += v[i];
-	return s;
-}
-
-/*
- * v_t of the regime coverage, the population deviation of x over the
- * window ending at t (0-based, t >= 1), computed by the definition: mean
- * and squared deviations summed in NumPy's order (blocked_sum), exactly 0
- * for a constant window.
- */
-static double
-window_std(const double *r, int t, double rf)
-{
-	double		w[REGIME_WINDOW];
-	int			start = t >= REGIME_WINDOW ? t - REGIME_WINDOW + 1 : 0;
-	int			k = t - start + 1;
-	bool		constant = true;
-	double		mu;
-	int			j;
-
-	for (j = 0; j < k; j++)
-	{
-		w[j] = r[start + j] - rf;
-		if (w[j] != w[0])
-			constant = false;
-	}
-	if (constant)
-		return 0.0;
-	mu = blocked_sum(w, k) / k;
-	for (j = 0; j < k; j++)
-	{
-		double		d = w[j] - mu;
-
-		w[j] = d * d;
-	}
-	return sqrt(blocked_sum(w, k) / k);
-}
-
-/* x(k) and, when want_next, x(k+1) of a[0..n-1] by selection (reorders a). */
-static void
-select_pair(double *a, int n, int k, bool want_next, double *first, double *second)
-{
-	int			j;
-
-	*first = select_kth(a, n, k);
-	*second = *first;
-	if (want_next && k + 1 < n)
-	{
-		*second = a[k + 1];
-		for (j = k + 2; j < n; j++)
-			if (a[j] < *second)
-				*second = a[j];
-	}
-}
-
-/*
- * Order statistics of v[0..m-1] (0-based ranks) for two targets at once,
- * leaving v as it is: x(k[i]) into first[i] and, when want_next[i], x(k[i]+1)
- * into second[i] (else the same value).
- *
- * A sample of evenly spaced values gives each target a bracket [lo, hi]
- * that should hold its ranks; one pass counts the values below each bracket
- * and collects the values inside, and a selection among the few collected
- * finishes.  A bracket that misses its ranks or holds far more values than
- * expected (a sample that misrepresents v) is redone by a selection on a
- * full copy, so the result never depends on the sample.
- */
-static void
-order_stats(const double *v, int m, const int k[2], const bool want_next[2],
-			double first[2], double second[2])
-{
-	int			s = Min(m, 64 + 4 * (int) sqrt((double) m));
-	double	   *sample = scratch_alloc(s);
-	double		lo[2];
-	double		hi[2];
-	int			below[2] = {0, 0};
-	int			above[2] = {0, 0};
-	int			count[2] = {0, 0};
-	int			cap[2];
-	double	   *buf[2];
-	bool		ok = true;
-	int			i;
-	int			t;
-
-	int			rank[4];		/* sample ranks of lo[0], hi[0], lo[1], hi[1] */
-	int			order[4] = {0, 1, 2, 3};
-	int			base = 0;
-
-	for (i = 0; i < s; i++)
-		sample[i] = v[(int64) i * m / s];
-	for (i = 0; i < 2; i++)
-	{
-		double		p = (double) k[i] / m;
-		double		g = 3.0 * sqrt(s * p * (1.0 - p)) + 3.0;
-		int			lr = (int) floor((double) k[i] * s / m - g);
-		int			ur = (int) ceil((double) (k[i] + 1) * s / m + g);
-
-		rank[2 * i] = lr <= 0 ? -1 : lr;
-		rank[2 * i + 1] = ur >= s - 1 ? s : ur;
-		cap[i] = (int) Min((int64) m + 1,
-						   (int64) (Min(ur, s - 1) - Max(lr, 0) + 1) * m / s * 2 + 128);
-		buf[i] = scratch_alloc(cap[i]);
-	}
-
-	/*
-	 * The bracket values, ranks in ascending order: after selecting rank r
-	 * everything beyond it is no smaller, so the next rank is selected in
-	 * what follows r only.
-	 */
-	for (i = 1; i < 4; i++)
-	{
-		int			j;
-		int			o = order[i];
-
-		for (j = i; j > 0 && rank[order[j - 1]] > rank[o]; j--)
-			order[j] = order[j - 1];
-		order[j] = o;
-	}
-	for (i = 0; i < 4; i++)
-	{
-		int			o = order[i];
-		double	   *dest = o % 2 == 0 ? &lo[o / 2] : &hi[o / 2];
-
-		if (rank[o] < 0)
-			*dest = -INFINITY;
-		else if (rank[o] >= s)
-			*dest = INFINITY;
-		else if (rank[o] < base)
-			*dest = sample[rank[o]];	/* the same rank as the one before */
-		else
-		{
-			*dest = select_kth(sample + base, s - base, rank[o] - base);
-			base = rank[o] + 1;
-		}
-	}
-	/* no branch on the data: every value is stored, kept when inside */
-	{
-		double		lo0 = lo[0],
-					hi0 = hi[0],
-					lo1 = lo[1],
-					hi1 = hi[1];
-		double	   *buf0 = buf[0],
-				   *buf1 = buf[1];
-		int			below0 = 0,
-					above0 = 0,
-					count0 = 0,
-					below1 = 0,
-					above1 = 0,
-					count1 = 0;
-
-		for (t = 0; t < m && ok; t += 64)
-		{
-			int			end = Min(t + 64, m);
-			int			j;
-
-			/* room for a whole block, or give up on the sample */
-			if (count0 + 64 > cap[0] || count1 + 64 > cap[1])
-			{
-				ok = false;
-				break;
-			}
-			for (j = t; j < end; j++)
-			{
-				double		x = v[j];
-
-				below0 += x < lo0;
-				above0 += x > hi0;
-				buf0[count0] = x;
-				count0 += (x >= lo0) & (x <= hi0);
-				below1 += x < lo1;
-				above1 += x > hi1;
-				buf1[count1] = x;
-				count1 += (x >= lo1) & (x <= hi1);
-			}
-		}
-		below[0] = below0;
-		above[0] = above0;
-		count[0] = count0;
-		below[1] = below1;
-		above[1] = above1;
-		count[1] = count1;
-	}
-
-	for (i = 0; i < 2 && ok; i++)
-	{
-		int			last = want_next[i] && k[i] + 1 < m ? k[i] + 1 : k[i];
-
-		if (below[i] > k[i] || m - above[i] <= last)
-			ok = false;
-	}
-	if (ok)
-	{
-		for (i = 0; i < 2; i++)
-			select_pair(buf[i], count[i], k[i] - below[i], want_next[i] && k[i] + 1 < m,
-						&first[i], &second[i]);
-	}
-	else
-	{
-		double	   *copy = scratch_alloc(m);
-
-		memcpy(copy, v, m * sizeof(double));
-		for (i = 0; i < 2; i++)
-			select_pair(copy, m, k[i], want_next[i], &first[i], &second[i]);
-	}
-}
-
-/* One tercile of the regime coverage being resolved. */
-typedef struct Tercile
-{
-	int			k;				/* ⌊h⌋, h = (m - 1) p */
-	double		frac;			/* h - ⌊h⌋ */
-	double		band_lo;		/* variance below: certainly below x(k) */
-	double		band_hi;		/* variance above: certainly above x(k+1) */
-	int			below;			/* windows certainly below the band */
-	int			nexact;			/* exact deviations of the windows in the band */
-	int			cap;
-	double	   *exact;
-	double		q;				/* the tercile */
-} Tercile;
-
-/* Appends an exact window deviation to a tercile's band. */
-static void
-band_add(Tercile *tc, double v)
-{
-	if (tc->nexact == tc->cap)
-	{
-		double	   *grown = scratch_alloc(tc->cap * 2 + 16);
-
-		if (tc->nexact > 0)
-			memcpy(grown, tc->exact, tc->nexact * sizeof(double));
-		tc->exact = grown;
-		tc->cap = tc->cap * 2 + 16;
-	}
-	tc->exact[tc->nexact++] = v;
-}
-
-/*
- * The tercile value from its band: the k-th order statistic overall is the
- * (k - below)-th of the sorted exact values in the band.  False when the
- * band does not hold the ranks (the error bound failed), so that the caller
- * falls back to computing every window exactly.
- */
-static bool
-tercile_resolve(Tercile *tc, int m)
-{
-	int			i = tc->k - tc->below;
-	bool		want_next = tc->frac > 0.0 && tc->k + 1 < m;
-	double		first;
-	double		second;
-
-	if (i < 0 || i >= tc->nexact || (want_next && i + 1 >= tc->nexact))
-		return false;
-	sort_float8(tc->exact, tc->nexact);
-	first = tc->exact[i];
-	second = want_next ? tc->exact[i + 1] : first;
-	tc->q = want_next ? first + tc->frac * (second - first) : first;
-	return true;
-}
-
-/*
- * Regime coverage with every v_t computed exactly (window_std), then
- * Q(1/3) and Q(2/3) by selection.
- */
-static void
-regime_exact(const double *r, int n, double rf, double out[3])
-{
-	int			m = n - 1;
-	double	   *work = scratch_alloc(m);
-	int			low = 0;
-	int			high = 0;
-	double		q33;
-	double		q66;
-	int			t;
-
-	for (t = 1; t < n; t++)
-		work[t - 1] = window_std(r, t, rf);
-	q33 = quantile7_inplace(work, m, 1.0 / 3.0);
-	q66 = quantile7_inplace(work, m, 2.0 / 3.0);
-	for (t = 0; t < m; t++)
-	{
-		low += work[t] <= q33;
-		high += work[t] > q66;
-	}
-	out[0] = (double) low / m;
-	out[1] = (double) (m - low - high) / m;
-	out[2] = (double) high / m;
-}
-
-/*
- * Regime coverage: v_t = population deviation of the last (up to) 20
- * excess returns for t = 2..n; the shares of v at or below Q(1/3), between,
- * and above Q(2/3).
- *
- * Computing every v_t by the definition costs two 20-term sums a period.
- * Instead, a rolling pair of sums about an anchor inside the window (reset
- * every 16 periods) gives each window's variance to within a bound B, far
- * below any real difference between windows (a relative 1e-10, more than
- * 1000 times the rounding either way); only the windows whose rolling
- * variance lies within 2B of an order statistic the terciles need are
- * computed exactly.  The result is the same as computing every window
- * exactly (regime_exact, also the fallback should a band miss its rank):
- * a window outside a band is on the same side of the tercile either way,
- * and the deviation orders windows as the variance does.
- */
-static bool
-regime_coverage(const double *r, int n, double rf, double out[3])
-{
-	int			m = n - 1;
-	double	   *v;
-	double		bound = 0.0;
-	int			ranks[2];
-	bool		want_next[2];
-	double		first[2];
-	double		second[2];
-	double		c = 0.0;
-	double		s1 = 0.0;
-	double		s2 = 0.0;
-	double		u = 0.0;
-	double		prev;
-	int			run = 1;
-	int			age = 16;
-	int			low;
-	int			high;
-	int			above1 = 0;
-	Tercile		tc[2];
-	double		inv_k[REGIME_WINDOW + 1];
-	int			i;
-	int			t;
-
-	if (n < 3)
-		return false;
-	if (m < 64)
-	{
-		regime_exact(r, n, rf, out);
-		return true;
-	}
-	for (i = 1; i <= REGIME_WINDOW; i++)
-		inv_k[i] = 1.0 / i;
-
-	/* rolling variances, v[t - 1] for the window ending at t */
-	v = scratch_alloc(m);
-	prev = r[0] - rf;
-	for (t = 1; t < n; t++)
-	{
-		double		xt = r[t] - rf;
-		int			start = t >= REGIME_WINDOW ? t - REGIME_WINDOW + 1 : 0;
-		int			k = t - start + 1;
-		double		bvar;
-
-		if (age >= 16)
-		{
-			/* re-anchor on the newest value: sums from scratch */
-			c = xt;
-			s1 = s2 = 0.0;
-			for (i = start; i <= t; i++)
-			{
-				double		y = (r[i] - rf) - c;
-
-				s1 += y;
-				s2 += y * y;
-			}
-			u = s2;
-			age = 0;
-		}
-		else
-		{
-			double		y = xt - c;
-
-			s1 += y;
-			s2 += y * y;
-			u += y * y;
-			if (start > 0)
-			{
-				double		z = (r[start - 1] - rf) - c;
-
-				s1 -= z;
-				s2 -= z * z;
-				u += z * z;
-			}
-			age++;
-		}
-		run = xt == prev ? run + 1 : 1;
-		prev = xt;
-		if (run >= k)
-		{
-			v[t - 1] = 0.0;		/* constant window: exactly 0 */
-			continue;
-		}
-		v[t - 1] = (s2 - s1 * s1 * inv_k[k]) * inv_k[k];
-
-		/*
-		 * How far v may be from the variance behind the definition's v_t:
-		 * the rolling sums and the two-pass definition each err by a few
-		 * dozen roundings of u/k (u >= k var as the anchor is inside the
-		 * window), the definition's mean by some k² ulps of max |x|, and
-		 * max x² <= 2 (c² + u).
-		 */
-		bvar = 1e-10 * u * inv_k[k] + 1e-24 * (c * c + u);
-		bound = bvar > bound ? bvar : bound;
-	}
-
-	/* the order statistics of the rolling variances the terciles need */
-	memset(tc, 0, sizeof(tc));
-	for (i = 0; i < 2; i++)
-	{
-		double		h = (m - 1) * (i == 0 ? 1.0 / 3.0 : 2.0 / 3.0);
-
-		tc[i].k = Min((int) floor(h), m - 1);
-		tc[i].frac = h - tc[i].k;
-		ranks[i] = tc[i].k;
-		want_next[i] = tc[i].frac > 0.0;
-	}
-	order_stats(v, m, ranks, want_next, first, second);
-	for (i = 0; i < 2; i++)
-	{
-		tc[i].band_lo = first[i] - 2.0 * bound;
-		tc[i].band_hi = second[i] + 2.0 * bound;
-	}
-
-	/* place every window; compute the ones in a band exactly */
-	{
-		double		lo0 = tc[0].band_lo,
-					hi0 = tc[0].band_hi,
-					lo1 = tc[1].band_lo,
-					hi1 = tc[1].band_hi;
-		int			below0 = 0,
-					below1 = 0;
-
-		for (t = 0; t < m; t++)
-		{
-			double		x = v[t];
-			int			in0 = (x >= lo0) & (x <= hi0);
-			int			in1 = (x >= lo1) & (x <= hi1);
-
-			below0 += x < lo0;
-			below1 += x < lo1;
-			above1 += x > hi1;
-			if (unlikely(in0 | in1))
-			{
-				double		e = window_std(r, t + 1, rf);
-
-				if (in0)
-					band_add(&tc[0], e);
-				if (in1)
-					band_add(&tc[1], e);
-			}
-		}
-		tc[0].below = below0;
-		tc[1].below = below1;
-	}
-	if (!tercile_resolve(&tc[0], m) || !tercile_resolve(&tc[1], m))
-	{
-		regime_exact(r, n, rf, out);
-		return true;
-	}
-
-	low = tc[0].below;
-	for (i = 0; i < tc[0].nexact; i++)
-		low += tc[0].exact[i] <= tc[0].q;
-	high = above1;
-	for (i = 0; i < tc[1].nexact; i++)
-		high += tc[1].exact[i] > tc[1].q;
-	out[0] = (double) low / m;
-	out[1] = (double) (m - low - high) / m;
-	out[2] = (double) high / m;
-	return true;
-}
-
-/*
  * Cross-validated Sharpe from the folds' moments: folds whose Sharpe is
  * null are dropped; false when fewer than 2 remain.
  */
@@ -1466,154 +700,6 @@ cv_sharpe(const Moments *folds, int k, int periods_per_year,
 		*std = sqrt(ss / used);
 	}
 	return true;
-}
-
-/* Standard normal CDF Φ(z), from the complementary error function. */
-double
-wval_norm_cdf_value(double z)
-{
-	return 0.5 * erfc(-z / M_SQRT2);
-}
-
-/* Evaluates c[0] + c[1] r + ... + c[7] r^7 (Horner). */
-static inline double
-poly7(const double *c, double r)
-{
-	return ((((((c[7] * r + c[6]) * r + c[5]) * r + c[4]) * r + c[3]) * r +
-			 c[2]) * r + c[1]) * r + c[0];
-}
-
-/*
- * Inverse standard normal CDF Φ⁻¹(p): Wichura's algorithm AS 241 (PPND16,
- * about 1e-16 relative), rational approximations in q = p - 1/2 near the
- * centre and in r = √(-ln min(p, 1 - p)) in the tails.  0 and 1 map to
- * -Infinity / Infinity, anything outside [0, 1] to NaN.
- */
-double
-wval_norm_ppf_value(double p)
-{
-	static const double a[8] = {
-		3.3871328727963666080e0, 1.3314166789178437745e+2,
-		1.9715909503065514427e+3, 1.3731693765509461125e+4,
-		4.5921953931549871457e+4, 6.7265770927008700853e+4,
-		3.3430575583588128105e+4, 2.5090809287301226727e+3
-	};
-	static const double b[8] = {
-		1.0, 4.2313330701600911252e+1,
-		6.8718700749205790830e+2, 5.3941960214247511077e+3,
-		2.1213794301586595867e+4, 3.9307895800092710610e+4,
-		2.8729085735721942674e+4, 5.2264952788528545610e+3
-	};
-	static const double c[8] = {
-		1.42343711074968357734e0, 4.63033784615654529590e0,
-		5.76949722146069140550e0, 3.64784832476320460504e0,
-		1.27045825245236838258e0, 2.41780725177450611770e-1,
-		2.27238449892691845833e-2, 7.74545014278341407640e-4
-	};
-	static const double d[8] = {
-		1.0, 2.05319162663775882187e0,
-		1.67638483018380384940e0, 6.89767334985100004550e-1,
-		1.48103976427480074590e-1, 1.51986665636164571966e-2,
-		5.47593808499534494600e-4, 1.05075007164441684324e-9
-	};
-	static const double e[8] = {
-		6.65790464350110377720e0, 5.46378491116411436990e0,
-		1.78482653991729133580e0, 2.96560571828504891230e-1,
-		2.65321895265761230930e-2, 1.24266094738807843860e-3,
-		2.71155556874348757815e-5, 2.01033439929228813265e-7
-	};
-	static const double f[8] = {
-		1.0, 5.99832206555887937690e-1,
-		1.36929880922735805310e-1, 1.48753612908506148525e-2,
-		7.86869131145613259100e-4, 1.84631831751005468180e-5,
-		1.42151175831644588870e-7, 2.04426310338993978564e-15
-	};
-	double		q;
-	double		r;
-	double		x;
-
-	if (isnan(p) || p < 0.0 || p > 1.0)
-		return NAN;
-	if (p == 0.0)
-		return -INFINITY;
-	if (p == 1.0)
-		return INFINITY;
-	q = p - 0.5;
-	if (fabs(q) <= 0.425)
-	{
-		r = 0.180625 - q * q;
-		return q * poly7(a, r) / poly7(b, r);
-	}
-	r = sqrt(-log(q < 0 ? p : 1.0 - p));
-	if (r <= 5.0)
-	{
-		r -= 1.6;
-		x = poly7(c, r) / poly7(d, r);
-	}
-	else
-	{
-		r -= 5.0;
-		x = poly7(e, r) / poly7(f, r);
-	}
-	return q < 0 ? -x : x;
-}
-
-/*
- * The radicand of PSR, 1 - γ3 ŝ + (γ4 - 1)/4 ŝ² (n - 1 times the variance
- * of the Sharpe estimator).  In long double: with finite but extreme
- * arguments (ŝ = 1e308) the terms overflow a double, the radicand becomes
- * Infinity and PSR comes out as Φ(0) = 0.5 or, for the DSR, NaN; the
- * products of three doubles fit the range of long double (x86-64: 1e4932,
- * aarch64: quad precision).
- */
-static inline long double
-psr_radicand(long double sr, double skew, double kurtosis)
-{
-	return 1.0L - (long double) skew * sr + ((long double) kurtosis - 1.0L) / 4.0L * sr * sr;
-}
-
-/* PSR for a threshold SR* computed in long double (see psr_radicand); false as wval_psr_value. */
-static bool
-psr_value_ld(double sr, long double sr_star, int n, double skew, double kurtosis,
-			 double *out)
-{
-	long double rad = psr_radicand(sr, skew, kurtosis);
-	double		z;
-
-	if (n < 3 || !(rad > 0.0L) || isnan(sr) || isnan((double) sr_star))
-		return false;
-	z = (double) (((long double) sr - sr_star) * sqrtl((long double) (n - 1)) / sqrtl(rad));
-	if (isnan(z))
-		return false;
-	*out = wval_norm_cdf_value(z);
-	return true;
-}
-
-/*
- * PSR(SR*) = Φ((ŝ - SR*) √(n - 1) / √(1 - γ3 ŝ + (γ4 - 1)/4 ŝ²)), both
- * Sharpe ratios per period; false when n < 3 or the radicand is not
- * positive.  Never NaN for finite arguments.
- */
-bool
-wval_psr_value(double sharpe_per_period, double sharpe_star_per_period,
-			   int n, double skew, double kurtosis, double *out)
-{
-	return psr_value_ld(sharpe_per_period, sharpe_star_per_period, n, skew, kurtosis, out);
-}
-
-/*
- * The DSR threshold SR₀ = √V ((1 - γ) Φ⁻¹(1 - 1/N) + γ Φ⁻¹(1 - 1/(N e))),
- * per period; 0 when N <= 1.  Both quantiles grow with N, so SR₀ does and
- * DSR = PSR(SR₀) falls.
- */
-double
-wval_sr0_value(double trials_variance_per_period, double n_trials)
-{
-	if (n_trials <= 1.0)
-		return 0.0;
-	return sqrt(trials_variance_per_period) *
-		((1.0 - EULER_GAMMA) * wval_norm_ppf_value(1.0 - 1.0 / n_trials) +
-		 EULER_GAMMA * wval_norm_ppf_value(1.0 - 1.0 / (n_trials * M_E)));
 }
 
 /* Annualised Sharpe of x_i - rf; false when n < 2 or s = 0. */
@@ -1920,7 +1006,7 @@ compute_pack(const double *r, int n, const WvalMetricsOptions *opt, MetricsPack 
 	if (n >= 2)
 	{
 		tail_risk(r, NULL, n, VAR_TAIL, &pk->var_p01, &pk->es_p01);
-		pk->has_regime = regime_coverage(r, n, rf, pk->regime);
+		pk->has_regime = wval_regime_coverage(r, n, rf, pk->regime);
 	}
 
 	pk->sharpe_first_half = sharpe_of_moments(&halves[0], ppy);
@@ -1930,7 +1016,7 @@ compute_pack(const double *r, int n, const WvalMetricsOptions *opt, MetricsPack 
 	if (n >= 3 && !isnan(pk->sharpe) && !isnan(pk->skew))
 	{
 		double		sr = m.mean / m.sd;
-		double		rad = psr_radicand(sr, pk->skew, pk->kurtosis);
+		double		rad = wval_psr_radicand(sr, pk->skew, pk->kurtosis);
 		double		v;
 		double		out;
 
@@ -1953,65 +1039,32 @@ compute_pack(const double *r, int n, const WvalMetricsOptions *opt, MetricsPack 
 	pk->complexity = wval_strategy_complexity_value(opt->search_intensity, NULL);
 }
 
-/* A double as a numeric in its shortest exact decimal form. */
-static Numeric
-numeric_from_double(double v)
-{
-	char		buf[DOUBLE_SHORTEST_DECIMAL_LEN];
-
-	double_to_shortest_decimal_buf(v, buf);
-	return DatumGetNumeric(DirectFunctionCall3(numeric_in,
-											   CStringGetDatum(buf),
-											   ObjectIdGetDatum(InvalidOid),
-											   Int32GetDatum(-1)));
-}
-
-/* Pushes key: v (NaN as null, ±Infinity as the strings wval stores). */
+/* Pushes key: v; NaN (a metric that is not defined) as null, ±Infinity as the strings wval stores. */
 static void
 push_double(JsonbParseState **st, const char *key, double v)
 {
-	JsonbValue	jv;
-
-	wval_push_key(st, key);
 	if (isnan(v))
-		jv.type = jbvNull;
-	else if (isinf(v))
-	{
-		jv.type = jbvString;
-		jv.val.string.val = v > 0 ? "Infinity" : "-Infinity";
-		jv.val.string.len = strlen(jv.val.string.val);
-	}
+		wval_jb_kv_null(st, key);
 	else
-	{
-		jv.type = jbvNumeric;
-		jv.val.numeric = numeric_from_double(v);
-	}
-	pushJsonbValue(st, WJB_VALUE, &jv);
+		wval_jb_kv_float8(st, key, v);
 }
 
-/* Pushes key: v as an integer (negative v as null). */
+/* Pushes key: v as an integer (negative v, a count that is not defined, as null). */
 static void
 push_int(JsonbParseState **st, const char *key, int64 v)
 {
-	JsonbValue	jv;
-
-	wval_push_key(st, key);
 	if (v < 0)
-		jv.type = jbvNull;
+		wval_jb_kv_null(st, key);
 	else
-	{
-		jv.type = jbvNumeric;
-		jv.val.numeric = int64_to_numeric(v);
-	}
-	pushJsonbValue(st, WJB_VALUE, &jv);
+		wval_jb_kv_int64(st, key, v);
 }
 
 /* Pushes key: { and returns after the caller's values need a push_end. */
 static void
 push_object(JsonbParseState **st, const char *key)
 {
-	wval_push_key(st, key);
-	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
+	wval_jb_key(st, key);
+	wval_jb_begin_object(st);
 }
 
 /* Writes the pack as JSON (see docs/metrics.md for the layout). */
@@ -2136,13 +1189,13 @@ wval_metrics(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		PG_RETURN_NULL();
-	r = returns_in_place(PG_GETARG_ARRAYTYPE_P(0), "returns", &n);
+	r = wval_returns_in_place(PG_GETARG_ARRAYTYPE_P(0), "returns", &n);
 	wval_metrics_options_init(&opt);
 	opt.periods_per_year = PG_GETARG_INT32(1);
 	opt.risk_free = PG_GETARG_FLOAT8(2);
 	opt.search_intensity = PG_GETARG_INT32(3);
 	if (!PG_ARGISNULL(4))
-		opt.benchmark = returns_in_place(PG_GETARG_ARRAYTYPE_P(4),
+		opt.benchmark = wval_returns_in_place(PG_GETARG_ARRAYTYPE_P(4),
 										 "benchmark", &opt.n_benchmark);
 	if (!PG_ARGISNULL(5))
 	{
@@ -2150,137 +1203,6 @@ wval_metrics(PG_FUNCTION_ARGS)
 		opt.trials_sharpe_variance = PG_GETARG_FLOAT8(5);
 	}
 	PG_RETURN_JSONB_P(wval_compute_metrics(r, n, &opt));
-}
-
-/* Raises WV001 unless n_obs >= 0. */
-static void
-check_n_obs(int n_obs)
-{
-	if (n_obs < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
-				 errmsg("\"n_obs\" must not be negative"),
-				 errdetail("n_obs is %d.", n_obs),
-				 errhint("Pass the number of return periods behind the Sharpe ratio.")));
-}
-
-/*
- * wval_psr(sharpe_annual, n_obs, skew, kurtosis, benchmark_sharpe_annual,
- * periods_per_year) → float8; null when n_obs < 3 or the radicand is not
- * positive.
- */
-Datum
-wval_psr(PG_FUNCTION_ARGS)
-{
-	double		sharpe = PG_GETARG_FLOAT8(0);
-	int32		n_obs = PG_GETARG_INT32(1);
-	double		skew = PG_GETARG_FLOAT8(2);
-	double		kurtosis = PG_GETARG_FLOAT8(3);
-	double		star = PG_GETARG_FLOAT8(4);
-	int32		ppy = PG_GETARG_INT32(5);
-	double		sqrt_p;
-	double		out;
-
-	check_finite_arg("sharpe_annual", sharpe, false, "Pass the annualised Sharpe ratio.");
-	check_n_obs(n_obs);
-	check_finite_arg("skew", skew, false, "Pass the skewness of the returns.");
-	check_finite_arg("kurtosis", kurtosis, false, "Pass the (raw, not excess) kurtosis of the returns.");
-	check_finite_arg("benchmark_sharpe_annual", star, false, "Pass the annualised Sharpe ratio to beat, e.g. 0.");
-	wval_check_periods_per_year(ppy);
-	sqrt_p = sqrt((double) ppy);
-	if (!wval_psr_value(sharpe / sqrt_p, star / sqrt_p, n_obs, skew, kurtosis, &out))
-		PG_RETURN_NULL();
-	PG_RETURN_FLOAT8(out);
-}
-
-/*
- * wval_dsr(sharpe_annual, n_obs, skew, kurtosis, n_trials,
- * trials_sharpe_variance_annual, periods_per_year) → float8.  A null
- * trials variance means the estimator variance of the Sharpe ratio; null
- * in any other argument gives null.
- */
-Datum
-wval_dsr(PG_FUNCTION_ARGS)
-{
-	double		sharpe;
-	int32		n_obs;
-	double		skew;
-	double		kurtosis;
-	int32		n_trials;
-	int32		ppy;
-	double		sr;
-	long double rad;
-	long double v;
-	double		out;
-	int			i;
-
-	for (i = 0; i < PG_NARGS(); i++)
-		if (i != 5 && PG_ARGISNULL(i))
-			PG_RETURN_NULL();
-	sharpe = PG_GETARG_FLOAT8(0);
-	n_obs = PG_GETARG_INT32(1);
-	skew = PG_GETARG_FLOAT8(2);
-	kurtosis = PG_GETARG_FLOAT8(3);
-	n_trials = PG_GETARG_INT32(4);
-	ppy = PG_GETARG_INT32(6);
-
-	check_finite_arg("sharpe_annual", sharpe, false, "Pass the annualised Sharpe ratio.");
-	check_n_obs(n_obs);
-	check_finite_arg("skew", skew, false, "Pass the skewness of the returns.");
-	check_finite_arg("kurtosis", kurtosis, false, "Pass the (raw, not excess) kurtosis of the returns.");
-	check_search_intensity("n_trials", n_trials);
-	wval_check_periods_per_year(ppy);
-
-	sr = sharpe / sqrt((double) ppy);
-	rad = psr_radicand(sr, skew, kurtosis);
-	if (n_obs < 3 || !(rad > 0.0L))
-		PG_RETURN_NULL();
-	if (PG_ARGISNULL(5))
-		v = rad / (n_obs - 1);
-	else
-	{
-		double		tv = PG_GETARG_FLOAT8(5);
-
-		check_finite_arg("trials_sharpe_variance_annual", tv, true,
-						 "Pass the variance of the annualised Sharpe ratios of the trials, or null.");
-		v = (long double) tv / ppy;
-	}
-	/* SR₀ = √V · q(N); wval_sr0_value(1, N) is q(N), √V stays in long double */
-	if (!psr_value_ld(sr, sqrtl(v) * (long double) wval_sr0_value(1.0, n_trials),
-					  n_obs, skew, kurtosis, &out))
-		PG_RETURN_NULL();
-	PG_RETURN_FLOAT8(out);
-}
-
-/* wval_norm_cdf(z) → Φ(z); WV001 for NaN. */
-Datum
-wval_norm_cdf(PG_FUNCTION_ARGS)
-{
-	double		z = PG_GETARG_FLOAT8(0);
-
-	if (isnan(z))
-		ereport(ERROR,
-				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
-				 errmsg("\"z\" must be a number"),
-				 errdetail("z is NaN."),
-				 errhint("Pass a finite number or ±Infinity.")));
-	PG_RETURN_FLOAT8(wval_norm_cdf_value(z));
-}
-
-/* wval_norm_ppf(p) → Φ⁻¹(p); ±Infinity at 1 and 0, WV001 outside [0, 1]. */
-Datum
-wval_norm_ppf(PG_FUNCTION_ARGS)
-{
-	double		p = PG_GETARG_FLOAT8(0);
-	char		buf[DOUBLE_SHORTEST_DECIMAL_LEN];
-
-	if (isnan(p) || p < 0.0 || p > 1.0)
-		ereport(ERROR,
-				(errcode(ERRCODE_WVAL_INVALID_METRIC_INPUT),
-				 errmsg("\"p\" must be a probability between 0 and 1"),
-				 errdetail("p is %s.", format_double(p, buf)),
-				 errhint("Pass a probability in [0, 1].")));
-	PG_RETURN_FLOAT8(wval_norm_ppf_value(p));
 }
 
 /* wval_strategy_complexity(search_intensity, extra_metrics) → float8. */
@@ -2292,7 +1214,7 @@ wval_strategy_complexity(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	n = PG_GETARG_INT32(0);
-	check_search_intensity("search_intensity", n);
+	wval_check_search_intensity("search_intensity", n);
 	PG_RETURN_FLOAT8(wval_strategy_complexity_value(n,
 													PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1)));
 }

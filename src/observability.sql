@@ -32,11 +32,13 @@ COMMENT ON COLUMN wval.evaluation_stats.runs IS 'evaluations counted (counter; w
 COMMENT ON COLUMN wval.evaluation_stats.seconds_sum IS 'total wval_evaluate time of those evaluations, in seconds';
 COMMENT ON COLUMN wval.evaluation_stats.buckets IS 'latency histogram: evaluations per bucket of wval._latency_bounds() (seconds; the last element is +Inf), not cumulative';
 
--- wval._latency_bounds(): upper bounds (seconds) of the latency histogram
+-- wval._latency_bounds(): upper bounds (seconds) of the latency histogram,
+-- served from the one table in C (observability.c) that the evaluating code
+-- files its calls by
 CREATE FUNCTION wval._latency_bounds() RETURNS float8[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
-$$ SELECT '{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}'::float8[] $$;
-COMMENT ON FUNCTION wval._latency_bounds() IS 'upper bounds in seconds of the evaluation latency histogram (the last bucket of evaluation_stats.buckets is +Inf); keep in step with evaluate.c';
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'wval_latency_bounds';
+COMMENT ON FUNCTION wval._latency_bounds() IS 'upper bounds in seconds of the evaluation latency histogram (the last bucket of evaluation_stats.buckets is +Inf), from the table in C (observability.c) the evaluations are filed by';
 
 -- non-single runs (live, portfolio, cohort) of the last day, for the metrics
 INSERT INTO wval.partition_indexes (parent, spec) VALUES

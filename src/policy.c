@@ -1,40 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * policy.c
- *	  The policy DSL (docs/policy.md): strict validation of a policy
- *	  document, its materialisation per profile into a ruleset, the ruleset
- *	  hash, and a per-backend cache of materialised policy versions.
+ *	  The policy DSL (docs/policy.md): the check catalogue and the strict
+ *	  validation of a policy document into one ruleset per profile (plus the
+ *	  live_monitoring and cohort blocks).  policy_materialise.c writes each
+ *	  ruleset's materialised document and hash and caches built versions.
  *
  * Validation and materialisation are one pass over the document, so that
  * whatever is accepted is exactly what is evaluated.  Every problem is an
  * ERROR with SQLSTATE WV002 naming the JSON path; unknown keys list the
  * accepted ones (a typo must never silently disable a check).
  *
- * The materialised ruleset of a profile is a jsonb document
- *
- *	  {"profile": p, "on_error": .., "on_missing_metric": ..,
- *	   "checks": {key: {"metric", "op", "threshold", "severity", "owner",
- *						"mode", ...}}}
- *
- * whose text (jsonb normalises key order; thresholds are written in their
- * shortest float form) is what ruleset_hash covers: anything that can
- * change an outcome changes the hash, formatting and unrelated parts of
- * the policy do not.
- *
- * Cache.  Policy versions are immutable, so a materialised version keyed
- * by (world, version, fail_closed) never goes stale while the table that
- * holds it lives.  Which version applies is looked up per call (the
- * version active at the run's stage: a staged rollout keeps several
- * versions of one world in force at once), so entries are never dropped
- * for being older; the least recently used entry makes room.  The table
- * itself can go away: DROP EXTENSION wval
- * and CREATE EXTENSION wval in the same backend give a new
- * wval.policy_versions in which (world, 1) may be another policy.  A
- * relcache invalidation callback (the pg_cron pattern) marks the cache
- * stale when that relation (or, on a cache reset, any relation) is
- * invalidated; the next look-up empties it.  The callback only marks:
- * invalidations are processed inside SPI calls while a caller still uses
- * the policy it was handed.
  *
  *-------------------------------------------------------------------------
  */
@@ -42,13 +18,11 @@
 
 #include <math.h>
 
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
-#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -56,10 +30,6 @@
 
 #include "policy.h"
 #include "wval.h"
-
-const char *const wval_stage_keys[WVAL_NSTAGE_KEYS] = {
-	"backtest_only", "paper_only", "paper_ok_live_candidate"
-};
 
 /* How a check's threshold is written */
 typedef enum CheckType
@@ -157,6 +127,10 @@ typedef struct LayerDef
 	WvalOwner	owner;
 } LayerDef;
 
+/* positions in profile_layers of the layers a policy may also give at the top level */
+#define LAYER_PORTFOLIO 5
+#define LAYER_STRESS 7
+
 static const LayerDef profile_layers[] = {
 	{"data_currency", WVAL_SEV_BLOCKING, WVAL_OWNER_OPS},
 	{"sample", WVAL_SEV_SOFT, WVAL_OWNER_QUANT},
@@ -168,8 +142,6 @@ static const LayerDef profile_layers[] = {
 	{"stress", WVAL_SEV_INFO, WVAL_OWNER_OPS},
 	{"paper_shadow_consistency", WVAL_SEV_SOFT, WVAL_OWNER_OPS},
 };
-
-#define lengthof_array(a) ((int) (sizeof(a) / sizeof((a)[0])))
 
 static const char *const top_level_keys[] = {
 	"validation_profiles", "default_profile_by_stage", "validation", "cohort",
@@ -413,12 +385,12 @@ apply_setting(LayerSettings *s, const char *path, const char *key, const JsonbVa
 	char	   *p = path_join(path, key);
 
 	if (strcmp(key, "severity") == 0)
-		s->severity = (WvalSeverity) get_enum(p, v, severity_names, lengthof_array(severity_names));
+		s->severity = (WvalSeverity) get_enum(p, v, severity_names, (int) lengthof(severity_names));
 	else if (strcmp(key, "owner") == 0)
-		s->owner = (WvalOwner) get_enum(p, v, owner_names, lengthof_array(owner_names));
+		s->owner = (WvalOwner) get_enum(p, v, owner_names, (int) lengthof(owner_names));
 	else
 	{
-		s->mode = (WvalMode) get_enum(p, v, mode_names, lengthof_array(mode_names));
+		s->mode = (WvalMode) get_enum(p, v, mode_names, (int) lengthof(mode_names));
 		s->mode_set = true;
 	}
 }
@@ -667,7 +639,7 @@ build_stress(RuleList *list, const char *path, const JsonbValue *v, const LayerS
 
 				if (is_setting_key(checks[k].key))
 					continue;
-				for (c = 0; c < lengthof_array(stress_checks); c++)
+				for (c = 0; c < (int) lengthof(stress_checks); c++)
 					if (strcmp(stress_checks[c].check, checks[k].key) == 0)
 						def = &stress_checks[c];
 				if (def == NULL)
@@ -689,7 +661,7 @@ layer_accepted_keys(const char *layer)
 	int			i;
 
 	initStringInfo(&buf);
-	for (i = 0; i < lengthof_array(check_catalogue); i++)
+	for (i = 0; i < (int) lengthof(check_catalogue); i++)
 		if (strcmp(check_catalogue[i].layer, layer) == 0)
 			appendStringInfo(&buf, "%s, ", check_catalogue[i].check);
 	if (strcmp(layer, "robustness") == 0)
@@ -731,7 +703,7 @@ build_layer(RuleList *list, const char *path, const LayerDef *layer, const Jsonb
 			continue;
 		if (strcmp(layer->name, "robustness") == 0 && strcmp(check, "cv_sharpe_gap_max") == 0)
 			check = "half_sharpe_gap_max";
-		for (c = 0; c < lengthof_array(check_catalogue); c++)
+		for (c = 0; c < (int) lengthof(check_catalogue); c++)
 			if (strcmp(check_catalogue[c].layer, layer->name) == 0 &&
 				strcmp(check_catalogue[c].check, check) == 0)
 				def = &check_catalogue[c];
@@ -755,87 +727,6 @@ build_layer(RuleList *list, const char *path, const LayerDef *layer, const Jsonb
 						def->metric, def->metric2, &pairs[i].val, &s);
 		}
 	}
-}
-
-/* Appends a threshold number in its shortest form */
-static void
-append_number(StringInfo buf, double d)
-{
-	wval_append_float8(buf, d);
-}
-
-/* Builds the materialised document of a ruleset and its hash */
-static void
-materialise(WvalRuleset *rs)
-{
-	StringInfoData buf;
-	int			i;
-	char		hex[65];
-	char	   *text;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"profile\":");
-	wval_append_json_string(&buf, rs->profile);
-	appendStringInfo(&buf, ",\"on_error\":\"%s\",\"on_missing_metric\":\"%s\",\"checks\":{",
-					 wval_on_name(rs->on_error), wval_on_name(rs->on_missing));
-	for (i = 0; i < rs->nrules; i++)
-	{
-		WvalRule   *r = &rs->rules[i];
-
-		if (i > 0)
-			appendStringInfoChar(&buf, ',');
-		wval_append_json_string(&buf, r->key);
-		appendStringInfoString(&buf, ":{\"metric\":");
-		wval_append_json_string(&buf, r->metric);
-		if (r->metric2)
-		{
-			appendStringInfoString(&buf, ",\"metric2\":");
-			wval_append_json_string(&buf, r->metric2);
-		}
-		switch (r->vkind)
-		{
-			case WVAL_VAL_ABS_METRIC:
-				appendStringInfoString(&buf, ",\"value\":\"abs\"");
-				break;
-			case WVAL_VAL_HALF_GAP:
-				appendStringInfoString(&buf, ",\"value\":\"abs_difference\"");
-				break;
-			case WVAL_VAL_LAG:
-				appendStringInfoString(&buf, ",\"value\":\"age_seconds\"");
-				break;
-			case WVAL_VAL_HISTORY:
-				appendStringInfoString(&buf, ",\"value\":\"years_as_seconds\"");
-				break;
-			case WVAL_VAL_BASELINE_RATIO:
-				appendStringInfoString(&buf, ",\"value\":\"ratio_to_latest_backtest\"");
-				break;
-			case WVAL_VAL_METRIC:
-				break;
-		}
-		if (r->has_min && r->has_max)
-		{
-			appendStringInfoString(&buf, ",\"op\":\"between\",\"threshold\":[");
-			append_number(&buf, r->min);
-			appendStringInfoChar(&buf, ',');
-			append_number(&buf, r->max);
-			appendStringInfoChar(&buf, ']');
-		}
-		else
-		{
-			appendStringInfo(&buf, ",\"op\":\"%s\",\"threshold\":",
-							 r->has_min ? (r->strict_min ? ">" : ">=") : "<=");
-			append_number(&buf, r->has_min ? r->min : r->max);
-		}
-		appendStringInfo(&buf, ",\"severity\":\"%s\",\"owner\":\"%s\",\"mode\":\"%s\"}",
-						 wval_severity_name(r->severity), wval_owner_name(r->owner),
-						 wval_mode_name(r->mode));
-	}
-	appendStringInfoString(&buf, "}}");
-
-	rs->materialised = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
-	text = JsonbToCString(NULL, &rs->materialised->root, VARSIZE(rs->materialised));
-	wval_sha256_hex(text, strlen(text), hex);
-	snprintf(rs->hash, sizeof(rs->hash), "sha256:%s", hex);
 }
 
 /* Validates the validation block: on_error / on_missing_metric */
@@ -1116,41 +1007,25 @@ validate_selection(const JsonbValue *v, bool *seen)
 	}
 }
 
-/*
- * Validates a policy document and materialises every profile.  Raises
- * WV002 on the first problem.  The result lives in its own memory context
- * under parent.
- */
-WvalPolicy *
-wval_policy_build(Jsonb *doc, bool fail_closed, MemoryContext parent)
+/* The top-level parts of a policy document that the build steps read. */
+typedef struct PolicyParts
 {
-	MemoryContext cxt;
-	MemoryContext old;
-	WvalPolicy *policy;
-	JsonbValue	root;
-	Pair	   *top;
-	int			ntop;
+	JsonbValue *profiles;		/* validation_profiles */
+	JsonbValue *stage_map;		/* default_profile_by_stage */
+	JsonbValue *portfolio;		/* top-level portfolio layer */
+	JsonbValue *stress;			/* top-level stress layer */
+	JsonbValue *cohort;
+	JsonbValue *live;
+} PolicyParts;
+
+/* A policy with the defaults of docs/policy.md, in its own memory context under parent. */
+static WvalPolicy *
+policy_new(MemoryContext parent)
+{
+	MemoryContext cxt = AllocSetContextCreate(parent, "wval policy", ALLOCSET_SMALL_SIZES);
+	WvalPolicy *policy = MemoryContextAllocZero(cxt, sizeof(WvalPolicy));
 	int			i;
-	JsonbValue *profiles_v = NULL;
-	JsonbValue *dpbs_v = NULL;
-	JsonbValue *top_portfolio = NULL;
-	JsonbValue *top_stress = NULL;
-	JsonbValue *cohort_v = NULL;
-	JsonbValue *live_v = NULL;
-	bool		selection_seen[4] = {false, false, false, false};
-	bool		alias_seen[4] = {false, false, false, false};
-	Pair	   *profs = NULL;
 
-	if (doc == NULL || !JB_ROOT_IS_OBJECT(doc) || JB_ROOT_IS_SCALAR(doc))
-		ereport(ERROR,
-				(errcode(ERRCODE_WVAL_INVALID_POLICY),
-				 errmsg("policy must be a JSON object"),
-				 errhint("Pass a jsonb object with validation_profiles and default_profile_by_stage (docs/policy.md).")));
-
-	cxt = AllocSetContextCreate(parent, "wval policy", ALLOCSET_SMALL_SIZES);
-	old = MemoryContextSwitchTo(cxt);
-
-	policy = palloc0(sizeof(WvalPolicy));
 	policy->cxt = cxt;
 	policy->on_error = WVAL_ON_FAIL;
 	policy->on_missing = WVAL_ON_FAIL;
@@ -1161,7 +1036,27 @@ wval_policy_build(Jsonb *doc, bool fail_closed, MemoryContext parent)
 	policy->live_windows[2] = 90;
 	policy->nlive_windows = 3;
 	policy->demote_after = 2;
+	return policy;
+}
 
+/*
+ * Parse step: sorts the top-level keys into *parts, validates the blocks
+ * that are only validated (selection and its aliases) and reads the
+ * validation block.  Raises WV002 on an unknown key.
+ */
+static void
+parse_top_level(WvalPolicy *policy, Jsonb *doc, PolicyParts *parts)
+{
+	static const char *const aliases[4] = {"thresholds", "top_k", "correlation", "hysteresis"};
+	JsonbValue	root;
+	Pair	   *top;
+	int			ntop;
+	int			i;
+	int			a;
+	bool		selection_seen[4] = {false, false, false, false};
+	bool		alias_seen[4] = {false, false, false, false};
+
+	memset(parts, 0, sizeof(*parts));
 	root.type = jbvBinary;
 	root.val.binary.data = &doc->root;
 	root.val.binary.len = VARSIZE(doc) - VARHDRSZ;
@@ -1172,29 +1067,28 @@ wval_policy_build(Jsonb *doc, bool fail_closed, MemoryContext parent)
 		const char *k = top[i].key;
 		JsonbValue *v = &top[i].val;
 
+		for (a = 0; a < (int) lengthof(aliases); a++)
+			if (strcmp(k, aliases[a]) == 0)
+				break;
 		if (strcmp(k, "validation_profiles") == 0)
-			profiles_v = v;
+			parts->profiles = v;
 		else if (strcmp(k, "default_profile_by_stage") == 0)
-			dpbs_v = v;
+			parts->stage_map = v;
 		else if (strcmp(k, "validation") == 0)
 			build_validation(policy, v);
 		else if (strcmp(k, "portfolio") == 0)
-			top_portfolio = v;
+			parts->portfolio = v;
 		else if (strcmp(k, "stress") == 0)
-			top_stress = v;
+			parts->stress = v;
 		else if (strcmp(k, "cohort") == 0)
-			cohort_v = v;
+			parts->cohort = v;
 		else if (strcmp(k, "live_monitoring") == 0)
-			live_v = v;
+			parts->live = v;
 		else if (strcmp(k, "selection") == 0)
 			validate_selection(v, selection_seen);
-		else if (strcmp(k, "thresholds") == 0 || strcmp(k, "top_k") == 0 ||
-				 strcmp(k, "correlation") == 0 || strcmp(k, "hysteresis") == 0)
+		else if (a < (int) lengthof(aliases))
 		{
-			int			idx = strcmp(k, "thresholds") == 0 ? 0 : strcmp(k, "top_k") == 0 ? 1 :
-				strcmp(k, "correlation") == 0 ? 2 : 3;
-
-			alias_seen[idx] = true;
+			alias_seen[a] = true;
 			validate_selection_part(k, k, v);
 		}
 		else if (strcmp(k, "governance") == 0 || strcmp(k, "campaign") == 0)
@@ -1202,158 +1096,210 @@ wval_policy_build(Jsonb *doc, bool fail_closed, MemoryContext parent)
 			/* stored with the version, not evaluated */
 		}
 		else
-			error_unknown_key("", k, name_list(top_level_keys, lengthof_array(top_level_keys)));
+			error_unknown_key("", k, name_list(top_level_keys, (int) lengthof(top_level_keys)));
 	}
-	for (i = 0; i < 4; i++)
-		if (selection_seen[i] && alias_seen[i])
+	for (a = 0; a < (int) lengthof(aliases); a++)
+		if (selection_seen[a] && alias_seen[a])
 			ereport(ERROR,
 					(errcode(ERRCODE_WVAL_INVALID_POLICY),
 					 errmsg("selection part is given twice"),
 					 errdetail("Both \"selection.%s\" and the top-level alias \"%s\" are present.",
-							   i == 0 ? "thresholds" : i == 1 ? "top_k" : i == 2 ? "correlation" : "hysteresis",
-							   i == 0 ? "thresholds" : i == 1 ? "top_k" : i == 2 ? "correlation" : "hysteresis"),
+							   aliases[a], aliases[a]),
 					 errhint("Keep one of them.")));
+}
 
+/* Build step: the top-level check blocks (live_monitoring, cohort), materialised like profiles. */
+static void
+build_top_blocks(WvalPolicy *policy, const PolicyParts *parts)
+{
+	policy->live = palloc0(sizeof(WvalRuleset));
+	policy->cohort = palloc0(sizeof(WvalRuleset));
+	policy->live->profile = "live_monitoring";
+	policy->cohort->profile = "cohort";
+	if (parts->live != NULL)
+		build_block(policy, policy->live, "live_monitoring", parts->live, live_checks, (int) lengthof(live_checks));
+	if (parts->cohort != NULL)
+		build_block(policy, policy->cohort, "cohort", parts->cohort, cohort_checks, (int) lengthof(cohort_checks));
+	policy->live->on_error = policy->cohort->on_error = policy->on_error;
+	policy->live->on_missing = policy->cohort->on_missing = policy->on_missing;
+	wval_policy_materialise(policy->live);
+	wval_policy_materialise(policy->cohort);
+}
+
+/* The layer definition named key of a profile at ppath; raises WV002 for an unknown one. */
+static const LayerDef *
+profile_layer(const char *ppath, const char *key)
+{
+	StringInfoData acc;
+	int			d;
+
+	for (d = 0; d < (int) lengthof(profile_layers); d++)
+		if (strcmp(profile_layers[d].name, key) == 0)
+			return &profile_layers[d];
+	initStringInfo(&acc);
+	for (d = 0; d < (int) lengthof(profile_layers); d++)
+		appendStringInfo(&acc, "%s%s", d ? ", " : "", profile_layers[d].name);
+	if (strcmp(key, "cohort") == 0 || strcmp(key, "live_monitoring") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WVAL_INVALID_POLICY),
+				 errmsg("\"%s\" is a top-level block, not a layer of a profile", key),
+				 errdetail("Found at %s.", path_join(ppath, key)),
+				 errhint("Move it to the top level of the policy.")));
+	error_unknown_key(ppath, key, acc.data);
+	return NULL;				/* not reached */
+}
+
+/* Build step: one profile's layers (plus the top-level portfolio / stress), sorted and materialised. */
+static void
+build_profile(WvalPolicy *policy, WvalRuleset *rs, const Pair *prof, const PolicyParts *parts)
+{
+	RuleList	list = {NULL, 0, 0};
+	char	   *ppath = path_join("validation_profiles", prof->key);
+	Pair	   *layers;
+	int			nl = object_pairs(&prof->val, ppath, &layers);
+	bool		has_portfolio = false,
+				has_stress = false;
+	int			l;
+
+	if (prof->key[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_WVAL_INVALID_POLICY),
+				 errmsg("profile names in validation_profiles must not be empty"),
+				 errhint("Name each profile, e.g. \"backtest\", \"paper\", \"live\".")));
+	for (l = 0; l < nl; l++)
+	{
+		const LayerDef *layer = profile_layer(ppath, layers[l].key);
+
+		if (strcmp(layer->name, "portfolio") == 0)
+			has_portfolio = true;
+		if (strcmp(layer->name, "stress") == 0)
+			has_stress = true;
+		build_layer(&list, path_join(ppath, layers[l].key), layer, &layers[l].val);
+	}
+	/* top-level portfolio / stress apply to every profile without its own */
+	if (parts->portfolio != NULL && !has_portfolio)
+		build_layer(&list, "portfolio", &profile_layers[LAYER_PORTFOLIO], parts->portfolio);
+	if (parts->stress != NULL && !has_stress)
+		build_layer(&list, "stress", &profile_layers[LAYER_STRESS], parts->stress);
+
+	if (list.n > 1)
+		qsort(list.rules, list.n, sizeof(WvalRule), compare_rules);
+	rs->profile = pstrdup(prof->key);
+	rs->on_error = policy->on_error;
+	rs->on_missing = policy->on_missing;
+	rs->nrules = list.n;
+	rs->rules = list.rules;
+	wval_policy_materialise(rs);
+}
+
+/* Build step: every profile; a policy without profiles still validates its top-level layers. */
+static void
+build_profiles(WvalPolicy *policy, const PolicyParts *parts)
+{
+	Pair	   *profs = NULL;
+	int			i;
+
+	if (parts->profiles != NULL)
+		policy->nprofiles = object_pairs(parts->profiles, "validation_profiles", &profs);
+	policy->profiles = palloc0(sizeof(WvalRuleset) * Max(policy->nprofiles, 1));
+	for (i = 0; i < policy->nprofiles; i++)
+		build_profile(policy, &policy->profiles[i], &profs[i], parts);
+	if (parts->profiles == NULL)
+	{
+		RuleList	list = {NULL, 0, 0};
+
+		if (parts->portfolio != NULL)
+			build_layer(&list, "portfolio", &profile_layers[LAYER_PORTFOLIO], parts->portfolio);
+		if (parts->stress != NULL)
+			build_layer(&list, "stress", &profile_layers[LAYER_STRESS], parts->stress);
+	}
+}
+
+/* Raises WV002: path names a profile the policy does not define. */
+static void
+error_unknown_profile(const WvalPolicy *policy, const char *path, const JsonbValue *name)
+{
+	StringInfoData names;
+	int			q;
+
+	initStringInfo(&names);
+	for (q = 0; q < policy->nprofiles; q++)
+		appendStringInfo(&names, "%s%s", q ? ", " : "", policy->profiles[q].profile);
+	ereport(ERROR,
+			(errcode(ERRCODE_WVAL_INVALID_POLICY),
+			 errmsg("%s names unknown profile \"%.*s\"", path,
+					name->val.string.len, name->val.string.val),
+			 errdetail("Profiles defined in validation_profiles: %s.",
+					   policy->nprofiles ? names.data : "none"),
+			 errhint("Name a profile of validation_profiles, or add the profile.")));
+}
+
+/* Build step: default_profile_by_stage, a stage key -> the index of its profile. */
+static void
+map_stage_profiles(WvalPolicy *policy, JsonbValue *stage_map)
+{
+	Pair	   *pairs;
+	int			n = object_pairs(stage_map, "default_profile_by_stage", &pairs);
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		const JsonbValue *name = &pairs[i].val;
+		char	   *path = path_join("default_profile_by_stage", pairs[i].key);
+		int			stage = -1;
+		int			s;
+		int			p;
+
+		for (s = 0; s < WVAL_NSTAGE_KEYS; s++)
+			if (strcmp(wval_stage_keys[s], pairs[i].key) == 0)
+				stage = s;
+		if (stage < 0)
+			error_unknown_key("default_profile_by_stage", pairs[i].key,
+							  name_list(wval_stage_keys, WVAL_NSTAGE_KEYS));
+		if (name->type != jbvString)
+			error_type(path, "the name of a profile", name);
+		for (p = 0; p < policy->nprofiles; p++)
+			if (strlen(policy->profiles[p].profile) == (size_t) name->val.string.len &&
+				strncmp(policy->profiles[p].profile, name->val.string.val, name->val.string.len) == 0)
+				policy->stage_profile[stage] = p;
+		if (policy->stage_profile[stage] < 0)
+			error_unknown_profile(policy, path, name);
+	}
+}
+
+/*
+ * Validates a policy document and materialises every profile: parse the
+ * top level, build the top-level blocks and the profiles, map the stages
+ * to profiles.  Raises WV002 on the first problem.  The result lives in
+ * its own memory context under parent.
+ */
+WvalPolicy *
+wval_policy_build(Jsonb *doc, bool fail_closed, MemoryContext parent)
+{
+	WvalPolicy *policy;
+	PolicyParts parts;
+	MemoryContext old;
+
+	if (doc == NULL || !JB_ROOT_IS_OBJECT(doc) || JB_ROOT_IS_SCALAR(doc))
+		ereport(ERROR,
+				(errcode(ERRCODE_WVAL_INVALID_POLICY),
+				 errmsg("policy must be a JSON object"),
+				 errhint("Pass a jsonb object with validation_profiles and default_profile_by_stage (docs/policy.md).")));
+
+	policy = policy_new(parent);
+	old = MemoryContextSwitchTo(policy->cxt);
+
+	parse_top_level(policy, doc, &parts);
 	if (fail_closed)
 	{
 		policy->on_error = WVAL_ON_FAIL;
 		policy->on_missing = WVAL_ON_FAIL;
 		policy->fail_closed = true;
 	}
-
-	/* the top-level check blocks, materialised like profiles */
-	policy->live = palloc0(sizeof(WvalRuleset));
-	policy->cohort = palloc0(sizeof(WvalRuleset));
-	policy->live->profile = "live_monitoring";
-	policy->cohort->profile = "cohort";
-	if (live_v != NULL)
-		build_block(policy, policy->live, "live_monitoring", live_v, live_checks, lengthof_array(live_checks));
-	if (cohort_v != NULL)
-		build_block(policy, policy->cohort, "cohort", cohort_v, cohort_checks, lengthof_array(cohort_checks));
-	policy->live->on_error = policy->cohort->on_error = policy->on_error;
-	policy->live->on_missing = policy->cohort->on_missing = policy->on_missing;
-	materialise(policy->live);
-	materialise(policy->cohort);
-
-	/* profiles */
-	if (profiles_v != NULL)
-		policy->nprofiles = object_pairs(profiles_v, "validation_profiles", &profs);
-	policy->profiles = palloc0(sizeof(WvalRuleset) * Max(policy->nprofiles, 1));
-	for (i = 0; i < policy->nprofiles; i++)
-	{
-		WvalRuleset *rs = &policy->profiles[i];
-		RuleList	list = {NULL, 0, 0};
-		char	   *ppath = path_join("validation_profiles", profs[i].key);
-		Pair	   *layers;
-		int			nl = object_pairs(&profs[i].val, ppath, &layers);
-		bool		has_portfolio = false,
-					has_stress = false;
-		int			l;
-
-		if (profs[i].key[0] == '\0')
-			ereport(ERROR,
-					(errcode(ERRCODE_WVAL_INVALID_POLICY),
-					 errmsg("profile names in validation_profiles must not be empty"),
-					 errhint("Name each profile, e.g. \"backtest\", \"paper\", \"live\".")));
-		for (l = 0; l < nl; l++)
-		{
-			const LayerDef *layer = NULL;
-			int			d;
-
-			for (d = 0; d < lengthof_array(profile_layers); d++)
-				if (strcmp(profile_layers[d].name, layers[l].key) == 0)
-					layer = &profile_layers[d];
-			if (layer == NULL)
-			{
-				StringInfoData acc;
-
-				initStringInfo(&acc);
-				for (d = 0; d < lengthof_array(profile_layers); d++)
-					appendStringInfo(&acc, "%s%s", d ? ", " : "", profile_layers[d].name);
-				if (strcmp(layers[l].key, "cohort") == 0 || strcmp(layers[l].key, "live_monitoring") == 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_WVAL_INVALID_POLICY),
-							 errmsg("\"%s\" is a top-level block, not a layer of a profile", layers[l].key),
-							 errdetail("Found at %s.", path_join(ppath, layers[l].key)),
-							 errhint("Move it to the top level of the policy.")));
-				error_unknown_key(ppath, layers[l].key, acc.data);
-			}
-			if (strcmp(layer->name, "portfolio") == 0)
-				has_portfolio = true;
-			if (strcmp(layer->name, "stress") == 0)
-				has_stress = true;
-			build_layer(&list, path_join(ppath, layers[l].key), layer, &layers[l].val);
-		}
-		/* top-level portfolio / stress apply to every profile without its own */
-		if (top_portfolio != NULL && !has_portfolio)
-			build_layer(&list, "portfolio", &profile_layers[5], top_portfolio);
-		if (top_stress != NULL && !has_stress)
-			build_layer(&list, "stress", &profile_layers[7], top_stress);
-
-		if (list.n > 1)
-			qsort(list.rules, list.n, sizeof(WvalRule), compare_rules);
-		rs->profile = pstrdup(profs[i].key);
-		rs->on_error = policy->on_error;
-		rs->on_missing = policy->on_missing;
-		rs->nrules = list.n;
-		rs->rules = list.rules;
-		materialise(rs);
-	}
-	/* a policy without profiles still validates its top-level blocks */
-	if (profiles_v == NULL)
-	{
-		RuleList	list = {NULL, 0, 0};
-
-		if (top_portfolio != NULL)
-			build_layer(&list, "portfolio", &profile_layers[5], top_portfolio);
-		if (top_stress != NULL)
-			build_layer(&list, "stress", &profile_layers[7], top_stress);
-	}
-
-	/* default_profile_by_stage */
-	if (dpbs_v != NULL)
-	{
-		Pair	   *pairs;
-		int			n = object_pairs(dpbs_v, "default_profile_by_stage", &pairs);
-
-		for (i = 0; i < n; i++)
-		{
-			int			s;
-			int			p;
-			int			stage = -1;
-			char	   *path = path_join("default_profile_by_stage", pairs[i].key);
-
-			for (s = 0; s < WVAL_NSTAGE_KEYS; s++)
-				if (strcmp(wval_stage_keys[s], pairs[i].key) == 0)
-					stage = s;
-			if (stage < 0)
-				error_unknown_key("default_profile_by_stage", pairs[i].key,
-								  name_list(wval_stage_keys, WVAL_NSTAGE_KEYS));
-			if (pairs[i].val.type != jbvString)
-				error_type(path, "the name of a profile", &pairs[i].val);
-			for (p = 0; p < policy->nprofiles; p++)
-				if (strlen(policy->profiles[p].profile) == (size_t) pairs[i].val.val.string.len &&
-					strncmp(policy->profiles[p].profile, pairs[i].val.val.string.val,
-							pairs[i].val.val.string.len) == 0)
-					policy->stage_profile[stage] = p;
-			if (policy->stage_profile[stage] < 0)
-			{
-				StringInfoData names;
-				int			q;
-
-				initStringInfo(&names);
-				for (q = 0; q < policy->nprofiles; q++)
-					appendStringInfo(&names, "%s%s", q ? ", " : "", policy->profiles[q].profile);
-				ereport(ERROR,
-						(errcode(ERRCODE_WVAL_INVALID_POLICY),
-						 errmsg("%s names unknown profile \"%.*s\"", path,
-								pairs[i].val.val.string.len, pairs[i].val.val.string.val),
-						 errdetail("Profiles defined in validation_profiles: %s.",
-								   policy->nprofiles ? names.data : "none"),
-						 errhint("Name a profile of validation_profiles, or add the profile.")));
-			}
-		}
-	}
+	build_top_blocks(policy, &parts);
+	build_profiles(policy, &parts);
+	if (parts.stage_map != NULL)
+		map_stage_profiles(policy, parts.stage_map);
 
 	MemoryContextSwitchTo(old);
 	return policy;
@@ -1388,20 +1334,17 @@ profile_by_name(const WvalPolicy *policy, const char *name)
 int
 wval_policy_profile_for_stage(const WvalPolicy *policy, const char *stage)
 {
+	int			s = wval_stage_index(stage);
 	int			p = -1;
 
-	if (strcmp(stage, "backtest") == 0)
-		p = policy->stage_profile[0];
-	else if (strcmp(stage, "paper") == 0)
-		p = policy->stage_profile[1];
-	else if (strcmp(stage, "live") == 0)
-		p = policy->stage_profile[2];
+	if (s >= 0 && wval_stage_table[s].profile_key >= 0)
+		p = policy->stage_profile[wval_stage_table[s].profile_key];
 	if (p < 0)
 		p = profile_by_name(policy, stage);
 	if (p < 0)
-		p = policy->stage_profile[0];
+		p = policy->stage_profile[wval_stage_table[WVAL_STAGE_BACKTEST].profile_key];
 	if (p < 0)
-		p = profile_by_name(policy, "backtest");
+		p = profile_by_name(policy, wval_stage_table[WVAL_STAGE_BACKTEST].name);
 	return p;
 }
 
@@ -1423,214 +1366,9 @@ wval_policy_ruleset_by_name(const WvalPolicy *policy, const char *name)
 }
 
 /* ---------------------------------------------------------------------
- * Per-backend cache of materialised policy versions
- * ---------------------------------------------------------------------
- */
-#define POLICY_CACHE_SIZE 32
-
-typedef struct PolicyCacheEntry
-{
-	char		world_id[WVAL_MAX_IDENT_BYTES + 1];
-	int			version;
-	bool		fail_closed;
-	uint64		last_used;
-	WvalPolicy *policy;
-} PolicyCacheEntry;
-
-static PolicyCacheEntry policy_cache[POLICY_CACHE_SIZE];
-static uint64 policy_cache_clock = 0;
-static MemoryContext policy_cache_cxt = NULL;
-static SPIPlanPtr policy_load_plan = NULL;
-
-/* OID of the wval.policy_versions the entries were loaded from (InvalidOid: not known) */
-static Oid	policy_cache_relid = InvalidOid;
-static bool policy_cache_stale = false;
-static bool policy_cache_callback_registered = false;
-
-/* Relcache callback: marks the cache stale when wval.policy_versions changes or goes away. */
-static void
-policy_cache_relcache_callback(Datum arg, Oid relid)
-{
-	(void) arg;
-	if (relid == InvalidOid || relid == policy_cache_relid)
-		policy_cache_stale = true;
-}
-
-/*
- * Empties the cache when it was marked stale, and learns the OID of the
- * current wval.policy_versions (the relation the next entries come from).
- */
-static void
-policy_cache_validate(void)
-{
-	int			i;
-
-	if (!policy_cache_callback_registered)
-	{
-		CacheRegisterRelcacheCallback(policy_cache_relcache_callback, (Datum) 0);
-		policy_cache_callback_registered = true;
-	}
-	if (policy_cache_stale || policy_cache_relid == InvalidOid)
-	{
-		Oid			relid;
-
-		relid = get_relname_relid("policy_versions", get_namespace_oid("wval", false));
-		if (relid != policy_cache_relid || policy_cache_stale)
-		{
-			for (i = 0; i < POLICY_CACHE_SIZE; i++)
-			{
-				if (policy_cache[i].policy != NULL)
-					wval_policy_free(policy_cache[i].policy);
-				policy_cache[i].policy = NULL;
-			}
-		}
-		policy_cache_relid = relid;
-		policy_cache_stale = false;
-	}
-}
-
-/*
- * The materialised policy version (world, version), from the cache or
- * loaded with SPI (the caller must be connected).  Other versions of the
- * same world stay: during a staged rollout stages apply different ones.
- */
-WvalPolicy *
-wval_policy_for_version(const char *world_id, int version, bool fail_closed)
-{
-	int			i;
-	int			victim = 0;
-	Datum		args[2];
-	bool		isnull;
-	Jsonb	   *doc;
-	WvalPolicy *policy;
-
-	policy_cache_validate();
-	for (i = 0; i < POLICY_CACHE_SIZE; i++)
-	{
-		PolicyCacheEntry *e = &policy_cache[i];
-
-		if (e->policy == NULL || strcmp(e->world_id, world_id) != 0)
-			continue;
-		if (e->version == version && e->fail_closed == fail_closed)
-		{
-			e->last_used = ++policy_cache_clock;
-			return e->policy;
-		}
-	}
-
-	if (policy_cache_cxt == NULL)
-		policy_cache_cxt = AllocSetContextCreate(TopMemoryContext, "wval policy cache",
-												 ALLOCSET_DEFAULT_SIZES);
-	if (policy_load_plan == NULL)
-	{
-		Oid			types[2] = {TEXTOID, INT4OID};
-
-		policy_load_plan = SPI_prepare("SELECT policy FROM wval.policy_versions "
-									   "WHERE world_id = $1 AND version = $2", 2, types);
-		if (policy_load_plan == NULL || SPI_keepplan(policy_load_plan) != 0)
-			elog(ERROR, "could not prepare the policy loader");
-	}
-	args[0] = CStringGetTextDatum(world_id);
-	args[1] = Int32GetDatum(version);
-	if (SPI_execute_plan(policy_load_plan, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not load policy version %d of world \"%s\"", version, world_id);
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
-				 errmsg("policy version %d of world \"%s\" does not exist", version, world_id),
-				 errhint("See wval.policy_versions for the published versions.")));
-	doc = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-
-	policy = wval_policy_build(doc, fail_closed, policy_cache_cxt);
-
-	for (i = 0; i < POLICY_CACHE_SIZE; i++)
-	{
-		if (policy_cache[i].policy == NULL)
-		{
-			victim = i;
-			break;
-		}
-		if (policy_cache[i].last_used < policy_cache[victim].last_used)
-			victim = i;
-	}
-	if (policy_cache[victim].policy)
-		wval_policy_free(policy_cache[victim].policy);
-	strlcpy(policy_cache[victim].world_id, world_id, sizeof(policy_cache[victim].world_id));
-	policy_cache[victim].version = version;
-	policy_cache[victim].fail_closed = fail_closed;
-	policy_cache[victim].last_used = ++policy_cache_clock;
-	policy_cache[victim].policy = policy;
-	return policy;
-}
-
-/* ---------------------------------------------------------------------
  * SQL-callable functions
  * ---------------------------------------------------------------------
  */
-
-PG_FUNCTION_INFO_V1(wval_policy_validate);
-
-/*
- * wval._policy_validate(policy jsonb, fail_closed boolean) → jsonb:
- * validates a policy (WV002) and returns {profile: ruleset_hash}.
- */
-Datum
-wval_policy_validate(PG_FUNCTION_ARGS)
-{
-	Jsonb	   *doc = PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0);
-	bool		fail_closed = PG_ARGISNULL(1) ? false : PG_GETARG_BOOL(1);
-	WvalPolicy *policy;
-	StringInfoData buf;
-	int			i;
-	Jsonb	   *result;
-
-	policy = wval_policy_build(doc, fail_closed, CurrentMemoryContext);
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
-	for (i = 0; i < policy->nprofiles; i++)
-	{
-		if (i > 0)
-			appendStringInfoChar(&buf, ',');
-		wval_append_json_string(&buf, policy->profiles[i].profile);
-		appendStringInfoChar(&buf, ':');
-		wval_append_json_string(&buf, policy->profiles[i].hash);
-	}
-	appendStringInfoChar(&buf, '}');
-	result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
-	wval_policy_free(policy);
-	PG_RETURN_JSONB_P(result);
-}
-
-PG_FUNCTION_INFO_V1(wval_policy_ruleset);
-
-/*
- * wval._policy_ruleset(policy jsonb, stage text, fail_closed boolean) →
- * jsonb: the materialised ruleset applied at a stage, with its hash.
- */
-Datum
-wval_policy_ruleset(PG_FUNCTION_ARGS)
-{
-	Jsonb	   *doc = PG_GETARG_JSONB_P(0);
-	char	   *stage = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	bool		fail_closed = PG_GETARG_BOOL(2);
-	WvalPolicy *policy;
-	int			p;
-	char	   *text;
-	StringInfoData buf;
-
-	policy = wval_policy_build(doc, fail_closed, CurrentMemoryContext);
-	p = wval_policy_profile_for_stage(policy, stage);
-	if (p < 0)
-		PG_RETURN_NULL();
-
-	/* the materialised document plus its "ruleset_hash" */
-	text = JsonbToCString(NULL, &policy->profiles[p].materialised->root,
-						  VARSIZE(policy->profiles[p].materialised));
-	initStringInfo(&buf);
-	appendBinaryStringInfo(&buf, text, strlen(text) - 1);
-	appendStringInfo(&buf, ", \"ruleset_hash\": \"%s\"}", policy->profiles[p].hash);
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
-}
 
 PG_FUNCTION_INFO_V1(wval_reason_codes);
 
@@ -1654,29 +1392,29 @@ wval_reason_codes(PG_FUNCTION_ARGS)
 	};
 
 	InitMaterializedSRF(fcinfo, 0);
-	for (i = 0; i < lengthof_array(fixed); i++)
+	for (i = 0; i < (int) lengthof(fixed); i++)
 	{
 		values[0] = CStringGetTextDatum(fixed[i][0]);
 		values[1] = CStringGetTextDatum(fixed[i][1]);
 		values[2] = CStringGetTextDatum(fixed[i][2]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-	for (i = 0; i < lengthof_array(check_catalogue) + lengthof_array(stress_checks) +
-		 lengthof_array(live_checks) + lengthof_array(cohort_checks); i++)
+	for (i = 0; i < (int) lengthof(check_catalogue) + (int) lengthof(stress_checks) +
+		 (int) lengthof(live_checks) + (int) lengthof(cohort_checks); i++)
 	{
 		int			j = i;
 		const CheckDef *d;
 		const char *suffix;
 		const char *verb;
 
-		if (j < lengthof_array(check_catalogue))
+		if (j < (int) lengthof(check_catalogue))
 			d = &check_catalogue[j];
-		else if ((j -= lengthof_array(check_catalogue)) < lengthof_array(stress_checks))
+		else if ((j -= (int) lengthof(check_catalogue)) < (int) lengthof(stress_checks))
 			d = &stress_checks[j];
-		else if ((j -= lengthof_array(stress_checks)) < lengthof_array(live_checks))
+		else if ((j -= (int) lengthof(stress_checks)) < (int) lengthof(live_checks))
 			d = &live_checks[j];
 		else
-			d = &cohort_checks[j - lengthof_array(live_checks)];
+			d = &cohort_checks[j - (int) lengthof(live_checks)];
 		suffix = d->dir == 'l' ? "above_max" : "below_min";
 		verb = d->dir == 'l' ? "above the maximum" : "below the minimum";
 

@@ -14,6 +14,8 @@
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 
+#include "wval.h"
+
 typedef enum WvalSeverity
 {
 	WVAL_SEV_BLOCKING,
@@ -87,15 +89,13 @@ typedef struct WvalRuleset
 	int			nrules;
 	WvalRule   *rules;
 	Jsonb	   *materialised;	/* the canonical document the hash covers */
-	char		hash[72];		/* "sha256:<hex>" */
+	char		hash[WVAL_SHA256_REF_LEN + 1];		/* "sha256:<hex>" */
 } WvalRuleset;
 
 /* Most windows of live_monitoring.windows_days */
 #define WVAL_MAX_LIVE_WINDOWS 16
 
 /* Stage keys of default_profile_by_stage, in climbing order */
-#define WVAL_NSTAGE_KEYS 3
-extern const char *const wval_stage_keys[WVAL_NSTAGE_KEYS];
 
 /* A validated policy version, every profile materialised */
 typedef struct WvalPolicy
@@ -117,6 +117,7 @@ typedef struct WvalPolicy
 /* policy.c */
 extern WvalPolicy *wval_policy_build(Jsonb *doc, bool fail_closed, MemoryContext parent);
 extern void wval_policy_free(WvalPolicy *policy);
+extern void wval_policy_materialise(WvalRuleset *rs);
 extern WvalPolicy *wval_policy_for_version(const char *world_id, int version, bool fail_closed);
 extern int	wval_policy_profile_for_stage(const WvalPolicy *policy, const char *stage);
 extern WvalRuleset *wval_policy_ruleset_by_name(const WvalPolicy *policy, const char *name);

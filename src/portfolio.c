@@ -58,6 +58,7 @@
 
 #include "evaluate.h"
 #include "hub.h"
+#include "risk.h"
 #include "metrics.h"
 #include "policy.h"
 #include "wval.h"

@@ -1,5 +1,6 @@
 -- portfolio.sql: the extended layers of docs/risk-hub.md ("Portfolio and stress
--- layers", "Cohort (campaign) layer"), next to portfolio.c.
+-- layers", "Cohort (campaign) layer"), next to portfolio.c, and the portfolio
+-- baseline of the latest snapshot (wval_portfolio_risk), next to risk.c.
 --
 -- Portfolio and stress: wval_evaluate_portfolio (C) evaluates a candidate
 -- run against the world's latest fresh risk snapshot and stores a linked
@@ -11,6 +12,17 @@
 -- the cohort checks across them.  docs/risk-hub.md is the guide.
 --
 -- requires: store bus
+
+------------------------------------------------------------------------------
+-- Portfolio baseline (risk.c)
+------------------------------------------------------------------------------
+
+CREATE FUNCTION public.wval_portfolio_risk(world_id text, stage text DEFAULT NULL) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'wval_portfolio_risk'
+    LANGUAGE C STABLE SET search_path = pg_catalog, wval, pg_temp;
+COMMENT ON FUNCTION public.wval_portfolio_risk(text, text) IS 'baseline of the latest fresh snapshot: normalised weights, sigma, var_99 = z*sigma, es_99 = sigma*phi(z)/0.01, missing covariance pairs filled with wval.missing_correlation (listed in filled_pairs)';
+
+GRANT EXECUTE ON FUNCTION public.wval_portfolio_risk(text, text) TO wval_analyst;
 
 ------------------------------------------------------------------------------
 -- Portfolio and stress layers
@@ -74,7 +86,8 @@ COMMENT ON FUNCTION wval._deployed_candidates(text, jsonb) IS 'the latest single
 -- runs of the deployed strategies against snapshot (version, stage).  A
 -- snapshot that is no longer the latest of its stage, or no longer fresh,
 -- is skipped (the newer snapshot's event does the work).  In the
--- synchronous mode (called by wval_snapshot_publish) a candidate that fails
+-- synchronous mode (run by wval_snapshot_publish through the hook risk.c
+-- registers with the hub) a candidate that fails
 -- is reported as a WARNING and left to the bus consumer, so that a
 -- snapshot is never rejected because of a candidate; the consumer raises
 -- (the event is nacked and retried).  Returns the number of runs.

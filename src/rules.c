@@ -276,7 +276,7 @@ static bool
 rule_applies(const WvalRule *r, const WvalEvalInput *in)
 {
 	if (r->vkind == WVAL_VAL_BASELINE_RATIO)
-		return strcmp(in->stage, "paper") == 0 || strcmp(in->stage, "shadow") == 0;
+		return wval_stage_vs_backtest(in->stage);
 	return true;
 }
 

@@ -68,6 +68,7 @@
 #include "utils/uuid.h"
 
 #include "access.h"
+#include "spi.h"
 #include "wval.h"
 
 #define GENESIS_HASH "sha256:0000000000000000000000000000000000000000000000000000000000000000"
@@ -79,8 +80,22 @@
  */
 static bool purge_guard = false;
 
-static SPIPlanPtr chain_advance_plan = NULL;
-static SPIPlanPtr chain_start_plan = NULL;
+/*
+ * The statements that move a chain head.  The head moves in one UPDATE that
+ * also computes the new row hash, so that every insert leaves one dead
+ * version of the head row, not two (the head row of a busy world is the
+ * hottest row of the store).
+ */
+static WvalPlan plan_chain_advance = WVAL_PLAN(
+	"UPDATE wval.chain_heads h SET seq = h.seq + 1, prev_hash = h.head_hash, "
+	"head_hash = wval._chain_link(h.head_hash, $2, h.seq + 1, $3), updated_at = now() "
+	"WHERE h.world_id = $1 RETURNING h.seq, h.prev_hash, h.head_hash",
+	3, TEXTOID, TEXTOID, TEXTOID);
+static WvalPlan plan_chain_start = WVAL_PLAN(
+	"INSERT INTO wval.chain_heads (world_id, seq, prev_hash, head_hash) "
+	"VALUES ($1, 1, '" GENESIS_HASH "', wval._chain_link('" GENESIS_HASH "', $2, 1, $3)) "
+	"ON CONFLICT (world_id) DO NOTHING RETURNING seq, prev_hash, head_hash",
+	3, TEXTOID, TEXTOID, TEXTOID);
 
 static void append_canonical_value(StringInfo buf, Datum value, Oid typid);
 
@@ -589,7 +604,7 @@ static char *
 chain_link(const char *prev_hash, const char *table, int64 seq, const char *canonical, int len)
 {
 	StringInfoData buf;
-	char		hex[65];
+	char		hex[WVAL_SHA256_HEX_LEN + 1];
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "%s\n%s\n" INT64_FORMAT "\n", prev_hash, table, seq);
@@ -638,39 +653,6 @@ chain_attnum(TupleDesc tupdesc, const char *name, const char *relname)
 	if (attnum <= 0)
 		elog(ERROR, "chained table \"%s\" has no column \"%s\"", relname, name);
 	return attnum;
-}
-
-/*
- * Prepares (once per backend) the statements that move a chain head.  The
- * head moves in one UPDATE that also computes the new row hash, so that
- * every insert leaves one dead version of the head row, not two (the head
- * row of a busy world is the hottest row of the store).
- */
-static void
-prepare_chain_plans(void)
-{
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
-
-	if (chain_advance_plan == NULL)
-	{
-		chain_advance_plan = SPI_prepare(
-										 "UPDATE wval.chain_heads h SET seq = h.seq + 1, prev_hash = h.head_hash, "
-										 "head_hash = wval._chain_link(h.head_hash, $2, h.seq + 1, $3), updated_at = now() "
-										 "WHERE h.world_id = $1 RETURNING h.seq, h.prev_hash, h.head_hash",
-										 3, argtypes);
-		if (chain_advance_plan == NULL || SPI_keepplan(chain_advance_plan) != 0)
-			elog(ERROR, "could not prepare chain statement");
-	}
-	if (chain_start_plan == NULL)
-	{
-		chain_start_plan = SPI_prepare(
-									   "INSERT INTO wval.chain_heads (world_id, seq, prev_hash, head_hash) "
-									   "VALUES ($1, 1, '" GENESIS_HASH "', wval._chain_link('" GENESIS_HASH "', $2, 1, $3)) "
-									   "ON CONFLICT (world_id) DO NOTHING RETURNING seq, prev_hash, head_hash",
-									   3, argtypes);
-		if (chain_start_plan == NULL || SPI_keepplan(chain_start_plan) != 0)
-			elog(ERROR, "could not prepare chain statement");
-	}
 }
 
 /*
@@ -769,7 +751,6 @@ wval_chain(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	prepare_chain_plans();
 	check_world_write(world);
 
 	initStringInfo(&canonical);
@@ -777,23 +758,19 @@ wval_chain(PG_FUNCTION_ARGS)
 	args[0] = CStringGetTextDatum(world);
 	args[1] = CStringGetTextDatum(table);
 	args[2] = PointerGetDatum(cstring_to_text_with_len(canonical.data, canonical.len));
-	if (SPI_execute_plan(chain_advance_plan, args, NULL, false, 1) != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "could not advance the hash chain of world \"%s\"", world);
+	wval_spi_exec(&plan_chain_advance, args, NULL, false, 1, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed == 0)
 	{
 		/* the world's first row; a concurrent first row makes us update after all */
-		if (SPI_execute_plan(chain_start_plan, args, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
-			elog(ERROR, "could not start the hash chain of world \"%s\"", world);
-		if (SPI_processed == 0 &&
-			(SPI_execute_plan(chain_advance_plan, args, NULL, false, 1) != SPI_OK_UPDATE_RETURNING ||
-			 SPI_processed != 1))
+		wval_spi_exec(&plan_chain_start, args, NULL, false, 1, SPI_OK_INSERT_RETURNING);
+		if (SPI_processed == 0)
+			wval_spi_exec(&plan_chain_advance, args, NULL, false, 1, SPI_OK_UPDATE_RETURNING);
+		if (SPI_processed != 1)
 			elog(ERROR, "could not advance the hash chain of world \"%s\"", world);
 	}
-	seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	prev_hash = MemoryContextStrdup(caller_cxt,
-									SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
-	row_hash = MemoryContextStrdup(caller_cxt,
-								   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
+	seq = wval_spi_int64(0, 1, 0);
+	prev_hash = MemoryContextStrdup(caller_cxt, wval_spi_text(0, 2));
+	row_hash = MemoryContextStrdup(caller_cxt, wval_spi_text(0, 3));
 
 	SPI_finish();
 

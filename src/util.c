@@ -10,13 +10,16 @@
 
 #include <math.h>
 
+#include "catalog/pg_type.h"
 #include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "common/shortest_dec.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "port/pg_bswap.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -125,6 +128,83 @@ wval_identifier_problem(const char *value, size_t len)
 	int			offset;
 
 	return ident_scan(value, len, &c, &offset);
+}
+
+/* What a validation run may recommend, lowest first (wval.h). */
+const char *const wval_stage_keys[WVAL_NSTAGE_KEYS] = {
+	"backtest_only", "paper_only", "paper_ok_live_candidate"
+};
+
+/* The stages, in promotion order, and their default_profile_by_stage keys (wval.h). */
+const WvalStageDef wval_stage_table[WVAL_NSTAGES] = {
+	[WVAL_STAGE_BACKTEST] = {"backtest", 0, false},	/* backtest_only */
+	[WVAL_STAGE_PAPER] = {"paper", 1, true},	/* paper_only */
+	[WVAL_STAGE_SHADOW] = {"shadow", -1, true},
+	[WVAL_STAGE_LIVE] = {"live", 2, false}, /* paper_ok_live_candidate */
+};
+
+/* A text[] of n C strings. */
+static ArrayType *
+text_array(const char *const *names, int n, size_t stride)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	int			i;
+
+	for (i = 0; i < n; i++)
+		elems[i] = CStringGetTextDatum(*(const char *const *) ((const char *) names + i * stride));
+	return construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT);
+}
+
+PG_FUNCTION_INFO_V1(wval_stages);
+
+/* wval._stages() → text[]: the evaluation stages, lowest first (the domain wval.stage). */
+Datum
+wval_stages(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_ARRAYTYPE_P(text_array(&wval_stage_table[0].name, WVAL_NSTAGES, sizeof(WvalStageDef)));
+}
+
+PG_FUNCTION_INFO_V1(wval_recommended_stages);
+
+/* wval._recommended_stages() → text[]: what a run may recommend, lowest first (the domain wval.recommended_stage). */
+Datum
+wval_recommended_stages(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_ARRAYTYPE_P(text_array(wval_stage_keys, WVAL_NSTAGE_KEYS, sizeof(const char *)));
+}
+
+/* The WvalStage of a stage name, -1 when it names none. */
+int
+wval_stage_index(const char *name)
+{
+	int			i;
+
+	for (i = 0; name != NULL && i < WVAL_NSTAGES; i++)
+		if (strcmp(wval_stage_table[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+/* True when runs of the stage are compared with the latest backtest run (wval.h). */
+bool
+wval_stage_vs_backtest(const char *name)
+{
+	int			s = wval_stage_index(name);
+
+	return s >= 0 && wval_stage_table[s].vs_backtest;
+}
+
+/* The stage names, comma-separated in promotion order, for messages. */
+const char *
+wval_stage_list(void)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	for (i = 0; i < WVAL_NSTAGES; i++)
+		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", wval_stage_table[i].name);
+	return buf.data;
 }
 
 /*
@@ -290,18 +370,6 @@ wval_jbv_text(const JsonbValue *v, int maxlen)
 	return s;
 }
 
-/* Pushes an object key onto a jsonb parse state. */
-void
-wval_push_key(JsonbParseState **state, const char *key)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(state, WJB_KEY, &k);
-}
-
 /*
  * "sha256:" and the hex sha256 of a return series as big-endian float8 bytes,
  * recomputable in SQL: sha256(float8send(r_1) || ... || float8send(r_n)).
@@ -310,7 +378,7 @@ char *
 wval_returns_hash(const double *r, int n)
 {
 	char	   *bytes = palloc(sizeof(uint64) * Max(n, 1));
-	char		hex[65];
+	char		hex[WVAL_SHA256_HEX_LEN + 1];
 	int			i;
 
 	for (i = 0; i < n; i++)
@@ -360,4 +428,171 @@ wval_jbv_number(const JsonbValue *v, const char *path, int sqlerrcode)
 				 errdetail("%s is %s.", path, wval_jbv_text(v, 60)),
 				 errhint("Numbers must be finite and at most 1.7976931348623157e308 in magnitude.")));
 	return d;
+}
+
+/* A NUL-terminated copy of a jsonb string value. */
+char *
+wval_jbv_cstring(const JsonbValue *v)
+{
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/* True when v is an array container. */
+bool
+wval_jbv_is_array(const JsonbValue *v)
+{
+	return v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data);
+}
+
+/* Looks up a top-level key of an object container; NULL when absent. */
+JsonbValue *
+wval_object_get(JsonbContainer *c, const char *key)
+{
+	return getKeyJsonValueFromContainer(c, key, strlen(key), NULL);
+}
+
+/* Reads an integer or number setting of a world's settings object (NULL: none). */
+bool
+wval_world_setting_double(Jsonb *settings, const char *key, double *out)
+{
+	JsonbValue *v;
+
+	if (settings == NULL || !JB_ROOT_IS_OBJECT(settings))
+		return false;
+	v = wval_object_get(&settings->root, key);
+	return v != NULL && wval_jbv_double(v, out);
+}
+
+/* Lowercase hex sha256 of the UTF-8 form of a server-encoded string; hex: WVAL_SHA256_HEX_LEN + 1 bytes. */
+void
+wval_sha256_utf8_hex(const char *s, int len, char *hex)
+{
+	char	   *utf8 = pg_server_to_any(s, len, PG_UTF8);
+
+	wval_sha256_hex(utf8, strlen(utf8), hex);
+}
+
+/* Formats a timestamptz as ISO-8601 UTC with microseconds: 2024-05-01T12:00:00.000000Z. */
+char *
+wval_iso_utc(TimestampTz ts)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		return pstrdup("?");
+	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+					tm.tm_year, tm.tm_mon, tm.tm_mday,
+					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+}
+
+/* ---------------------------------------------------------------------
+ * ISO-8601 timestamps (the risk hub's as_of)
+ * ---------------------------------------------------------------------
+ */
+
+/* Reads exactly n decimal digits at *p into *out. */
+static bool
+read_digits(const char **p, int n, int *out)
+{
+	int			v = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		if ((*p)[i] < '0' || (*p)[i] > '9')
+			return false;
+		v = v * 10 + ((*p)[i] - '0');
+	}
+	*p += n;
+	*out = v;
+	return true;
+}
+
+/*
+ * Parses YYYY-MM-DD(T| )HH:MM[:SS[.fraction]](Z|+HH[:MM]|-HH[:MM]).  The
+ * offset is required: a timestamp without one would mean different
+ * instants under different TimeZone settings.
+ */
+bool
+wval_parse_iso8601(const char *s, TimestampTz *result)
+{
+	const char *p = s;
+	int			y,
+				mo,
+				d,
+				h,
+				mi,
+				sec = 0,
+				oh = 0,
+				om = 0,
+				sign;
+	int64		usec = 0;
+	int			jd;
+
+	if (!read_digits(&p, 4, &y) || *p++ != '-' ||
+		!read_digits(&p, 2, &mo) || *p++ != '-' ||
+		!read_digits(&p, 2, &d))
+		return false;
+	if (*p != 'T' && *p != 't' && *p != ' ')
+		return false;
+	p++;
+	if (!read_digits(&p, 2, &h) || *p++ != ':' || !read_digits(&p, 2, &mi))
+		return false;
+	if (*p == ':')
+	{
+		p++;
+		if (!read_digits(&p, 2, &sec))
+			return false;
+		if (*p == '.' || *p == ',')
+		{
+			int			ndigits = 0;
+			int64		scale = 100000;
+
+			p++;
+			while (*p >= '0' && *p <= '9')
+			{
+				if (ndigits < 6)
+				{
+					usec += (*p - '0') * scale;
+					scale /= 10;
+				}
+				ndigits++;
+				p++;
+			}
+			if (ndigits == 0 || ndigits > 9)
+				return false;
+		}
+	}
+	if (*p == 'Z' || *p == 'z')
+	{
+		sign = 1;
+		p++;
+	}
+	else if (*p == '+' || *p == '-')
+	{
+		sign = (*p == '+') ? 1 : -1;
+		p++;
+		if (!read_digits(&p, 2, &oh))
+			return false;
+		if (*p == ':')
+			p++;
+		if (*p != '\0' && !read_digits(&p, 2, &om))
+			return false;
+	}
+	else
+		return false;
+	if (*p != '\0')
+		return false;
+
+	if (y < 1 || mo < 1 || mo > 12 || d < 1 ||
+		d > day_tab[isleap(y) ? 1 : 0][mo - 1] ||
+		h > 23 || mi > 59 || sec > 59 || oh > 15 || om > 59)
+		return false;
+
+	jd = date2j(y, mo, d) - POSTGRES_EPOCH_JDATE;
+	*result = (TimestampTz) jd * USECS_PER_DAY +
+		((int64) ((h * 60 + mi) * 60 + sec)) * USECS_PER_SEC + usec -
+		sign * ((int64) (oh * 60 + om) * 60) * USECS_PER_SEC;
+	return true;
 }

@@ -19,6 +19,7 @@
 
 #include "wval.h"
 #include "hub.h"
+#include "risk.h"
 
 PG_MODULE_MAGIC;
 
@@ -30,6 +31,7 @@ _PG_init(void)
 {
 	wval_store_init();
 	wval_hub_init();
+	wval_risk_init();
 	wval_schedule_init();
 	wval_uninstall_init();
 	wval_evaluate_init();

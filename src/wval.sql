@@ -1,4 +1,5 @@
--- wval.sql: prelude of the install script (roles and shared helpers).
+-- wval.sql: prelude of the install script (roles and shared helpers), and
+-- the stage lists of util.c (wval._stages, wval._recommended_stages).
 -- Data objects live in schema wval (the extension's schema); the SQL entry
 -- points wval_* live in public so that they work unqualified in a default
 -- database right after CREATE EXTENSION wval CASCADE.
@@ -95,8 +96,9 @@ COMMENT ON FUNCTION wval._duration(text, text) IS 'parses a duration: a PostgreS
 ------------------------------------------------------------------------------
 
 -- wval._stages(): the evaluation stages, lowest first.
+-- Served from the stage table in C (util.c), which the C code checks against.
 CREATE FUNCTION wval._stages() RETURNS text[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY['backtest', 'paper', 'shadow', 'live'] $$;
+LANGUAGE C IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'wval_stages';
 COMMENT ON FUNCTION wval._stages() IS 'the evaluation stages, lowest first: backtest, paper, shadow, live (the values of domain wval.stage)';
 
 CREATE DOMAIN wval.stage AS text CHECK (VALUE = ANY (wval._stages()));
@@ -114,7 +116,7 @@ COMMENT ON DOMAIN wval.deployment_stage IS 'a deployment stage: backtest | paper
 
 -- wval._recommended_stages(): what a validation run may recommend, lowest first.
 CREATE FUNCTION wval._recommended_stages() RETURNS text[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY['backtest_only', 'paper_only', 'paper_ok_live_candidate'] $$;
+LANGUAGE C IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'wval_recommended_stages';
 COMMENT ON FUNCTION wval._recommended_stages() IS 'the recommendations of a validation run, lowest first: backtest_only, paper_only, paper_ok_live_candidate (the values of domain wval.recommended_stage)';
 
 CREATE DOMAIN wval.recommended_stage AS text CHECK (VALUE = ANY (wval._recommended_stages()));

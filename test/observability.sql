@@ -1,7 +1,7 @@
 -- pgTAP: metrics, the Prometheus exposition and the invariants
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(25);
+SELECT plan(27);
 
 SELECT lives_ok($$SELECT wval_world_upsert('tap-obs', actor => 'dba'),
                          wval_policy_publish('tap-obs', (SELECT policy FROM wval.sample_policies), 'alice'),
@@ -15,6 +15,11 @@ SELECT results_eq($$SELECT status, sum(runs)::int FROM wval.evaluation_stats WHE
                   $$VALUES ('fail', 3), ('pass', 2), ('warn', 1)$$, 'evaluation_stats counts by status');
 SELECT is((SELECT sum(b)::int FROM wval.evaluation_stats s, unnest(s.buckets) b WHERE world_id = 'tap-obs'), 6,
           'every evaluation is in one latency bucket');
+SELECT is(wval._latency_bounds(), '{0.0005,0.001,0.0025,0.005,0.01,0.025,0.05,0.1,0.25,1}'::float8[],
+          'the latency bounds come from the table in C');
+SELECT is((SELECT DISTINCT cardinality(buckets) FROM wval.evaluation_stats WHERE world_id = 'tap-obs'),
+          cardinality(wval._latency_bounds()) + 1,
+          'the evaluating code files calls by the same bounds (one bucket per bound plus +Inf)');
 SELECT is((SELECT value FROM wval.metrics WHERE name = 'wval_evaluations_total'
            AND labels = '{"world_id": "tap-obs", "stage": "backtest", "status": "fail"}'), 3::float8,
           'wval.metrics: evaluations by world, stage and status');

@@ -135,11 +135,11 @@ CREATE INDEX ON wval.work_purge_activations (work_id, activation_id);
 -- that of text).  The views over these columns are dropped here and re-created
 -- below (-- @view), before work_import copies evaluation_runs' column types.
 CREATE FUNCTION wval._stages() RETURNS text[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY['backtest', 'paper', 'shadow', 'live'] $$;
+LANGUAGE C IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'wval_stages';
 CREATE FUNCTION wval._deployment_stages() RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY['backtest', 'paper', 'live', 'retired'] $$;
 CREATE FUNCTION wval._recommended_stages() RETURNS text[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY['backtest_only', 'paper_only', 'paper_ok_live_candidate'] $$;
+LANGUAGE C IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'wval_recommended_stages';
 CREATE DOMAIN wval.stage AS text CHECK (VALUE = ANY (wval._stages()));
 CREATE DOMAIN wval.deployment_stage AS text CHECK (VALUE = ANY (wval._deployment_stages()));
 CREATE DOMAIN wval.recommended_stage AS text CHECK (VALUE = ANY (wval._recommended_stages()));

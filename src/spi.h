@@ -1,0 +1,53 @@
+/*-------------------------------------------------------------------------
+ *
+ * spi.h
+ *	  The one SPI layer of wval: statements prepared once per backend.
+ *
+ * A WvalPlan holds a statement's SQL, its argument count and types and,
+ * once first used, the plan.  The plan is kept with SPI_keepplan, so the
+ * plan cache re-plans it by itself when a table, function or search_path
+ * it depends on changes; nothing else needs to invalidate it.  Declare
+ * plans as static variables with WVAL_PLAN:
+ *
+ *		static WvalPlan plan_world = WVAL_PLAN(
+ *			"SELECT settings FROM wval.worlds WHERE world_id = $1", 1, TEXTOID);
+ *
+ * and run them with wval_spi_exec inside SPI_connect / SPI_finish.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WVAL_SPI_H
+#define WVAL_SPI_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+
+/* the most arguments a kept statement takes */
+#define WVAL_PLAN_MAX_ARGS 24
+
+/* A statement prepared once per backend (see the file header). */
+typedef struct WvalPlan
+{
+	const char *sql;
+	int			nargs;
+	Oid			types[WVAL_PLAN_MAX_ARGS];
+	SPIPlanPtr	plan;			/* NULL until first use */
+} WvalPlan;
+
+/* initialiser of a static WvalPlan: SQL, argument count, argument types */
+#define WVAL_PLAN(sql_, nargs_, ...) {(sql_), (nargs_), {__VA_ARGS__}, NULL}
+
+/* wval_spi_exec's expected: any non-error result */
+#define WVAL_SPI_ANY 0
+
+extern int	wval_spi_exec(WvalPlan *p, Datum *values, const char *nulls,
+						  bool read_only, long count, int expected);
+extern bool wval_spi_isnull(int row, int col);
+extern Datum wval_spi_datum(int row, int col, bool *isnull);
+extern char *wval_spi_text(int row, int col);
+extern bool wval_spi_bool(int row, int col, bool if_null);
+extern int64 wval_spi_int64(int row, int col, int64 if_null);
+extern double wval_spi_float8(int row, int col, double if_null);
+
+#endif							/* WVAL_SPI_H */
