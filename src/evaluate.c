@@ -30,8 +30,11 @@
 #include "utils/uuid.h"
 
 #include "evaluate.h"
+#include "jsonb.h"
 #include "metrics.h"
 #include "policy.h"
+#include "run.h"
+#include "spi.h"
 #include "wval.h"
 
 /* Metric blocks wval knows; other top-level keys go to diagnostics.extra_metrics */
@@ -733,98 +736,33 @@ wval_check(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
-/* Prepared statements of wval_evaluate, kept for the life of the backend */
-static SPIPlanPtr plan_find_client_run = NULL;
-static SPIPlanPtr plan_world = NULL;
-static SPIPlanPtr plan_baseline = NULL;
-static SPIPlanPtr plan_insert_run = NULL;
-static SPIPlanPtr plan_insert_results = NULL;
-static SPIPlanPtr plan_emit = NULL;
-static SPIPlanPtr plan_stats = NULL;
+/* Statements of wval_evaluate, kept for the life of the backend (spi.h) */
+static WvalPlan plan_find_client_run = WVAL_PLAN(
+	"SELECT * FROM wval.evaluation_runs WHERE world_id = $1 AND strategy_id = $2 "
+	"AND client_run_id = $3 AND wval._can_read($1) ORDER BY created_at LIMIT 1",
+	3, TEXTOID, TEXTOID, TEXTOID);
+static WvalPlan plan_world = WVAL_PLAN(
+	"SELECT w.risk_tier, w.client_critical, "
+	"(SELECT a.version FROM wval.policy_activations a WHERE a.world_id = w.world_id "
+	"AND (a.stages IS NULL OR $2 = ANY (a.stages)) "
+	"ORDER BY a.activation_id DESC LIMIT 1) FROM wval.worlds w "
+	"WHERE w.world_id = $1 AND wval._can_read($1)",
+	2, TEXTOID, TEXTOID);
+static WvalPlan plan_baseline = WVAL_PLAN(
+	"SELECT run_id, metrics FROM wval.evaluation_runs WHERE world_id = $1 "
+	"AND strategy_id = $2 AND stage = 'backtest' AND kind = 'single' "
+	"AND status <> 'unvalidated' AND NOT wval._imported(context) "
+	"ORDER BY created_at DESC LIMIT 1",
+	2, TEXTOID, TEXTOID);
+static WvalPlan plan_stats = WVAL_PLAN(
+	"INSERT INTO wval.evaluation_stats AS s (world_id, stage, status, shard, runs, seconds_sum, buckets) "
+	"VALUES ($1, $2, $3, $4, 1, $5, $7) ON CONFLICT (world_id, stage, status, shard) DO UPDATE "
+	"SET runs = s.runs + 1, seconds_sum = s.seconds_sum + excluded.seconds_sum, "
+	"buckets[$6] = s.buckets[$6] + 1",
+	7, TEXTOID, TEXTOID, TEXTOID, INT2OID, FLOAT8OID, INT4OID, INT8ARRAYOID);
 
-/*
- * Upper bounds (seconds) of the latency histogram of wval.evaluation_stats;
- * keep in step with wval._latency_bounds() (observability.sql).
- */
-static const double latency_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
-
-#define NLATENCY_BUCKETS ((int) lengthof(latency_bounds) + 1)
-
-/* Prepares and keeps one statement */
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-	if (plan == NULL || SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	return plan;
-}
-
-/* Prepares the statements of wval_evaluate on first use */
-static void
-prepare_evaluate_plans(void)
-{
-	if (plan_insert_run != NULL)
-		return;
-	{
-		Oid			t[3] = {TEXTOID, TEXTOID, TEXTOID};
-
-		plan_find_client_run = prepare_kept(
-											"SELECT * FROM wval.evaluation_runs WHERE world_id = $1 AND strategy_id = $2 "
-											"AND client_run_id = $3 AND wval._can_read($1) ORDER BY created_at LIMIT 1", 3, t);
-		plan_world = prepare_kept(
-								  "SELECT w.risk_tier, w.client_critical, "
-								  "(SELECT a.version FROM wval.policy_activations a WHERE a.world_id = w.world_id "
-								  "AND (a.stages IS NULL OR $2 = ANY (a.stages)) "
-								  "ORDER BY a.activation_id DESC LIMIT 1) FROM wval.worlds w "
-								  "WHERE w.world_id = $1 AND wval._can_read($1)", 2, t);
-		plan_baseline = prepare_kept(
-									 "SELECT run_id, metrics FROM wval.evaluation_runs WHERE world_id = $1 "
-									 "AND strategy_id = $2 AND stage = 'backtest' AND kind = 'single' "
-									 "AND status <> 'unvalidated' AND NOT wval._imported(context) "
-									 "ORDER BY created_at DESC LIMIT 1", 2, t);
-	}
-	{
-		Oid			t[24] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-			JSONBOID, JSONBOID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID, TEXTOID,
-			TEXTOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID, UUIDOID, TIMESTAMPTZOID,
-		TEXTOID, UUIDOID};
-
-		plan_insert_run = prepare_kept(
-									   "INSERT INTO wval.evaluation_runs (world_id, strategy_id, stage, campaign_id, risk_tier, "
-									   "model_card_version, code_hash, data_snapshot, context, client_run_id, returns_hash, metrics, "
-									   "policy_version, ruleset_hash, profile, status, recommended_stage, recommendation, results, "
-									   "created_by, run_id, created_at, kind, linked_run_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
-									   "$9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24) RETURNING *",
-									   24, t);
-	}
-	{
-		Oid			t[6] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TIMESTAMPTZOID};
-
-		plan_insert_results = prepare_kept(
-										   "INSERT INTO wval.rule_results (run_id, world_id, strategy_id, stage, rule, layer, status, "
-										   "severity, owner, reason_code, reason, tags, details, created_at) "
-										   "SELECT $1, $2, $3, $4, r.key, split_part(r.key, '.', 1), r.value->>'status', "
-										   "r.value->>'severity', r.value->>'owner', r.value->>'reason_code', r.value->>'reason', "
-										   "ARRAY(SELECT jsonb_array_elements_text(r.value->'tags')), coalesce(r.value->'details', '{}'), $6 "
-										   "FROM jsonb_each($5) r", 6, t);
-	}
-	{
-		Oid			t[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID};
-
-		plan_emit = prepare_kept("SELECT wval._emit($1, $2, $3, $4, $5)", 5, t);
-	}
-	{
-		Oid			t[7] = {TEXTOID, TEXTOID, TEXTOID, INT2OID, FLOAT8OID, INT4OID, INT8ARRAYOID};
-
-		plan_stats = prepare_kept(
-								  "INSERT INTO wval.evaluation_stats AS s (world_id, stage, status, shard, runs, seconds_sum, buckets) "
-								  "VALUES ($1, $2, $3, $4, 1, $5, $7) ON CONFLICT (world_id, stage, status, shard) DO UPDATE "
-								  "SET runs = s.runs + 1, seconds_sum = s.seconds_sum + excluded.seconds_sum, "
-								  "buckets[$6] = s.buckets[$6] + 1", 7, t);
-	}
-}
+/* buckets of the latency histogram: one per bound (observability.c) plus +Inf */
+#define NLATENCY_BUCKETS (WVAL_NLATENCY_BOUNDS + 1)
 
 /*
  * Counts one evaluation and its latency in wval.evaluation_stats, in the
@@ -836,15 +774,9 @@ record_evaluation_stats(const char *world, const char *stage, const char *status
 {
 	Datum		args[7];
 	Datum		onehot[NLATENCY_BUCKETS];
-	int			bucket = NLATENCY_BUCKETS - 1;
+	int			bucket = wval_latency_bucket(seconds);
 	int			i;
 
-	for (i = 0; i < NLATENCY_BUCKETS - 1; i++)
-		if (seconds <= latency_bounds[i])
-		{
-			bucket = i;
-			break;
-		}
 	for (i = 0; i < NLATENCY_BUCKETS; i++)
 		onehot[i] = Int64GetDatum(i == bucket ? 1 : 0);
 	args[0] = CStringGetTextDatum(world);
@@ -855,16 +787,7 @@ record_evaluation_stats(const char *world, const char *stage, const char *status
 	args[5] = Int32GetDatum(bucket + 1);
 	args[6] = PointerGetDatum(construct_array(onehot, NLATENCY_BUCKETS, INT8OID, sizeof(int64),
 											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	if (SPI_execute_plan(plan_stats, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not count the evaluation");
-}
-
-/* A text Datum or a null flag */
-static Datum
-text_or_null(const char *s, char *nullflag)
-{
-	*nullflag = s ? ' ' : 'n';
-	return s ? CStringGetTextDatum(s) : (Datum) 0;
+	wval_spi_exec(&plan_stats, args, NULL, false, 0, SPI_OK_INSERT);
 }
 
 /* A string of the context, checked as an identifier when asked */
@@ -976,15 +899,26 @@ jsonb_set_path(Jsonb *doc, const char *k1, const char *k2, Jsonb *value)
 											  JsonbPGetDatum(value), BoolGetDatum(true)));
 }
 
-/* A jsonb number */
+/* A jsonb number (non-finite values as strings, as the jsonb builder writes them) */
 static Jsonb *
 jsonb_number(double d)
 {
-	StringInfoData buf;
+	JsonbParseState *ps = NULL;
 
-	initStringInfo(&buf);
-	wval_append_float8(&buf, d);
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	wval_jb_begin_array(&ps);
+	wval_jb_float8(&ps, d);
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_array_element, JsonbPGetDatum(wval_jb_end_array(&ps)),
+											  Int32GetDatum(0)));
+}
+
+/* An empty jsonb object */
+static Jsonb *
+jsonb_empty_object(void)
+{
+	JsonbParseState *ps = NULL;
+
+	wval_jb_begin_object(&ps);
+	return wval_jb_end_object(&ps);
 }
 
 /* The context as stored with the run: without bulky arrays */
@@ -992,7 +926,7 @@ static Jsonb *
 stored_context(Jsonb *context)
 {
 	if (context == NULL)
-		return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+		return jsonb_empty_object();
 	if (wval_json_path(context, "benchmark") == NULL)
 		return context;
 	return DatumGetJsonbP(DirectFunctionCall2(jsonb_delete, JsonbPGetDatum(context),
@@ -1004,7 +938,7 @@ static char *
 jsonb_digest(Jsonb *doc)
 {
 	char	   *text;
-	char		hex[65];
+	char		hex[WVAL_SHA256_HEX_LEN + 1];
 
 	if (doc == NULL || (JB_ROOT_IS_OBJECT(doc) && JB_ROOT_COUNT(doc) == 0))
 		return NULL;
@@ -1024,18 +958,6 @@ benchmark_digest(Jsonb *context)
 	return jsonb_digest(JsonbValueToJsonb(v));
 }
 
-/* Appends "key": digest-or-null to a JSON object being written */
-static void
-append_digest(StringInfo buf, const char *key, const char *digest)
-{
-	wval_append_json_string(buf, key);
-	appendStringInfoChar(buf, ':');
-	if (digest)
-		wval_append_json_string(buf, digest);
-	else
-		appendStringInfoString(buf, "null");
-}
-
 /*
  * The context stored with a run that has a client run_id: without bulky
  * arrays, plus request_digest {metrics, benchmark}, the digests of the request
@@ -1046,16 +968,18 @@ append_digest(StringInfo buf, const char *key, const char *digest)
 static Jsonb *
 context_with_digest(Jsonb *context, const char *metrics_digest, const char *bench_digest)
 {
-	StringInfoData buf;
+	JsonbParseState *ps = NULL;
 
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"request_digest\":{");
-	append_digest(&buf, "metrics", metrics_digest);
-	appendStringInfoChar(&buf, ',');
-	append_digest(&buf, "benchmark", bench_digest);
-	appendStringInfoString(&buf, "}}");
+	wval_jb_begin_object(&ps);
+	wval_jb_key(&ps, "request_digest");
+	wval_jb_begin_object(&ps);
+	wval_jb_key(&ps, "metrics");
+	wval_jb_string(&ps, metrics_digest);
+	wval_jb_key(&ps, "benchmark");
+	wval_jb_string(&ps, bench_digest);
+	wval_jb_end_object(&ps);
 	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(stored_context(context)),
-											  DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data))));
+											  JsonbPGetDatum(wval_jb_end_object(&ps))));
 }
 
 /* Are a stored digest (a JSON string or null) and a computed one the same? */
@@ -1121,36 +1045,315 @@ check_same_request(HeapTuple tup, TupleDesc desc, const char *client_run_id, con
 				 errhint("A retry must repeat the request exactly (it then returns the stored run); a new evaluation needs a new run_id.")));
 }
 
-/*
- * How a run is stored: kind single for wval_evaluate; kind revalidation,
- * linked to the run it re-checks and evaluated as of that run's time, for
- * wval._evaluate_linked (the re-validation job).
- */
-typedef struct EvaluateKind
+/* The request of wval_evaluate, parsed and checked (eval_parse). */
+typedef struct EvalRequest
 {
-	const char *kind;
-	bool		has_linked;
-	Datum		linked_run_id;	/* uuid */
-	bool		has_evaluated_at;
-	TimestampTz evaluated_at;	/* the "now" of time-dependent checks */
-} EvaluateKind;
+	char	   *world;
+	char	   *strategy;
+	char	   *stage;
+	Jsonb	   *supplied;		/* the caller's metrics, or NULL */
+	Jsonb	   *context;		/* the caller's context, or NULL */
+	WvalMetricsOptions opt;
+	bool		have_returns;
+	double	   *r;
+	int			n;
+	char	   *rhash;			/* returns_hash, NULL without returns */
+	char	   *client_run_id;	/* context.run_id, or NULL */
+	char	   *actor;
+	char	   *metrics_digest; /* request digests, with a client run_id */
+	char	   *bench_digest;
+	bool		has_data_as_of;
+	TimestampTz data_as_of;
+	TimestampTz started;		/* for the latency histogram */
+	TimestampTz now;			/* the "now" of time-dependent checks */
+	const char *kind;			/* single; revalidation for wval._evaluate_linked */
+	Datum		linked_run_id;	/* uuid Datum or (Datum) 0 */
+} EvalRequest;
 
-static Datum evaluate_run(FunctionCallInfo fcinfo, const EvaluateKind *ek);
+/* What wval_evaluate reads (eval_load): the world and its active policy. */
+typedef struct EvalWorld
+{
+	char	   *risk_tier;
+	int			version;		/* the active policy version */
+	WvalPolicy *policy;
+} EvalWorld;
+
+/* What wval_evaluate computes (eval_compute). */
+typedef struct EvalOutcome
+{
+	Jsonb	   *metrics;		/* merged, with validation_health */
+	WvalOutcome out;
+} EvalOutcome;
+
+/* Raises 22023 for a key of the context that wval itself sets. */
+static void
+check_reserved_context(Jsonb *context)
+{
+	/* context.imported marks runs of wval_import_runs, which justify nothing */
+	if (context && wval_json_path(context, "imported") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"context.imported\" is reserved"),
+				 errdetail("wval_import_runs() marks the runs it imports with context.imported."),
+				 errhint("Leave the key out of the context of an evaluation.")));
+	if (context && wval_json_path(context, "request_digest") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"context.request_digest\" is reserved"),
+				 errdetail("wval_evaluate() stores the digests of the request under context.request_digest."),
+				 errhint("Leave the key out of the context of an evaluation.")));
+}
+
+/* Reads the metric options of the context and the returns (WV001 checks). */
+static void
+parse_metric_inputs(FunctionCallInfo fcinfo, EvalRequest *req)
+{
+	Jsonb	   *context = req->context;
+
+	wval_metrics_options_init(&req->opt);
+	context_int(context, "periods_per_year", &req->opt.periods_per_year);
+	context_number(context, "risk_free", &req->opt.risk_free);
+	context_int(context, "search_intensity", &req->opt.search_intensity);
+	req->opt.has_trials_variance = context_number(context, "trials_sharpe_variance",
+												  &req->opt.trials_sharpe_variance);
+	req->opt.benchmark = context_benchmark(context, &req->opt.n_benchmark);
+	req->have_returns = !PG_ARGISNULL(3);
+	if (req->have_returns)
+	{
+		req->r = wval_returns_from_array(PG_GETARG_ARRAYTYPE_P(3), "returns", &req->n);
+		wval_check_metrics_options(&req->opt, req->n);
+		req->rhash = wval_returns_hash(req->r, req->n);
+	}
+}
+
+/*
+ * Parses and checks the arguments of wval_evaluate, in the order the errors
+ * are documented: identifiers and stage, the context's shape, the metric
+ * inputs, run_id and actor, reserved keys, data_as_of.
+ */
+static void
+eval_parse(FunctionCallInfo fcinfo, EvalRequest *req, TimestampTz now)
+{
+	WvalEvalInput in;
+
+	memset(req, 0, sizeof(EvalRequest));
+	req->started = GetCurrentTimestamp();
+	req->now = now;
+	req->kind = "single";
+	req->supplied = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
+	req->context = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" must not be null", PG_ARGISNULL(0) ? "world_id" : "strategy_id"),
+				 errhint("Pass the world and the strategy the run belongs to.")));
+	req->world = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	req->strategy = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	req->stage = PG_ARGISNULL(2) ? "backtest" : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	wval_check_identifier("world_id", req->world);
+	wval_check_identifier("strategy_id", req->strategy);
+	wval_check_stage(req->stage);
+	if (req->context != NULL && (!JB_ROOT_IS_OBJECT(req->context) || JB_ROOT_IS_SCALAR(req->context)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"context\" must be a JSON object"),
+				 errhint("Pass provenance and options such as {\"model_card_version\": \"1.2\", \"run_id\": \"bt-42\"}.")));
+	parse_metric_inputs(fcinfo, req);
+	req->client_run_id = context_string(req->context, "run_id", true);
+	req->actor = context_string(req->context, "actor", true);
+	check_reserved_context(req->context);
+	if (req->actor == NULL)
+		req->actor = GetUserNameFromId(GetOuterUserId(), false);
+	in.has_data_as_of = wval_context_timestamp(req->context, "data_as_of", &in.data_as_of);
+	in.now = req->now;
+	check_data_as_of(&in);
+	req->has_data_as_of = in.has_data_as_of;
+	req->data_as_of = in.data_as_of;
+	if (req->client_run_id != NULL)
+	{
+		req->metrics_digest = jsonb_digest(req->supplied);
+		req->bench_digest = benchmark_digest(req->context);
+	}
+}
+
+/*
+ * Idempotency: the run stored under the same world/strategy/run_id, if any
+ * (then *stored is it, checked to be the same request).  The look-up runs
+ * after the advisory lock with a new snapshot (read_only = false): at READ
+ * COMMITTED it then sees a run that a concurrent caller committed while we
+ * waited.  At REPEATABLE READ and SERIALIZABLE the transaction snapshot
+ * cannot see it; the insert of our own run then fails with 40001 on the
+ * world's chain head, which that run updated.
+ */
+static bool
+eval_find_retry(const EvalRequest *req, Datum *stored)
+{
+	StringInfoData key;
+	Datum		args[3];
+
+	if (req->client_run_id == NULL)
+		return false;
+	initStringInfo(&key);
+	appendStringInfo(&key, "wval:run:%s:%s:%s", req->world, req->strategy, req->client_run_id);
+	DirectFunctionCall1(pg_advisory_xact_lock_int8,
+						Int64GetDatum((int64) hash_bytes_extended((const unsigned char *) key.data, key.len, 0)));
+	args[0] = CStringGetTextDatum(req->world);
+	args[1] = CStringGetTextDatum(req->strategy);
+	args[2] = CStringGetTextDatum(req->client_run_id);
+	wval_spi_exec(&plan_find_client_run, args, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return false;
+	check_same_request(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, req->client_run_id, req->stage,
+					   req->rhash, req->metrics_digest, req->bench_digest, req->context);
+	*stored = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
+	return true;
+}
+
+/* Reads the world and its active policy version (WV010 when either is missing). */
+static void
+eval_load(const EvalRequest *req, EvalWorld *w)
+{
+	Datum		args[2];
+	bool		isnull;
+	bool		fail_closed;
+
+	/* the version active at the run's stage (a staged rollout) */
+	args[0] = CStringGetTextDatum(req->world);
+	args[1] = CStringGetTextDatum(req->stage);
+	wval_spi_exec(&plan_world, args, NULL, true, 1, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
+				 errmsg("world \"%s\" does not exist", req->world),
+				 errhint("Create it first with wval_world_upsert(world_id, risk_tier, client_critical).")));
+	w->risk_tier = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	fail_closed = strcmp(w->risk_tier, "high") == 0 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	w->version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
+				 errmsg("world \"%s\" has no active policy version", req->world),
+				 errdetail("Nothing was evaluated and nothing was recorded."),
+				 errhint("Publish a policy with wval_policy_publish() and activate it with wval_policy_activate().")));
+	w->policy = wval_policy_for_version(req->world, w->version, fail_closed);
+}
+
+/* Paper and shadow runs compare with the strategy's latest backtest run. */
+static Jsonb *
+load_baseline(const EvalRequest *req)
+{
+	Datum		args[2];
+	bool		isnull;
+
+	if (strcmp(req->stage, "paper") != 0 && strcmp(req->stage, "shadow") != 0)
+		return NULL;
+	args[0] = CStringGetTextDatum(req->world);
+	args[1] = CStringGetTextDatum(req->strategy);
+	wval_spi_exec(&plan_baseline, args, NULL, true, 1, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return NULL;
+	return DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+}
+
+/* The run's metrics: computed from returns win over supplied ones. */
+static Jsonb *
+compute_metrics(EvalRequest *req)
+{
+	Jsonb	   *computed = NULL;
+	Jsonb	   *metrics;
+	JsonbValue *extra;
+
+	if (req->have_returns)
+		computed = wval_compute_metrics(req->r, req->n, &req->opt);
+	metrics = wval_merge_metrics(computed, req->supplied);
+	if (!req->have_returns)
+		return metrics;
+	extra = wval_json_path(metrics, "diagnostics.extra_metrics");
+	if (extra != NULL && extra->type == jbvBinary)
+		metrics = jsonb_set_path(metrics, "diagnostics", "strategy_complexity",
+								 jsonb_number(wval_strategy_complexity_value(req->opt.search_intensity,
+																			 JsonbValueToJsonb(extra))));
+	return metrics;
+}
+
+/* Computes the metrics and applies the world's policy to them. */
+static void
+eval_compute(EvalRequest *req, const EvalWorld *w, EvalOutcome *res)
+{
+	WvalEvalInput in;
+
+	in.metrics = compute_metrics(req);
+	in.baseline = load_baseline(req);
+	in.has_data_as_of = req->has_data_as_of;
+	in.data_as_of = req->data_as_of;
+	in.stage = req->stage;
+	in.now = req->now;
+	wval_evaluate_policy(w->policy, &in, &res->out);
+	res->metrics = wval_add_validation_health(in.metrics, &res->out);
+}
+
+/* Stores the run with its rule results and event (run.c) and counts it. */
+static Datum
+eval_store(const EvalRequest *req, const EvalWorld *w, const EvalOutcome *res)
+{
+	JsonbValue *snapshot = req->context ? wval_json_path(req->context, "data_snapshot") : NULL;
+	int			own = res->out.own.profile;
+	WvalRun		run;
+	Datum		result;
+
+	wval_run_init(&run);
+	run.world_id = req->world;
+	run.strategy_id = req->strategy;
+	run.stage = req->stage;
+	run.campaign_id = context_string(req->context, "campaign_id", true);
+	run.risk_tier = w->risk_tier;
+	run.model_card_version = context_string(req->context, "model_card_version", false);
+	run.code_hash = context_string(req->context, "code_hash", false);
+	if (snapshot != NULL && snapshot->type != jbvNull)
+		run.data_snapshot = JsonbValueToJsonb(snapshot);
+	run.context = req->client_run_id != NULL ?
+		context_with_digest(req->context, req->metrics_digest, req->bench_digest) :
+		stored_context(req->context);
+	run.client_run_id = req->client_run_id;
+	run.returns_hash = req->rhash;
+	run.metrics = res->metrics;
+	run.has_policy_version = true;
+	run.policy_version = w->version;
+	run.ruleset_hash = own >= 0 ? w->policy->profiles[own].hash : NULL;
+	run.profile = own >= 0 ? w->policy->profiles[own].profile : NULL;
+	run.status = res->out.own.status;
+	run.recommended_stage = res->out.recommended_stage;
+	run.recommendation = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+															CStringGetDatum(res->out.recommendation.data)));
+	run.results = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(res->out.own.results.data)));
+	run.created_by = req->actor;
+	run.kind = req->kind;
+	run.linked_run_id = req->linked_run_id;
+	result = wval_run_store(&run);
+	record_evaluation_stats(req->world, req->stage, res->out.own.status,
+							(double) (GetCurrentTimestamp() - req->started) / (double) USECS_PER_SEC);
+	return result;
+}
+
+static Datum evaluate_request(EvalRequest *req);
 
 PG_FUNCTION_INFO_V1(wval_evaluate);
 
 /*
  * wval_evaluate(world_id, strategy_id, stage, returns, metrics, context)
  * → wval.evaluation_runs: computes the metrics from returns, applies the
- * world's policy version active at the stage, and stores the run with its
- * provenance, its rule results and its event in the caller's transaction.
+ * world's active policy version, and stores the run with its provenance,
+ * its rule results and its event in the caller's transaction.  Parse, then
+ * (a retry returns the stored run) load, compute, store.
  */
 Datum
 wval_evaluate(PG_FUNCTION_ARGS)
 {
-	EvaluateKind ek = {"single", false, (Datum) 0, false, 0};
+	EvalRequest req;
 
-	return evaluate_run(fcinfo, &ek);
+	eval_parse(fcinfo, &req, GetCurrentTransactionStartTimestamp());
+	return evaluate_request(&req);
 }
 
 PG_FUNCTION_INFO_V1(wval_evaluate_linked);
@@ -1166,7 +1369,7 @@ PG_FUNCTION_INFO_V1(wval_evaluate_linked);
 Datum
 wval_evaluate_linked(PG_FUNCTION_ARGS)
 {
-	EvaluateKind ek = {NULL, true, (Datum) 0, false, 0};
+	EvalRequest req;
 	char	   *kind;
 
 	if (PG_ARGISNULL(6) || PG_ARGISNULL(7))
@@ -1181,285 +1384,30 @@ wval_evaluate_linked(PG_FUNCTION_ARGS)
 				 errmsg("invalid value for \"kind\""),
 				 errdetail("kind is \"%s\".", kind),
 				 errhint("Only revalidation runs are stored this way.")));
-	ek.kind = kind;
-	ek.linked_run_id = PG_GETARG_DATUM(7);
-	if (!PG_ARGISNULL(8))
-	{
-		ek.has_evaluated_at = true;
-		ek.evaluated_at = PG_GETARG_TIMESTAMPTZ(8);
-	}
-	return evaluate_run(fcinfo, &ek);
+	eval_parse(fcinfo, &req, PG_ARGISNULL(8) ? GetCurrentTransactionStartTimestamp() : PG_GETARG_TIMESTAMPTZ(8));
+	req.kind = kind;
+	req.linked_run_id = PG_GETARG_DATUM(7);
+	return evaluate_request(&req);
 }
 
-/* The body of wval_evaluate and wval._evaluate_linked (arguments 0 to 5 alike) */
+/* Parsed request to stored run: a retry returns the stored run, else load, compute, store. */
 static Datum
-evaluate_run(FunctionCallInfo fcinfo, const EvaluateKind *ek)
+evaluate_request(EvalRequest *req)
 {
-	char	   *world;
-	char	   *strategy;
-	char	   *stage;
-	Jsonb	   *supplied = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
-	Jsonb	   *context = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
-	WvalMetricsOptions opt;
-	double	   *r = NULL;
-	int			n = 0;
-	bool		have_returns = !PG_ARGISNULL(3);
-	char	   *client_run_id;
-	char	   *actor;
-	Datum		args[24];
-	char		nulls[24];
-	bool		isnull;
-	bool		fail_closed;
-	int			version;
-	WvalPolicy *policy;
-	Jsonb	   *computed = NULL;
-	Jsonb	   *metrics;
-	WvalEvalInput in;
-	WvalOutcome out;
-	int			own;
-	char	   *rhash = NULL;
-	char	   *metrics_digest = NULL;
-	char	   *bench_digest = NULL;
-	char	   *risk_tier;
+	EvalWorld	w;
+	EvalOutcome res;
 	Datum		result;
-	Datum		results;
-	Datum		run_id;
-	Datum		created_at;
-	StringInfoData data;
-	JsonbValue *snapshot;
-	TimestampTz started = GetCurrentTimestamp();
-
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("\"%s\" must not be null", PG_ARGISNULL(0) ? "world_id" : "strategy_id"),
-				 errhint("Pass the world and the strategy the run belongs to.")));
-	world = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	strategy = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	stage = PG_ARGISNULL(2) ? "backtest" : text_to_cstring(PG_GETARG_TEXT_PP(2));
-	wval_check_identifier("world_id", world);
-	wval_check_identifier("strategy_id", strategy);
-	wval_check_stage(stage);
-	if (context != NULL && (!JB_ROOT_IS_OBJECT(context) || JB_ROOT_IS_SCALAR(context)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("\"context\" must be a JSON object"),
-				 errhint("Pass provenance and options such as {\"model_card_version\": \"1.2\", \"run_id\": \"bt-42\"}.")));
-
-	/* metric inputs: returns and the options of the context */
-	wval_metrics_options_init(&opt);
-	context_int(context, "periods_per_year", &opt.periods_per_year);
-	context_number(context, "risk_free", &opt.risk_free);
-	context_int(context, "search_intensity", &opt.search_intensity);
-	opt.has_trials_variance = context_number(context, "trials_sharpe_variance", &opt.trials_sharpe_variance);
-	opt.benchmark = context_benchmark(context, &opt.n_benchmark);
-	if (have_returns)
-	{
-		r = wval_returns_from_array(PG_GETARG_ARRAYTYPE_P(3), "returns", &n);
-		wval_check_metrics_options(&opt, n);
-		rhash = wval_returns_hash(r, n);
-	}
-	client_run_id = context_string(context, "run_id", true);
-	actor = context_string(context, "actor", true);
-	/* context.imported marks runs of wval_import_runs, which justify nothing */
-	if (context && wval_json_path(context, "imported") != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("\"context.imported\" is reserved"),
-				 errdetail("wval_import_runs() marks the runs it imports with context.imported."),
-				 errhint("Leave the key out of the context of an evaluation.")));
-	if (context && wval_json_path(context, "request_digest") != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("\"context.request_digest\" is reserved"),
-				 errdetail("wval_evaluate() stores the digests of the request under context.request_digest."),
-				 errhint("Leave the key out of the context of an evaluation.")));
-	if (actor == NULL)
-		actor = GetUserNameFromId(GetOuterUserId(), false);
-	in.has_data_as_of = wval_context_timestamp(context, "data_as_of", &in.data_as_of);
-	in.now = ek->has_evaluated_at ? ek->evaluated_at : GetCurrentTransactionStartTimestamp();
-	check_data_as_of(&in);
-	if (client_run_id != NULL)
-	{
-		metrics_digest = jsonb_digest(supplied);
-		bench_digest = benchmark_digest(context);
-	}
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	prepare_evaluate_plans();
-	memset(nulls, ' ', sizeof(nulls));
-
-	/*
-	 * idempotency: the same world/strategy/run_id returns the first run.  The
-	 * look-up runs after the advisory lock with a new snapshot (read_only =
-	 * false): at READ COMMITTED it then sees a run that a concurrent caller
-	 * committed while we waited.  At REPEATABLE READ and SERIALIZABLE the
-	 * transaction snapshot cannot see it; the insert of our own run then
-	 * fails with 40001 on the world's chain head, which that run updated.
-	 */
-	if (client_run_id != NULL)
+	if (!eval_find_retry(req, &result))
 	{
-		StringInfoData key;
-
-		initStringInfo(&key);
-		appendStringInfo(&key, "wval:run:%s:%s:%s", world, strategy, client_run_id);
-		DirectFunctionCall1(pg_advisory_xact_lock_int8,
-							Int64GetDatum((int64) hash_bytes_extended((const unsigned char *) key.data, key.len, 0)));
-		args[0] = CStringGetTextDatum(world);
-		args[1] = CStringGetTextDatum(strategy);
-		args[2] = CStringGetTextDatum(client_run_id);
-		if (SPI_execute_plan(plan_find_client_run, args, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not look up run_id \"%s\"", client_run_id);
-		if (SPI_processed == 1)
-		{
-			check_same_request(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, client_run_id, stage, rhash,
-							   metrics_digest, bench_digest, context);
-			result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
-			SPI_finish();
-			PG_RETURN_DATUM(result);
-		}
+		eval_load(req, &w);
+		eval_compute(req, &w, &res);
+		result = eval_store(req, &w, &res);
 	}
-
-	/* the world and the policy version active at the run's stage */
-	args[0] = CStringGetTextDatum(world);
-	args[1] = CStringGetTextDatum(stage);
-	if (SPI_execute_plan(plan_world, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read world \"%s\"", world);
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
-				 errmsg("world \"%s\" does not exist", world),
-				 errhint("Create it first with wval_world_upsert(world_id, risk_tier, client_critical).")));
-	risk_tier = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	fail_closed = strcmp(risk_tier, "high") == 0 &&
-		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	if (isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
-				 errmsg("world \"%s\" has no active policy version", world),
-				 errdetail("Nothing was evaluated and nothing was recorded."),
-				 errhint("Publish a policy with wval_policy_publish() and activate it with wval_policy_activate().")));
-	policy = wval_policy_for_version(world, version, fail_closed);
-
-	/* metrics: computed from returns win over supplied ones */
-	if (have_returns)
-		computed = wval_compute_metrics(r, n, &opt);
-	metrics = wval_merge_metrics(computed, supplied);
-	if (have_returns)
-	{
-		JsonbValue *extra = wval_json_path(metrics, "diagnostics.extra_metrics");
-
-		if (extra != NULL && extra->type == jbvBinary)
-			metrics = jsonb_set_path(metrics, "diagnostics", "strategy_complexity",
-									 jsonb_number(wval_strategy_complexity_value(opt.search_intensity,
-																				 JsonbValueToJsonb(extra))));
-	}
-
-	/* paper/shadow runs compare with the strategy's latest backtest run */
-	in.baseline = NULL;
-	if (strcmp(stage, "paper") == 0 || strcmp(stage, "shadow") == 0)
-	{
-		args[1] = CStringGetTextDatum(strategy);
-		if (SPI_execute_plan(plan_baseline, args, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read the baseline run");
-		if (SPI_processed == 1)
-			in.baseline = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	}
-
-	in.metrics = metrics;
-	in.stage = stage;
-	in.now = ek->has_evaluated_at ? ek->evaluated_at : GetCurrentTransactionStartTimestamp();
-	wval_evaluate_policy(policy, &in, &out);
-	metrics = wval_add_validation_health(metrics, &out);
-	own = out.own.profile;
-
-	/*
-	 * Rule results and the event first, the run last: the run's insert takes
-	 * the world's hash-chain lock, which is then held only until commit.
-	 */
-	run_id = DirectFunctionCall1(gen_random_uuid, (Datum) 0);
-	created_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	results = DirectFunctionCall1(jsonb_in, CStringGetDatum(out.own.results.data));
-	{
-		Datum		rargs[6];
-
-		rargs[0] = run_id;
-		rargs[1] = CStringGetTextDatum(world);
-		rargs[2] = CStringGetTextDatum(strategy);
-		rargs[3] = CStringGetTextDatum(stage);
-		rargs[4] = results;
-		rargs[5] = created_at;
-		if (SPI_execute_plan(plan_insert_results, rargs, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not store the rule results");
-	}
-	{
-		Datum		eargs[5];
-		char	   *rid = DatumGetCString(DirectFunctionCall1(uuid_out, run_id));
-
-		initStringInfo(&data);
-		appendStringInfoString(&data, "{\"world_id\":");
-		wval_append_json_string(&data, world);
-		appendStringInfoString(&data, ",\"strategy_id\":");
-		wval_append_json_string(&data, strategy);
-		appendStringInfo(&data, ",\"run_id\":\"%s\",\"stage\":\"%s\",\"kind\":\"%s\",\"status\":\"%s\","
-						 "\"recommended_stage\":\"%s\",\"policy_version\":%d",
-						 rid, stage, ek->kind, out.own.status, out.recommended_stage, version);
-		if (ek->has_linked)
-			appendStringInfo(&data, ",\"linked_run_id\":\"%s\"",
-							 DatumGetCString(DirectFunctionCall1(uuid_out, ek->linked_run_id)));
-		appendStringInfoChar(&data, '}');
-		eargs[0] = CStringGetTextDatum("evaluation_run_created");
-		eargs[1] = CStringGetTextDatum(world);
-		eargs[2] = CStringGetTextDatum(strategy);
-		eargs[3] = CStringGetTextDatum(psprintf("evaluation_run_created:%s:%s:%s", world, strategy, rid));
-		eargs[4] = DirectFunctionCall1(jsonb_in, CStringGetDatum(data.data));
-		if (SPI_execute_plan(plan_emit, eargs, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not emit evaluation_run_created");
-	}
-
-	/* the run */
-	snapshot = context ? wval_json_path(context, "data_snapshot") : NULL;
-	args[0] = CStringGetTextDatum(world);
-	args[1] = CStringGetTextDatum(strategy);
-	args[2] = CStringGetTextDatum(stage);
-	args[3] = text_or_null(context_string(context, "campaign_id", true), &nulls[3]);
-	args[4] = CStringGetTextDatum(risk_tier);
-	args[5] = text_or_null(context_string(context, "model_card_version", false), &nulls[5]);
-	args[6] = text_or_null(context_string(context, "code_hash", false), &nulls[6]);
-	if (snapshot != NULL && snapshot->type != jbvNull)
-		args[7] = JsonbPGetDatum(JsonbValueToJsonb(snapshot));
-	else
-		nulls[7] = 'n';
-	args[8] = JsonbPGetDatum(client_run_id != NULL ? context_with_digest(context, metrics_digest, bench_digest)
-							 : stored_context(context));
-	args[9] = text_or_null(client_run_id, &nulls[9]);
-	args[10] = text_or_null(rhash, &nulls[10]);
-	args[11] = JsonbPGetDatum(metrics);
-	args[12] = Int32GetDatum(version);
-	args[13] = text_or_null(own >= 0 ? policy->profiles[own].hash : NULL, &nulls[13]);
-	args[14] = text_or_null(own >= 0 ? policy->profiles[own].profile : NULL, &nulls[14]);
-	args[15] = CStringGetTextDatum(out.own.status);
-	args[16] = CStringGetTextDatum(out.recommended_stage);
-	args[17] = DirectFunctionCall1(jsonb_in, CStringGetDatum(out.recommendation.data));
-	args[18] = results;
-	args[19] = CStringGetTextDatum(actor);
-	args[20] = run_id;
-	args[21] = created_at;
-	args[22] = CStringGetTextDatum(ek->kind);
-	args[23] = ek->has_linked ? ek->linked_run_id : (Datum) 0;
-	nulls[23] = ek->has_linked ? ' ' : 'n';
-	if (SPI_execute_plan(plan_insert_run, args, nulls, false, 1) != SPI_OK_INSERT_RETURNING ||
-		SPI_processed != 1)
-		elog(ERROR, "could not store the evaluation run");
-	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
-
-	record_evaluation_stats(world, stage, out.own.status,
-							(double) (GetCurrentTimestamp() - started) / (double) USECS_PER_SEC);
-
 	SPI_finish();
-	PG_RETURN_DATUM(result);
+	return result;
 }
 
 PG_FUNCTION_INFO_V1(wval_apply_rules);

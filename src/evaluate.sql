@@ -39,6 +39,7 @@ DECLARE
     p_strategy text := wval._ident('strategy_id', strategy_id);
     p_actor text := wval._ident('actor', actor);
     w wval.worlds := wval._world(p_world);
+    new_run wval.evaluation_runs;
     r wval.evaluation_runs;
 BEGIN
     PERFORM wval._one_of('stage', stage, wval._stages());
@@ -47,19 +48,23 @@ BEGIN
         RAISE EXCEPTION '"metrics" must be a JSON object' USING ERRCODE = 'WV001',
             HINT = 'Pass metric blocks such as {"returns": {...}}.';
     END IF;
-    INSERT INTO wval.evaluation_runs (world_id, strategy_id, stage, kind, risk_tier, model_card_version, code_hash,
-                                      data_snapshot, context, metrics, status, results, created_by)
-    VALUES (p_world, p_strategy, stage, 'single', w.risk_tier, context->>'model_card_version', context->>'code_hash',
-            context->'data_snapshot', coalesce(context, '{}') || jsonb_build_object('bypass_reason', reason),
-            metrics, 'unvalidated', '{}', p_actor)
-    RETURNING * INTO r;
+    -- the run and its evaluation_run_created event (run.c)
+    new_run.world_id := p_world;
+    new_run.strategy_id := p_strategy;
+    new_run.stage := stage;
+    new_run.kind := 'single';
+    new_run.risk_tier := w.risk_tier;
+    new_run.model_card_version := context->>'model_card_version';
+    new_run.code_hash := context->>'code_hash';
+    new_run.data_snapshot := context->'data_snapshot';
+    new_run.context := coalesce(context, '{}') || jsonb_build_object('bypass_reason', reason);
+    new_run.metrics := metrics;
+    new_run.status := 'unvalidated';
+    new_run.results := '{}';
+    new_run.created_by := p_actor;
+    r := wval._store_run(new_run);
     PERFORM wval._audit(p_world, 'validation_bypassed', p_actor,
                         jsonb_build_object('run_id', r.run_id, 'strategy_id', p_strategy, 'stage', stage, 'reason', reason));
-    PERFORM wval._emit('evaluation_run_created', p_world, p_strategy,
-                       format('evaluation_run_created:%s:%s:%s', p_world, p_strategy, r.run_id),
-                       jsonb_build_object('world_id', p_world, 'strategy_id', p_strategy, 'run_id', r.run_id,
-                                          'stage', stage, 'kind', 'single', 'status', 'unvalidated',
-                                          'recommended_stage', NULL, 'policy_version', NULL));
     RETURN r;
 END
 $$;

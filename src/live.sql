@@ -422,6 +422,7 @@ DECLARE
     p_as_of date := as_of;
     w wval.worlds;
     r wval.evaluation_runs;
+    new_run wval.evaluation_runs;
     v integer;
     fc boolean;
     settings jsonb;
@@ -509,18 +510,26 @@ BEGIN
                                     'decay', decay)),
                                 p_stage);
 
-    -- rule results and events first, the run last (as wval_evaluate does)
-    INSERT INTO wval.rule_results (run_id, world_id, strategy_id, stage, rule, layer, status, severity, owner,
-                                   reason_code, reason, tags, details, created_at)
-    SELECT rid, p_world, p_strategy, p_stage, e.key, split_part(e.key, '.', 1), e.value->>'status',
-           e.value->>'severity', e.value->>'owner', e.value->>'reason_code', e.value->>'reason',
-           ARRAY(SELECT jsonb_array_elements_text(e.value->'tags')), coalesce(e.value->'details', '{}'), created
-    FROM jsonb_each(outcome->'results') e;
-    PERFORM wval._emit('evaluation_run_created', p_world, p_strategy,
-                       format('evaluation_run_created:%s:%s:%s', p_world, p_strategy, rid),
-                       jsonb_build_object('world_id', p_world, 'strategy_id', p_strategy, 'run_id', rid,
-                                          'stage', p_stage, 'kind', 'live', 'status', outcome->>'status',
-                                          'recommended_stage', NULL, 'policy_version', v));
+    -- the run with its rule results and evaluation_run_created (run.c)
+    new_run.run_id := rid;
+    new_run.world_id := p_world;
+    new_run.strategy_id := p_strategy;
+    new_run.stage := p_stage;
+    new_run.kind := 'live';
+    new_run.risk_tier := w.risk_tier;
+    new_run.context := jsonb_build_object('windows_days', settings->'windows_days', 'demote_after', settings->'demote_after',
+                                    'deployed_stage', deployed);
+    new_run.returns_hash := rhash;
+    new_run.metrics := jsonb_build_object('live', live, 'returns', public.wval_metrics(x)->'returns');
+    new_run.policy_version := v;
+    new_run.ruleset_hash := outcome->>'ruleset_hash';
+    new_run.profile := 'live_monitoring';
+    new_run.status := outcome->>'status';
+    new_run.results := outcome->'results';
+    new_run.as_of := p_as_of;
+    new_run.created_by := wval._invoker();
+    new_run.created_at := created;
+    r := wval._store_run(new_run);
     PERFORM wval._emit('live_run_created', p_world, p_strategy,
                        format('live_run_created:%s:%s:%s', p_world, p_strategy, to_char(p_as_of, 'YYYY-MM-DD')),
                        jsonb_build_object('world_id', p_world, 'strategy_id', p_strategy, 'run_id', rid,
@@ -528,17 +537,6 @@ BEGIN
                                           'policy_version', v, 'check_window', check_w::integer,
                                           'windows', win, 'decay', decay,
                                           'failed', outcome->'stopped_by'));
-
-    INSERT INTO wval.evaluation_runs (run_id, world_id, strategy_id, stage, kind, risk_tier, context, returns_hash,
-                                      metrics, policy_version, ruleset_hash, profile, status, results, as_of,
-                                      created_by, created_at)
-    VALUES (rid, p_world, p_strategy, p_stage, 'live', w.risk_tier,
-            jsonb_build_object('windows_days', settings->'windows_days', 'demote_after', settings->'demote_after',
-                               'deployed_stage', deployed),
-            rhash, jsonb_build_object('live', live, 'returns', public.wval_metrics(x)->'returns'),
-            v, outcome->>'ruleset_hash', 'live_monitoring', outcome->>'status', outcome->'results', p_as_of,
-            wval._invoker(), created)
-    RETURNING * INTO r;
 
     -- only a deployed strategy can be a demotion candidate
     IF deployed IN ('paper', 'live') THEN

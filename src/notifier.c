@@ -227,19 +227,17 @@ ensure_notifier(void)
 	return false;
 }
 
-PG_FUNCTION_INFO_V1(wval_wake);
-
 /*
  * Asks for a wake-up of wval_events listeners once the calling transaction
  * commits: through the notifier, or by NOTIFY in this transaction when none
- * is running (see the file header).
+ * is running (see the file header).  wval._wake() in SQL, and the run
+ * writer (run.c) in C.
  */
-Datum
-wval_wake(PG_FUNCTION_ARGS)
+void
+wval_wake_listeners(void)
 {
 	int			level = GetCurrentTransactionNestLevel();
 
-	(void) fcinfo;
 	if (notify_interval > 0 && !IsInParallelMode() && ensure_notifier())
 	{
 		if (wake_level == 0 || level < wake_level)
@@ -247,6 +245,16 @@ wval_wake(PG_FUNCTION_ARGS)
 	}
 	else
 		Async_Notify(WVAL_CHANNEL, "");
+}
+
+PG_FUNCTION_INFO_V1(wval_wake);
+
+/* wval._wake(): wval_wake_listeners for SQL callers (wval._emit). */
+Datum
+wval_wake(PG_FUNCTION_ARGS)
+{
+	(void) fcinfo;
+	wval_wake_listeners();
 	PG_RETURN_VOID();
 }
 

@@ -58,66 +58,34 @@
 
 #include "evaluate.h"
 #include "hub.h"
-#include "risk.h"
+#include "jsonb.h"
 #include "metrics.h"
 #include "policy.h"
+#include "risk.h"
+#include "run.h"
+#include "spi.h"
 #include "wval.h"
 
 /* the layers a portfolio run evaluates */
 static const char *const portfolio_layers[] = {"portfolio", "stress"};
 
-/* A prepared statement of this file, kept for the life of the backend. */
-typedef struct PortfolioPlan
-{
-	const char *sql;
-	int			nargs;
-	Oid			types[22];
-	SPIPlanPtr	plan;
-} PortfolioPlan;
-
-static PortfolioPlan plan_world = {
+/* Statements of this file, kept for the life of the backend (spi.h). */
+static WvalPlan plan_world = WVAL_PLAN(
 	"SELECT risk_tier, client_critical, wval._world_access($2, world_id, 'read') "
 	"FROM wval.worlds WHERE world_id = $1",
-	2, {TEXTOID, OIDOID}, NULL
-};
-static PortfolioPlan plan_run = {
+	2, TEXTOID, OIDOID);
+static WvalPlan plan_run = WVAL_PLAN(
 	"SELECT world_id, strategy_id, stage, kind, campaign_id, model_card_version, code_hash, context "
 	"FROM wval.evaluation_runs WHERE run_id = $1 LIMIT 1",
-	1, {UUIDOID}, NULL
-};
-static PortfolioPlan plan_version = {
+	1, UUIDOID);
+static WvalPlan plan_version = WVAL_PLAN(
 	"SELECT version FROM wval.policy_activations WHERE world_id = $1 "
 	"AND (stages IS NULL OR $2 = ANY (stages)) ORDER BY activation_id DESC LIMIT 1",
-	2, {TEXTOID, TEXTOID}, NULL
-};
-static PortfolioPlan plan_existing = {
+	2, TEXTOID, TEXTOID);
+static WvalPlan plan_existing = WVAL_PLAN(
 	"SELECT * FROM wval.evaluation_runs WHERE world_id = $1 AND strategy_id = $2 "
 	"AND client_run_id = $3 AND kind = 'portfolio' ORDER BY created_at LIMIT 1",
-	3, {TEXTOID, TEXTOID, TEXTOID}, NULL
-};
-static PortfolioPlan plan_results = {
-	"INSERT INTO wval.rule_results (run_id, world_id, strategy_id, stage, rule, layer, status, "
-	"severity, owner, reason_code, reason, tags, details, created_at) "
-	"SELECT $1, $2, $3, $4, r.key, split_part(r.key, '.', 1), r.value->>'status', "
-	"r.value->>'severity', r.value->>'owner', r.value->>'reason_code', r.value->>'reason', "
-	"ARRAY(SELECT jsonb_array_elements_text(r.value->'tags')), coalesce(r.value->'details', '{}'), $6 "
-	"FROM jsonb_each($5) r",
-	6, {UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TIMESTAMPTZOID}, NULL
-};
-static PortfolioPlan plan_emit = {
-	"SELECT wval._emit($1, $2, $3, $4, $5)",
-	5, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID}, NULL
-};
-static PortfolioPlan plan_insert = {
-	"INSERT INTO wval.evaluation_runs (world_id, strategy_id, stage, kind, campaign_id, risk_tier, "
-	"model_card_version, code_hash, data_snapshot, context, client_run_id, returns_hash, metrics, "
-	"policy_version, ruleset_hash, profile, status, results, linked_run_id, created_by, run_id, created_at) "
-	"VALUES ($1, $2, $3, 'portfolio', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, "
-	"$18, $19, $20, $21) RETURNING *",
-	21, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID,
-		TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, UUIDOID,
-	TEXTOID, UUIDOID, TIMESTAMPTZOID}, NULL
-};
+	3, TEXTOID, TEXTOID, TEXTOID);
 
 /* The candidate run, as stored. */
 typedef struct CandidateRun
@@ -161,50 +129,31 @@ typedef struct PortfolioFigures
 	const char *uplift_note;	/* why there is no uplift */
 } PortfolioFigures;
 
-/* Prepares a statement of this file once per backend and runs it. */
-static int
-exec_plan(PortfolioPlan *p, Datum *values, const char *nulls, bool read_only, long count)
-{
-	int			ret;
-
-	if (p->plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->types);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare portfolio statement: %s",
-				 SPI_result_code_string(SPI_result));
-		p->plan = plan;
-	}
-	ret = SPI_execute_plan(p->plan, values, nulls, read_only, count);
-	if (ret < 0)
-		elog(ERROR, "portfolio statement failed: %s", SPI_result_code_string(ret));
-	return ret;
-}
-
-/* A text column of the current SPI row, NULL when null. */
-static char *
-spi_text(int col)
-{
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col);
-}
-
-/* A text Datum, or a null flag when s is NULL. */
-static Datum
-text_or_null(const char *s, char *nullflag)
-{
-	*nullflag = s ? ' ' : 'n';
-	return s ? CStringGetTextDatum(s) : (Datum) 0;
-}
-
-/* Appends a number, or null when it is not known. */
+/* Pushes key: number, or null when it is not known (or not finite). */
 static void
-append_number_or_null(StringInfo buf, bool known, double d)
+push_number(JsonbParseState **ps, const char *key, bool known, double d)
 {
+	wval_jb_key(ps, key);
 	if (known && isfinite(d))
-		wval_append_float8(buf, d);
+		wval_jb_float8(ps, d);
 	else
-		appendStringInfoString(buf, "null");
+		wval_jb_null(ps);
+}
+
+/* Pushes key: integer. */
+static void
+push_int(JsonbParseState **ps, const char *key, int64 n)
+{
+	wval_jb_key(ps, key);
+	wval_jb_int64(ps, n);
+}
+
+/* Pushes key: string (null for NULL) onto an object being built. */
+static void
+push_string(JsonbParseState **ps, const char *key, const char *s)
+{
+	wval_jb_key(ps, key);
+	wval_jb_string(ps, s);
 }
 
 /* ---------------------------------------------------------------------
@@ -222,7 +171,7 @@ load_candidate(const char *world_id, Datum run_id, CandidateRun *cand)
 	Datum		ctx;
 
 	args[0] = run_id;
-	exec_plan(&plan_run, args, NULL, false, 1);
+	wval_spi_exec(&plan_run, args, NULL, false, 1, SPI_OK_SELECT);
 	cand->run_id = run_id;
 	cand->run_id_text = DatumGetCString(DirectFunctionCall1(uuid_out, run_id));
 	if (SPI_processed == 0)
@@ -231,19 +180,19 @@ load_candidate(const char *world_id, Datum run_id, CandidateRun *cand)
 				 errmsg("evaluation run %s does not exist", cand->run_id_text),
 				 errdetail("run_id is %s.", cand->run_id_text),
 				 errhint("Look the run up in wval.evaluation_runs or wval.latest_runs.")));
-	run_world = spi_text(1);
+	run_world = wval_spi_text(0, 1);
 	if (strcmp(run_world, world_id) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
 				 errmsg("evaluation run %s is not a run of world \"%s\"", cand->run_id_text, world_id),
 				 errdetail("The run belongs to world \"%s\".", run_world),
 				 errhint("Evaluate a run against the snapshots of its own world.")));
-	cand->strategy_id = spi_text(2);
-	cand->stage = spi_text(3);
-	cand->kind = spi_text(4);
-	cand->campaign_id = spi_text(5);
-	cand->model_card_version = spi_text(6);
-	cand->code_hash = spi_text(7);
+	cand->strategy_id = wval_spi_text(0, 2);
+	cand->stage = wval_spi_text(0, 3);
+	cand->kind = wval_spi_text(0, 4);
+	cand->campaign_id = wval_spi_text(0, 5);
+	cand->model_card_version = wval_spi_text(0, 6);
+	cand->code_hash = wval_spi_text(0, 7);
 	ctx = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8, &isnull);
 	cand->context = isnull ? NULL : DatumGetJsonbPCopy(ctx);
 	if (strcmp(cand->kind, "single") != 0 && strcmp(cand->kind, "live") != 0)
@@ -479,18 +428,20 @@ figures_uplift(const WvalPortfolio *pf, const double *u, int ppy, double rf, Por
  * ---------------------------------------------------------------------
  */
 
-/* Appends the number-valued measures of an object as a JSON object. */
-static bool
-append_measures(StringInfo buf, JsonbContainer *c)
+/* The number-valued measures of an object as a jsonb object; NULL when it has none. */
+static Jsonb *
+measures_object(JsonbContainer *c)
 {
 	JsonbIterator *it = JsonbIteratorInit(c);
+	JsonbParseState *ps = NULL;
 	JsonbValue	k,
 				v;
 	JsonbIteratorToken tok;
 	bool		any = false;
 	double		d;
+	Jsonb	   *result;
 
-	appendStringInfoChar(buf, '{');
+	wval_jb_begin_object(&ps);
 	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
 	{
 		if (tok != WJB_KEY)
@@ -498,27 +449,26 @@ append_measures(StringInfo buf, JsonbContainer *c)
 		tok = JsonbIteratorNext(&it, &v, true);
 		if (!wval_jbv_double(&v, &d))
 			continue;
-		if (any)
-			appendStringInfoString(buf, ", ");
-		wval_append_json_string(buf, pnstrdup(k.val.string.val, k.val.string.len));
-		appendStringInfoString(buf, ": ");
-		wval_append_float8(buf, d);
+		wval_jb_key(&ps, pnstrdup(k.val.string.val, k.val.string.len));
+		wval_jb_float8(&ps, d);
 		any = true;
 	}
-	appendStringInfoChar(buf, '}');
-	return any;
+	result = wval_jb_end_object(&ps);
+	return any ? result : NULL;
 }
 
 /*
- * Appends the candidate's scenarios of one stress object to the stress
- * block and their source to the sources: per scenario, the candidate's
- * own entry (source "strategy") or else the scenario's portfolio-wide
- * measures (label); a scenario with neither is left out (a missing
- * metric for a check that names it).
+ * Pushes the candidate's scenarios of one stress object onto the stress
+ * block and their source onto the sources (two open objects): per
+ * scenario, the candidate's own entry (source "strategy") or else the
+ * scenario's portfolio-wide measures (label); a scenario with neither is
+ * left out (a missing metric for a check that names it).  A scenario
+ * pushed again replaces the earlier one (jsonb keeps the last of
+ * duplicate keys).
  */
 static void
-append_scenarios(StringInfo block, StringInfo sources, JsonbContainer *stress,
-				 const char *strategy_id, const char *label)
+push_scenarios(JsonbParseState **block, JsonbParseState **sources, JsonbContainer *stress,
+			   const char *strategy_id, const char *label)
 {
 	JsonbIterator *it = JsonbIteratorInit(stress);
 	JsonbValue	k,
@@ -528,34 +478,29 @@ append_scenarios(StringInfo block, StringInfo sources, JsonbContainer *stress,
 	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
 	{
 		JsonbValue *own;
-		StringInfoData m;
-		const char *source;
+		Jsonb	   *m = NULL;
+		const char *source = "strategy";
+		char	   *name;
 
 		if (tok != WJB_KEY)
 			continue;
 		tok = JsonbIteratorNext(&it, &sc, true);
 		if (!wval_jbv_is_object(&sc))
 			continue;
-		initStringInfo(&m);
 		own = getKeyJsonValueFromContainer(sc.val.binary.data, strategy_id, strlen(strategy_id), NULL);
-		if (wval_jbv_is_object(own) && append_measures(&m, own->val.binary.data))
-			source = "strategy";
-		else
+		if (wval_jbv_is_object(own))
+			m = measures_object(own->val.binary.data);
+		if (m == NULL)
 		{
-			resetStringInfo(&m);
-			if (!append_measures(&m, sc.val.binary.data))
-				continue;
+			m = measures_object(sc.val.binary.data);
 			source = label;
 		}
-		if (block->len > 1)
-			appendStringInfoString(block, ", ");
-		wval_append_json_string(block, pnstrdup(k.val.string.val, k.val.string.len));
-		appendStringInfo(block, ": %s", m.data);
-		if (sources->len > 1)
-			appendStringInfoString(sources, ", ");
-		wval_append_json_string(sources, pnstrdup(k.val.string.val, k.val.string.len));
-		appendStringInfoString(sources, ": ");
-		wval_append_json_string(sources, source);
+		if (m == NULL)
+			continue;
+		name = pnstrdup(k.val.string.val, k.val.string.len);
+		wval_jb_key(block, name);
+		wval_jb_jsonb(block, m);
+		push_string(sources, name, source);
 	}
 }
 
@@ -581,7 +526,7 @@ idempotency_key(const CandidateRun *cand, const WvalPortfolio *pf, int version,
 	if (returns != NULL || stress != NULL)
 	{
 		StringInfoData inputs;
-		char		hex[65];
+		char		hex[WVAL_SHA256_HEX_LEN + 1];
 
 		initStringInfo(&inputs);
 		appendStringInfoString(&inputs, returns ? wval_returns_hash(returns, nreturns) : "-");
@@ -595,83 +540,401 @@ idempotency_key(const CandidateRun *cand, const WvalPortfolio *pf, int version,
 	return key.data;
 }
 
-/* The metrics document of the run (portfolio, risk, stress, diagnostics). */
-static Jsonb *
-portfolio_metrics(const WvalPortfolio *pf, const PortfolioFigures *f, const char *stress_block,
-				  const char *stress_sources)
+/* Pushes the portfolio block: the baseline and with-candidate figures. */
+static void
+push_portfolio_block(JsonbParseState **ps, const WvalPortfolio *pf, const PortfolioFigures *f)
 {
-	StringInfoData b;
-	double		z_es = wval_normal_es99(1.0);
 	bool		base_ok = !isnan(f->base_sigma);
 
-	initStringInfo(&b);
-	appendStringInfoString(&b, "{\"portfolio\": {\"baseline_sigma\": ");
-	append_number_or_null(&b, base_ok, f->base_sigma);
-	appendStringInfoString(&b, ", \"baseline_var_99\": ");
-	append_number_or_null(&b, base_ok, wval_normal_var99(f->base_sigma));
-	appendStringInfoString(&b, ", \"baseline_es_99\": ");
-	append_number_or_null(&b, base_ok, wval_normal_es99(f->base_sigma));
-	appendStringInfoString(&b, ", \"sigma\": ");
-	append_number_or_null(&b, f->has_with, f->with_sigma);
-	appendStringInfoString(&b, ", \"var_99\": ");
-	append_number_or_null(&b, f->has_with, wval_normal_var99(f->with_sigma));
-	appendStringInfoString(&b, ", \"es_99\": ");
-	append_number_or_null(&b, f->has_with, wval_normal_es99(f->with_sigma));
-	appendStringInfoString(&b, ", \"candidate_weight\": ");
-	wval_append_float8(&b, f->alpha);
-	appendStringInfoString(&b, ", \"candidate_variance\": ");
-	append_number_or_null(&b, f->has_candidate_variance, f->candidate_variance);
-	appendStringInfo(&b, ", \"n_strategies\": %d, \"filled_pairs\": %d, \"candidate_filled_pairs\": %d",
-					 f->k_base, pf->nfilled, f->pairs_filled);
-	appendStringInfoString(&b, ", \"baseline_sharpe\": ");
-	append_number_or_null(&b, f->has_uplift, f->base_sharpe);
-	appendStringInfoString(&b, ", \"sharpe\": ");
-	append_number_or_null(&b, f->has_uplift, f->with_sharpe);
-	appendStringInfoString(&b, ", \"sharpe_uplift\": ");
-	append_number_or_null(&b, f->has_uplift, f->uplift);
-	appendStringInfoString(&b, ", \"return_points\": ");
-	if (f->npoints > 0)
-		appendStringInfo(&b, "%d", f->npoints);
-	else
-		appendStringInfoString(&b, "null");
+	wval_jb_key(ps, "portfolio");
+	wval_jb_begin_object(ps);
+	push_number(ps, "baseline_sigma", base_ok, f->base_sigma);
+	push_number(ps, "baseline_var_99", base_ok, wval_normal_var99(f->base_sigma));
+	push_number(ps, "baseline_es_99", base_ok, wval_normal_es99(f->base_sigma));
+	push_number(ps, "sigma", f->has_with, f->with_sigma);
+	push_number(ps, "var_99", f->has_with, wval_normal_var99(f->with_sigma));
+	push_number(ps, "es_99", f->has_with, wval_normal_es99(f->with_sigma));
+	wval_jb_key(ps, "candidate_weight");
+	wval_jb_float8(ps, f->alpha);
+	push_number(ps, "candidate_variance", f->has_candidate_variance, f->candidate_variance);
+	push_int(ps, "n_strategies", f->k_base);
+	push_int(ps, "filled_pairs", pf->nfilled);
+	push_int(ps, "candidate_filled_pairs", f->pairs_filled);
+	push_number(ps, "baseline_sharpe", f->has_uplift, f->base_sharpe);
+	push_number(ps, "sharpe", f->has_uplift, f->with_sharpe);
+	push_number(ps, "sharpe_uplift", f->has_uplift, f->uplift);
+	push_number(ps, "return_points", f->npoints > 0, f->npoints);
+	wval_jb_end_object(ps);
+}
 
-	appendStringInfoString(&b, "}, \"risk\": {\"incremental_var_99\": ");
-	append_number_or_null(&b, f->has_with && base_ok,
-						  WVAL_Z_99 * (f->with_sigma - f->base_sigma));
-	appendStringInfoString(&b, ", \"incremental_es_99\": ");
-	append_number_or_null(&b, f->has_with && base_ok, z_es * (f->with_sigma - f->base_sigma));
-	appendStringInfo(&b, "}, \"stress\": %s, \"diagnostics\": {\"candidate_in_snapshot\": %s",
-					 stress_block, f->member ? "true" : "false");
-	appendStringInfoString(&b, ", \"candidate_weight_source\": ");
-	wval_append_json_string(&b, f->alpha_source);
-	appendStringInfoString(&b, ", \"candidate_variance_source\": ");
-	wval_append_json_string(&b, f->variance_source);
-	appendStringInfo(&b, ", \"candidate_pairs\": {\"snapshot\": %d, \"returns\": %d, \"filled\": %d}",
-					 f->pairs_snapshot, f->pairs_returns, f->pairs_filled);
-	appendStringInfoString(&b, ", \"candidate_returns_source\": ");
-	wval_append_json_string(&b, f->returns_source);
-	appendStringInfoString(&b, ", \"covariance_source\": ");
-	wval_append_json_string(&b, pf->cov_source);
-	appendStringInfoString(&b, ", \"missing_correlation\": ");
-	wval_append_float8(&b, pf->rho);
-	if (f->member || f->has_candidate_variance)
+/* Pushes the diagnostics block: where each input came from, and notes. */
+static void
+push_diagnostics_block(JsonbParseState **ps, const WvalPortfolio *pf, const PortfolioFigures *f,
+					   Jsonb *stress_sources)
+{
+	wval_jb_key(ps, "diagnostics");
+	wval_jb_begin_object(ps);
+	wval_jb_key(ps, "candidate_in_snapshot");
+	wval_jb_bool(ps, f->member);
+	push_string(ps, "candidate_weight_source", f->alpha_source);
+	push_string(ps, "candidate_variance_source", f->variance_source);
+	wval_jb_key(ps, "candidate_pairs");
+	wval_jb_begin_object(ps);
+	push_int(ps, "snapshot", f->pairs_snapshot);
+	push_int(ps, "returns", f->pairs_returns);
+	push_int(ps, "filled", f->pairs_filled);
+	wval_jb_end_object(ps);
+	push_string(ps, "candidate_returns_source", f->returns_source);
+	push_string(ps, "covariance_source", pf->cov_source);
+	wval_jb_key(ps, "missing_correlation");
+	wval_jb_float8(ps, pf->rho);
+	if ((f->member || f->has_candidate_variance) && !f->has_with)
 	{
-		if (!f->has_with)
-		{
-			appendStringInfoString(&b, ", \"with_candidate_variance\": ");
-			wval_append_float8(&b, f->with_variance);
-			appendStringInfoString(&b, ", \"note\": \"the covariance with the candidate is not positive semi-definite: no incremental VaR/ES\"");
-		}
+		wval_jb_key(ps, "with_candidate_variance");
+		wval_jb_float8(ps, f->with_variance);
+		push_string(ps, "note", "the covariance with the candidate is not positive semi-definite: no incremental VaR/ES");
+	}
+	else if (!f->member && !f->has_candidate_variance)
+		push_string(ps, "note", "no variance of the candidate: neither in the snapshot's covariance nor from 2 or more returns");
+	if (!f->has_uplift && f->uplift_note)
+		push_string(ps, "sharpe_uplift_note", f->uplift_note);
+	wval_jb_key(ps, "stress_source");
+	wval_jb_jsonb(ps, stress_sources);
+	wval_jb_end_object(ps);
+}
+
+/* The metrics document of the run (portfolio, risk, stress, diagnostics). */
+static Jsonb *
+portfolio_metrics(const WvalPortfolio *pf, const PortfolioFigures *f, Jsonb *stress, Jsonb *stress_sources)
+{
+	JsonbParseState *ps = NULL;
+	bool		incremental = f->has_with && !isnan(f->base_sigma);
+
+	wval_jb_begin_object(&ps);
+	push_portfolio_block(&ps, pf, f);
+	wval_jb_key(&ps, "risk");
+	wval_jb_begin_object(&ps);
+	push_number(&ps, "incremental_var_99", incremental, WVAL_Z_99 * (f->with_sigma - f->base_sigma));
+	push_number(&ps, "incremental_es_99", incremental,
+				wval_normal_es99(1.0) * (f->with_sigma - f->base_sigma));
+	wval_jb_end_object(&ps);
+	wval_jb_key(&ps, "stress");
+	wval_jb_jsonb(&ps, stress);
+	push_diagnostics_block(&ps, pf, f, stress_sources);
+	return wval_jb_end_object(&ps);
+}
+
+/* The request of wval_evaluate_portfolio, parsed and checked (pf_parse). */
+typedef struct PortfolioRequest
+{
+	char	   *world;
+	Datum		run_id;			/* the candidate run (uuid) */
+	double	   *returns;		/* the caller's returns, or NULL */
+	int			nreturns;
+	Jsonb	   *stress;			/* the caller's stress results, or NULL */
+	char	   *snapshot_stage; /* or NULL: the latest snapshot of any stage */
+	char	   *actor;
+} PortfolioRequest;
+
+/* What wval_evaluate_portfolio reads (pf_load). */
+typedef struct PortfolioInputs
+{
+	char	   *risk_tier;
+	bool		fail_closed;
+	int			version;		/* the active policy version */
+	CandidateRun cand;
+	WvalPortfolio *pf;			/* the latest fresh snapshot */
+	char	   *key;			/* idempotency key, stored as client_run_id */
+} PortfolioInputs;
+
+/* What wval_evaluate_portfolio computes (pf_compute). */
+typedef struct PortfolioOutcome
+{
+	PortfolioFigures f;
+	int			ppy;
+	double		rf;
+	Jsonb	   *metrics;
+	WvalRuleset *rs;			/* the candidate's profile, or NULL */
+	WvalProfileOutcome out;
+} PortfolioOutcome;
+
+/* Parses and checks the arguments of wval_evaluate_portfolio. */
+static void
+pf_parse(FunctionCallInfo fcinfo, PortfolioRequest *req)
+{
+	memset(req, 0, sizeof(PortfolioRequest));
+	req->stress = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	req->snapshot_stage = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" must not be null", PG_ARGISNULL(0) ? "world_id" : "run_id"),
+				 errhint("Pass the world and the candidate run to evaluate against its portfolio.")));
+	req->world = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	req->run_id = PG_GETARG_DATUM(1);
+	wval_check_identifier("world_id", req->world);
+	if (!PG_ARGISNULL(2))
+		req->returns = wval_returns_from_array(PG_GETARG_ARRAYTYPE_P(2), "returns", &req->nreturns);
+	if (req->stress != NULL)
+		check_stress_argument(req->stress);
+	if (req->snapshot_stage != NULL)
+		wval_check_stage(req->snapshot_stage);
+	req->actor = GetUserNameFromId(GetOuterUserId(), false);
+}
+
+/*
+ * Reads the world (one the caller may not see does not exist for it), the
+ * candidate, the active policy version and the snapshot (WV010 none, WV005
+ * stale), and makes the idempotency key.
+ */
+static void
+pf_load(const PortfolioRequest *req, PortfolioInputs *in)
+{
+	Datum		args[2];
+	bool		isnull;
+
+	args[0] = CStringGetTextDatum(req->world);
+	args[1] = ObjectIdGetDatum(GetOuterUserId());
+	wval_spi_exec(&plan_world, args, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0 ||
+		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
+				 errmsg("world \"%s\" does not exist", req->world),
+				 errdetail("world_id is '%s'.", req->world),
+				 errhint("Create it first with wval_world_upsert(world_id).")));
+	in->risk_tier = wval_spi_text(0, 1);
+	in->fail_closed = strcmp(in->risk_tier, "high") == 0 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	load_candidate(req->world, req->run_id, &in->cand);
+	/* the version active at the candidate's stage (the stage of the run) */
+	args[1] = CStringGetTextDatum(in->cand.stage);
+	wval_spi_exec(&plan_version, args, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
+				 errmsg("world \"%s\" has no active policy version", req->world),
+				 errdetail("Nothing was evaluated and nothing was recorded."),
+				 errhint("Publish a policy with wval_policy_publish() and activate it with wval_policy_activate().")));
+	in->version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	in->pf = wval_portfolio_load(req->world, req->snapshot_stage);
+	in->key = idempotency_key(&in->cand, in->pf, in->version, req->returns, req->nreturns, req->stress);
+}
+
+/*
+ * Idempotency: the run stored under the key, if any (then *stored is it).
+ * The look-up after the lock takes a new snapshot, so a run committed while
+ * we waited counts.
+ */
+static bool
+pf_find_stored(const PortfolioRequest *req, const PortfolioInputs *in, Datum *stored)
+{
+	Datum		args[3];
+
+	DirectFunctionCall1(pg_advisory_xact_lock_int8,
+						Int64GetDatum((int64) hash_bytes_extended((const unsigned char *) in->key,
+																  strlen(in->key), 0)));
+	args[0] = CStringGetTextDatum(req->world);
+	args[1] = CStringGetTextDatum(in->cand.strategy_id);
+	args[2] = CStringGetTextDatum(in->key);
+	wval_spi_exec(&plan_existing, args, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return false;
+	*stored = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
+	return true;
+}
+
+/* The portfolio figures of the candidate (WV004 for a negative baseline variance). */
+static void
+compute_figures(const PortfolioRequest *req, const PortfolioInputs *in, PortfolioOutcome *res)
+{
+	PortfolioFigures *f = &res->f;
+	const WvalPortfolio *pf = in->pf;
+	double		ppy_d = 252;
+	double	   *u;
+	int			m;
+
+	/* the candidate's returns: the argument, else the snapshot's realized returns */
+	memset(f, 0, sizeof(PortfolioFigures));
+	if (req->returns != NULL)
+	{
+		f->cr = req->returns;
+		f->ncr = req->nreturns;
+		f->returns_source = "argument";
 	}
 	else
-		appendStringInfoString(&b, ", \"note\": \"no variance of the candidate: neither in the snapshot's covariance nor from 2 or more returns\"");
-	if (!f->has_uplift && f->uplift_note)
 	{
-		appendStringInfoString(&b, ", \"sharpe_uplift_note\": ");
-		wval_append_json_string(&b, f->uplift_note);
+		f->cr = wval_portfolio_series(pf, in->cand.strategy_id, &f->ncr);
+		f->returns_source = f->cr ? "snapshot" : "none";
 	}
-	appendStringInfo(&b, ", \"stress_source\": %s}}", stress_sources);
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(b.data)));
+	if (context_number(in->cand.context, "periods_per_year", &ppy_d) && ppy_d >= 1 && ppy_d <= INT_MAX)
+		res->ppy = (int) ppy_d;
+	else
+		res->ppy = 252;
+	res->rf = 0.0;
+	(void) context_number(in->cand.context, "risk_free", &res->rf);
+
+	u = palloc0(sizeof(double) * pf->k);
+	m = wval_portfolio_position(pf, in->cand.strategy_id);
+	if (m >= 0)
+		figures_member(pf, m, u, f);
+	else
+	{
+		figures_newcomer(pf, in->cand.strategy_id, f);
+		memcpy(u, pf->w, sizeof(double) * pf->k);
+	}
+	if (isnan(f->base_sigma))
+		ereport(ERROR,
+				(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
+				 errmsg("the covariance of risk snapshot \"%s\" gives a negative portfolio variance", pf->version),
+				 errdetail("%d pairs were filled with correlation %g.", pf->nfilled, pf->rho),
+				 errhint("Send a positive semi-definite covariance, or all of its pairs.")));
+	figures_uplift(pf, u, res->ppy, res->rf, f);
+}
+
+/*
+ * Computes the figures and the stress block (the snapshot's scenarios, then
+ * the caller's, which win), and applies the portfolio and stress checks of
+ * the candidate's profile.
+ */
+static void
+pf_compute(const PortfolioRequest *req, const PortfolioInputs *in, PortfolioOutcome *res)
+{
+	JsonbParseState *block = NULL;
+	JsonbParseState *sources = NULL;
+	JsonbValue *snap_stress;
+	WvalPolicy *policy;
+	int			p;
+	WvalEvalInput ein;
+
+	compute_figures(req, in, res);
+	wval_jb_begin_object(&block);
+	wval_jb_begin_object(&sources);
+	snap_stress = getKeyJsonValueFromContainer(&in->pf->payload->root, "stress", 6, NULL);
+	if (wval_jbv_is_object(snap_stress))
+		push_scenarios(&block, &sources, snap_stress->val.binary.data, in->cand.strategy_id, "portfolio");
+	/* a caller's scenario replaces the snapshot's */
+	if (req->stress != NULL)
+		push_scenarios(&block, &sources, &req->stress->root, in->cand.strategy_id, "caller");
+	res->metrics = portfolio_metrics(in->pf, &res->f, wval_jb_end_object(&block), wval_jb_end_object(&sources));
+
+	policy = wval_policy_for_version(req->world, in->version, in->fail_closed);
+	p = wval_policy_profile_for_stage(policy, in->cand.stage);
+	res->rs = p >= 0 ? &policy->profiles[p] : NULL;
+	memset(&ein, 0, sizeof(ein));
+	ein.metrics = res->metrics;
+	ein.stage = in->cand.stage;
+	ein.now = GetCurrentTransactionStartTimestamp();
+	wval_evaluate_ruleset(res->rs, &ein, portfolio_layers, lengthof(portfolio_layers), &res->out);
+}
+
+/* The data_snapshot of a portfolio run: the risk snapshot it used. */
+static Jsonb *
+portfolio_data_snapshot(const char *world, const WvalPortfolio *pf)
+{
+	JsonbParseState *ps = NULL;
+
+	wval_jb_begin_object(&ps);
+	wval_jb_key(&ps, "risk_snapshot");
+	wval_jb_begin_object(&ps);
+	push_string(&ps, "world_id", world);
+	push_string(&ps, "version", pf->version);
+	push_string(&ps, "hash", pf->hash);
+	push_string(&ps, "stage", pf->stage);
+	push_string(&ps, "actor", pf->actor);
+	push_string(&ps, "as_of", wval_iso_utc(pf->as_of));
+	wval_jb_end_object(&ps);
+	return wval_jb_end_object(&ps);
+}
+
+/* The context of a portfolio run: the candidate and the caller's inputs. */
+static Jsonb *
+portfolio_context(const PortfolioRequest *req, const PortfolioInputs *in, const PortfolioOutcome *res)
+{
+	JsonbParseState *ps = NULL;
+
+	wval_jb_begin_object(&ps);
+	push_string(&ps, "candidate_run_id", in->cand.run_id_text);
+	push_string(&ps, "snapshot_stage", req->snapshot_stage);
+	wval_jb_key(&ps, "returns_supplied");
+	wval_jb_bool(&ps, req->returns != NULL);
+	wval_jb_key(&ps, "stress_supplied");
+	wval_jb_bool(&ps, req->stress != NULL);
+	wval_jb_key(&ps, "periods_per_year");
+	wval_jb_int64(&ps, res->ppy);
+	wval_jb_key(&ps, "risk_free");
+	wval_jb_float8(&ps, res->rf);
+	return wval_jb_end_object(&ps);
+}
+
+/* The candidate's evaluation_run_updated (extended_validation) for a new portfolio run. */
+static void
+candidate_updated_event(const char *world, const PortfolioInputs *in, const PortfolioOutcome *res,
+						const char *new_run_text, WvalEvent *ev)
+{
+	JsonbParseState *ps = NULL;
+
+	wval_jb_begin_object(&ps);
+	push_string(&ps, "run_id", in->cand.run_id_text);
+	push_string(&ps, "world_id", world);
+	push_string(&ps, "strategy_id", in->cand.strategy_id);
+	push_string(&ps, "change_type", "extended_validation");
+	wval_jb_key(&ps, "layers");
+	wval_jb_begin_array(&ps);
+	wval_jb_string(&ps, "portfolio");
+	wval_jb_string(&ps, "stress");
+	wval_jb_end_array(&ps);
+	push_string(&ps, "extended_run_id", new_run_text);
+	push_string(&ps, "kind", "portfolio");
+	push_string(&ps, "status", res->out.status);
+	wval_jb_key(&ps, "policy_version");
+	wval_jb_int64(&ps, in->version);
+	push_string(&ps, "snapshot_version", in->pf->version);
+	ev->type = "evaluation_run_updated";
+	ev->world_id = world;
+	ev->subject = in->cand.run_id_text;
+	ev->idempotency_key = psprintf("evaluation_run_updated:%s:%s:extended_validation:%s",
+								   world, in->cand.run_id_text, new_run_text);
+	ev->data = wval_jb_end_object(&ps);
+}
+
+/*
+ * Stores the portfolio run with its rule results and evaluation_run_created,
+ * followed by the candidate's evaluation_run_updated (run.c).
+ */
+static Datum
+pf_store(const PortfolioRequest *req, const PortfolioInputs *in, const PortfolioOutcome *res)
+{
+	WvalRun		run;
+	WvalEvent	updated;
+
+	wval_run_init(&run);
+	run.run_id = DirectFunctionCall1(gen_random_uuid, (Datum) 0);
+	run.world_id = req->world;
+	run.strategy_id = in->cand.strategy_id;
+	run.stage = in->cand.stage;
+	run.kind = "portfolio";
+	run.campaign_id = in->cand.campaign_id;
+	run.risk_tier = in->risk_tier;
+	run.model_card_version = in->cand.model_card_version;
+	run.code_hash = in->cand.code_hash;
+	run.data_snapshot = portfolio_data_snapshot(req->world, in->pf);
+	run.context = portfolio_context(req, in, res);
+	run.client_run_id = in->key;
+	run.returns_hash = res->f.cr ? wval_returns_hash(res->f.cr, res->f.ncr) : NULL;
+	run.metrics = res->metrics;
+	run.has_policy_version = true;
+	run.policy_version = in->version;
+	run.ruleset_hash = res->rs ? res->rs->hash : NULL;
+	run.profile = res->rs ? res->rs->profile : NULL;
+	run.status = res->out.status;
+	run.results = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(res->out.results.data)));
+	run.linked_run_id = in->cand.run_id;
+	run.created_by = req->actor;
+	candidate_updated_event(req->world, in, res, DatumGetCString(DirectFunctionCall1(uuid_out, run.run_id)),
+							&updated);
+	run.followup = &updated;
+	return wval_run_store(&run);
 }
 
 PG_FUNCTION_INFO_V1(wval_evaluate_portfolio);
@@ -682,276 +945,25 @@ PG_FUNCTION_INFO_V1(wval_evaluate_portfolio);
  * run against the world's latest fresh snapshot, stored as a linked run of
  * kind portfolio (see the file header), with evaluation_run_created for it
  * and evaluation_run_updated (extended_validation) for the candidate.
+ * Parse, load, (a stored run for the key is returned) compute, store.
  */
 Datum
 wval_evaluate_portfolio(PG_FUNCTION_ARGS)
 {
-	char	   *world;
-	Datum		run_id;
-	double	   *arg_returns = NULL;
-	int			n_arg_returns = 0;
-	Jsonb	   *arg_stress = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
-	char	   *snapshot_stage = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
-	CandidateRun cand;
-	WvalPortfolio *pf;
-	PortfolioFigures f;
-	double	   *u;
-	int			m;
-	double		ppy_d = 252,
-				rf = 0.0;
-	int			ppy;
-	Datum		args[21];
-	char		nulls[21];
-	bool		isnull;
-	char	   *risk_tier;
-	bool		fail_closed;
-	int			version;
-	char	   *key;
-	WvalPolicy *policy;
-	int			p;
-	WvalRuleset *rs;
-	WvalEvalInput in;
-	WvalProfileOutcome out;
-	StringInfoData stress_block,
-				stress_sources,
-				buf;
-	JsonbValue *snap_stress;
-	Jsonb	   *metrics;
-	Datum		results;
-	Datum		new_run;
-	char	   *new_run_text;
-	Datum		created_at;
-	char	   *actor;
+	PortfolioRequest req;
+	PortfolioInputs in;
+	PortfolioOutcome res;
 	Datum		result;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("\"%s\" must not be null", PG_ARGISNULL(0) ? "world_id" : "run_id"),
-				 errhint("Pass the world and the candidate run to evaluate against its portfolio.")));
-	world = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	run_id = PG_GETARG_DATUM(1);
-	wval_check_identifier("world_id", world);
-	if (!PG_ARGISNULL(2))
-		arg_returns = wval_returns_from_array(PG_GETARG_ARRAYTYPE_P(2), "returns", &n_arg_returns);
-	if (arg_stress != NULL)
-		check_stress_argument(arg_stress);
-	if (snapshot_stage != NULL)
-		wval_check_stage(snapshot_stage);
-	actor = GetUserNameFromId(GetOuterUserId(), false);
-
+	pf_parse(fcinfo, &req);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-
-	/* the world (one the caller may not see does not exist for it), the candidate, the policy */
-	args[0] = CStringGetTextDatum(world);
-	args[1] = ObjectIdGetDatum(GetOuterUserId());
-	exec_plan(&plan_world, args, NULL, false, 1);
-	if (SPI_processed == 0 ||
-		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)))
-		ereport(ERROR,
-				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
-				 errmsg("world \"%s\" does not exist", world),
-				 errdetail("world_id is '%s'.", world),
-				 errhint("Create it first with wval_world_upsert(world_id).")));
-	risk_tier = spi_text(1);
-	fail_closed = strcmp(risk_tier, "high") == 0 &&
-		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	load_candidate(world, run_id, &cand);
-	/* the version active at the candidate's stage (the stage of the run) */
-	args[1] = CStringGetTextDatum(cand.stage);
-	exec_plan(&plan_version, args, NULL, false, 1);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
-				 errmsg("world \"%s\" has no active policy version", world),
-				 errdetail("Nothing was evaluated and nothing was recorded."),
-				 errhint("Publish a policy with wval_policy_publish() and activate it with wval_policy_activate().")));
-	version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-
-	/* the snapshot (WV010 none, WV005 stale) */
-	pf = wval_portfolio_load(world, snapshot_stage);
-
-	/* idempotency: the same key returns the stored run */
-	key = idempotency_key(&cand, pf, version, arg_returns, n_arg_returns, arg_stress);
-	DirectFunctionCall1(pg_advisory_xact_lock_int8,
-						Int64GetDatum((int64) hash_bytes_extended((const unsigned char *) key, strlen(key), 0)));
-	args[0] = CStringGetTextDatum(world);
-	args[1] = CStringGetTextDatum(cand.strategy_id);
-	args[2] = CStringGetTextDatum(key);
-	/* a new snapshot: a run committed while we waited for the lock counts */
-	exec_plan(&plan_existing, args, NULL, false, 1);
-	if (SPI_processed == 1)
+	pf_load(&req, &in);
+	if (!pf_find_stored(&req, &in, &result))
 	{
-		result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
-		SPI_finish();
-		PG_RETURN_DATUM(result);
+		pf_compute(&req, &in, &res);
+		result = pf_store(&req, &in, &res);
 	}
-
-	/* the candidate's returns: the argument, else the snapshot's realized returns */
-	memset(&f, 0, sizeof(f));
-	if (arg_returns != NULL)
-	{
-		f.cr = arg_returns;
-		f.ncr = n_arg_returns;
-		f.returns_source = "argument";
-	}
-	else
-	{
-		f.cr = wval_portfolio_series(pf, cand.strategy_id, &f.ncr);
-		f.returns_source = f.cr ? "snapshot" : "none";
-	}
-	if (context_number(cand.context, "periods_per_year", &ppy_d) && ppy_d >= 1 && ppy_d <= INT_MAX)
-		ppy = (int) ppy_d;
-	else
-		ppy = 252;
-	(void) context_number(cand.context, "risk_free", &rf);
-
-	/* the figures */
-	u = palloc0(sizeof(double) * pf->k);
-	m = wval_portfolio_position(pf, cand.strategy_id);
-	if (m >= 0)
-		figures_member(pf, m, u, &f);
-	else
-	{
-		figures_newcomer(pf, cand.strategy_id, &f);
-		memcpy(u, pf->w, sizeof(double) * pf->k);
-	}
-	if (isnan(f.base_sigma))
-		ereport(ERROR,
-				(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
-				 errmsg("the covariance of risk snapshot \"%s\" gives a negative portfolio variance", pf->version),
-				 errdetail("%d pairs were filled with correlation %g.", pf->nfilled, pf->rho),
-				 errhint("Send a positive semi-definite covariance, or all of its pairs.")));
-	figures_uplift(pf, u, ppy, rf, &f);
-
-	/* stress: the snapshot's scenarios, then the caller's (which win) */
-	initStringInfo(&stress_block);
-	initStringInfo(&stress_sources);
-	appendStringInfoChar(&stress_block, '{');
-	appendStringInfoChar(&stress_sources, '{');
-	snap_stress = getKeyJsonValueFromContainer(&pf->payload->root, "stress", 6, NULL);
-	if (wval_jbv_is_object(snap_stress))
-		append_scenarios(&stress_block, &stress_sources, snap_stress->val.binary.data,
-						 cand.strategy_id, "portfolio");
-	/* jsonb keeps the last of duplicate keys: a caller's scenario replaces the snapshot's */
-	if (arg_stress != NULL)
-		append_scenarios(&stress_block, &stress_sources, &arg_stress->root, cand.strategy_id, "caller");
-	appendStringInfoChar(&stress_block, '}');
-	appendStringInfoChar(&stress_sources, '}');
-	metrics = portfolio_metrics(pf, &f, stress_block.data, stress_sources.data);
-
-	/* the portfolio and stress checks of the candidate's profile */
-	policy = wval_policy_for_version(world, version, fail_closed);
-	p = wval_policy_profile_for_stage(policy, cand.stage);
-	rs = p >= 0 ? &policy->profiles[p] : NULL;
-	memset(&in, 0, sizeof(in));
-	in.metrics = metrics;
-	in.stage = cand.stage;
-	in.now = GetCurrentTransactionStartTimestamp();
-	wval_evaluate_ruleset(rs, &in, portfolio_layers, lengthof(portfolio_layers), &out);
-
-	/* rule results and events first, the run last (it takes the chain lock) */
-	new_run = DirectFunctionCall1(gen_random_uuid, (Datum) 0);
-	new_run_text = DatumGetCString(DirectFunctionCall1(uuid_out, new_run));
-	created_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	results = DirectFunctionCall1(jsonb_in, CStringGetDatum(out.results.data));
-	args[0] = new_run;
-	args[1] = CStringGetTextDatum(world);
-	args[2] = CStringGetTextDatum(cand.strategy_id);
-	args[3] = CStringGetTextDatum(cand.stage);
-	args[4] = results;
-	args[5] = created_at;
-	if (exec_plan(&plan_results, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not store the rule results");
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"world_id\": ");
-	wval_append_json_string(&buf, world);
-	appendStringInfoString(&buf, ", \"strategy_id\": ");
-	wval_append_json_string(&buf, cand.strategy_id);
-	appendStringInfo(&buf, ", \"run_id\": \"%s\", \"stage\": \"%s\", \"kind\": \"portfolio\", "
-					 "\"status\": \"%s\", \"recommended_stage\": null, \"policy_version\": %d, "
-					 "\"linked_run_id\": \"%s\", \"snapshot_version\": ",
-					 new_run_text, cand.stage, out.status, version, cand.run_id_text);
-	wval_append_json_string(&buf, pf->version);
-	appendStringInfoChar(&buf, '}');
-	args[0] = CStringGetTextDatum("evaluation_run_created");
-	args[1] = CStringGetTextDatum(world);
-	args[2] = CStringGetTextDatum(cand.strategy_id);
-	args[3] = CStringGetTextDatum(psprintf("evaluation_run_created:%s:%s:%s", world, cand.strategy_id, new_run_text));
-	args[4] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
-	exec_plan(&plan_emit, args, NULL, false, 1);
-
-	resetStringInfo(&buf);
-	appendStringInfo(&buf, "{\"run_id\": \"%s\", \"world_id\": ", cand.run_id_text);
-	wval_append_json_string(&buf, world);
-	appendStringInfoString(&buf, ", \"strategy_id\": ");
-	wval_append_json_string(&buf, cand.strategy_id);
-	appendStringInfo(&buf, ", \"change_type\": \"extended_validation\", \"layers\": [\"portfolio\", \"stress\"], "
-					 "\"extended_run_id\": \"%s\", \"kind\": \"portfolio\", \"status\": \"%s\", "
-					 "\"policy_version\": %d, \"snapshot_version\": ",
-					 new_run_text, out.status, version);
-	wval_append_json_string(&buf, pf->version);
-	appendStringInfoChar(&buf, '}');
-	args[0] = CStringGetTextDatum("evaluation_run_updated");
-	args[2] = CStringGetTextDatum(cand.run_id_text);
-	args[3] = CStringGetTextDatum(psprintf("evaluation_run_updated:%s:%s:extended_validation:%s",
-										   world, cand.run_id_text, new_run_text));
-	args[4] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
-	exec_plan(&plan_emit, args, NULL, false, 1);
-
-	/* the run */
-	memset(nulls, ' ', sizeof(nulls));
-	resetStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"risk_snapshot\": {\"world_id\": ");
-	wval_append_json_string(&buf, world);
-	appendStringInfoString(&buf, ", \"version\": ");
-	wval_append_json_string(&buf, pf->version);
-	appendStringInfoString(&buf, ", \"hash\": ");
-	wval_append_json_string(&buf, pf->hash);
-	appendStringInfoString(&buf, ", \"stage\": ");
-	wval_append_json_string(&buf, pf->stage);
-	appendStringInfoString(&buf, ", \"actor\": ");
-	wval_append_json_string(&buf, pf->actor);
-	appendStringInfoString(&buf, ", \"as_of\": ");
-	wval_append_json_string(&buf, wval_iso_utc(pf->as_of));
-	appendStringInfoString(&buf, "}}");
-	args[0] = CStringGetTextDatum(world);
-	args[1] = CStringGetTextDatum(cand.strategy_id);
-	args[2] = CStringGetTextDatum(cand.stage);
-	args[3] = text_or_null(cand.campaign_id, &nulls[3]);
-	args[4] = CStringGetTextDatum(risk_tier);
-	args[5] = text_or_null(cand.model_card_version, &nulls[5]);
-	args[6] = text_or_null(cand.code_hash, &nulls[6]);
-	args[7] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
-	resetStringInfo(&buf);
-	appendStringInfo(&buf, "{\"candidate_run_id\": \"%s\", \"snapshot_stage\": ", cand.run_id_text);
-	if (snapshot_stage)
-		wval_append_json_string(&buf, snapshot_stage);
-	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfo(&buf, ", \"returns_supplied\": %s, \"stress_supplied\": %s, \"periods_per_year\": %d, "
-					 "\"risk_free\": ", arg_returns ? "true" : "false", arg_stress ? "true" : "false", ppy);
-	wval_append_float8(&buf, rf);
-	appendStringInfoChar(&buf, '}');
-	args[8] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
-	args[9] = CStringGetTextDatum(key);
-	args[10] = text_or_null(f.cr ? wval_returns_hash(f.cr, f.ncr) : NULL, &nulls[10]);
-	args[11] = JsonbPGetDatum(metrics);
-	args[12] = Int32GetDatum(version);
-	args[13] = text_or_null(rs ? rs->hash : NULL, &nulls[13]);
-	args[14] = text_or_null(rs ? rs->profile : NULL, &nulls[14]);
-	args[15] = CStringGetTextDatum(out.status);
-	args[16] = results;
-	args[17] = cand.run_id;
-	args[18] = CStringGetTextDatum(actor);
-	args[19] = new_run;
-	args[20] = created_at;
-	if (exec_plan(&plan_insert, args, nulls, false, 1) != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
-		elog(ERROR, "could not store the portfolio run");
-	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
-
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }

@@ -230,6 +230,8 @@ DECLARE
     p_version integer;
     p_doc jsonb;
     c record;
+    ch record;
+    new_run wval.evaluation_runs;
     r wval.evaluation_runs;
     runs uuid[] := '{}';
     p_key text;
@@ -271,7 +273,7 @@ BEGIN
     END IF;
 
     -- the cohort metrics across the candidates, the cohort checks per candidate
-    RETURN QUERY
+    FOR ch IN
     WITH cand AS (
         SELECT x.*, u.ord,
                wval._metric_number(x.metrics #> '{returns,sharpe}') AS sharpe,
@@ -309,44 +311,33 @@ BEGIN
              LATERAL (SELECT jsonb_build_object('cohort', jsonb_build_object(
                           'sharpe_median', agg.sharpe_median, 'dsr_median', agg.dsr_median,
                           'dsr_rank', ranked.dsr_rank, 'max_sharpe', agg.max_sharpe, 'size', agg.size)) AS metrics) m
-    ),
-    ins AS (
-        INSERT INTO wval.evaluation_runs (world_id, strategy_id, stage, kind, campaign_id, risk_tier,
-                                          model_card_version, code_hash, context, client_run_id, metrics,
-                                          policy_version, ruleset_hash, profile, status, results,
-                                          linked_run_id, created_by)
-        SELECT p_world, ch.strategy_id, ch.stage, 'cohort', p_campaign, w.risk_tier,
-               ch.model_card_version, ch.code_hash,
-               jsonb_build_object('candidate_run_id', ch.run_id, 'cohort_position', ch.ord,
-                                  'cohort_size', cardinality(runs)),
-               p_key, ch.cohort_metrics, p_version, ch.outcome ->> 'ruleset_hash', ch.outcome ->> 'profile',
-               ch.outcome ->> 'status', ch.outcome -> 'results', ch.run_id, wval._invoker()
-        FROM checked ch
-        ORDER BY ch.ord
-        RETURNING *
-    ),
-    rr AS (
-        INSERT INTO wval.rule_results (run_id, world_id, strategy_id, stage, rule, layer, status, severity,
-                                       owner, reason_code, reason, tags, details, created_at)
-        SELECT ins.run_id, ins.world_id, ins.strategy_id, ins.stage, e.key, split_part(e.key, '.', 1),
-               e.value ->> 'status', e.value ->> 'severity', e.value ->> 'owner', e.value ->> 'reason_code',
-               e.value ->> 'reason', ARRAY(SELECT jsonb_array_elements_text(e.value -> 'tags')),
-               coalesce(e.value -> 'details', '{}'), ins.created_at
-        FROM ins, jsonb_each(ins.results) e
-    ),
-    ev AS (
-        SELECT ins.run_id,
-               wval._emit('evaluation_run_created', ins.world_id, ins.strategy_id,
-                          format('evaluation_run_created:%s:%s:%s', ins.world_id, ins.strategy_id, ins.run_id),
-                          jsonb_build_object('world_id', ins.world_id, 'strategy_id', ins.strategy_id,
-                                             'run_id', ins.run_id, 'stage', ins.stage, 'kind', 'cohort',
-                                             'status', ins.status, 'recommended_stage', NULL,
-                                             'policy_version', p_version, 'linked_run_id', ins.linked_run_id,
-                                             'campaign_id', p_campaign)) AS event_id
-        FROM ins
     )
-    SELECT ins.* FROM ins JOIN ev ON ev.run_id = ins.run_id
-    ORDER BY (ins.context ->> 'cohort_position')::int;
+    SELECT * FROM checked ORDER BY checked.ord
+    LOOP
+        -- a linked run of kind cohort with its rule results and event (run.c)
+        new_run := NULL;
+        new_run.world_id := p_world;
+        new_run.strategy_id := ch.strategy_id;
+        new_run.stage := ch.stage;
+        new_run.kind := 'cohort';
+        new_run.campaign_id := p_campaign;
+        new_run.risk_tier := w.risk_tier;
+        new_run.model_card_version := ch.model_card_version;
+        new_run.code_hash := ch.code_hash;
+        new_run.context := jsonb_build_object('candidate_run_id', ch.run_id, 'cohort_position', ch.ord,
+                                        'cohort_size', cardinality(runs));
+        new_run.client_run_id := p_key;
+        new_run.metrics := ch.cohort_metrics;
+        new_run.policy_version := p_version;
+        new_run.ruleset_hash := ch.outcome ->> 'ruleset_hash';
+        new_run.profile := ch.outcome ->> 'profile';
+        new_run.status := ch.outcome ->> 'status';
+        new_run.results := ch.outcome -> 'results';
+        new_run.linked_run_id := ch.run_id;
+        new_run.created_by := wval._invoker();
+        r := wval._store_run(new_run);
+        RETURN NEXT r;
+    END LOOP;
 END
 $$;
 COMMENT ON FUNCTION public.wval_evaluate_cohort(text, text, text, jsonb) IS 'evaluates a campaign''s candidates ([{strategy_id, returns?, metrics?, context?}]) with wval_evaluate, then the cohort checks across them (median Sharpe and DSR, rank by DSR for top_k with ties in input order, max Sharpe for the alarm); returns per candidate a linked run of kind cohort with metrics.cohort and the cohort.* results, in input order; all in one transaction';

@@ -703,27 +703,15 @@ BEGIN
                                       updated_at = now()
         WHERE h.world_id = wid;
     END LOOP;
-    INSERT INTO wval.evaluation_runs (run_id, world_id, strategy_id, stage, kind, campaign_id, risk_tier,
-                                      model_card_version, code_hash, data_snapshot, context, client_run_id,
-                                      returns_hash, metrics, policy_version, ruleset_hash, profile, status,
-                                      recommended_stage, recommendation, results, linked_run_id, supersedes,
-                                      as_of, created_by, created_at, chain_seq, prev_hash, row_hash)
-    SELECT run_id, world_id, strategy_id, stage, kind, campaign_id, risk_tier, model_card_version, code_hash,
-           data_snapshot, context, client_run_id, returns_hash, metrics, policy_version, ruleset_hash, profile,
-           status, recommended_stage, recommendation, results, linked_run_id, supersedes, as_of, created_by, created_at,
-           chain_seq, prev_hash, row_hash
-    FROM wval.work_import WHERE work_id = v_work ORDER BY ord;
-    GET DIAGNOSTICS n = ROW_COUNT;
-
-    INSERT INTO wval.rule_results (run_id, world_id, strategy_id, stage, rule, layer, status, severity, owner,
-                                   reason_code, reason, tags, details, created_at)
-    SELECT i.run_id, i.world_id, i.strategy_id, i.stage, r.key, split_part(r.key, '.', 1), r.value ->> 'status',
-           coalesce(r.value ->> 'severity', 'blocking'), coalesce(r.value ->> 'owner', 'quant'),
-           coalesce(r.value ->> 'reason_code', 'imported'), r.value ->> 'reason',
-           ARRAY(SELECT jsonb_array_elements_text(coalesce(r.value -> 'tags', '[]'))),
-           coalesce(r.value -> 'details', '{}'), i.created_at
-    FROM wval.work_import i, jsonb_each(i.results) r
-    WHERE i.work_id = v_work;
+    -- the runs with their links and rule results, in import order, no event (run.c)
+    n := 0;
+    FOR rec IN
+        SELECT jsonb_populate_record(NULL::wval.evaluation_runs, to_jsonb(i) - 'ord' - 'work_id') AS r
+        FROM wval.work_import i WHERE i.work_id = v_work ORDER BY i.ord
+    LOOP
+        PERFORM wval._store_run(rec.r, false);
+        n := n + 1;
+    END LOOP;
 
     PERFORM wval._audit(x.world_id, 'runs_imported', wval._invoker(),
                         jsonb_build_object('runs', x.runs, 'first_created_at', x.first_at, 'last_created_at', x.last_at,

@@ -271,29 +271,31 @@ sample_covariance(const ReturnSeries *p, const ReturnSeries *q, double *out)
 	return wval_sample_covariance(p->x, p->n, q->x, q->n, out);
 }
 
-/* Loads the portfolio of the world's latest fresh snapshot (risk.h). */
-WvalPortfolio *
-wval_portfolio_load(const char *world_id, const char *stage)
+/*
+ * Loading a portfolio (wval_portfolio_load): read the snapshot, then its
+ * weights, constraints, covariance (inline, blob, or estimated from the
+ * realized returns), the missing variances, the correlation fill, and the
+ * return series the portfolio layer reads.  Each step fills a part of the
+ * WvalPortfolio; PortfolioLoad holds what the steps share.
+ */
+typedef struct PortfolioLoad
 {
-	WvalPortfolio *pf = palloc0(sizeof(WvalPortfolio));
-	WvalStoredSnapshot snap;
-	Jsonb	   *stored;
-	Jsonb	   *expanded;
-	JsonbValue *weights;
-	JsonbValue *cov;
-	JsonbValue *ref;
-	JsonbIterator *it;
-	JsonbValue	k,
-				v;
-	JsonbIteratorToken tok;
-	HASHCTL		ctl;
-	HTAB	   *index;
-	bool	   *known;
-	ReturnSeries *series;
+	WvalPortfolio *pf;
+	const char *world_id;		/* as the caller gave it */
+	Jsonb	   *stored;			/* the snapshot as stored (covariance_ref) */
+	Jsonb	   *expanded;		/* blobs expanded */
+	HTAB	   *index;			/* strategy id -> position */
+	bool	   *known;			/* k x k: covariance entries given or estimated */
+	ReturnSeries *series;		/* realized returns per position */
 	bool		have_returns;
-	int			k_,
-				a,
-				b;
+} PortfolioLoad;
+
+/* The snapshot's header and the correlation that fills missing pairs. */
+static void
+portfolio_load_header(const char *world_id, const char *stage, PortfolioLoad *ld)
+{
+	WvalPortfolio *pf = ld->pf;
+	WvalStoredSnapshot snap;
 	double		rho;
 
 	wval_snapshot_read_latest(world_id, stage, &snap);
@@ -307,21 +309,32 @@ wval_portfolio_load(const char *world_id, const char *stage)
 	pf->stage = snap.stage;
 	pf->actor = snap.actor;
 	pf->as_of = snap.as_of;
-	stored = snap.stored;
-	expanded = snap.expanded;
+	ld->stored = snap.stored;
+	ld->expanded = snap.expanded;
 	pf->rho = rho;
+}
 
-	/* weights, in jsonb key order, normalised */
-	weights = wval_object_get(&expanded->root, "weights");
-	pf->k = k_ = JsonContainerSize(weights->val.binary.data);
-	pf->ids = palloc(sizeof(char *) * k_);
-	pf->w = palloc(sizeof(double) * k_);
+/* The weights, in jsonb key order, normalised; the index of their ids. */
+static void
+portfolio_load_weights(PortfolioLoad *ld)
+{
+	WvalPortfolio *pf = ld->pf;
+	JsonbValue *weights = wval_object_get(&ld->expanded->root, "weights");
+	JsonbIterator *it;
+	JsonbValue	k,
+				v;
+	JsonbIteratorToken tok;
+	HASHCTL		ctl;
+	int			a = 0;
+
+	pf->k = JsonContainerSize(weights->val.binary.data);
+	pf->ids = palloc(sizeof(char *) * pf->k);
+	pf->w = palloc(sizeof(double) * pf->k);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = WVAL_MAX_IDENT_BYTES + 1;
 	ctl.entrysize = sizeof(IdSlot);
 	ctl.hcxt = CurrentMemoryContext;
-	index = hash_create("wval portfolio ids", Max(k_, 4), &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	a = 0;
+	ld->index = hash_create("wval portfolio ids", Max(pf->k, 4), &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	it = JsonbIteratorInit(weights->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
 	{
@@ -337,64 +350,86 @@ wval_portfolio_load(const char *world_id, const char *stage)
 		pf->raw_sum += pf->w[a];
 		memset(key, 0, sizeof(key));
 		strcpy(key, pf->ids[a]);
-		slot = hash_search(index, key, HASH_ENTER, &found);
+		slot = hash_search(ld->index, key, HASH_ENTER, &found);
 		slot->pos = a;
 		a++;
 	}
-	for (a = 0; a < k_; a++)
+	for (a = 0; a < pf->k; a++)
 		pf->w[a] /= pf->raw_sum;
+}
 
+/* constraints.candidate_weight, when the snapshot gives one. */
+static void
+portfolio_load_constraints(PortfolioLoad *ld)
+{
+	JsonbValue *cw;
+	JsonbValue *cons = wval_object_get(&ld->expanded->root, "constraints");
+	double		d;
+
+	if (cons != NULL && wval_jbv_is_object(cons) &&
+		(cw = wval_object_get(cons->val.binary.data, "candidate_weight")) != NULL &&
+		wval_jbv_double(cw, &d))
 	{
-		JsonbValue *cw;
-		JsonbValue *cons = wval_object_get(&expanded->root, "constraints");
-		double		d;
-
-		if (cons != NULL && wval_jbv_is_object(cons) &&
-			(cw = wval_object_get(cons->val.binary.data, "candidate_weight")) != NULL &&
-			wval_jbv_double(cw, &d))
-		{
-			pf->candidate_weight = palloc(sizeof(double));
-			*pf->candidate_weight = d;
-		}
+		ld->pf->candidate_weight = palloc(sizeof(double));
+		*ld->pf->candidate_weight = d;
 	}
+}
 
-	pf->cov = palloc0(sizeof(double) * k_ * k_);
-	pf->filled = palloc0(sizeof(bool) * k_ * k_);
-	known = palloc0(sizeof(bool) * k_ * k_);
-	series = palloc0(sizeof(ReturnSeries) * k_);
-	have_returns = load_returns(index, wval_object_get(&expanded->root, "realized_returns"), series);
+/* The covariance entries the snapshot gives, among weighted strategies. */
+static void
+portfolio_load_given_covariance(PortfolioLoad *ld, JsonbValue *cov)
+{
+	WvalPortfolio *pf = ld->pf;
+	int			k_ = pf->k;
+	WvalCovEntry *e;
+	int			n,
+				i,
+				a,
+				b;
+	char	   *bad_key,
+			   *bad_value;
 
-	cov = wval_object_get(&expanded->root, "covariance");
-	ref = wval_object_get(&stored->root, "covariance_ref");
+	if (wval_parse_covariance(cov->val.binary.data, &e, &n, &bad_key, &bad_value) != NULL)
+		elog(ERROR, "stored covariance of snapshot \"%s\" does not parse", pf->version);
+	for (i = 0; i < n; i++)
+	{
+		a = portfolio_index(ld->index, e[i].a);
+		b = portfolio_index(ld->index, e[i].b);
+		if (a < 0 || b < 0)
+			continue;			/* a strategy without weight does not matter */
+		pf->cov[a * k_ + b] = pf->cov[b * k_ + a] = e[i].value;
+		ld->known[a * k_ + b] = ld->known[b * k_ + a] = true;
+	}
+}
+
+/*
+ * The covariance: inline or from a blob, else estimated from the realized
+ * returns; a reference outside the database (22023) or neither (WV004)
+ * is an error.
+ */
+static void
+portfolio_load_covariance(PortfolioLoad *ld)
+{
+	WvalPortfolio *pf = ld->pf;
+	int			k_ = pf->k;
+	JsonbValue *cov = wval_object_get(&ld->expanded->root, "covariance");
+	JsonbValue *ref = wval_object_get(&ld->stored->root, "covariance_ref");
+	int			a,
+				b;
+
 	if (cov != NULL && wval_jbv_is_object(cov))
 	{
-		WvalCovEntry   *e;
-		int			n,
-					i;
-		char	   *bad_key,
-				   *bad_value;
-
-		if (wval_parse_covariance(cov->val.binary.data, &e, &n, &bad_key, &bad_value) != NULL)
-			elog(ERROR, "stored covariance of snapshot \"%s\" does not parse", pf->version);
-		for (i = 0; i < n; i++)
-		{
-			a = portfolio_index(index, e[i].a);
-			b = portfolio_index(index, e[i].b);
-			if (a < 0 || b < 0)
-				continue;		/* a strategy without weight does not matter */
-			pf->cov[a * k_ + b] = pf->cov[b * k_ + a] = e[i].value;
-			known[a * k_ + b] = known[b * k_ + a] = true;
-		}
+		portfolio_load_given_covariance(ld, cov);
 		pf->cov_source = ref != NULL ? "blob" : "snapshot";
 	}
-	else if (have_returns)
+	else if (ld->have_returns)
 	{
 		for (a = 0; a < k_; a++)
 			for (b = a; b < k_; b++)
-				if (sample_covariance(&series[a], &series[b], &pf->cov[a * k_ + b]))
+				if (sample_covariance(&ld->series[a], &ld->series[b], &pf->cov[a * k_ + b]))
 				{
 					pf->cov[b * k_ + a] = pf->cov[a * k_ + b];
-					known[a * k_ + b] = known[b * k_ + a] = true;
+					ld->known[a * k_ + b] = ld->known[b * k_ + a] = true;
 				}
 		pf->cov_source = "realized_returns";
 	}
@@ -408,17 +443,26 @@ wval_portfolio_load(const char *world_id, const char *stage)
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_CONTRACT_VIOLATION),
 				 errmsg("risk snapshot \"%s\" of world \"%s\" has neither covariance nor realized returns",
-						pf->version, world_id),
+						pf->version, ld->world_id),
 				 errhint("Producers send \"covariance\" (or realized_returns to estimate it from) for the portfolio layer.")));
+}
 
-	/* a missing variance may come from the strategy's own returns */
+/* A missing variance may come from the strategy's own returns; else WV004. */
+static void
+portfolio_load_variances(PortfolioLoad *ld)
+{
+	WvalPortfolio *pf = ld->pf;
+	int			k_ = pf->k;
+	int			a;
+
 	for (a = 0; a < k_; a++)
 	{
-		if (known[a * k_ + a])
+		if (ld->known[a * k_ + a])
 			continue;
-		if (series[a].n >= 2 && sample_covariance(&series[a], &series[a], &pf->cov[a * k_ + a]))
+		if (ld->series[a].n >= 2 &&
+			sample_covariance(&ld->series[a], &ld->series[a], &pf->cov[a * k_ + a]))
 		{
-			known[a * k_ + a] = true;
+			ld->known[a * k_ + a] = true;
 			continue;
 		}
 		ereport(ERROR,
@@ -428,17 +472,40 @@ wval_portfolio_load(const char *world_id, const char *stage)
 						   pf->ids[a], pf->ids[a]),
 				 errhint("Send the diagonal entry of every weighted strategy.")));
 	}
-	pf->nfilled = wval_fill_missing_covariance(k_, pf->cov, known, rho, pf->filled);
+}
+
+/* Loads the portfolio of the world's latest fresh snapshot (risk.h). */
+WvalPortfolio *
+wval_portfolio_load(const char *world_id, const char *stage)
+{
+	PortfolioLoad ld;
+	WvalPortfolio *pf;
+	int			a;
+
+	memset(&ld, 0, sizeof(ld));
+	ld.pf = pf = palloc0(sizeof(WvalPortfolio));
+	ld.world_id = world_id;
+	portfolio_load_header(world_id, stage, &ld);
+	portfolio_load_weights(&ld);
+	portfolio_load_constraints(&ld);
+	pf->cov = palloc0(sizeof(double) * pf->k * pf->k);
+	pf->filled = palloc0(sizeof(bool) * pf->k * pf->k);
+	ld.known = palloc0(sizeof(bool) * pf->k * pf->k);
+	ld.series = palloc0(sizeof(ReturnSeries) * pf->k);
+	ld.have_returns = load_returns(ld.index, wval_object_get(&ld.expanded->root, "realized_returns"), ld.series);
+	portfolio_load_covariance(&ld);
+	portfolio_load_variances(&ld);
+	pf->nfilled = wval_fill_missing_covariance(pf->k, pf->cov, ld.known, pf->rho, pf->filled);
 
 	/* what the portfolio layer reads besides the matrix */
-	pf->returns = palloc0(sizeof(double *) * k_);
-	pf->nreturns = palloc0(sizeof(int) * k_);
-	for (a = 0; a < k_; a++)
+	pf->returns = palloc0(sizeof(double *) * pf->k);
+	pf->nreturns = palloc0(sizeof(int) * pf->k);
+	for (a = 0; a < pf->k; a++)
 	{
-		pf->returns[a] = series[a].n > 0 ? series[a].x : NULL;
-		pf->nreturns[a] = series[a].n;
+		pf->returns[a] = ld.series[a].n > 0 ? ld.series[a].x : NULL;
+		pf->nreturns[a] = ld.series[a].n;
 	}
-	pf->payload = expanded;
+	pf->payload = ld.expanded;
 	return pf;
 }
 

@@ -23,8 +23,8 @@
 
 #include "executor/spi.h"
 
-/* the most arguments a kept statement takes */
-#define WVAL_PLAN_MAX_ARGS 24
+/* the most arguments a kept statement takes (the run row of run.c: 29) */
+#define WVAL_PLAN_MAX_ARGS 32
 
 /* A statement prepared once per backend (see the file header). */
 typedef struct WvalPlan

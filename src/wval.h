@@ -113,6 +113,7 @@ extern int	wval_latency_bucket(double seconds);
 
 /* notifier.c */
 extern void wval_notifier_init(void);
+extern void wval_wake_listeners(void);
 
 /* schedule.c */
 extern void wval_schedule_init(void);
