@@ -106,3 +106,12 @@ check-valgrind:
 
 demo:
 	./scripts/demo.sh
+
+# wval_proxy (proxy/, docs/scale-out.md): the PL/Proxy front end, a second
+# extension with its own control file; built, installed and cleaned with wval.
+.PHONY: proxy-all proxy-install proxy-clean
+all: proxy-all
+install: proxy-install
+clean: proxy-clean
+proxy-all proxy-install proxy-clean:
+	$(MAKE) -C proxy $(patsubst proxy-%,%,$@) PG_CONFIG=$(PG_CONFIG)

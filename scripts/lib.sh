@@ -12,10 +12,11 @@ PG_CONFIG=$PG_BINDIR/pg_config
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Debian packages the build, the demo and the tests use (prometheus for
-# promtool, prometheus-postgres-exporter: test/sessions/monitoring_tools.sh).
+# promtool, prometheus-postgres-exporter: test/sessions/monitoring_tools.sh;
+# plproxy: wval_proxy, test/sessions/cluster.sh).
 WVAL_PACKAGES=(make gcc libc6-dev
 	postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
-	postgresql-$PG_MAJOR-cron postgresql-$PG_MAJOR-pgtap
+	postgresql-$PG_MAJOR-cron postgresql-$PG_MAJOR-pgtap postgresql-$PG_MAJOR-plproxy
 	python3 python3-psycopg2 python3-yaml
 	prometheus prometheus-postgres-exporter)
 
