@@ -97,6 +97,10 @@ NOT_PROXIED = {
     "wval_redrive": "dead letters are handled on the shard that holds them",
     "wval_metrics_prometheus": "each shard is scraped on its own (its own counters)",
     "wval_scenario_add": "scenario sets are per shard; add the case on every shard with the same call",
+    "wval_revalidate": "the re-validation job of one shard (its queue), scheduled on each shard",
+    "wval_schedule_revalidation": "pg_cron jobs live on each shard",
+    "wval_override_approve": "a request id is not routed yet: decide on the shard of the request's world",
+    "wval_override_reject": "a request id is not routed yet: decide on the shard of the request's world",
 }
 
 def q(conn, sql, args=()):

@@ -111,6 +111,25 @@ CREATE TYPE wval.governance_exceptions AS (
     row_hash text
 );
 COMMENT ON TYPE wval.governance_exceptions IS 'wval_proxy: the row type of wval.governance_exceptions on the shards';
+CREATE TYPE wval.override_requests AS (
+    entry_id bigint,
+    request_id uuid,
+    world_id text,
+    run_id uuid,
+    strategy_id text,
+    state text,
+    reason text,
+    actor text,
+    login name,
+    approvals_required integer,
+    due_at timestamp with time zone,
+    override_id bigint,
+    recorded_at timestamp with time zone,
+    chain_seq bigint,
+    prev_hash text,
+    row_hash text
+);
+COMMENT ON TYPE wval.override_requests IS 'wval_proxy: the row type of wval.override_requests on the shards';
 CREATE TYPE wval.overrides AS (
     override_id bigint,
     run_id uuid,
@@ -140,7 +159,8 @@ CREATE TYPE wval.policy_activations AS (
     activated_at timestamp with time zone,
     chain_seq bigint,
     prev_hash text,
-    row_hash text
+    row_hash text,
+    stages text[]
 );
 COMMENT ON TYPE wval.policy_activations IS 'wval_proxy: the row type of wval.policy_activations on the shards';
 CREATE TYPE wval.producers AS (
@@ -219,14 +239,14 @@ COMMENT ON TYPE wval_proxy.shard_event IS 'wval_proxy: an event of wval.events a
 
 -- the API, routed
 
-CREATE FUNCTION public.wval_active_policy_version(world_id text)
+CREATE FUNCTION public.wval_active_policy_version(world_id text, stage text DEFAULT NULL::text)
 RETURNS integer
 LANGUAGE plproxy AS $$
     CLUSTER 'wval_cluster';
     RUN ON wval_proxy.world_shard(world_id);
 $$;
-COMMENT ON FUNCTION public.wval_active_policy_version(world_id text) IS 'wval_proxy: wval_active_policy_version of wval, run on wval_proxy.world_shard(world_id)';
-GRANT EXECUTE ON FUNCTION public.wval_active_policy_version(world_id text) TO wval_analyst;
+COMMENT ON FUNCTION public.wval_active_policy_version(world_id text, stage text) IS 'wval_proxy: wval_active_policy_version of wval, run on wval_proxy.world_shard(world_id)';
+GRANT EXECUTE ON FUNCTION public.wval_active_policy_version(world_id text, stage text) TO wval_analyst;
 
 CREATE FUNCTION public.wval_chain_problems(world_id text)
 RETURNS TABLE(table_name text, chain_seq bigint, problem text, expected text, found text)
@@ -371,14 +391,31 @@ $$;
 COMMENT ON FUNCTION public.wval_override(run_id uuid, status text, reason text, actor text) IS 'wval_proxy: wval_override of wval, on the shard of the world of the run';
 GRANT EXECUTE ON FUNCTION public.wval_override(run_id uuid, status text, reason text, actor text) TO wval_validator;
 
-CREATE FUNCTION public.wval_policy_activate(world_id text, version integer, actor text, reason text, force boolean DEFAULT false)
+CREATE FUNCTION wval_proxy.wval_override_request_on(shard integer, run_id uuid, reason text, actor text)
+RETURNS wval.override_requests
+LANGUAGE plproxy AS $$
+    CLUSTER 'wval_cluster';
+    RUN ON shard;
+    SELECT * FROM public.wval_override_request(run_id, reason, actor);
+$$;
+COMMENT ON FUNCTION wval_proxy.wval_override_request_on(integer, uuid, text, text) IS 'wval_proxy: calls wval_override_request on the given shard';
+GRANT EXECUTE ON FUNCTION wval_proxy.wval_override_request_on(integer, uuid, text, text) TO wval_producer;
+CREATE FUNCTION public.wval_override_request(run_id uuid, reason text, actor text DEFAULT NULL::text)
+RETURNS wval.override_requests
+LANGUAGE sql AS $$
+    SELECT * FROM wval_proxy.wval_override_request_on(wval_proxy.run_shard(run_id), run_id, reason, actor)
+$$;
+COMMENT ON FUNCTION public.wval_override_request(run_id uuid, reason text, actor text) IS 'wval_proxy: wval_override_request of wval, on the shard of the world of the run';
+GRANT EXECUTE ON FUNCTION public.wval_override_request(run_id uuid, reason text, actor text) TO wval_producer;
+
+CREATE FUNCTION public.wval_policy_activate(world_id text, version integer, actor text, reason text, force boolean DEFAULT false, stages text[] DEFAULT NULL::text[])
 RETURNS wval.policy_activations
 LANGUAGE plproxy AS $$
     CLUSTER 'wval_cluster';
     RUN ON wval_proxy.world_shard(world_id);
 $$;
-COMMENT ON FUNCTION public.wval_policy_activate(world_id text, version integer, actor text, reason text, force boolean) IS 'wval_proxy: wval_policy_activate of wval, run on wval_proxy.world_shard(world_id)';
-GRANT EXECUTE ON FUNCTION public.wval_policy_activate(world_id text, version integer, actor text, reason text, force boolean) TO wval_validator;
+COMMENT ON FUNCTION public.wval_policy_activate(world_id text, version integer, actor text, reason text, force boolean, stages text[]) IS 'wval_proxy: wval_policy_activate of wval, run on wval_proxy.world_shard(world_id)';
+GRANT EXECUTE ON FUNCTION public.wval_policy_activate(world_id text, version integer, actor text, reason text, force boolean, stages text[]) TO wval_validator;
 
 CREATE FUNCTION public.wval_policy_diff(old_policy jsonb, new_policy jsonb, runs jsonb, stage text DEFAULT 'backtest'::text)
 RETURNS jsonb
@@ -745,6 +782,31 @@ GRANT EXECUTE ON FUNCTION public.wval_world_upsert(world_id text, risk_tier text
 
 -- cross-world views
 
+CREATE TYPE wval_proxy.active_policy_versions AS (
+    shard integer,
+    world_id text,
+    stage text,
+    version integer,
+    activation_id bigint,
+    activation_stages text[],
+    activated_by text,
+    activated_at timestamp with time zone
+);
+COMMENT ON TYPE wval_proxy.active_policy_versions IS 'wval_proxy: a row of wval.active_policy_versions with its shard';
+CREATE FUNCTION wval_proxy.active_policy_versions(shards integer[] DEFAULT wval_proxy.all_shards())
+RETURNS SETOF wval_proxy.active_policy_versions
+LANGUAGE plproxy AS $$
+    CLUSTER 'wval_cluster';
+    SPLIT shards;
+    RUN ON shards;
+    SELECT (shards)[1] AS shard, v.* FROM wval.active_policy_versions v;
+$$;
+COMMENT ON FUNCTION wval_proxy.active_policy_versions(integer[]) IS 'wval_proxy: the rows of wval.active_policy_versions on the given shards (default all), with the shard number';
+GRANT EXECUTE ON FUNCTION wval_proxy.active_policy_versions(integer[]) TO wval_analyst;
+CREATE VIEW wval.active_policy_versions AS SELECT * FROM wval_proxy.active_policy_versions();
+COMMENT ON VIEW wval.active_policy_versions IS 'wval_proxy: wval.active_policy_versions of every shard (RUN ON ALL), with the shard number';
+GRANT SELECT ON wval.active_policy_versions TO wval_analyst;
+
 CREATE TYPE wval_proxy.bus_health AS (
     shard integer,
     group_name text,
@@ -776,6 +838,43 @@ GRANT EXECUTE ON FUNCTION wval_proxy.bus_health(integer[]) TO wval_analyst;
 CREATE VIEW wval.bus_health AS SELECT * FROM wval_proxy.bus_health();
 COMMENT ON VIEW wval.bus_health IS 'wval_proxy: wval.bus_health of every shard (RUN ON ALL), with the shard number';
 GRANT SELECT ON wval.bus_health TO wval_analyst;
+
+CREATE TYPE wval_proxy.current_override_requests AS (
+    shard integer,
+    request_id uuid,
+    world_id text,
+    run_id uuid,
+    strategy_id text,
+    state text,
+    open boolean,
+    requested_by text,
+    requester_login name,
+    request_reason text,
+    requested_at timestamp with time zone,
+    approvals_required integer,
+    approvals bigint,
+    approver_logins name[],
+    due_at timestamp with time zone,
+    overdue boolean,
+    override_id bigint,
+    last_actor text,
+    last_reason text,
+    updated_at timestamp with time zone
+);
+COMMENT ON TYPE wval_proxy.current_override_requests IS 'wval_proxy: a row of wval.current_override_requests with its shard';
+CREATE FUNCTION wval_proxy.current_override_requests(shards integer[] DEFAULT wval_proxy.all_shards())
+RETURNS SETOF wval_proxy.current_override_requests
+LANGUAGE plproxy AS $$
+    CLUSTER 'wval_cluster';
+    SPLIT shards;
+    RUN ON shards;
+    SELECT (shards)[1] AS shard, v.* FROM wval.current_override_requests v;
+$$;
+COMMENT ON FUNCTION wval_proxy.current_override_requests(integer[]) IS 'wval_proxy: the rows of wval.current_override_requests on the given shards (default all), with the shard number';
+GRANT EXECUTE ON FUNCTION wval_proxy.current_override_requests(integer[]) TO wval_analyst;
+CREATE VIEW wval.current_override_requests AS SELECT * FROM wval_proxy.current_override_requests();
+COMMENT ON VIEW wval.current_override_requests IS 'wval_proxy: wval.current_override_requests of every shard (RUN ON ALL), with the shard number';
+GRANT SELECT ON wval.current_override_requests TO wval_analyst;
 
 CREATE TYPE wval_proxy.current_overrides AS (
     shard integer,
@@ -1060,6 +1159,36 @@ CREATE VIEW wval.open_demotion_candidates AS SELECT * FROM wval_proxy.open_demot
 COMMENT ON VIEW wval.open_demotion_candidates IS 'wval_proxy: wval.open_demotion_candidates of every shard (RUN ON ALL), with the shard number';
 GRANT SELECT ON wval.open_demotion_candidates TO wval_analyst;
 
+CREATE TYPE wval_proxy.overdue_override_requests AS (
+    shard integer,
+    request_id uuid,
+    world_id text,
+    run_id uuid,
+    strategy_id text,
+    state text,
+    requested_by text,
+    requester_login name,
+    requested_at timestamp with time zone,
+    approvals bigint,
+    approvals_required integer,
+    due_at timestamp with time zone,
+    overdue_by interval
+);
+COMMENT ON TYPE wval_proxy.overdue_override_requests IS 'wval_proxy: a row of wval.overdue_override_requests with its shard';
+CREATE FUNCTION wval_proxy.overdue_override_requests(shards integer[] DEFAULT wval_proxy.all_shards())
+RETURNS SETOF wval_proxy.overdue_override_requests
+LANGUAGE plproxy AS $$
+    CLUSTER 'wval_cluster';
+    SPLIT shards;
+    RUN ON shards;
+    SELECT (shards)[1] AS shard, v.* FROM wval.overdue_override_requests v;
+$$;
+COMMENT ON FUNCTION wval_proxy.overdue_override_requests(integer[]) IS 'wval_proxy: the rows of wval.overdue_override_requests on the given shards (default all), with the shard number';
+GRANT EXECUTE ON FUNCTION wval_proxy.overdue_override_requests(integer[]) TO wval_analyst;
+CREATE VIEW wval.overdue_override_requests AS SELECT * FROM wval_proxy.overdue_override_requests();
+COMMENT ON VIEW wval.overdue_override_requests IS 'wval_proxy: wval.overdue_override_requests of every shard (RUN ON ALL), with the shard number';
+GRANT SELECT ON wval.overdue_override_requests TO wval_analyst;
+
 CREATE TYPE wval_proxy.override_queue AS (
     shard integer,
     world_id text,
@@ -1108,6 +1237,36 @@ GRANT EXECUTE ON FUNCTION wval_proxy.reason_codes(integer[]) TO wval_analyst;
 CREATE VIEW wval.reason_codes AS SELECT * FROM wval_proxy.reason_codes();
 COMMENT ON VIEW wval.reason_codes IS 'wval_proxy: wval.reason_codes of every shard (RUN ON ALL), with the shard number';
 GRANT SELECT ON wval.reason_codes TO wval_analyst;
+
+CREATE TYPE wval_proxy.revalidation_progress AS (
+    shard integer,
+    world_id text,
+    activation_id bigint,
+    version integer,
+    items bigint,
+    pending bigint,
+    done bigint,
+    skipped bigint,
+    failed bigint,
+    worsened bigint,
+    enqueued_at timestamp with time zone,
+    oldest_pending_at timestamp with time zone,
+    last_processed_at timestamp with time zone
+);
+COMMENT ON TYPE wval_proxy.revalidation_progress IS 'wval_proxy: a row of wval.revalidation_progress with its shard';
+CREATE FUNCTION wval_proxy.revalidation_progress(shards integer[] DEFAULT wval_proxy.all_shards())
+RETURNS SETOF wval_proxy.revalidation_progress
+LANGUAGE plproxy AS $$
+    CLUSTER 'wval_cluster';
+    SPLIT shards;
+    RUN ON shards;
+    SELECT (shards)[1] AS shard, v.* FROM wval.revalidation_progress v;
+$$;
+COMMENT ON FUNCTION wval_proxy.revalidation_progress(integer[]) IS 'wval_proxy: the rows of wval.revalidation_progress on the given shards (default all), with the shard number';
+GRANT EXECUTE ON FUNCTION wval_proxy.revalidation_progress(integer[]) TO wval_analyst;
+CREATE VIEW wval.revalidation_progress AS SELECT * FROM wval_proxy.revalidation_progress();
+COMMENT ON VIEW wval.revalidation_progress IS 'wval_proxy: wval.revalidation_progress of every shard (RUN ON ALL), with the shard number';
+GRANT SELECT ON wval.revalidation_progress TO wval_analyst;
 
 CREATE TYPE wval_proxy.schedule_health AS (
     shard integer,

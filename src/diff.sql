@@ -225,25 +225,32 @@ END
 $$;
 COMMENT ON FUNCTION public.wval_policy_diff_gate(jsonb, jsonb, jsonb, text, float8, boolean) IS 'the impact gate over runs given as JSON (CI): WV008 at or above fail_impact_ratio, or the event and the report with raise_on_breach => false';
 
--- wval._activation_impact(world, old_version, new_version): the diff of a
--- version change over every stage with the defaults of wval_policy_diff
--- (12 months, latest run per strategy), and whether the world's gate holds.
-CREATE FUNCTION wval._activation_impact(w wval.worlds, p_old integer, p_new integer) RETURNS jsonb
+-- wval._activation_impact(world, new_version, previous): the diff of a
+-- version change at each stage of an activation against the version active
+-- there before (previous: {stage: version or null}; a stage without one, or
+-- already at the new version, is not replayed), with the defaults of
+-- wval_policy_diff (12 months, latest run per strategy), and whether the
+-- world's gate holds at the worst stage.  Null when no stage is replayed.
+CREATE FUNCTION wval._activation_impact(w wval.worlds, p_new integer, p_previous jsonb) RETURNS jsonb
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
-    old_doc jsonb := wval._policy_doc(w.world_id, p_old);
     new_doc jsonb := wval._policy_doc(w.world_id, p_new);
     threshold float8 := wval._impact_threshold(w);
     stages jsonb := '{}';
     st text;
+    old_v integer;
     rep jsonb;
     worst float8 := 0;
     worst_stage text;
 BEGIN
     FOREACH st IN ARRAY wval._stages() LOOP
-        rep := wval._policy_diff_history(w.world_id, old_doc, new_doc, st, now() - interval '12 months', now(),
-                                 'strategy', wval._fail_closed(w), p_old, p_new);
+        old_v := (p_previous ->> st)::integer;
+        CONTINUE WHEN old_v IS NULL OR old_v = p_new;
+        rep := wval._policy_diff_history(w.world_id, wval._policy_doc(w.world_id, old_v), new_doc, st,
+                                         now() - interval '12 months', now(), 'strategy', wval._fail_closed(w),
+                                         old_v, p_new);
         stages := stages || jsonb_build_object(st, jsonb_build_object(
+            'old_policy_version', old_v,
             'impact_ratio', rep -> 'impact_ratio', 'total_strategies', rep -> 'total_strategies',
             'strategies_affected', rep -> 'strategies_affected', 'status_changes', rep -> 'status_changes',
             'stage_changes', rep -> 'stage_changes', 'selection_changes', rep -> 'selection_changes',
@@ -255,12 +262,16 @@ BEGIN
             worst_stage := st;
         END IF;
     END LOOP;
-    RETURN jsonb_build_object('old_policy_version', p_old, 'new_policy_version', p_new,
+    IF worst_stage IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN jsonb_build_object('old_policy_version', stages #> ARRAY[worst_stage, 'old_policy_version'],
+                              'new_policy_version', p_new,
                               'fail_impact_ratio', threshold, 'impact_ratio', worst, 'stage', worst_stage,
                               'breached', worst >= threshold, 'stages', stages);
 END
 $$;
-COMMENT ON FUNCTION wval._activation_impact(wval.worlds, integer, integer) IS 'the impact of a version change in a world over every stage (12 months, latest run per strategy) against the world''s gate threshold';
+COMMENT ON FUNCTION wval._activation_impact(wval.worlds, integer, jsonb) IS 'the impact of an activation in a world at each of its stages against the version active there before (12 months, latest run per strategy), the worst stage against the world''s gate threshold; null when no stage changes version';
 
 GRANT EXECUTE ON FUNCTION public.wval_policy_diff(text, integer, integer, text, timestamptz, timestamptz, text),
       public.wval_policy_diff(text, integer, jsonb, text, timestamptz, timestamptz, text),

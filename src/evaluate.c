@@ -745,9 +745,10 @@ static WvalPlan plan_find_client_run = WVAL_PLAN(
 static WvalPlan plan_world = WVAL_PLAN(
 	"SELECT w.risk_tier, w.client_critical, "
 	"(SELECT a.version FROM wval.policy_activations a WHERE a.world_id = w.world_id "
+	"AND (a.stages IS NULL OR $2 = ANY (a.stages)) "
 	"ORDER BY a.activation_id DESC LIMIT 1) FROM wval.worlds w "
 	"WHERE w.world_id = $1 AND wval._can_read($1)",
-	1, TEXTOID);
+	2, TEXTOID, TEXTOID);
 static WvalPlan plan_baseline = WVAL_PLAN(
 	"SELECT run_id, metrics FROM wval.evaluation_runs WHERE world_id = $1 "
 	"AND strategy_id = $2 AND stage = 'backtest' AND kind = 'single' "
@@ -1065,6 +1066,9 @@ typedef struct EvalRequest
 	bool		has_data_as_of;
 	TimestampTz data_as_of;
 	TimestampTz started;		/* for the latency histogram */
+	TimestampTz now;			/* the "now" of time-dependent checks */
+	const char *kind;			/* single; revalidation for wval._evaluate_linked */
+	Datum		linked_run_id;	/* uuid Datum or (Datum) 0 */
 } EvalRequest;
 
 /* What wval_evaluate reads (eval_load): the world and its active policy. */
@@ -1129,12 +1133,14 @@ parse_metric_inputs(FunctionCallInfo fcinfo, EvalRequest *req)
  * inputs, run_id and actor, reserved keys, data_as_of.
  */
 static void
-eval_parse(FunctionCallInfo fcinfo, EvalRequest *req)
+eval_parse(FunctionCallInfo fcinfo, EvalRequest *req, TimestampTz now)
 {
 	WvalEvalInput in;
 
 	memset(req, 0, sizeof(EvalRequest));
 	req->started = GetCurrentTimestamp();
+	req->now = now;
+	req->kind = "single";
 	req->supplied = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
 	req->context = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
@@ -1160,7 +1166,7 @@ eval_parse(FunctionCallInfo fcinfo, EvalRequest *req)
 	if (req->actor == NULL)
 		req->actor = GetUserNameFromId(GetOuterUserId(), false);
 	in.has_data_as_of = wval_context_timestamp(req->context, "data_as_of", &in.data_as_of);
-	in.now = GetCurrentTransactionStartTimestamp();
+	in.now = req->now;
 	check_data_as_of(&in);
 	req->has_data_as_of = in.has_data_as_of;
 	req->data_as_of = in.data_as_of;
@@ -1208,11 +1214,13 @@ eval_find_retry(const EvalRequest *req, Datum *stored)
 static void
 eval_load(const EvalRequest *req, EvalWorld *w)
 {
-	Datum		args[1];
+	Datum		args[2];
 	bool		isnull;
 	bool		fail_closed;
 
+	/* the version active at the run's stage (a staged rollout) */
 	args[0] = CStringGetTextDatum(req->world);
+	args[1] = CStringGetTextDatum(req->stage);
 	wval_spi_exec(&plan_world, args, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		ereport(ERROR,
@@ -1281,7 +1289,7 @@ eval_compute(EvalRequest *req, const EvalWorld *w, EvalOutcome *res)
 	in.has_data_as_of = req->has_data_as_of;
 	in.data_as_of = req->data_as_of;
 	in.stage = req->stage;
-	in.now = GetCurrentTransactionStartTimestamp();
+	in.now = req->now;
 	wval_evaluate_policy(w->policy, &in, &res->out);
 	res->metrics = wval_add_validation_health(in.metrics, &res->out);
 }
@@ -1321,6 +1329,8 @@ eval_store(const EvalRequest *req, const EvalWorld *w, const EvalOutcome *res)
 															CStringGetDatum(res->out.recommendation.data)));
 	run.results = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(res->out.own.results.data)));
 	run.created_by = req->actor;
+	run.kind = req->kind;
+	run.linked_run_id = req->linked_run_id;
 	/* the returns (world setting store_returns, returns.c), then the run */
 	if (req->rhash != NULL)
 		wval_store_run_returns(req->world, req->rhash, req->r, req->n);
@@ -1329,6 +1339,8 @@ eval_store(const EvalRequest *req, const EvalWorld *w, const EvalOutcome *res)
 							(double) (GetCurrentTimestamp() - req->started) / (double) USECS_PER_SEC);
 	return result;
 }
+
+static Datum evaluate_request(EvalRequest *req);
 
 PG_FUNCTION_INFO_V1(wval_evaluate);
 
@@ -1343,21 +1355,63 @@ Datum
 wval_evaluate(PG_FUNCTION_ARGS)
 {
 	EvalRequest req;
+
+	eval_parse(fcinfo, &req, GetCurrentTransactionStartTimestamp());
+	return evaluate_request(&req);
+}
+
+PG_FUNCTION_INFO_V1(wval_evaluate_linked);
+
+/*
+ * wval._evaluate_linked(world_id, strategy_id, stage, returns, metrics,
+ * context, kind, linked_run_id, evaluated_at) → wval.evaluation_runs: the
+ * same evaluation, stored as a run of another kind (revalidation) that
+ * references the run it re-checks; time-dependent checks (data currency)
+ * use evaluated_at instead of the transaction time.  Internal: only
+ * wval_revalidate() calls it.
+ */
+Datum
+wval_evaluate_linked(PG_FUNCTION_ARGS)
+{
+	EvalRequest req;
+	char	   *kind;
+
+	if (PG_ARGISNULL(6) || PG_ARGISNULL(7))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" must not be null", PG_ARGISNULL(6) ? "kind" : "linked_run_id"),
+				 errhint("Name the kind of run and the run it refers to.")));
+	kind = text_to_cstring(PG_GETARG_TEXT_PP(6));
+	if (strcmp(kind, "revalidation") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for \"kind\""),
+				 errdetail("kind is \"%s\".", kind),
+				 errhint("Only revalidation runs are stored this way.")));
+	eval_parse(fcinfo, &req, PG_ARGISNULL(8) ? GetCurrentTransactionStartTimestamp() : PG_GETARG_TIMESTAMPTZ(8));
+	req.kind = kind;
+	req.linked_run_id = PG_GETARG_DATUM(7);
+	return evaluate_request(&req);
+}
+
+/* Parsed request to stored run: a retry returns the stored run, else load, compute, store. */
+static Datum
+evaluate_request(EvalRequest *req)
+{
 	EvalWorld	w;
 	EvalOutcome res;
 	Datum		result;
 
-	eval_parse(fcinfo, &req);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (!eval_find_retry(&req, &result))
+	if (!eval_find_retry(req, &result))
 	{
-		eval_load(&req, &w);
-		eval_compute(&req, &w, &res);
-		result = eval_store(&req, &w, &res);
+		eval_load(req, &w);
+		eval_compute(req, &w, &res);
+		result = eval_store(req, &w, &res);
 	}
 	SPI_finish();
-	PG_RETURN_DATUM(result);
+	return result;
 }
 
 PG_FUNCTION_INFO_V1(wval_apply_rules);

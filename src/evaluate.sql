@@ -18,6 +18,16 @@ RETURNS wval.evaluation_runs
     LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp;
 COMMENT ON FUNCTION public.wval_evaluate(text, text, text, float8[], jsonb, jsonb) IS 'computes metrics from returns (computed values win over supplied ones), applies the world''s active policy version, stores the run with its provenance, rule results and evaluation_run_created event in one transaction, and returns it; context.run_id makes the call idempotent';
 
+-- wval._evaluate_linked: wval_evaluate storing a run of another kind that
+-- references an earlier run (the re-validation job's runs, lifecycle.sql);
+-- granted to no role.
+CREATE FUNCTION wval._evaluate_linked(world_id text, strategy_id text, stage text, returns float8[], metrics jsonb,
+                                      context jsonb, kind text, linked_run_id uuid, evaluated_at timestamptz)
+RETURNS wval.evaluation_runs
+    AS 'MODULE_PATHNAME', 'wval_evaluate_linked'
+    LANGUAGE C VOLATILE SET search_path = pg_catalog, wval, pg_temp;
+COMMENT ON FUNCTION wval._evaluate_linked(text, text, text, float8[], jsonb, jsonb, text, uuid, timestamptz) IS 'wval_evaluate storing a run of kind revalidation linked to the run it re-checks, time-dependent checks as of evaluated_at (internal: wval_revalidate)';
+
 -- wval_record_run: the documented emergency bypass (admin only): records
 -- metrics without validation, status unvalidated, visible in every report.
 CREATE FUNCTION public.wval_record_run(world_id text, strategy_id text, stage text, metrics jsonb,

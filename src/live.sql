@@ -303,7 +303,7 @@ CREATE TABLE wval.demotion_candidates (
     run_id           uuid NOT NULL,
     as_of            date NOT NULL,
     stage            wval.stage NOT NULL,
-    trigger          text NOT NULL CHECK (trigger IN ('blocking_fail', 'soft_fail_streak')),
+    trigger          text NOT NULL CHECK (trigger IN ('blocking_fail', 'soft_fail_streak', 'revalidation')),
     breached         jsonb NOT NULL,
     consecutive_runs integer NOT NULL,
     demote_after     integer NOT NULL,
@@ -317,16 +317,16 @@ SELECT wval._secure('wval.demotion_candidates');
 ALTER SEQUENCE wval.demotion_candidates_id_seq OWNED BY wval.demotion_candidates.candidate_id;
 CREATE UNIQUE INDEX ON wval.demotion_candidates (world_id, run_id);
 CREATE INDEX ON wval.demotion_candidates (world_id, strategy_id, as_of DESC);
-COMMENT ON TABLE wval.demotion_candidates IS 'live runs that make their strategy a demotion candidate: a blocking fail, or a soft fail in live_monitoring.demote_after consecutive live runs at the same stage; append-only, hash-chained. wval never demotes by itself';
-COMMENT ON COLUMN wval.demotion_candidates.trigger IS 'blocking_fail | soft_fail_streak';
+COMMENT ON TABLE wval.demotion_candidates IS 'runs that make their strategy a demotion candidate: a live run with a blocking fail, or a soft fail in live_monitoring.demote_after consecutive live runs at the same stage, or a revalidation run (after a policy activation) whose outcome is worse than the run it re-checked; append-only, hash-chained. wval never demotes by itself';
+COMMENT ON COLUMN wval.demotion_candidates.trigger IS 'blocking_fail | soft_fail_streak (live monitoring) | revalidation (a re-check under a newly activated policy version worsened the outcome)';
 COMMENT ON COLUMN wval.demotion_candidates.breached IS 'the failed checks: [{check, severity, reason_code, reason}]';
-COMMENT ON COLUMN wval.demotion_candidates.consecutive_runs IS 'live runs in a row (this one included) with a blocking or soft fail';
+COMMENT ON COLUMN wval.demotion_candidates.consecutive_runs IS 'live runs in a row (this one included) with a blocking or soft fail; 1 for revalidation';
 COMMENT ON COLUMN wval.demotion_candidates.stage IS 'the stage the strategy was deployed at';
 COMMENT ON COLUMN wval.demotion_candidates.candidate_id IS 'number of the flag (sequence wval.demotion_candidates_id_seq)';
 COMMENT ON COLUMN wval.demotion_candidates.world_id IS 'the world (wval.worlds.world_id)';
 COMMENT ON COLUMN wval.demotion_candidates.strategy_id IS 'the flagged strategy';
-COMMENT ON COLUMN wval.demotion_candidates.run_id IS 'the live run (wval.evaluation_runs, kind live) that flagged the strategy; one flag per run';
-COMMENT ON COLUMN wval.demotion_candidates.as_of IS 'as_of day of that live run (the day its realized windows end)';
+COMMENT ON COLUMN wval.demotion_candidates.run_id IS 'the run that flagged the strategy (wval.evaluation_runs, kind live, or kind revalidation); one flag per run';
+COMMENT ON COLUMN wval.demotion_candidates.as_of IS 'as_of day of that live run (the day its realized windows end); for revalidation, the day (UTC) of the re-check';
 COMMENT ON COLUMN wval.demotion_candidates.demote_after IS 'live_monitoring.demote_after of the policy version the run applied (soft-fail streak length that flags; default 2)';
 COMMENT ON COLUMN wval.demotion_candidates.flagged_at IS 'when the flag was recorded (clock time, ordered against stage decisions of the same transaction)';
 COMMENT ON COLUMN wval.demotion_candidates.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
@@ -339,20 +339,21 @@ SELECT c.*
 FROM (SELECT DISTINCT ON (dc.world_id, dc.strategy_id) dc.*
       FROM wval.demotion_candidates dc
       ORDER BY dc.world_id, dc.strategy_id, dc.as_of DESC, dc.candidate_id DESC) c
-WHERE c.run_id = (SELECT e.run_id FROM wval.evaluation_runs e
-                  WHERE e.world_id = c.world_id AND e.strategy_id = c.strategy_id AND e.kind = 'live'
-                    AND NOT wval._imported(e.context)
-                  ORDER BY e.as_of DESC, e.created_at DESC LIMIT 1)
+WHERE (c.trigger = 'revalidation'
+       OR c.run_id = (SELECT e.run_id FROM wval.evaluation_runs e
+                      WHERE e.world_id = c.world_id AND e.strategy_id = c.strategy_id AND e.kind = 'live'
+                        AND NOT wval._imported(e.context)
+                      ORDER BY e.as_of DESC, e.created_at DESC LIMIT 1))
   AND NOT EXISTS (SELECT 1 FROM wval.deployments d
                   WHERE d.world_id = c.world_id AND d.strategy_id = c.strategy_id AND d.recorded_at > c.flagged_at);
-COMMENT ON VIEW wval.open_demotion_candidates IS 'strategies whose latest live run flagged them and on which nobody has decided since (a stage decision, also a confirmation, closes the candidate; so does a later live run that does not flag)';
+COMMENT ON VIEW wval.open_demotion_candidates IS 'strategies whose latest flag is open: flagged by their latest live run, or by a revalidation after a policy activation, and nobody has decided on them since (a stage decision, also a confirmation, closes the candidate; a later live run that does not flag closes a live flag)';
 COMMENT ON COLUMN wval.open_demotion_candidates.candidate_id IS 'number of the flag (sequence wval.demotion_candidates_id_seq)';
 COMMENT ON COLUMN wval.open_demotion_candidates.world_id IS 'the world (wval.worlds.world_id)';
 COMMENT ON COLUMN wval.open_demotion_candidates.strategy_id IS 'the flagged strategy';
-COMMENT ON COLUMN wval.open_demotion_candidates.run_id IS 'the live run (wval.evaluation_runs, kind live) that flagged the strategy; one flag per run';
-COMMENT ON COLUMN wval.open_demotion_candidates.as_of IS 'as_of day of that live run (the day its realized windows end)';
+COMMENT ON COLUMN wval.open_demotion_candidates.run_id IS 'the run that flagged the strategy (wval.evaluation_runs, kind live, or kind revalidation); one flag per run';
+COMMENT ON COLUMN wval.open_demotion_candidates.as_of IS 'as_of day of that live run (the day its realized windows end); for revalidation, the day (UTC) of the re-check';
 COMMENT ON COLUMN wval.open_demotion_candidates.stage IS 'the stage the strategy was deployed at';
-COMMENT ON COLUMN wval.open_demotion_candidates.trigger IS 'blocking_fail | soft_fail_streak';
+COMMENT ON COLUMN wval.open_demotion_candidates.trigger IS 'blocking_fail | soft_fail_streak | revalidation';
 COMMENT ON COLUMN wval.open_demotion_candidates.breached IS 'the failed checks: [{check, severity, reason_code, reason}]';
 COMMENT ON COLUMN wval.open_demotion_candidates.consecutive_runs IS 'live runs in a row (this one included) with a blocking or soft fail';
 COMMENT ON COLUMN wval.open_demotion_candidates.demote_after IS 'live_monitoring.demote_after of the policy version the run applied (soft-fail streak length that flags; default 2)';
@@ -461,7 +462,12 @@ BEGIN
         RETURN r;
     END IF;
 
-    v := public.wval_active_policy_version(p_world);
+    -- the run's stage: the strategy's deployed stage (paper or live), else live
+    SELECT cs.stage INTO deployed FROM wval.current_stage cs
+    WHERE cs.world_id = p_world AND cs.strategy_id = p_strategy;
+    p_stage := CASE WHEN deployed IN ('paper', 'live') THEN deployed ELSE 'live' END;
+
+    v := public.wval_active_policy_version(p_world, p_stage);
     IF v IS NULL THEN
         RAISE EXCEPTION 'world "%" has no active policy version', p_world
             USING ERRCODE = 'WV010',
@@ -472,11 +478,6 @@ BEGIN
     settings := wval._live_policy(p_world, v, fc);
     windows := ARRAY(SELECT jsonb_array_elements_text(settings->'windows_days')::integer);
     longest := windows[cardinality(windows)];
-
-    -- the run's stage: the strategy's deployed stage (paper or live), else live
-    SELECT cs.stage INTO deployed FROM wval.current_stage cs
-    WHERE cs.world_id = p_world AND cs.strategy_id = p_strategy;
-    p_stage := CASE WHEN deployed IN ('paper', 'live') THEN deployed ELSE 'live' END;
 
     -- the latest return of each day of the longest window
     SELECT coalesce(array_agg(c.day ORDER BY c.day), '{}'), coalesce(array_agg(c.ret ORDER BY c.day), '{}'),

@@ -6,7 +6,7 @@
 --   wval_check_invariants()      the invariants, violations as rows
 --   wval.invariant_reports       what the daily job found (the metrics read it)
 --
--- requires: store bus hub live schedule
+-- requires: store bus hub live schedule lifecycle
 
 ------------------------------------------------------------------------------
 -- Evaluation counters and latency (written by wval_evaluate, evaluate.c)
@@ -68,10 +68,11 @@ BEGIN
                co.review_due_at,
                (SELECT a.version FROM wval.policy_activations a
                 WHERE a.world_id = l.world_id AND a.activated_at <= r.created_at
+                  AND (a.stages IS NULL OR r.stage = ANY (a.stages))
                 ORDER BY a.activation_id DESC LIMIT 1) AS active_then
         FROM live l
         LEFT JOIN LATERAL (
-            SELECT e.run_id, e.status, e.policy_version, e.created_at FROM wval.evaluation_runs e
+            SELECT e.run_id, e.stage, e.status, e.policy_version, e.created_at FROM wval.evaluation_runs e
             WHERE e.world_id = l.world_id AND e.strategy_id = l.strategy_id AND e.kind = 'live'
               AND NOT wval._imported(e.context)
             ORDER BY e.created_at DESC LIMIT 1) r ON true
@@ -298,6 +299,28 @@ UNION ALL
 SELECT 'wval_overrides_overdue', 'gauge', 'approved overrides past their review date',
        jsonb_build_object('world_id', q.world_id), count(*)::float8
 FROM wval.override_queue q WHERE q.overdue GROUP BY q.world_id
+UNION ALL
+-- the lifecycle loops: re-validation after activations, override requests
+SELECT 'wval_revalidation_backlog', 'gauge', 'deployed strategies queued for re-validation after a policy activation and not yet re-checked',
+       jsonb_build_object('world_id', q.world_id), count(*) FILTER (WHERE q.state = 'pending')::float8
+FROM wval.revalidation_queue q GROUP BY q.world_id
+UNION ALL
+SELECT 'wval_revalidation_oldest_pending_seconds', 'gauge', 'age of the oldest pending re-validation item (0 when none is pending)',
+       jsonb_build_object('world_id', q.world_id),
+       coalesce(extract(epoch FROM now() - min(q.enqueued_at) FILTER (WHERE q.state = 'pending')), 0)::float8
+FROM wval.revalidation_queue q GROUP BY q.world_id
+UNION ALL
+SELECT 'wval_revalidation_failed', 'gauge', 're-validation items that failed three times (kept 30 days)',
+       jsonb_build_object('world_id', q.world_id), count(*) FILTER (WHERE q.state = 'failed')::float8
+FROM wval.revalidation_queue q GROUP BY q.world_id
+UNION ALL
+SELECT 'wval_override_requests_open', 'gauge', 'override requests waiting for a decision',
+       jsonb_build_object('world_id', r.world_id), count(*) FILTER (WHERE r.open)::float8
+FROM wval.current_override_requests r GROUP BY r.world_id
+UNION ALL
+SELECT 'wval_override_requests_overdue', 'gauge', 'open override requests past their SLA (wval.overdue_override_requests)',
+       jsonb_build_object('world_id', r.world_id), count(*) FILTER (WHERE r.overdue)::float8
+FROM wval.current_override_requests r GROUP BY r.world_id
 UNION ALL
 SELECT 'wval_invariant_violations', 'gauge', 'violations found by the latest invariant check (wval_run_invariants)',
        jsonb_build_object('invariant', c.key), c.value::text::float8

@@ -30,7 +30,7 @@ RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     w wval.worlds := wval._world(world_id);
-    v integer := coalesce(version, public.wval_active_policy_version(world_id));
+    v integer := coalesce(version, public.wval_active_policy_version(world_id, stage));
     doc jsonb;
 BEGIN
     PERFORM wval._one_of('stage', stage, wval._stages());

@@ -18,8 +18,11 @@
  *
  * Cache.  Policy versions are immutable, so a materialised version keyed
  * by (world, version, fail_closed) never goes stale while the table that
- * holds it lives; when the active version of a world changes, its older
- * entries are dropped.  The table itself can go away: DROP EXTENSION wval
+ * holds it lives.  Which version applies is looked up per call (the
+ * version active at the run's stage: a staged rollout keeps several
+ * versions of one world in force at once), so entries are never dropped
+ * for being older; the least recently used entry makes room.  The table
+ * itself can go away: DROP EXTENSION wval
  * and CREATE EXTENSION wval in the same backend give a new
  * wval.policy_versions in which (world, 1) may be another policy.  A
  * relcache invalidation callback (the pg_cron pattern) marks the cache
@@ -200,8 +203,8 @@ policy_cache_validate(void)
 
 /*
  * The materialised policy version (world, version), from the cache or
- * loaded with SPI (the caller must be connected).  Entries of the same
- * world with another version are dropped: the active version moved on.
+ * loaded with SPI (the caller must be connected).  Other versions of the
+ * same world stay: during a staged rollout stages apply different ones.
  */
 WvalPolicy *
 wval_policy_for_version(const char *world_id, int version, bool fail_closed)
@@ -224,11 +227,6 @@ wval_policy_for_version(const char *world_id, int version, bool fail_closed)
 		{
 			e->last_used = ++policy_cache_clock;
 			return e->policy;
-		}
-		if (e->version < version)
-		{
-			wval_policy_free(e->policy);
-			e->policy = NULL;
 		}
 	}
 

@@ -81,8 +81,8 @@ static WvalPlan plan_run = WVAL_PLAN(
 	1, UUIDOID);
 static WvalPlan plan_version = WVAL_PLAN(
 	"SELECT version FROM wval.policy_activations WHERE world_id = $1 "
-	"ORDER BY activation_id DESC LIMIT 1",
-	1, TEXTOID);
+	"AND (stages IS NULL OR $2 = ANY (stages)) ORDER BY activation_id DESC LIMIT 1",
+	2, TEXTOID, TEXTOID);
 static WvalPlan plan_existing = WVAL_PLAN(
 	"SELECT * FROM wval.evaluation_runs WHERE world_id = $1 AND strategy_id = $2 "
 	"AND client_run_id = $3 AND kind = 'portfolio' ORDER BY created_at LIMIT 1",
@@ -708,6 +708,8 @@ pf_load(const PortfolioRequest *req, PortfolioInputs *in)
 	in->fail_closed = strcmp(in->risk_tier, "high") == 0 &&
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	load_candidate(req->world, req->run_id, &in->cand);
+	/* the version active at the candidate's stage (the stage of the run) */
+	args[1] = CStringGetTextDatum(in->cand.stage);
 	wval_spi_exec(&plan_version, args, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,

@@ -240,7 +240,7 @@ BEGIN
     PERFORM wval._one_of('stage', p_stage, wval._stages());
     PERFORM wval._cohort_candidates_check(candidates, p_campaign);
     PERFORM wval._ident('strategy_id', e.c ->> 'strategy_id') FROM jsonb_array_elements(candidates) e(c);
-    p_version := public.wval_active_policy_version(p_world);
+    p_version := public.wval_active_policy_version(p_world, p_stage);
     IF p_version IS NULL THEN
         RAISE EXCEPTION 'world "%" has no active policy version', p_world USING ERRCODE = 'WV010',
             DETAIL = 'Nothing was evaluated and nothing was recorded.',

@@ -420,6 +420,8 @@ BEGIN
     FROM wval.policy_versions pv JOIN wval.work_purge_scope s ON s.work_id = v_work AND s.world_id = pv.world_id
     WHERE pv.created_at < s.versions_cut
       AND pv.version IS DISTINCT FROM s.active_version
+      AND NOT EXISTS (SELECT 1 FROM wval.active_policy_versions apv
+                      WHERE apv.world_id = pv.world_id AND apv.version = pv.version)
       AND NOT EXISTS (SELECT 1 FROM wval.evaluation_runs r
                       WHERE r.world_id = pv.world_id AND r.policy_version = pv.version
                         AND NOT EXISTS (SELECT 1 FROM wval.work_purge_runs c WHERE c.work_id = v_work AND c.run_id = r.run_id))
@@ -638,7 +640,7 @@ BEGIN
         PERFORM wval._one_of(format('runs[%s].stage', e.i), coalesce(x ->> 'stage', 'backtest'),
                              wval._stages());
         PERFORM wval._one_of(format('runs[%s].kind', e.i), coalesce(x ->> 'kind', 'single'),
-                             ARRAY['single', 'cohort', 'live', 'portfolio', 'stress']);
+                             ARRAY['single', 'cohort', 'live', 'portfolio', 'stress', 'revalidation']);
         PERFORM wval._one_of(format('runs[%s].status', e.i), x ->> 'status', ARRAY['pass', 'warn', 'fail', 'unvalidated']);
         IF x ? 'recommended_stage' AND jsonb_typeof(x -> 'recommended_stage') <> 'null' THEN
             PERFORM wval._one_of(format('runs[%s].recommended_stage', e.i), x ->> 'recommended_stage',
@@ -913,8 +915,8 @@ BEGIN
                           WHERE s.world_id = b.world_id AND ('wval-blob:' || b.blob_hash) = ANY (s.blob_refs));
         GET DIAGNOSTICS n_blob = ROW_COUNT;
 
-        -- live returns: never within the longest live window of the active policy
-        v := public.wval_active_policy_version(w.world_id);
+        -- live returns: never within the longest live window of the policy active at live
+        v := public.wval_active_policy_version(w.world_id, 'live');
         longest := 0;
         IF v IS NOT NULL THEN
             SELECT coalesce(max(x::integer), 0) INTO longest

@@ -107,7 +107,7 @@ BEGIN
                   DETAIL = format('The run (kind %s) was evaluated from supplied metrics only: its returns_hash is null.', r.kind),
                   HINT = 'Only runs evaluated from returns can be reproduced.';
     END IF;
-    IF r.kind NOT IN ('single', 'live') THEN
+    IF r.kind IN ('portfolio', 'cohort', 'stress') THEN
         RAISE EXCEPTION 'runs of kind % cannot be reproduced from their returns', r.kind
             USING ERRCODE = '22023',
                   DETAIL = format('run %s is a %s run: its metrics come from the risk snapshot %s, not only from its returns.',

@@ -270,6 +270,7 @@ DECLARE
     impact jsonb;
     breaches text[];
     st text;
+    prevs jsonb;
     rep wval.regression_reports;
     out jsonb := '[]';
 BEGIN
@@ -296,11 +297,15 @@ BEGIN
                 breaches := breaches || ('scenario:' || set_name);
             END IF;
         END LOOP;
-        impact := NULL;
-        IF act.previous_version IS NOT NULL AND act.previous_version <> act.version
-           AND EXISTS (SELECT 1 FROM wval.policy_versions pv
-                       WHERE pv.world_id = w.world_id AND pv.version = act.previous_version) THEN
-            impact := wval._activation_impact(w, act.previous_version, act.version);
+        -- the impact of the latest activation at each of its stages against
+        -- the version active there before (still stored)
+        SELECT jsonb_object_agg(p.key, p.value) INTO prevs
+        FROM jsonb_each(coalesce(act.details -> 'previous_versions',
+                                 (SELECT jsonb_object_agg(x, act.previous_version) FROM unnest(wval._stages()) x))) p
+        WHERE EXISTS (SELECT 1 FROM wval.policy_versions pv
+                      WHERE pv.world_id = w.world_id AND pv.version = (p.value #>> '{}')::integer);
+        impact := wval._activation_impact(w, act.version, coalesce(prevs, '{}'));
+        IF impact IS NOT NULL THEN
             FOR st IN SELECT s.key FROM jsonb_each(impact -> 'stages') s
                       WHERE (s.value ->> 'impact_ratio')::float8 >= (impact ->> 'fail_impact_ratio')::float8
                       ORDER BY array_position(wval._stages(), s.key) LOOP

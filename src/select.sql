@@ -139,7 +139,7 @@ DECLARE
 BEGIN
     PERFORM wval._one_of('stage', stage, wval._stages());
     PERFORM wval._world(p_world, true);		-- one selection at a time per world
-    v_version := public.wval_active_policy_version(p_world);
+    v_version := public.wval_active_policy_version(p_world, stage);
     IF v_version IS NULL THEN
         RAISE EXCEPTION 'world "%" has no active policy version', p_world
             USING ERRCODE = 'WV010', HINT = 'Activate a policy with wval_policy_activate() first.';

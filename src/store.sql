@@ -260,21 +260,25 @@ CREATE TABLE wval.policy_activations (
     chain_seq        bigint NOT NULL,
     prev_hash        text NOT NULL,
     row_hash         text NOT NULL,
-    PRIMARY KEY (world_id, activation_id)
+    stages           text[],         -- last: where 0.2.0's upgrade adds it
+    PRIMARY KEY (world_id, activation_id),
+    CONSTRAINT policy_activations_stages_check CHECK (stages IS NULL OR (cardinality(stages) > 0
+        AND stages <@ wval._stages() AND array_position(stages, NULL) IS NULL))
 );
 SELECT wval._secure('wval.policy_activations');
 ALTER SEQUENCE wval.policy_activations_id_seq OWNED BY wval.policy_activations.activation_id;
 CREATE INDEX ON wval.policy_activations (world_id, activated_at DESC);
-COMMENT ON TABLE wval.policy_activations IS 'which policy version became active, who activated and approved it, why; the active version is the latest activation';
+COMMENT ON TABLE wval.policy_activations IS 'which policy version became active at which stages, who activated and approved it, why; the version active at a stage is that of the latest activation naming the stage (or naming none)';
+COMMENT ON COLUMN wval.policy_activations.stages IS 'the stages the activation applies to (a staged rollout: backtest, paper, shadow, live); null for every stage';
 COMMENT ON COLUMN wval.policy_activations.activated_by IS 'the person named by the activating validator (a label)';
 COMMENT ON COLUMN wval.policy_activations.approved_by IS 'the database login that activated (session_user), the second person of the two-person rule; it differs from policy_versions.published_by unless details.governance_exceptions says why';
 COMMENT ON COLUMN wval.policy_activations.activation_id IS 'number of the activation (sequence wval.policy_activations_id_seq); the latest per world is in force';
 COMMENT ON COLUMN wval.policy_activations.world_id IS 'the world (wval.worlds.world_id)';
 COMMENT ON COLUMN wval.policy_activations.version IS 'the policy version activated (wval.policy_versions.version)';
-COMMENT ON COLUMN wval.policy_activations.previous_version IS 'the version active before; null for the world''s first activation';
+COMMENT ON COLUMN wval.policy_activations.previous_version IS 'the version of the world''s latest activation before this one (whatever its stages); null for the world''s first activation; details.previous_versions has the version active before at each stage of this one';
 COMMENT ON COLUMN wval.policy_activations.reason IS 'why the version was activated (required free text)';
 COMMENT ON COLUMN wval.policy_activations.forced IS 'true when activated with force => true; details.governance_exceptions lists what force waived (impact gate, fail-closed relaxation)';
-COMMENT ON COLUMN wval.policy_activations.details IS '{governance_exceptions: [rules waived by force], impact_gate: the replay of the change over history against the previous version (absent at the first activation)}';
+COMMENT ON COLUMN wval.policy_activations.details IS '{governance_exceptions: [rules waived by force], previous_versions: {stage: version active before at each stage of the activation}, impact_gate: the replay of the change over history at each of those stages against the version active there (absent when no stage had another version)}';
 COMMENT ON COLUMN wval.policy_activations.activated_at IS 'when the version became active';
 COMMENT ON COLUMN wval.policy_activations.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
 COMMENT ON COLUMN wval.policy_activations.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
@@ -324,7 +328,7 @@ CREATE TABLE wval.evaluation_runs (
     world_id           text NOT NULL,
     strategy_id        text NOT NULL,
     stage              wval.stage NOT NULL,
-    kind               text NOT NULL DEFAULT 'single' CHECK (kind IN ('single', 'cohort', 'live', 'portfolio', 'stress')),
+    kind               text NOT NULL DEFAULT 'single' CHECK (kind IN ('single', 'cohort', 'live', 'portfolio', 'stress', 'revalidation')),
     campaign_id        text,
     risk_tier          text,
     model_card_version text,
@@ -360,7 +364,7 @@ INSERT INTO wval.partition_indexes (parent, spec) VALUES
 -- lz4: the jsonb columns of a run are compressed on every insert (pglz cost a
 -- twentieth of wval_evaluate's time)
 COMMENT ON TABLE wval.evaluation_runs IS 'every evaluation ever made: metrics, the policy version and ruleset hash applied, the outcome and its provenance; append-only, hash-chained';
-COMMENT ON COLUMN wval.evaluation_runs.kind IS 'single | cohort | live | portfolio | stress';
+COMMENT ON COLUMN wval.evaluation_runs.kind IS 'single | cohort | live | portfolio | stress | revalidation (a deployed strategy''s run re-checked after a policy activation, linked_run_id)';
 COMMENT ON COLUMN wval.evaluation_runs.client_run_id IS 'context.run_id: the caller''s idempotency key (same world, strategy and run_id returns the first run)';
 COMMENT ON COLUMN wval.evaluation_runs.returns_hash IS 'sha256 of the return series the metrics were computed from: hex(sha256(float8send(r_1) || ... || float8send(r_n)))';
 COMMENT ON COLUMN wval.evaluation_runs.metrics IS 'metric blocks (returns, sample, robustness, risk, benchmark, diagnostics, ...)';
@@ -368,7 +372,7 @@ COMMENT ON COLUMN wval.evaluation_runs.status IS 'pass | warn | fail | unvalidat
 COMMENT ON COLUMN wval.evaluation_runs.recommended_stage IS 'backtest_only | paper_only | paper_ok_live_candidate';
 COMMENT ON COLUMN wval.evaluation_runs.recommendation IS 'which profiles were tried for the recommendation and why each stopped';
 COMMENT ON COLUMN wval.evaluation_runs.results IS 'check key -> RuleResult';
-COMMENT ON COLUMN wval.evaluation_runs.linked_run_id IS 'for cohort, portfolio and stress runs: the candidate run they extend';
+COMMENT ON COLUMN wval.evaluation_runs.linked_run_id IS 'for cohort, portfolio and stress runs: the candidate run they extend; for revalidation runs: the run they re-checked';
 COMMENT ON COLUMN wval.evaluation_runs.supersedes IS 'the run this one corrects';
 COMMENT ON COLUMN wval.evaluation_runs.as_of IS 'live runs: the day the realized windows end';
 COMMENT ON COLUMN wval.evaluation_runs.run_id IS 'identifier of the run (gen_random_uuid()); rule_results, overrides, ex-post cases and live decisions refer to it';
@@ -934,28 +938,73 @@ END
 $$;
 COMMENT ON FUNCTION public.wval_policy_publish(text, jsonb, text, text) IS 'validates a policy document and stores it as the world''s next version (1, 2, 3 ...); does not activate it';
 
-CREATE FUNCTION public.wval_active_policy_version(world_id text) RETURNS integer
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
-    SELECT a.version FROM wval.policy_activations a
-    WHERE a.world_id = wval_active_policy_version.world_id
-      AND wval._can_read(wval_active_policy_version.world_id)
-    ORDER BY a.activation_id DESC LIMIT 1;
+-- wval._activation_stages(stages): the stages an activation names, checked and in
+-- pipeline order without duplicates; null (every stage) stays null.
+CREATE FUNCTION wval._activation_stages(p_stages text[]) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    s text;
+    bad boolean;
+BEGIN
+    IF p_stages IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- one dimension first: array_position refuses the others
+    bad := coalesce(array_ndims(p_stages), 0) <> 1 OR cardinality(p_stages) > 4;
+    IF NOT bad THEN
+        bad := array_position(p_stages, NULL) IS NOT NULL;
+    END IF;
+    IF bad THEN
+        RAISE EXCEPTION 'invalid value for "stages"' USING ERRCODE = '22023',
+            DETAIL = format('stages is %s.', p_stages),
+            HINT = 'Name one to four of backtest, paper, shadow, live (a one-dimensional array), or pass null for every stage.';
+    END IF;
+    FOREACH s IN ARRAY p_stages LOOP
+        PERFORM wval._one_of('stages', s, wval._stages());
+    END LOOP;
+    RETURN ARRAY(SELECT x FROM unnest(wval._stages()) WITH ORDINALITY u(x, o)
+                 WHERE x = ANY (p_stages) ORDER BY o);
+END
 $$;
-COMMENT ON FUNCTION public.wval_active_policy_version(text) IS 'the world''s active policy version (latest activation), null when none or when the caller may not read the world';
+COMMENT ON FUNCTION wval._activation_stages(text[]) IS 'checks the stages of a staged activation (22023) and returns them in pipeline order without duplicates; null means every stage';
+
+CREATE FUNCTION public.wval_active_policy_version(world_id text, stage text DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    v integer;
+BEGIN
+    IF stage IS NOT NULL THEN
+        PERFORM wval._one_of('stage', stage, wval._stages());
+    END IF;
+    IF NOT wval._can_read(wval_active_policy_version.world_id) THEN
+        RETURN NULL;
+    END IF;
+    SELECT a.version INTO v FROM wval.policy_activations a
+    WHERE a.world_id = wval_active_policy_version.world_id
+      AND (wval_active_policy_version.stage IS NULL OR a.stages IS NULL
+           OR wval_active_policy_version.stage = ANY (a.stages))
+    ORDER BY a.activation_id DESC LIMIT 1;
+    RETURN v;
+END
+$$;
+COMMENT ON FUNCTION public.wval_active_policy_version(text, text) IS 'the policy version active at a stage of a world (the latest activation naming the stage or no stages); without a stage, the version of the latest activation whatever its stages; null when none or when the caller may not read the world';
 
 CREATE FUNCTION public.wval_policy_activate(world_id text, version integer, actor text, reason text,
-                                            force boolean DEFAULT false)
+                                            force boolean DEFAULT false, stages text[] DEFAULT NULL)
 RETURNS wval.policy_activations
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     p_world text := wval._ident('world_id', world_id);
     p_actor text := wval._ident('actor', actor);
+    p_stages text[] := wval._activation_stages(stages);
     w wval.worlds;
     doc jsonb;
     author text;
     published_by text;
     allowed jsonb;
     prev integer;
+    prev_by_stage jsonb := '{}';
+    st text;
     exceptions jsonb := '[]';
     impact jsonb;
     act wval.policy_activations;
@@ -998,61 +1047,89 @@ BEGIN
         exceptions := exceptions || jsonb_build_object('rule', 'fail_closed', 'validation', doc -> 'validation');
     END IF;
 
-    -- the impact gate: the change replayed over the world's history against
-    -- the active version (none at the first activation)
+    -- the version each stage of the activation had (a staged rollout moves
+    -- some stages only), and the impact gate: the change replayed over the
+    -- world's history at each stage against the version active there
     prev := public.wval_active_policy_version(p_world);
-    IF prev IS NOT NULL AND prev <> version THEN
-        impact := wval._activation_impact(w, prev, version);
-        IF (impact ->> 'breached')::boolean THEN
-            IF NOT coalesce(force, false) THEN
-                RAISE EXCEPTION 'policy version % of world "%" has an impact ratio of % against the active version, at or above the gate %',
-                                version, p_world, impact ->> 'impact_ratio', impact ->> 'fail_impact_ratio'
-                    USING ERRCODE = 'WV008',
-                          DETAIL = format('Against the active version %s, stage %s: %s of %s strategies affected (%s status, %s stage changes).',
-                                          prev, impact ->> 'stage',
-                                          impact #>> ARRAY['stages', impact ->> 'stage', 'strategies_affected'],
-                                          impact #>> ARRAY['stages', impact ->> 'stage', 'total_strategies'],
-                                          impact #>> ARRAY['stages', impact ->> 'stage', 'status_changes'],
-                                          impact #>> ARRAY['stages', impact ->> 'stage', 'stage_changes']),
-                          HINT = 'Review wval_policy_diff(world_id, active, new), roll new checks out with "mode": "warn" first, or activate with force => true and a reason (recorded in the activation).';
-            END IF;
-            exceptions := exceptions || jsonb_build_object('rule', 'impact_gate', 'stage', impact -> 'stage',
-                                                           'impact_ratio', impact -> 'impact_ratio',
-                                                           'fail_impact_ratio', impact -> 'fail_impact_ratio');
+    FOREACH st IN ARRAY coalesce(p_stages, wval._stages()) LOOP
+        prev_by_stage := prev_by_stage || jsonb_build_object(st, public.wval_active_policy_version(p_world, st));
+    END LOOP;
+    impact := wval._activation_impact(w, version, prev_by_stage);
+    IF (impact ->> 'breached')::boolean THEN
+        IF NOT coalesce(force, false) THEN
+            RAISE EXCEPTION 'policy version % of world "%" has an impact ratio of % against the active version, at or above the gate %',
+                            version, p_world, impact ->> 'impact_ratio', impact ->> 'fail_impact_ratio'
+                USING ERRCODE = 'WV008',
+                      DETAIL = format('Against the active version %s, stage %s: %s of %s strategies affected (%s status, %s stage changes).',
+                                      impact ->> 'old_policy_version', impact ->> 'stage',
+                                      impact #>> ARRAY['stages', impact ->> 'stage', 'strategies_affected'],
+                                      impact #>> ARRAY['stages', impact ->> 'stage', 'total_strategies'],
+                                      impact #>> ARRAY['stages', impact ->> 'stage', 'status_changes'],
+                                      impact #>> ARRAY['stages', impact ->> 'stage', 'stage_changes']),
+                      HINT = 'Review wval_policy_diff(world_id, active, new, stage), roll out stage by stage (stages => ...), roll new checks out with "mode": "warn" first, or activate with force => true and a reason (recorded in the activation).';
         END IF;
+        exceptions := exceptions || jsonb_build_object('rule', 'impact_gate', 'stage', impact -> 'stage',
+                                                       'impact_ratio', impact -> 'impact_ratio',
+                                                       'fail_impact_ratio', impact -> 'fail_impact_ratio');
     END IF;
 
-    INSERT INTO wval.policy_activations (world_id, version, previous_version, activated_by, approved_by, reason, forced, details)
+    INSERT INTO wval.policy_activations (world_id, version, previous_version, activated_by, approved_by, reason, forced,
+                                         details, stages)
     VALUES (p_world, version, prev, p_actor, session_user, reason, coalesce(force, false),
             jsonb_build_object('governance_exceptions', exceptions)
-            || CASE WHEN impact IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('impact_gate', impact) END)
+            || CASE WHEN p_stages IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('previous_versions', prev_by_stage) END
+            || CASE WHEN impact IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('impact_gate', impact) END,
+            p_stages)
     RETURNING * INTO act;
     PERFORM wval._audit(p_world, 'policy_activated', p_actor,
                         jsonb_build_object('version', version, 'previous_version', prev,
                                            'reason', reason, 'forced', coalesce(force, false),
                                            'governance_exceptions', exceptions,
                                            'impact_ratio', impact -> 'impact_ratio')
+                        || CASE WHEN p_stages IS NULL THEN '{}'::jsonb
+                                ELSE jsonb_build_object('stages', p_stages, 'previous_versions', prev_by_stage) END
                         || CASE WHEN allowed IS NULL THEN '{}'::jsonb
                                 ELSE jsonb_build_object('separation_of_duties', allowed) END);
     PERFORM wval._emit('validation_profile_changed', p_world, 'v' || version,
                        format('validation_profile_changed:%s:v%s:%s', p_world, version, act.activation_id),
                        jsonb_build_object('world_id', p_world, 'old_version', prev, 'new_version', version,
-                                          'actor', p_actor));
+                                          'actor', p_actor, 'stages', p_stages, 'previous_versions', prev_by_stage,
+                                          'activation_id', act.activation_id));
     IF (impact ->> 'breached')::boolean THEN
         -- forced through the gate: this event survives (the activation commits)
         PERFORM wval._impact_event(p_world,
                                    jsonb_build_object('world_id', p_world, 'source', 'activation', 'forced', true,
                                                       'activation_id', act.activation_id, 'actor', p_actor,
                                                       'stage', impact -> 'stage',
-                                                      'old_policy_version', prev, 'new_policy_version', version,
+                                                      'old_policy_version', impact -> 'old_policy_version',
+                                                      'new_policy_version', version,
                                                       'impact_ratio', impact -> 'impact_ratio',
                                                       'fail_impact_ratio', impact -> 'fail_impact_ratio'),
                                    'activation-' || act.activation_id);
     END IF;
+    -- deployed strategies are re-checked by the revalidation job, not here
+    PERFORM wval._revalidation_enqueue(act);
     RETURN act;
 END
 $$;
-COMMENT ON FUNCTION public.wval_policy_activate(text, integer, text, text, boolean) IS 'makes a published policy version the active one (audited, emits validation_profile_changed); governance: the publisher cannot activate (WV009), the impact gate against the active version (WV008), fail-closed worlds; force => true with a reason passes the gate and the fail-closed rule and is recorded';
+COMMENT ON FUNCTION public.wval_policy_activate(text, integer, text, text, boolean, text[]) IS 'makes a published policy version the active one at every stage, or (stages => ARRAY[...], a staged rollout) at the stages named (audited, emits validation_profile_changed, queues the re-validation of deployed strategies); governance per activation: the publisher cannot activate (WV009), the impact gate against the version active at each stage (WV008), fail-closed worlds; force => true with a reason passes the gate and the fail-closed rule and is recorded';
+
+CREATE VIEW wval.active_policy_versions AS
+SELECT w.world_id, st.stage, a.version, a.activation_id, a.stages AS activation_stages, a.activated_by, a.activated_at
+FROM wval.worlds w
+CROSS JOIN unnest(wval._stages()) st(stage)
+JOIN LATERAL (SELECT x.version, x.activation_id, x.stages, x.activated_by, x.activated_at
+              FROM wval.policy_activations x
+              WHERE x.world_id = w.world_id AND (x.stages IS NULL OR st.stage = ANY (x.stages))
+              ORDER BY x.activation_id DESC LIMIT 1) a ON true;
+COMMENT ON VIEW wval.active_policy_versions IS 'the policy version in force at each stage of each world (a staged rollout shows different versions per stage); worlds without an activation are not listed';
+COMMENT ON COLUMN wval.active_policy_versions.world_id IS 'the world (wval.worlds.world_id)';
+COMMENT ON COLUMN wval.active_policy_versions.stage IS 'backtest | paper | shadow | live';
+COMMENT ON COLUMN wval.active_policy_versions.version IS 'the policy version wval_evaluate applies to runs of this stage';
+COMMENT ON COLUMN wval.active_policy_versions.activation_id IS 'the activation that put it in force at this stage (wval.policy_activations.activation_id)';
+COMMENT ON COLUMN wval.active_policy_versions.activation_stages IS 'the stages that activation named; null when it applied to every stage';
+COMMENT ON COLUMN wval.active_policy_versions.activated_by IS 'the person named by the activating validator';
+COMMENT ON COLUMN wval.active_policy_versions.activated_at IS 'when the version became active at this stage';
 
 -- wval._imported(context): true for a run stored by wval_import_runs.  Such a
 -- run is history, not a validation by wval: no decision reads it (stage
@@ -1572,7 +1649,7 @@ SELECT pg_catalog.pg_extension_config_dump('wval.audit_log_id_seq', '');
 -- Privileges (finish.sql revokes everything from PUBLIC first)
 ------------------------------------------------------------------------------
 
-GRANT SELECT ON wval.worlds, wval.policy_versions, wval.policy_activations, wval.evaluation_runs,
+GRANT SELECT ON wval.worlds, wval.policy_versions, wval.policy_activations, wval.active_policy_versions, wval.evaluation_runs,
       wval.evaluation_runs_default, wval.rule_results, wval.rule_results_default, wval.overrides,
       wval.ex_post_failures, wval.audit_log, wval.governance_exceptions,
       wval.chain_heads, wval.chain_tombstones,
@@ -1581,10 +1658,10 @@ GRANT SELECT ON wval.worlds, wval.policy_versions, wval.policy_activations, wval
 
 GRANT EXECUTE ON FUNCTION wval._imported(jsonb) TO wval_analyst;
 GRANT EXECUTE ON FUNCTION public.wval_verify_chain(text), public.wval_chain_problems(text),
-      public.wval_active_policy_version(text), public.wval_run_history(text, text)
+      public.wval_active_policy_version(text, text), public.wval_run_history(text, text)
    TO wval_analyst;
 GRANT EXECUTE ON FUNCTION public.wval_policy_publish(text, jsonb, text, text),
-      public.wval_policy_activate(text, integer, text, text, boolean),
+      public.wval_policy_activate(text, integer, text, text, boolean, text[]),
       public.wval_override(uuid, text, text, text),
       public.wval_record_failure(uuid, text, text, text, text, text, text, text, text, uuid)
    TO wval_validator;

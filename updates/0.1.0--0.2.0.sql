@@ -204,6 +204,65 @@ ALTER TABLE wval.retention
     ADD CONSTRAINT retention_events_global CHECK (table_name <> 'events' OR world_id = '*');
 ALTER TABLE wval.chain_tombstones ADD COLUMN last_seq bigint CHECK (last_seq > chain_seq);
 
+-- lifecycle (issue 15): staged rollout (the stages of an activation, null
+-- for every stage: rows of 0.1.0 keep null), revalidation runs and their
+-- demotion candidates, the re-validation queue and override requests
+ALTER TABLE wval.policy_activations ADD COLUMN stages text[];
+ALTER TABLE wval.policy_activations ADD CONSTRAINT policy_activations_stages_check CHECK (stages IS NULL OR (cardinality(stages) > 0
+        AND stages <@ wval._stages() AND array_position(stages, NULL) IS NULL));
+ALTER TABLE wval.evaluation_runs DROP CONSTRAINT evaluation_runs_kind_check,
+    ADD CONSTRAINT evaluation_runs_kind_check
+        CHECK (kind IN ('single', 'cohort', 'live', 'portfolio', 'stress', 'revalidation'));
+ALTER TABLE wval.demotion_candidates DROP CONSTRAINT demotion_candidates_trigger_check,
+    ADD CONSTRAINT demotion_candidates_trigger_check CHECK (trigger IN ('blocking_fail', 'soft_fail_streak', 'revalidation'));
+CREATE SEQUENCE wval.revalidation_queue_id_seq;
+CREATE TABLE wval.revalidation_queue (
+    item_id             bigint NOT NULL DEFAULT nextval('wval.revalidation_queue_id_seq'),
+    world_id            text NOT NULL,
+    strategy_id         text NOT NULL,
+    deployed_stage      wval.deployment_stage NOT NULL,
+    activation_id       bigint NOT NULL,
+    version             integer NOT NULL,
+    run_id              uuid NOT NULL,
+    state               text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'skipped', 'failed')),
+    attempts            integer NOT NULL DEFAULT 0,
+    enqueued_at         timestamptz NOT NULL DEFAULT now(),
+    processed_at        timestamptz,
+    revalidation_run_id uuid,
+    outcome             text CHECK (outcome IN ('unchanged', 'improved', 'worsened')),
+    candidate_id        bigint,
+    note                text,
+    PRIMARY KEY (world_id, item_id)
+);
+SELECT wval._secure('wval.revalidation_queue');
+ALTER SEQUENCE wval.revalidation_queue_id_seq OWNED BY wval.revalidation_queue.item_id;
+CREATE INDEX ON wval.revalidation_queue (item_id) WHERE state = 'pending';
+CREATE INDEX ON wval.revalidation_queue (world_id, activation_id);
+CREATE SEQUENCE wval.override_requests_id_seq;
+CREATE TABLE wval.override_requests (
+    entry_id           bigint NOT NULL DEFAULT nextval('wval.override_requests_id_seq'),
+    request_id         uuid NOT NULL,
+    world_id           text NOT NULL,
+    run_id             uuid NOT NULL,
+    strategy_id        text NOT NULL,
+    state              text NOT NULL CHECK (state IN ('requested', 'approval', 'approved', 'rejected')),
+    reason             text NOT NULL,
+    actor              text NOT NULL,
+    login              name NOT NULL DEFAULT session_user,
+    approvals_required integer NOT NULL CHECK (approvals_required BETWEEN 1 AND 3),
+    due_at             timestamptz NOT NULL,
+    override_id        bigint,
+    recorded_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
+    chain_seq          bigint NOT NULL,
+    prev_hash          text NOT NULL,
+    row_hash           text NOT NULL,
+    PRIMARY KEY (world_id, request_id, entry_id)
+);
+SELECT wval._secure('wval.override_requests');
+ALTER SEQUENCE wval.override_requests_id_seq OWNED BY wval.override_requests.entry_id;
+CREATE INDEX ON wval.override_requests (request_id, entry_id DESC);
+CREATE INDEX ON wval.override_requests (run_id);
+
 -- @routines
 
 ------------------------------------------------------------------------------
@@ -236,13 +295,19 @@ CREATE POLICY wval_world_read ON wval.bus_counters FOR ALL USING ((SELECT wval._
 -- (the last column in both install paths)
 -- @view wval.current_overrides
 
--- imported runs justify no demotion
+-- imported runs justify no demotion; revalidation flags stay open until a decision
 -- @view wval.open_demotion_candidates
 
 -- dropped above for the stage domains
 -- @view wval.latest_runs
 -- @view wval.current_stage
 -- @view wval.snapshot_freshness
+
+-- lifecycle (issue 15): before wval.metrics, which reads them
+-- @view wval.active_policy_versions
+-- @view wval.revalidation_progress
+-- @view wval.current_override_requests
+-- @view wval.overdue_override_requests
 
 -- metrics: the pg_cron job is the label cron_job (a scraped job label becomes
 -- exported_job in Prometheus), and wval_schedule_succeeded says whether a job
@@ -284,6 +349,13 @@ CREATE TABLE wval.run_returns (
 SELECT wval._secure('wval.run_returns');
 SELECT wval._protect('wval.run_returns', 'run_returns');
 SELECT pg_catalog.pg_extension_config_dump('wval.run_returns', '');
+-- lifecycle (issue 15): the queue is maintained in place, requests are chained history
+SELECT wval._protect_in_place('wval.revalidation_queue');
+SELECT wval._protect('wval.override_requests', 'override_requests');
+SELECT pg_catalog.pg_extension_config_dump('wval.revalidation_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.revalidation_queue_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.override_requests', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.override_requests_id_seq', '');
 
 -- @comments
 

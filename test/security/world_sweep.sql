@@ -61,6 +61,10 @@ SELECT wval_evaluate(w, w || '-s2', 'backtest', NULL,
 FROM sw_world;
 SELECT wval_override(run_id, 'approved', 'sweep fixture', 'carol') FROM sw_run;
 SELECT wval_record_failure(run_id, 'risk_breach', 'dd_breach', 'high', 'carol') FROM sw_run;
+-- an open override request (on the world's other run: the sweep asks on the first)
+CREATE TEMP TABLE sw_req AS
+SELECT s.world_id, (wval_override_request(r.run_id, 'sweep fixture', 'owner')).request_id
+FROM sw_run s JOIN wval.evaluation_runs r ON r.world_id = s.world_id AND r.strategy_id = s.world_id || '-s2';
 SELECT wval_record_live_returns(w, w || '-s1', ARRAY[current_date - 2, current_date - 1],
                                 ARRAY[0.01, -0.005]) FROM sw_world;
 SELECT wval_set_stage(w, w || '-s1', 'paper', 'vera', 'sweep fixture') FROM sw_world;
@@ -75,7 +79,7 @@ SELECT wval_snapshot_publish(w, pg_temp.sw_snapshot('v3'), 'risk', 'paper') FROM
 SET ROLE sw_producer;
 CREATE TEMP TABLE sw_consumed AS SELECT * FROM wval_consume('sw-a-group', 100);
 RESET ROLE;
-GRANT SELECT ON sw_run, sw_world TO PUBLIC;
+GRANT SELECT ON sw_run, sw_req, sw_world TO PUBLIC;
 
 -- what identifies sw-b in any output
 CREATE TEMP TABLE sw_marker (marker text PRIMARY KEY);
@@ -117,6 +121,10 @@ BEGIN
     IF arg IN ('world_id', 'p_world_id') THEN RETURN quote_literal(w); END IF;
     IF arg = 'strategy_id' THEN RETURN quote_literal(w || '-s1'); END IF;
     IF arg = 'run_id' THEN RETURN quote_literal(coalesce(run::text, '00000000-0000-4000-8000-00000000dead')) || '::uuid'; END IF;
+    IF arg = 'request_id' THEN
+        RETURN quote_literal(coalesce((SELECT q.request_id FROM sw_req q WHERE q.world_id = w)::text,
+                                      '00000000-0000-4000-8000-00000000dead')) || '::uuid';
+    END IF;
     IF arg = 'event_id' THEN RETURN coalesce(ev, -7)::text; END IF;
     IF arg = 'event_ids' THEN RETURN format('ARRAY[%s]::bigint[]', coalesce(ev, -7)); END IF;
     IF arg = 'group_name' AND fn = 'wval_subscribe' THEN RETURN quote_literal('sw-a-group2'); END IF;
@@ -244,7 +252,7 @@ BEGIN
             INSERT INTO sweep_result VALUES (f.sig, 'world-free', f.caller, NULL, NULL, NULL, 'listed');
             CONTINUE;
         END IF;
-        has_world := f.argnames && ARRAY['world_id', 'p_world_id', 'run_id', 'event_id', 'event_ids', 'strategy_id'];
+        has_world := f.argnames && ARRAY['world_id', 'p_world_id', 'run_id', 'event_id', 'event_ids', 'strategy_id', 'request_id'];
         qa := pg_temp.sw_sql(f, 'sw-a');
         IF qa IS NULL THEN
             INSERT INTO sweep_result VALUES (f.sig, 'unswept', f.caller, NULL, NULL, NULL, 'no arguments known');
