@@ -146,7 +146,7 @@ BEGIN
     ORDER BY 1;
 END
 $$;
-COMMENT ON FUNCTION public.wval_run_reproduce(uuid) IS 'recomputes a run''s metrics from its stored returns (wval.run_returns) and its stored context, one row per metric field: stored value, recomputed value, equal (exact: the same C code gives the same bits; null for benchmark-relative fields, whose benchmark is not stored); WV010 when the run does not exist or its returns are not stored; 22023 for portfolio runs';
+COMMENT ON FUNCTION public.wval_run_reproduce(uuid) IS 'recomputes a run''s metrics from its stored returns (wval.run_returns) and its stored context, one row per metric field: stored value, recomputed value, equal (exact: the same C code gives the same bits; null for benchmark-relative fields, whose benchmark is not stored); WV010 when the run does not exist or its returns are not stored; 22023 for portfolio, cohort and stress runs';
 
 GRANT EXECUTE ON FUNCTION public.wval_run_reproduce(uuid), wval._run_returns(uuid), wval._returns_array(bytea) TO wval_analyst;
 GRANT SELECT ON wval.run_returns TO wval_analyst;
