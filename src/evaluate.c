@@ -33,6 +33,7 @@
 #include "jsonb.h"
 #include "metrics.h"
 #include "policy.h"
+#include "returns.h"
 #include "run.h"
 #include "spi.h"
 #include "wval.h"
@@ -1330,6 +1331,9 @@ eval_store(const EvalRequest *req, const EvalWorld *w, const EvalOutcome *res)
 	run.created_by = req->actor;
 	run.kind = req->kind;
 	run.linked_run_id = req->linked_run_id;
+	/* the returns (world setting store_returns, returns.c), then the run */
+	if (req->rhash != NULL)
+		wval_store_run_returns(req->world, req->rhash, req->r, req->n);
 	result = wval_run_store(&run);
 	record_evaluation_stats(req->world, req->stage, res->out.own.status,
 							(double) (GetCurrentTimestamp() - req->started) / (double) USECS_PER_SEC);

@@ -529,6 +529,10 @@ BEGIN
     new_run.as_of := p_as_of;
     new_run.created_by := wval._invoker();
     new_run.created_at := created;
+    -- the window's returns (world setting store_returns), then the run
+    IF cardinality(x) > 0 THEN
+        PERFORM wval._store_returns(p_world, rhash, x);
+    END IF;
     r := wval._store_run(new_run);
     PERFORM wval._emit('live_run_created', p_world, p_strategy,
                        format('live_run_created:%s:%s:%s', p_world, p_strategy, to_char(p_as_of, 'YYYY-MM-DD')),

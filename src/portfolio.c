@@ -61,6 +61,7 @@
 #include "jsonb.h"
 #include "metrics.h"
 #include "policy.h"
+#include "returns.h"
 #include "risk.h"
 #include "run.h"
 #include "spi.h"
@@ -934,6 +935,9 @@ pf_store(const PortfolioRequest *req, const PortfolioInputs *in, const Portfolio
 	candidate_updated_event(req->world, in, res, DatumGetCString(DirectFunctionCall1(uuid_out, run.run_id)),
 							&updated);
 	run.followup = &updated;
+	/* the candidate's returns (world setting store_returns, returns.c), then the run */
+	if (res->f.cr != NULL)
+		wval_store_run_returns(req->world, run.returns_hash, res->f.cr, res->f.ncr);
 	return wval_run_store(&run);
 }
 

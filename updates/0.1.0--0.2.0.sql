@@ -128,6 +128,16 @@ CREATE UNLOGGED TABLE wval.work_purge_activations (
 );
 SELECT wval._secure('wval.work_purge_activations');
 CREATE INDEX ON wval.work_purge_activations (work_id, activation_id);
+CREATE UNLOGGED TABLE wval.work_purge_returns (
+    work_id      bigint NOT NULL,
+    world_id     text NOT NULL,
+    returns_hash text NOT NULL,
+    chain_seq    bigint NOT NULL,
+    prev_hash    text NOT NULL,
+    row_hash     text NOT NULL,
+    PRIMARY KEY (work_id, world_id, returns_hash)
+);
+SELECT wval._secure('wval.work_purge_returns');
 -- Stages: one domain per list (src/wval.sql) instead of a CHECK per column.
 -- The domains' functions come first (@routines re-creates them unchanged).
 -- Changing a column's type rewrites the table (partitions included) but not
@@ -321,6 +331,24 @@ ALTER TABLE wval.world_grants ENABLE ALWAYS TRIGGER world_grants_changed;
 SELECT pg_catalog.pg_extension_config_dump('wval.governance_exceptions', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.governance_exceptions_id_seq', '');
 
+-- reproducible runs (issue 16): the returns of runs, content-addressed per
+-- world; worlds that exist keep today's footprint (no store_returns key: off)
+CREATE TABLE wval.run_returns (
+    world_id     text NOT NULL,
+    returns_hash text NOT NULL,
+    n_periods    integer NOT NULL CHECK (n_periods >= 0),
+    returns      bytea NOT NULL,
+    stored_at    timestamptz NOT NULL DEFAULT now(),
+    chain_seq    bigint NOT NULL,
+    prev_hash    text NOT NULL,
+    row_hash     text NOT NULL,
+    PRIMARY KEY (world_id, returns_hash),
+    CONSTRAINT run_returns_content CHECK (pg_catalog.length(returns) = 8 * n_periods
+                                          AND 'sha256:' || pg_catalog.encode(pg_catalog.sha256(returns), 'hex') = returns_hash)
+);
+SELECT wval._secure('wval.run_returns');
+SELECT wval._protect('wval.run_returns', 'run_returns');
+SELECT pg_catalog.pg_extension_config_dump('wval.run_returns', '');
 -- lifecycle (issue 15): the queue is maintained in place, requests are chained history
 SELECT wval._protect_in_place('wval.revalidation_queue');
 SELECT wval._protect('wval.override_requests', 'override_requests');
