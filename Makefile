@@ -33,6 +33,7 @@ SQL_SOURCES = \
 	src/evaluate.sql \
 	src/portfolio.sql \
 	src/report.sql \
+	src/charts.sql \
 	src/select.sql \
 	src/live.sql \
 	src/diff.sql \
