@@ -144,9 +144,14 @@ BEGIN
         hi := greatest(hi, 0);
     END IF;
     SELECT greatest(hi, max((e->>'y')::float8)) INTO hi FROM jsonb_array_elements(refs) e WHERE jsonb_typeof(e->'y') = 'number';
-    pad := CASE WHEN hi > lo THEN (hi - lo) * 0.05 ELSE greatest(abs(lo) * 0.05, 1e-6) END;
+    pad := CASE WHEN hi > lo THEN (hi - lo) * 0.05 ELSE greatest(abs(lo) * 0.05, 0.01) END;
     lo := lo - CASE WHEN fill AND lo = 0 THEN 0 ELSE pad END;
     hi := hi + CASE WHEN fill AND hi = 0 THEN 0 ELSE pad END;
+    IF NOT (hi > lo) THEN
+        -- a flat series (e.g. no drawdown at all): a range around it
+        lo := lo - greatest(abs(lo) * 0.05, 0.01);
+        hi := hi + CASE WHEN fill AND hi = 0 THEN 0 ELSE greatest(abs(hi) * 0.05, 0.01) END;
+    END IF;
 
     SELECT string_agg(wval._chart_c(l + (j - 1) * (w - l - rgt)::float8 / (n - 1)) || ',' ||
                       wval._chart_c(t + (hi - v) / (hi - lo) * (h - t - b)), ' ' ORDER BY j)

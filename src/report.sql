@@ -332,3 +332,244 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION wval._report_returns(uuid) IS 'the stored returns of a run for its report (null when not stored)';
+
+------------------------------------------------------------------------------
+-- the world report: what a world validated over a period (docs/reports.md)
+------------------------------------------------------------------------------
+
+-- wval._world_report_sections(world, from, to, bucket): the content of a world
+-- report as (section, title, headers, rows) so that markdown and HTML render
+-- the same; the caller has checked the world. Runs count by created_at (UTC)
+-- in [from, to]; the pass rate is pass / (pass + warn + fail).
+CREATE FUNCTION wval._world_report_sections(p_world text, p_from date, p_to date, p_bucket text)
+RETURNS TABLE (section integer, title text, headers text[], rows jsonb)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp SET TimeZone = 'UTC' AS $$
+DECLARE
+    t0 timestamptz := p_from::timestamp AT TIME ZONE 'UTC';
+    t1 timestamptz := (p_to + 1)::timestamp AT TIME ZONE 'UTC';
+BEGIN
+    -- 1. summary
+    section := 1; title := 'Summary'; headers := ARRAY['item', 'value'];
+    SELECT jsonb_build_array(
+               jsonb_build_array('world', p_world),
+               jsonb_build_array('period', format('%s to %s (UTC), by %s', p_from, p_to, p_bucket)),
+               jsonb_build_array('runs evaluated', count(*)::text),
+               jsonb_build_array('strategies evaluated', count(DISTINCT e.strategy_id)::text),
+               jsonb_build_array('status mix', format('%s pass, %s warn, %s fail, %s unvalidated',
+                                                      count(*) FILTER (WHERE e.status = 'pass'), count(*) FILTER (WHERE e.status = 'warn'),
+                                                      count(*) FILTER (WHERE e.status = 'fail'), count(*) FILTER (WHERE e.status = 'unvalidated'))),
+               jsonb_build_array('pass rate', coalesce(to_char(100.0 * count(*) FILTER (WHERE e.status = 'pass')
+                                                               / nullif(count(*) FILTER (WHERE e.status <> 'unvalidated'), 0), 'FM990.0') || '%', 'n/a')),
+               jsonb_build_array('active policy version at the end',
+                                 coalesce((SELECT a.version::text FROM wval.policy_activations a
+                                           WHERE a.world_id = p_world AND a.activated_at < t1
+                                           ORDER BY a.activated_at DESC, a.activation_id DESC LIMIT 1), 'none')))
+      INTO rows
+    FROM wval.evaluation_runs e
+    WHERE e.world_id = p_world AND e.created_at >= t0 AND e.created_at < t1;
+    RETURN NEXT;
+
+    -- 2. trend per bucket (every bucket of the period, also the empty ones)
+    section := 2; title := 'Trend'; headers := ARRAY[p_bucket, 'runs', 'pass', 'warn', 'fail', 'unvalidated', 'pass rate'];
+    SELECT coalesce(jsonb_agg(jsonb_build_array(
+               to_char(q.b, 'YYYY-MM-DD'), q.n::text, q.pass::text, q.warn::text, q.fail::text, q.unval::text,
+               coalesce(to_char(100.0 * q.pass / nullif(q.pass + q.warn + q.fail, 0), 'FM990.0') || '%', 'n/a'))
+               ORDER BY q.b), '[]')
+      INTO rows
+    FROM (SELECT b.b, count(e.run_id) AS n, count(*) FILTER (WHERE e.status = 'pass') AS pass,
+                 count(*) FILTER (WHERE e.status = 'warn') AS warn, count(*) FILTER (WHERE e.status = 'fail') AS fail,
+                 count(*) FILTER (WHERE e.status = 'unvalidated') AS unval
+          FROM (SELECT g::date AS b FROM generate_series(date_trunc(p_bucket, p_from::timestamp), p_to::timestamp,
+                                                         ('1 ' || p_bucket)::interval) g) b
+          LEFT JOIN wval.evaluation_runs e
+                 ON e.world_id = p_world AND e.created_at >= greatest(t0, b.b::timestamp AT TIME ZONE 'UTC')
+                AND e.created_at < least(t1, (b.b + ('1 ' || p_bucket)::interval)::timestamp AT TIME ZONE 'UTC')
+          GROUP BY b.b) q;
+    rows := coalesce(rows, '[]');
+    RETURN NEXT;
+
+    -- 3. the checks that failed most
+    section := 3; title := 'Checks that failed most';
+    headers := ARRAY['check', 'reason code', 'failures', 'strategies', 'severity', 'owner', 'last failed'];
+    SELECT coalesce(jsonb_agg(jsonb_build_array(q.rule, q.reason_code, q.n::text, q.s::text, q.severity, q.owner,
+                                                to_char(q.last_at, 'YYYY-MM-DD')) ORDER BY q.n DESC, q.rule, q.reason_code), '[]')
+      INTO rows
+    FROM (SELECT rr.rule, rr.reason_code, count(*) AS n, count(DISTINCT rr.strategy_id) AS s,
+                 string_agg(DISTINCT rr.severity, ', ') AS severity, string_agg(DISTINCT rr.owner, ', ') AS owner,
+                 max(rr.created_at) AS last_at
+          FROM wval.rule_results rr
+          WHERE rr.world_id = p_world AND rr.created_at >= t0 AND rr.created_at < t1 AND rr.status = 'fail'
+          GROUP BY rr.rule, rr.reason_code
+          ORDER BY count(*) DESC, rr.rule, rr.reason_code LIMIT 10) q;
+    RETURN NEXT;
+
+    -- 4. strategies whose status changed: the latest run before the period
+    -- against the latest run in it, per strategy and stage
+    section := 4; title := 'Strategies that changed status';
+    headers := ARRAY['strategy', 'stage', 'before the period', 'at the end', 'runs in the period', 'last run'];
+    SELECT coalesce(jsonb_agg(jsonb_build_array(c.strategy_id, c.stage, c.before, c.after, c.n::text, c.last_run)
+                              ORDER BY c.strategy_id, c.stage), '[]')
+      INTO rows
+    FROM (SELECT k.strategy_id, k.stage, coalesce(upper(pb.status), 'no run') AS before, upper(pe.status) AS after, k.n,
+                 pe.run_id::text || ' (' || to_char(pe.created_at, 'YYYY-MM-DD') || ')' AS last_run
+          FROM (SELECT e.strategy_id, e.stage, count(*) AS n FROM wval.evaluation_runs e
+                WHERE e.world_id = p_world AND e.created_at >= t0 AND e.created_at < t1
+                GROUP BY e.strategy_id, e.stage) k
+          CROSS JOIN LATERAL (SELECT e.status, e.run_id, e.created_at FROM wval.evaluation_runs e
+                              WHERE e.world_id = p_world AND e.strategy_id = k.strategy_id AND e.stage = k.stage
+                                AND e.created_at >= t0 AND e.created_at < t1
+                              ORDER BY e.created_at DESC, e.chain_seq DESC LIMIT 1) pe
+          LEFT JOIN LATERAL (SELECT e.status FROM wval.evaluation_runs e
+                             WHERE e.world_id = p_world AND e.strategy_id = k.strategy_id AND e.stage = k.stage
+                               AND e.created_at < t0
+                             ORDER BY e.created_at DESC, e.chain_seq DESC LIMIT 1) pb ON true
+          WHERE pb.status IS DISTINCT FROM pe.status AND pb.status IS NOT NULL) c;
+    RETURN NEXT;
+
+    -- 5. policy versions activated in the period, with their measured impact:
+    -- the gate's predicted impact ratio, and the pass rate of the period's
+    -- runs under the version against those under the version it replaced
+    section := 5; title := 'Policy versions activated';
+    headers := ARRAY['version', 'previous', 'activated', 'by', 'reason', 'forced', 'predicted impact ratio',
+                     'pass rate under it', 'pass rate under the previous'];
+    SELECT coalesce(jsonb_agg(jsonb_build_array(
+               a.version::text, coalesce(a.previous_version::text, 'none'), to_char(a.activated_at, 'YYYY-MM-DD HH24:MI'),
+               a.activated_by, a.reason, CASE WHEN a.forced THEN 'yes' ELSE 'no' END,
+               coalesce(wval._fmt(a.details #> '{impact_gate,impact_ratio}'), 'n/a'),
+               wval._world_report_rate(p_world, a.version, a.activated_at, t1),
+               CASE WHEN a.previous_version IS NULL THEN 'n/a'
+                    ELSE wval._world_report_rate(p_world, a.previous_version, t0, a.activated_at) END)
+               ORDER BY a.activated_at, a.activation_id), '[]')
+      INTO rows
+    FROM wval.policy_activations a
+    WHERE a.world_id = p_world AND a.activated_at >= t0 AND a.activated_at < t1;
+    RETURN NEXT;
+
+    -- 6. overrides recorded in the period
+    section := 6; title := 'Overrides recorded';
+    headers := ARRAY['recorded', 'strategy', 'run', 'decision', 'by', 'review due', 'reason'];
+    SELECT coalesce(jsonb_agg(jsonb_build_array(to_char(o.recorded_at, 'YYYY-MM-DD'), o.strategy_id, o.run_id::text, o.status,
+                                                coalesce(o.actor, ''), coalesce(to_char(o.review_due_at, 'YYYY-MM-DD'), ''),
+                                                coalesce(o.reason, '')) ORDER BY o.recorded_at, o.override_id), '[]')
+      INTO rows
+    FROM wval.overrides o
+    WHERE o.world_id = p_world AND o.recorded_at >= t0 AND o.recorded_at < t1;
+    RETURN NEXT;
+
+    -- 7. approved overrides due for review by 30 days after the period (or overdue)
+    section := 7; title := 'Overrides expiring';
+    headers := ARRAY['review due', 'strategy', 'run', 'by', 'state', 'reason'];
+    SELECT coalesce(jsonb_agg(jsonb_build_array(to_char(o.review_due_at, 'YYYY-MM-DD'), o.strategy_id, o.run_id::text,
+                                                coalesce(o.actor, ''),
+                                                CASE WHEN o.review_due_at < t1 THEN 'overdue at the end of the period' ELSE 'due soon' END,
+                                                coalesce(o.reason, '')) ORDER BY o.review_due_at, o.override_id), '[]')
+      INTO rows
+    FROM wval.current_overrides o
+    WHERE o.world_id = p_world AND o.status = 'approved' AND o.recorded_at < t1
+      AND o.review_due_at < t1 + interval '30 days';
+    RETURN NEXT;
+
+    -- 8. live demotions: candidates flagged and demotions recorded
+    section := 8; title := 'Live demotions';
+    headers := ARRAY['day', 'strategy', 'event', 'detail'];
+    SELECT coalesce(jsonb_agg(x.r ORDER BY x.at, x.k), '[]')
+      INTO rows
+    FROM (SELECT c.flagged_at AS at, c.candidate_id AS k,
+                 jsonb_build_array(to_char(c.flagged_at, 'YYYY-MM-DD'), c.strategy_id, 'demotion candidate (' || c.trigger || ')',
+                                   format('live run as of %s at stage %s, breached: %s', c.as_of, c.stage,
+                                          coalesce((SELECT string_agg(b->>'check', ', ') FROM jsonb_array_elements(c.breached) b), 'n/a'))) AS r
+          FROM wval.demotion_candidates c
+          WHERE c.world_id = p_world AND c.flagged_at >= t0 AND c.flagged_at < t1
+          UNION ALL
+          SELECT d.recorded_at, d.deployment_id,
+                 jsonb_build_array(to_char(d.recorded_at, 'YYYY-MM-DD'), d.strategy_id,
+                                   format('demoted %s -> %s', d.previous_stage, d.stage),
+                                   format('by %s: %s', d.actor, d.reason))
+          FROM wval.deployments d
+          WHERE d.world_id = p_world AND d.change = 'demotion' AND d.recorded_at >= t0 AND d.recorded_at < t1) x;
+    RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION wval._world_report_sections(text, date, date, text) IS 'the content of a world report (summary, trend, checks that failed most, status changes, policy activations, overrides recorded and expiring, live demotions) as rows of cells';
+
+-- wval._world_report_rate(world, version, from, to): "pass rate (n runs)" of
+-- the runs evaluated under a policy version in [from, to)
+CREATE FUNCTION wval._world_report_rate(p_world text, p_version integer, p_from timestamptz, p_to timestamptz) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
+    SELECT coalesce(to_char(100.0 * count(*) FILTER (WHERE e.status = 'pass') / nullif(count(*), 0), 'FM990.0') || '%', 'n/a')
+           || format(' (%s runs)', count(*))
+    FROM wval.evaluation_runs e
+    WHERE e.world_id = p_world AND e.policy_version = p_version AND e.status IN ('pass', 'warn', 'fail')
+      AND e.created_at >= p_from AND e.created_at < p_to
+$$;
+COMMENT ON FUNCTION wval._world_report_rate(text, integer, timestamptz, timestamptz) IS 'pass rate and number of the runs evaluated under a policy version in a time range (world report)';
+
+CREATE FUNCTION public.wval_world_report(world_id text, from_date date DEFAULT NULL, to_date date DEFAULT NULL,
+                                         format text DEFAULT 'markdown', bucket text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp SET TimeZone = 'UTC' AS $$
+DECLARE
+    p_world text := wval._ident('world_id', world_id);
+    p_to date := coalesce(to_date, current_date);
+    p_from date := coalesce(from_date, coalesce(to_date, current_date) - 89);
+    p_bucket text := bucket;
+    html boolean;
+    out text[] := '{}';
+    sec record;
+    trend jsonb;
+BEGIN
+    PERFORM wval._one_of('format', format, ARRAY['markdown', 'html']);
+    IF p_bucket IS NOT NULL THEN
+        PERFORM wval._one_of('bucket', p_bucket, ARRAY['week', 'month']);
+    END IF;
+    IF NOT isfinite(p_from) OR NOT isfinite(p_to) OR p_from NOT BETWEEN date '1900-01-01' AND date '9999-12-01'
+       OR p_to NOT BETWEEN date '1900-01-01' AND date '9999-12-01' OR p_from > p_to OR p_to - p_from > 3660 THEN
+        RAISE EXCEPTION 'invalid period for "from_date" and "to_date"' USING ERRCODE = '22023',
+            DETAIL = format('from_date is %s, to_date is %s.', p_from, p_to),
+            HINT = 'Pass from_date <= to_date, at most ten years apart (defaults: the 90 days up to today).';
+    END IF;
+    PERFORM wval._world(p_world);
+    p_bucket := coalesce(p_bucket, CASE WHEN p_to - p_from <= 120 THEN 'week' ELSE 'month' END);
+    html := format = 'html';
+
+    IF html THEN
+        out := out || format('<!DOCTYPE html><html><head><meta charset="utf-8"><title>wval world report %s</title>'
+                             '<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:0.5em 0}'
+                             'td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}figure{margin:0.5em 0}</style></head><body>'
+                             '<h1>World report: %s, %s to %s</h1>', wval._html(p_world), wval._html(p_world), p_from, p_to);
+    ELSE
+        out := out || format('# World report: %s, %s to %s', wval._md_cell(p_world), p_from, p_to);
+    END IF;
+    FOR sec IN SELECT * FROM wval._world_report_sections(p_world, p_from, p_to, p_bucket) ORDER BY 1 LOOP
+        out := out || CASE WHEN html THEN '<h2>' || wval._html(sec.title) || '</h2>' ELSE E'\n## ' || sec.title || E'\n' END;
+        IF jsonb_array_length(sec.rows) = 0 THEN
+            out := out || CASE WHEN html THEN '<p>none</p>' ELSE 'none' END;
+        ELSE
+            out := out || wval._live_table(html, sec.headers, sec.rows);
+        END IF;
+        IF sec.section = 2 AND html THEN
+            trend := sec.rows;
+            out := out
+                || wval._chart_bars('status-mix', format('Status mix by %s', p_bucket),
+                                    ARRAY(SELECT x->>0 FROM jsonb_array_elements(trend) x),
+                                    ARRAY[ARRAY(SELECT (x->>2)::float8 FROM jsonb_array_elements(trend) x),
+                                          ARRAY(SELECT (x->>3)::float8 FROM jsonb_array_elements(trend) x),
+                                          ARRAY(SELECT (x->>4)::float8 FROM jsonb_array_elements(trend) x),
+                                          ARRAY(SELECT (x->>5)::float8 FROM jsonb_array_elements(trend) x)],
+                                    ARRAY['pass', 'warn', 'fail', 'unvalidated'], ARRAY['#2e7d32', '#e0a000', '#b00020', '#888888'])
+                || wval._chart_line('pass-rate', format('Pass rate by %s (%%)', p_bucket),
+                                    ARRAY(SELECT x->>0 FROM jsonb_array_elements(trend) x),
+                                    ARRAY(SELECT CASE WHEN x->>6 = 'n/a' THEN NULL ELSE rtrim(x->>6, '%')::float8 END
+                                          FROM jsonb_array_elements(trend) x),
+                                    '[]', '#1f5fa8');
+        END IF;
+    END LOOP;
+    IF html THEN
+        out := out || '</body></html>'::text;
+    END IF;
+    RETURN array_to_string(out, E'\n');
+END
+$$;
+COMMENT ON FUNCTION public.wval_world_report(text, date, date, text, text) IS 'the report of a world over a period (default the 90 days up to today; markdown or html): runs and strategies evaluated, status mix and pass-rate trend by week or month (html: charts), the checks that failed most with reason codes, strategies that changed status, policy versions activated with their measured impact, overrides recorded and expiring, live demotions';
+
+GRANT EXECUTE ON FUNCTION public.wval_world_report(text, date, date, text, text) TO wval_analyst;
