@@ -123,6 +123,8 @@ DECLARE
     k integer;
     i integer;
     y float8;
+    ly float8;
+    used float8[] := '{}';
 BEGIN
     SELECT coalesce(array_agg(v ORDER BY o), '{}'), coalesce(array_agg(o::integer ORDER BY o), '{}') INTO pts, idx
     FROM unnest(vals) WITH ORDINALITY u(v, o)
@@ -168,13 +170,19 @@ BEGIN
         EXIT WHEN n < 5 AND k >= n - 1;
     END LOOP;
 
-    -- reference lines, dashed, captioned at the right
+    -- reference lines, dashed, captioned at the right (a caption that would
+    -- overlap an earlier one moves down a line)
     FOR r IN SELECT e FROM jsonb_array_elements(refs) e WHERE jsonb_typeof(e->'y') = 'number' LOOP
         y := t + (hi - (r->>'y')::float8) / (hi - lo) * (h - t - b);
+        ly := y + 4;
+        WHILE EXISTS (SELECT 1 FROM unnest(used) u WHERE abs(u - ly) < 12) LOOP
+            ly := ly + 12;
+        END LOOP;
+        used := used || ly;
         rs := rs || format('<line class="ref" x1="%1$s" y1="%2$s" x2="%3$s" y2="%2$s" stroke="%4$s" stroke-dasharray="5,3"/>'
                            '<text x="%5$s" y="%6$s" font-size="11" fill="%4$s">%7$s</text>',
                            l, wval._chart_c(y), w - rgt, wval._html(coalesce(r->>'color', '#666')),
-                           w - rgt + 4, wval._chart_c(y + 4),
+                           w - rgt + 4, wval._chart_c(ly),
                            wval._html(coalesce(r->>'label', '') || ' ' || wval._fmt(r->'y')));
     END LOOP;
 
@@ -337,7 +345,7 @@ BEGIN
             END IF;
             acc := acc + v;
         END LOOP;
-        IF nb <= 12 OR (j - 1) % ceil(nb / 12.0)::integer = 0 THEN
+        IF nb <= 6 OR (j - 1) % ceil(nb / 6.0)::integer = 0 THEN
             out := out || format('<text x="%s" y="%s" font-size="11" text-anchor="middle">%s</text>',
                                  wval._chart_c(l + (j - 0.5) * bw), h - b + 16, wval._html(labels[j]));
         END IF;

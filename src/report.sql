@@ -517,6 +517,7 @@ DECLARE
     out text[] := '{}';
     sec record;
     trend jsonb;
+    overall float8;
 BEGIN
     PERFORM wval._one_of('format', format, ARRAY['markdown', 'html']);
     IF p_bucket IS NOT NULL THEN
@@ -547,6 +548,9 @@ BEGIN
         ELSE
             out := out || wval._live_table(html, sec.headers, sec.rows);
         END IF;
+        IF sec.section = 1 THEN
+            overall := (SELECT nullif(rtrim(x->>1, '%'), 'n/a')::float8 FROM jsonb_array_elements(sec.rows) x WHERE x->>0 = 'pass rate');
+        END IF;
         IF sec.section = 2 AND html THEN
             trend := sec.rows;
             out := out
@@ -561,7 +565,9 @@ BEGIN
                                     ARRAY(SELECT x->>0 FROM jsonb_array_elements(trend) x),
                                     ARRAY(SELECT CASE WHEN x->>6 = 'n/a' THEN NULL ELSE rtrim(x->>6, '%')::float8 END
                                           FROM jsonb_array_elements(trend) x),
-                                    '[]', '#1f5fa8');
+                                    CASE WHEN overall IS NULL THEN '[]'::jsonb
+                                         ELSE jsonb_build_array(jsonb_build_object('y', overall, 'label', 'period', 'color', '#666')) END,
+                                    '#1f5fa8');
         END IF;
     END LOOP;
     IF html THEN
