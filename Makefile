@@ -31,6 +31,7 @@ SQL_SOURCES = \
 	src/hub.sql \
 	src/policy.sql \
 	src/evaluate.sql \
+	src/returns.sql \
 	src/portfolio.sql \
 	src/report.sql \
 	src/charts.sql \

@@ -32,6 +32,7 @@
 #include "evaluate.h"
 #include "metrics.h"
 #include "policy.h"
+#include "returns.h"
 #include "wval.h"
 
 /* Metric blocks wval knows; other top-level keys go to diagnostics.extra_metrics */
@@ -1348,7 +1349,9 @@ wval_evaluate(PG_FUNCTION_ARGS)
 			elog(ERROR, "could not emit evaluation_run_created");
 	}
 
-	/* the run */
+	/* the returns (world setting store_returns), then the run */
+	if (rhash != NULL)
+		wval_store_run_returns(world, rhash, r, n);
 	snapshot = context ? wval_json_path(context, "data_snapshot") : NULL;
 	args[0] = CStringGetTextDatum(world);
 	args[1] = CStringGetTextDatum(strategy);

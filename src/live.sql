@@ -522,6 +522,10 @@ BEGIN
                                           'windows', win, 'decay', decay,
                                           'failed', outcome->'stopped_by'));
 
+    -- the window's returns (world setting store_returns), then the run
+    IF cardinality(x) > 0 THEN
+        PERFORM wval._store_returns(p_world, rhash, x);
+    END IF;
     INSERT INTO wval.evaluation_runs (run_id, world_id, strategy_id, stage, kind, risk_tier, context, returns_hash,
                                       metrics, policy_version, ruleset_hash, profile, status, results, as_of,
                                       created_by, created_at)

@@ -60,6 +60,7 @@
 #include "hub.h"
 #include "metrics.h"
 #include "policy.h"
+#include "returns.h"
 #include "wval.h"
 
 /* the layers a portfolio run evaluates */
@@ -898,7 +899,9 @@ wval_evaluate_portfolio(PG_FUNCTION_ARGS)
 	args[4] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
 	exec_plan(&plan_emit, args, NULL, false, 1);
 
-	/* the run */
+	/* the candidate's returns (world setting store_returns), then the run */
+	if (f.cr != NULL)
+		wval_store_run_returns(world, wval_returns_hash(f.cr, f.ncr), f.cr, f.ncr);
 	memset(nulls, ' ', sizeof(nulls));
 	resetStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"risk_snapshot\": {\"world_id\": ");

@@ -101,6 +101,17 @@ CREATE UNLOGGED TABLE wval.work_purge_activations (
 CREATE INDEX ON wval.work_purge_activations (work_id, activation_id);
 COMMENT ON TABLE wval.work_purge_activations IS 'working rows of wval_purge: the policy activations to purge; deleted before the purge returns';
 
+CREATE UNLOGGED TABLE wval.work_purge_returns (
+    work_id      bigint NOT NULL,
+    world_id     text NOT NULL,
+    returns_hash text NOT NULL,
+    chain_seq    bigint NOT NULL,
+    prev_hash    text NOT NULL,
+    row_hash     text NOT NULL,
+    PRIMARY KEY (work_id, world_id, returns_hash)
+);
+COMMENT ON TABLE wval.work_purge_returns IS 'working rows of wval_purge: the stored return series (wval.run_returns) no kept run references; deleted before the purge returns';
+
 -- the runs of one wval_import_runs call, checked and chained before they are
 -- stored (the columns of wval.evaluation_runs, chain columns nullable, plus
 -- the position in the imported array)
@@ -369,6 +380,28 @@ BEGIN
     SELECT v_work, f.world_id, f.entry_id, f.case_id, f.recorded_at, f.chain_seq, f.prev_hash, f.row_hash
     FROM wval.ex_post_failures f JOIN wval.work_purge_runs c ON c.work_id = v_work AND c.world_id = f.world_id AND c.run_id = f.run_id;
 
+    -- stored returns: a series goes when no kept run of its world references it
+    INSERT INTO wval.work_purge_returns (work_id, world_id, returns_hash, chain_seq, prev_hash, row_hash)
+    SELECT v_work, rr.world_id, rr.returns_hash, rr.chain_seq, rr.prev_hash, rr.row_hash
+    FROM wval.run_returns rr JOIN wval.work_purge_scope s ON s.work_id = v_work AND s.world_id = rr.world_id
+    WHERE rr.stored_at < s.runs_cut
+      AND NOT EXISTS (SELECT 1 FROM wval.evaluation_runs k
+                      WHERE k.world_id = rr.world_id AND k.returns_hash = rr.returns_hash
+                        AND NOT EXISTS (SELECT 1 FROM wval.work_purge_runs c WHERE c.work_id = v_work AND c.run_id = k.run_id));
+    IF NOT dry_run THEN
+        -- an evaluation storing the same series holds this lock until it
+        -- commits (returns.c): wait for those in flight, then re-check (a
+        -- new statement sees their runs); later ones find the row gone and
+        -- store the series again
+        PERFORM pg_advisory_xact_lock(hashtextextended(format('wval:run_returns:%s:%s', c.world_id, c.returns_hash), 0))
+        FROM wval.work_purge_returns c WHERE c.work_id = v_work ORDER BY c.world_id, c.returns_hash;
+        DELETE FROM wval.work_purge_returns c
+        WHERE c.work_id = v_work
+          AND EXISTS (SELECT 1 FROM wval.evaluation_runs k
+                      WHERE k.world_id = c.world_id AND k.returns_hash = c.returns_hash
+                        AND NOT EXISTS (SELECT 1 FROM wval.work_purge_runs c2 WHERE c2.work_id = v_work AND c2.run_id = k.run_id));
+    END IF;
+
     -- policy versions: never the active one, one a kept run references, or
     -- one activated after the cut; with them go their activations
     INSERT INTO wval.work_purge_versions (work_id, world_id, version, created_at, chain_seq, prev_hash, row_hash)
@@ -421,7 +454,12 @@ BEGIN
         SELECT a.world_id, count(c.activation_id) AS candidates, min(a.activated_at) FILTER (WHERE c.activation_id IS NULL) AS oldest_kept
         FROM wval.policy_activations a JOIN wval.work_purge_scope s ON s.work_id = v_work AND s.world_id = a.world_id
         LEFT JOIN wval.work_purge_activations c ON c.work_id = v_work AND c.world_id = a.world_id AND c.activation_id = a.activation_id
-        GROUP BY a.world_id)
+        GROUP BY a.world_id),
+    ret AS (
+        SELECT rr.world_id, count(c.returns_hash) AS candidates, min(rr.stored_at) FILTER (WHERE c.returns_hash IS NULL) AS oldest_kept
+        FROM wval.run_returns rr JOIN wval.work_purge_scope s ON s.work_id = v_work AND s.world_id = rr.world_id
+        LEFT JOIN wval.work_purge_returns c ON c.work_id = v_work AND c.world_id = rr.world_id AND c.returns_hash = rr.returns_hash
+        GROUP BY rr.world_id)
     SELECT coalesce(jsonb_object_agg(s.world_id, jsonb_build_object(
                'runs_cut', s.runs_cut, 'versions_cut', s.versions_cut,
                'tables', jsonb_build_object(
@@ -436,12 +474,15 @@ BEGIN
                    'policy_versions', jsonb_build_object('candidates', coalesce(ver.candidates, 0), 'deleted', 0,
                                                          'protected', coalesce(ver.protected, 0), 'oldest_kept', ver.oldest_kept),
                    'policy_activations', jsonb_build_object('candidates', coalesce(act.candidates, 0), 'deleted', 0,
-                                                            'oldest_kept', act.oldest_kept)))), '{}')
+                                                            'oldest_kept', act.oldest_kept),
+                   'run_returns', jsonb_build_object('candidates', coalesce(ret.candidates, 0), 'deleted', 0,
+                                                     'oldest_kept', ret.oldest_kept)))), '{}')
     INTO worlds_report
     FROM wval.work_purge_scope s
     LEFT JOIN runs ON runs.world_id = s.world_id LEFT JOIN results ON results.world_id = s.world_id
     LEFT JOIN ovr ON ovr.world_id = s.world_id LEFT JOIN fail ON fail.world_id = s.world_id
     LEFT JOIN ver ON ver.world_id = s.world_id LEFT JOIN act ON act.world_id = s.world_id
+    LEFT JOIN ret ON ret.world_id = s.world_id
     WHERE s.work_id = v_work;
 
     IF NOT dry_run THEN
@@ -451,7 +492,8 @@ BEGIN
         UNION ALL SELECT x.world_id, x.chain_seq, 'overrides', x.prev_hash, x.row_hash FROM wval.work_purge_overrides x WHERE x.work_id = v_work
         UNION ALL SELECT x.world_id, x.chain_seq, 'ex_post_failures', x.prev_hash, x.row_hash FROM wval.work_purge_failures x WHERE x.work_id = v_work
         UNION ALL SELECT x.world_id, x.chain_seq, 'policy_versions', x.prev_hash, x.row_hash FROM wval.work_purge_versions x WHERE x.work_id = v_work
-        UNION ALL SELECT x.world_id, x.chain_seq, 'policy_activations', x.prev_hash, x.row_hash FROM wval.work_purge_activations x WHERE x.work_id = v_work;
+        UNION ALL SELECT x.world_id, x.chain_seq, 'policy_activations', x.prev_hash, x.row_hash FROM wval.work_purge_activations x WHERE x.work_id = v_work
+        UNION ALL SELECT x.world_id, x.chain_seq, 'run_returns', x.prev_hash, x.row_hash FROM wval.work_purge_returns x WHERE x.work_id = v_work;
     END IF;
 
     -- whole months first (detach and drop), then row by row under the guard
@@ -478,6 +520,9 @@ BEGIN
         DELETE FROM wval.policy_versions v USING wval.work_purge_versions c
         WHERE c.work_id = v_work AND v.world_id = c.world_id AND v.version = c.version;
         GET DIAGNOSTICS n = ROW_COUNT; deleted := deleted + n;
+        DELETE FROM wval.run_returns rr USING wval.work_purge_returns c
+        WHERE c.work_id = v_work AND rr.world_id = c.world_id AND rr.returns_hash = c.returns_hash;
+        GET DIAGNOSTICS n = ROW_COUNT; deleted := deleted + n;
         PERFORM wval._purge_guard(false);
 
         -- what went is exactly what the report promised
@@ -487,6 +532,7 @@ BEGIN
                + (SELECT count(*) FROM wval.work_purge_failures x WHERE x.work_id = v_work)
                + (SELECT count(*) FROM wval.work_purge_activations x WHERE x.work_id = v_work)
                + (SELECT count(*) FROM wval.work_purge_versions x WHERE x.work_id = v_work)
+               + (SELECT count(*) FROM wval.work_purge_returns x WHERE x.work_id = v_work)
         INTO expected;
         IF deleted <> expected THEN
             RAISE EXCEPTION 'purge removed % rows where % were selected', deleted, expected
@@ -507,6 +553,7 @@ BEGIN
     DELETE FROM wval.work_purge_failures x WHERE x.work_id = v_work;
     DELETE FROM wval.work_purge_versions x WHERE x.work_id = v_work;
     DELETE FROM wval.work_purge_activations x WHERE x.work_id = v_work;
+    DELETE FROM wval.work_purge_returns x WHERE x.work_id = v_work;
 
     report := jsonb_build_object('older_than', older_than, 'world_id', world_id, 'dry_run', dry_run,
                                  'worlds', worlds_report, 'legal_hold_skipped', to_jsonb(held),
@@ -524,7 +571,7 @@ BEGIN
     RETURN report;
 END
 $$;
-COMMENT ON FUNCTION public.wval_purge(timestamptz, text, boolean) IS 'removes history created before older_than (dry run by default): never the latest run per (world, strategy, stage, kind), runs under an approved override or a case that is not dismissed, runs a kept run links to or supersedes, or policy versions a kept run references; WV011 inside the retention or under a legal hold; drops whole monthly partitions when all their rows go; leaves chain tombstones; audited; returns a report per world and table (candidates, deleted, protected, oldest_kept)';
+COMMENT ON FUNCTION public.wval_purge(timestamptz, text, boolean) IS 'removes history created before older_than (dry run by default): never the latest run per (world, strategy, stage, kind), runs under an approved override or a case that is not dismissed, runs a kept run links to or supersedes, policy versions a kept run references, or stored returns (wval.run_returns) a kept run references; WV011 inside the retention or under a legal hold; drops whole monthly partitions when all their rows go; leaves chain tombstones; audited; returns a report per world and table (candidates, deleted, protected, oldest_kept)';
 
 ------------------------------------------------------------------------------
 -- Import of historical runs

@@ -152,7 +152,7 @@ COMMENT ON TABLE wval.worlds IS 'worlds (portfolios / trading environments); mut
 COMMENT ON COLUMN wval.worlds.risk_tier IS 'high | medium | low; high + client_critical forces fail-closed validation';
 COMMENT ON COLUMN wval.worlds.client_critical IS 'true for worlds that trade client money; with risk_tier high: always fail-closed, 30-day override reviews';
 COMMENT ON COLUMN wval.worlds.legal_hold IS 'a world under legal hold is never purged';
-COMMENT ON COLUMN wval.worlds.settings IS 'per-world settings (jsonb object)';
+COMMENT ON COLUMN wval.worlds.settings IS 'per-world settings (jsonb object), e.g. store_returns (true: keep the returns of each run in wval.run_returns; new worlds start with true), fail_impact_ratio, offload_threshold';
 COMMENT ON COLUMN wval.worlds.world_id IS 'identifier of the world (a portfolio or trading environment); every world-scoped row of wval names it';
 COMMENT ON COLUMN wval.worlds.max_capital_at_risk_pct IS 'the world''s cap on capital at risk, in percent (0 to 100) of its capital; null when not set';
 COMMENT ON COLUMN wval.worlds.created_by IS 'who created the world (the actor given to wval_world_upsert)';
@@ -825,7 +825,9 @@ BEGIN
         INSERT INTO wval.worlds AS w (world_id, risk_tier, client_critical, max_capital_at_risk_pct,
                                      legal_hold, settings, created_by, updated_by)
         VALUES (p_world, coalesce(risk_tier, 'medium'), coalesce(client_critical, false),
-                max_capital_at_risk_pct, coalesce(legal_hold, false), coalesce(settings, '{}'),
+                max_capital_at_risk_pct, coalesce(legal_hold, false),
+                -- a new world stores the returns of its runs unless told otherwise
+                '{"store_returns": true}'::jsonb || coalesce(settings, '{}'),
                 p_actor, p_actor)
         ON CONFLICT ON CONSTRAINT worlds_pkey DO NOTHING
         RETURNING * INTO new;

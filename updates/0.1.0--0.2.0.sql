@@ -120,6 +120,15 @@ CREATE UNLOGGED TABLE wval.work_purge_activations (
     row_hash      text NOT NULL
 );
 CREATE INDEX ON wval.work_purge_activations (work_id, activation_id);
+CREATE UNLOGGED TABLE wval.work_purge_returns (
+    work_id      bigint NOT NULL,
+    world_id     text NOT NULL,
+    returns_hash text NOT NULL,
+    chain_seq    bigint NOT NULL,
+    prev_hash    text NOT NULL,
+    row_hash     text NOT NULL,
+    PRIMARY KEY (work_id, world_id, returns_hash)
+);
 CREATE UNLOGGED TABLE wval.work_import (work_id bigint NOT NULL, LIKE wval.evaluation_runs INCLUDING DEFAULTS, ord bigint NOT NULL);
 ALTER TABLE wval.work_import ALTER COLUMN chain_seq DROP NOT NULL, ALTER COLUMN prev_hash DROP NOT NULL,
     ALTER COLUMN row_hash DROP NOT NULL;
@@ -206,6 +215,24 @@ CREATE EVENT TRIGGER wval_guard_drop ON ddl_command_start
 
 SELECT pg_catalog.pg_extension_config_dump('wval.governance_exceptions', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.governance_exceptions_id_seq', '');
+
+-- reproducible runs (issue 16): the returns of runs, content-addressed per
+-- world; worlds that exist keep today's footprint (no store_returns key: off)
+CREATE TABLE wval.run_returns (
+    world_id     text NOT NULL,
+    returns_hash text NOT NULL,
+    n_periods    integer NOT NULL CHECK (n_periods >= 0),
+    returns      float8[] NOT NULL,
+    stored_at    timestamptz NOT NULL DEFAULT now(),
+    chain_seq    bigint NOT NULL,
+    prev_hash    text NOT NULL,
+    row_hash     text NOT NULL,
+    PRIMARY KEY (world_id, returns_hash),
+    CONSTRAINT run_returns_content CHECK (pg_catalog.cardinality(returns) = n_periods
+                                          AND wval._returns_hash(returns) = returns_hash)
+);
+SELECT wval._protect('wval.run_returns', 'run_returns');
+SELECT pg_catalog.pg_extension_config_dump('wval.run_returns', '');
 
 -- @comments
 

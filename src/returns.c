@@ -1,0 +1,215 @@
+/*-------------------------------------------------------------------------
+ *
+ * returns.c
+ *	  The stored return series of runs (wval.run_returns) and the
+ *	  recomputation of a run's metrics from them (wval_run_reproduce).
+ *
+ * A world whose settings say store_returns = true keeps the returns of each
+ * run, content-addressed by the run's returns_hash: one row per (world,
+ * series), written in the evaluating transaction just before the run (both
+ * are links of the world's hash chain).  Nothing else writes the table.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "metrics.h"
+#include "policy.h"
+#include "returns.h"
+#include "wval.h"
+
+PG_FUNCTION_INFO_V1(wval_store_returns_sql);
+PG_FUNCTION_INFO_V1(wval_returns_hash_sql);
+PG_FUNCTION_INFO_V1(wval_recompute_metrics);
+
+static SPIPlanPtr plan_setting = NULL;
+static SPIPlanPtr plan_store = NULL;
+
+/* Prepares the two statements of wval_store_run_returns on first use */
+static void
+prepare_returns_plans(void)
+{
+	Oid			t[3] = {TEXTOID, TEXTOID, FLOAT8ARRAYOID};
+	SPIPlanPtr	p;
+
+	if (plan_store != NULL)
+		return;
+	p = SPI_prepare("SELECT coalesce(w.settings -> 'store_returns' = 'true'::jsonb, false) "
+					"FROM wval.worlds w WHERE w.world_id = $1", 1, t);
+	if (p == NULL || SPI_keepplan(p) != 0)
+		elog(ERROR, "could not prepare the store_returns look-up: %s", SPI_result_code_string(SPI_result));
+	plan_setting = p;
+	p = SPI_prepare("INSERT INTO wval.run_returns (world_id, returns_hash, n_periods, returns) "
+					"SELECT $1, $2, pg_catalog.cardinality($3), $3 WHERE NOT EXISTS "
+					"(SELECT 1 FROM wval.run_returns x WHERE x.world_id = $1 AND x.returns_hash = $2)", 3, t);
+	if (p == NULL || SPI_keepplan(p) != 0)
+		elog(ERROR, "could not prepare the insert of run returns: %s", SPI_result_code_string(SPI_result));
+	plan_store = p;
+}
+
+/* A float8[] of r[0..n-1] */
+static ArrayType *
+float8_array(const double *r, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	ArrayType  *a;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		d[i] = Float8GetDatum(r[i]);
+	a = construct_array(d, n, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+	pfree(d);
+	return a;
+}
+
+/*
+ * Stores a run's returns (see returns.h).  Concurrent evaluations of the
+ * same series in a world serialise on an advisory lock of (world, hash), and
+ * the existence check runs after it with a new snapshot (read_only = false),
+ * so at READ COMMITTED the second one sees the first one's row; at higher
+ * levels the chain trigger's update of the world's chain head fails with
+ * 40001 first, as for runs.
+ */
+bool
+wval_store_run_returns(const char *world, const char *rhash, const double *r, int n)
+{
+	Datum		args[3];
+	bool		isnull;
+	StringInfoData key;
+
+	if (world == NULL || rhash == NULL)
+		return false;
+	prepare_returns_plans();
+	args[0] = CStringGetTextDatum(world);
+	if (SPI_execute_plan(plan_setting, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the settings of world \"%s\"", world);
+	if (SPI_processed != 1 ||
+		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) || isnull)
+		return false;
+
+	initStringInfo(&key);
+	appendStringInfo(&key, "wval:run_returns:%s:%s", world, rhash);
+	DirectFunctionCall1(pg_advisory_xact_lock_int8,
+						Int64GetDatum((int64) hash_bytes_extended((const unsigned char *) key.data, key.len, 0)));
+	args[1] = CStringGetTextDatum(rhash);
+	args[2] = PointerGetDatum(float8_array(r, n));
+	if (SPI_execute_plan(plan_store, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not store the returns %s of world \"%s\"", rhash, world);
+	return SPI_processed == 1;
+}
+
+/*
+ * wval._store_returns(world_id, returns_hash, returns float8[]) → boolean:
+ * the same for the SQL writers (live runs).  Executable only by the
+ * extension owner (their SECURITY DEFINER code).
+ */
+Datum
+wval_store_returns_sql(PG_FUNCTION_ARGS)
+{
+	char	   *world;
+	char	   *rhash;
+	double	   *r;
+	int			n;
+	bool		stored;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_BOOL(false);
+	world = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	rhash = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	r = wval_returns_from_array(PG_GETARG_ARRAYTYPE_P(2), "returns", &n);
+	if (strcmp(wval_returns_hash(r, n), rhash) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WVAL_HASH_MISMATCH),
+				 errmsg("\"returns_hash\" does not match the returns"),
+				 errdetail("returns_hash is %s; the returns hash to %s.", rhash, wval_returns_hash(r, n)),
+				 errhint("Pass the sha256 of the series as big-endian float8 bytes.")));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	stored = wval_store_run_returns(world, rhash, r, n);
+	SPI_finish();
+	PG_RETURN_BOOL(stored);
+}
+
+/*
+ * wval._returns_hash(returns float8[]) → text: "sha256:" and the hex of the
+ * series as big-endian float8 bytes, the returns_hash of a run (the check
+ * constraint of wval.run_returns).
+ */
+Datum
+wval_returns_hash_sql(PG_FUNCTION_ARGS)
+{
+	int			n;
+	double	   *r = wval_returns_from_array(PG_GETARG_ARRAYTYPE_P(0), "returns", &n);
+
+	PG_RETURN_TEXT_P(cstring_to_text(wval_returns_hash(r, n)));
+}
+
+/* An option of a run's stored context as a double; false when absent */
+static bool
+context_double(Jsonb *context, const char *key, double *out)
+{
+	JsonbValue *v = context ? wval_json_path(context, key) : NULL;
+
+	return v != NULL && wval_jbv_double(v, out);
+}
+
+/*
+ * wval._recompute_metrics(returns float8[], context jsonb, stored jsonb)
+ * → jsonb: the metrics pack of a single run recomputed the way
+ * wval_evaluate computed it: the metric options of the run's stored context
+ * (periods_per_year, risk_free, search_intensity, trials_sharpe_variance)
+ * and, when the stored metrics carry diagnostics.extra_metrics, the
+ * strategy complexity over them.  The benchmark is not stored with a run:
+ * the pack has no benchmark-relative fields.
+ */
+Datum
+wval_recompute_metrics(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *context = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
+	Jsonb	   *stored = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+	WvalMetricsOptions opt;
+	double	   *r;
+	int			n;
+	double		d;
+	Jsonb	   *pack;
+	JsonbValue *extra;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	r = wval_returns_from_array(PG_GETARG_ARRAYTYPE_P(0), "returns", &n);
+	wval_metrics_options_init(&opt);
+	if (context_double(context, "periods_per_year", &d))
+		opt.periods_per_year = (int) d;
+	if (context_double(context, "risk_free", &d))
+		opt.risk_free = d;
+	if (context_double(context, "search_intensity", &d))
+		opt.search_intensity = (int) d;
+	opt.has_trials_variance = context_double(context, "trials_sharpe_variance", &opt.trials_sharpe_variance);
+	pack = wval_compute_metrics(r, n, &opt);
+
+	extra = stored ? wval_json_path(stored, "diagnostics.extra_metrics") : NULL;
+	if (extra != NULL && extra->type == jbvBinary)
+	{
+		StringInfoData buf;
+		Datum		path[2];
+
+		initStringInfo(&buf);
+		wval_append_float8(&buf, wval_strategy_complexity_value(opt.search_intensity,
+																JsonbValueToJsonb(extra)));
+		path[0] = CStringGetTextDatum("diagnostics");
+		path[1] = CStringGetTextDatum("strategy_complexity");
+		pack = DatumGetJsonbP(DirectFunctionCall4(jsonb_set, JsonbPGetDatum(pack),
+												  PointerGetDatum(construct_array(path, 2, TEXTOID, -1, false, TYPALIGN_INT)),
+												  DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)),
+												  BoolGetDatum(true)));
+	}
+	PG_RETURN_JSONB_P(pack);
+}
