@@ -198,7 +198,7 @@ BEGIN
         IF s = 1 THEN
             -- the charts, from the run's stored returns
             out := out || CASE WHEN html THEN '<h2>Charts</h2>' ELSE E'\n## Charts\n' END
-                       || wval._report_charts(r, wval._report_returns(r.run_id), html);
+                       || wval._report_charts(r, wval._run_returns(r.run_id), html);
         END IF;
     END LOOP;
     IF html THEN
@@ -317,21 +317,6 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION wval._report_charts(wval.evaluation_runs, float8[], boolean) IS 'the charts of a validation report from the run''s returns: equity, drawdown with dd_max, rolling Sharpe with zero and sharpe_min, return distribution with VaR / ES 99% (HTML: inline SVG; markdown: a table of what each chart shows; a note when the returns are not stored)';
-
--- wval._report_returns(run_id): the stored returns of a run, null when the
--- run's world does not store them
-CREATE FUNCTION wval._report_returns(p_run_id uuid) RETURNS float8[]
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
-DECLARE
-    ret float8[];
-BEGIN
-    IF pg_catalog.to_regprocedure('wval._run_returns(uuid)') IS NOT NULL THEN
-        EXECUTE 'SELECT wval._run_returns($1)' INTO ret USING p_run_id;
-    END IF;
-    RETURN ret;
-END
-$$;
-COMMENT ON FUNCTION wval._report_returns(uuid) IS 'the stored returns of a run for its report (null when not stored)';
 
 ------------------------------------------------------------------------------
 -- the world report: what a world validated over a period (docs/reports.md)
