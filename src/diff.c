@@ -1036,7 +1036,7 @@ diff_json_run(void *arg, int pos, const char *strategy_id, const char *run_id, W
 	diff_run((DiffState *) arg, strategy_id, run_id, in);
 }
 
-PG_FUNCTION_INFO_V1(wval_policy_diff_runs);
+PG_FUNCTION_INFO_V1(wval_policy_diff);
 
 /*
  * wval_policy_diff(old_policy jsonb, new_policy jsonb, runs jsonb, stage
@@ -1045,7 +1045,7 @@ PG_FUNCTION_INFO_V1(wval_policy_diff_runs);
  * context.data_as_of / context.baseline_metrics as wval_check takes them).
  */
 Datum
-wval_policy_diff_runs(PG_FUNCTION_ARGS)
+wval_policy_diff(PG_FUNCTION_ARGS)
 {
 	char	   *stage = PG_ARGISNULL(3) ? "backtest" : text_to_cstring(PG_GETARG_TEXT_PP(3));
 	WvalPolicy *oldp;

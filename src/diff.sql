@@ -5,12 +5,12 @@
 -- The replay (C, diff.c)
 ------------------------------------------------------------------------------
 
-CREATE FUNCTION wval._policy_diff(world_id text, old_policy jsonb, new_policy jsonb, stage text,
+CREATE FUNCTION wval._policy_diff_history(world_id text, old_policy jsonb, new_policy jsonb, stage text,
                                   since timestamptz, until timestamptz, dedupe text,
                                   fail_closed boolean, old_version integer, new_version integer)
 RETURNS jsonb
     AS 'MODULE_PATHNAME', 'wval_policy_diff_history' LANGUAGE C STABLE;
-COMMENT ON FUNCTION wval._policy_diff(text, jsonb, jsonb, text, timestamptz, timestamptz, text, boolean, integer, integer) IS 'replays a world''s stored single runs of a stage (created within [since, until], not unvalidated; the latest per strategy when dedupe = strategy) under two policies through one cursor; the diff report';
+COMMENT ON FUNCTION wval._policy_diff_history(text, jsonb, jsonb, text, timestamptz, timestamptz, text, boolean, integer, integer) IS 'replays a world''s stored single runs of a stage (created within [since, until], not unvalidated; the latest per strategy when dedupe = strategy) under two policies through one cursor; the diff report';
 
 CREATE FUNCTION wval._scenario_outcomes(policy jsonb, runs jsonb, stage text, fail_closed boolean) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'wval_scenario_outcomes' LANGUAGE C STABLE PARALLEL SAFE;
@@ -50,7 +50,7 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_
 DECLARE
     w wval.worlds := wval._world(world_id);
 BEGIN
-    RETURN wval._policy_diff(w.world_id, wval._policy_doc(w.world_id, old_version),
+    RETURN wval._policy_diff_history(w.world_id, wval._policy_doc(w.world_id, old_version),
                              wval._policy_doc(w.world_id, new_version), stage, since, until, dedupe,
                              wval._fail_closed(w), old_version, new_version);
 END
@@ -67,7 +67,7 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_
 DECLARE
     w wval.worlds := wval._world(world_id);
 BEGIN
-    RETURN wval._policy_diff(w.world_id, wval._policy_doc(w.world_id, old_version), new_policy, stage,
+    RETURN wval._policy_diff_history(w.world_id, wval._policy_doc(w.world_id, old_version), new_policy, stage,
                              since, until, dedupe, wval._fail_closed(w), old_version, NULL);
 END
 $$;
@@ -75,7 +75,7 @@ COMMENT ON FUNCTION public.wval_policy_diff(text, integer, jsonb, text, timestam
 
 CREATE FUNCTION public.wval_policy_diff(old_policy jsonb, new_policy jsonb, runs jsonb, stage text DEFAULT 'backtest')
 RETURNS jsonb
-    AS 'MODULE_PATHNAME', 'wval_policy_diff_runs' LANGUAGE C STABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'wval_policy_diff' LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION public.wval_policy_diff(jsonb, jsonb, jsonb, text) IS 'the policy diff of two policy documents over runs given as JSON, in the scenario files'' shape [{world_id, strategy_id, run_id, metrics}] (optionally context.data_as_of, context.baseline_metrics)';
 
 ------------------------------------------------------------------------------
@@ -239,7 +239,7 @@ DECLARE
     worst_stage text;
 BEGIN
     FOREACH st IN ARRAY ARRAY['backtest', 'paper', 'shadow', 'live'] LOOP
-        rep := wval._policy_diff(w.world_id, old_doc, new_doc, st, now() - interval '12 months', now(),
+        rep := wval._policy_diff_history(w.world_id, old_doc, new_doc, st, now() - interval '12 months', now(),
                                  'strategy', wval._fail_closed(w), p_old, p_new);
         stages := stages || jsonb_build_object(st, jsonb_build_object(
             'impact_ratio', rep -> 'impact_ratio', 'total_strategies', rep -> 'total_strategies',

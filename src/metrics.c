@@ -108,12 +108,12 @@ typedef struct MetricsPack
 	double		complexity;
 } MetricsPack;
 
-PG_FUNCTION_INFO_V1(wval_metrics_sql);
-PG_FUNCTION_INFO_V1(wval_psr_sql);
-PG_FUNCTION_INFO_V1(wval_dsr_sql);
-PG_FUNCTION_INFO_V1(wval_norm_cdf_sql);
-PG_FUNCTION_INFO_V1(wval_norm_ppf_sql);
-PG_FUNCTION_INFO_V1(wval_strategy_complexity_sql);
+PG_FUNCTION_INFO_V1(wval_metrics);
+PG_FUNCTION_INFO_V1(wval_psr);
+PG_FUNCTION_INFO_V1(wval_dsr);
+PG_FUNCTION_INFO_V1(wval_norm_cdf);
+PG_FUNCTION_INFO_V1(wval_norm_ppf);
+PG_FUNCTION_INFO_V1(wval_strategy_complexity);
 
 /* ---------------------------------------------------------------------
  * Input rules
@@ -1656,7 +1656,7 @@ wval_max_drawdown_of(const double *r, int n, double *out)
 		return false;
 	wval_drawdown_init(&d);
 	for (i = 0; i < n; i++)
-		wval_drawdown_step(&d, r[i]);
+		wval_dd_step(&d, r[i]);
 	*out = wval_drawdown_result(&d);
 	return true;
 }
@@ -1782,7 +1782,7 @@ path_metrics(const double *r, int n, int periods_per_year, MetricsPack *pk)
 		double		v = r[i];
 		double		loss = 0.5 * (v - fabs(v));	/* min(v, 0), no branch */
 
-		wval_drawdown_step(&d, v);
+		wval_dd_step(&d, v);
 		twosum_add(&gain, &gain_c, v - loss);
 		twosum_add(&pain, &pain_c, loss);
 	}
@@ -2128,7 +2128,7 @@ wval_compute_metrics(const double *r, int n, const WvalMetricsOptions *opt)
  * the three scalar options is null.
  */
 Datum
-wval_metrics_sql(PG_FUNCTION_ARGS)
+wval_metrics(PG_FUNCTION_ARGS)
 {
 	WvalMetricsOptions opt;
 	const double *r;
@@ -2170,7 +2170,7 @@ check_n_obs(int n_obs)
  * positive.
  */
 Datum
-wval_psr_sql(PG_FUNCTION_ARGS)
+wval_psr(PG_FUNCTION_ARGS)
 {
 	double		sharpe = PG_GETARG_FLOAT8(0);
 	int32		n_obs = PG_GETARG_INT32(1);
@@ -2200,7 +2200,7 @@ wval_psr_sql(PG_FUNCTION_ARGS)
  * in any other argument gives null.
  */
 Datum
-wval_dsr_sql(PG_FUNCTION_ARGS)
+wval_dsr(PG_FUNCTION_ARGS)
 {
 	double		sharpe;
 	int32		n_obs;
@@ -2254,7 +2254,7 @@ wval_dsr_sql(PG_FUNCTION_ARGS)
 
 /* wval_norm_cdf(z) → Φ(z); WV001 for NaN. */
 Datum
-wval_norm_cdf_sql(PG_FUNCTION_ARGS)
+wval_norm_cdf(PG_FUNCTION_ARGS)
 {
 	double		z = PG_GETARG_FLOAT8(0);
 
@@ -2269,7 +2269,7 @@ wval_norm_cdf_sql(PG_FUNCTION_ARGS)
 
 /* wval_norm_ppf(p) → Φ⁻¹(p); ±Infinity at 1 and 0, WV001 outside [0, 1]. */
 Datum
-wval_norm_ppf_sql(PG_FUNCTION_ARGS)
+wval_norm_ppf(PG_FUNCTION_ARGS)
 {
 	double		p = PG_GETARG_FLOAT8(0);
 	char		buf[DOUBLE_SHORTEST_DECIMAL_LEN];
@@ -2285,7 +2285,7 @@ wval_norm_ppf_sql(PG_FUNCTION_ARGS)
 
 /* wval_strategy_complexity(search_intensity, extra_metrics) → float8. */
 Datum
-wval_strategy_complexity_sql(PG_FUNCTION_ARGS)
+wval_strategy_complexity(PG_FUNCTION_ARGS)
 {
 	int32		n;
 

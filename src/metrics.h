@@ -136,7 +136,7 @@ wval_drawdown_init(WvalDrawdown *d)
  * peak is 1 - W/W = 0, and the run under water is reset by a mask.
  */
 static inline void
-wval_drawdown_step(WvalDrawdown *d, double r)
+wval_dd_step(WvalDrawdown *d, double r)
 {
 	double		w = d->wealth * (1.0 + r);
 	double		peak = w >= d->peak ? w : d->peak;

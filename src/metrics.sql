@@ -15,7 +15,7 @@ CREATE FUNCTION public.wval_metrics(
     benchmark float8[] DEFAULT NULL,
     trials_sharpe_variance float8 DEFAULT NULL)
 RETURNS jsonb
-AS 'MODULE_PATHNAME', 'wval_metrics_sql'
+AS 'MODULE_PATHNAME', 'wval_metrics'
 LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION public.wval_metrics(float8[], integer, float8, integer, float8[], float8) IS
 'metric pack of a return series (oldest first): blocks returns, sample, robustness, diagnostics, and benchmark when a benchmark series is given; null when returns or a scalar option is null';
@@ -32,7 +32,7 @@ CREATE FUNCTION public.wval_psr(
     benchmark_sharpe_annual float8 DEFAULT 0,
     periods_per_year integer DEFAULT 252)
 RETURNS float8
-AS 'MODULE_PATHNAME', 'wval_psr_sql'
+AS 'MODULE_PATHNAME', 'wval_psr'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION public.wval_psr(float8, integer, float8, float8, float8, integer) IS
 'probabilistic Sharpe ratio PSR(SR*) from an annualised Sharpe, the number of periods, skewness and (raw) kurtosis; null when n_obs < 3 or the variance term is not positive';
@@ -46,28 +46,28 @@ CREATE FUNCTION public.wval_dsr(
     trials_sharpe_variance_annual float8 DEFAULT NULL,
     periods_per_year integer DEFAULT 252)
 RETURNS float8
-AS 'MODULE_PATHNAME', 'wval_dsr_sql'
+AS 'MODULE_PATHNAME', 'wval_dsr'
 LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION public.wval_dsr(float8, integer, float8, float8, integer, float8, integer) IS
 'deflated Sharpe ratio (Bailey & Lopez de Prado): PSR against the expected maximum Sharpe of n_trials trials; a null trials variance uses the estimator variance; falls as n_trials grows';
 
 CREATE FUNCTION public.wval_norm_cdf(z float8)
 RETURNS float8
-AS 'MODULE_PATHNAME', 'wval_norm_cdf_sql'
+AS 'MODULE_PATHNAME', 'wval_norm_cdf'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION public.wval_norm_cdf(float8) IS
 'standard normal cumulative distribution function';
 
 CREATE FUNCTION public.wval_norm_ppf(p float8)
 RETURNS float8
-AS 'MODULE_PATHNAME', 'wval_norm_ppf_sql'
+AS 'MODULE_PATHNAME', 'wval_norm_ppf'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION public.wval_norm_ppf(float8) IS
 'inverse standard normal CDF (Wichura AS 241, accurate in both tails); -Infinity at 0, Infinity at 1';
 
 CREATE FUNCTION public.wval_strategy_complexity(search_intensity integer, extra_metrics jsonb DEFAULT NULL)
 RETURNS float8
-AS 'MODULE_PATHNAME', 'wval_strategy_complexity_sql'
+AS 'MODULE_PATHNAME', 'wval_strategy_complexity'
 LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION public.wval_strategy_complexity(integer, jsonb) IS
 'diagnostics.strategy_complexity: 1 + ln(1 + search_intensity) plus weighted ln(1 + v) of n_features, feature_dim, n_parameters, code_cc and nodes in extra_metrics';
@@ -77,13 +77,13 @@ COMMENT ON FUNCTION public.wval_strategy_complexity(integer, jsonb) IS
 -- ---------------------------------------------------------------------
 
 CREATE FUNCTION wval._moments_step(internal, float8) RETURNS internal
-    AS 'MODULE_PATHNAME', 'wval_moments_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'wval_moments_step' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION wval._moments_step(internal, float8) IS 'transition of wval_sharpe / wval_sortino: running mean, squared deviations and downside';
 CREATE FUNCTION wval._moments_step(internal, float8, integer) RETURNS internal
-    AS 'MODULE_PATHNAME', 'wval_moments_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'wval_moments_step' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION wval._moments_step(internal, float8, integer) IS 'transition of wval_sharpe / wval_sortino with periods_per_year';
 CREATE FUNCTION wval._moments_combine(internal, internal) RETURNS internal
-    AS 'MODULE_PATHNAME', 'wval_moments_combinefn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'wval_moments_combine' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION wval._moments_combine(internal, internal) IS 'combines two partial wval_sharpe / wval_sortino states';
 CREATE FUNCTION wval._moments_serialize(internal) RETURNS bytea
     AS 'MODULE_PATHNAME', 'wval_moments_serialize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -92,34 +92,34 @@ CREATE FUNCTION wval._moments_deserialize(bytea, internal) RETURNS internal
     AS 'MODULE_PATHNAME', 'wval_moments_deserialize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION wval._moments_deserialize(bytea, internal) IS 'deserializes a wval_sharpe / wval_sortino state';
 CREATE FUNCTION wval._sharpe_final(internal) RETURNS float8
-    AS 'MODULE_PATHNAME', 'wval_sharpe_finalfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'wval_sharpe_final' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION wval._sharpe_final(internal) IS 'final of wval_sharpe';
 CREATE FUNCTION wval._sortino_final(internal) RETURNS float8
-    AS 'MODULE_PATHNAME', 'wval_sortino_finalfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'wval_sortino_final' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION wval._sortino_final(internal) IS 'final of wval_sortino';
 CREATE FUNCTION wval._drawdown_step(internal, float8) RETURNS internal
-    AS 'MODULE_PATHNAME', 'wval_drawdown_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'wval_drawdown_step' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION wval._drawdown_step(internal, float8) IS 'transition of wval_max_drawdown: advances the wealth path';
 CREATE FUNCTION wval._drawdown_final(internal) RETURNS float8
-    AS 'MODULE_PATHNAME', 'wval_drawdown_finalfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'wval_drawdown_final' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION wval._drawdown_final(internal) IS 'final of wval_max_drawdown';
 CREATE FUNCTION wval._series_step(internal, float8) RETURNS internal
-    AS 'MODULE_PATHNAME', 'wval_series_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'wval_series_step' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION wval._series_step(internal, float8) IS 'transition of wval_metrics_agg: buffers the returns in call order';
 CREATE FUNCTION wval._series_step(internal, float8, integer) RETURNS internal
-    AS 'MODULE_PATHNAME', 'wval_series_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'wval_series_step' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION wval._series_step(internal, float8, integer) IS 'transition of wval_metrics_agg with periods_per_year';
 CREATE FUNCTION wval._metrics_final(internal) RETURNS jsonb
-    AS 'MODULE_PATHNAME', 'wval_metrics_finalfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'wval_metrics_final' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION wval._metrics_final(internal) IS 'final of wval_metrics_agg: the metric pack of the buffered series';
 CREATE FUNCTION wval._tail_step(internal, float8, float8) RETURNS internal
-    AS 'MODULE_PATHNAME', 'wval_tail_transfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'wval_tail_step' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION wval._tail_step(internal, float8, float8) IS 'transition of wval_var / wval_es: buffers the returns';
 CREATE FUNCTION wval._var_final(internal) RETURNS float8
-    AS 'MODULE_PATHNAME', 'wval_var_finalfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'wval_var_final' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION wval._var_final(internal) IS 'final of wval_var';
 CREATE FUNCTION wval._es_final(internal) RETURNS float8
-    AS 'MODULE_PATHNAME', 'wval_es_finalfn' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'wval_es_final' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION wval._es_final(internal) IS 'final of wval_es';
 
 CREATE AGGREGATE public.wval_sharpe(r float8) (

@@ -66,19 +66,19 @@ typedef struct ReturnBuffer
 	double		p;				/* wval_var / wval_es */
 } ReturnBuffer;
 
-PG_FUNCTION_INFO_V1(wval_moments_transfn);
-PG_FUNCTION_INFO_V1(wval_moments_combinefn);
+PG_FUNCTION_INFO_V1(wval_moments_step);
+PG_FUNCTION_INFO_V1(wval_moments_combine);
 PG_FUNCTION_INFO_V1(wval_moments_serialize);
 PG_FUNCTION_INFO_V1(wval_moments_deserialize);
-PG_FUNCTION_INFO_V1(wval_sharpe_finalfn);
-PG_FUNCTION_INFO_V1(wval_sortino_finalfn);
-PG_FUNCTION_INFO_V1(wval_drawdown_transfn);
-PG_FUNCTION_INFO_V1(wval_drawdown_finalfn);
-PG_FUNCTION_INFO_V1(wval_series_transfn);
-PG_FUNCTION_INFO_V1(wval_metrics_finalfn);
-PG_FUNCTION_INFO_V1(wval_tail_transfn);
-PG_FUNCTION_INFO_V1(wval_var_finalfn);
-PG_FUNCTION_INFO_V1(wval_es_finalfn);
+PG_FUNCTION_INFO_V1(wval_sharpe_final);
+PG_FUNCTION_INFO_V1(wval_sortino_final);
+PG_FUNCTION_INFO_V1(wval_drawdown_step);
+PG_FUNCTION_INFO_V1(wval_drawdown_final);
+PG_FUNCTION_INFO_V1(wval_series_step);
+PG_FUNCTION_INFO_V1(wval_metrics_final);
+PG_FUNCTION_INFO_V1(wval_tail_step);
+PG_FUNCTION_INFO_V1(wval_var_final);
+PG_FUNCTION_INFO_V1(wval_es_final);
 
 /* The aggregate memory context, or an error outside an aggregate. */
 static MemoryContext
@@ -143,7 +143,7 @@ row_periods_per_year(FunctionCallInfo fcinfo, int64 row, int32 current)
 
 /* Transition: adds one return to the running moments. */
 Datum
-wval_moments_transfn(PG_FUNCTION_ARGS)
+wval_moments_step(PG_FUNCTION_ARGS)
 {
 	MomentState *st = PG_ARGISNULL(0) ? NULL : (MomentState *) PG_GETARG_POINTER(0);
 	MemoryContext aggctx = agg_context(fcinfo);
@@ -168,7 +168,7 @@ wval_moments_transfn(PG_FUNCTION_ARGS)
 
 /* Combine: merges two partial states (Chan et al.'s pairwise update). */
 Datum
-wval_moments_combinefn(PG_FUNCTION_ARGS)
+wval_moments_combine(PG_FUNCTION_ARGS)
 {
 	MomentState *a = PG_ARGISNULL(0) ? NULL : (MomentState *) PG_GETARG_POINTER(0);
 	MomentState *b = PG_ARGISNULL(1) ? NULL : (MomentState *) PG_GETARG_POINTER(1);
@@ -245,7 +245,7 @@ wval_moments_deserialize(PG_FUNCTION_ARGS)
 
 /* Final: annualised Sharpe ratio; null when n < 2 or the deviation is 0. */
 Datum
-wval_sharpe_finalfn(PG_FUNCTION_ARGS)
+wval_sharpe_final(PG_FUNCTION_ARGS)
 {
 	MomentState *st = PG_ARGISNULL(0) ? NULL : (MomentState *) PG_GETARG_POINTER(0);
 
@@ -257,7 +257,7 @@ wval_sharpe_finalfn(PG_FUNCTION_ARGS)
 
 /* Final: annualised Sortino ratio; Infinity when no loss and a positive mean. */
 Datum
-wval_sortino_finalfn(PG_FUNCTION_ARGS)
+wval_sortino_final(PG_FUNCTION_ARGS)
 {
 	MomentState *st = PG_ARGISNULL(0) ? NULL : (MomentState *) PG_GETARG_POINTER(0);
 	double		d;
@@ -282,7 +282,7 @@ wval_sortino_finalfn(PG_FUNCTION_ARGS)
 
 /* Transition: advances the wealth path by one return. */
 Datum
-wval_drawdown_transfn(PG_FUNCTION_ARGS)
+wval_drawdown_step(PG_FUNCTION_ARGS)
 {
 	WvalDrawdown *d = PG_ARGISNULL(0) ? NULL : (WvalDrawdown *) PG_GETARG_POINTER(0);
 	MemoryContext aggctx = agg_context(fcinfo);
@@ -293,13 +293,13 @@ wval_drawdown_transfn(PG_FUNCTION_ARGS)
 		d = (WvalDrawdown *) MemoryContextAlloc(aggctx, sizeof(WvalDrawdown));
 		wval_drawdown_init(d);
 	}
-	wval_drawdown_step(d, r);
+	wval_dd_step(d, r);
 	PG_RETURN_POINTER(d);
 }
 
 /* Final: the maximum drawdown (a fraction in [0, 1)). */
 Datum
-wval_drawdown_finalfn(PG_FUNCTION_ARGS)
+wval_drawdown_final(PG_FUNCTION_ARGS)
 {
 	WvalDrawdown *d = PG_ARGISNULL(0) ? NULL : (WvalDrawdown *) PG_GETARG_POINTER(0);
 
@@ -339,7 +339,7 @@ buffer_append(FunctionCallInfo fcinfo, ReturnBuffer *buf, double v)
 
 /* Transition of wval_metrics_agg: appends one return (in call order). */
 Datum
-wval_series_transfn(PG_FUNCTION_ARGS)
+wval_series_step(PG_FUNCTION_ARGS)
 {
 	ReturnBuffer *buf = PG_ARGISNULL(0) ? NULL : (ReturnBuffer *) PG_GETARG_POINTER(0);
 	int64		row = buf ? (int64) buf->n + 1 : 1;
@@ -353,7 +353,7 @@ wval_series_transfn(PG_FUNCTION_ARGS)
 
 /* Final of wval_metrics_agg: the pack of the buffered series. */
 Datum
-wval_metrics_finalfn(PG_FUNCTION_ARGS)
+wval_metrics_final(PG_FUNCTION_ARGS)
 {
 	ReturnBuffer *buf = PG_ARGISNULL(0) ? NULL : (ReturnBuffer *) PG_GETARG_POINTER(0);
 	WvalMetricsOptions opt;
@@ -367,7 +367,7 @@ wval_metrics_finalfn(PG_FUNCTION_ARGS)
 
 /* Transition of wval_var / wval_es: adds one return to the bag. */
 Datum
-wval_tail_transfn(PG_FUNCTION_ARGS)
+wval_tail_step(PG_FUNCTION_ARGS)
 {
 	ReturnBuffer *buf = PG_ARGISNULL(0) ? NULL : (ReturnBuffer *) PG_GETARG_POINTER(0);
 	int64		row = buf ? (int64) buf->n + 1 : 1;
@@ -396,7 +396,7 @@ wval_tail_transfn(PG_FUNCTION_ARGS)
 
 /* Final of wval_var: max(0, -Q(p)); null with fewer than 2 rows. */
 Datum
-wval_var_finalfn(PG_FUNCTION_ARGS)
+wval_var_final(PG_FUNCTION_ARGS)
 {
 	ReturnBuffer *buf = PG_ARGISNULL(0) ? NULL : (ReturnBuffer *) PG_GETARG_POINTER(0);
 	double		var;
@@ -410,7 +410,7 @@ wval_var_finalfn(PG_FUNCTION_ARGS)
 
 /* Final of wval_es: max(0, -mean{r <= Q(p)}); null with fewer than 2 rows. */
 Datum
-wval_es_finalfn(PG_FUNCTION_ARGS)
+wval_es_final(PG_FUNCTION_ARGS)
 {
 	ReturnBuffer *buf = PG_ARGISNULL(0) ? NULL : (ReturnBuffer *) PG_GETARG_POINTER(0);
 	double		var;

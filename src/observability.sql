@@ -41,7 +41,7 @@ INSERT INTO wval.partition_indexes (parent, spec) VALUES
 CREATE INDEX ON wval.evaluation_runs_default (created_at) WHERE kind <> 'single';
 
 CREATE FUNCTION wval._metric_coverage(metrics jsonb) RETURNS float8
-    AS 'MODULE_PATHNAME', 'wval_metric_coverage_sql' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'wval_metric_coverage' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION wval._metric_coverage(jsonb) IS 'share of the 12 v1 core metrics present in a metrics document (validation_health.metric_coverage_ratio)';
 
 ------------------------------------------------------------------------------

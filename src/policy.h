@@ -208,7 +208,7 @@ extern void wval_evaluate_policy_brief(const WvalPolicy *policy, const WvalEvalI
 extern const char *wval_rule_code_name(const WvalRule *r, WvalRuleCode code);
 extern WvalMetricCache *wval_metric_cache_create(void);
 extern void wval_metric_cache_reset(WvalMetricCache *cache);
-extern double wval_metric_coverage(Jsonb *metrics);
+extern double wval_coverage_ratio(Jsonb *metrics);
 
 /* jsonb access helpers (rules.c) */
 extern JsonbValue *wval_json_get(Jsonb *doc, char **path, int npath);

@@ -715,7 +715,7 @@ wval_evaluate_profile(const WvalPolicy *policy, int profile, const WvalEvalInput
 
 /* Share of the 12 core metrics present (validation_health) */
 double
-wval_metric_coverage(Jsonb *metrics)
+wval_coverage_ratio(Jsonb *metrics)
 {
 	int			i;
 	int			present = 0;
@@ -731,13 +731,13 @@ wval_metric_coverage(Jsonb *metrics)
 	return (double) present / (double) lengthof(core_metrics);
 }
 
-PG_FUNCTION_INFO_V1(wval_metric_coverage_sql);
+PG_FUNCTION_INFO_V1(wval_metric_coverage);
 
 /* wval._metric_coverage(metrics jsonb) → float8 */
 Datum
-wval_metric_coverage_sql(PG_FUNCTION_ARGS)
+wval_metric_coverage(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_FLOAT8(wval_metric_coverage(PG_GETARG_JSONB_P(0)));
+	PG_RETURN_FLOAT8(wval_coverage_ratio(PG_GETARG_JSONB_P(0)));
 }
 
 /*
@@ -814,7 +814,7 @@ wval_evaluate_policy(const WvalPolicy *policy, const WvalEvalInput *in, WvalOutc
 	appendStringInfoChar(&out->recommendation, '}');
 
 	/* validation_health */
-	out->metric_coverage_ratio = wval_metric_coverage(in->metrics);
+	out->metric_coverage_ratio = wval_coverage_ratio(in->metrics);
 	if (own >= 0)
 	{
 		int			i;

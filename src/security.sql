@@ -36,6 +36,13 @@ INSERT INTO wval.world_grants (role_name, world_id, privilege, granted_by, grant
     ('wval_analyst', '*', 'read', 'wval', '-infinity'), ('wval_producer', '*', 'write', 'wval', '-infinity'),
     ('wval_validator', '*', 'write', 'wval', '-infinity'), ('wval_admin', '*', 'write', 'wval', '-infinity');
 SELECT wval._protect('wval.world_grants');
+CREATE FUNCTION wval._grants_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'wval_grants_changed' LANGUAGE C;
+COMMENT ON FUNCTION wval._grants_changed() IS 'statement trigger of wval.world_grants: every backend forgets the world grants it cached (access.c) when the writing transaction commits';
+CREATE TRIGGER world_grants_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON wval.world_grants
+    FOR EACH STATEMENT EXECUTE FUNCTION wval._grants_changed();
+-- also when a grant arrives by logical replication (session_replication_role = replica)
+ALTER TABLE wval.world_grants ENABLE ALWAYS TRIGGER world_grants_changed;
 SELECT pg_catalog.pg_extension_config_dump('wval.world_grants', 'WHERE granted_at <> ''-infinity''');
 
 CREATE VIEW wval.current_world_grants AS
@@ -50,17 +57,11 @@ COMMENT ON COLUMN wval.current_world_grants.granted_by IS 'who granted: the acto
 COMMENT ON COLUMN wval.current_world_grants.granted_at IS 'when the grant was recorded; -infinity for the extension''s own * grants, so that any later row of a site wins';
 
 -- wval._world_access(role, world, privilege): may role read/write the world?
--- Superusers and the extension owner may do everything.
+-- Superusers may do everything. C (access.c): the grants in force for a role
+-- are cached per backend until wval.world_grants, a role or a membership
+-- changes (the trigger below, syscache callbacks).
 CREATE FUNCTION wval._world_access(p_role oid, p_world_id text, p_privilege text) RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
-    SELECT (SELECT rolsuper FROM pg_roles WHERE oid = p_role)
-        OR EXISTS (SELECT 1 FROM wval.current_world_grants g
-                   -- by oid: a grant of a role dropped since names no role
-                   JOIN pg_catalog.pg_roles gr ON gr.rolname = g.role_name
-                   WHERE (g.world_id = '*' OR g.world_id = p_world_id)
-                     AND (g.privilege = 'write' OR (p_privilege = 'read' AND g.privilege = 'read'))
-                     AND pg_has_role(p_role, gr.oid, 'MEMBER'))
-$$;
+    AS 'MODULE_PATHNAME', 'wval_world_access' LANGUAGE C STABLE;
 COMMENT ON FUNCTION wval._world_access(oid, text, text) IS 'true when the role (or a role it is a member of) was granted the world (or *) with the privilege (write includes read)';
 
 -- wval._visible_worlds(): the worlds the current role may read; null = all.

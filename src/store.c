@@ -67,6 +67,7 @@
 #include "utils/typcache.h"
 #include "utils/uuid.h"
 
+#include "access.h"
 #include "wval.h"
 
 #define GENESIS_HASH "sha256:0000000000000000000000000000000000000000000000000000000000000000"
@@ -80,7 +81,6 @@ static bool purge_guard = false;
 
 static SPIPlanPtr chain_advance_plan = NULL;
 static SPIPlanPtr chain_start_plan = NULL;
-static SPIPlanPtr world_write_plan = NULL;
 
 static void append_canonical_value(StringInfo buf, Datum value, Oid typid);
 
@@ -192,7 +192,7 @@ refuse_direct_write(Relation rel, const char *op)
 			 errhint("Use the wval_* function that records this change; see docs/store.md, \"What a superuser can still do\".")));
 }
 
-PG_FUNCTION_INFO_V1(wval_writer_only_trigger);
+PG_FUNCTION_INFO_V1(wval_writer_only);
 
 /*
  * BEFORE INSERT/UPDATE/DELETE row trigger on wval tables that wval's
@@ -200,12 +200,12 @@ PG_FUNCTION_INFO_V1(wval_writer_only_trigger);
  * change (WV003) unless it comes from one of wval's writers.
  */
 Datum
-wval_writer_only_trigger(PG_FUNCTION_ARGS)
+wval_writer_only(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		elog(ERROR, "wval_writer_only_trigger must be a row trigger");
+		elog(ERROR, "wval_writer_only must be a row trigger");
 	if (!in_wval_writer())
 		refuse_direct_write(trigdata->tg_relation,
 							TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? "INSERT" :
@@ -215,7 +215,7 @@ wval_writer_only_trigger(PG_FUNCTION_ARGS)
 	return PointerGetDatum(trigdata->tg_trigtuple);
 }
 
-PG_FUNCTION_INFO_V1(wval_ddl_audit_trigger);
+PG_FUNCTION_INFO_V1(wval_ddl_audit);
 
 /*
  * Event trigger (ddl_command_end, sql_drop; enabled ALWAYS): DDL on objects
@@ -224,14 +224,14 @@ PG_FUNCTION_INFO_V1(wval_ddl_audit_trigger);
  * wval._ddl_audit_record(), e.g. ALTER TABLE ... DISABLE TRIGGER.
  */
 Datum
-wval_ddl_audit_trigger(PG_FUNCTION_ARGS)
+wval_ddl_audit(PG_FUNCTION_ARGS)
 {
 	EventTriggerData *trigdata = (EventTriggerData *) fcinfo->context;
 	Oid			save_userid;
 	int			save_sec_context;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		elog(ERROR, "wval_ddl_audit_trigger: not called by the event trigger manager");
+		elog(ERROR, "wval_ddl_audit: not called by the event trigger manager");
 	/* wval's own DDL, or the extension being dropped */
 	if (in_wval_writer() || !OidIsValid(get_extension_oid("wval", true)))
 		PG_RETURN_NULL();
@@ -316,7 +316,7 @@ wval_ddl_weakens(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(buf.data));
 }
 
-PG_FUNCTION_INFO_V1(wval_append_only_trigger);
+PG_FUNCTION_INFO_V1(wval_append_only);
 
 /*
  * Trigger on every history table: UPDATE is always refused, DELETE and
@@ -325,7 +325,7 @@ PG_FUNCTION_INFO_V1(wval_append_only_trigger);
  * statement trigger for TRUNCATE.
  */
 Datum
-wval_append_only_trigger(PG_FUNCTION_ARGS)
+wval_append_only(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	const char *op;
@@ -333,7 +333,7 @@ wval_append_only_trigger(PG_FUNCTION_ARGS)
 	Oid			relid;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "wval_append_only_trigger: not called by trigger manager");
+		elog(ERROR, "wval_append_only: not called by trigger manager");
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 		op = "UPDATE";
@@ -675,53 +675,30 @@ prepare_chain_plans(void)
 
 /*
  * Raises 42501 unless the role that called into wval (outside SECURITY
- * DEFINER) may write the world (wval.world_grants, security.sql).  The
- * answer is kept for the rest of the transaction; world "" (acts of no
- * world) is always writable.  The caller is connected to SPI.
+ * DEFINER) may write the world (wval.world_grants, access.c caches the
+ * answer per backend).  World "" (acts of no world) is always writable.
  */
 static void
 check_world_write(const char *world)
 {
-	static LocalTransactionId cached_lxid = InvalidLocalTransactionId;
-	static Oid	cached_role = InvalidOid;
-	static char cached_world[WVAL_MAX_IDENT_BYTES + 1];
 	Oid			role = GetOuterUserId();
-	Datum		args[2];
-	Oid			types[2] = {OIDOID, TEXTOID};
-	bool		isnull;
 
-	if (world[0] == '\0' || superuser_arg(role))
+	if (world[0] == '\0' || wval_access_allowed(role, world, true))
 		return;
-	if (cached_lxid == MyProc->lxid && cached_role == role && strcmp(cached_world, world) == 0)
-		return;
-	if (world_write_plan == NULL)
-	{
-		world_write_plan = SPI_prepare("SELECT wval._world_access($1, $2, 'write')", 2, types);
-		if (world_write_plan == NULL || SPI_keepplan(world_write_plan) != 0)
-			elog(ERROR, "could not prepare the world access check");
-	}
-	args[0] = ObjectIdGetDatum(role);
-	args[1] = CStringGetTextDatum(world);
-	if (SPI_execute_plan(world_write_plan, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not check access to world \"%s\"", world);
-	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role \"%s\" may not write world \"%s\"", GetUserNameFromId(role, false), world),
-				 errhint("A wval_admin grants worlds with wval_world_grant(role, world_id, 'write').")));
-	cached_lxid = MyProc->lxid;
-	cached_role = role;
-	strlcpy(cached_world, world, sizeof(cached_world));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("role \"%s\" may not write world \"%s\"", GetUserNameFromId(role, false), world),
+			 errhint("A wval_admin grants worlds with wval_world_grant(role, world_id, 'write').")));
 }
 
-PG_FUNCTION_INFO_V1(wval_chain_trigger);
+PG_FUNCTION_INFO_V1(wval_chain);
 
 /*
  * BEFORE INSERT FOR EACH ROW on chained tables; tgargs[0] is the logical
  * table name that enters the hash (a partition reports its parent's name).
  */
 Datum
-wval_chain_trigger(PG_FUNCTION_ARGS)
+wval_chain(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	Relation	rel;
@@ -750,7 +727,7 @@ wval_chain_trigger(PG_FUNCTION_ARGS)
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
 		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
 		trigdata->tg_trigger->tgnargs != 1)
-		elog(ERROR, "wval_chain_trigger must be a BEFORE INSERT row trigger with one argument");
+		elog(ERROR, "wval_chain must be a BEFORE INSERT row trigger with one argument");
 
 	rel = trigdata->tg_relation;
 	tupdesc = RelationGetDescr(rel);
@@ -861,11 +838,11 @@ wval_row_hash(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(hash));
 }
 
-PG_FUNCTION_INFO_V1(wval_canonical_row);
+PG_FUNCTION_INFO_V1(wval_canonical);
 
 /* wval._canonical(row record): the canonical text a row hash covers. */
 Datum
-wval_canonical_row(PG_FUNCTION_ARGS)
+wval_canonical(PG_FUNCTION_ARGS)
 {
 	HeapTupleHeader rec = PG_GETARG_HEAPTUPLEHEADER(0);
 	TupleDesc	tupdesc;
@@ -885,11 +862,11 @@ wval_canonical_row(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }
 
-PG_FUNCTION_INFO_V1(wval_check_identifier_sql);
+PG_FUNCTION_INFO_V1(wval_ident);
 
 /* wval._ident(field text, value text) → text: checks and returns value. */
 Datum
-wval_check_identifier_sql(PG_FUNCTION_ARGS)
+wval_ident(PG_FUNCTION_ARGS)
 {
 	char	   *field = PG_ARGISNULL(0) ? "identifier" : text_to_cstring(PG_GETARG_TEXT_PP(0));
 

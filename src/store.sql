@@ -10,11 +10,11 @@
 ------------------------------------------------------------------------------
 
 CREATE FUNCTION wval._append_only() RETURNS trigger
-    AS 'MODULE_PATHNAME', 'wval_append_only_trigger' LANGUAGE C;
+    AS 'MODULE_PATHNAME', 'wval_append_only' LANGUAGE C;
 COMMENT ON FUNCTION wval._append_only() IS 'trigger: refuses UPDATE, DELETE and TRUNCATE on history tables (WV003) outside the retention path';
 
 CREATE FUNCTION wval._chain() RETURNS trigger
-    AS 'MODULE_PATHNAME', 'wval_chain_trigger' LANGUAGE C;
+    AS 'MODULE_PATHNAME', 'wval_chain' LANGUAGE C;
 COMMENT ON FUNCTION wval._chain() IS 'trigger: appends the row to its world''s hash chain (chain_seq, prev_hash, row_hash)';
 
 CREATE FUNCTION wval._purge_guard(raise boolean) RETURNS boolean
@@ -31,7 +31,7 @@ RETURNS text
 COMMENT ON FUNCTION wval._row_hash(text, bigint, text, record) IS 'recomputes the chain hash of a stored history row';
 
 CREATE FUNCTION wval._canonical(row_value record) RETURNS text
-    AS 'MODULE_PATHNAME', 'wval_canonical_row' LANGUAGE C STRICT STABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'wval_canonical' LANGUAGE C STRICT STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION wval._canonical(record) IS 'the canonical text of a history row that its chain hash covers (see docs/store.md)';
 
 CREATE FUNCTION wval._invoker() RETURNS text
@@ -71,7 +71,7 @@ $$;
 COMMENT ON FUNCTION wval._protect(regclass, text) IS 'installs the append-only (and chain) triggers on a history table; they fire ALWAYS (also under session_replication_role = replica)';
 
 CREATE FUNCTION wval._writer_only() RETURNS trigger
-    AS 'MODULE_PATHNAME', 'wval_writer_only_trigger' LANGUAGE C;
+    AS 'MODULE_PATHNAME', 'wval_writer_only' LANGUAGE C;
 COMMENT ON FUNCTION wval._writer_only() IS 'trigger: refuses (WV003) a change that does not come from one of wval''s writers (a SECURITY DEFINER function of the extension owner)';
 
 -- wval._protect_in_place(table): a table that wval's writers maintain in place
@@ -758,14 +758,10 @@ COMMENT ON FUNCTION public.wval_maintain(integer) IS 'creates monthly partitions
 
 -- wval._can_read(world): may the calling role (outside SECURITY DEFINER) read
 -- the world?  The one question every read path asks first; a world it may not
--- read is answered as a world that does not exist.
+-- read is answered as a world that does not exist.  C (access.c), cached per
+-- backend.
 CREATE FUNCTION wval._can_read(p_world_id text) RETURNS boolean
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
-BEGIN
-    -- plpgsql: wval._world_access is created later, by security.sql
-    RETURN wval._world_access((SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = wval._invoker()), p_world_id, 'read');
-END
-$$;
+    AS 'MODULE_PATHNAME', 'wval_can_read' LANGUAGE C STABLE;
 COMMENT ON FUNCTION wval._can_read(text) IS 'true when the calling role may read the world (wval.world_grants); what it may not read does not exist for it';
 
 -- wval._world(world_id, lock): the world row, WV010 when it does not exist.
@@ -1388,7 +1384,7 @@ CREATE FUNCTION wval._ddl_weakens(command pg_ddl_command) RETURNS text
 COMMENT ON FUNCTION wval._ddl_weakens(pg_ddl_command) IS 'for an ALTER TABLE that disables triggers, rules or row-level security (or demotes an ALWAYS trigger): which; else null';
 
 CREATE FUNCTION wval._ddl_audit() RETURNS event_trigger
-    AS 'MODULE_PATHNAME', 'wval_ddl_audit_trigger' LANGUAGE C;
+    AS 'MODULE_PATHNAME', 'wval_ddl_audit' LANGUAGE C;
 COMMENT ON FUNCTION wval._ddl_audit() IS 'event trigger: audits DDL on schema wval that does not come from wval''s own functions (ALTER TABLE ... DISABLE TRIGGER, DROP TRIGGER, ...)';
 CREATE EVENT TRIGGER wval_ddl_audit ON ddl_command_end EXECUTE FUNCTION wval._ddl_audit();
 ALTER EVENT TRIGGER wval_ddl_audit ENABLE ALWAYS;

@@ -34,7 +34,7 @@ GRANT USAGE ON SCHEMA wval TO wval_analyst;
 -- (non-blank, at most 200 bytes, no control, bidi-control or zero-width
 -- characters: docs/store.md, "Identifiers"); returns value.
 CREATE FUNCTION wval._ident(field text, value text) RETURNS text
-    AS 'MODULE_PATHNAME', 'wval_check_identifier_sql'
+    AS 'MODULE_PATHNAME', 'wval_ident'
     LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION wval._ident(text, text) IS 'checks a wval identifier (non-blank, <= 200 bytes, no control, bidi-control or zero-width characters) and returns it';
 

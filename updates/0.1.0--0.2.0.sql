@@ -213,6 +213,11 @@ CREATE EVENT TRIGGER wval_guard_drop ON ddl_command_start
     WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA')
     EXECUTE FUNCTION wval._guard_drop();
 
+-- world access is cached per backend (access.c): a grant written tells every backend
+CREATE TRIGGER world_grants_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON wval.world_grants
+    FOR EACH STATEMENT EXECUTE FUNCTION wval._grants_changed();
+ALTER TABLE wval.world_grants ENABLE ALWAYS TRIGGER world_grants_changed;
+
 SELECT pg_catalog.pg_extension_config_dump('wval.governance_exceptions', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.governance_exceptions_id_seq', '');
 

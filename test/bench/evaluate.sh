@@ -19,7 +19,11 @@
 # with wval.notify_interval = 0 (set through PGOPTIONS): every evaluating
 # transaction NOTIFYs wval_events itself, as wval did before the notifier
 # worker (src/notifier.c), and queues on NOTIFY's cluster-wide commit lock;
-# the default sends the wake-ups from the notifier.
+# the default sends the wake-ups from the notifier. And the own-world load as
+# the production role: a login in wval_producer (world access checked on every
+# call, RLS in force) against the floor B run by the same login.
+# Last, the first evaluation of a new session against a warm one (psql
+# \timing, NEW_SESSIONS sessions of two calls each).
 #
 # Usage: test/bench/evaluate.sh [seconds per run, default 10] [clients, default 1,4,16] [rounds, default 3]
 #   clients: one count or a comma-separated list; each count is measured in turn
@@ -46,6 +50,7 @@ LITERAL=$("$BIN/psql" -X -At -d postgres -c \
 	SELECT wval_maintain(1);
 	SELECT wval_world_upsert('bench-' || c, actor => 'bench') FROM generate_series(0, $CLIENTS) c;
 	SELECT wval_world_upsert('bench-shared', actor => 'bench');
+	CREATE ROLE bench_producer LOGIN IN ROLE wval_producer;
 	SELECT wval_policy_publish(w, (SELECT policy FROM wval.sample_policies WHERE name = 'sample'), 'alice'),
 	       wval_policy_activate(w, 1, 'bob', 'bench')
 	FROM (SELECT 'bench-' || c AS w FROM generate_series(0, $CLIENTS) c UNION ALL SELECT 'bench-shared') x;
@@ -59,6 +64,7 @@ LITERAL=$("$BIN/psql" -X -At -d postgres -c \
 	CREATE INDEX ON floor_runs (run_id);
 	CREATE INDEX ON floor_runs (world_id, strategy_id, stage, created_at DESC);
 	CREATE INDEX ON floor_runs (world_id, status, created_at DESC);
+	GRANT INSERT ON floor_runs TO bench_producer;
 	-- an outcome document of the size of a stored run's metrics + results
 	CREATE TABLE floor_outcome AS
 	SELECT metrics || jsonb_build_object('results', results) AS doc
@@ -80,11 +86,11 @@ cat >"$WORK/b.sql" <<-SQL
 	VALUES ('bench-' || :client_id, 's' || :client_id, 'backtest', 'pass', '$LITERAL', '$OUTCOME');
 SQL
 
-# run NAME SCRIPT [PGOPTIONS]: one pgbench run with $CLIENTS clients; prints "tps p95_ms"
+# run NAME SCRIPT [PGOPTIONS [USER]]: one pgbench run with $CLIENTS clients; prints "tps p95_ms"
 run() {
-	local name=$1 script=$2 opts=${3:-} dir="$WORK/log-$1-$RANDOM"
+	local name=$1 script=$2 opts=${3:-} user=${4:-postgres} dir="$WORK/log-$1-$RANDOM"
 	mkdir -p "$dir"
-	(cd "$dir" && PGOPTIONS="$opts" "$BIN/pgbench" -n -M prepared -c "$CLIENTS" -j "$CLIENTS" -T "$SECS" -l \
+	(cd "$dir" && PGOPTIONS="$opts" "$BIN/pgbench" -n -M prepared -U "$user" -c "$CLIENTS" -j "$CLIENTS" -T "$SECS" -l \
 		-f "$script" bench >"$dir/out" 2>&1) || { cat "$dir/out" >&2; exit 1; }
 	local tps p95
 	tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$dir/out" | head -1)
@@ -98,25 +104,31 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
 SUMMARY=()
 for CLIENTS in ${CLIENT_LIST//,/ }; do
-	A_OWN=() A_SELF=() A_SHARED=() B=() P95_OWN=() P95_SELF=() P95_SHARED=()
+	A_OWN=() A_SELF=() A_SHARED=() B=() P95_OWN=() P95_SELF=() P95_SHARED=() A_PROD=() B_PROD=()
 	echo "clients $CLIENTS (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
 	for ((i = 1; i <= ROUNDS; i++)); do
 		read -r t p < <(run b "$WORK/b.sql"); B+=("$t")
 		read -r t p < <(run a_own "$WORK/a_own.sql"); A_OWN+=("$t"); P95_OWN+=("$p")
 		read -r t p < <(run a_self "$WORK/a_own.sql" "-c wval.notify_interval=0"); A_SELF+=("$t"); P95_SELF+=("$p")
 		read -r t p < <(run a_shared "$WORK/a_shared.sql"); A_SHARED+=("$t"); P95_SHARED+=("$p")
+		read -r t p < <(run b_prod "$WORK/b.sql" "" bench_producer); B_PROD+=("$t")
+		read -r t p < <(run a_prod "$WORK/a_own.sql" "" bench_producer); A_PROD+=("$t")
 		echo "  round $i: B ${B[-1]} tps, A(own world) ${A_OWN[-1]} tps p95 ${P95_OWN[-1]} ms," \
 			"A(own world, NOTIFY in transaction) ${A_SELF[-1]} tps p95 ${P95_SELF[-1]} ms," \
-			"A(one world) ${A_SHARED[-1]} tps p95 ${P95_SHARED[-1]} ms"
+			"A(one world) ${A_SHARED[-1]} tps p95 ${P95_SHARED[-1]} ms," \
+			"B(producer) ${B_PROD[-1]} tps, A(own world, producer) ${A_PROD[-1]} tps"
 	done
 	b=$(printf '%s\n' "${B[@]}" | median)
 	a1=$(printf '%s\n' "${A_OWN[@]}" | median)
 	a0=$(printf '%s\n' "${A_SELF[@]}" | median)
 	a2=$(printf '%s\n' "${A_SHARED[@]}" | median)
-	SUMMARY+=("$(printf '%7s %12.1f %12.1f %5s %6s %12.1f %5s %6s %12.1f %5s %6s' "$CLIENTS" \
+	bp=$(printf '%s\n' "${B_PROD[@]}" | median)
+	ap=$(printf '%s\n' "${A_PROD[@]}" | median)
+	SUMMARY+=("$(printf '%7s %12.1f %12.1f %5s %6s %12.1f %5s %6s %12.1f %5s %6s %12.1f %12.1f %5s %8s' "$CLIENTS" \
 		"$b" "$a1" "$(ratio "$a1" "$b")" "$(printf '%s\n' "${P95_OWN[@]}" | median)" \
 		"$a0" "$(ratio "$a0" "$b")" "$(printf '%s\n' "${P95_SELF[@]}" | median)" \
-		"$a2" "$(ratio "$a2" "$b")" "$(printf '%s\n' "${P95_SHARED[@]}" | median)")")
+		"$a2" "$(ratio "$a2" "$b")" "$(printf '%s\n' "${P95_SHARED[@]}" | median)" \
+		"$bp" "$ap" "$(ratio "$ap" "$bp")" "$(ratio "$a2" "$a1")")")
 done
 
 runs=$("$BIN/psql" -X -At -d bench -c "SELECT count(*) FROM wval.evaluation_runs")
@@ -124,6 +136,21 @@ echo
 echo "$SECS s per run, $ROUNDS rounds (medians, TPS and ratio to the floor B, p95 in ms); $runs runs stored"
 echo "A own: each client its own world, wake-ups from the notifier; A own/self-NOTIFY: the same with"
 echo "wval.notify_interval = 0 (every transaction NOTIFYs, as before the notifier); A one: all in one world"
-printf '%7s %12s %12s %5s %6s %12s %5s %6s %12s %5s %6s\n' clients "B floor" "A own" A/B p95 \
-	"A own/self" A/B p95 "A one" A/B p95
+echo "B prod / A prod: the floor and the own-world load as a wval_producer login; one/own: A one ÷ A own"
+printf '%7s %12s %12s %5s %6s %12s %5s %6s %12s %5s %6s %12s %12s %5s %8s\n' clients "B floor" "A own" A/B p95 \
+	"A own/self" A/B p95 "A one" A/B p95 "B prod" "A prod" A/B one/own
 printf '%s\n' "${SUMMARY[@]}"
+
+# the first evaluation of a new session against the second (warm) one
+NEW_SESSIONS=${NEW_SESSIONS:-10}
+CALL="SELECT status FROM wval_evaluate('bench-0', 'first-call', 'backtest', '$LITERAL',
+    '{\"sample\": {\"n_trades_total\": 900}, \"risk\": {\"adv_utilization_p95\": 0.1, \"participation_rate_p95\": 0.05}}');"
+FIRST=() WARM=()
+for ((i = 1; i <= NEW_SESSIONS; i++)); do
+	mapfile -t ms < <(printf '\\timing on\n%s\n%s\n' "$CALL" "$CALL" |
+		"$BIN/psql" -X -At -U bench_producer -d bench 2>&1 | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p')
+	FIRST+=("${ms[0]}"); WARM+=("${ms[1]}")
+done
+f=$(printf '%s\n' "${FIRST[@]}" | median); w=$(printf '%s\n' "${WARM[@]}" | median)
+echo
+echo "first call of a new session (wval_producer, median of $NEW_SESSIONS): ${f} ms; the second: ${w} ms; first/warm $(ratio "$f" "$w")"
