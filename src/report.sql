@@ -496,7 +496,7 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_
 DECLARE
     p_world text := wval._ident('world_id', world_id);
     p_to date := coalesce(to_date, current_date);
-    p_from date := coalesce(from_date, coalesce(to_date, current_date) - 89);
+    p_from date := from_date;
     p_bucket text := bucket;
     html boolean;
     out text[] := '{}';
@@ -508,10 +508,13 @@ BEGIN
     IF p_bucket IS NOT NULL THEN
         PERFORM wval._one_of('bucket', p_bucket, ARRAY['week', 'month']);
     END IF;
-    IF NOT isfinite(p_from) OR NOT isfinite(p_to) OR p_from NOT BETWEEN date '1900-01-01' AND date '9999-12-01'
+    IF isfinite(p_to) AND p_to BETWEEN date '1900-01-01' AND date '9999-12-01' THEN
+        p_from := coalesce(p_from, p_to - 89);
+    END IF;
+    IF p_from IS NULL OR NOT isfinite(p_from) OR NOT isfinite(p_to) OR p_from NOT BETWEEN date '1900-01-01' AND date '9999-12-01'
        OR p_to NOT BETWEEN date '1900-01-01' AND date '9999-12-01' OR p_from > p_to OR p_to - p_from > 3660 THEN
         RAISE EXCEPTION 'invalid period for "from_date" and "to_date"' USING ERRCODE = '22023',
-            DETAIL = format('from_date is %s, to_date is %s.', p_from, p_to),
+            DETAIL = format('from_date is %s, to_date is %s.', coalesce(p_from::text, 'null'), p_to),
             HINT = 'Pass from_date <= to_date, at most ten years apart (defaults: the 90 days up to today).';
     END IF;
     PERFORM wval._world(p_world);
