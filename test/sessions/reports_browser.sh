@@ -77,6 +77,7 @@ SELECT wval_record_live_returns('desk', 'carry-1',
 SELECT wval_live_run('desk', 'carry-1', current_date - 1);
 SQL
 
+echo "seeded in ${SECONDS} s"
 run=$("${P[@]}" -c "SELECT run_id FROM wval.evaluation_runs WHERE world_id = 'desk' AND strategy_id = 'carry-1' AND kind = 'single'")
 bad=$("${P[@]}" -c "SELECT run_id FROM wval.evaluation_runs WHERE world_id = 'desk' AND strategy_id LIKE '<script>%'")
 [ -n "$run" ] && [ -n "$bad" ] || fail "seed runs missing"
@@ -85,6 +86,7 @@ bad=$("${P[@]}" -c "SELECT run_id FROM wval.evaluation_runs WHERE world_id = 'de
 "${P[@]}" -c "SELECT wval_world_report('desk', current_date - 62, current_date, 'html')" >"$OUT/world.html"
 "${P[@]}" -c "SELECT wval_live_report('desk', current_date - 1, 'html')" >"$OUT/live.html"
 chmod 644 "$OUT"/*.html
+echo "rendered in ${SECONDS} s"
 
 MARKUP='<script>alert(1)</script> "><img src=x onerror=alert(2)> & | `x`'
 timeout 60 /usr/bin/python3 "$(dirname "$0")/reports_browser.py" "$OUT" \
@@ -94,4 +96,5 @@ timeout 60 /usr/bin/python3 "$(dirname "$0")/reports_browser.py" "$OUT" \
 	"live=$OUT/live.html:equity-1,drawdown-1,rolling-sharpe-1" \
 	--text "validation-markup=$MARKUP" --text "world=$MARKUP" --text "world=<b>known data gap</b> & | \`fixed\`" \
 	--text "live=carry-1" || fail "a report failed in the browser"
+echo "browser done in ${SECONDS} s"
 echo "ok - validation, world and live reports render in Chromium with every chart, no console error, no request"
