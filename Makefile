@@ -38,6 +38,7 @@ SQL_SOURCES = \
 	src/select.sql \
 	src/live.sql \
 	src/diff.sql \
+	src/compare.sql \
 	src/scenarios.sql \
 	src/retention.sql \
 	src/observability.sql \

@@ -16,6 +16,7 @@
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
+#include "port/pg_bswap.h"
 #include "fmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -29,6 +30,7 @@
 PG_FUNCTION_INFO_V1(wval_store_returns_sql);
 PG_FUNCTION_INFO_V1(wval_returns_hash_sql);
 PG_FUNCTION_INFO_V1(wval_recompute_metrics);
+PG_FUNCTION_INFO_V1(wval_returns_array);
 
 static SPIPlanPtr plan_setting = NULL;
 static SPIPlanPtr plan_store = NULL;
@@ -37,7 +39,7 @@ static SPIPlanPtr plan_store = NULL;
 static void
 prepare_returns_plans(void)
 {
-	Oid			t[3] = {TEXTOID, TEXTOID, FLOAT8ARRAYOID};
+	Oid			t[3] = {TEXTOID, TEXTOID, BYTEAOID};
 	SPIPlanPtr	p;
 
 	if (plan_store != NULL)
@@ -48,26 +50,34 @@ prepare_returns_plans(void)
 		elog(ERROR, "could not prepare the store_returns look-up: %s", SPI_result_code_string(SPI_result));
 	plan_setting = p;
 	p = SPI_prepare("INSERT INTO wval.run_returns (world_id, returns_hash, n_periods, returns) "
-					"SELECT $1, $2, pg_catalog.cardinality($3), $3 WHERE NOT EXISTS "
+					"SELECT $1, $2, pg_catalog.length($3) / 8, $3 WHERE NOT EXISTS "
 					"(SELECT 1 FROM wval.run_returns x WHERE x.world_id = $1 AND x.returns_hash = $2)", 3, t);
 	if (p == NULL || SPI_keepplan(p) != 0)
 		elog(ERROR, "could not prepare the insert of run returns: %s", SPI_result_code_string(SPI_result));
 	plan_store = p;
 }
 
-/* A float8[] of r[0..n-1] */
-static ArrayType *
-float8_array(const double *r, int n)
+/*
+ * r[0..n-1] as stored: float8send of each return (8 bytes, big-endian),
+ * the bytes returns_hash is the sha256 of (util.c, wval_returns_hash)
+ */
+static bytea *
+returns_bytes(const double *r, int n)
 {
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-	ArrayType  *a;
+	bytea	   *b = palloc(VARHDRSZ + sizeof(uint64) * (Size) n);
+	char	   *p = VARDATA(b);
 	int			i;
 
+	SET_VARSIZE(b, VARHDRSZ + sizeof(uint64) * (Size) n);
 	for (i = 0; i < n; i++)
-		d[i] = Float8GetDatum(r[i]);
-	a = construct_array(d, n, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
-	pfree(d);
-	return a;
+	{
+		uint64		u;
+
+		memcpy(&u, &r[i], sizeof(u));
+		u = pg_hton64(u);
+		memcpy(p + (Size) i * sizeof(u), &u, sizeof(u));
+	}
+	return b;
 }
 
 /*
@@ -100,7 +110,7 @@ wval_store_run_returns(const char *world, const char *rhash, const double *r, in
 	DirectFunctionCall1(pg_advisory_xact_lock_int8,
 						Int64GetDatum((int64) hash_bytes_extended((const unsigned char *) key.data, key.len, 0)));
 	args[1] = CStringGetTextDatum(rhash);
-	args[2] = PointerGetDatum(float8_array(r, n));
+	args[2] = PointerGetDatum(returns_bytes(r, n));
 	if (SPI_execute_plan(plan_store, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not store the returns %s of world \"%s\"", rhash, world);
 	return SPI_processed == 1;
@@ -150,6 +160,43 @@ wval_returns_hash_sql(PG_FUNCTION_ARGS)
 	double	   *r = wval_returns_from_array(PG_GETARG_ARRAYTYPE_P(0), "returns", &n);
 
 	PG_RETURN_TEXT_P(cstring_to_text(wval_returns_hash(r, n)));
+}
+
+/*
+ * wval._returns_array(returns bytea) → float8[]: a stored series
+ * (wval.run_returns.returns) as an array; 22023 when its length is not a
+ * multiple of 8.
+ */
+Datum
+wval_returns_array(PG_FUNCTION_ARGS)
+{
+	bytea	   *b = PG_GETARG_BYTEA_PP(0);
+	Size		len = VARSIZE_ANY_EXHDR(b);
+	const char *p = VARDATA_ANY(b);
+	Datum	   *d;
+	int			n;
+	int			i;
+
+	if (len % sizeof(uint64) != 0 || len / sizeof(uint64) > WVAL_MAX_RETURNS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"returns\" is not a stored return series"),
+				 errdetail("It has %zu bytes; a series has 8 bytes per return and at most %d returns.",
+						   len, WVAL_MAX_RETURNS),
+				 errhint("Pass wval.run_returns.returns.")));
+	n = (int) (len / sizeof(uint64));
+	d = palloc(sizeof(Datum) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		uint64		u;
+		double		v;
+
+		memcpy(&u, p + (Size) i * sizeof(u), sizeof(u));
+		u = pg_ntoh64(u);
+		memcpy(&v, &u, sizeof(v));
+		d[i] = Float8GetDatum(v);
+	}
+	PG_RETURN_ARRAYTYPE_P(construct_array(d, n, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
 /* An option of a run's stored context as a double; false when absent */

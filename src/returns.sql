@@ -6,6 +6,10 @@ CREATE FUNCTION wval._returns_hash(returns float8[]) RETURNS text
     AS 'MODULE_PATHNAME', 'wval_returns_hash_sql' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION wval._returns_hash(float8[]) IS 'the returns_hash of a series: ''sha256:'' || hex(sha256(float8send(r_1) || ... || float8send(r_n))); WV001 for a series that breaks the input rules';
 
+CREATE FUNCTION wval._returns_array(returns bytea) RETURNS float8[]
+    AS 'MODULE_PATHNAME', 'wval_returns_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION wval._returns_array(bytea) IS 'a stored series (wval.run_returns.returns: big-endian float8 bytes) as a float8[]; 22023 when the length is not a multiple of 8';
+
 ------------------------------------------------------------------------------
 -- wval.run_returns: content-addressed, append-only, chained per world
 ------------------------------------------------------------------------------
@@ -14,20 +18,20 @@ CREATE TABLE wval.run_returns (
     world_id     text NOT NULL,
     returns_hash text NOT NULL,
     n_periods    integer NOT NULL CHECK (n_periods >= 0),
-    returns      float8[] NOT NULL,
+    returns      bytea NOT NULL,
     stored_at    timestamptz NOT NULL DEFAULT now(),
     chain_seq    bigint NOT NULL,
     prev_hash    text NOT NULL,
     row_hash     text NOT NULL,
     PRIMARY KEY (world_id, returns_hash),
-    CONSTRAINT run_returns_content CHECK (pg_catalog.cardinality(returns) = n_periods
-                                          AND wval._returns_hash(returns) = returns_hash)
+    CONSTRAINT run_returns_content CHECK (pg_catalog.length(returns) = 8 * n_periods
+                                          AND 'sha256:' || pg_catalog.encode(pg_catalog.sha256(returns), 'hex') = returns_hash)
 );
 COMMENT ON TABLE wval.run_returns IS 'the return series runs were evaluated from, stored once per world and series (content-addressed by the runs'' returns_hash) when the world''s settings say store_returns = true; append-only and hash-chained; purged with the last run of the world that references it';
 COMMENT ON COLUMN wval.run_returns.world_id IS 'the world (wval.worlds.world_id)';
-COMMENT ON COLUMN wval.run_returns.returns_hash IS 'sha256 of the series (wval.evaluation_runs.returns_hash of every run evaluated from it); the check constraint recomputes it';
+COMMENT ON COLUMN wval.run_returns.returns_hash IS 'sha256 of the series (wval.evaluation_runs.returns_hash of every run evaluated from it); the check constraint recomputes it from returns';
 COMMENT ON COLUMN wval.run_returns.n_periods IS 'number of returns in the series';
-COMMENT ON COLUMN wval.run_returns.returns IS 'the simple periodic returns, oldest first, exactly as evaluated';
+COMMENT ON COLUMN wval.run_returns.returns IS 'the simple periodic returns, oldest first, exactly as evaluated: float8send(r_1) || ... || float8send(r_n) (8 bytes each, big-endian), the bytes returns_hash is the sha256 of; wval._returns_array() makes them a float8[]';
 COMMENT ON COLUMN wval.run_returns.stored_at IS 'when the series was first stored (the transaction of the first run evaluated from it)';
 COMMENT ON COLUMN wval.run_returns.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
 COMMENT ON COLUMN wval.run_returns.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
@@ -59,7 +63,7 @@ BEGIN
     IF r.returns_hash IS NULL THEN
         RETURN NULL;
     END IF;
-    SELECT rr.returns INTO x FROM wval.run_returns rr
+    SELECT wval._returns_array(rr.returns) INTO x FROM wval.run_returns rr
     WHERE rr.world_id = r.world_id AND rr.returns_hash = r.returns_hash;
     RETURN x;
 END
@@ -109,7 +113,7 @@ BEGIN
                                   r.run_id, r.kind, coalesce(r.data_snapshot #>> '{risk_snapshot,version}', '(none)')),
                   HINT = 'Reproduce the candidate''s own run (linked_run_id); wval._run_returns() gives the returns that were used.';
     END IF;
-    SELECT rr.returns INTO x FROM wval.run_returns rr
+    SELECT wval._returns_array(rr.returns) INTO x FROM wval.run_returns rr
     WHERE rr.world_id = r.world_id AND rr.returns_hash = r.returns_hash;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'the returns of run % are not stored', r.run_id
@@ -143,5 +147,5 @@ END
 $$;
 COMMENT ON FUNCTION public.wval_run_reproduce(uuid) IS 'recomputes a run''s metrics from its stored returns (wval.run_returns) and its stored context, one row per metric field: stored value, recomputed value, equal (exact: the same C code gives the same bits; null for benchmark-relative fields, whose benchmark is not stored); WV010 when the run does not exist or its returns are not stored; 22023 for portfolio runs';
 
-GRANT EXECUTE ON FUNCTION public.wval_run_reproduce(uuid), wval._run_returns(uuid) TO wval_analyst;
+GRANT EXECUTE ON FUNCTION public.wval_run_reproduce(uuid), wval._run_returns(uuid), wval._returns_array(bytea) TO wval_analyst;
 GRANT SELECT ON wval.run_returns TO wval_analyst;

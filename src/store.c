@@ -501,11 +501,12 @@ append_canonical_value(StringInfo buf, Datum value, Oid typid)
 				bytea	   *b = DatumGetByteaPP(value);
 				const unsigned char *p = (const unsigned char *) VARDATA_ANY(b);
 				int			n = VARSIZE_ANY_EXHDR(b);
-				int			i;
 
 				appendStringInfoString(buf, "\"\\\\x");
-				for (i = 0; i < n; i++)
-					appendStringInfo(buf, "%02x", p[i]);
+				/* lower-case hex as "%02x" per byte, without a call per byte */
+				enlargeStringInfo(buf, 2 * n + 2);
+				buf->len += (int) hex_encode((const char *) p, n, buf->data + buf->len);
+				buf->data[buf->len] = '\0';
 				appendStringInfoChar(buf, '"');
 				break;
 			}

@@ -227,14 +227,14 @@ CREATE TABLE wval.run_returns (
     world_id     text NOT NULL,
     returns_hash text NOT NULL,
     n_periods    integer NOT NULL CHECK (n_periods >= 0),
-    returns      float8[] NOT NULL,
+    returns      bytea NOT NULL,
     stored_at    timestamptz NOT NULL DEFAULT now(),
     chain_seq    bigint NOT NULL,
     prev_hash    text NOT NULL,
     row_hash     text NOT NULL,
     PRIMARY KEY (world_id, returns_hash),
-    CONSTRAINT run_returns_content CHECK (pg_catalog.cardinality(returns) = n_periods
-                                          AND wval._returns_hash(returns) = returns_hash)
+    CONSTRAINT run_returns_content CHECK (pg_catalog.length(returns) = 8 * n_periods
+                                          AND 'sha256:' || pg_catalog.encode(pg_catalog.sha256(returns), 'hex') = returns_hash)
 );
 SELECT wval._protect('wval.run_returns', 'run_returns');
 SELECT pg_catalog.pg_extension_config_dump('wval.run_returns', '');

@@ -107,7 +107,9 @@ INSERT INTO tap_def.args VALUES
     ('runs', jsonb_build_array(jsonb_build_object('world_id', 'tap-def-w', 'strategy_id', 'tap-def-imported',
                                                   'created_at', '2020-01-15T00:00:00Z', 'status', 'warn',
                                                   'metrics', '{}'::jsonb))::text),
-    ('candidates', '{}'), ('context', '{}'), ('hmac_key', '\x0102'), ('p_now', now()::text);
+    ('candidates', '{}'), ('context', '{}'), ('hmac_key', '\x0102'), ('p_now', now()::text),
+    ('metric_or_check', 'returns.sharpe'), ('bucket', 'month'),
+    ('diff', '{"old_policy_version": 1, "new_policy_version": 2, "impact_ratio": 0, "diffs": [], "top_offenders": []}');
 
 -- tap_def.fire(what): a trap ran.  Counted in the sequence (survives a
 -- rollback), then the escalation is attempted.  Created per attacker (the

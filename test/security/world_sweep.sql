@@ -103,7 +103,9 @@ INSERT INTO sweep_world_free VALUES
     ('_snapshot_doc', 'renders a snapshot row the caller has already read (row-level security applied to that read)'),
     ('_imported', 'pure: whether a run context marks an imported run'),
     ('wval_policy_diff_gate(jsonb,jsonb,jsonb,text,double precision,boolean)', 'pure: replays the runs it is given'),
-    ('wval_policy_diff(jsonb,jsonb,jsonb,text)', 'pure: replays the runs it is given');
+    ('wval_policy_diff(jsonb,jsonb,jsonb,text)', 'pure: replays the runs it is given'),
+    ('wval_policy_diff_render', 'pure: renders the diff report it is given'),
+    ('_returns_array', 'pure: decodes the bytes of a series it is given');
 
 -- -------------------------------------------------------------- the sweep
 -- sw_arg(fn, arg, type, w): the value of one argument when the call names world w
@@ -155,6 +157,8 @@ BEGIN
     IF arg = 'severity' THEN RETURN quote_literal('high'); END IF;
     IF arg = 'format' THEN RETURN quote_literal('markdown'); END IF;
     IF arg = 'max' THEN RETURN '10'; END IF;
+    IF arg = 'metric_or_check' THEN RETURN quote_literal('returns.sharpe'); END IF;
+    IF arg = 'bucket' THEN RETURN quote_literal('month'); END IF;
     RETURN NULL;    -- not supplied: the default (or a test gap, reported)
 END
 $$;
