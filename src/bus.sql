@@ -460,9 +460,9 @@ DECLARE
     w record;
     handed bigint[] := '{}';
     got bigint[];
-    expired bigint[];
     died bigint[];
     n integer;
+    taken integer;
 BEGIN
     IF budget IS NULL OR budget < 1 OR budget > 1000 THEN
         RAISE EXCEPTION 'invalid value for "max"' USING ERRCODE = '22023',
@@ -507,72 +507,64 @@ BEGIN
         CONTINUE WHEN w.world_key <> '' AND NOT wval._world_access(me, w.world_key, 'read');
         -- another consumer is claiming this world right now: skip it
         CONTINUE WHEN NOT pg_try_advisory_xact_lock(2004312429, hashtext(g.group_name || '/' || w.world_key));
-        -- a new statement, so a new snapshot: it sees every claim committed
+        -- One statement, so a new snapshot: it sees every claim committed
         -- before the lock was granted.  Take the visible prefix of the queue,
-        -- unless something of this world is in another consumer's hands.
-        SELECT coalesce(array_agg(r.event_id ORDER BY r.event_id) FILTER (WHERE r.act = 'lease'), '{}'),
-               coalesce(array_agg(r.event_id ORDER BY r.event_id) FILTER (WHERE r.act = 'expire'), '{}'),
-               coalesce(array_agg(r.event_id ORDER BY r.event_id) FILTER (WHERE r.act = 'dead'), '{}')
-        INTO got, expired, died
-        FROM (SELECT p.event_id,
-                     CASE WHEN p.expires_at <= t THEN 'expire'
-                          WHEN p.attempts >= g.max_attempts THEN 'dead'
-                          ELSE 'lease' END AS act,
-                     bool_and(p.visible_at <= t) OVER (ORDER BY p.event_id) AS open
-              FROM (SELECT x.event_id, x.attempts, x.expires_at, x.visible_at
-                    FROM wval.deliveries x
-                    WHERE x.group_name = g.group_name AND x.world_key = w.world_key AND x.done_at IS NULL
-                      AND NOT EXISTS (SELECT 1 FROM wval.deliveries z
-                                      WHERE z.group_name = g.group_name AND z.world_key = w.world_key
-                                        AND z.done_at IS NULL AND z.leased AND z.visible_at > t)
-                    ORDER BY x.event_id
-                    LIMIT budget) p) r
-        WHERE r.open;
-        -- the conditions are re-checked on rows changed meanwhile by a late
-        -- ack or nack of an earlier holder (they take no world lock).
-        -- "outcome IS NULL" is "done_at IS NULL" (CHECK constraint) in a form
-        -- that keeps the planner on the primary key even with stale
-        -- statistics instead of walking the partial queue index.
-        IF cardinality(got) > 0 THEN
+        -- unless something of this world is in another consumer's hands, and
+        -- lease, expire or dead-letter each of its events in place.  The
+        -- conditions are re-checked on rows changed meanwhile by a late ack
+        -- or nack of an earlier holder (they take no world lock), so what
+        -- RETURNING gives is exactly what this call took.  "outcome IS NULL"
+        -- is "done_at IS NULL" (CHECK constraint) in a form that keeps the
+        -- planner on the primary key even with stale statistics instead of
+        -- walking the partial queue index.
+        WITH p AS (
+            SELECT r.event_id, r.act
+            FROM (SELECT q.event_id,
+                         CASE WHEN q.expires_at <= t THEN 'expire'
+                              WHEN q.attempts >= g.max_attempts THEN 'dead'
+                              ELSE 'lease' END AS act,
+                         bool_and(q.visible_at <= t) OVER (ORDER BY q.event_id) AS open
+                  FROM (SELECT x.event_id, x.attempts, x.expires_at, x.visible_at
+                        FROM wval.deliveries x
+                        WHERE x.group_name = g.group_name AND x.world_key = w.world_key AND x.done_at IS NULL
+                          AND NOT EXISTS (SELECT 1 FROM wval.deliveries z
+                                          WHERE z.group_name = g.group_name AND z.world_key = w.world_key
+                                            AND z.done_at IS NULL AND z.leased AND z.visible_at > t)
+                        ORDER BY x.event_id
+                        LIMIT budget) q) r
+            WHERE r.open),
+        u AS (
             UPDATE wval.deliveries d
-            SET attempts = d.attempts + 1, handouts = d.handouts + 1, visible_at = t + g.visibility,
-                leased = true, leased_at = t,
-                errors = CASE WHEN d.leased
+            SET attempts = CASE WHEN p.act = 'lease' THEN d.attempts + 1 ELSE d.attempts END,
+                handouts = CASE WHEN p.act = 'lease' THEN d.handouts + 1 ELSE d.handouts END,
+                visible_at = CASE WHEN p.act = 'lease' THEN t + g.visibility ELSE d.visible_at END,
+                leased = (p.act = 'lease'),
+                leased_at = CASE WHEN p.act = 'lease' THEN t ELSE d.leased_at END,
+                done_at = CASE WHEN p.act = 'lease' THEN NULL ELSE t END,
+                outcome = CASE WHEN p.act = 'lease' THEN NULL ELSE p.act END,
+                dead_count = CASE WHEN p.act = 'dead' THEN d.dead_count + 1 ELSE d.dead_count END,
+                errors = CASE WHEN (p.act = 'lease' AND d.leased) OR p.act = 'dead'
                               THEN d.errors || jsonb_build_array(jsonb_build_object(
                                        'attempt', d.attempts, 'at', t, 'error', 'visibility timeout expired'))
                               ELSE d.errors END
-            WHERE d.group_name = g.group_name AND d.event_id = ANY (got)
-              AND d.outcome IS NULL AND d.visible_at <= t;
-            GET DIAGNOSTICS n = ROW_COUNT;
-            IF n < cardinality(got) THEN
-                -- rare: some were finished meanwhile; hand out what was leased now
-                SELECT coalesce(array_agg(d.event_id ORDER BY d.event_id), '{}') INTO got
-                FROM wval.deliveries d
-                WHERE d.group_name = g.group_name AND d.event_id = ANY (got)
-                  AND d.leased AND d.leased_at = t AND d.done_at IS NULL;
-            END IF;
-            handed := handed || got;
-            budget := budget - cardinality(got);
-        END IF;
-        IF cardinality(expired) > 0 THEN
-            UPDATE wval.deliveries d SET done_at = t, outcome = 'expired', leased = false
-            WHERE d.group_name = g.group_name AND d.event_id = ANY (expired)
-              AND d.outcome IS NULL AND d.visible_at <= t;
-            budget := budget - cardinality(expired);
-        END IF;
-        IF cardinality(died) > 0 THEN
+            FROM p
+            WHERE d.group_name = g.group_name AND d.event_id = p.event_id
+              AND d.outcome IS NULL AND d.visible_at <= t
+            RETURNING d.event_id, p.act)
+        SELECT coalesce(array_agg(u.event_id ORDER BY u.event_id) FILTER (WHERE u.act = 'lease'), '{}'),
+               count(*) FILTER (WHERE u.act <> 'lease'),
+               coalesce(array_agg(u.event_id ORDER BY u.event_id) FILTER (WHERE u.act = 'dead'), '{}'),
+               count(*)
+        INTO got, n, died, taken
+        FROM u;
+        -- what this call took counts against the budget (a row finished
+        -- meanwhile by a late ack is neither handed out nor counted)
+        handed := handed || got;
+        budget := budget - taken;
+        FOR i IN 1 .. cardinality(died) LOOP
             -- handed out max_attempts times and never acked nor nacked
-            UPDATE wval.deliveries d
-            SET done_at = t, outcome = 'dead', leased = false, dead_count = d.dead_count + 1,
-                errors = d.errors || jsonb_build_array(jsonb_build_object(
-                             'attempt', d.attempts, 'at', t, 'error', 'visibility timeout expired'))
-            WHERE d.group_name = g.group_name AND d.event_id = ANY (died)
-              AND d.outcome IS NULL AND d.visible_at <= t;
-            FOR i IN 1 .. cardinality(died) LOOP
-                PERFORM wval._dead_lettered(g.group_name, died[i]);
-            END LOOP;
-            budget := budget - cardinality(died);
-        END IF;
+            PERFORM wval._dead_lettered(g.group_name, died[i]);
+        END LOOP;
     END LOOP;
 
     RETURN QUERY SELECT e.* FROM wval.events e WHERE e.event_id = ANY (handed) ORDER BY e.event_id;
@@ -615,16 +607,21 @@ DECLARE
     missing bigint;
 BEGIN
     PERFORM wval._group(wval_ack.group_name);
-    SELECT i INTO missing FROM unnest(wval_ack.event_ids) i
-    WHERE i IS NULL OR NOT EXISTS (SELECT 1 FROM wval.deliveries d
-                                   WHERE d.group_name = wval_ack.group_name AND d.event_id = i AND d.attempts > 0)
-    LIMIT 1;
-    IF FOUND THEN
-        PERFORM wval._delivery_missing(wval_ack.group_name, missing);
-    END IF;
     UPDATE wval.deliveries SET done_at = clock_timestamp(), outcome = 'acked', leased = false
-    WHERE group_name = wval_ack.group_name AND event_id = ANY (wval_ack.event_ids) AND outcome IS NULL;
+    WHERE group_name = wval_ack.group_name AND event_id = ANY (wval_ack.event_ids) AND outcome IS NULL
+      AND attempts > 0;
     GET DIAGNOSTICS n = ROW_COUNT;
+    IF n < cardinality(wval_ack.event_ids) THEN
+        -- some were not acknowledged now: finished before (fine), or never
+        -- handed out / unknown (an error, which undoes the whole call)
+        SELECT i INTO missing FROM unnest(wval_ack.event_ids) i
+        WHERE i IS NULL OR NOT EXISTS (SELECT 1 FROM wval.deliveries d
+                                       WHERE d.group_name = wval_ack.group_name AND d.event_id = i AND d.attempts > 0)
+        LIMIT 1;
+        IF FOUND THEN
+            PERFORM wval._delivery_missing(wval_ack.group_name, missing);
+        END IF;
+    END IF;
     RETURN n;
 END
 $$;

@@ -1,8 +1,10 @@
 """Drains one consumer group with 3 threads and prints events/s (test/bench/bus.sh).
 
-    python3 bus_drain.py GROUP one|batch
+    python3 bus_drain.py GROUP one|batch|queue
 
-one: wval_ack(group, event_id) per event; batch: wval_ack(group, ids[]) per batch.
+one: wval_ack(group, event_id) per event; batch: wval_ack(group, ids[]) per batch;
+queue: the baseline, a pgmq-style queue table (GROUP names it): read 100 with
+UPDATE ... FOR UPDATE SKIP LOCKED (visibility timeout), then DELETE them by id.
 """
 import sys
 import threading
@@ -19,6 +21,16 @@ def work(i):
     conn.autocommit = True
     cur = conn.cursor()
     while True:
+        if mode == "queue":
+            cur.execute("UPDATE " + group + " q SET vt = clock_timestamp() + interval '5 min', read_ct = read_ct + 1 "
+                        "WHERE q.id IN (SELECT id FROM " + group + " WHERE vt <= clock_timestamp() "
+                        "ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED) RETURNING q.id, q.payload")
+            ids = [r[0] for r in cur.fetchall()]
+            if not ids:
+                return
+            cur.execute("DELETE FROM " + group + " WHERE id = ANY(%s)", (ids,))
+            counts[i] += len(ids)
+            continue
         cur.execute("SELECT event_id FROM wval_consume(%s, 100)", (group,))
         ids = [r[0] for r in cur.fetchall()]
         if not ids:
@@ -44,4 +56,5 @@ for t in threads:
 dt = time.monotonic() - t0
 n = sum(counts)
 print("drain (%s, 3 consumers, ack %s): %d events in %.1fs, %.0f events/s (per consumer %s)"
-      % (group, "per event" if mode == "one" else "per batch", n, dt, n / dt, counts), flush=True)
+      % (group, {"one": "per event", "batch": "per batch", "queue": "by delete"}[mode], n, dt, n / dt, counts),
+      flush=True)
