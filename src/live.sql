@@ -804,6 +804,7 @@ BEGIN
                                                    'reason code', 'reason', 'previous status'], coalesce(rows, '[]'));
 
         IF html THEN
+          BEGIN
             -- charts over the longest window, from the returns that count now
             SELECT array_agg(q.day ORDER BY q.day), array_agg(q.eq ORDER BY q.day),
                    array_agg(q.eq / q.peak - 1 ORDER BY q.day),
@@ -836,6 +837,10 @@ BEGIN
                                                    ELSE jsonb_build_array(jsonb_build_object('y', sharpe_min, 'label', 'sharpe_min',
                                                                                              'color', '#b00020')) END,
                                            '#2e7d32');
+          EXCEPTION WHEN numeric_value_out_of_range OR division_by_zero OR invalid_argument_for_logarithm THEN
+            -- realized returns near the limits of a double overflow the equity or variance
+            out := out || '<h3>Charts</h3><p class="wval-no-returns">The realized returns are too large to chart (the arithmetic of the charts overflows a double).</p>'::text;
+          END;
         END IF;
     END LOOP;
 

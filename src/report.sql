@@ -314,6 +314,11 @@ BEGIN
                   wval._fmt(to_jsonb((SELECT min(v) FROM unnest(ret) v))), wval._fmt(to_jsonb((SELECT max(v) FROM unnest(ret) v))),
                   wval._fmt(to_jsonb(ret[cardinality(ret)])),
                   coalesce(nullif(array_to_string(ARRAY['VaR 99% ' || wval._fmt(to_jsonb(-var_p01)), 'ES 99% ' || wval._fmt(to_jsonb(-es_p01))], ', '), ''), 'none'));
+EXCEPTION WHEN numeric_value_out_of_range OR division_by_zero OR invalid_argument_for_logarithm THEN
+    -- returns near the limits of a double (accepted by wval_evaluate up to
+    -- DBL_MAX) overflow the equity, variance or axis arithmetic
+    RETURN CASE WHEN html THEN '<p class="wval-no-returns">The returns of this run are too large to chart (the arithmetic of the charts overflows a double); the rule outcomes below are what the run recorded.</p>'
+                ELSE 'The returns of this run are too large to chart (the arithmetic of the charts overflows a double); the rule outcomes below are what the run recorded.' END;
 END
 $$;
 COMMENT ON FUNCTION wval._report_charts(wval.evaluation_runs, float8[], boolean) IS 'the charts of a validation report from the run''s returns: equity, drawdown with dd_max, rolling Sharpe with zero and sharpe_min, return distribution with VaR / ES 99% (HTML: inline SVG; markdown: a table of what each chart shows; a note when the returns are not stored)';

@@ -3,7 +3,7 @@
 -- strategy and reason texts coming out escaped in all three reports
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(68);
+SELECT plan(70);
 
 ------------------------------------------------------------------------------
 -- the chart layer
@@ -96,6 +96,14 @@ SELECT ok(wval_report((SELECT run_id FROM off), 'html') LIKE '%<p class="wval-no
 SELECT matches(wval_report((SELECT run_id FROM off)), '## Charts\n\nThe returns of this run are not stored[^\n]*\n\n## Scope',
                'markdown says so too');
 SELECT matches(wval_report((SELECT run_id FROM off)), '\| performance.sharpe_min \| (pass|fail) \|', 'the rule outcomes are still there');
+
+-- returns near the limits of a double: a note instead of an overflow error
+SELECT lives_ok($$SELECT wval_evaluate('tap-rep-off', 'huge', 'backtest', '{1e300, 1e300, -0.5, 1e300}')$$,
+                'wval_evaluate takes returns of 1e300');
+SELECT is(wval._report_charts((SELECT r FROM wval.evaluation_runs r WHERE world_id = 'tap-rep-off' AND strategy_id = 'huge'),
+                              '{1e300, 1e300, -0.5, 1e300}', true),
+          '<p class="wval-no-returns">The returns of this run are too large to chart (the arithmetic of the charts overflows a double); the rule outcomes below are what the run recorded.</p>',
+          'returns too large to chart: a note, not an error');
 
 ------------------------------------------------------------------------------
 -- the world report
