@@ -27,8 +27,7 @@
 #include "returns.h"
 #include "wval.h"
 
-PG_FUNCTION_INFO_V1(wval_store_returns_sql);
-PG_FUNCTION_INFO_V1(wval_returns_hash_sql);
+PG_FUNCTION_INFO_V1(wval_store_returns);
 PG_FUNCTION_INFO_V1(wval_recompute_metrics);
 PG_FUNCTION_INFO_V1(wval_returns_array);
 
@@ -122,7 +121,7 @@ wval_store_run_returns(const char *world, const char *rhash, const double *r, in
  * extension owner (their SECURITY DEFINER code).
  */
 Datum
-wval_store_returns_sql(PG_FUNCTION_ARGS)
+wval_store_returns(PG_FUNCTION_ARGS)
 {
 	char	   *world;
 	char	   *rhash;
@@ -146,20 +145,6 @@ wval_store_returns_sql(PG_FUNCTION_ARGS)
 	stored = wval_store_run_returns(world, rhash, r, n);
 	SPI_finish();
 	PG_RETURN_BOOL(stored);
-}
-
-/*
- * wval._returns_hash(returns float8[]) → text: "sha256:" and the hex of the
- * series as big-endian float8 bytes, the returns_hash of a run (the check
- * constraint of wval.run_returns).
- */
-Datum
-wval_returns_hash_sql(PG_FUNCTION_ARGS)
-{
-	int			n;
-	double	   *r = wval_returns_from_array(PG_GETARG_ARRAYTYPE_P(0), "returns", &n);
-
-	PG_RETURN_TEXT_P(cstring_to_text(wval_returns_hash(r, n)));
 }
 
 /*

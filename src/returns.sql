@@ -2,10 +2,6 @@
 -- run's metrics from them (issue 16, "Reproducible runs"), next to returns.c.
 -- See docs/reports.md.
 
-CREATE FUNCTION wval._returns_hash(returns float8[]) RETURNS text
-    AS 'MODULE_PATHNAME', 'wval_returns_hash_sql' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION wval._returns_hash(float8[]) IS 'the returns_hash of a series: ''sha256:'' || hex(sha256(float8send(r_1) || ... || float8send(r_n))); WV001 for a series that breaks the input rules';
-
 CREATE FUNCTION wval._returns_array(returns bytea) RETURNS float8[]
     AS 'MODULE_PATHNAME', 'wval_returns_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION wval._returns_array(bytea) IS 'a stored series (wval.run_returns.returns: big-endian float8 bytes) as a float8[]; 22023 when the length is not a multiple of 8';
@@ -44,7 +40,7 @@ SELECT pg_catalog.pg_extension_config_dump('wval.run_returns', '');
 ------------------------------------------------------------------------------
 
 CREATE FUNCTION wval._store_returns(world_id text, returns_hash text, returns float8[]) RETURNS boolean
-    AS 'MODULE_PATHNAME', 'wval_store_returns_sql' LANGUAGE C VOLATILE;
+    AS 'MODULE_PATHNAME', 'wval_store_returns' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION wval._store_returns(text, text, float8[]) IS 'stores a run''s returns in wval.run_returns when the world''s settings say store_returns = true and the series is not stored yet; true when a row was written; for wval''s SQL writers (live runs) only';
 
 CREATE FUNCTION wval._recompute_metrics(returns float8[], context jsonb, stored jsonb) RETURNS jsonb

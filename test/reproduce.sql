@@ -3,9 +3,14 @@
 -- wval_run_reproduce on the scenario sets and on random series
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(51);
+SELECT plan(54);
 
 -- the SQLSTATE, message and hint of the error a statement raises
+-- returns_hash as the docs define it: sha256 of the float8send bytes
+CREATE FUNCTION pg_temp.rhash(r float8[]) RETURNS text LANGUAGE sql AS $$
+    SELECT 'sha256:' || encode(sha256(coalesce((SELECT string_agg(float8send(v), ''::bytea ORDER BY o)
+                                                FROM unnest(r) WITH ORDINALITY u(v, o)), ''::bytea)), 'hex')
+$$;
 CREATE FUNCTION pg_temp.error_of(stmt text) RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE
     s text; m text; h text;
@@ -90,6 +95,23 @@ SELECT ok((SELECT bool_and(p.stored = p.recomputed) FROM rep_rows p WHERE p.fiel
            AND p.label IN (SELECT 'random-' || i FROM rep_random WHERE supplied IS NOT NULL)),
           'the strategy complexity over supplied extra metrics is reproduced');
 
+-- a run with a benchmark: the benchmark is not kept, its fields are listed with equal null
+SELECT lives_ok($$SELECT wval_world_upsert('tap-rep-bm', actor => 'dba'),
+                         wval_policy_publish('tap-rep-bm', (SELECT policy FROM wval.sample_policies WHERE name = 'sample'), 'alice'),
+                         wval_policy_activate('tap-rep-bm', 1, 'bob', 'sample')$$, 'a world for a benchmark run');
+CREATE TEMP TABLE rep_bench AS
+SELECT (wval_evaluate('tap-rep-bm', 'bench', 'backtest', ARRAY(SELECT 0.004 + 0.01 * sin(i) FROM generate_series(1, 100) i),
+                      '{"alt_data": {"x": 1}}',
+                      jsonb_build_object('benchmark', ARRAY(SELECT 0.003 + 0.008 * cos(i) FROM generate_series(1, 100) i)))).run_id;
+SELECT results_eq($$SELECT field FROM rep_bench, wval_run_reproduce(rep_bench.run_id) p WHERE p.equal IS NULL$$,
+    $$VALUES ('benchmark.max_drawdown'), ('benchmark.sharpe'), ('benchmark.volatility'),
+             ('diagnostics.extra_metrics.vs_benchmark_sharpe'), ('returns.alpha'), ('returns.beta'),
+             ('returns.information_ratio'), ('returns.tracking_error')$$,
+    'benchmark run: the eight benchmark-relative fields are not recomputed (recomputed and equal null)');
+SELECT is((SELECT count(*) FILTER (WHERE p.equal) || '/' || count(*) FILTER (WHERE p.equal IS NOT NULL)
+           FROM rep_bench, wval_run_reproduce(rep_bench.run_id) p), '27/27',
+          'and every other field agrees, the strategy complexity over its extra metrics included');
+
 -- a tampered metric shows: the comparison is real
 SELECT is((SELECT count(*)::int FROM rep_runs x,
            LATERAL (SELECT l.path FROM wval._jsonb_leaves(wval._recompute_metrics(x.r, x.context, x.metrics)) l
@@ -111,7 +133,7 @@ SELECT is((SELECT count(DISTINCT returns_hash)::int FROM wval.evaluation_runs
            WHERE run_id IN (SELECT run_id FROM rep_twice UNION SELECT run_id FROM rep_runs WHERE label = 'random-20')), 1,
           'three runs share the one row');
 SELECT ok((SELECT bool_and(rr.n_periods = cardinality(wval._returns_array(rr.returns))
-                           AND rr.returns_hash = wval._returns_hash(wval._returns_array(rr.returns))
+                           AND rr.returns_hash = pg_temp.rhash(wval._returns_array(rr.returns))
                            AND rr.returns = (SELECT string_agg(float8send(v), ''::bytea ORDER BY o)
                                              FROM unnest(wval._returns_array(rr.returns)) WITH ORDINALITY u(v, o)))
            FROM wval.run_returns rr WHERE rr.world_id = 'tap-rep' AND rr.n_periods > 0),
@@ -190,14 +212,14 @@ SELECT lives_ok($$SELECT wval_world_upsert('tap-rep-ret', actor => 'dba')$$, 'a 
 SELECT pg_temp.as_writer(format($q$INSERT INTO wval.run_returns (world_id, returns_hash, n_periods, returns, stored_at) VALUES
     ('tap-rep-ret', %L, 3, float8send(0.01) || float8send(0.02) || float8send(0.03), '2021-01-01'),
     ('tap-rep-ret', %L, 3, float8send(0.04) || float8send(0.05) || float8send(0.06), '2021-01-01')$q$,
-    wval._returns_hash('{0.01, 0.02, 0.03}'), wval._returns_hash('{0.04, 0.05, 0.06}')));
+    pg_temp.rhash('{0.01, 0.02, 0.03}'), pg_temp.rhash('{0.04, 0.05, 0.06}')));
 SELECT is(wval_import_runs(jsonb_build_array(
     jsonb_build_object('world_id', 'tap-rep-ret', 'strategy_id', 's1', 'created_at', '2021-01-10T00:00:00Z', 'status', 'pass',
-                       'returns_hash', wval._returns_hash('{0.01, 0.02, 0.03}'), 'metrics', '{}'::jsonb),
+                       'returns_hash', pg_temp.rhash('{0.01, 0.02, 0.03}'), 'metrics', '{}'::jsonb),
     jsonb_build_object('world_id', 'tap-rep-ret', 'strategy_id', 's1', 'created_at', '2021-02-10T00:00:00Z', 'status', 'pass',
-                       'returns_hash', wval._returns_hash('{0.04, 0.05, 0.06}'), 'metrics', '{}'::jsonb),
+                       'returns_hash', pg_temp.rhash('{0.04, 0.05, 0.06}'), 'metrics', '{}'::jsonb),
     jsonb_build_object('world_id', 'tap-rep-ret', 'strategy_id', 's1', 'created_at', '2021-03-10T00:00:00Z', 'status', 'pass',
-                       'returns_hash', wval._returns_hash('{0.04, 0.05, 0.06}'), 'metrics', '{}'::jsonb))), 3,
+                       'returns_hash', pg_temp.rhash('{0.04, 0.05, 0.06}'), 'metrics', '{}'::jsonb))), 3,
           'three old runs: the first alone on series A, two on series B (the last one is kept)');
 SELECT is(wval_purge('2021-06-01', 'tap-rep-ret') #> '{worlds,tap-rep-ret,tables,run_returns}',
           '{"candidates": 1, "deleted": 0, "oldest_kept": "2021-01-01T00:00:00+00:00"}'::jsonb,
