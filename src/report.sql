@@ -496,14 +496,14 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
 $$;
 COMMENT ON FUNCTION wval._world_report_rate(text, integer, timestamptz, timestamptz) IS 'pass rate and number of the runs evaluated under a policy version in a time range (world report)';
 
-CREATE FUNCTION public.wval_world_report(world_id text, from_date date DEFAULT NULL, to_date date DEFAULT NULL,
+CREATE FUNCTION public.wval_world_report(world_id text, since date DEFAULT NULL, until date DEFAULT NULL,
                                          format text DEFAULT 'markdown', bucket text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp SET TimeZone = 'UTC' AS $$
 DECLARE
     p_world text := wval._ident('world_id', world_id);
-    p_to date := coalesce(to_date, current_date);
-    p_from date := from_date;
+    p_to date := coalesce(until, current_date);
+    p_from date := since;
     p_bucket text := bucket;
     html boolean;
     out text[] := '{}';
@@ -520,9 +520,9 @@ BEGIN
     END IF;
     IF p_from IS NULL OR NOT isfinite(p_from) OR NOT isfinite(p_to) OR p_from NOT BETWEEN date '1900-01-01' AND date '9999-12-01'
        OR p_to NOT BETWEEN date '1900-01-01' AND date '9999-12-01' OR p_from > p_to OR p_to - p_from > 3660 THEN
-        RAISE EXCEPTION 'invalid period for "from_date" and "to_date"' USING ERRCODE = '22023',
-            DETAIL = format('from_date is %s, to_date is %s.', coalesce(p_from::text, 'null'), p_to),
-            HINT = 'Pass from_date <= to_date, at most ten years apart (defaults: the 90 days up to today).';
+        RAISE EXCEPTION 'invalid period for "since" and "until"' USING ERRCODE = '22023',
+            DETAIL = format('since is %s, until is %s.', coalesce(p_from::text, 'null'), p_to),
+            HINT = 'Pass since <= until (days, both included), at most ten years apart (defaults: the 90 days up to today).';
     END IF;
     PERFORM wval._world(p_world);
     p_bucket := coalesce(p_bucket, CASE WHEN p_to - p_from <= 120 THEN 'week' ELSE 'month' END);

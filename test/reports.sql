@@ -138,7 +138,7 @@ SELECT ok((SELECT h LIKE '%id="chart-status-mix"%' AND h LIKE '%id="chart-pass-r
           'chart ids, no script, no external asset');
 SELECT throws_ok($$SELECT wval_world_report('tap-rep', current_date, current_date - 1)$$, '22023', NULL, 'from after to: 22023');
 SELECT throws_ok($$SELECT wval_world_report('tap-rep', bucket => 'day')$$, '22023', NULL, 'unknown bucket: 22023');
-SELECT throws_ok($$SELECT wval_world_report('tap-rep', to_date => '4713-01-01 BC')$$, '22023', NULL, 'a day out of range: 22023');
+SELECT throws_ok($$SELECT wval_world_report('tap-rep', until => '4713-01-01 BC')$$, '22023', NULL, 'a day out of range: 22023');
 SELECT throws_ok($$SELECT wval_world_report('tap-rep', 'infinity', current_date)$$, '22023', NULL, 'an infinite day: 22023');
 SELECT throws_ok($$SELECT wval_world_report('tap-rep', format => 'pdf')$$, '22023', NULL, 'unknown format: 22023');
 SELECT throws_ok($$SELECT wval_world_report('tap-nowhere')$$, 'WV010', NULL, 'unknown world: WV010');
