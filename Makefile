@@ -11,8 +11,9 @@
 #   make check-ubsan              the suite and a fuzz pass with wval built with UBSan
 #   make check-valgrind           pg_regress and a fuzz pass under valgrind memcheck
 #
-# The install script wval--$(EXTVERSION).sql is generated from the ordered SQL
-# sources below; each one sits next to the C file of the same concept.
+# The install script wval--$(EXTVERSION).sql is generated from the SQL sources
+# below (each one sits next to the C file of the same concept), in the order
+# their headers ask for.
 
 EXTENSION  = wval
 EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
@@ -20,33 +21,12 @@ EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).
 MODULE_big = wval
 OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
-# Order matters: later files use objects of earlier ones.
-SQL_SOURCES = \
-	src/wval.sql \
-	src/store.sql \
-	src/security.sql \
-	src/schedule.sql \
-	src/bus.sql \
-	src/metrics.sql \
-	src/hub.sql \
-	src/policy.sql \
-	src/evaluate.sql \
-	src/returns.sql \
-	src/portfolio.sql \
-	src/report.sql \
-	src/charts.sql \
-	src/select.sql \
-	src/live.sql \
-	src/diff.sql \
-	src/compare.sql \
-	src/scenarios.sql \
-	src/retention.sql \
-	src/observability.sql \
-	src/uninstall.sql \
-	src/finish.sql
-
-# the published scenario sets, loaded by the install script
-SCENARIO_SETS = good borderline bad known_bad
+# Every src/*.sql states in its header what it needs ("-- requires: store bus");
+# scripts/install-script.py orders the files by those lines and appends the
+# data a header names ("-- then:", the scenario sets of data/scenarios/).  A new
+# file needs only its header line.
+SQL_SOURCES = $(sort $(wildcard src/*.sql))
+INSTALL_SCRIPT_INPUTS = scripts/install-script.py scripts/scenario-sets.py $(wildcard data/scenarios/*.json)
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA       = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*--*.sql))
@@ -82,25 +62,14 @@ PG_CFLAGS   = -Wall -Wextra
 # JIT bitcode is of no use for wval and needs clang; skip it.
 override with_llvm := no
 
-EXTRA_CLEAN = $(DATA_built) .build/doc
+EXTRA_CLEAN = $(DATA_built) $(addsuffix .tmp,$(DATA_built)) .build/doc
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-$(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control $(wildcard data/scenarios/*.json)
-	( echo '-- generated from $(SQL_SOURCES); edit those files, not this one'; \
-	  for f in $(SQL_SOURCES); do \
-	    echo; echo "-- source: $$f"; cat $$f; \
-	    if [ $$f = src/scenarios.sql ]; then \
-	      echo; echo "-- source: data/scenarios/*.json"; \
-	      printf "INSERT INTO wval.sample_policies VALUES ('sample', \$$json\$$"; \
-	      cat data/scenarios/sample_policy.json; printf "\$$json\$$);\n"; \
-	      for s in $(SCENARIO_SETS); do \
-	        printf "SELECT wval._load_scenario_set('%s', \$$json\$$" $$s; cat data/scenarios/$$s.json; \
-	        printf "\$$json\$$, (SELECT expected FROM wval._scenario_expectations WHERE set_name = '%s'));\n" $$s; \
-	      done; \
-	    fi; \
-	  done ) > $@
+$(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control $(INSTALL_SCRIPT_INPUTS)
+	python3 scripts/install-script.py $(SQL_SOURCES) > $@.tmp
+	mv $@.tmp $@
 
 $(EXTENSION)--%.sql: updates/%.sql $(EXTENSION)--$(EXTVERSION).sql scripts/upgrade-script.py scripts/sqlsplit.py src/finish.sql
 	python3 scripts/upgrade-script.py updates/$(EXTENSION)--$(firstword $(subst --, ,$*)).sql $(EXTENSION)--$(EXTVERSION).sql $< > $@.tmp

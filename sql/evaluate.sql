@@ -151,11 +151,11 @@ SELECT wval_verify_chain('w-eval') AS chain_ok, wval_verify_chain('w-eval-crit')
 -- reads over outcomes: rule statistics (since this file's first run: the statistics cover
 -- every world, and earlier files store runs too), validation SLO, ex-post failure rate
 SELECT rule, reason_code, results, failed, warned, missing, errored
-FROM wval.rule_failure_stats(since => (SELECT min(created_at) FROM wval.evaluation_runs WHERE world_id LIKE 'w-eval%'))
+FROM wval_rule_failure_stats(since => (SELECT min(created_at) FROM wval.evaluation_runs WHERE world_id LIKE 'w-eval%'))
 WHERE rule LIKE 'performance.%' ORDER BY rule, reason_code;
 SELECT world_id, stage, runs, coverage_p95, rules_executed_p95, round(missing_metric_run_ratio::numeric, 3) AS missing,
        rule_error_run_ratio AS errors, coverage_ok, rules_ok, missing_ok, errors_ok, slo_met
-FROM wval.validation_slo() WHERE world_id LIKE 'w-eval%' ORDER BY 1, 2;
+FROM wval_validation_slo() WHERE world_id LIKE 'w-eval%' ORDER BY 1, 2;
 SELECT run_id AS live_run FROM wval_evaluate('w-eval', 'live-one', 'live', NULL, '{"returns": {"sharpe": 1.2}}') \gset
 SELECT (wval_record_failure(:'live_run', 'risk_breach', 'var_breach', 'high', 'dave', status => 'confirmed')).status;
-SELECT risk_tier, strategies_passed_live, strategies_failed_ex_post, failure_rate FROM wval.failure_rate();
+SELECT risk_tier, strategies_passed_live, strategies_failed_ex_post, failure_rate FROM wval_failure_rate();

@@ -1,4 +1,4 @@
--- bus.sql: the event bus (spec bus.md): transactional outbox, LISTEN/NOTIFY
+-- bus.sql: the event bus (docs/bus.md): transactional outbox, LISTEN/NOTIFY
 -- wake-ups, consumer groups with retry, backoff, visibility timeout and dead
 -- letters, wval's internal consumers, health and pruning.  All of it is SQL
 -- and set-based plpgsql; see docs/bus.md for the user's view.
@@ -34,6 +34,8 @@
 -- exclusively, so it waits for every transaction that is emitting and
 -- makes later emitters wait for the subscription to commit: a group receives
 -- exactly the events that commit after its subscription.
+--
+-- requires: store
 
 ------------------------------------------------------------------------------
 -- The outbox
@@ -50,6 +52,7 @@ CREATE TABLE wval.events (
     created_at      timestamptz NOT NULL DEFAULT now(),
     expires_at      timestamptz
 );
+SELECT wval._secure('wval.events');
 ALTER SEQUENCE wval.events_id_seq OWNED BY wval.events.event_id;
 CREATE INDEX ON wval.events (type, event_id);
 CREATE INDEX ON wval.events (created_at);
@@ -260,15 +263,6 @@ COMMENT ON FUNCTION wval._dead_lettered(text, bigint) IS 'emits event_dead_lette
 ------------------------------------------------------------------------------
 -- Publishing
 ------------------------------------------------------------------------------
-
--- wval._wake(): asks for a NOTIFY wval_events (empty payload) once the
--- calling transaction commits.  The notifier background worker of the
--- database sends it (src/notifier.c), so that writing transactions do not
--- take NOTIFY's cluster-wide commit lock; without a notifier the
--- transaction NOTIFYs itself.
-CREATE FUNCTION wval._wake() RETURNS void
-LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wval_wake';
-COMMENT ON FUNCTION wval._wake() IS 'internal: wake wval_events listeners after the calling transaction commits, through the notifier worker (at most one NOTIFY per wval.notify_interval) or, without one, by NOTIFY in the transaction; nothing on rollback';
 
 -- wval._emit(type, world, subject, key, data, ttl): writes one event and its
 -- deliveries and wakes listeners after commit (wval._wake); returns the event_id,

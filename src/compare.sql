@@ -1,7 +1,8 @@
--- compare.sql: comparisons for analysts (issue 16, point 4), next to
--- compare.c: what changed between two policy versions check by check, the
--- policy diff report as markdown or HTML, and trends of a metric or a check.
--- See docs/reports.md, "Comparisons".
+-- compare.sql: comparisons for analysts (docs/reports.md, "Comparisons"),
+-- next to compare.c: what changed between two policy versions check by check,
+-- the policy diff report as markdown or HTML, and trends of a metric or a check.
+--
+-- requires: store
 
 CREATE FUNCTION wval._policy_rulesets(policy jsonb, fail_closed boolean) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'wval_policy_rulesets' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -11,9 +12,16 @@ COMMENT ON FUNCTION wval._policy_rulesets(jsonb, boolean) IS 'every materialised
 -- documents (pure).
 CREATE FUNCTION wval._policy_changes(old_policy jsonb, new_policy jsonb, fail_closed boolean)
 RETURNS TABLE (profile text, rule text, change text, attribute text, old_value jsonb, new_value jsonb)
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    WITH o AS (SELECT wval._policy_rulesets(old_policy, fail_closed) AS rs),
-         n AS (SELECT wval._policy_rulesets(new_policy, fail_closed) AS rs),
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, wval, pg_temp SET jit = off AS $$
+-- jit off: the planner's guess for nested jsonb_each (100 rows each) passes
+-- jit_above_cost, and compiling costs a second for a query that runs in ms
+DECLARE
+    o_rs jsonb := wval._policy_rulesets(old_policy, fail_closed);
+    n_rs jsonb := wval._policy_rulesets(new_policy, fail_closed);
+BEGIN
+    RETURN QUERY
+    WITH o AS (SELECT o_rs AS rs),
+         n AS (SELECT n_rs AS rs),
          oc AS (SELECT p.key AS profile, c.key AS rule, c.value AS v
                 FROM o, pg_catalog.jsonb_each(o.rs) p, pg_catalog.jsonb_each(p.value -> 'checks') c),
          nc AS (SELECT p.key AS profile, c.key AS rule, c.value AS v
@@ -49,7 +57,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     FROM pairs x, LATERAL (SELECT pg_catalog.jsonb_object_keys(x.ov) AS k
                            UNION SELECT pg_catalog.jsonb_object_keys(x.nv)) a
     WHERE x.ov IS NOT NULL AND x.nv IS NOT NULL AND (x.ov -> a.k) IS DISTINCT FROM (x.nv -> a.k)
-    ORDER BY 1 NULLS FIRST, 2 NULLS FIRST, 4 NULLS FIRST
+    ORDER BY 1 NULLS FIRST, 2 NULLS FIRST, 4 NULLS FIRST;
+END
 $$;
 COMMENT ON FUNCTION wval._policy_changes(jsonb, jsonb, boolean) IS 'the check-by-check changes between two policy documents, as wval_policy_compare lists them';
 
@@ -81,7 +90,7 @@ COMMENT ON FUNCTION wval._md_text(text) IS 'escapes text for markdown: markup ch
 
 -- (SECURITY DEFINER only for the escaping helpers of schema wval; it reads no table)
 CREATE FUNCTION public.wval_policy_diff_render(diff jsonb, format text DEFAULT 'markdown') RETURNS text
-LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp SET jit = off AS $$
 DECLARE
     html boolean;
     out text[] := '{}';
@@ -194,7 +203,7 @@ CREATE FUNCTION public.wval_trend(world_id text, metric_or_check text, bucket te
                                   since timestamptz DEFAULT now() - interval '12 months',
                                   until timestamptz DEFAULT now(), stat text DEFAULT NULL, stage text DEFAULT NULL)
 RETURNS TABLE (bucket_start timestamptz, n bigint, value double precision)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp SET jit = off AS $$
 DECLARE
     w wval.worlds := wval._world(world_id);
     is_check boolean;
@@ -212,7 +221,7 @@ BEGIN
             HINT = 'Pass finite bounds with since <= until.';
     END IF;
     IF stage IS NOT NULL THEN
-        PERFORM wval._one_of('stage', stage, ARRAY['backtest', 'paper', 'shadow', 'live']);
+        PERFORM wval._one_of('stage', stage, wval._stages());
     END IF;
     step := CASE bucket WHEN 'quarter' THEN interval '3 months' ELSE ('1 ' || bucket)::interval END;
     -- (shortest length of a bucket: a bound that needs no series)

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * diff.c
- *	  Policy diff (spec operations.md): replays runs under two policies with
+ *	  Policy diff (docs/policy-change.md): replays runs under two policies with
  *	  the C engine and reports what would change, plus the brief outcomes
  *	  the scenario regression check needs.
  *
@@ -541,7 +541,7 @@ push_outcomes(JsonbParseState **ps, const Affected *a)
 }
 
 /*
- * Builds the report of operations.md in the caller's memory context:
+ * Builds the report of docs/policy-change.md in the caller's memory context:
  * {old_policy_version, new_policy_version, old_ruleset_hash,
  * new_ruleset_hash, total_strategies, strategies_affected,
  * selection_changes, stage_changes, status_changes, rule_status_changes,

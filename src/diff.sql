@@ -1,5 +1,7 @@
--- diff.sql: policy diff and the impact gate (spec operations.md, "Policy diff
--- and regression sets"), next to diff.c.  See docs/policy-change.md.
+-- diff.sql: policy diff and the impact gate (docs/policy-change.md,
+-- "The diff report" and "The impact gate"), next to diff.c.
+--
+-- requires: store
 
 ------------------------------------------------------------------------------
 -- The replay (C, diff.c)
@@ -108,7 +110,7 @@ $$;
 COMMENT ON FUNCTION wval._impact_threshold(wval.worlds) IS 'the impact gate threshold of a world: settings.fail_impact_ratio (0 < x <= 1), default 0.05';
 
 -- wval._impact_event(world, data, discriminator): emits
--- impact_threshold_exceeded (bus.md: world, versions, impact ratio).
+-- impact_threshold_exceeded (docs/bus.md, "Event catalogue": world, versions, impact ratio).
 CREATE FUNCTION wval._impact_event(p_world_id text, p_data jsonb, p_discriminator text) RETURNS bigint
 LANGUAGE sql SET search_path = pg_catalog, wval, pg_temp AS $$
     SELECT wval._emit('impact_threshold_exceeded', p_world_id,
@@ -238,7 +240,7 @@ DECLARE
     worst float8 := 0;
     worst_stage text;
 BEGIN
-    FOREACH st IN ARRAY ARRAY['backtest', 'paper', 'shadow', 'live'] LOOP
+    FOREACH st IN ARRAY wval._stages() LOOP
         rep := wval._policy_diff_history(w.world_id, old_doc, new_doc, st, now() - interval '12 months', now(),
                                  'strategy', wval._fail_closed(w), p_old, p_new);
         stages := stages || jsonb_build_object(st, jsonb_build_object(

@@ -3,7 +3,7 @@
  * evaluate.c
  *	  The evaluation entry points: wval_check (pure) and wval_evaluate
  *	  (computes metrics, applies the active policy, stores the run), plus the
- *	  merge of supplied and computed metrics (spec metrics.md, "Merging").
+ *	  merge of supplied and computed metrics (docs/evaluate.md, step 3).
  *
  *-------------------------------------------------------------------------
  */

@@ -1,4 +1,6 @@
--- evaluate.sql: the evaluation entry points (spec policy.md), next to evaluate.c.
+-- evaluate.sql: the evaluation entry points (docs/evaluate.md), next to evaluate.c.
+--
+-- requires: store
 
 CREATE FUNCTION public.wval_check(policy jsonb, metrics jsonb, stage text DEFAULT 'backtest',
                                   context jsonb DEFAULT '{}')
@@ -29,7 +31,7 @@ DECLARE
     w wval.worlds := wval._world(p_world);
     r wval.evaluation_runs;
 BEGIN
-    PERFORM wval._one_of('stage', stage, ARRAY['backtest', 'paper', 'shadow', 'live']);
+    PERFORM wval._one_of('stage', stage, wval._stages());
     PERFORM wval._require_text('reason', reason, '22023', 'Say why the validation is bypassed.');
     IF metrics IS NULL OR jsonb_typeof(metrics) <> 'object' THEN
         RAISE EXCEPTION '"metrics" must be a JSON object' USING ERRCODE = 'WV001',
@@ -152,10 +154,10 @@ RETURNS jsonb
 COMMENT ON FUNCTION wval._apply_rules(jsonb, text, jsonb, text, boolean, text[], jsonb) IS 'the check engine for other kinds of runs: applies the ruleset "live_monitoring", "cohort", a profile (null: the stage''s profile), optionally only some layers, to metrics; {status, cleared, profile, ruleset_hash, results, stopped_by, validation_error_count}';
 
 ------------------------------------------------------------------------------
--- Reads over outcomes (store.md, "Reads analysts expect")
+-- Reads over outcomes (docs/store.md, "Reads for analysts")
 ------------------------------------------------------------------------------
 
-CREATE FUNCTION wval.rule_failure_stats(since timestamptz DEFAULT now() - interval '30 days',
+CREATE FUNCTION public.wval_rule_failure_stats(since timestamptz DEFAULT now() - interval '30 days',
                                         until timestamptz DEFAULT now())
 RETURNS TABLE (rule text, reason_code text, results bigint, failed bigint, warned bigint,
                missing bigint, errored bigint)
@@ -170,9 +172,9 @@ LANGUAGE sql STABLE AS $$
     GROUP BY rr.rule, rr.reason_code
     ORDER BY 4 DESC, 5 DESC, 1, 2;
 $$;
-COMMENT ON FUNCTION wval.rule_failure_stats(timestamptz, timestamptz) IS 'per rule and reason code (other than ok): how often it failed, warned, was missing, errored';
+COMMENT ON FUNCTION public.wval_rule_failure_stats(timestamptz, timestamptz) IS 'per rule and reason code (other than ok): how often it failed, warned, was missing, errored';
 
-CREATE FUNCTION wval.validation_slo(since timestamptz DEFAULT now() - interval '30 days',
+CREATE FUNCTION public.wval_validation_slo(since timestamptz DEFAULT now() - interval '30 days',
                                     until timestamptz DEFAULT now())
 RETURNS TABLE (world_id text, stage text, runs bigint,
                coverage_p50 float8, coverage_p95 float8, coverage_p99 float8,
@@ -204,9 +206,9 @@ LANGUAGE sql STABLE AS $$
            s.c95 >= 0.98 AND s.e95 >= 1.0 AND s.missing <= 0.01 AND s.errors <= 0.01
     FROM s ORDER BY s.world_id, s.stage;
 $$;
-COMMENT ON FUNCTION wval.validation_slo(timestamptz, timestamptz) IS 'per world and stage: runs, the metric coverage and rules-executed ratios reached by 50/95/99 % of runs, the share of runs with a missing metric or a rule error, and whether the gates hold (coverage p95 >= 0.98, rules p95 >= 1.0, missing <= 1 %, errors <= 1 %)';
+COMMENT ON FUNCTION public.wval_validation_slo(timestamptz, timestamptz) IS 'per world and stage: runs, the metric coverage and rules-executed ratios reached by 50/95/99 % of runs, the share of runs with a missing metric or a rule error, and whether the gates hold (coverage p95 >= 0.98, rules p95 >= 1.0, missing <= 1 %, errors <= 1 %)';
 
-CREATE FUNCTION wval.failure_rate(since timestamptz DEFAULT now() - interval '12 months',
+CREATE FUNCTION public.wval_failure_rate(since timestamptz DEFAULT now() - interval '12 months',
                                   until timestamptz DEFAULT now())
 RETURNS TABLE (month date, risk_tier text, strategies_passed_live bigint, strategies_failed_ex_post bigint,
                failure_rate float8)
@@ -226,7 +228,7 @@ LANGUAGE sql STABLE AS $$
     FROM passed p LEFT JOIN confirmed c USING (world_id, strategy_id)
     GROUP BY p.month, p.risk_tier ORDER BY p.month, p.risk_tier;
 $$;
-COMMENT ON FUNCTION wval.failure_rate(timestamptz, timestamptz) IS 'ex-post failure rate by month and risk tier: strategies with a confirmed ex-post case / strategies whose live run passed';
+COMMENT ON FUNCTION public.wval_failure_rate(timestamptz, timestamptz) IS 'ex-post failure rate by month and risk tier: strategies with a confirmed ex-post case / strategies whose live run passed';
 
-GRANT EXECUTE ON FUNCTION wval.rule_failure_stats(timestamptz, timestamptz), wval.validation_slo(timestamptz, timestamptz),
-      wval.failure_rate(timestamptz, timestamptz) TO wval_analyst;
+GRANT EXECUTE ON FUNCTION public.wval_rule_failure_stats(timestamptz, timestamptz), public.wval_validation_slo(timestamptz, timestamptz),
+      public.wval_failure_rate(timestamptz, timestamptz) TO wval_analyst;

@@ -2,7 +2,7 @@
  *
  * hub.c
  *	  The risk hub: the risk snapshot contract (checked here, in C, in the
- *	  order of the spec), its canonical form and hash, offloading of large
+ *	  order of docs/risk-hub.md), its canonical form and hash, offloading of large
  *	  parts to wval.blobs, producer authentication (registration + HMAC),
  *	  dedupe and version collisions, the publish counters, and the
  *	  portfolio baseline (sigma, VaR_99, ES_99) of the latest snapshot.
@@ -90,7 +90,7 @@ int			wval_snapshot_max_age_s = 900;
 int			wval_offload_threshold = 100;
 double		wval_missing_correlation = 0.5;
 
-/* contract limits (hub.md) */
+/* contract limits (docs/risk-hub.md) */
 #define TTL_DEFAULT_SEC			10
 #define TTL_MAX_SEC				86400
 #define MAX_POINTS_PER_SERIES	200000
@@ -660,7 +660,7 @@ parse_iso8601(const char *s, TimestampTz *result)
 }
 
 /* ---------------------------------------------------------------------
- * Contract checks, in the order of the spec
+ * Contract checks, in the order of docs/risk-hub.md
  * ---------------------------------------------------------------------
  */
 
@@ -1677,7 +1677,7 @@ check_producer(SnapshotContract *c)
 	c->signed_ok = true;
 }
 
-/* Runs the snapshot's contract checks, in the order of the spec. */
+/* Runs the snapshot's contract checks, in the order of docs/risk-hub.md. */
 static void
 check_contract(SnapshotContract *c)
 {

@@ -1,4 +1,4 @@
--- hub.sql: the risk hub (spec hub.md), next to hub.c.
+-- hub.sql: the risk hub (docs/risk-hub.md), next to hub.c.
 --
 -- Producers are registered per world (wval.producers, append-only and
 -- hash-chained: the latest row per world and actor is in force).  A
@@ -6,6 +6,8 @@
 -- form (wval.risk_snapshots.payload, hash recheckable in SQL), with large
 -- parts moved to wval.blobs, and announced with risk_snapshot_updated.
 -- Reads and the portfolio baseline follow.  docs/risk-hub.md is the guide.
+--
+-- requires: store
 
 ------------------------------------------------------------------------------
 -- Producers
@@ -26,6 +28,7 @@ CREATE TABLE wval.producers (
     row_hash        text NOT NULL,
     PRIMARY KEY (world_id, registration_id)
 );
+SELECT wval._secure('wval.producers');
 ALTER SEQUENCE wval.producers_id_seq OWNED BY wval.producers.registration_id;
 CREATE INDEX ON wval.producers (world_id, actor, registration_id DESC);
 COMMENT ON TABLE wval.producers IS 'who may publish risk snapshots to a world: one row per registration or revocation; the latest row per (world_id, actor) is in force';
@@ -73,6 +76,7 @@ CREATE TABLE wval.blobs (
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (world_id, blob_hash)
 );
+SELECT wval._secure('wval.blobs');
 COMMENT ON TABLE wval.blobs IS 'large snapshot parts, content-addressed per world: blob_hash = ''sha256:'' || hex(sha256(content::text)); identical parts are stored once';
 COMMENT ON COLUMN wval.blobs.blob_hash IS 'sha256:<hex> of the UTF-8 jsonb text of content; a snapshot refers to it as wval-blob:sha256:<hex>';
 COMMENT ON COLUMN wval.blobs.kind IS 'covariance | realized_returns | stress';
@@ -91,7 +95,7 @@ CREATE TABLE wval.risk_snapshots (
     hash        text NOT NULL,
     payload     jsonb NOT NULL,
     actor       text NOT NULL,
-    stage       text NOT NULL CHECK (stage IN ('backtest', 'paper', 'shadow', 'live')),
+    stage       wval.stage NOT NULL,
     as_of       timestamptz NOT NULL,
     ttl_sec     integer NOT NULL CHECK (ttl_sec BETWEEN 1 AND 86400),
     received_at timestamptz NOT NULL,
@@ -103,6 +107,7 @@ CREATE TABLE wval.risk_snapshots (
     PRIMARY KEY (world_id, snapshot_id),
     UNIQUE (world_id, version)
 );
+SELECT wval._secure('wval.risk_snapshots');
 ALTER SEQUENCE wval.risk_snapshots_id_seq OWNED BY wval.risk_snapshots.snapshot_id;
 CREATE INDEX ON wval.risk_snapshots (world_id, as_of DESC);
 CREATE INDEX ON wval.risk_snapshots (world_id, stage, as_of DESC);
@@ -130,13 +135,14 @@ SELECT wval._protect('wval.risk_snapshots', 'risk_snapshots');
 
 CREATE TABLE wval.snapshot_counters (
     world_id   text NOT NULL,
-    stage      text NOT NULL,
+    stage      wval.stage NOT NULL,
     shard      smallint NOT NULL,
     processed  bigint NOT NULL DEFAULT 0,
     dedupe     bigint NOT NULL DEFAULT 0,
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (world_id, stage, shard)
 );
+SELECT wval._secure('wval.snapshot_counters');
 COMMENT ON TABLE wval.snapshot_counters IS 'accepted publishes and dedupe hits per world and stage, spread over 16 rows (shard = backend id % 16) so that concurrent publishers do not queue on one row; sum over shard, or read wval.snapshot_stats';
 COMMENT ON COLUMN wval.snapshot_counters.processed IS 'snapshots accepted and stored';
 COMMENT ON COLUMN wval.snapshot_counters.dedupe IS 'identical retries answered with the stored snapshot';
@@ -198,7 +204,7 @@ DECLARE
     outcome text;
     seq text;
 BEGIN
-    FOREACH st IN ARRAY ARRAY['backtest', 'paper', 'shadow', 'live', 'invalid'] LOOP
+    FOREACH st IN ARRAY wval._stages() || 'invalid'::text LOOP
         FOREACH outcome IN ARRAY ARRAY['expired', 'failed'] LOOP
             CONTINUE WHEN st = 'invalid' AND outcome = 'expired';
             seq := wval._snapshot_counter_name(p_world_id, st, outcome);
@@ -420,7 +426,7 @@ COMMENT ON FUNCTION public.wval_snapshot(text, text, boolean) IS 'one stored sna
 CREATE FUNCTION public.wval_snapshot_stats(world_id text DEFAULT NULL)
 RETURNS TABLE (world_id text, stage text, processed bigint, dedupe bigint, expired bigint, failed bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
-    WITH stages(stage) AS (VALUES ('backtest'), ('paper'), ('shadow'), ('live'), ('invalid')),
+    WITH stages(stage) AS (SELECT unnest(wval._stages() || 'invalid'::text)),
     ws AS (
         SELECT w.world_id, st.stage FROM wval.worlds w CROSS JOIN stages st
         WHERE ($1 IS NULL OR w.world_id = $1) AND wval._can_read(w.world_id)

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * live.c
- *	  Live monitoring (spec live.md): the input rules of recorded live
+ *	  Live monitoring (docs/live.md): the input rules of recorded live
  *	  returns, the realized metrics of the calendar windows of a live run,
  *	  and the live_monitoring checks of a policy version.
  *
@@ -31,7 +31,7 @@
 #include "policy.h"
 #include "wval.h"
 
-/* live.md: realized Sharpe is annualised with P = 252 */
+/* docs/live.md: realized Sharpe is annualised with P = 252 */
 #define LIVE_PERIODS_PER_YEAR 252
 
 /* ES at 97.5 %: the mean of the worst 2.5 % */
@@ -151,7 +151,7 @@ PG_FUNCTION_INFO_V1(wval_live_check_input);
 
 /*
  * wval._live_check_input(days date[], rets float8[]) → integer: checks a
- * batch of live returns against the input rules of metrics.md (WV001
+ * batch of live returns against the input rules of docs/metrics.md (WV001
  * naming the index) and returns its length.
  */
 Datum

@@ -1,4 +1,4 @@
--- live.sql: live monitoring (spec live.md) and stage decisions (store.md,
+-- live.sql: live monitoring (docs/live.md) and stage decisions (docs/live.md,
 -- "Stage decisions"), next to live.c.
 --
 -- Realized returns are appended to wval.live_returns (the latest row per
@@ -7,6 +7,8 @@
 -- run (wval_live_run, kind 'live') measures the realized windows, applies
 -- the policy's live_monitoring checks, and flags demotion candidates; wval
 -- never changes a stage by itself.
+--
+-- requires: store
 
 ------------------------------------------------------------------------------
 -- Realized returns
@@ -27,6 +29,7 @@ CREATE TABLE wval.live_returns (
     row_hash    text NOT NULL,
     PRIMARY KEY (world_id, strategy_id, day, entry_id)
 );
+SELECT wval._secure('wval.live_returns');
 ALTER SEQUENCE wval.live_returns_id_seq OWNED BY wval.live_returns.entry_id;
 COMMENT ON TABLE wval.live_returns IS 'realized daily returns of deployed strategies; append-only and hash-chained: a correction of a day is a later row, and the latest row (highest entry_id) of each day counts';
 COMMENT ON COLUMN wval.live_returns.day IS 'the calendar day the return was earned';
@@ -97,8 +100,8 @@ CREATE TABLE wval.deployments (
     deployment_id  bigint NOT NULL DEFAULT nextval('wval.deployments_id_seq'),
     world_id       text NOT NULL,
     strategy_id    text NOT NULL,
-    stage          text NOT NULL CHECK (stage IN ('backtest', 'paper', 'live', 'retired')),
-    previous_stage text NOT NULL CHECK (previous_stage IN ('backtest', 'paper', 'live', 'retired')),
+    stage          wval.deployment_stage NOT NULL,
+    previous_stage wval.deployment_stage NOT NULL,
     change         text NOT NULL CHECK (change IN ('promotion', 'demotion', 'confirmation')),
     actor          text NOT NULL,
     login          name DEFAULT session_user,
@@ -111,6 +114,7 @@ CREATE TABLE wval.deployments (
     row_hash       text NOT NULL,
     PRIMARY KEY (world_id, deployment_id)
 );
+SELECT wval._secure('wval.deployments');
 ALTER SEQUENCE wval.deployments_id_seq OWNED BY wval.deployments.deployment_id;
 CREATE INDEX ON wval.deployments (world_id, strategy_id, deployment_id DESC);
 COMMENT ON TABLE wval.deployments IS 'stage decisions made by people (wval_set_stage): which stage a strategy is deployed at, who decided, why, and the run the decision relied on; append-only, hash-chained';
@@ -152,7 +156,8 @@ COMMENT ON COLUMN wval.current_stage.deployment_id IS 'the decision in force (wv
 -- wval._stage_rank(stage): order of the stages for promotions and demotions.
 CREATE FUNCTION wval._stage_rank(stage text) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE stage WHEN 'retired' THEN 0 WHEN 'backtest' THEN 1 WHEN 'paper' THEN 2 WHEN 'live' THEN 3 END
+    -- the order of wval._deployment_stages(), retired (last there) lowest
+    SELECT CASE WHEN stage = 'retired' THEN 0 ELSE array_position(wval._deployment_stages(), stage) END
 $$;
 COMMENT ON FUNCTION wval._stage_rank(text) IS 'retired 0 < backtest 1 < paper 2 < live 3';
 
@@ -162,7 +167,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS
 DECLARE
     p_world text := wval._ident('world_id', world_id);
     p_strategy text := wval._ident('strategy_id', strategy_id);
-    p_stage text := wval._one_of('stage', stage, ARRAY['backtest', 'paper', 'live', 'retired']);
+    p_stage text := wval._one_of('stage', stage, wval._deployment_stages());
     missing text[] := '{}';
     cur text;
     kind text;
@@ -297,7 +302,7 @@ CREATE TABLE wval.demotion_candidates (
     strategy_id      text NOT NULL,
     run_id           uuid NOT NULL,
     as_of            date NOT NULL,
-    stage            text NOT NULL,
+    stage            wval.stage NOT NULL,
     trigger          text NOT NULL CHECK (trigger IN ('blocking_fail', 'soft_fail_streak')),
     breached         jsonb NOT NULL,
     consecutive_runs integer NOT NULL,
@@ -308,6 +313,7 @@ CREATE TABLE wval.demotion_candidates (
     row_hash         text NOT NULL,
     PRIMARY KEY (world_id, candidate_id)
 );
+SELECT wval._secure('wval.demotion_candidates');
 ALTER SEQUENCE wval.demotion_candidates_id_seq OWNED BY wval.demotion_candidates.candidate_id;
 CREATE UNIQUE INDEX ON wval.demotion_candidates (world_id, run_id);
 CREATE INDEX ON wval.demotion_candidates (world_id, strategy_id, as_of DESC);

@@ -29,9 +29,9 @@
  *	  terciles.  A periodic series has many windows holding the same values
  *	  in a different order; whether those tie is a matter of rounding.  The
  *	  window sums use NumPy's eight-way blocked summation order (the order of
- *	  the reference implementation the spec's vectors come from: the public
+ *	  the reference implementation the published vectors come from: the public
  *	  vector of series A needs it), and a constant window is exactly 0, as
- *	  the spec requires.
+ *	  docs/metrics.md ("Numerics") requires.
  *
  *-------------------------------------------------------------------------
  */

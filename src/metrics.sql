@@ -2,6 +2,8 @@
 -- the analyst aggregates and the PSR / DSR / normal-distribution helpers.
 -- Everything here is pure: IMMUTABLE PARALLEL SAFE.  Definitions and null
 -- rules: docs/metrics.md.  Bad input raises WV001.
+--
+-- requires: wval
 
 -- ---------------------------------------------------------------------
 -- The pack

@@ -1,10 +1,12 @@
--- observability.sql: what wval exposes to monitoring (spec operations.md,
--- "Observability" and the invariants of "Governance and security").
+-- observability.sql: what wval exposes to monitoring (docs/monitoring.md,
+-- including "Invariants").
 --
 --   wval.metrics                 one row per sample: name, labels, value
 --   wval_metrics_prometheus()    the same in the Prometheus text format
 --   wval_check_invariants()      the invariants, violations as rows
 --   wval.invariant_reports       what the daily job found (the metrics read it)
+--
+-- requires: store bus hub live schedule
 
 ------------------------------------------------------------------------------
 -- Evaluation counters and latency (written by wval_evaluate, evaluate.c)
@@ -12,7 +14,7 @@
 
 CREATE TABLE wval.evaluation_stats (
     world_id    text NOT NULL,
-    stage       text NOT NULL,
+    stage       wval.stage NOT NULL,
     status      text NOT NULL,
     shard       smallint NOT NULL,
     runs        bigint NOT NULL DEFAULT 0,
@@ -20,6 +22,7 @@ CREATE TABLE wval.evaluation_stats (
     buckets     bigint[] NOT NULL,
     PRIMARY KEY (world_id, stage, status, shard)
 );
+SELECT wval._secure('wval.evaluation_stats');
 COMMENT ON TABLE wval.evaluation_stats IS 'counters of wval_evaluate per world, stage and status: runs, total seconds and a latency histogram (buckets of wval._latency_bounds(), not cumulative); sharded by backend so that concurrent evaluations do not queue on one row; updated in the evaluating transaction';
 COMMENT ON COLUMN wval.evaluation_stats.world_id IS 'the world (wval.worlds.world_id)';
 COMMENT ON COLUMN wval.evaluation_stats.stage IS 'backtest | paper | shadow | live: the stage argument of the evaluations';
@@ -39,10 +42,6 @@ COMMENT ON FUNCTION wval._latency_bounds() IS 'upper bounds in seconds of the ev
 INSERT INTO wval.partition_indexes (parent, spec) VALUES
     ('evaluation_runs', '(created_at) WHERE kind <> ''single''');
 CREATE INDEX ON wval.evaluation_runs_default (created_at) WHERE kind <> 'single';
-
-CREATE FUNCTION wval._metric_coverage(metrics jsonb) RETURNS float8
-    AS 'MODULE_PATHNAME', 'wval_metric_coverage' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION wval._metric_coverage(jsonb) IS 'share of the 12 v1 core metrics present in a metrics document (validation_health.metric_coverage_ratio)';
 
 ------------------------------------------------------------------------------
 -- Invariants
@@ -160,7 +159,7 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION public.wval_check_invariants(text) IS 'the invariants of operations.md as violation rows (invariant, world, strategy, run, detail): live strategies validated, fail-closed worlds, overrides in order, overrides and ex-post cases refer to stored runs, validation_health recomputable, fresh snapshots for live worlds, hash chains intact';
+COMMENT ON FUNCTION public.wval_check_invariants(text) IS 'the invariants of docs/monitoring.md as violation rows (invariant, world, strategy, run, detail): live strategies validated, fail-closed worlds, overrides in order, overrides and ex-post cases refer to stored runs, validation_health recomputable, fresh snapshots for live worlds, hash chains intact';
 
 CREATE SEQUENCE wval.invariant_reports_id_seq;
 CREATE TABLE wval.invariant_reports (
@@ -339,6 +338,5 @@ $$;
 COMMENT ON FUNCTION public.wval_metrics_prometheus() IS 'wval.metrics in the Prometheus text exposition format (for a postgres_exporter query or an HTTP scraper)';
 
 GRANT SELECT ON wval.evaluation_stats, wval.invariant_reports, wval.metrics TO wval_analyst;
-GRANT EXECUTE ON FUNCTION public.wval_metrics_prometheus(), wval._latency_bounds(), wval._metric_coverage(jsonb),
-      public.wval_check_invariants(text) TO wval_analyst;
+GRANT EXECUTE ON FUNCTION public.wval_metrics_prometheus(), wval._latency_bounds(), public.wval_check_invariants(text) TO wval_analyst;
 GRANT EXECUTE ON FUNCTION public.wval_run_invariants(), public.wval_schedule_invariants(text) TO wval_admin;

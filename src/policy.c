@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * policy.c
- *	  The policy DSL (spec policy.md): strict validation of a policy
+ *	  The policy DSL (docs/policy.md): strict validation of a policy
  *	  document, its materialisation per profile into a ruleset, the ruleset
  *	  hash, and a per-backend cache of materialised policy versions.
  *
@@ -68,7 +68,7 @@ typedef enum CheckType
 	CT_FACTORS					/* {factor: number} */
 } CheckType;
 
-/* One entry of the check catalogue (policy.md) */
+/* One entry of the check catalogue (docs/policy.md) */
 typedef struct CheckDef
 {
 	const char *layer;
@@ -130,7 +130,7 @@ static const CheckDef stress_checks[] = {
 	{"stress", "var_99", "var_99", NULL, WVAL_VAL_ABS_METRIC, 'l', CT_NUMBER, "stress_var_99", "scenario VaR 99%", NULL, false},
 };
 
-/* Checks of the top-level live_monitoring block (live.md); values filled by live runs */
+/* Checks of the top-level live_monitoring block (docs/live.md); values filled by live runs */
 static const CheckDef live_checks[] = {
 	{"live_monitoring", "sharpe_min", "live.sharpe", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "live_sharpe", "realized annualised Sharpe over the shortest window with data", "live_sharpe_below_min", false},
 	{"live_monitoring", "dd_max", "live.max_drawdown", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "live_drawdown", "realized maximum drawdown over the shortest window with data", "live_drawdown_above_max", false},
@@ -138,7 +138,7 @@ static const CheckDef live_checks[] = {
 	{"live_monitoring", "decay_threshold", "live.decay", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "decay", "realized Sharpe over the longest window / Sharpe of the latest backtest run", "decay_below_threshold", false},
 };
 
-/* Checks of the top-level cohort block (hub.md); values filled by campaign evaluations */
+/* Checks of the top-level cohort block (docs/risk-hub.md); values filled by campaign evaluations */
 static const CheckDef cohort_checks[] = {
 	{"cohort", "sharpe_median_min", "cohort.sharpe_median", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "cohort_median_sharpe", "median Sharpe of the campaign", "cohort_median_sharpe_below_min", false},
 	{"cohort", "dsr_median_min", "cohort.dsr_median", NULL, WVAL_VAL_METRIC, 'g', CT_NUMBER, "cohort_median_dsr", "median deflated Sharpe of the campaign", "cohort_median_dsr_below_min", false},
@@ -146,7 +146,7 @@ static const CheckDef cohort_checks[] = {
 	{"cohort", "sharpe_alarm", "cohort.max_sharpe", NULL, WVAL_VAL_METRIC, 'l', CT_NUMBER, "cohort_sharpe_alarm", "highest Sharpe in the campaign (a multiple-testing smell above the alarm)", "cohort_sharpe_alarm", true},
 };
 
-/* Layers of a profile (policy.md), with their default severity and owner */
+/* Layers of a profile (docs/policy.md), with their default severity and owner */
 typedef struct LayerDef
 {
 	const char *name;
@@ -1377,7 +1377,7 @@ profile_by_name(const WvalPolicy *policy, const char *name)
 }
 
 /*
- * The profile that applies to a run's own stage (policy.md): backtest ->
+ * The profile that applies to a run's own stage (docs/policy.md): backtest ->
  * backtest_only's profile, paper -> paper_only's, live ->
  * paper_ok_live_candidate's; a stage without a mapping uses a profile of
  * the same name, else the backtest profile.  -1 when there is none.

@@ -1,4 +1,6 @@
--- policy.sql: the policy DSL (spec policy.md), next to policy.c and rules.c.
+-- policy.sql: the policy DSL (docs/policy.md), next to policy.c and rules.c.
+--
+-- requires: store
 
 CREATE FUNCTION wval._policy_validate(policy jsonb, fail_closed boolean DEFAULT false) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'wval_policy_validate' LANGUAGE C IMMUTABLE PARALLEL SAFE;
@@ -31,7 +33,7 @@ DECLARE
     v integer := coalesce(version, public.wval_active_policy_version(world_id));
     doc jsonb;
 BEGIN
-    PERFORM wval._one_of('stage', stage, ARRAY['backtest', 'paper', 'shadow', 'live']);
+    PERFORM wval._one_of('stage', stage, wval._stages());
     IF v IS NULL THEN
         RAISE EXCEPTION 'world "%" has no active policy version', world_id
             USING ERRCODE = 'WV010',
@@ -59,3 +61,9 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         'demote_after', coalesce(policy #> '{live_monitoring,demote_after}', '2'))
 $$;
 COMMENT ON FUNCTION wval._policy_settings(jsonb) IS 'settings of a (validated) policy that are not checks: live_monitoring.windows_days (default [30, 60, 90]) and demote_after (default 2)';
+
+-- wval._metric_coverage(metrics): validation_health.metric_coverage_ratio (rules.c)
+CREATE FUNCTION wval._metric_coverage(metrics jsonb) RETURNS float8
+    AS 'MODULE_PATHNAME', 'wval_metric_coverage' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION wval._metric_coverage(jsonb) IS 'share of the 12 v1 core metrics present in a metrics document (validation_health.metric_coverage_ratio)';
+GRANT EXECUTE ON FUNCTION wval._metric_coverage(jsonb) TO wval_analyst;

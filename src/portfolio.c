@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * portfolio.c
- *	  The portfolio and stress layers (spec hub.md): a candidate run is
+ *	  The portfolio and stress layers (docs/risk-hub.md): a candidate run is
  *	  evaluated against the world's latest fresh risk snapshot — incremental
  *	  VaR/ES, Sharpe uplift, stress scenarios — and the outcome is stored as
  *	  a run of kind "portfolio" linked to the candidate, with the portfolio

@@ -1,4 +1,5 @@
--- portfolio.sql: the extended layers of hub.md, next to portfolio.c.
+-- portfolio.sql: the extended layers of docs/risk-hub.md ("Portfolio and stress
+-- layers", "Cohort (campaign) layer"), next to portfolio.c.
 --
 -- Portfolio and stress: wval_evaluate_portfolio (C) evaluates a candidate
 -- run against the world's latest fresh risk snapshot and stores a linked
@@ -8,6 +9,8 @@
 -- does when the world's settings say extended_validation = 'sync'.
 -- Cohort: wval_evaluate_cohort evaluates a campaign's candidates and then
 -- the cohort checks across them.  docs/risk-hub.md is the guide.
+--
+-- requires: store bus
 
 ------------------------------------------------------------------------------
 -- Portfolio and stress layers
@@ -219,7 +222,7 @@ DECLARE
     p_key text;
     n integer;
 BEGIN
-    PERFORM wval._one_of('stage', p_stage, ARRAY['backtest', 'paper', 'shadow', 'live']);
+    PERFORM wval._one_of('stage', p_stage, wval._stages());
     PERFORM wval._cohort_candidates_check(candidates, p_campaign);
     PERFORM wval._ident('strategy_id', e.c ->> 'strategy_id') FROM jsonb_array_elements(candidates) e(c);
     p_version := public.wval_active_policy_version(p_world);

@@ -1,4 +1,7 @@
--- report.sql: the validation report of one run (spec operations.md, "Reports").
+-- report.sql: the validation report of one run (docs/evaluate.md,
+-- "Reading the outcome").
+--
+-- requires: store
 
 -- wval._report_sections(run): the report as (section, heading, rows of cells)
 -- so that markdown and HTML render the same content.

@@ -1,9 +1,10 @@
 -- retention.sql: retention settings, the purge, the import of historical
--- runs and the maintenance job (spec store.md, "Retention"); see
--- docs/retention.md.  History leaves only through wval_purge(), under the
+-- runs and the maintenance job (docs/retention.md).  History leaves only through wval_purge(), under the
 -- transaction-local guard of store.c, and every chained row it removes
 -- leaves its link in wval.chain_tombstones so that the chain of what remains
 -- still verifies.
+--
+-- requires: store
 
 ------------------------------------------------------------------------------
 -- Settings
@@ -26,6 +27,7 @@ CREATE UNLOGGED TABLE wval.work_purge_scope (
     active_version integer,
     PRIMARY KEY (work_id, world_id)
 );
+SELECT wval._secure('wval.work_purge_scope');
 COMMENT ON TABLE wval.work_purge_scope IS 'working rows of wval_purge: the worlds in scope, with the cut of each table and the active version; deleted before the purge returns';
 
 CREATE UNLOGGED TABLE wval.work_purge_runs (
@@ -38,6 +40,7 @@ CREATE UNLOGGED TABLE wval.work_purge_runs (
     prev_hash  text NOT NULL,
     row_hash   text NOT NULL
 );
+SELECT wval._secure('wval.work_purge_runs');
 CREATE INDEX ON wval.work_purge_runs (work_id, run_id);
 COMMENT ON TABLE wval.work_purge_runs IS 'working rows of wval_purge: the runs to purge (part is the tableoid of their partition); deleted before the purge returns';
 
@@ -49,6 +52,7 @@ CREATE UNLOGGED TABLE wval.work_purge_results (
     rule       text NOT NULL,
     created_at timestamptz NOT NULL
 );
+SELECT wval._secure('wval.work_purge_results');
 CREATE INDEX ON wval.work_purge_results (work_id, run_id);
 COMMENT ON TABLE wval.work_purge_results IS 'working rows of wval_purge: the rule results to purge; deleted before the purge returns';
 
@@ -61,6 +65,7 @@ CREATE UNLOGGED TABLE wval.work_purge_overrides (
     prev_hash   text NOT NULL,
     row_hash    text NOT NULL
 );
+SELECT wval._secure('wval.work_purge_overrides');
 CREATE INDEX ON wval.work_purge_overrides (work_id, override_id);
 COMMENT ON TABLE wval.work_purge_overrides IS 'working rows of wval_purge: the overrides to purge; deleted before the purge returns';
 
@@ -74,6 +79,7 @@ CREATE UNLOGGED TABLE wval.work_purge_failures (
     prev_hash   text NOT NULL,
     row_hash    text NOT NULL
 );
+SELECT wval._secure('wval.work_purge_failures');
 CREATE INDEX ON wval.work_purge_failures (work_id, entry_id);
 COMMENT ON TABLE wval.work_purge_failures IS 'working rows of wval_purge: the ex-post failure entries to purge; deleted before the purge returns';
 
@@ -87,6 +93,7 @@ CREATE UNLOGGED TABLE wval.work_purge_versions (
     row_hash   text NOT NULL,
     PRIMARY KEY (work_id, world_id, version)
 );
+SELECT wval._secure('wval.work_purge_versions');
 COMMENT ON TABLE wval.work_purge_versions IS 'working rows of wval_purge: the policy versions to purge; deleted before the purge returns';
 
 CREATE UNLOGGED TABLE wval.work_purge_activations (
@@ -98,6 +105,7 @@ CREATE UNLOGGED TABLE wval.work_purge_activations (
     prev_hash     text NOT NULL,
     row_hash      text NOT NULL
 );
+SELECT wval._secure('wval.work_purge_activations');
 CREATE INDEX ON wval.work_purge_activations (work_id, activation_id);
 COMMENT ON TABLE wval.work_purge_activations IS 'working rows of wval_purge: the policy activations to purge; deleted before the purge returns';
 
@@ -110,12 +118,14 @@ CREATE UNLOGGED TABLE wval.work_purge_returns (
     row_hash     text NOT NULL,
     PRIMARY KEY (work_id, world_id, returns_hash)
 );
+SELECT wval._secure('wval.work_purge_returns');
 COMMENT ON TABLE wval.work_purge_returns IS 'working rows of wval_purge: the stored return series (wval.run_returns) no kept run references; deleted before the purge returns';
 
 -- the runs of one wval_import_runs call, checked and chained before they are
 -- stored (the columns of wval.evaluation_runs, chain columns nullable, plus
 -- the position in the imported array)
 CREATE UNLOGGED TABLE wval.work_import (work_id bigint NOT NULL, LIKE wval.evaluation_runs INCLUDING DEFAULTS, ord bigint NOT NULL);
+SELECT wval._secure('wval.work_import');
 ALTER TABLE wval.work_import ALTER COLUMN chain_seq DROP NOT NULL, ALTER COLUMN prev_hash DROP NOT NULL,
     ALTER COLUMN row_hash DROP NOT NULL;
 CREATE INDEX ON wval.work_import (work_id, ord);
@@ -134,6 +144,7 @@ CREATE TABLE wval.retention (
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (table_name, world_id)
 );
+SELECT wval._secure('wval.retention');
 -- changed only by wval_retention_set (which audits the old and new values)
 SELECT wval._protect_in_place('wval.retention');
 COMMENT ON TABLE wval.retention IS 'how long data is kept, per table and world (''*'' = every history table / every world); history at least 90 days, the longest applicable setting wins; risk_snapshots and events have defaults of their own (1 day, 7 days). Written by wval_retention_set, audited';
@@ -625,13 +636,13 @@ BEGIN
             PERFORM wval._ident(format('runs[%s].created_by', e.i), x ->> 'created_by');
         END IF;
         PERFORM wval._one_of(format('runs[%s].stage', e.i), coalesce(x ->> 'stage', 'backtest'),
-                             ARRAY['backtest', 'paper', 'shadow', 'live']);
+                             wval._stages());
         PERFORM wval._one_of(format('runs[%s].kind', e.i), coalesce(x ->> 'kind', 'single'),
                              ARRAY['single', 'cohort', 'live', 'portfolio', 'stress']);
         PERFORM wval._one_of(format('runs[%s].status', e.i), x ->> 'status', ARRAY['pass', 'warn', 'fail', 'unvalidated']);
         IF x ? 'recommended_stage' AND jsonb_typeof(x -> 'recommended_stage') <> 'null' THEN
             PERFORM wval._one_of(format('runs[%s].recommended_stage', e.i), x ->> 'recommended_stage',
-                                 ARRAY['backtest_only', 'paper_only', 'paper_ok_live_candidate']);
+                                 wval._recommended_stages());
         END IF;
         IF jsonb_typeof(x -> 'metrics') <> 'object' OR (x ? 'results' AND jsonb_typeof(x -> 'results') NOT IN ('object', 'null')) THEN
             RAISE EXCEPTION '"runs[%].%" must be an object', e.i,

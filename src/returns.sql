@@ -1,6 +1,8 @@
 -- returns.sql: the stored return series of runs and the reproduction of a
--- run's metrics from them (issue 16, "Reproducible runs"), next to returns.c.
--- See docs/reports.md.
+-- run's metrics from them (docs/reports.md, "Reproducible runs"), next to
+-- returns.c.
+--
+-- requires: store
 
 CREATE FUNCTION wval._returns_array(returns bytea) RETURNS float8[]
     AS 'MODULE_PATHNAME', 'wval_returns_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -23,6 +25,7 @@ CREATE TABLE wval.run_returns (
     CONSTRAINT run_returns_content CHECK (pg_catalog.length(returns) = 8 * n_periods
                                           AND 'sha256:' || pg_catalog.encode(pg_catalog.sha256(returns), 'hex') = returns_hash)
 );
+SELECT wval._secure('wval.run_returns');
 COMMENT ON TABLE wval.run_returns IS 'the return series runs were evaluated from, stored once per world and series (content-addressed by the runs'' returns_hash) when the world''s settings say store_returns = true; append-only and hash-chained; purged with the last run of the world that references it';
 COMMENT ON COLUMN wval.run_returns.world_id IS 'the world (wval.worlds.world_id)';
 COMMENT ON COLUMN wval.run_returns.returns_hash IS 'sha256 of the series (wval.evaluation_runs.returns_hash of every run evaluated from it); the check constraint recomputes it from returns';
@@ -86,7 +89,9 @@ COMMENT ON FUNCTION wval._jsonb_leaves(jsonb) IS 'the leaves (non-object values)
 -- (SECURITY DEFINER: wval._run() checks that the caller may read the run's world)
 CREATE FUNCTION public.wval_run_reproduce(run_id uuid)
 RETURNS TABLE (field text, stored jsonb, recomputed jsonb, equal boolean)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp SET jit = off AS $$
+-- jit off: the set-returning jsonb functions make the planner guess a cost
+-- above jit_above_cost; compiling took 50x the query (1.9 ms -> 106 ms)
 DECLARE
     r wval.evaluation_runs := wval._run(run_id);
     x float8[];

@@ -3,7 +3,7 @@
  * rules.c
  *	  Evaluation of a materialised policy against a run's metrics: one
  *	  RuleResult per check, the summary status of a profile, and the
- *	  recommended stage across profiles (spec policy.md).
+ *	  recommended stage across profiles (docs/policy.md).
  *
  * Every check is handled the same way: obtain its value (a metric, an
  * absolute value, a difference, an age, a ratio to the baseline run); a
@@ -28,7 +28,7 @@
 #include "policy.h"
 #include "wval.h"
 
-/* The 12 v1 core metrics of validation_health (metrics.md) */
+/* The 12 v1 core metrics of validation_health (docs/metrics.md) */
 static const char *const core_metrics[] = {
 	"returns.sharpe", "returns.max_drawdown", "returns.gain_to_pain_ratio",
 	"returns.time_under_water_ratio", "sample.effective_history_years",
@@ -459,7 +459,7 @@ decide_rule(const WvalRuleset *rs, const WvalRule *r, const WvalEvalInput *in,
 	}
 }
 
-/* The reason_code a check reports for a decision (policy.md, RuleResult) */
+/* The reason_code a check reports for a decision (docs/policy.md, "Outcome of a check") */
 const char *
 wval_rule_code_name(const WvalRule *r, WvalRuleCode code)
 {

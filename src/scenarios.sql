@@ -1,6 +1,11 @@
 -- scenarios.sql: the published scenario sets (policy-regression fixtures) and
--- the sample policy they were published with (spec operations.md).
--- The Makefile appends the four sets from data/scenarios/*.json after this file.
+-- the sample policy they were published with (docs/policy-change.md, "Scenario sets").
+-- The sample policy and the four sets come from data/scenarios/*.json:
+-- scripts/scenario-sets.py prints the statements that load them, and the
+-- install script has them right after this file.
+--
+-- requires: store
+-- then: scripts/scenario-sets.py data/scenarios
 
 CREATE TABLE wval.scenario_cases (
     set_name        text NOT NULL,
@@ -8,7 +13,7 @@ CREATE TABLE wval.scenario_cases (
     strategy_id     text NOT NULL,
     metrics         jsonb NOT NULL CHECK (jsonb_typeof(metrics) = 'object'),
     expected_status text NOT NULL CHECK (expected_status IN ('pass', 'warn', 'fail')),
-    expected_stage  text CHECK (expected_stage IN ('backtest_only', 'paper_only', 'paper_ok_live_candidate')),
+    expected_stage  wval.recommended_stage,
     note            text,
     shipped         boolean NOT NULL DEFAULT false,
     added_by        text NOT NULL DEFAULT wval._invoker(),
@@ -98,7 +103,7 @@ SELECT pg_catalog.pg_extension_config_dump('wval.scenario_cases', 'WHERE NOT shi
 GRANT SELECT ON wval.scenario_cases, wval.sample_policies TO wval_analyst;
 
 ------------------------------------------------------------------------------
--- Scenario regression check (operations.md: "Scenario sets")
+-- Scenario regression check (docs/policy-change.md, "Scenario sets")
 ------------------------------------------------------------------------------
 
 -- wval._scenario_check(policy, set, stage, fail_closed): the check of one
@@ -123,7 +128,7 @@ DECLARE
     rule text;
     ok boolean;
 BEGIN
-    PERFORM wval._one_of('stage', p_stage, ARRAY['backtest', 'paper', 'shadow', 'live']);
+    PERFORM wval._one_of('stage', p_stage, wval._stages());
     SELECT jsonb_agg(jsonb_build_object('strategy_id', c.strategy_id, 'run_id', c.case_id, 'metrics', c.metrics)
                      ORDER BY c.case_id), count(*)
     INTO runs, n
@@ -215,7 +220,7 @@ $$;
 COMMENT ON FUNCTION public.wval_scenario_add(text, text, jsonb, text, text) IS 'adds a site''s own regression case (metrics in the scenario shape, the status it must get) to a scenario set; shipped cases cannot be replaced; audited';
 
 ------------------------------------------------------------------------------
--- The weekly regression (operations.md)
+-- The weekly regression (docs/policy-change.md, "The weekly regression")
 ------------------------------------------------------------------------------
 
 CREATE SEQUENCE wval.regression_reports_id_seq;
@@ -235,6 +240,7 @@ CREATE TABLE wval.regression_reports (
     row_hash         text NOT NULL,
     PRIMARY KEY (world_id, report_id)
 );
+SELECT wval._secure('wval.regression_reports');
 ALTER SEQUENCE wval.regression_reports_id_seq OWNED BY wval.regression_reports.report_id;
 COMMENT ON TABLE wval.regression_reports IS 'reports of the policy regression (wval_run_regression, weekly job wval:regression): scenario checks of the active policy and the impact of the active version against its predecessor; append-only, hash-chained';
 COMMENT ON COLUMN wval.regression_reports.policy_version IS 'the active version that was checked';
@@ -297,7 +303,7 @@ BEGIN
             impact := wval._activation_impact(w, act.previous_version, act.version);
             FOR st IN SELECT s.key FROM jsonb_each(impact -> 'stages') s
                       WHERE (s.value ->> 'impact_ratio')::float8 >= (impact ->> 'fail_impact_ratio')::float8
-                      ORDER BY array_position(ARRAY['backtest', 'paper', 'shadow', 'live'], s.key) LOOP
+                      ORDER BY array_position(wval._stages(), s.key) LOOP
                 breaches := breaches || ('impact:' || st);
             END LOOP;
         END IF;

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * schedule.c
- *	  A small cron-expression evaluator for the schedule watchdog (spec
- *	  live.md, "Schedules"): which minutes a pg_cron schedule is expected to
+ *	  A small cron-expression evaluator for the schedule watchdog (docs/live.md,
+ *	  "Schedules"): which minutes a pg_cron schedule is expected to
  *	  fire, so that wval can compare them with cron.job_run_details.
  *
  * The accepted language is the one of pg_cron (vixie cron): five fields

@@ -1,7 +1,9 @@
--- schedule.sql: pg_cron plumbing shared by every wval schedule (spec live.md,
+-- schedule.sql: pg_cron plumbing shared by every wval schedule (docs/live.md,
 -- "Schedules"). Jobs are named wval:<purpose> so that a DBA sees them in
 -- cron.job. pg_cron is optional: without it only these functions fail, with a
 -- HINT saying what to set.
+--
+-- requires: store
 
 -- wval._require_pg_cron(): raises WV010 with set-up instructions unless
 -- pg_cron is installed in this database.

@@ -1,7 +1,9 @@
--- security.sql: row-level security per world (spec operations.md, "Governance
--- and security"). A role sees and writes only the worlds granted to it in
--- wval.world_grants. The policies are put on every world-scoped table and view
--- by finish.sql, once every file has created its tables.
+-- security.sql: row-level security per world (docs/roles.md, "Row-level
+-- security per world"), next to access.c (the cached world checks). A role
+-- sees and writes only the worlds granted to it in wval.world_grants. Every
+-- world-scoped table gets its policy right after its CREATE TABLE (SELECT
+-- wval._secure('wval.t'), src/store.sql); finish.sql checks that none was
+-- forgotten and gives every view the caller's rights.
 --
 -- Reads: every table of schema wval with a world_id column gets a row-level
 -- security policy, and every view runs with the caller's rights
@@ -14,6 +16,8 @@
 -- The extension grants '*' (every world) to its four roles, so nothing is
 -- restricted until a site narrows it: revoke the '*' grant of a role and
 -- grant worlds to the roles that need them.
+--
+-- requires: store
 
 CREATE TABLE wval.world_grants (
     role_name  name NOT NULL,
@@ -43,6 +47,8 @@ CREATE TRIGGER world_grants_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
     FOR EACH STATEMENT EXECUTE FUNCTION wval._grants_changed();
 -- also when a grant arrives by logical replication (session_replication_role = replica)
 ALTER TABLE wval.world_grants ENABLE ALWAYS TRIGGER world_grants_changed;
+-- no world policy here: the policies of every other table read this one
+-- (through wval._visible_worlds, SECURITY DEFINER); finish.sql exempts it
 SELECT pg_catalog.pg_extension_config_dump('wval.world_grants', 'WHERE granted_at <> ''-infinity''');
 
 CREATE VIEW wval.current_world_grants AS
@@ -64,22 +70,13 @@ CREATE FUNCTION wval._world_access(p_role oid, p_world_id text, p_privilege text
     AS 'MODULE_PATHNAME', 'wval_world_access' LANGUAGE C STABLE;
 COMMENT ON FUNCTION wval._world_access(oid, text, text) IS 'true when the role (or a role it is a member of) was granted the world (or *) with the privilege (write includes read)';
 
--- wval._visible_worlds(): the worlds the current role may read; null = all.
-CREATE FUNCTION wval._visible_worlds() RETURNS text[]
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
-    -- the caller: current_user outside this SECURITY DEFINER function
-    WITH me AS (SELECT oid, rolsuper FROM pg_roles WHERE rolname = wval._invoker())
-    SELECT CASE WHEN (SELECT rolsuper FROM me)
-                  OR EXISTS (SELECT 1 FROM wval.current_world_grants g
-                             JOIN pg_catalog.pg_roles gr ON gr.rolname = g.role_name   -- skips dropped roles
-                             WHERE g.world_id = '*' AND g.privilege <> 'none'
-                               AND pg_has_role((SELECT oid FROM me), gr.oid, 'MEMBER'))
-                THEN NULL
-                ELSE coalesce((SELECT array_agg(DISTINCT g.world_id) FROM wval.current_world_grants g
-                               JOIN pg_catalog.pg_roles gr ON gr.rolname = g.role_name
-                               WHERE g.privilege <> 'none' AND pg_has_role((SELECT oid FROM me), gr.oid, 'MEMBER')), '{}') END
-$$;
-COMMENT ON FUNCTION wval._visible_worlds() IS 'the worlds the current role may read (null: every world); used by the row-level security policies';
+-- wval._can_read(world): may the calling role (outside SECURITY DEFINER) read
+-- the world?  The one question every read path asks first; a world it may not
+-- read is answered as a world that does not exist.  C (access.c), cached per
+-- backend.
+CREATE FUNCTION wval._can_read(p_world_id text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'wval_can_read' LANGUAGE C STABLE;
+COMMENT ON FUNCTION wval._can_read(text) IS 'true when the calling role may read the world (wval.world_grants); what it may not read does not exist for it';
 
 -- wval._require_world_access(world, privilege): 42501 unless the calling role
 -- (outside SECURITY DEFINER) may read/write the world.
@@ -147,22 +144,6 @@ END
 $$;
 COMMENT ON FUNCTION public.wval_world_revoke(name, text, text) IS 'revokes a role''s grant of a world (or of *) with a row of privilege none; audited; false when there was none in force';
 
--- wval._secure(table): row-level security by world on one table (also for
--- partitions created later by wval_maintain: a partition queried directly
--- does not inherit its parent's policies).
-CREATE FUNCTION wval._secure(tbl regclass) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = tbl AND polname = 'wval_world_read') THEN
-        EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
-        -- FOR ALL: a role that a DBA granted table privileges by mistake still
-        -- reaches the rows of its worlds, where the append-only trigger says WV003
-        EXECUTE format('CREATE POLICY wval_world_read ON %s FOR ALL USING ('
-                       '(SELECT wval._visible_worlds()) IS NULL OR world_id = ANY ((SELECT wval._visible_worlds())::text[]))', tbl);
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION wval._secure(regclass) IS 'enables row-level security by world on a table (policy wval_world_read)';
 
 GRANT SELECT ON wval.world_grants, wval.current_world_grants TO wval_analyst;
 GRANT EXECUTE ON FUNCTION wval._visible_worlds(), wval._world_access(oid, text, text), wval._invoker(), wval._can_read(text) TO wval_analyst;

@@ -1,11 +1,13 @@
--- select.sql: selection after validation (spec policy.md, "Selection").
+-- select.sql: selection after validation (docs/policy.md, "Selection").
 -- Validation decides who is eligible; selection decides who is used.
+--
+-- requires: store
 
 CREATE SEQUENCE wval.selections_id_seq;
 CREATE TABLE wval.selections (
     selection_id   bigint NOT NULL DEFAULT nextval('wval.selections_id_seq'),
     world_id       text NOT NULL,
-    stage          text NOT NULL,
+    stage          wval.stage NOT NULL,
     policy_version integer,
     selected       text[] NOT NULL,
     entered        text[] NOT NULL,
@@ -18,6 +20,7 @@ CREATE TABLE wval.selections (
     row_hash       text NOT NULL,
     PRIMARY KEY (world_id, selection_id)
 );
+SELECT wval._secure('wval.selections');
 ALTER SEQUENCE wval.selections_id_seq OWNED BY wval.selections.selection_id;
 CREATE INDEX ON wval.selections (world_id, stage, selection_id DESC);
 COMMENT ON TABLE wval.selections IS 'every call of wval_select: the selected strategies, who entered and who left, and the decision for each candidate';
@@ -134,7 +137,7 @@ DECLARE
     entered text[];
     left_set text[];
 BEGIN
-    PERFORM wval._one_of('stage', stage, ARRAY['backtest', 'paper', 'shadow', 'live']);
+    PERFORM wval._one_of('stage', stage, wval._stages());
     PERFORM wval._world(p_world, true);		-- one selection at a time per world
     v_version := public.wval_active_policy_version(p_world);
     IF v_version IS NULL THEN

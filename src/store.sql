@@ -1,9 +1,11 @@
--- store.sql: the append-only evaluation store (spec store.md), next to store.c.
+-- store.sql: the append-only evaluation store (docs/store.md), next to store.c.
 --
 -- History tables refuse UPDATE/DELETE/TRUNCATE for every role (trigger
 -- wval._append_only, SQLSTATE WV003); rows leave only through the retention
 -- path, which raises a transaction-local guard first.  Chained tables also
 -- carry the per-world hash chain (chain_seq, prev_hash, row_hash).
+--
+-- requires: wval
 
 ------------------------------------------------------------------------------
 -- Trigger functions (C, store.c)
@@ -34,9 +36,56 @@ CREATE FUNCTION wval._canonical(row_value record) RETURNS text
     AS 'MODULE_PATHNAME', 'wval_canonical' LANGUAGE C STRICT STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION wval._canonical(record) IS 'the canonical text of a history row that its chain hash covers (see docs/store.md)';
 
+-- wval._ident(field, value): raises 22023 unless value is a valid identifier
+-- (non-blank, at most 200 bytes, no control, bidi-control or zero-width
+-- characters: docs/store.md, "Identifiers"); returns value.
+CREATE FUNCTION wval._ident(field text, value text) RETURNS text
+    AS 'MODULE_PATHNAME', 'wval_ident'
+    LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION wval._ident(text, text) IS 'checks a wval identifier (non-blank, <= 200 bytes, no control, bidi-control or zero-width characters) and returns it';
+
 CREATE FUNCTION wval._invoker() RETURNS text
     AS 'MODULE_PATHNAME', 'wval_invoker' LANGUAGE C STABLE;
 COMMENT ON FUNCTION wval._invoker() IS 'the role that called into wval (current_user outside SECURITY DEFINER functions; honours SET ROLE)';
+
+------------------------------------------------------------------------------
+-- Row-level security by world (src/security.sql has the grants it reads):
+-- every table with a world_id calls wval._secure right after its CREATE TABLE.
+------------------------------------------------------------------------------
+
+-- wval._visible_worlds(): the worlds the current role may read; null = all.
+CREATE FUNCTION wval._visible_worlds() RETURNS text[]
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+    -- the caller: current_user outside this SECURITY DEFINER function
+    WITH me AS (SELECT oid, rolsuper FROM pg_roles WHERE rolname = wval._invoker())
+    SELECT CASE WHEN (SELECT rolsuper FROM me)
+                  OR EXISTS (SELECT 1 FROM wval.current_world_grants g
+                             JOIN pg_catalog.pg_roles gr ON gr.rolname = g.role_name   -- skips dropped roles
+                             WHERE g.world_id = '*' AND g.privilege <> 'none'
+                               AND pg_has_role((SELECT oid FROM me), gr.oid, 'MEMBER'))
+                THEN NULL
+                ELSE coalesce((SELECT array_agg(DISTINCT g.world_id) FROM wval.current_world_grants g
+                               JOIN pg_catalog.pg_roles gr ON gr.rolname = g.role_name
+                               WHERE g.privilege <> 'none' AND pg_has_role((SELECT oid FROM me), gr.oid, 'MEMBER')), '{}') END
+$$;
+COMMENT ON FUNCTION wval._visible_worlds() IS 'the worlds the current role may read (null: every world); used by the row-level security policies';
+
+-- wval._secure(table): row-level security by world on one table (also for
+-- partitions created later by wval_maintain: a partition queried directly
+-- does not inherit its parent's policies).
+CREATE FUNCTION wval._secure(tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = tbl AND polname = 'wval_world_read') THEN
+        EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+        -- FOR ALL: a role that a DBA granted table privileges by mistake still
+        -- reaches the rows of its worlds, where the append-only trigger says WV003
+        EXECUTE format('CREATE POLICY wval_world_read ON %s FOR ALL USING ('
+                       '(SELECT wval._visible_worlds()) IS NULL OR world_id = ANY ((SELECT wval._visible_worlds())::text[]))', tbl);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION wval._secure(regclass) IS 'enables row-level security by world on a table (policy wval_world_read)';
 
 -- wval._protect(table, chained): installs the append-only triggers (and the
 -- chain trigger) on one history table.  Used by this script and by
@@ -100,6 +149,7 @@ CREATE TABLE wval.chain_heads (
     head_hash  text NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+SELECT wval._secure('wval.chain_heads');
 -- the heads move only with the chain (the chain trigger, the import); a
 -- restore brings them back with INSERT
 SELECT wval._protect_in_place('wval.chain_heads');
@@ -120,6 +170,7 @@ CREATE TABLE wval.chain_tombstones (
     last_seq   bigint CHECK (last_seq > chain_seq),
     PRIMARY KEY (world_id, chain_seq)
 );
+SELECT wval._secure('wval.chain_tombstones');
 COMMENT ON TABLE wval.chain_tombstones IS 'links of rows removed by wval_purge() and the storage prune: the chain of what remains still verifies; consecutive links are compacted into one range (chain_seq .. last_seq)';
 COMMENT ON COLUMN wval.chain_tombstones.last_seq IS 'for a range of consecutive removed links (compacted by the storage prune): chain_seq of the last; then prev_hash is that of the first link and row_hash that of the last. Null for a single link';
 COMMENT ON COLUMN wval.chain_tombstones.world_id IS 'the world (wval.worlds.world_id) whose chain held the removed row ('''' for global audit rows)';
@@ -146,6 +197,7 @@ CREATE TABLE wval.worlds (
     updated_by              text NOT NULL,
     updated_at              timestamptz NOT NULL DEFAULT now()
 );
+SELECT wval._secure('wval.worlds');
 -- changed only by wval_world_upsert (which audits the old and new values)
 SELECT wval._protect_in_place('wval.worlds');
 COMMENT ON TABLE wval.worlds IS 'worlds (portfolios / trading environments); mutable configuration written by wval_world_upsert, every change audited';
@@ -178,6 +230,7 @@ CREATE TABLE wval.policy_versions (
     row_hash       text NOT NULL,
     PRIMARY KEY (world_id, version)
 );
+SELECT wval._secure('wval.policy_versions');
 COMMENT ON TABLE wval.policy_versions IS 'immutable, numbered policy documents per world (1, 2, 3 ... without gaps); publishing does not activate';
 COMMENT ON COLUMN wval.policy_versions.author IS 'the person named by the publisher (a label)';
 COMMENT ON COLUMN wval.policy_versions.published_by IS 'the database login that published the version (session_user): the two-person rule compares logins; null for versions published before 0.2.0 (then only the actor labels are compared)';
@@ -209,6 +262,7 @@ CREATE TABLE wval.policy_activations (
     row_hash         text NOT NULL,
     PRIMARY KEY (world_id, activation_id)
 );
+SELECT wval._secure('wval.policy_activations');
 ALTER SEQUENCE wval.policy_activations_id_seq OWNED BY wval.policy_activations.activation_id;
 CREATE INDEX ON wval.policy_activations (world_id, activated_at DESC);
 COMMENT ON TABLE wval.policy_activations IS 'which policy version became active, who activated and approved it, why; the active version is the latest activation';
@@ -269,7 +323,7 @@ CREATE TABLE wval.evaluation_runs (
     run_id             uuid NOT NULL DEFAULT gen_random_uuid(),
     world_id           text NOT NULL,
     strategy_id        text NOT NULL,
-    stage              text NOT NULL CHECK (stage IN ('backtest', 'paper', 'shadow', 'live')),
+    stage              wval.stage NOT NULL,
     kind               text NOT NULL DEFAULT 'single' CHECK (kind IN ('single', 'cohort', 'live', 'portfolio', 'stress')),
     campaign_id        text,
     risk_tier          text,
@@ -284,7 +338,7 @@ CREATE TABLE wval.evaluation_runs (
     ruleset_hash       text,
     profile            text,
     status             text NOT NULL CHECK (status IN ('pass', 'warn', 'fail', 'unvalidated')),
-    recommended_stage  text CHECK (recommended_stage IN ('backtest_only', 'paper_only', 'paper_ok_live_candidate')),
+    recommended_stage  wval.recommended_stage,
     recommendation     jsonb COMPRESSION lz4,
     results            jsonb COMPRESSION lz4 NOT NULL DEFAULT '{}',
     linked_run_id      uuid,
@@ -296,6 +350,7 @@ CREATE TABLE wval.evaluation_runs (
     prev_hash          text NOT NULL,
     row_hash           text NOT NULL
 ) PARTITION BY RANGE (created_at);
+SELECT wval._secure('wval.evaluation_runs');
 INSERT INTO wval.partition_indexes (parent, spec) VALUES
     ('evaluation_runs', 'PRIMARY KEY (world_id, run_id, created_at)'),
     ('evaluation_runs', '(run_id)'),
@@ -336,6 +391,7 @@ COMMENT ON COLUMN wval.evaluation_runs.prev_hash IS 'row_hash of the previous li
 COMMENT ON COLUMN wval.evaluation_runs.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 
 CREATE TABLE wval.evaluation_runs_default PARTITION OF wval.evaluation_runs DEFAULT;
+SELECT wval._secure('wval.evaluation_runs_default');
 SELECT wval._index_partition('wval.evaluation_runs_default');
 SELECT wval._protect('wval.evaluation_runs', 'evaluation_runs');
 SELECT wval._protect('wval.evaluation_runs_default');
@@ -344,7 +400,7 @@ CREATE TABLE wval.rule_results (
     run_id      uuid NOT NULL,
     world_id    text NOT NULL,
     strategy_id text NOT NULL,
-    stage       text NOT NULL,
+    stage       wval.stage NOT NULL,
     rule        text NOT NULL,
     layer       text NOT NULL,
     status      text NOT NULL CHECK (status IN ('pass', 'warn', 'fail')),
@@ -356,6 +412,7 @@ CREATE TABLE wval.rule_results (
     details     jsonb NOT NULL DEFAULT '{}',
     created_at  timestamptz NOT NULL
 ) PARTITION BY RANGE (created_at);
+SELECT wval._secure('wval.rule_results');
 INSERT INTO wval.partition_indexes (parent, spec) VALUES
     ('rule_results', 'PRIMARY KEY (world_id, run_id, rule, created_at)'),
     ('rule_results', '(world_id, rule, status)');
@@ -375,6 +432,7 @@ COMMENT ON COLUMN wval.rule_results.tags IS 'tags of the check (its layer, plus 
 COMMENT ON COLUMN wval.rule_results.details IS 'the check''s evidence: {metric, value, op, threshold, mode} (mode enforce or warn)';
 COMMENT ON COLUMN wval.rule_results.created_at IS 'created_at of the run (the partition key)';
 CREATE TABLE wval.rule_results_default PARTITION OF wval.rule_results DEFAULT;
+SELECT wval._secure('wval.rule_results_default');
 SELECT wval._index_partition('wval.rule_results_default');
 SELECT wval._protect('wval.rule_results');
 SELECT wval._protect('wval.rule_results_default');
@@ -400,6 +458,7 @@ CREATE TABLE wval.overrides (
     login         name DEFAULT session_user,    -- last: where 0.2.0's upgrade adds it
     PRIMARY KEY (world_id, override_id)
 );
+SELECT wval._secure('wval.overrides');
 ALTER SEQUENCE wval.overrides_id_seq OWNED BY wval.overrides.override_id;
 CREATE INDEX ON wval.overrides (run_id, recorded_at DESC);
 COMMENT ON TABLE wval.overrides IS 'human decisions on runs (approved | rejected | revoked); the latest row per run is its current override state';
@@ -439,6 +498,7 @@ CREATE TABLE wval.ex_post_failures (
     row_hash     text NOT NULL,
     PRIMARY KEY (world_id, case_id, entry_id)
 );
+SELECT wval._secure('wval.ex_post_failures');
 ALTER SEQUENCE wval.ex_post_failures_id_seq OWNED BY wval.ex_post_failures.entry_id;
 CREATE INDEX ON wval.ex_post_failures (run_id);
 COMMENT ON TABLE wval.ex_post_failures IS 'ex-post failure cases: a strategy that passed validation and later failed; a later row with the same case_id changes the case''s state';
@@ -479,6 +539,7 @@ CREATE TABLE wval.audit_log (
     prev_hash   text NOT NULL,
     row_hash    text NOT NULL
 );
+SELECT wval._secure('wval.audit_log');
 ALTER SEQUENCE wval.audit_log_id_seq OWNED BY wval.audit_log.id;
 CREATE INDEX ON wval.audit_log (world_id, recorded_at);
 COMMENT ON TABLE wval.audit_log IS 'every administrative act (world change, publish, activate, override, ex-post case, purge, grant) with the actor and the database user';
@@ -533,6 +594,7 @@ CREATE TABLE wval.governance_exceptions (
     PRIMARY KEY (world_id, exception_id),
     CHECK (expires_at > granted_at)
 );
+SELECT wval._secure('wval.governance_exceptions');
 ALTER SEQUENCE wval.governance_exceptions_id_seq OWNED BY wval.governance_exceptions.exception_id;
 COMMENT ON TABLE wval.governance_exceptions IS 'recorded exceptions to separation of duties: until expires_at, login may play both parts of rule in the world (granted by another login with wval_admin)';
 COMMENT ON COLUMN wval.governance_exceptions.rule IS 'two_person (publish and activate a policy version) | override_author (approve an override on an own run) | promotion_author (promote a strategy on an own run)';
@@ -755,14 +817,6 @@ COMMENT ON FUNCTION public.wval_maintain(integer) IS 'creates monthly partitions
 ------------------------------------------------------------------------------
 -- Writes
 ------------------------------------------------------------------------------
-
--- wval._can_read(world): may the calling role (outside SECURITY DEFINER) read
--- the world?  The one question every read path asks first; a world it may not
--- read is answered as a world that does not exist.  C (access.c), cached per
--- backend.
-CREATE FUNCTION wval._can_read(p_world_id text) RETURNS boolean
-    AS 'MODULE_PATHNAME', 'wval_can_read' LANGUAGE C STABLE;
-COMMENT ON FUNCTION wval._can_read(text) IS 'true when the calling role may read the world (wval.world_grants); what it may not read does not exist for it';
 
 -- wval._world(world_id, lock): the world row, WV010 when it does not exist.
 CREATE FUNCTION wval._world(p_world_id text, p_lock boolean DEFAULT false) RETURNS wval.worlds
@@ -1440,14 +1494,14 @@ COMMENT ON COLUMN wval.latest_runs.override_status IS 'approved | rejected | rev
 COMMENT ON COLUMN wval.latest_runs.override_review_due_at IS 'review date of that override; null without one';
 COMMENT ON COLUMN wval.latest_runs.override_overdue IS 'true for an approved override past its review date; null without an override';
 
-CREATE FUNCTION wval.run_history(world_id text, strategy_id text)
+CREATE FUNCTION public.wval_run_history(world_id text, strategy_id text)
 RETURNS SETOF wval.evaluation_runs
 LANGUAGE sql STABLE AS $$
     SELECT r.* FROM wval.evaluation_runs r
-    WHERE r.world_id = run_history.world_id AND r.strategy_id = run_history.strategy_id
+    WHERE r.world_id = wval_run_history.world_id AND r.strategy_id = wval_run_history.strategy_id
     ORDER BY r.created_at, r.chain_seq;
 $$;
-COMMENT ON FUNCTION wval.run_history(text, text) IS 'every run of a strategy with its policy version and outcome, oldest first';
+COMMENT ON FUNCTION public.wval_run_history(text, text) IS 'every run of a strategy with its policy version and outcome, oldest first';
 
 CREATE VIEW wval.override_queue AS
 SELECT o.world_id, o.strategy_id, o.run_id, o.override_id, o.actor, o.reason, o.recorded_at, o.review_due_at,
@@ -1527,7 +1581,7 @@ GRANT SELECT ON wval.worlds, wval.policy_versions, wval.policy_activations, wval
 
 GRANT EXECUTE ON FUNCTION wval._imported(jsonb) TO wval_analyst;
 GRANT EXECUTE ON FUNCTION public.wval_verify_chain(text), public.wval_chain_problems(text),
-      public.wval_active_policy_version(text), wval.run_history(text, text)
+      public.wval_active_policy_version(text), public.wval_run_history(text, text)
    TO wval_analyst;
 GRANT EXECUTE ON FUNCTION public.wval_policy_publish(text, jsonb, text, text),
       public.wval_policy_activate(text, integer, text, text, boolean),

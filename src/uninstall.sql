@@ -1,6 +1,8 @@
 -- uninstall.sql: DROP EXTENSION wval is deliberate (uninstall.c).
 -- While history exists the drop is refused with WV003 unless a superuser
 -- has set wval.allow_drop = on; an allowed drop removes wval's pg_cron jobs.
+--
+-- requires: wval
 
 CREATE FUNCTION wval._guard_drop() RETURNS event_trigger
     AS 'MODULE_PATHNAME', 'wval_guard_drop' LANGUAGE C;

@@ -3,7 +3,7 @@
  * wval.h
  *	  Declarations shared by the C files of the wval extension.
  *
- * Error classes (spec README): every error a caller can trigger carries
+ * Error classes (README.md, "Errors"): every error a caller can trigger carries
  * one of the WVxxx SQLSTATEs below, or a standard code where one fits
  * (22023 invalid parameter, 42501 insufficient privilege).
  *

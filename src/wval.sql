@@ -2,6 +2,8 @@
 -- Data objects live in schema wval (the extension's schema); the SQL entry
 -- points wval_* live in public so that they work unqualified in a default
 -- database right after CREATE EXTENSION wval CASCADE.
+--
+-- requires:  (nothing: the prelude comes first)
 
 \echo Use "CREATE EXTENSION wval CASCADE" to load this file. \quit
 
@@ -29,14 +31,6 @@ COMMENT ON SCHEMA wval IS 'wval: evaluation store, policies, events (data object
 
 REVOKE ALL ON SCHEMA wval FROM PUBLIC;
 GRANT USAGE ON SCHEMA wval TO wval_analyst;
-
--- wval._ident(field, value): raises 22023 unless value is a valid identifier
--- (non-blank, at most 200 bytes, no control, bidi-control or zero-width
--- characters: docs/store.md, "Identifiers"); returns value.
-CREATE FUNCTION wval._ident(field text, value text) RETURNS text
-    AS 'MODULE_PATHNAME', 'wval_ident'
-    LANGUAGE C IMMUTABLE PARALLEL SAFE;
-COMMENT ON FUNCTION wval._ident(text, text) IS 'checks a wval identifier (non-blank, <= 200 bytes, no control, bidi-control or zero-width characters) and returns it';
 
 -- wval._require_text(field, value, sqlstate, hint): raises when value is null or blank.
 CREATE FUNCTION wval._require_text(field text, value text, sqlstate text DEFAULT '22023', hint text DEFAULT NULL)
@@ -70,7 +64,7 @@ $$;
 COMMENT ON FUNCTION wval._one_of(text, text, text[]) IS 'raises 22023 unless value is one of the accepted values';
 
 -- wval._duration(field, value): interval from a PostgreSQL interval or the
--- short forms 30s, 5m, 1h, 180d (spec README conventions).
+-- short forms 30s, 5m, 1h, 180d (docs/bus.md, "Delivery guarantees").
 CREATE FUNCTION wval._duration(field text, value text) RETURNS interval
 LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
 DECLARE
@@ -91,3 +85,39 @@ EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_fi
 END
 $$;
 COMMENT ON FUNCTION wval._duration(text, text) IS 'parses a duration: a PostgreSQL interval or the short forms 30s, 5m, 1h, 180d';
+
+------------------------------------------------------------------------------
+-- Stages: each list is written here once (docs/development.md, "Stages").
+-- Columns use the domains, arguments stay text (so a wrong stage is a 22023
+-- naming the argument) and are checked with wval._one_of(field, value,
+-- wval._stages()).  Domains over text keep stored values, dumps and the chain
+-- hashes (the canonical text of a domain is that of its base type) as before.
+------------------------------------------------------------------------------
+
+-- wval._stages(): the evaluation stages, lowest first.
+CREATE FUNCTION wval._stages() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY['backtest', 'paper', 'shadow', 'live'] $$;
+COMMENT ON FUNCTION wval._stages() IS 'the evaluation stages, lowest first: backtest, paper, shadow, live (the values of domain wval.stage)';
+
+CREATE DOMAIN wval.stage AS text CHECK (VALUE = ANY (wval._stages()));
+COMMENT ON DOMAIN wval.stage IS 'an evaluation stage: backtest | paper | shadow | live (wval._stages())';
+
+-- wval._deployment_stages(): the stages a strategy can be deployed at.  They
+-- differ from the evaluation stages: a strategy is evaluated for shadow but
+-- never deployed there, and retired is a decision, not an evaluation.
+CREATE FUNCTION wval._deployment_stages() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY['backtest', 'paper', 'live', 'retired'] $$;
+COMMENT ON FUNCTION wval._deployment_stages() IS 'the deployment stages of wval_set_stage: backtest, paper, live, retired (no shadow; the values of domain wval.deployment_stage)';
+
+CREATE DOMAIN wval.deployment_stage AS text CHECK (VALUE = ANY (wval._deployment_stages()));
+COMMENT ON DOMAIN wval.deployment_stage IS 'a deployment stage: backtest | paper | live | retired (wval._deployment_stages())';
+
+-- wval._recommended_stages(): what a validation run may recommend, lowest first.
+CREATE FUNCTION wval._recommended_stages() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY['backtest_only', 'paper_only', 'paper_ok_live_candidate'] $$;
+COMMENT ON FUNCTION wval._recommended_stages() IS 'the recommendations of a validation run, lowest first: backtest_only, paper_only, paper_ok_live_candidate (the values of domain wval.recommended_stage)';
+
+CREATE DOMAIN wval.recommended_stage AS text CHECK (VALUE = ANY (wval._recommended_stages()));
+COMMENT ON DOMAIN wval.recommended_stage IS 'a recommendation: backtest_only | paper_only | paper_ok_live_candidate (wval._recommended_stages())';
+
+GRANT EXECUTE ON FUNCTION wval._stages(), wval._deployment_stages(), wval._recommended_stages() TO wval_analyst;

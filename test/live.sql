@@ -165,7 +165,7 @@ SELECT throws_ok($$SELECT wval_set_stage('tap-live', 'neg', 'live', 'vera', 'mor
 SELECT lives_ok($$SELECT wval_override((SELECT run_id FROM wval.evaluation_runs WHERE world_id = 'tap-live' AND strategy_id = 'neg'
                                         AND kind = 'single'), 'approved', 'small live allocation, reviewed', 'olga')$$,
                 'a validator approves again');
-SELECT results_eq($$SELECT stage, change, justification->>'basis', justification->>'override_actor'
+SELECT results_eq($$SELECT stage::text, change, justification->>'basis', justification->>'override_actor'
                     FROM wval_set_stage('tap-live', 'neg', 'live', 'vera', 'approved override')$$,
                   $$VALUES ('live', 'promotion', 'override', 'olga')$$, 'an approved, not overdue override justifies live');
 SELECT lives_ok($$SELECT wval_override((SELECT run_id FROM wval.evaluation_runs WHERE world_id = 'tap-live' AND strategy_id = 'neg'

@@ -3,7 +3,7 @@
 -- wval_run_reproduce on the scenario sets and on random series
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(54);
+SELECT plan(55);
 
 -- the SQLSTATE, message and hint of the error a statement raises
 -- returns_hash as the docs define it: sha256 of the float8send bytes
@@ -50,10 +50,9 @@ FROM (SELECT x.*, row_number() OVER (ORDER BY x.set_name, x.case_id) AS k FROM w
 ORDER BY c.set_name, c.case_id;
 SELECT is((SELECT count(DISTINCT set_name)::int FROM rep_cases), 4, 'the four scenario sets');
 CREATE TEMP TABLE rep_runs AS
-SELECT 'scenario'::text AS origin, c.case_id AS label, c.r,
-       (wval_evaluate('tap-rep', c.strategy_id, 'backtest', c.r, c.metrics,
-                      jsonb_build_object('run_id', c.case_id, 'search_intensity', 4))).*
-FROM rep_cases c;
+SELECT 'scenario'::text AS origin, c.case_id AS label, c.r, e.*
+FROM rep_cases c, LATERAL wval_evaluate('tap-rep', c.strategy_id, 'backtest', c.r, c.metrics,
+                                        jsonb_build_object('run_id', c.case_id, 'search_intensity', 4)) e;
 SELECT is((SELECT count(*) FROM rep_runs), (SELECT count(*) FROM rep_cases), 'every case evaluated');
 
 ------------------------------------------------------------------------------
@@ -73,9 +72,11 @@ SELECT i,
        CASE WHEN i % 5 = 2 THEN '{"alt_data": {"signal_decay": 0.3, "turnover": 2.5}}'::jsonb END AS supplied
 FROM generate_series(1, 50) i;
 INSERT INTO rep_runs
-SELECT 'random', 'random-' || x.i, x.r, (wval_evaluate('tap-rep', 'rnd' || x.i, 'backtest', x.r, x.supplied, x.ctx)).*
-FROM rep_random x;
+SELECT 'random', 'random-' || x.i, x.r, e.*
+FROM rep_random x, LATERAL wval_evaluate('tap-rep', 'rnd' || x.i, 'backtest', x.r, x.supplied, x.ctx) e;
 SELECT is((SELECT count(*)::int FROM rep_runs WHERE origin = 'random'), 50, '50 random series evaluated');
+SELECT is((SELECT count(*)::int FROM wval.evaluation_runs WHERE world_id = 'tap-rep' AND strategy_id LIKE 'rnd%'), 50,
+          'one run each');
 
 CREATE TEMP TABLE rep_rows AS
 SELECT x.origin, x.label, p.* FROM rep_runs x, wval_run_reproduce(x.run_id) p;
@@ -180,7 +181,7 @@ SELECT is(wval_record_live_returns('tap-rep', 'live-s',
               ARRAY(SELECT d::date FROM generate_series('2026-05-01'::date, '2026-05-30', '1 day') d),
               ARRAY(SELECT 0.002 + 0.006 * sin(i * 1.7) FROM generate_series(1, 30) i), 'gateway'),
           30, 'live returns recorded');
-CREATE TEMP TABLE rep_live AS SELECT (wval_live_run('tap-rep', 'live-s', '2026-05-30')).*;
+CREATE TEMP TABLE rep_live AS SELECT * FROM wval_live_run('tap-rep', 'live-s', '2026-05-30');
 SELECT is((SELECT cardinality(wval._run_returns(run_id)) FROM rep_live), 30, 'the live run''s window is stored');
 SELECT is((SELECT count(*)::int FROM rep_live, wval_run_reproduce(rep_live.run_id) p WHERE p.field LIKE 'returns.%' AND p.equal), 12,
           'the 12 fields of its returns block are reproduced');

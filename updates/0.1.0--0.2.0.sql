@@ -37,6 +37,7 @@ CREATE TABLE wval.governance_exceptions (
     PRIMARY KEY (world_id, exception_id),
     CHECK (expires_at > granted_at)
 );
+SELECT wval._secure('wval.governance_exceptions');
 ALTER SEQUENCE wval.governance_exceptions_id_seq OWNED BY wval.governance_exceptions.exception_id;
 
 -- wval_select keeps its candidates in an array of this type
@@ -59,6 +60,7 @@ CREATE UNLOGGED TABLE wval.work_purge_scope (
     active_version integer,
     PRIMARY KEY (work_id, world_id)
 );
+SELECT wval._secure('wval.work_purge_scope');
 CREATE UNLOGGED TABLE wval.work_purge_runs (
     work_id    bigint NOT NULL,
     part       oid NOT NULL,
@@ -69,6 +71,7 @@ CREATE UNLOGGED TABLE wval.work_purge_runs (
     prev_hash  text NOT NULL,
     row_hash   text NOT NULL
 );
+SELECT wval._secure('wval.work_purge_runs');
 CREATE INDEX ON wval.work_purge_runs (work_id, run_id);
 CREATE UNLOGGED TABLE wval.work_purge_results (
     work_id    bigint NOT NULL,
@@ -78,6 +81,7 @@ CREATE UNLOGGED TABLE wval.work_purge_results (
     rule       text NOT NULL,
     created_at timestamptz NOT NULL
 );
+SELECT wval._secure('wval.work_purge_results');
 CREATE INDEX ON wval.work_purge_results (work_id, run_id);
 CREATE UNLOGGED TABLE wval.work_purge_overrides (
     work_id     bigint NOT NULL,
@@ -88,6 +92,7 @@ CREATE UNLOGGED TABLE wval.work_purge_overrides (
     prev_hash   text NOT NULL,
     row_hash    text NOT NULL
 );
+SELECT wval._secure('wval.work_purge_overrides');
 CREATE INDEX ON wval.work_purge_overrides (work_id, override_id);
 CREATE UNLOGGED TABLE wval.work_purge_failures (
     work_id     bigint NOT NULL,
@@ -99,6 +104,7 @@ CREATE UNLOGGED TABLE wval.work_purge_failures (
     prev_hash   text NOT NULL,
     row_hash    text NOT NULL
 );
+SELECT wval._secure('wval.work_purge_failures');
 CREATE INDEX ON wval.work_purge_failures (work_id, entry_id);
 CREATE UNLOGGED TABLE wval.work_purge_versions (
     work_id    bigint NOT NULL,
@@ -110,6 +116,7 @@ CREATE UNLOGGED TABLE wval.work_purge_versions (
     row_hash   text NOT NULL,
     PRIMARY KEY (work_id, world_id, version)
 );
+SELECT wval._secure('wval.work_purge_versions');
 CREATE UNLOGGED TABLE wval.work_purge_activations (
     work_id       bigint NOT NULL,
     world_id      text NOT NULL,
@@ -119,6 +126,7 @@ CREATE UNLOGGED TABLE wval.work_purge_activations (
     prev_hash     text NOT NULL,
     row_hash      text NOT NULL
 );
+SELECT wval._secure('wval.work_purge_activations');
 CREATE INDEX ON wval.work_purge_activations (work_id, activation_id);
 CREATE UNLOGGED TABLE wval.work_purge_returns (
     work_id      bigint NOT NULL,
@@ -129,7 +137,39 @@ CREATE UNLOGGED TABLE wval.work_purge_returns (
     row_hash     text NOT NULL,
     PRIMARY KEY (work_id, world_id, returns_hash)
 );
+SELECT wval._secure('wval.work_purge_returns');
+-- Stages: one domain per list (src/wval.sql) instead of a CHECK per column.
+-- The domains' functions come first (@routines re-creates them unchanged).
+-- Changing a column's type rewrites the table (partitions included) but not
+-- its values: the chain hashes stay valid (the canonical text of a domain is
+-- that of text).  The views over these columns are dropped here and re-created
+-- below (-- @view), before work_import copies evaluation_runs' column types.
+CREATE FUNCTION wval._stages() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY['backtest', 'paper', 'shadow', 'live'] $$;
+CREATE FUNCTION wval._deployment_stages() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY['backtest', 'paper', 'live', 'retired'] $$;
+CREATE FUNCTION wval._recommended_stages() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ARRAY['backtest_only', 'paper_only', 'paper_ok_live_candidate'] $$;
+CREATE DOMAIN wval.stage AS text CHECK (VALUE = ANY (wval._stages()));
+CREATE DOMAIN wval.deployment_stage AS text CHECK (VALUE = ANY (wval._deployment_stages()));
+CREATE DOMAIN wval.recommended_stage AS text CHECK (VALUE = ANY (wval._recommended_stages()));
+DROP VIEW wval.metrics, wval.latest_runs, wval.current_stage, wval.open_demotion_candidates, wval.snapshot_freshness;
+ALTER TABLE wval.evaluation_runs DROP CONSTRAINT evaluation_runs_stage_check,
+    DROP CONSTRAINT evaluation_runs_recommended_stage_check,
+    ALTER COLUMN stage TYPE wval.stage, ALTER COLUMN recommended_stage TYPE wval.recommended_stage;
+ALTER TABLE wval.rule_results ALTER COLUMN stage TYPE wval.stage;
+ALTER TABLE wval.risk_snapshots DROP CONSTRAINT risk_snapshots_stage_check, ALTER COLUMN stage TYPE wval.stage;
+ALTER TABLE wval.snapshot_counters ALTER COLUMN stage TYPE wval.stage;
+ALTER TABLE wval.selections ALTER COLUMN stage TYPE wval.stage;
+ALTER TABLE wval.deployments DROP CONSTRAINT deployments_stage_check, DROP CONSTRAINT deployments_previous_stage_check,
+    ALTER COLUMN stage TYPE wval.deployment_stage, ALTER COLUMN previous_stage TYPE wval.deployment_stage;
+ALTER TABLE wval.demotion_candidates ALTER COLUMN stage TYPE wval.stage;
+ALTER TABLE wval.scenario_cases DROP CONSTRAINT scenario_cases_expected_stage_check,
+    ALTER COLUMN expected_stage TYPE wval.recommended_stage;
+ALTER TABLE wval.evaluation_stats ALTER COLUMN stage TYPE wval.stage;
+
 CREATE UNLOGGED TABLE wval.work_import (work_id bigint NOT NULL, LIKE wval.evaluation_runs INCLUDING DEFAULTS, ord bigint NOT NULL);
+SELECT wval._secure('wval.work_import');
 ALTER TABLE wval.work_import ALTER COLUMN chain_seq DROP NOT NULL, ALTER COLUMN prev_hash DROP NOT NULL,
     ALTER COLUMN row_hash DROP NOT NULL;
 CREATE INDEX ON wval.work_import (work_id, ord);
@@ -199,6 +239,11 @@ CREATE POLICY wval_world_read ON wval.bus_counters FOR ALL USING ((SELECT wval._
 -- imported runs justify no demotion
 -- @view wval.open_demotion_candidates
 
+-- dropped above for the stage domains
+-- @view wval.latest_runs
+-- @view wval.current_stage
+-- @view wval.snapshot_freshness
+
 -- metrics: the pg_cron job is the label cron_job (a scraped job label becomes
 -- exported_job in Prometheus), and wval_schedule_succeeded says whether a job
 -- ever succeeded (its last-success sample is absent until then)
@@ -236,6 +281,7 @@ CREATE TABLE wval.run_returns (
     CONSTRAINT run_returns_content CHECK (pg_catalog.length(returns) = 8 * n_periods
                                           AND 'sha256:' || pg_catalog.encode(pg_catalog.sha256(returns), 'hex') = returns_hash)
 );
+SELECT wval._secure('wval.run_returns');
 SELECT wval._protect('wval.run_returns', 'run_returns');
 SELECT pg_catalog.pg_extension_config_dump('wval.run_returns', '');
 
@@ -243,6 +289,6 @@ SELECT pg_catalog.pg_extension_config_dump('wval.run_returns', '');
 
 -- @grants
 
--- row-level security on the new tables and partitions, views with the
+-- check row-level security on every world table, views with the
 -- caller's rights, nothing of wval granted to PUBLIC
 -- @include src/finish.sql

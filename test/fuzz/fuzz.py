@@ -647,12 +647,12 @@ class Fuzzer:
                            ('wval_ruleset', 'SELECT wval_ruleset(%s)', (w,)),
                            ('wval_snapshot_latest', 'SELECT wval_snapshot_latest(%s, include_stale => true)', (w,)),
                            ('wval_portfolio_risk', 'SELECT wval_portfolio_risk(%s)', (w,)),
-                           ('wval.run_history', 'SELECT * FROM wval.run_history(%s, %s)', (w, STRATEGY))]
+                           ('wval_run_history', 'SELECT * FROM wval_run_history(%s, %s)', (w, STRATEGY))]
             checks += [('wval_metrics_prometheus', 'SELECT wval_metrics_prometheus()', None),
                        ('wval_check_invariants', 'SELECT * FROM wval_check_invariants()', None),
-                       ('wval.rule_failure_stats', 'SELECT * FROM wval.rule_failure_stats()', None),
-                       ('wval.validation_slo', 'SELECT * FROM wval.validation_slo()', None),
-                       ('wval.failure_rate', 'SELECT * FROM wval.failure_rate()', None)]
+                       ('wval_rule_failure_stats', 'SELECT * FROM wval_rule_failure_stats()', None),
+                       ('wval_validation_slo', 'SELECT * FROM wval_validation_slo()', None),
+                       ('wval_failure_rate', 'SELECT * FROM wval_failure_rate()', None)]
             checks += [('view wval.' + v, 'SELECT * FROM wval.%s' % v, None) for v, roles in views if role in roles]
             for fname, sql, params in checks:
                 if time.time() > deadline:
