@@ -8,7 +8,7 @@
 -- the SVG (titles, labels, reference-line captions) goes through wval._html.
 -- Values that are not finite (NaN, +-Infinity) are left out of a chart.
 --
--- requires:
+-- requires: wval
 
 -- wval._chart_ticks(lo, hi, n): about n "nice" tick values (steps of 1, 2,
 -- 2.5 or 5 times a power of ten) covering [lo, hi].
