@@ -339,6 +339,22 @@ send_notify(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/*
+ * Exits; a commit that set our latch after we last looked (a backend found
+ * us in the proc array a moment ago: we were idle, or we lost the start-up
+ * race to another notifier) is announced first, so that it is not lost.
+ * What remains is the instant between this look and leaving the proc array;
+ * consumers' polls cover it, as they cover any lost wake-up.
+ */
+static void
+notifier_exit(void)
+{
+	pg_memory_barrier();
+	if (MyLatch->is_set)
+		send_notify();
+	proc_exit(0);
+}
+
 /* True while wval is installed in the notifier's database. */
 static bool
 wval_installed(void)
@@ -398,7 +414,7 @@ wval_notifier_main(Datum main_arg)
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	if (!lock_database_notifier() || !wval_installed())
-		proc_exit(0);
+		notifier_exit();
 
 	/* started by a commit that found no notifier: announce it at once */
 	pending = (MyBgworkerEntry->bgw_extra[0] == 1);
@@ -440,7 +456,12 @@ wval_notifier_main(Datum main_arg)
 
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					   Max(timeout, 1), PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		/*
+		 * Reset only a latch we saw set: one set after a timeout woke us is
+		 * seen by the next wait (or by notifier_exit), not cleared unseen.
+		 */
+		if (rc & WL_LATCH_SET)
+			ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -453,5 +474,5 @@ wval_notifier_main(Datum main_arg)
 			last_activity = GetCurrentTimestamp();
 		}
 	}
-	proc_exit(0);
+	notifier_exit();
 }
