@@ -13,12 +13,14 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Debian packages the build, the demo and the tests use (prometheus for
 # promtool, prometheus-postgres-exporter: test/sessions/monitoring_tools.sh;
-# plproxy: wval_proxy, test/sessions/cluster.sh).
+# plproxy: wval_proxy, test/sessions/cluster.sh; chromium and python3-websocket:
+# test/sessions/reports_browser.sh).
 WVAL_PACKAGES=(make gcc libc6-dev
 	postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
 	postgresql-$PG_MAJOR-cron postgresql-$PG_MAJOR-pgtap postgresql-$PG_MAJOR-plproxy
 	python3 python3-psycopg2 python3-yaml
-	prometheus prometheus-postgres-exporter)
+	prometheus prometheus-postgres-exporter
+	chromium python3-websocket)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

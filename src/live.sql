@@ -641,59 +641,6 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 COMMENT ON FUNCTION wval._live_table(boolean, text[], jsonb) IS 'renders a table (markdown or HTML, text escaped) for the live report';
 
--- wval._svg_line(title, days, values, color): an inline SVG line chart
--- (no external assets), or a note when there are fewer than two points.
-CREATE FUNCTION wval._svg_line(title text, days date[], vals float8[], color text) RETURNS text
-LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE
-    n integer := coalesce(cardinality(vals), 0);
-    lo float8;
-    hi float8;
-    pts text;
-    w constant integer := 640;
-    h constant integer := 180;
-    l constant integer := 70;
-    t constant integer := 24;
-    b constant integer := 24;
-    rgt constant integer := 10;
-BEGIN
-    IF n < 2 THEN
-        RETURN '<p>' || wval._html(title) || ': not enough data for a chart</p>';
-    END IF;
-    SELECT min(v), max(v) INTO lo, hi FROM unnest(vals) v;
-    IF hi = lo THEN
-        lo := lo - greatest(abs(lo) * 0.05, 1e-6);
-        hi := hi + greatest(abs(hi) * 0.05, 1e-6);
-    END IF;
-    SELECT string_agg(format('%s,%s',
-                             round((l + (i - 1) * (w - l - rgt)::numeric / (n - 1)), 1),
-                             round((t + (hi - v) / (hi - lo) * (h - t - b))::numeric, 1)), ' ' ORDER BY i)
-      INTO pts
-    FROM unnest(vals) WITH ORDINALITY u(v, i);
-    RETURN format('<figure><svg xmlns="http://www.w3.org/2000/svg" width="%s" height="%s" viewBox="0 0 %s %s" role="img" aria-label="%s">'
-                  '<rect x="0" y="0" width="%s" height="%s" fill="#fff"/>'
-                  '<text x="%s" y="16" font-size="13" font-family="sans-serif">%s</text>'
-                  '<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="#999"/>'
-                  '<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="#999"/>'
-                  '<text x="%s" y="%s" font-size="11" font-family="sans-serif" text-anchor="end">%s</text>'
-                  '<text x="%s" y="%s" font-size="11" font-family="sans-serif" text-anchor="end">%s</text>'
-                  '<text x="%s" y="%s" font-size="11" font-family="sans-serif">%s</text>'
-                  '<text x="%s" y="%s" font-size="11" font-family="sans-serif" text-anchor="end">%s</text>'
-                  '<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/></svg></figure>',
-                  w, h, w, h, wval._html(title),
-                  w, h,
-                  l, wval._html(title),
-                  l, t, l, h - b,
-                  l, h - b, w - rgt, h - b,
-                  l - 4, t + 4, wval._html(wval._fmt(to_jsonb(hi))),
-                  l - 4, h - b, wval._html(wval._fmt(to_jsonb(lo))),
-                  l, h - 6, wval._html(coalesce(days[1]::text, '')),
-                  w - rgt, h - 6, wval._html(coalesce(days[n]::text, '')),
-                  wval._html(color), pts);
-END
-$$;
-COMMENT ON FUNCTION wval._svg_line(text, date[], float8[], text) IS 'an inline SVG line chart (escaped title, min/max and first/last day labels) for the HTML live report';
-
 -- wval._live_report_items(world, as_of): per strategy of the world with a
 -- live run up to as_of, or deployed at paper or live: its stage, latest
 -- live run up to as_of, the live run before that, the demotion candidate
@@ -747,6 +694,9 @@ DECLARE
     dd float8[];
     rs_days date[];
     rs float8[];
+    nchart integer := 0;
+    dd_max float8;
+    sharpe_min float8;
 BEGIN
     PERFORM wval._one_of('format', format, ARRAY['markdown', 'html']);
     IF p_as_of IS NULL OR NOT isfinite(p_as_of) OR p_as_of NOT BETWEEN date '1900-01-01' AND date '9999-12-31' THEN
@@ -765,7 +715,7 @@ BEGIN
                              '<h1>Live monitoring report: %s as of %s</h1>',
                              wval._html(p_world), p_as_of, wval._html(p_world), p_as_of);
     ELSE
-        out := out || format('# Live monitoring report: %s as of %s', p_world, p_as_of);
+        out := out || format('# Live monitoring report: %s as of %s', wval._md_cell(p_world), p_as_of);
     END IF;
 
     -- summary, one row per strategy
@@ -801,7 +751,7 @@ BEGIN
         cur := (s.run).metrics -> 'live';
         prev := (s.prev).metrics -> 'live';
         out := out || CASE WHEN html THEN '<h2>' || wval._html(s.strategy_id) || '</h2>'
-                           ELSE E'\n## ' || s.strategy_id || E'\n' END;
+                           ELSE E'\n## ' || wval._md_cell(s.strategy_id) || E'\n' END;
         out := out || wval._live_table(html, ARRAY['item', 'value'], jsonb_build_array(
             jsonb_build_array('stage', coalesce(s.stage, 'not deployed')),
             jsonb_build_array('run', (s.run).run_id::text || ' as of ' || (s.run).as_of),
@@ -859,6 +809,7 @@ BEGIN
                                                    'reason code', 'reason', 'previous status'], coalesce(rows, '[]'));
 
         IF html THEN
+          BEGIN
             -- charts over the longest window, from the returns that count now
             SELECT array_agg(q.day ORDER BY q.day), array_agg(q.eq ORDER BY q.day),
                    array_agg(q.eq / q.peak - 1 ORDER BY q.day),
@@ -873,10 +824,28 @@ BEGIN
                         WHERE c.world_id = p_world AND c.strategy_id = s.strategy_id
                           AND c.day > (s.run).as_of - wins[cardinality(wins)]::integer AND c.day <= (s.run).as_of
                         WINDOW r20 AS (ORDER BY c.day ROWS 19 PRECEDING)) z) q;
+            -- thresholds: the dd_max and sharpe_min the run applied (live_monitoring)
+            nchart := nchart + 1;
+            dd_max := wval._report_threshold(s.run, 'live.max_drawdown', '<=');
+            sharpe_min := wval._report_threshold(s.run, 'live.sharpe', '>=');
             out := out || '<h3>Charts</h3>'::text
-                       || wval._svg_line(format('Equity curve (%s days)', wins[cardinality(wins)]), days, equity, '#1f5fa8')
-                       || wval._svg_line('Drawdown', days, dd, '#b00020')
-                       || wval._svg_line('Rolling Sharpe (20 observations, annualised)', rs_days, rs, '#2e7d32');
+                       || wval._chart_line('equity-' || nchart, format('Equity curve (%s days)', wins[cardinality(wins)]),
+                                           days::text[], equity, '[]', '#1f5fa8')
+                       || wval._chart_line('drawdown-' || nchart, 'Drawdown', days::text[], dd,
+                                           CASE WHEN dd_max IS NULL THEN '[]'::jsonb
+                                                ELSE jsonb_build_array(jsonb_build_object('y', -dd_max, 'label', 'dd_max', 'color', '#b00020')) END,
+                                           '#b00020', true)
+                       || wval._chart_line('rolling-sharpe-' || nchart, 'Rolling Sharpe (20 observations, annualised)',
+                                           rs_days::text[], rs,
+                                           jsonb_build_array(jsonb_build_object('y', 0, 'label', 'zero', 'color', '#666'))
+                                           || CASE WHEN sharpe_min IS NULL THEN '[]'::jsonb
+                                                   ELSE jsonb_build_array(jsonb_build_object('y', sharpe_min, 'label', 'sharpe_min',
+                                                                                             'color', '#b00020')) END,
+                                           '#2e7d32');
+          EXCEPTION WHEN numeric_value_out_of_range OR division_by_zero OR invalid_argument_for_logarithm THEN
+            -- realized returns near the limits of a double overflow the equity or variance
+            out := out || '<h3>Charts</h3><p class="wval-no-returns">The realized returns are too large to chart (the arithmetic of the charts overflows a double).</p>'::text;
+          END;
         END IF;
     END LOOP;
 
@@ -886,7 +855,7 @@ BEGIN
     RETURN array_to_string(out, E'\n');
 END
 $$;
-COMMENT ON FUNCTION public.wval_live_report(text, date, text) IS 'the live monitoring report of a world as of a day (markdown or html): per strategy its latest live run up to that day with the windows, decay, check outcomes, demotion status and the change since the previous live run; html adds inline SVG charts (equity curve, drawdown, rolling Sharpe)';
+COMMENT ON FUNCTION public.wval_live_report(text, date, text) IS 'the live monitoring report of a world as of a day (markdown or html): per strategy its latest live run up to that day with the windows, decay, check outcomes, demotion status and the change since the previous live run; html adds inline SVG charts (equity curve, drawdown with the dd_max line, rolling Sharpe with the zero and sharpe_min lines; round axis ticks)';
 
 ------------------------------------------------------------------------------
 -- pg_dump and privileges
