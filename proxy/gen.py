@@ -65,7 +65,7 @@ MERGE = {
 ANY = {
     "wval_metrics", "wval_psr", "wval_dsr", "wval_norm_cdf", "wval_norm_ppf",
     "wval_strategy_complexity", "wval_check", "wval_policy_diff", "wval_policy_diff_gate",
-    "wval_scenario_check",
+    "wval_scenario_check", "wval_policy_diff_render",
 }
 
 # Set-returning functions over every world.

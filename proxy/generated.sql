@@ -417,6 +417,15 @@ $$;
 COMMENT ON FUNCTION public.wval_policy_activate(world_id text, version integer, actor text, reason text, force boolean, stages text[]) IS 'wval_proxy: wval_policy_activate of wval, run on wval_proxy.world_shard(world_id)';
 GRANT EXECUTE ON FUNCTION public.wval_policy_activate(world_id text, version integer, actor text, reason text, force boolean, stages text[]) TO wval_validator;
 
+CREATE FUNCTION public.wval_policy_compare(world_id text, old_version integer, new_version integer)
+RETURNS TABLE(profile text, rule text, change text, attribute text, old_value jsonb, new_value jsonb)
+LANGUAGE plproxy AS $$
+    CLUSTER 'wval_cluster';
+    RUN ON wval_proxy.world_shards(world_id);
+$$;
+COMMENT ON FUNCTION public.wval_policy_compare(world_id text, old_version integer, new_version integer) IS 'wval_proxy: wval_policy_compare of wval, run on wval_proxy.world_shards(world_id)';
+GRANT EXECUTE ON FUNCTION public.wval_policy_compare(world_id text, old_version integer, new_version integer) TO wval_analyst;
+
 CREATE FUNCTION public.wval_policy_diff(old_policy jsonb, new_policy jsonb, runs jsonb, stage text DEFAULT 'backtest'::text)
 RETURNS jsonb
 LANGUAGE plproxy AS $$
@@ -470,6 +479,15 @@ LANGUAGE plproxy AS $$
 $$;
 COMMENT ON FUNCTION public.wval_policy_diff_gate(world_id text, old_version integer, new_version integer, stage text, since timestamp with time zone, until timestamp with time zone, dedupe text, fail_impact_ratio double precision, raise_on_breach boolean) IS 'wval_proxy: wval_policy_diff_gate of wval, run on wval_proxy.world_shard(world_id)';
 GRANT EXECUTE ON FUNCTION public.wval_policy_diff_gate(world_id text, old_version integer, new_version integer, stage text, since timestamp with time zone, until timestamp with time zone, dedupe text, fail_impact_ratio double precision, raise_on_breach boolean) TO wval_validator;
+
+CREATE FUNCTION public.wval_policy_diff_render(diff jsonb, format text DEFAULT 'markdown'::text)
+RETURNS text
+LANGUAGE plproxy AS $$
+    CLUSTER 'wval_cluster';
+    RUN ON ANY;
+$$;
+COMMENT ON FUNCTION public.wval_policy_diff_render(diff jsonb, format text) IS 'wval_proxy: wval_policy_diff_render of wval, run on any';
+GRANT EXECUTE ON FUNCTION public.wval_policy_diff_render(diff jsonb, format text) TO wval_analyst;
 
 CREATE FUNCTION public.wval_policy_publish(world_id text, policy jsonb, actor text, note text DEFAULT NULL::text)
 RETURNS integer
@@ -612,6 +630,23 @@ $$;
 COMMENT ON FUNCTION public.wval_run_history(world_id text, strategy_id text) IS 'wval_proxy: wval_run_history of wval, run on wval_proxy.world_shards(world_id)';
 GRANT EXECUTE ON FUNCTION public.wval_run_history(world_id text, strategy_id text) TO wval_analyst;
 
+CREATE FUNCTION wval_proxy.wval_run_reproduce_on(shard integer, run_id uuid)
+RETURNS TABLE(field text, stored jsonb, recomputed jsonb, equal boolean)
+LANGUAGE plproxy AS $$
+    CLUSTER 'wval_cluster';
+    RUN ON shard;
+    SELECT * FROM public.wval_run_reproduce(run_id);
+$$;
+COMMENT ON FUNCTION wval_proxy.wval_run_reproduce_on(integer, uuid) IS 'wval_proxy: calls wval_run_reproduce on the given shard';
+GRANT EXECUTE ON FUNCTION wval_proxy.wval_run_reproduce_on(integer, uuid) TO wval_analyst;
+CREATE FUNCTION public.wval_run_reproduce(run_id uuid)
+RETURNS TABLE(field text, stored jsonb, recomputed jsonb, equal boolean)
+LANGUAGE sql AS $$
+    SELECT * FROM wval_proxy.wval_run_reproduce_on(wval_proxy.run_shard(run_id), run_id)
+$$;
+COMMENT ON FUNCTION public.wval_run_reproduce(run_id uuid) IS 'wval_proxy: wval_run_reproduce of wval, on the shard of the world of the run';
+GRANT EXECUTE ON FUNCTION public.wval_run_reproduce(run_id uuid) TO wval_analyst;
+
 CREATE FUNCTION public.wval_scenario_check(policy jsonb, set_name text, stage text DEFAULT 'backtest'::text)
 RETURNS jsonb
 LANGUAGE plproxy AS $$
@@ -711,6 +746,15 @@ $$;
 COMMENT ON FUNCTION public.wval_strategy_complexity(search_intensity integer, extra_metrics jsonb) IS 'wval_proxy: wval_strategy_complexity of wval, run on any';
 GRANT EXECUTE ON FUNCTION public.wval_strategy_complexity(search_intensity integer, extra_metrics jsonb) TO wval_analyst;
 
+CREATE FUNCTION public.wval_trend(world_id text, metric_or_check text, bucket text DEFAULT 'month'::text, since timestamp with time zone DEFAULT (now() - '1 year'::interval), until timestamp with time zone DEFAULT now(), stat text DEFAULT NULL::text, stage text DEFAULT NULL::text)
+RETURNS TABLE(bucket_start timestamp with time zone, n bigint, value double precision)
+LANGUAGE plproxy AS $$
+    CLUSTER 'wval_cluster';
+    RUN ON wval_proxy.world_shards(world_id);
+$$;
+COMMENT ON FUNCTION public.wval_trend(world_id text, metric_or_check text, bucket text, since timestamp with time zone, until timestamp with time zone, stat text, stage text) IS 'wval_proxy: wval_trend of wval, run on wval_proxy.world_shards(world_id)';
+GRANT EXECUTE ON FUNCTION public.wval_trend(world_id text, metric_or_check text, bucket text, since timestamp with time zone, until timestamp with time zone, stat text, stage text) TO wval_analyst;
+
 CREATE FUNCTION public.wval_validation_slo(since timestamp with time zone DEFAULT (now() - '30 days'::interval), until timestamp with time zone DEFAULT now())
 RETURNS TABLE(world_id text, stage text, runs bigint, coverage_p50 double precision, coverage_p95 double precision, coverage_p99 double precision, rules_executed_p50 double precision, rules_executed_p95 double precision, rules_executed_p99 double precision, missing_metric_run_ratio double precision, rule_error_run_ratio double precision, coverage_ok boolean, rules_ok boolean, missing_ok boolean, errors_ok boolean, slo_met boolean)
 LANGUAGE plproxy AS $$
@@ -753,6 +797,15 @@ LANGUAGE sql AS $$
 $$;
 COMMENT ON FUNCTION public.wval_world_grant(role_name name, world_id text, privilege text, actor text) IS 'wval_proxy: wval_world_grant of wval, on the world''s shard, on every shard for NULL or * (first)';
 GRANT EXECUTE ON FUNCTION public.wval_world_grant(role_name name, world_id text, privilege text, actor text) TO wval_admin;
+
+CREATE FUNCTION public.wval_world_report(world_id text, since date DEFAULT NULL::date, until date DEFAULT NULL::date, format text DEFAULT 'markdown'::text, bucket text DEFAULT NULL::text)
+RETURNS text
+LANGUAGE plproxy AS $$
+    CLUSTER 'wval_cluster';
+    RUN ON wval_proxy.world_shard(world_id);
+$$;
+COMMENT ON FUNCTION public.wval_world_report(world_id text, since date, until date, format text, bucket text) IS 'wval_proxy: wval_world_report of wval, run on wval_proxy.world_shard(world_id)';
+GRANT EXECUTE ON FUNCTION public.wval_world_report(world_id text, since date, until date, format text, bucket text) TO wval_analyst;
 
 CREATE FUNCTION wval_proxy.wval_world_revoke_on(role_name name, world_id text, actor text)
 RETURNS SETOF boolean

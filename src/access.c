@@ -51,6 +51,7 @@
 #include "utils/syscache.h"
 
 #include "access.h"
+#include "spi.h"
 #include "wval.h"
 
 /* The grants in force for one role: world → write? ('*' = every world). */
@@ -78,7 +79,14 @@ static int	access_next_victim = 0;
 static bool access_stale = false;
 static bool access_callbacks_registered = false;
 static Oid	access_grants_relid = InvalidOid;
-static SPIPlanPtr access_load_plan = NULL;
+/* the grants in force for a role: membership counts, a grant of a dropped role names no role */
+static WvalPlan access_load_plan =
+WVAL_PLAN("SELECT g.world_id, bool_or(g.privilege OPERATOR(pg_catalog.=) 'write') "
+		  "FROM wval.current_world_grants g "
+		  "JOIN pg_catalog.pg_roles gr ON gr.rolname OPERATOR(pg_catalog.=) g.role_name "
+		  "WHERE g.privilege OPERATOR(pg_catalog.<>) 'none' "
+		  "AND pg_catalog.pg_has_role($1, gr.oid, 'MEMBER') "
+		  "GROUP BY g.world_id", 1, OIDOID);
 
 /* Relcache callback: wval.world_grants changed (or every relation did). */
 static void
@@ -147,7 +155,6 @@ access_load(AccessRole *slot, Oid role)
 	Oid			save_userid;
 	int			save_sec_context;
 	int			save_nestlevel;
-	Oid			argtypes[1] = {OIDOID};
 	Datum		args[1];
 	uint64		i;
 	MemoryContext oldcxt;
@@ -168,37 +175,17 @@ access_load(AccessRole *slot, Oid role)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (access_load_plan == NULL)
-	{
-		/* membership counts; a grant of a dropped role names no role */
-		access_load_plan = SPI_prepare("SELECT g.world_id, bool_or(g.privilege OPERATOR(pg_catalog.=) 'write') "
-									   "FROM wval.current_world_grants g "
-									   "JOIN pg_catalog.pg_roles gr ON gr.rolname OPERATOR(pg_catalog.=) g.role_name "
-									   "WHERE g.privilege OPERATOR(pg_catalog.<>) 'none' "
-									   "AND pg_catalog.pg_has_role($1, gr.oid, 'MEMBER') "
-									   "GROUP BY g.world_id",
-									   1, argtypes);
-		if (access_load_plan == NULL || SPI_keepplan(access_load_plan) != 0)
-			elog(ERROR, "could not prepare the world grants look-up");
-	}
 	args[0] = ObjectIdGetDatum(role);
-	if (SPI_execute_plan(access_load_plan, args, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the world grants of role %u", role);
+	(void) wval_spi_exec(&access_load_plan, args, NULL, true, 0, SPI_OK_SELECT);
 
 	oldcxt = MemoryContextSwitchTo(access_cxt);
 	slot->grants = palloc0(sizeof(AccessGrant) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		bool		isnull;
-		Datum		w = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull);
-		Datum		wr;
-
-		if (isnull)
+		if (wval_spi_isnull(i, 1))
 			continue;
-		wr = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
-		slot->grants[slot->ngrants].world_id = TextDatumGetCString(w);
-		slot->grants[slot->ngrants].write = !isnull && DatumGetBool(wr);
+		slot->grants[slot->ngrants].world_id = wval_spi_text(i, 1);
+		slot->grants[slot->ngrants].write = wval_spi_bool(i, 2, false);
 		slot->ngrants++;
 	}
 	MemoryContextSwitchTo(oldcxt);

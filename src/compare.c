@@ -15,22 +15,17 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "jsonb.h"
 #include "policy.h"
 #include "wval.h"
 
 PG_FUNCTION_INFO_V1(wval_policy_rulesets);
 
-/* Appends "name": <materialised ruleset> to a JSON object being written */
+/* Pushes "name": <materialised ruleset> into the object being built */
 static void
-append_ruleset(StringInfo buf, const WvalRuleset *rs, bool *first)
+push_ruleset(JsonbParseState **ps, const WvalRuleset *rs)
 {
-	if (!*first)
-		appendStringInfoChar(buf, ',');
-	*first = false;
-	wval_append_json_string(buf, rs->profile);
-	appendStringInfoChar(buf, ':');
-	appendStringInfoString(buf, JsonbToCString(NULL, &rs->materialised->root,
-											   VARSIZE(rs->materialised)));
+	wval_jb_kv_jsonb(ps, rs->profile, rs->materialised);
 }
 
 /*
@@ -45,18 +40,15 @@ wval_policy_rulesets(PG_FUNCTION_ARGS)
 	Jsonb	   *doc = PG_GETARG_JSONB_P(0);
 	bool		fail_closed = PG_GETARG_BOOL(1);
 	WvalPolicy *policy = wval_policy_build(doc, fail_closed, CurrentMemoryContext);
-	StringInfoData buf;
-	bool		first = true;
+	JsonbParseState *ps = NULL;
 	int			i;
 
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
+	wval_jb_begin_object(&ps);
 	for (i = 0; i < policy->nprofiles; i++)
-		append_ruleset(&buf, &policy->profiles[i], &first);
+		push_ruleset(&ps, &policy->profiles[i]);
 	if (policy->live != NULL && policy->live->nrules > 0)
-		append_ruleset(&buf, policy->live, &first);
+		push_ruleset(&ps, policy->live);
 	if (policy->cohort != NULL && policy->cohort->nrules > 0)
-		append_ruleset(&buf, policy->cohort, &first);
-	appendStringInfoChar(&buf, '}');
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+		push_ruleset(&ps, policy->cohort);
+	PG_RETURN_JSONB_P(wval_jb_end_object(&ps));
 }

@@ -525,26 +525,31 @@ wval_merge_metrics(Jsonb *computed, Jsonb *supplied)
 	return JsonbValueToJsonb(res);
 }
 
+/* {metric_coverage_ratio, rules_executed_ratio, validation_error_count} of an outcome */
+static Jsonb *
+validation_health_jsonb(const WvalOutcome *out)
+{
+	JsonbParseState *ps = NULL;
+
+	wval_jb_begin_object(&ps);
+	wval_jb_kv_float8(&ps, "metric_coverage_ratio", out->metric_coverage_ratio);
+	wval_jb_kv_float8(&ps, "rules_executed_ratio", out->rules_executed_ratio);
+	wval_jb_kv_int64(&ps, "validation_error_count", out->own.nerrors);
+	return wval_jb_end_object(&ps);
+}
+
 /* Adds diagnostics.validation_health to a merged metrics document */
 Jsonb *
 wval_add_validation_health(Jsonb *metrics, const WvalOutcome *out)
 {
-	StringInfoData buf;
 	Datum		path;
 	Datum		elems[2];
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"metric_coverage_ratio\":");
-	wval_append_float8(&buf, out->metric_coverage_ratio);
-	appendStringInfoString(&buf, ",\"rules_executed_ratio\":");
-	wval_append_float8(&buf, out->rules_executed_ratio);
-	appendStringInfo(&buf, ",\"validation_error_count\":%d}", out->own.nerrors);
 
 	elems[0] = CStringGetTextDatum("diagnostics");
 	elems[1] = CStringGetTextDatum("validation_health");
 	path = PointerGetDatum(construct_array(elems, 2, TEXTOID, -1, false, TYPALIGN_INT));
 	return DatumGetJsonbP(DirectFunctionCall4(jsonb_set, JsonbPGetDatum(metrics), path,
-											  DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)),
+											  JsonbPGetDatum(validation_health_jsonb(out)),
 											  BoolGetDatum(true)));
 }
 
@@ -552,36 +557,28 @@ wval_add_validation_health(Jsonb *metrics, const WvalOutcome *out)
 Jsonb *
 wval_outcome_jsonb(const WvalPolicy *policy, const WvalOutcome *out, Jsonb *metrics)
 {
-	StringInfoData buf;
+	JsonbParseState *ps = NULL;
 	int			own = out->own.profile;
 
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"status\":\"%s\",\"recommended_stage\":\"%s\",\"ruleset_hash\":",
-					 out->own.status, out->recommended_stage);
+	wval_jb_begin_object(&ps);
+	wval_jb_kv_string(&ps, "status", out->own.status);
+	wval_jb_kv_string(&ps, "recommended_stage", out->recommended_stage);
 	if (own >= 0)
-		wval_append_json_string(&buf, policy->profiles[own].hash);
-	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfoString(&buf, ",\"profile\":");
-	if (own >= 0)
-		wval_append_json_string(&buf, policy->profiles[own].profile);
-	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfo(&buf, ",\"results\":%s,\"recommendation\":%s,\"validation_health\":",
-					 out->own.results.data, out->recommendation.data);
-	appendStringInfoString(&buf, "{\"metric_coverage_ratio\":");
-	wval_append_float8(&buf, out->metric_coverage_ratio);
-	appendStringInfoString(&buf, ",\"rules_executed_ratio\":");
-	wval_append_float8(&buf, out->rules_executed_ratio);
-	appendStringInfo(&buf, ",\"validation_error_count\":%d}", out->own.nerrors);
-	if (metrics)
 	{
-		char	   *m = JsonbToCString(NULL, &metrics->root, VARSIZE(metrics));
-
-		appendStringInfo(&buf, ",\"metrics\":%s", m);
+		wval_jb_kv_string(&ps, "ruleset_hash", policy->profiles[own].hash);
+		wval_jb_kv_string(&ps, "profile", policy->profiles[own].profile);
 	}
-	appendStringInfoChar(&buf, '}');
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	else
+	{
+		wval_jb_kv_null(&ps, "ruleset_hash");
+		wval_jb_kv_null(&ps, "profile");
+	}
+	wval_jb_kv_jsonb(&ps, "results", out->own.results);
+	wval_jb_kv_jsonb(&ps, "recommendation", out->recommendation);
+	wval_jb_kv_jsonb(&ps, "validation_health", validation_health_jsonb(out));
+	if (metrics)
+		wval_jb_kv_jsonb(&ps, "metrics", metrics);
+	return wval_jb_end_object(&ps);
 }
 
 /* Checks a stage name: backtest, paper, shadow or live */
@@ -1325,9 +1322,8 @@ eval_store(const EvalRequest *req, const EvalWorld *w, const EvalOutcome *res)
 	run.profile = own >= 0 ? w->policy->profiles[own].profile : NULL;
 	run.status = res->out.own.status;
 	run.recommended_stage = res->out.recommended_stage;
-	run.recommendation = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-															CStringGetDatum(res->out.recommendation.data)));
-	run.results = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(res->out.own.results.data)));
+	run.recommendation = res->out.recommendation;
+	run.results = res->out.own.results;
 	run.created_by = req->actor;
 	run.kind = req->kind;
 	run.linked_run_id = req->linked_run_id;
@@ -1440,7 +1436,6 @@ wval_apply_rules(PG_FUNCTION_ARGS)
 	WvalRuleset *rs;
 	WvalEvalInput in;
 	WvalProfileOutcome out;
-	StringInfoData buf;
 	JsonbValue *baseline;
 
 	wval_require_policy_arg(fcinfo);
@@ -1478,20 +1473,5 @@ wval_apply_rules(PG_FUNCTION_ARGS)
 		in.baseline = JsonbValueToJsonb(baseline);
 	/* a selection of layers without checks is "nothing to check", not a warning */
 	wval_evaluate_ruleset(rs, &in, layers, nlayers, &out);
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"status\":\"%s\",\"cleared\":%s,\"profile\":", out.status,
-					 out.cleared ? "true" : "false");
-	if (rs)
-		wval_append_json_string(&buf, rs->profile);
-	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfoString(&buf, ",\"ruleset_hash\":");
-	if (rs)
-		wval_append_json_string(&buf, rs->hash);
-	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfo(&buf, ",\"results\":%s,\"stopped_by\":%s,\"validation_error_count\":%d}",
-					 out.results.data, out.stoppers.data, out.nerrors);
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	PG_RETURN_JSONB_P(wval_ruleset_outcome_jsonb(rs, &out));
 }

@@ -361,21 +361,11 @@ wval_live_rules(PG_FUNCTION_ARGS)
 	WvalPolicy *policy = live_policy(fcinfo);
 	WvalEvalInput in;
 	WvalProfileOutcome out;
-	StringInfoData buf;
 
 	memset(&in, 0, sizeof(in));
 	in.metrics = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
 	in.stage = PG_ARGISNULL(4) ? "live" : text_to_cstring(PG_GETARG_TEXT_PP(4));
 	in.now = GetCurrentTransactionStartTimestamp();
 	wval_evaluate_ruleset(policy->live, &in, NULL, 0, &out);
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"status\":\"%s\",\"cleared\":%s,\"profile\":", out.status,
-					 out.cleared ? "true" : "false");
-	wval_append_json_string(&buf, policy->live->profile);
-	appendStringInfoString(&buf, ",\"ruleset_hash\":");
-	wval_append_json_string(&buf, policy->live->hash);
-	appendStringInfo(&buf, ",\"results\":%s,\"stopped_by\":%s,\"validation_error_count\":%d}",
-					 out.results.data, out.stoppers.data, out.nerrors);
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	PG_RETURN_JSONB_P(wval_ruleset_outcome_jsonb(policy->live, &out));
 }

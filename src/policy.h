@@ -145,8 +145,8 @@ typedef struct WvalProfileOutcome
 	bool		cleared;		/* no blocking or soft fail */
 	int			nresults;
 	int			nerrors;		/* results with reason_code rule_error */
-	StringInfoData results;		/* JSON object text: key -> RuleResult */
-	StringInfoData stoppers;	/* JSON array text of keys that stop the climb */
+	Jsonb	   *results;		/* object: key -> RuleResult */
+	Jsonb	   *stoppers;		/* array of the keys that stop the climb */
 } WvalProfileOutcome;
 
 /* The outcome of a run: its own profile plus the recommendation */
@@ -154,7 +154,7 @@ typedef struct WvalOutcome
 {
 	WvalProfileOutcome own;
 	const char *recommended_stage;
-	StringInfoData recommendation;	/* JSON object text */
+	Jsonb	   *recommendation; /* {stages, recommended_stage, stopped_at} */
 	double		metric_coverage_ratio;
 	double		rules_executed_ratio;
 } WvalOutcome;
@@ -210,6 +210,8 @@ extern const char *wval_rule_code_name(const WvalRule *r, WvalRuleCode code);
 extern WvalMetricCache *wval_metric_cache_create(void);
 extern void wval_metric_cache_reset(WvalMetricCache *cache);
 extern double wval_coverage_ratio(Jsonb *metrics);
+/* A ruleset's outcome as {status, cleared, profile, ruleset_hash, results, stopped_by, validation_error_count} */
+extern Jsonb *wval_ruleset_outcome_jsonb(const WvalRuleset *rs, const WvalProfileOutcome *out);
 
 /* jsonb access helpers (rules.c) */
 extern JsonbValue *wval_json_get(Jsonb *doc, char **path, int npath);

@@ -929,7 +929,7 @@ pf_store(const PortfolioRequest *req, const PortfolioInputs *in, const Portfolio
 	run.ruleset_hash = res->rs ? res->rs->hash : NULL;
 	run.profile = res->rs ? res->rs->profile : NULL;
 	run.status = res->out.status;
-	run.results = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(res->out.results.data)));
+	run.results = res->out.results;
 	run.linked_run_id = in->cand.run_id;
 	run.created_by = req->actor;
 	candidate_updated_event(req->world, in, res, DatumGetCString(DirectFunctionCall1(uuid_out, run.run_id)),

@@ -24,6 +24,7 @@
 
 #include "metrics.h"
 #include "policy.h"
+#include "jsonb.h"
 #include "returns.h"
 #include "spi.h"
 #include "wval.h"
@@ -213,17 +214,18 @@ wval_recompute_metrics(PG_FUNCTION_ARGS)
 	extra = stored ? wval_json_path(stored, "diagnostics.extra_metrics") : NULL;
 	if (extra != NULL && extra->type == jbvBinary)
 	{
-		StringInfoData buf;
+		JsonbParseState *ps = NULL;
 		Datum		path[2];
 
-		initStringInfo(&buf);
-		wval_append_float8(&buf, wval_strategy_complexity_value(opt.search_intensity,
-																JsonbValueToJsonb(extra)));
+		/* a scalar document: the builder's array form, taken as its element */
+		wval_jb_begin_array(&ps);
+		wval_jb_float8(&ps, wval_strategy_complexity_value(opt.search_intensity, JsonbValueToJsonb(extra)));
 		path[0] = CStringGetTextDatum("diagnostics");
 		path[1] = CStringGetTextDatum("strategy_complexity");
 		pack = DatumGetJsonbP(DirectFunctionCall4(jsonb_set, JsonbPGetDatum(pack),
 												  PointerGetDatum(construct_array(path, 2, TEXTOID, -1, false, TYPALIGN_INT)),
-												  DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)),
+												  DirectFunctionCall2(jsonb_array_element, JsonbPGetDatum(wval_jb_end_array(&ps)),
+																	  Int32GetDatum(0)),
 												  BoolGetDatum(true)));
 	}
 	PG_RETURN_JSONB_P(pack);

@@ -25,6 +25,7 @@
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
+#include "jsonb.h"
 #include "policy.h"
 #include "wval.h"
 
@@ -321,62 +322,57 @@ rule_subject(const WvalRule *r)
 	}
 }
 
-/* Appends one RuleResult ("key": {...}) to the results object text */
+/* Pushes one RuleResult ("key": {...}) into the results object being built */
 static void
-append_result(StringInfo buf, const WvalRule *r, const char *status, WvalSeverity sev,
-			  const char *code, const char *reason, ValueState vs, double value,
-			  bool has_baseline, double baseline, bool would_fail, const char *error)
+push_result(JsonbParseState **ps, const WvalRule *r, const char *status, WvalSeverity sev,
+			const char *code, const char *reason, ValueState vs, double value,
+			bool has_baseline, double baseline, bool would_fail, const char *error)
 {
-	if (buf->len > 1)
-		appendStringInfoChar(buf, ',');
-	wval_append_json_string(buf, r->key);
-	appendStringInfo(buf, ":{\"status\":\"%s\",\"severity\":\"%s\",\"owner\":\"%s\",\"reason_code\":\"%s\",\"reason\":",
-					 status, wval_severity_name(sev), wval_owner_name(r->owner), code);
-	wval_append_json_string(buf, reason);
-	appendStringInfoString(buf, ",\"tags\":[");
-	wval_append_json_string(buf, r->layer);
-	appendStringInfoString(buf, "],\"details\":{\"metric\":");
-	wval_append_json_string(buf, r->metric);
-	appendStringInfoString(buf, ",\"value\":");
+	wval_jb_key(ps, r->key);
+	wval_jb_begin_object(ps);
+	wval_jb_kv_string(ps, "status", status);
+	wval_jb_kv_string(ps, "severity", wval_severity_name(sev));
+	wval_jb_kv_string(ps, "owner", wval_owner_name(r->owner));
+	wval_jb_kv_string(ps, "reason_code", code);
+	wval_jb_kv_string(ps, "reason", reason);
+	wval_jb_key(ps, "tags");
+	wval_jb_begin_array(ps);
+	wval_jb_string(ps, r->layer);
+	wval_jb_end_array(ps);
+	wval_jb_key(ps, "details");
+	wval_jb_begin_object(ps);
+	wval_jb_kv_string(ps, "metric", r->metric);
 	if (vs == VS_OK)
-		wval_append_float8(buf, value);
+		wval_jb_kv_float8(ps, "value", value);
 	else
-		appendStringInfoString(buf, "null");
+		wval_jb_kv_null(ps, "value");
 	if (r->has_min && r->has_max)
 	{
-		appendStringInfoString(buf, ",\"op\":\"between\",\"threshold\":[");
-		wval_append_float8(buf, r->min);
-		appendStringInfoChar(buf, ',');
-		wval_append_float8(buf, r->max);
-		appendStringInfoChar(buf, ']');
+		wval_jb_kv_string(ps, "op", "between");
+		wval_jb_key(ps, "threshold");
+		wval_jb_begin_array(ps);
+		wval_jb_float8(ps, r->min);
+		wval_jb_float8(ps, r->max);
+		wval_jb_end_array(ps);
 	}
 	else
 	{
-		appendStringInfo(buf, ",\"op\":\"%s\",\"threshold\":",
-						 r->has_min ? (r->strict_min ? ">" : ">=") : "<=");
-		wval_append_float8(buf, r->has_min ? r->min : r->max);
+		wval_jb_kv_string(ps, "op", r->has_min ? (r->strict_min ? ">" : ">=") : "<=");
+		wval_jb_kv_float8(ps, "threshold", r->has_min ? r->min : r->max);
 	}
-	appendStringInfo(buf, ",\"mode\":\"%s\"", wval_mode_name(r->mode));
+	wval_jb_kv_string(ps, "mode", wval_mode_name(r->mode));
 	if (r->unit[0])
-		appendStringInfo(buf, ",\"unit\":\"%s\"", r->unit);
+		wval_jb_kv_string(ps, "unit", r->unit);
 	if (r->metric2)
-	{
-		appendStringInfoString(buf, ",\"metric2\":");
-		wval_append_json_string(buf, r->metric2);
-	}
+		wval_jb_kv_string(ps, "metric2", r->metric2);
 	if (has_baseline)
-	{
-		appendStringInfoString(buf, ",\"baseline_value\":");
-		wval_append_float8(buf, baseline);
-	}
+		wval_jb_kv_float8(ps, "baseline_value", baseline);
 	if (would_fail)
-		appendStringInfoString(buf, ",\"would_fail\":true");
+		wval_jb_kv_bool(ps, "would_fail", true);
 	if (error)
-	{
-		appendStringInfoString(buf, ",\"error\":");
-		wval_append_json_string(buf, error);
-	}
-	appendStringInfoString(buf, "}}");
+		wval_jb_kv_string(ps, "error", error);
+	wval_jb_end_object(ps);
+	wval_jb_end_object(ps);
 }
 
 /* True when a rule belongs to one of the layers (all when nlayers is 0) */
@@ -551,14 +547,15 @@ wval_evaluate_ruleset(const WvalRuleset *rs, const WvalEvalInput *in,
 	bool		any_warn = false;
 	int			i;
 
+	JsonbParseState *results = NULL;
+	JsonbParseState *stoppers = NULL;
+
 	out->profile = -1;
 	out->cleared = true;
 	out->nresults = 0;
 	out->nerrors = 0;
-	initStringInfo(&out->results);
-	initStringInfo(&out->stoppers);
-	appendStringInfoChar(&out->results, '{');
-	appendStringInfoChar(&out->stoppers, '[');
+	wval_jb_begin_object(&results);
+	wval_jb_begin_array(&stoppers);
 
 	for (i = 0; rs != NULL && i < rs->nrules; i++)
 	{
@@ -574,9 +571,9 @@ wval_evaluate_ruleset(const WvalRuleset *rs, const WvalEvalInput *in,
 		if (d.vs == VS_ERROR)
 			out->nerrors++;
 
-		append_result(&out->results, r, d.status, d.severity, wval_rule_code_name(r, d.code),
-					  reason.data, d.vs, d.value, !isnan(d.baseline), d.baseline,
-					  d.would_fail, d.error);
+		push_result(&results, r, d.status, d.severity, wval_rule_code_name(r, d.code),
+					reason.data, d.vs, d.value, !isnan(d.baseline), d.baseline,
+					d.would_fail, d.error);
 		out->nresults++;
 
 		if (strcmp(d.status, "fail") == 0)
@@ -587,9 +584,7 @@ wval_evaluate_ruleset(const WvalRuleset *rs, const WvalEvalInput *in,
 				any_warn = true;
 			if (d.severity != WVAL_SEV_INFO)
 			{
-				if (out->stoppers.len > 1)
-					appendStringInfoChar(&out->stoppers, ',');
-				wval_append_json_string(&out->stoppers, r->key);
+				wval_jb_string(&stoppers, r->key);
 				out->cleared = false;
 			}
 		}
@@ -600,19 +595,58 @@ wval_evaluate_ruleset(const WvalRuleset *rs, const WvalEvalInput *in,
 	if (out->nresults == 0)
 	{
 		/* nothing was validated, so nothing may be called a pass */
-		appendStringInfoString(&out->results,
-							   "\"policy.no_checks\":{\"status\":\"warn\",\"severity\":\"info\",\"owner\":\"ops\","
-							   "\"reason_code\":\"no_checks\",\"reason\":");
-		wval_append_json_string(&out->results,
-								rs ? psprintf("profile \"%s\" configures no check for this stage: nothing was validated", rs->profile) :
-								"the policy has no profile for this stage: nothing was validated");
-		appendStringInfoString(&out->results, ",\"tags\":[\"policy\"],\"details\":{}}");
+		wval_jb_key(&results, "policy.no_checks");
+		wval_jb_begin_object(&results);
+		wval_jb_kv_string(&results, "status", "warn");
+		wval_jb_kv_string(&results, "severity", "info");
+		wval_jb_kv_string(&results, "owner", "ops");
+		wval_jb_kv_string(&results, "reason_code", "no_checks");
+		wval_jb_kv_string(&results, "reason",
+						  rs ? psprintf("profile \"%s\" configures no check for this stage: nothing was validated", rs->profile) :
+						  "the policy has no profile for this stage: nothing was validated");
+		wval_jb_key(&results, "tags");
+		wval_jb_begin_array(&results);
+		wval_jb_string(&results, "policy");
+		wval_jb_end_array(&results);
+		wval_jb_key(&results, "details");
+		wval_jb_begin_object(&results);
+		wval_jb_end_object(&results);
+		wval_jb_end_object(&results);
 		out->status = "warn";
 	}
 	else
 		out->status = any_blocking_fail ? "fail" : any_warn ? "warn" : "pass";
-	appendStringInfoChar(&out->results, '}');
-	appendStringInfoChar(&out->stoppers, ']');
+	out->results = wval_jb_end_object(&results);
+	out->stoppers = wval_jb_end_array(&stoppers);
+}
+
+/*
+ * A ruleset's outcome in the shape of wval._apply_rules and wval._live_rules:
+ * {status, cleared, profile, ruleset_hash, results, stopped_by,
+ * validation_error_count}.
+ */
+Jsonb *
+wval_ruleset_outcome_jsonb(const WvalRuleset *rs, const WvalProfileOutcome *out)
+{
+	JsonbParseState *ps = NULL;
+
+	wval_jb_begin_object(&ps);
+	wval_jb_kv_string(&ps, "status", out->status);
+	wval_jb_kv_bool(&ps, "cleared", out->cleared);
+	if (rs)
+	{
+		wval_jb_kv_string(&ps, "profile", rs->profile);
+		wval_jb_kv_string(&ps, "ruleset_hash", rs->hash);
+	}
+	else
+	{
+		wval_jb_kv_null(&ps, "profile");
+		wval_jb_kv_null(&ps, "ruleset_hash");
+	}
+	wval_jb_kv_jsonb(&ps, "results", out->results);
+	wval_jb_kv_jsonb(&ps, "stopped_by", out->stoppers);
+	wval_jb_kv_int64(&ps, "validation_error_count", out->nerrors);
+	return wval_jb_end_object(&ps);
 }
 
 /*
@@ -754,6 +788,7 @@ wval_evaluate_policy(const WvalPolicy *policy, const WvalEvalInput *in, WvalOutc
 	int			s;
 	int			reached = -1;
 	int			applicable = 0;
+	JsonbParseState *rec = NULL;
 
 	wval_evaluate_profile(policy, own, in, &out->own);
 
@@ -783,35 +818,37 @@ wval_evaluate_policy(const WvalPolicy *policy, const WvalEvalInput *in, WvalOutc
 	}
 	out->recommended_stage = wval_stage_keys[reached < 0 ? 0 : reached];
 
-	initStringInfo(&out->recommendation);
-	appendStringInfoString(&out->recommendation, "{\"stages\":[");
+	wval_jb_begin_object(&rec);
+	wval_jb_key(&rec, "stages");
+	wval_jb_begin_array(&rec);
 	for (s = 0; s < WVAL_NSTAGE_KEYS; s++)
 	{
 		int			p = policy->stage_profile[s];
 
-		if (s > 0)
-			appendStringInfoChar(&out->recommendation, ',');
-		appendStringInfo(&out->recommendation, "{\"stage\":\"%s\",\"profile\":", wval_stage_keys[s]);
+		wval_jb_begin_object(&rec);
+		wval_jb_kv_string(&rec, "stage", wval_stage_keys[s]);
 		if (p < 0)
 		{
-			appendStringInfo(&out->recommendation, "null,\"cleared\":%s,\"note\":\"%s\"}",
-							 cleared[s] ? "true" : "false",
-							 s == 0 ? "no profile mapped: counts as cleared" :
-							 "no profile mapped: this stage cannot be recommended");
+			wval_jb_kv_null(&rec, "profile");
+			wval_jb_kv_bool(&rec, "cleared", cleared[s]);
+			wval_jb_kv_string(&rec, "note", s == 0 ? "no profile mapped: counts as cleared" :
+							  "no profile mapped: this stage cannot be recommended");
+			wval_jb_end_object(&rec);
 			continue;
 		}
-		wval_append_json_string(&out->recommendation, policy->profiles[p].profile);
-		appendStringInfo(&out->recommendation, ",\"status\":\"%s\",\"cleared\":%s,\"stopped_by\":%s}",
-						 stage_out[s].status, cleared[s] ? "true" : "false", stage_out[s].stoppers.data);
+		wval_jb_kv_string(&rec, "profile", policy->profiles[p].profile);
+		wval_jb_kv_string(&rec, "status", stage_out[s].status);
+		wval_jb_kv_bool(&rec, "cleared", cleared[s]);
+		wval_jb_kv_jsonb(&rec, "stopped_by", stage_out[s].stoppers);
+		wval_jb_end_object(&rec);
 	}
-	appendStringInfoString(&out->recommendation, "],\"recommended_stage\":");
-	wval_append_json_string(&out->recommendation, out->recommended_stage);
-	appendStringInfoString(&out->recommendation, ",\"stopped_at\":");
+	wval_jb_end_array(&rec);
+	wval_jb_kv_string(&rec, "recommended_stage", out->recommended_stage);
 	if (reached + 1 < WVAL_NSTAGE_KEYS)
-		wval_append_json_string(&out->recommendation, wval_stage_keys[reached + 1]);
+		wval_jb_kv_string(&rec, "stopped_at", wval_stage_keys[reached + 1]);
 	else
-		appendStringInfoString(&out->recommendation, "null");
-	appendStringInfoChar(&out->recommendation, '}');
+		wval_jb_kv_null(&rec, "stopped_at");
+	out->recommendation = wval_jb_end_object(&rec);
 
 	/* validation_health */
 	out->metric_coverage_ratio = wval_coverage_ratio(in->metrics);
