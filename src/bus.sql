@@ -265,60 +265,13 @@ COMMENT ON FUNCTION wval._dead_lettered(text, bigint) IS 'emits event_dead_lette
 ------------------------------------------------------------------------------
 
 -- wval._emit(type, world, subject, key, data, ttl): writes one event and its
--- deliveries and wakes listeners after commit (wval._wake); returns the event_id,
--- or null when the idempotency key exists (counted as a dedupe hit).
+-- deliveries and wakes listeners after commit; returns the event_id,
+-- or null when the idempotency key exists (counted as a dedupe hit). C (bus.c):
+-- the one emitter, which the run writer (run.c) calls directly.
 CREATE FUNCTION wval._emit(p_type text, p_world_id text, p_subject text, p_idempotency_key text,
                            p_data jsonb, p_ttl interval DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
-DECLARE
-    id bigint;
-    inserted bigint;
-BEGIN
-    IF p_type IS NULL OR btrim(p_type) = '' OR p_idempotency_key IS NULL OR btrim(p_idempotency_key) = '' THEN
-        RAISE EXCEPTION '"%" must not be empty', CASE WHEN p_type IS NULL OR btrim(p_type) = '' THEN 'type' ELSE 'idempotency_key' END
-            USING ERRCODE = '22023',
-                  DETAIL = format('type is %s, idempotency_key is %s.', coalesce(quote_literal(p_type), 'null'),
-                                  coalesce(quote_literal(p_idempotency_key), 'null')),
-                  HINT = 'Events need a type and an idempotency key <type>:<world_id>:<subject>:<discriminator>.';
-    END IF;
-    -- shared with other emitters, exclusive for wval_subscribe (file header)
-    PERFORM pg_advisory_xact_lock_shared(2004312428, 0);
-    id := nextval('wval.events_id_seq');
-    INSERT INTO wval.events (event_id, type, world_id, subject, idempotency_key, payload, expires_at)
-    VALUES (id, p_type, p_world_id, p_subject, p_idempotency_key,
-            jsonb_build_object(
-                'specversion', '1.0',
-                'id', id::text,
-                'source', '/wval/' || current_database() || '/worlds/' || coalesce(p_world_id, '-'),
-                'type', p_type,
-                'subject', p_subject,
-                'time', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                'datacontenttype', 'application/json',
-                'data', coalesce(p_data, '{}'::jsonb)),
-            now() + p_ttl)
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING event_id INTO inserted;
-    IF inserted IS NULL THEN
-        INSERT INTO wval.event_dedupe_hits AS h (type, shard, hits, last_key, last_hit_at)
-        VALUES (p_type, pg_backend_pid() % 16, 1, p_idempotency_key, now())
-        ON CONFLICT (type, shard) DO UPDATE
-            SET hits = h.hits + 1, last_key = excluded.last_key, last_hit_at = excluded.last_hit_at;
-        RETURN NULL;
-    END IF;
-    INSERT INTO wval.deliveries (group_name, event_id, type, world_key, enqueued_at, expires_at, visible_at)
-    SELECT g.group_name, id, p_type, coalesce(p_world_id, ''), now(), now() + p_ttl, now()
-    FROM wval.consumer_groups g
-    WHERE p_type = ANY (g.types)
-      -- a group receives only events of worlds its owner may read
-      AND (g.owner IS NULL OR p_world_id IS NULL
-           OR wval._world_access((SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = g.owner), p_world_id, 'read'));
-    -- any role may LISTEN: the wake-up carries nothing (consumers read the
-    -- outbox); sent after commit by the notifier, not by this transaction
-    PERFORM wval._wake();
-    RETURN id;
-END
-$$;
+    AS 'MODULE_PATHNAME', 'wval_emit' LANGUAGE C VOLATILE SET search_path = pg_catalog, wval, pg_temp;
 COMMENT ON FUNCTION wval._emit(text, text, text, text, jsonb, interval) IS 'internal API of the bus: writes one event and one delivery per subscribed group in the caller''s transaction; listeners of wval_events get an empty NOTIFY after commit (wval._wake); null (and a dedupe hit) when the idempotency key exists';
 
 ------------------------------------------------------------------------------

@@ -897,6 +897,7 @@ candidate_updated_event(const char *world, const PortfolioInputs *in, const Port
 	ev->idempotency_key = psprintf("evaluation_run_updated:%s:%s:extended_validation:%s",
 								   world, in->cand.run_id_text, new_run_text);
 	ev->data = wval_jb_end_object(&ps);
+	ev->ttl = NULL;
 }
 
 /*

@@ -29,12 +29,9 @@
  * run_event_data: world_id, strategy_id, run_id, stage, kind, status,
  * recommended_stage, policy_version; plus linked_run_id when the run has
  * one, campaign_id for a cohort run and snapshot_version (the risk snapshot
- * of data_snapshot) for a portfolio run.  wval_emit_event writes the event
- * exactly as the bus's wval._emit() does (bus.sql, docs/bus.md): the
- * CloudEvents envelope, idempotency key <type>:<world>:<subject>:<run_id>,
- * a dedupe hit instead of a second event, deliveries for the groups whose
- * owner may read the world, the shared bus lock that orders emitters
- * against wval_subscribe, and the wake-up through the notifier.
+ * of data_snapshot) for a portfolio run.  It is written by the bus's one
+ * emitter, wval_emit_event (bus.c), with idempotency key
+ * <type>:<world>:<subject>:<run_id>.
  *
  *-------------------------------------------------------------------------
  */
@@ -59,9 +56,6 @@
 #include "run.h"
 #include "spi.h"
 #include "wval.h"
-
-/* the bus's advisory lock class: emitters share (BUS_LOCK_CLASS, 0), see bus.sql */
-#define BUS_LOCK_CLASS 2004312428
 
 /* the columns of wval.evaluation_runs, in the order of the insert's arguments */
 #define RUN_NCOLUMNS 29
@@ -93,44 +87,10 @@ static WvalPlan plan_insert_results = WVAL_PLAN(
 	"FROM pg_catalog.jsonb_each($5) r",
 	6, UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TIMESTAMPTZOID);
 
-static WvalPlan plan_next_event = WVAL_PLAN(
-	"SELECT pg_catalog.nextval('wval.events_id_seq')",
-	0, InvalidOid);
-
-static WvalPlan plan_insert_event = WVAL_PLAN(
-	"INSERT INTO wval.events (event_id, type, world_id, subject, idempotency_key, payload, expires_at) "
-	"VALUES ($1, $2, $3, $4, $5, $6, now() + $7) ON CONFLICT (idempotency_key) DO NOTHING "
-	"RETURNING event_id",
-	7, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID);
-
-static WvalPlan plan_dedupe_hit = WVAL_PLAN(
-	"INSERT INTO wval.event_dedupe_hits AS h (type, shard, hits, last_key, last_hit_at) "
-	"VALUES ($1, $2, 1, $3, now()) ON CONFLICT (type, shard) DO UPDATE "
-	"SET hits = h.hits + 1, last_key = excluded.last_key, last_hit_at = excluded.last_hit_at",
-	3, TEXTOID, INT2OID, TEXTOID);
-
-/* a group receives only events of worlds its owner may read */
-static WvalPlan plan_insert_deliveries = WVAL_PLAN(
-	"INSERT INTO wval.deliveries (group_name, event_id, type, world_key, enqueued_at, expires_at, visible_at) "
-	"SELECT g.group_name, $1, $2, coalesce($3, ''), now(), now() + $4, now() "
-	"FROM wval.consumer_groups g "
-	"WHERE $2 = ANY (g.types) "
-	"AND (g.owner IS NULL OR $3 IS NULL "
-	"OR wval._world_access((SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = g.owner), $3, 'read'))",
-	4, INT8OID, TEXTOID, TEXTOID, INTERVALOID);
-
 /* ---------------------------------------------------------------------
  * The event
  * ---------------------------------------------------------------------
  */
-
-/* Pushes key: string (null for NULL) onto an object being built. */
-static void
-push_string(JsonbParseState **ps, const char *key, const char *s)
-{
-	wval_jb_key(ps, key);
-	wval_jb_string(ps, s);
-}
 
 /* The text form of a uuid Datum. */
 static char *
@@ -149,99 +109,30 @@ run_event_data(const WvalRun *run)
 	JsonbParseState *ps = NULL;
 
 	wval_jb_begin_object(&ps);
-	push_string(&ps, "world_id", run->world_id);
-	push_string(&ps, "strategy_id", run->strategy_id);
-	push_string(&ps, "run_id", uuid_text(run->run_id));
-	push_string(&ps, "stage", run->stage);
-	push_string(&ps, "kind", run->kind);
-	push_string(&ps, "status", run->status);
-	push_string(&ps, "recommended_stage", run->recommended_stage);
+	wval_jb_kv_string(&ps, "world_id", run->world_id);
+	wval_jb_kv_string(&ps, "strategy_id", run->strategy_id);
+	wval_jb_kv_string(&ps, "run_id", uuid_text(run->run_id));
+	wval_jb_kv_string(&ps, "stage", run->stage);
+	wval_jb_kv_string(&ps, "kind", run->kind);
+	wval_jb_kv_string(&ps, "status", run->status);
+	wval_jb_kv_string(&ps, "recommended_stage", run->recommended_stage);
 	wval_jb_key(&ps, "policy_version");
 	if (run->has_policy_version)
 		wval_jb_int64(&ps, run->policy_version);
 	else
 		wval_jb_null(&ps);
 	if (run->linked_run_id != (Datum) 0)
-		push_string(&ps, "linked_run_id", uuid_text(run->linked_run_id));
+		wval_jb_kv_string(&ps, "linked_run_id", uuid_text(run->linked_run_id));
 	if (strcmp(run->kind, "cohort") == 0)
-		push_string(&ps, "campaign_id", run->campaign_id);
+		wval_jb_kv_string(&ps, "campaign_id", run->campaign_id);
 	if (strcmp(run->kind, "portfolio") == 0)
 	{
 		JsonbValue *v = run->data_snapshot ? wval_json_path(run->data_snapshot, "risk_snapshot.version") : NULL;
 
-		push_string(&ps, "snapshot_version", v && v->type == jbvString ?
+		wval_jb_kv_string(&ps, "snapshot_version", v && v->type == jbvString ?
 					pnstrdup(v->val.string.val, v->val.string.len) : NULL);
 	}
 	return wval_jb_end_object(&ps);
-}
-
-/* The CloudEvents 1.0 envelope of an event (as wval._emit builds it). */
-static Jsonb *
-event_payload(int64 event_id, const char *type, const char *world_id, const char *subject, Jsonb *data)
-{
-	JsonbParseState *ps = NULL;
-
-	wval_jb_begin_object(&ps);
-	push_string(&ps, "specversion", "1.0");
-	push_string(&ps, "id", psprintf(INT64_FORMAT, event_id));
-	push_string(&ps, "source", psprintf("/wval/%s/worlds/%s", get_database_name(MyDatabaseId),
-										world_id ? world_id : "-"));
-	push_string(&ps, "type", type);
-	push_string(&ps, "subject", subject);
-	push_string(&ps, "time", wval_iso_utc(GetCurrentTransactionStartTimestamp()));
-	push_string(&ps, "datacontenttype", "application/json");
-	wval_jb_key(&ps, "data");
-	wval_jb_jsonb(&ps, data);
-	return wval_jb_end_object(&ps);
-}
-
-/*
- * Writes one event with its deliveries in the caller's transaction and
- * wakes the listeners after commit, as wval._emit() does; returns the
- * event_id, or 0 (and counts a dedupe hit) when the idempotency key
- * exists.  The caller is connected to SPI.
- */
-int64
-wval_emit_event(const WvalEvent *event)
-{
-	const char *type = event->type;
-	const char *world_id = event->world_id;
-	const char *subject = event->subject;
-	Datum		args[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', 'n'};
-	bool		isnull;
-	int64		event_id;
-
-	/* shared with other emitters, exclusive for wval_subscribe (bus.sql) */
-	DirectFunctionCall2(pg_advisory_xact_lock_shared_int4,
-						Int32GetDatum(BUS_LOCK_CLASS), Int32GetDatum(0));
-	wval_spi_exec(&plan_next_event, NULL, NULL, false, 1, SPI_OK_SELECT);
-	event_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-
-	args[0] = Int64GetDatum(event_id);
-	args[1] = CStringGetTextDatum(type);
-	args[2] = world_id ? CStringGetTextDatum(world_id) : (Datum) 0;
-	nulls[2] = world_id ? ' ' : 'n';
-	args[3] = subject ? CStringGetTextDatum(subject) : (Datum) 0;
-	nulls[3] = subject ? ' ' : 'n';
-	args[4] = CStringGetTextDatum(event->idempotency_key);
-	args[5] = JsonbPGetDatum(event_payload(event_id, type, world_id, subject, event->data));
-	args[6] = (Datum) 0;
-	wval_spi_exec(&plan_insert_event, args, nulls, false, 1, SPI_OK_INSERT_RETURNING);
-	if (SPI_processed == 0)
-	{
-		args[0] = CStringGetTextDatum(type);
-		args[1] = Int16GetDatum((int16) (MyProcPid % 16));
-		args[2] = CStringGetTextDatum(event->idempotency_key);
-		wval_spi_exec(&plan_dedupe_hit, args, NULL, false, 0, SPI_OK_INSERT);
-		return 0;
-	}
-	/* deliveries: event_id, type, world, ttl (none) */
-	args[3] = (Datum) 0;
-	nulls[3] = 'n';
-	wval_spi_exec(&plan_insert_deliveries, args, nulls, false, 0, SPI_OK_INSERT);
-	wval_wake_listeners();
-	return event_id;
 }
 
 /* ---------------------------------------------------------------------
@@ -318,6 +209,7 @@ emit_run_created(const WvalRun *run)
 	event.idempotency_key = psprintf("evaluation_run_created:%s:%s:%s", run->world_id, run->strategy_id,
 									 uuid_text(run->run_id));
 	event.data = run_event_data(run);
+	event.ttl = NULL;
 	(void) wval_emit_event(&event);
 }
 

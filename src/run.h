@@ -12,19 +12,12 @@
 
 #include "postgres.h"
 
+#include "bus.h"
+
 #include "datatype/timestamp.h"
 #include "utils/date.h"
 #include "utils/jsonb.h"
 
-/* An event of the bus: wval_emit_event writes it as wval._emit() does. */
-typedef struct WvalEvent
-{
-	const char *type;
-	const char *world_id;		/* NULL: an event of no world */
-	const char *subject;
-	const char *idempotency_key;
-	Jsonb	   *data;
-} WvalEvent;
 
 /*
  * A run to store: the columns of wval.evaluation_runs.  A NULL pointer (or
@@ -76,6 +69,5 @@ typedef struct WvalRun
 
 extern void wval_run_init(WvalRun *run);
 extern Datum wval_run_store(WvalRun *run);
-extern int64 wval_emit_event(const WvalEvent *event);
 
 #endif							/* WVAL_RUN_H */
