@@ -222,6 +222,16 @@ wval_jb_kv_bool(JsonbParseState **ps, const char *key, bool b)
 	wval_jb_bool(ps, b);
 }
 
+/* Pushes key: d, or key: null when d is not known or not finite. */
+void
+wval_jb_kv_finite(JsonbParseState **ps, const char *key, bool known, double d)
+{
+	if (known && isfinite(d))
+		wval_jb_kv_float8(ps, key, d);
+	else
+		wval_jb_kv_null(ps, key);
+}
+
 /* Pushes key: jsonb value (see wval_jb_jsonb). */
 void
 wval_jb_kv_jsonb(JsonbParseState **ps, const char *key, const Jsonb *j)

@@ -52,6 +52,7 @@ extern void wval_jb_kv_int64(JsonbParseState **ps, const char *key, int64 n);
 extern void wval_jb_kv_float8(JsonbParseState **ps, const char *key, double d);
 extern void wval_jb_kv_bool(JsonbParseState **ps, const char *key, bool b);
 extern void wval_jb_kv_null(JsonbParseState **ps, const char *key);
+extern void wval_jb_kv_finite(JsonbParseState **ps, const char *key, bool known, double d);
 extern void wval_jb_kv_jsonb(JsonbParseState **ps, const char *key, const Jsonb *j);
 
 #endif							/* WVAL_JSONB_H */

@@ -179,16 +179,6 @@ wval_live_check_input(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(ndays);
 }
 
-/* Pushes key: v, or key: null when v is not known or not finite. */
-static void
-push_number(JsonbParseState **ps, const char *key, bool ok, double v)
-{
-	if (ok && isfinite(v))
-		wval_jb_kv_float8(ps, key, v);
-	else
-		wval_jb_kv_null(ps, key);
-}
-
 PG_FUNCTION_INFO_V1(wval_live_windows);
 
 /*
@@ -274,9 +264,9 @@ wval_live_windows(PG_FUNCTION_ARGS)
 		}
 		wval_jb_key(&ps, psprintf("%d", w));
 		wval_jb_begin_object(&ps);
-		push_number(&ps, "sharpe", has_sharpe, sharpe);
-		push_number(&ps, "max_drawdown", has_dd, dd);
-		push_number(&ps, "es_p025", has_es, es);
+		wval_jb_kv_finite(&ps, "sharpe", has_sharpe, sharpe);
+		wval_jb_kv_finite(&ps, "max_drawdown", has_dd, dd);
+		wval_jb_kv_finite(&ps, "es_p025", has_es, es);
 		wval_jb_kv_int64(&ps, "n_obs", n);
 		wval_jb_end_object(&ps);
 	}

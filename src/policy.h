@@ -210,6 +210,8 @@ extern const char *wval_rule_code_name(const WvalRule *r, WvalRuleCode code);
 extern WvalMetricCache *wval_metric_cache_create(void);
 extern void wval_metric_cache_reset(WvalMetricCache *cache);
 extern double wval_coverage_ratio(Jsonb *metrics);
+/* Pushes a check's "op" and "threshold" into an object being built (policy_materialise.c) */
+extern void wval_push_threshold(JsonbParseState **ps, const WvalRule *r);
 /* A ruleset's outcome as {status, cleared, profile, ruleset_hash, results, stopped_by, validation_error_count} */
 extern Jsonb *wval_ruleset_outcome_jsonb(const WvalRuleset *rs, const WvalProfileOutcome *out);
 

@@ -72,19 +72,13 @@ value_kind_name(WvalValueKind k)
 	return NULL;
 }
 
-/* Pushes one check of the materialised document: key: {metric, [metric2], [value], op, threshold, severity, owner, mode}. */
-static void
-push_rule(JsonbParseState **ps, const WvalRule *r)
+/*
+ * Pushes a check's "op" and "threshold": between [min, max], or >, >= min,
+ * or <= max (the materialised document and each RuleResult's details).
+ */
+void
+wval_push_threshold(JsonbParseState **ps, const WvalRule *r)
 {
-	const char *value = value_kind_name(r->vkind);
-
-	wval_jb_key(ps, r->key);
-	wval_jb_begin_object(ps);
-	wval_jb_kv_string(ps, "metric", r->metric);
-	if (r->metric2)
-		wval_jb_kv_string(ps, "metric2", r->metric2);
-	if (value != NULL)
-		wval_jb_kv_string(ps, "value", value);
 	if (r->has_min && r->has_max)
 	{
 		wval_jb_kv_string(ps, "op", "between");
@@ -99,6 +93,22 @@ push_rule(JsonbParseState **ps, const WvalRule *r)
 		wval_jb_kv_string(ps, "op", r->has_min ? (r->strict_min ? ">" : ">=") : "<=");
 		wval_jb_kv_float8(ps, "threshold", r->has_min ? r->min : r->max);
 	}
+}
+
+/* Pushes one check of the materialised document: key: {metric, [metric2], [value], op, threshold, severity, owner, mode}. */
+static void
+push_rule(JsonbParseState **ps, const WvalRule *r)
+{
+	const char *value = value_kind_name(r->vkind);
+
+	wval_jb_key(ps, r->key);
+	wval_jb_begin_object(ps);
+	wval_jb_kv_string(ps, "metric", r->metric);
+	if (r->metric2)
+		wval_jb_kv_string(ps, "metric2", r->metric2);
+	if (value != NULL)
+		wval_jb_kv_string(ps, "value", value);
+	wval_push_threshold(ps, r);
 	wval_jb_kv_string(ps, "severity", wval_severity_name(r->severity));
 	wval_jb_kv_string(ps, "owner", wval_owner_name(r->owner));
 	wval_jb_kv_string(ps, "mode", wval_mode_name(r->mode));

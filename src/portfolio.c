@@ -130,17 +130,6 @@ typedef struct PortfolioFigures
 	const char *uplift_note;	/* why there is no uplift */
 } PortfolioFigures;
 
-/* Pushes key: number, or null when it is not known (or not finite). */
-static void
-push_number(JsonbParseState **ps, const char *key, bool known, double d)
-{
-	wval_jb_key(ps, key);
-	if (known && isfinite(d))
-		wval_jb_float8(ps, d);
-	else
-		wval_jb_null(ps);
-}
-
 /* Pushes key: integer. */
 static void
 push_int(JsonbParseState **ps, const char *key, int64 n)
@@ -549,22 +538,22 @@ push_portfolio_block(JsonbParseState **ps, const WvalPortfolio *pf, const Portfo
 
 	wval_jb_key(ps, "portfolio");
 	wval_jb_begin_object(ps);
-	push_number(ps, "baseline_sigma", base_ok, f->base_sigma);
-	push_number(ps, "baseline_var_99", base_ok, wval_normal_var99(f->base_sigma));
-	push_number(ps, "baseline_es_99", base_ok, wval_normal_es99(f->base_sigma));
-	push_number(ps, "sigma", f->has_with, f->with_sigma);
-	push_number(ps, "var_99", f->has_with, wval_normal_var99(f->with_sigma));
-	push_number(ps, "es_99", f->has_with, wval_normal_es99(f->with_sigma));
+	wval_jb_kv_finite(ps, "baseline_sigma", base_ok, f->base_sigma);
+	wval_jb_kv_finite(ps, "baseline_var_99", base_ok, wval_normal_var99(f->base_sigma));
+	wval_jb_kv_finite(ps, "baseline_es_99", base_ok, wval_normal_es99(f->base_sigma));
+	wval_jb_kv_finite(ps, "sigma", f->has_with, f->with_sigma);
+	wval_jb_kv_finite(ps, "var_99", f->has_with, wval_normal_var99(f->with_sigma));
+	wval_jb_kv_finite(ps, "es_99", f->has_with, wval_normal_es99(f->with_sigma));
 	wval_jb_key(ps, "candidate_weight");
 	wval_jb_float8(ps, f->alpha);
-	push_number(ps, "candidate_variance", f->has_candidate_variance, f->candidate_variance);
+	wval_jb_kv_finite(ps, "candidate_variance", f->has_candidate_variance, f->candidate_variance);
 	push_int(ps, "n_strategies", f->k_base);
 	push_int(ps, "filled_pairs", pf->nfilled);
 	push_int(ps, "candidate_filled_pairs", f->pairs_filled);
-	push_number(ps, "baseline_sharpe", f->has_uplift, f->base_sharpe);
-	push_number(ps, "sharpe", f->has_uplift, f->with_sharpe);
-	push_number(ps, "sharpe_uplift", f->has_uplift, f->uplift);
-	push_number(ps, "return_points", f->npoints > 0, f->npoints);
+	wval_jb_kv_finite(ps, "baseline_sharpe", f->has_uplift, f->base_sharpe);
+	wval_jb_kv_finite(ps, "sharpe", f->has_uplift, f->with_sharpe);
+	wval_jb_kv_finite(ps, "sharpe_uplift", f->has_uplift, f->uplift);
+	wval_jb_kv_finite(ps, "return_points", f->npoints > 0, f->npoints);
 	wval_jb_end_object(ps);
 }
 
@@ -615,8 +604,8 @@ portfolio_metrics(const WvalPortfolio *pf, const PortfolioFigures *f, Jsonb *str
 	push_portfolio_block(&ps, pf, f);
 	wval_jb_key(&ps, "risk");
 	wval_jb_begin_object(&ps);
-	push_number(&ps, "incremental_var_99", incremental, WVAL_Z_99 * (f->with_sigma - f->base_sigma));
-	push_number(&ps, "incremental_es_99", incremental,
+	wval_jb_kv_finite(&ps, "incremental_var_99", incremental, WVAL_Z_99 * (f->with_sigma - f->base_sigma));
+	wval_jb_kv_finite(&ps, "incremental_es_99", incremental,
 				wval_normal_es99(1.0) * (f->with_sigma - f->base_sigma));
 	wval_jb_end_object(&ps);
 	wval_jb_key(&ps, "stress");

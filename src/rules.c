@@ -346,20 +346,7 @@ push_result(JsonbParseState **ps, const WvalRule *r, const char *status, WvalSev
 		wval_jb_kv_float8(ps, "value", value);
 	else
 		wval_jb_kv_null(ps, "value");
-	if (r->has_min && r->has_max)
-	{
-		wval_jb_kv_string(ps, "op", "between");
-		wval_jb_key(ps, "threshold");
-		wval_jb_begin_array(ps);
-		wval_jb_float8(ps, r->min);
-		wval_jb_float8(ps, r->max);
-		wval_jb_end_array(ps);
-	}
-	else
-	{
-		wval_jb_kv_string(ps, "op", r->has_min ? (r->strict_min ? ">" : ">=") : "<=");
-		wval_jb_kv_float8(ps, "threshold", r->has_min ? r->min : r->max);
-	}
+	wval_push_threshold(ps, r);
 	wval_jb_kv_string(ps, "mode", wval_mode_name(r->mode));
 	if (r->unit[0])
 		wval_jb_kv_string(ps, "unit", r->unit);
