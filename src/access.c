@@ -147,7 +147,8 @@ access_grants_owner(void)
 
 /*
  * Loads the grants in force for role into slot (the caller has validated
- * the cache).  Runs as the table's owner with a fixed search_path.
+ * the cache and names the slot's role once this returns).  Runs as the
+ * table's owner with a fixed search_path.
  */
 static void
 access_load(AccessRole *slot, Oid role)
@@ -159,7 +160,6 @@ access_load(AccessRole *slot, Oid role)
 	uint64		i;
 	MemoryContext oldcxt;
 
-	slot->role = role;
 	slot->superuser = superuser_arg(role);
 	slot->ngrants = 0;
 	slot->grants = NULL;
@@ -216,6 +216,7 @@ access_role(Oid role)
 	/* invisible until loaded: an error while loading leaves no half entry */
 	slot->role = InvalidOid;
 	access_load(slot, role);
+	slot->role = role;
 	if (slot == &access_roles[access_nroles])
 		access_nroles++;
 	return slot;
