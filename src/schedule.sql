@@ -166,11 +166,14 @@ DECLARE
     found_rows jsonb;
 BEGIN
     PERFORM wval._require_pg_cron();
-    IF at IS NULL OR NOT isfinite(at) OR at > now() OR lookback IS NULL OR lookback <= interval '0' THEN
-        RAISE EXCEPTION 'invalid value for "%"', CASE WHEN at IS NULL OR NOT isfinite(at) OR at > now() THEN 'at' ELSE 'lookback' END
+    -- at and lookback must leave at - lookback a timestamp (no 22008 later)
+    IF at IS NULL OR NOT isfinite(at) OR at > now() OR lookback IS NULL OR lookback <= interval '0'
+       OR lookback > interval '100 years' OR at < timestamptz '1900-01-01 00:00+00' THEN
+        RAISE EXCEPTION 'invalid value for "%"',
+              CASE WHEN at IS NULL OR NOT isfinite(at) OR at > now() OR at < timestamptz '1900-01-01 00:00+00' THEN 'at' ELSE 'lookback' END
             USING ERRCODE = '22023',
                   DETAIL = format('at is %s, lookback is %s.', coalesce(at::text, 'null'), coalesce(lookback::text, 'null')),
-                  HINT = 'Pass a point in time that is not in the future (what was missed is recorded for good) and a positive interval such as ''1 day''.';
+                  HINT = 'Pass a point in time since 1900 that is not in the future (what was missed is recorded for good) and a positive interval of at most 100 years such as ''1 day''.';
     END IF;
     horizon := at - wval._schedule_grace();
     FOR j IN
@@ -275,6 +278,13 @@ DECLARE
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
         RETURN;
+    END IF;
+    -- the next expected run and the 24-hour window must stay timestamps
+    IF at IS NOT NULL AND (NOT isfinite(at) OR at > now() + interval '100 years'
+                           OR at < timestamptz '1900-01-01 00:00+00') THEN
+        RAISE EXCEPTION 'invalid value for "at"' USING ERRCODE = '22023',
+            DETAIL = format('at is %s.', at),
+            HINT = 'Pass a point in time between 1900 and 100 years from now (default now()).';
     END IF;
     RETURN QUERY
     WITH j AS (

@@ -3,7 +3,7 @@
 BEGIN;
 SET client_min_messages = warning;
 SET timezone = 'UTC';
-SELECT plan(40);
+SELECT plan(43);
 
 CREATE ROLE tap_sched_admin; GRANT wval_admin TO tap_sched_admin;
 CREATE ROLE tap_sched_gw;    GRANT wval_producer TO tap_sched_gw;
@@ -92,6 +92,12 @@ SELECT is((SELECT checked_until FROM wval.schedule_watch WHERE job_name = 'wval:
           now() - interval '2 minutes', 'checked up to now minus the grace');
 SELECT throws_ok($$SELECT wval_watchdog(now() + interval '1 minute')$$, '22023', NULL, 'the watchdog does not look into the future');
 SELECT throws_ok($$SELECT wval_watchdog(lookback => '0 days')$$, '22023', NULL, 'a lookback must be positive');
+SELECT throws_ok($$SELECT wval_watchdog(lookback => '178000000 years')$$, '22023', 'invalid value for "lookback"',
+                 'a lookback beyond 100 years is 22023, not a timestamp overflow (22008)');
+SELECT throws_ok($$SELECT wval_watchdog('0044-03-15 12:00+00')$$, '22023', 'invalid value for "at"',
+                 'a point in time before 1900 is 22023');
+SELECT throws_ok($$SELECT * FROM wval._schedule_health(timestamptz '294276-12-31 23:59:59+00')$$, '22023', 'invalid value for "at"',
+                 'schedule health as of the last representable time is 22023, not 22008');
 SELECT throws_ok($$INSERT INTO wval.schedule_misses (job_name, expected_at, jobid, schedule, problem)
                    VALUES ('wval:x', now(), 1, '* * * * *', 'missed'); DELETE FROM wval.schedule_misses$$, 'WV003', NULL,
                  'schedule misses are append-only');
