@@ -87,6 +87,8 @@ ORIG=$REPO
 mkdir -p "$SW/src"
 tar -C "$ORIG" --exclude=./.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' -cf - . | tar -C "$SW/src" -xf -
 REPO=$SW/src
+# the copy has no history: test/sessions/upgrade.sh reads release 0.1.0 from the original's
+export WVAL_GIT_DIR=$ORIG
 FUZZ=${WVAL_FUZZ:-$REPO/test/fuzz/fuzz.py}
 # pg_cron's database, as in scripts/test.sh (expected/bus.out names it)
 FUZZDB=wval_tap

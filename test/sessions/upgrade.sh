@@ -19,7 +19,9 @@ psql() { "$WVAL_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 
 old_version=0.1.0
 old_commit=b90bcc1      # the commit of release 0.1.0
-repo=$(cd "$here/../.." && pwd)
+# the git history to read the old release from (scripts/sanitize.sh runs a copy
+# of the tree without it and points here at the original)
+repo=${WVAL_GIT_DIR:-$(cd "$here/../.." && pwd)}
 new_version=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$here/../../wval.control")
 upd="upg_updated_$$" fresh="upg_fresh_$$"
 alice="upg_alice_$$" bob="upg_bob_$$"
