@@ -459,6 +459,33 @@ END
 $$;
 COMMENT ON FUNCTION wval._override_request(uuid) IS 'the current row of an override request (WV010 when the caller may not see it), read after locking its run so that decisions on it are serial';
 
+-- wval._override_request_open(request_id, decision): the current row of a
+-- request a validator is about to decide, after the checks both decisions
+-- share: the caller may write the world (42501), the request is still open
+-- (WV009), and the caller's login is not the requester's (WV009 unless a
+-- governance exception allows it; allowed says which).
+CREATE FUNCTION wval._override_request_open(p_request_id uuid, p_decision text,
+                                            OUT cur wval.override_requests, OUT allowed jsonb)
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+DECLARE
+    requester name;
+BEGIN
+    cur := wval._override_request(p_request_id);
+    PERFORM wval._require_world_access(cur.world_id, 'write');
+    IF cur.state NOT IN ('requested', 'approval') THEN
+        RAISE EXCEPTION 'override request % is already %', p_request_id, cur.state
+            USING ERRCODE = 'WV009',
+                  DETAIL = format('It was %s by %L at %s.', cur.state, cur.actor, cur.recorded_at),
+                  HINT = 'Ask again with wval_override_request() if the decision should be revisited.';
+    END IF;
+    SELECT r.login INTO requester FROM wval.override_requests r
+    WHERE r.world_id = cur.world_id AND r.request_id = cur.request_id AND r.state = 'requested';
+    allowed := wval._other_login(cur.world_id, 'override_author', requester,
+                                 format('requested override %s', cur.request_id), p_decision);
+END
+$$;
+COMMENT ON FUNCTION wval._override_request_open(uuid, text) IS 'the current row of an open override request about to be decided, after the shared checks (world write access, still open, not the requester''s login); allowed: the governance exception that let the requester''s login decide, if any';
+
 -- wval._override_request_event(row, type, data): audit row and event of a transition
 CREATE FUNCTION wval._override_request_event(q wval.override_requests, p_type text, p_data jsonb) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
@@ -516,8 +543,8 @@ RETURNS wval.override_requests
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     p_actor text := wval._ident('actor', actor);
+    opened record;
     cur wval.override_requests;
-    req wval.override_requests;
     prior text;
     allowed jsonb;
     n integer;
@@ -525,19 +552,10 @@ DECLARE
     q wval.override_requests;
 BEGIN
     PERFORM wval._require_text('reason', reason, 'WV009', 'Approve with a non-blank reason.');
-    cur := wval._override_request(request_id);
-    PERFORM wval._require_world_access(cur.world_id, 'write');
-    IF cur.state NOT IN ('requested', 'approval') THEN
-        RAISE EXCEPTION 'override request % is already %', request_id, cur.state
-            USING ERRCODE = 'WV009',
-                  DETAIL = format('It was %s by %L at %s.', cur.state, cur.actor, cur.recorded_at),
-                  HINT = 'Ask again with wval_override_request() if the decision should be revisited.';
-    END IF;
-    SELECT * INTO req FROM wval.override_requests r
-    WHERE r.world_id = cur.world_id AND r.request_id = cur.request_id AND r.state = 'requested';
     -- the requester does not approve (by login), nor does one login approve twice
-    allowed := wval._other_login(cur.world_id, 'override_author', req.login,
-                                 format('requested override %s', cur.request_id), 'approve it');
+    opened := wval._override_request_open(request_id, 'approve it');
+    cur := opened.cur;
+    allowed := opened.allowed;
     FOR prior IN SELECT r.login FROM wval.override_requests r
                  WHERE r.world_id = cur.world_id AND r.request_id = cur.request_id AND r.state = 'approval' LOOP
         allowed := coalesce(allowed, '{}') || coalesce(wval._other_login(cur.world_id, 'two_person', prior,
@@ -571,24 +589,15 @@ RETURNS wval.override_requests
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     p_actor text := wval._ident('actor', actor);
+    opened record;
     cur wval.override_requests;
-    req wval.override_requests;
     allowed jsonb;
     q wval.override_requests;
 BEGIN
     PERFORM wval._require_text('reason', reason, 'WV009', 'Reject with a non-blank reason.');
-    cur := wval._override_request(request_id);
-    PERFORM wval._require_world_access(cur.world_id, 'write');
-    IF cur.state NOT IN ('requested', 'approval') THEN
-        RAISE EXCEPTION 'override request % is already %', request_id, cur.state
-            USING ERRCODE = 'WV009',
-                  DETAIL = format('It was %s by %L at %s.', cur.state, cur.actor, cur.recorded_at),
-                  HINT = 'Ask again with wval_override_request() if the decision should be revisited.';
-    END IF;
-    SELECT * INTO req FROM wval.override_requests r
-    WHERE r.world_id = cur.world_id AND r.request_id = cur.request_id AND r.state = 'requested';
-    allowed := wval._other_login(cur.world_id, 'override_author', req.login,
-                                 format('requested override %s', cur.request_id), 'reject it');
+    opened := wval._override_request_open(request_id, 'reject it');
+    cur := opened.cur;
+    allowed := opened.allowed;
     INSERT INTO wval.override_requests (request_id, world_id, run_id, strategy_id, state, reason, actor,
                                         approvals_required, due_at)
     VALUES (cur.request_id, cur.world_id, cur.run_id, cur.strategy_id, 'rejected', reason, p_actor,
