@@ -292,12 +292,13 @@ SELECT lives_ok($$SELECT * FROM wval.bus_health$$, 'analysts read bus_health');
 SELECT lives_ok($$SELECT * FROM wval.dead_letters$$, 'analysts read dead_letters');
 SELECT throws_ok($$SELECT * FROM wval_consume('t-order')$$, '42501', NULL, 'analysts cannot consume');
 RESET ROLE;
+SELECT id AS t_order_6 FROM ids WHERE i = 6 \gset
 SET LOCAL ROLE wval_producer;
 SELECT lives_ok($$SELECT wval_subscribe('t-producer', ARRAY['t.p'])$$, 'producers subscribe');
 SELECT is_empty($$SELECT * FROM wval_consume('t-producer')$$, 'and consume');
 SELECT throws_ok($$SELECT wval_redrive('t-dlq')$$, '42501', NULL, 'producers cannot redrive');
 SELECT throws_ok($$SELECT wval._emit('t.p', 'w', 's', 'k-producer', '{}')$$, '42501', NULL, 'producers cannot emit directly');
-SELECT throws_ok(format('SELECT wval_ack(%L, %s)', 't-order', (SELECT id FROM ids WHERE i = 6)), 'WV010', NULL,
+SELECT throws_ok(format('SELECT wval_ack(%L, %s)', 't-order', :t_order_6), 'WV010', NULL,
                  'a role that may not use a group cannot ack its events (the group does not exist for it)');
 RESET ROLE;
 SELECT is((SELECT outcome FROM wval.deliveries WHERE group_name = 't-order' AND event_id = (SELECT id FROM ids WHERE i = 6)),
