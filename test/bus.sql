@@ -6,7 +6,7 @@
 \set QUIET on
 SET client_min_messages = warning;
 BEGIN;
-SELECT plan(124);
+SELECT plan(126);
 
 ------------------------------------------------------------------------------
 -- objects
@@ -132,6 +132,16 @@ SELECT results_eq($$SELECT first_event_id, last_event_id, visible_at - leased_at
                     WHERE group_name = 't-order' AND world_key = 'ow1'$$,
                   $$SELECT (SELECT id FROM ids WHERE i = 3), (SELECT id FROM ids WHERE i = 5), interval '30 seconds'$$,
                   'the latest hand-out of a world is recorded (its range and visibility)');
+-- the oldest outstanding events all belong to a busy world: beyond that
+-- window, the walk over the worlds finds the next one
+SELECT wval_subscribe('t-walk', ARRAY['t.walk']);
+CREATE TEMP TABLE wids AS
+SELECT i, wval._emit('t.walk', CASE WHEN i < 5 THEN 'wa' ELSE 'wb' END, 's' || i, 't.walk:' || i, '{}') AS id
+FROM generate_series(1, 5) i;
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-walk', 1)$$, $$SELECT id FROM wids WHERE i = 1$$,
+                  'walk: the oldest world first');
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-walk', 1)$$, $$SELECT id FROM wids WHERE i = 5$$,
+                  'walk: a busy world fills the window of oldest events, the walk finds the other world');
 -- the head of a world can be visible while later events of the same
 -- hand-out are still in hands (a nack without backoff): the world waits
 SELECT wval_subscribe('t-lease', ARRAY['t.lease'], 3, interval '0', interval '30 seconds');
