@@ -131,7 +131,9 @@ CREATE TABLE wval.deliveries (
 ) WITH (fillfactor = 80);
 CREATE INDEX deliveries_queue_idx ON wval.deliveries (group_name, world_key, event_id) WHERE done_at IS NULL;
 CREATE INDEX deliveries_expiry_idx ON wval.deliveries (group_name, expires_at) WHERE done_at IS NULL AND expires_at IS NOT NULL;
-CREATE INDEX deliveries_event_idx ON wval.deliveries (event_id);
+-- No index on event_id alone: every ack updates an indexed column (done_at,
+-- the predicate of the queue index), so each index costs an insert per ack;
+-- wval_bus_prune reaches a delivery through the primary key, group by group.
 COMMENT ON TABLE wval.deliveries IS 'one row per (consumer group, event), written with the event: the group''s queue, its delivery state and the raw numbers of wval.bus_health. Operational state (not history): changed only by the wval_* bus functions';
 COMMENT ON COLUMN wval.deliveries.world_key IS 'world_id of the event, '''' for events of no world: the unit of per-world order';
 COMMENT ON COLUMN wval.deliveries.enqueued_at IS 'when the event was emitted (events.created_at)';
@@ -943,15 +945,16 @@ BEGIN
     SELECT coalesce(array_agg(e.event_id), '{}') INTO cand
     FROM wval.events e
     WHERE e.created_at < cutoff
-      AND NOT EXISTS (SELECT 1 FROM wval.deliveries d
-                      WHERE d.event_id = e.event_id
-                        AND (d.done_at IS NULL OR d.done_at >= cutoff
+      AND NOT EXISTS (SELECT 1 FROM wval.consumer_groups cg
+                      JOIN wval.deliveries d ON d.group_name = cg.group_name AND d.event_id = e.event_id
+                      WHERE (d.done_at IS NULL OR d.done_at >= cutoff
                              OR (d.outcome = 'dead' AND NOT coalesce(include_dead_letters, false))));
     -- fold the counters first; DELETE re-checks each row it locks, so a
     -- delivery redriven meanwhile stays (and so does its event, below)
     WITH gone AS (
         DELETE FROM wval.deliveries d
-        WHERE d.event_id = ANY (cand) AND d.done_at IS NOT NULL AND d.done_at < cutoff
+        WHERE d.group_name IN (SELECT cg.group_name FROM wval.consumer_groups cg)
+          AND d.event_id = ANY (cand) AND d.done_at IS NOT NULL AND d.done_at < cutoff
           AND (d.outcome <> 'dead' OR coalesce(include_dead_letters, false))
         RETURNING d.*),
     folded AS (
@@ -968,7 +971,8 @@ BEGIN
     PERFORM wval._purge_guard(true);
     DELETE FROM wval.events e
     WHERE e.event_id = ANY (cand)
-      AND NOT EXISTS (SELECT 1 FROM wval.deliveries d WHERE d.event_id = e.event_id);
+      AND NOT EXISTS (SELECT 1 FROM wval.consumer_groups cg
+                      JOIN wval.deliveries d ON d.group_name = cg.group_name AND d.event_id = e.event_id);
     GET DIAGNOSTICS n_events = ROW_COUNT;
     PERFORM wval._purge_guard(false);
 

@@ -307,6 +307,10 @@ ALTER TABLE wval.delivery_leases ENABLE ROW LEVEL SECURITY;
 CREATE POLICY wval_world_read ON wval.delivery_leases FOR ALL USING (
     (SELECT wval._visible_worlds()) IS NULL OR world_key = '' OR world_key = ANY ((SELECT wval._visible_worlds())::text[]));
 SELECT pg_catalog.pg_extension_config_dump('wval.delivery_leases', '');
+-- every ack changes an indexed column (done_at, the queue index's
+-- predicate), so every index costs an insert per ack: wval_bus_prune reaches
+-- deliveries through the primary key instead
+DROP INDEX wval.deliveries_event_idx;
 
 -- o.* of this view was expanded when 0.1.0 created it: take in overrides.login
 -- (the last column in both install paths)
