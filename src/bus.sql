@@ -513,18 +513,19 @@ BEGIN
         -- dead-letter each of its events in place.  The conditions are
         -- re-checked on rows changed meanwhile by a late ack or nack of an
         -- earlier holder (they take no world lock), so what RETURNING gives
-        -- is exactly what this call took.  "outcome IS NULL" is "done_at IS
-        -- NULL" (CHECK constraint) in a form that keeps the planner on the
-        -- primary key even with stale statistics instead of walking the
-        -- partial queue index.
+        -- is exactly what this call took (a row changed meanwhile is
+        -- followed to its latest version and re-checked: such a change is a
+        -- late ack, nack or expiry, which the conditions then skip).  The
+        -- rows are updated where the read found them (ctid, a TID scan)
+        -- instead of through a second descent of the primary key.
         WITH p AS (
-            SELECT r.event_id, r.act
-            FROM (SELECT q.event_id,
+            SELECT r.tid, r.event_id, r.act
+            FROM (SELECT q.tid, q.event_id,
                          CASE WHEN q.expires_at <= t THEN 'expire'
                               WHEN q.attempts >= g.max_attempts THEN 'dead'
                               ELSE 'lease' END AS act,
                          bool_and(q.visible_at <= t) OVER (ORDER BY q.event_id) AS open
-                  FROM (SELECT x.event_id, x.attempts, x.expires_at, x.visible_at
+                  FROM (SELECT x.ctid AS tid, x.event_id, x.attempts, x.expires_at, x.visible_at
                         FROM wval.deliveries x
                         WHERE x.group_name = g.group_name AND x.world_key = w.world_key AND x.done_at IS NULL
                         ORDER BY x.event_id
@@ -545,7 +546,7 @@ BEGIN
                                        'attempt', d.attempts, 'at', t, 'error', 'visibility timeout expired'))
                               ELSE d.errors END
             FROM p
-            WHERE d.group_name = g.group_name AND d.event_id = p.event_id
+            WHERE d.ctid = p.tid AND d.group_name = g.group_name AND d.event_id = p.event_id
               AND d.outcome IS NULL AND d.visible_at <= t
             RETURNING d.event_id, p.act)
         SELECT coalesce(array_agg(u.event_id ORDER BY u.event_id) FILTER (WHERE u.act = 'lease'), '{}'),
