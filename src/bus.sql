@@ -22,7 +22,9 @@
 -- visible_at to now + visibility on every event handed out, and a world with
 -- an event in a consumer's hands (leased, visibility not yet passed) is not
 -- handed out at all, so the world is busy until those events are acked,
--- nacked or time out.  Two
+-- nacked or time out.  Only the latest hand-out of a world can be in hands;
+-- wval.delivery_leases keeps its range, so that the check reads those
+-- events and not the world's whole queue.  Two
 -- consumers racing for the same world are serialised by a transaction-level
 -- advisory lock on (group, world), taken with pg_try_advisory_xact_lock()
 -- (the loser skips the world, SKIP LOCKED style); the winner then re-reads
