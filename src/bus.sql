@@ -449,9 +449,11 @@ BEGIN
     END IF;
 
     -- expired events nobody holds: counted as expired and acknowledged (the
-    -- probe first: its plan is kept, the UPDATE's is made on every run)
+    -- probe first: its plan is kept, the UPDATE's is made on every run; "IS
+    -- NOT NULL" spelled out keeps its generic plan on the expiry index)
     IF EXISTS (SELECT 1 FROM wval.deliveries x
-               WHERE x.group_name = g.group_name AND x.done_at IS NULL AND x.expires_at <= t) THEN
+               WHERE x.group_name = g.group_name AND x.done_at IS NULL
+                 AND x.expires_at IS NOT NULL AND x.expires_at <= t) THEN
         UPDATE wval.deliveries d SET done_at = t, outcome = 'expired', leased = false
         WHERE (d.group_name, d.event_id) IN (
             SELECT x.group_name, x.event_id FROM wval.deliveries x
