@@ -232,9 +232,14 @@ BEGIN
             HINT = 'Pass a larger bucket or a shorter period.';
     END IF;
     -- a check when the stat says so or the world has results of that check; else a metric path
+    -- (wval.rule_results reads the runs' results: the period's runs first, the
+    -- whole world only when the period has no result of that check)
     is_check := coalesce(stat IN ('pass_rate', 'fail_rate', 'warn_rate'), false)
-                OR (stat IS NULL AND EXISTS (SELECT 1 FROM wval.rule_results rr
-                                             WHERE rr.world_id = w.world_id AND rr.rule = metric_or_check));
+                OR (stat IS NULL AND (EXISTS (SELECT 1 FROM wval.evaluation_runs e
+                                              WHERE e.world_id = w.world_id AND e.created_at >= since
+                                                AND e.created_at <= until AND e.results ? metric_or_check)
+                                      OR EXISTS (SELECT 1 FROM wval.evaluation_runs e
+                                                 WHERE e.world_id = w.world_id AND e.results ? metric_or_check)));
     IF is_check THEN
         stat := coalesce(stat, 'pass_rate');
     ELSE
