@@ -181,6 +181,8 @@ BEGIN
     END IF;
 END
 $rr$;
+-- (leaving the extension takes the default partition off the config-dump list)
+ALTER EXTENSION wval DROP TABLE wval.rule_results_default;
 DROP TABLE wval.rule_results;
 DELETE FROM wval.partition_indexes WHERE parent = 'rule_results';
 ALTER TABLE wval.risk_snapshots DROP CONSTRAINT risk_snapshots_stage_check, ALTER COLUMN stage TYPE wval.stage;
