@@ -286,7 +286,8 @@ COMMENT ON COLUMN wval.policy_activations.row_hash IS '''sha256:'' || hex of sha
 SELECT wval._protect('wval.policy_activations', 'policy_activations');
 
 ------------------------------------------------------------------------------
--- Evaluation runs and rule results (partitioned by time, see wval_maintain)
+-- Evaluation runs (partitioned by time, see wval_maintain) and the rule
+-- results derived from them
 --
 -- The partitioned parents carry no indexes: each partition gets its own
 -- (wval._index_partition, from wval.partition_indexes).  Indexes on an
