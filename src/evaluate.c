@@ -29,6 +29,7 @@
 #include "utils/array.h"
 #include "utils/uuid.h"
 
+#include "access.h"
 #include "evaluate.h"
 #include "jsonb.h"
 #include "metrics.h"
@@ -739,13 +740,6 @@ static WvalPlan plan_find_client_run = WVAL_PLAN(
 	"SELECT * FROM wval.evaluation_runs WHERE world_id = $1 AND strategy_id = $2 "
 	"AND client_run_id = $3 AND wval._can_read($1) ORDER BY created_at LIMIT 1",
 	3, TEXTOID, TEXTOID, TEXTOID);
-static WvalPlan plan_world = WVAL_PLAN(
-	"SELECT w.risk_tier, w.client_critical, "
-	"(SELECT a.version FROM wval.policy_activations a WHERE a.world_id = w.world_id "
-	"AND (a.stages IS NULL OR $2 = ANY (a.stages)) "
-	"ORDER BY a.activation_id DESC LIMIT 1) FROM wval.worlds w "
-	"WHERE w.world_id = $1 AND wval._can_read($1)",
-	2, TEXTOID, TEXTOID);
 static WvalPlan plan_baseline = WVAL_PLAN(
 	"SELECT run_id, metrics FROM wval.evaluation_runs WHERE world_id = $1 "
 	"AND strategy_id = $2 AND stage = 'backtest' AND kind = 'single' "
@@ -1207,28 +1201,39 @@ eval_find_retry(const EvalRequest *req, Datum *stored)
 	return true;
 }
 
-/* Reads the world and its active policy version (WV010 when either is missing). */
+/*
+ * Reads the world and its active policy version (WV010 when either is
+ * missing; a world the caller may not read does not exist).  By primary
+ * key, not by SQL: nothing to parse or plan, in a new backend either.
+ */
 static void
 eval_load(const EvalRequest *req, EvalWorld *w)
 {
-	Datum		args[2];
+	Datum		key = CStringGetTextDatum(req->world);
+	WvalKeyScan scan;
+	HeapTuple	tup = NULL;
 	bool		isnull;
-	bool		fail_closed;
+	bool		fail_closed = false;
 
-	/* the version active at the run's stage (a staged rollout) */
-	args[0] = CStringGetTextDatum(req->world);
-	args[1] = CStringGetTextDatum(req->stage);
-	wval_spi_exec(&plan_world, args, NULL, true, 1, SPI_OK_SELECT);
-	if (SPI_processed != 1)
+	if (wval_access_allowed(GetOuterUserId(), req->world, false))
+	{
+		wval_key_scan_begin(&scan, "worlds", 1, &key);
+		tup = wval_key_scan_next(&scan, false);
+		if (tup != NULL)
+		{
+			w->risk_tier = TextDatumGetCString(wval_key_scan_attr(&scan, tup, "risk_tier", &isnull));
+			fail_closed = strcmp(w->risk_tier, "high") == 0 &&
+				DatumGetBool(wval_key_scan_attr(&scan, tup, "client_critical", &isnull));
+		}
+		wval_key_scan_end(&scan);
+	}
+	if (tup == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
 				 errmsg("world \"%s\" does not exist", req->world),
 				 errhint("Create it first with wval_world_upsert(world_id, risk_tier, client_critical).")));
-	w->risk_tier = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	fail_closed = strcmp(w->risk_tier, "high") == 0 &&
-		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	w->version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	if (isnull)
+	/* the version active at the run's stage (a staged rollout) */
+	if (!wval_policy_active_version(req->world, req->stage, &w->version))
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
 				 errmsg("world \"%s\" has no active policy version", req->world),
