@@ -17,6 +17,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/backendid.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
 #include "utils/guc.h"
@@ -756,10 +757,17 @@ static WvalPlan plan_stats = WVAL_PLAN(
 /* buckets of the latency histogram: one per bound (observability.c) plus +Inf */
 #define NLATENCY_BUCKETS (WVAL_NLATENCY_BOUNDS + 1)
 
+/* counter rows per world, stage and status: one per backend slot, modulo this */
+#define EVALUATION_STATS_SHARDS 64
+
 /*
  * Counts one evaluation and its latency in wval.evaluation_stats, in the
- * evaluating transaction; sharded by backend so that concurrent evaluations
- * of a world do not queue on one row.
+ * evaluating transaction (a rolled back evaluation is not counted).  The
+ * row is the backend's own: shard = the backend's slot number (MyBackendId,
+ * unique among the backends alive at a time, the lowest free one given to a
+ * new connection) modulo 64, so concurrent evaluations of a world never
+ * update the same counter row, up to 64 concurrent backends (pid % 8 made
+ * two of four concurrent backends share a row more often than not).
  */
 static void
 record_evaluation_stats(const char *world, const char *stage, const char *status, double seconds)
@@ -774,7 +782,7 @@ record_evaluation_stats(const char *world, const char *stage, const char *status
 	args[0] = CStringGetTextDatum(world);
 	args[1] = CStringGetTextDatum(stage);
 	args[2] = CStringGetTextDatum(status);
-	args[3] = Int16GetDatum((int16) (MyProcPid % 8));
+	args[3] = Int16GetDatum((int16) (MyBackendId % EVALUATION_STATS_SHARDS));
 	args[4] = Float8GetDatum(seconds);
 	args[5] = Int32GetDatum(bucket + 1);
 	args[6] = PointerGetDatum(construct_array(onehot, NLATENCY_BUCKETS, INT8OID, sizeof(int64),
