@@ -747,6 +747,11 @@ static WvalPlan plan_baseline = WVAL_PLAN(
 	"AND status <> 'unvalidated' AND NOT wval._imported(context) "
 	"ORDER BY created_at DESC LIMIT 1",
 	2, TEXTOID, TEXTOID);
+static WvalPlan plan_stats_update = WVAL_PLAN(
+	"UPDATE wval.evaluation_stats AS s SET runs = s.runs + 1, seconds_sum = s.seconds_sum + $5, "
+	"buckets[$6] = s.buckets[$6] + 1 "
+	"WHERE s.world_id = $1 AND s.stage = $2 AND s.status = $3 AND s.shard = $4",
+	6, TEXTOID, TEXTOID, TEXTOID, INT2OID, FLOAT8OID, INT4OID);
 static WvalPlan plan_stats = WVAL_PLAN(
 	"INSERT INTO wval.evaluation_stats AS s (world_id, stage, status, shard, runs, seconds_sum, buckets) "
 	"VALUES ($1, $2, $3, $4, 1, $5, $7) ON CONFLICT (world_id, stage, status, shard) DO UPDATE "
@@ -767,7 +772,9 @@ static WvalPlan plan_stats = WVAL_PLAN(
  * unique among the backends alive at a time, the lowest free one given to a
  * new connection) modulo 64, so concurrent evaluations of a world never
  * update the same counter row, up to 64 concurrent backends (pid % 8 made
- * two of four concurrent backends share a row more often than not).
+ * two of four concurrent backends share a row more often than not).  A
+ * plain UPDATE of that row; the upsert (safe should two backends share a
+ * shard) only when the row does not exist yet: no tuple lock record.
  */
 static void
 record_evaluation_stats(const char *world, const char *stage, const char *status, double seconds)
@@ -777,14 +784,18 @@ record_evaluation_stats(const char *world, const char *stage, const char *status
 	int			bucket = wval_latency_bucket(seconds);
 	int			i;
 
-	for (i = 0; i < NLATENCY_BUCKETS; i++)
-		onehot[i] = Int64GetDatum(i == bucket ? 1 : 0);
 	args[0] = CStringGetTextDatum(world);
 	args[1] = CStringGetTextDatum(stage);
 	args[2] = CStringGetTextDatum(status);
 	args[3] = Int16GetDatum((int16) (MyBackendId % EVALUATION_STATS_SHARDS));
 	args[4] = Float8GetDatum(seconds);
 	args[5] = Int32GetDatum(bucket + 1);
+	/* the backend's row exists but for its first evaluation of the world, stage and status */
+	wval_spi_exec(&plan_stats_update, args, NULL, false, 0, SPI_OK_UPDATE);
+	if (SPI_processed == 1)
+		return;
+	for (i = 0; i < NLATENCY_BUCKETS; i++)
+		onehot[i] = Int64GetDatum(i == bucket ? 1 : 0);
 	args[6] = PointerGetDatum(construct_array(onehot, NLATENCY_BUCKETS, INT8OID, sizeof(int64),
 											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	wval_spi_exec(&plan_stats, args, NULL, false, 0, SPI_OK_INSERT);
