@@ -1321,6 +1321,38 @@ CREATE VIEW wval.revalidation_progress AS SELECT * FROM wval_proxy.revalidation_
 COMMENT ON VIEW wval.revalidation_progress IS 'wval_proxy: wval.revalidation_progress of every shard (RUN ON ALL), with the shard number';
 GRANT SELECT ON wval.revalidation_progress TO wval_analyst;
 
+CREATE TYPE wval_proxy.rule_results AS (
+    shard integer,
+    run_id uuid,
+    world_id text,
+    strategy_id text,
+    stage text,
+    rule text,
+    layer text,
+    status text,
+    severity text,
+    owner text,
+    reason_code text,
+    reason text,
+    tags text[],
+    details jsonb,
+    created_at timestamp with time zone
+);
+COMMENT ON TYPE wval_proxy.rule_results IS 'wval_proxy: a row of wval.rule_results with its shard';
+CREATE FUNCTION wval_proxy.rule_results(shards integer[] DEFAULT wval_proxy.all_shards())
+RETURNS SETOF wval_proxy.rule_results
+LANGUAGE plproxy AS $$
+    CLUSTER 'wval_cluster';
+    SPLIT shards;
+    RUN ON shards;
+    SELECT (shards)[1] AS shard, v.* FROM wval.rule_results v;
+$$;
+COMMENT ON FUNCTION wval_proxy.rule_results(integer[]) IS 'wval_proxy: the rows of wval.rule_results on the given shards (default all), with the shard number';
+GRANT EXECUTE ON FUNCTION wval_proxy.rule_results(integer[]) TO wval_analyst;
+CREATE VIEW wval.rule_results AS SELECT * FROM wval_proxy.rule_results();
+COMMENT ON VIEW wval.rule_results IS 'wval_proxy: wval.rule_results of every shard (RUN ON ALL), with the shard number';
+GRANT SELECT ON wval.rule_results TO wval_analyst;
+
 CREATE TYPE wval_proxy.schedule_health AS (
     shard integer,
     job text,

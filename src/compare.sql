@@ -231,10 +231,20 @@ BEGIN
             DETAIL = format('from %s to %s by %s.', since, until, bucket),
             HINT = 'Pass a larger bucket or a shorter period.';
     END IF;
-    -- a check when the stat says so or the world has results of that check; else a metric path
+    -- a check when the stat says so, or when the path is no number in the
+    -- metrics of the period's runs and those runs have results of that check
+    -- (wval.rule_results unpacks every run's results: each EXISTS stops at the
+    -- first run that answers it); else a metric path.  A check without
+    -- results in the period and a metric path without values give the same
+    -- empty buckets.
     is_check := coalesce(stat IN ('pass_rate', 'fail_rate', 'warn_rate'), false)
-                OR (stat IS NULL AND EXISTS (SELECT 1 FROM wval.rule_results rr
-                                             WHERE rr.world_id = w.world_id AND rr.rule = metric_or_check));
+                OR (stat IS NULL
+                    AND NOT EXISTS (SELECT 1 FROM wval.evaluation_runs e
+                                    WHERE e.world_id = w.world_id AND e.created_at >= since AND e.created_at <= until
+                                      AND jsonb_typeof(e.metrics #> string_to_array(metric_or_check, '.')) = 'number')
+                    AND EXISTS (SELECT 1 FROM wval.evaluation_runs e
+                                WHERE e.world_id = w.world_id AND e.created_at >= since AND e.created_at <= until
+                                  AND e.results ? metric_or_check));
     IF is_check THEN
         stat := coalesce(stat, 'pass_rate');
     ELSE

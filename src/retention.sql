@@ -44,18 +44,6 @@ SELECT wval._secure('wval.work_purge_runs');
 CREATE INDEX ON wval.work_purge_runs (work_id, run_id);
 COMMENT ON TABLE wval.work_purge_runs IS 'working rows of wval_purge: the runs to purge (part is the tableoid of their partition); deleted before the purge returns';
 
-CREATE UNLOGGED TABLE wval.work_purge_results (
-    work_id    bigint NOT NULL,
-    part       oid NOT NULL,
-    world_id   text NOT NULL,
-    run_id     uuid NOT NULL,
-    rule       text NOT NULL,
-    created_at timestamptz NOT NULL
-);
-SELECT wval._secure('wval.work_purge_results');
-CREATE INDEX ON wval.work_purge_results (work_id, run_id);
-COMMENT ON TABLE wval.work_purge_results IS 'working rows of wval_purge: the rule results to purge; deleted before the purge returns';
-
 CREATE UNLOGGED TABLE wval.work_purge_overrides (
     work_id     bigint NOT NULL,
     world_id    text NOT NULL,
@@ -379,10 +367,6 @@ BEGIN
         EXIT WHEN changed = 0;
     END LOOP;
 
-    INSERT INTO wval.work_purge_results (work_id, part, world_id, run_id, rule, created_at)
-    SELECT v_work, rr.tableoid, rr.world_id, rr.run_id, rr.rule, rr.created_at
-    FROM wval.rule_results rr JOIN wval.work_purge_runs c ON c.work_id = v_work AND c.world_id = rr.world_id AND c.run_id = rr.run_id;
-
     INSERT INTO wval.work_purge_overrides (work_id, world_id, override_id, recorded_at, chain_seq, prev_hash, row_hash)
     SELECT v_work, o.world_id, o.override_id, o.recorded_at, o.chain_seq, o.prev_hash, o.row_hash
     FROM wval.overrides o JOIN wval.work_purge_runs c ON c.work_id = v_work AND c.world_id = o.world_id AND c.run_id = o.run_id;
@@ -440,12 +424,6 @@ BEGIN
         FROM wval.evaluation_runs r JOIN wval.work_purge_scope s ON s.work_id = v_work AND s.world_id = r.world_id
         LEFT JOIN wval.work_purge_runs c ON c.work_id = v_work AND c.world_id = r.world_id AND c.run_id = r.run_id AND c.created_at = r.created_at
         GROUP BY r.world_id),
-    results AS (
-        SELECT r.world_id, count(c.run_id) AS candidates, min(r.created_at) FILTER (WHERE c.run_id IS NULL) AS oldest_kept
-        FROM wval.rule_results r JOIN wval.work_purge_scope s ON s.work_id = v_work AND s.world_id = r.world_id
-        LEFT JOIN wval.work_purge_results c ON c.work_id = v_work AND c.world_id = r.world_id AND c.run_id = r.run_id AND c.rule = r.rule
-                                               AND c.created_at = r.created_at
-        GROUP BY r.world_id),
     ovr AS (
         SELECT o.world_id, count(c.override_id) AS candidates, min(o.recorded_at) FILTER (WHERE c.override_id IS NULL) AS oldest_kept
         FROM wval.overrides o JOIN wval.work_purge_scope s ON s.work_id = v_work AND s.world_id = o.world_id
@@ -478,8 +456,6 @@ BEGIN
                'tables', jsonb_build_object(
                    'evaluation_runs', jsonb_build_object('candidates', coalesce(runs.candidates, 0), 'deleted', 0,
                                                          'protected', coalesce(runs.protected, 0), 'oldest_kept', runs.oldest_kept),
-                   'rule_results', jsonb_build_object('candidates', coalesce(results.candidates, 0), 'deleted', 0,
-                                                      'oldest_kept', results.oldest_kept),
                    'overrides', jsonb_build_object('candidates', coalesce(ovr.candidates, 0), 'deleted', 0,
                                                    'oldest_kept', ovr.oldest_kept),
                    'ex_post_failures', jsonb_build_object('candidates', coalesce(fail.candidates, 0), 'deleted', 0,
@@ -492,7 +468,7 @@ BEGIN
                                                      'oldest_kept', ret.oldest_kept)))), '{}')
     INTO worlds_report
     FROM wval.work_purge_scope s
-    LEFT JOIN runs ON runs.world_id = s.world_id LEFT JOIN results ON results.world_id = s.world_id
+    LEFT JOIN runs ON runs.world_id = s.world_id
     LEFT JOIN ovr ON ovr.world_id = s.world_id LEFT JOIN fail ON fail.world_id = s.world_id
     LEFT JOIN ver ON ver.world_id = s.world_id LEFT JOIN act ON act.world_id = s.world_id
     LEFT JOIN ret ON ret.world_id = s.world_id
@@ -510,16 +486,12 @@ BEGIN
     END IF;
 
     -- whole months first (detach and drop), then row by row under the guard
-    parts := wval._purge_partitions('evaluation_runs', 'wval.work_purge_runs', v_work, dry_run)
-             || wval._purge_partitions('rule_results', 'wval.work_purge_results', v_work, dry_run);
+    parts := wval._purge_partitions('evaluation_runs', 'wval.work_purge_runs', v_work, dry_run);
     IF NOT dry_run THEN
         SELECT coalesce(sum((p ->> 'rows')::bigint), 0) INTO deleted FROM jsonb_array_elements(parts) p;
         PERFORM wval._purge_guard(true);
         DELETE FROM wval.evaluation_runs r USING wval.work_purge_runs c
         WHERE c.work_id = v_work AND r.world_id = c.world_id AND r.run_id = c.run_id AND r.created_at = c.created_at;
-        GET DIAGNOSTICS n = ROW_COUNT; deleted := deleted + n;
-        DELETE FROM wval.rule_results r USING wval.work_purge_results c
-        WHERE c.work_id = v_work AND r.world_id = c.world_id AND r.run_id = c.run_id AND r.rule = c.rule AND r.created_at = c.created_at;
         GET DIAGNOSTICS n = ROW_COUNT; deleted := deleted + n;
         DELETE FROM wval.overrides o USING wval.work_purge_overrides c
         WHERE c.work_id = v_work AND o.world_id = c.world_id AND o.override_id = c.override_id;
@@ -540,7 +512,6 @@ BEGIN
 
         -- what went is exactly what the report promised
         SELECT (SELECT count(*) FROM wval.work_purge_runs x WHERE x.work_id = v_work)
-               + (SELECT count(*) FROM wval.work_purge_results x WHERE x.work_id = v_work)
                + (SELECT count(*) FROM wval.work_purge_overrides x WHERE x.work_id = v_work)
                + (SELECT count(*) FROM wval.work_purge_failures x WHERE x.work_id = v_work)
                + (SELECT count(*) FROM wval.work_purge_activations x WHERE x.work_id = v_work)
@@ -561,7 +532,6 @@ BEGIN
     -- the working rows go before anything is committed
     DELETE FROM wval.work_purge_scope x WHERE x.work_id = v_work;
     DELETE FROM wval.work_purge_runs x WHERE x.work_id = v_work;
-    DELETE FROM wval.work_purge_results x WHERE x.work_id = v_work;
     DELETE FROM wval.work_purge_overrides x WHERE x.work_id = v_work;
     DELETE FROM wval.work_purge_failures x WHERE x.work_id = v_work;
     DELETE FROM wval.work_purge_versions x WHERE x.work_id = v_work;
@@ -651,6 +621,21 @@ BEGIN
                             CASE WHEN jsonb_typeof(x -> 'metrics') <> 'object' THEN 'metrics' ELSE 'results' END
                 USING ERRCODE = '22023', HINT = 'metrics are metric blocks, results map check keys to RuleResults.';
         END IF;
+        -- each result is a RuleResult that wval.rule_results can show (the
+        -- view's defaults stand in for a missing severity, owner, reason_code)
+        SELECT k.key INTO missing
+        FROM jsonb_each(CASE WHEN jsonb_typeof(x -> 'results') = 'object' THEN x -> 'results' ELSE '{}' END) k
+        WHERE jsonb_typeof(k.value) <> 'object'
+           OR coalesce(k.value ->> 'status', '') NOT IN ('pass', 'warn', 'fail')
+           OR coalesce(k.value ->> 'severity', 'blocking') NOT IN ('blocking', 'soft', 'info')
+           OR coalesce(k.value ->> 'owner', 'quant') NOT IN ('quant', 'risk', 'ops')
+           OR jsonb_typeof(coalesce(k.value -> 'tags', '[]')) <> 'array'
+        ORDER BY k.key LIMIT 1;
+        IF missing IS NOT NULL THEN
+            RAISE EXCEPTION '"runs[%].results" has an invalid result "%"', e.i, missing USING ERRCODE = '22023',
+                DETAIL = format('%s is %s.', missing, left((x -> 'results' -> missing)::text, 200)),
+                HINT = 'A result is an object with status pass, warn or fail, optional severity (blocking, soft, info), owner (quant, risk, ops), reason_code, reason, tags (an array) and details.';
+        END IF;
         at := x ->> 'created_at';
         BEGIN
             ts := at::timestamptz;
@@ -716,8 +701,7 @@ BEGIN
     months := '[]';
     FOR m IN SELECT DISTINCT date_trunc('month', i.created_at AT TIME ZONE 'UTC')::date FROM wval.work_import i WHERE i.work_id = v_work ORDER BY 1 LOOP
         months := months || jsonb_build_object('month', to_char(m, 'YYYY-MM'),
-                                               'evaluation_runs', wval._month_partition('wval.evaluation_runs', m, true),
-                                               'rule_results', wval._month_partition('wval.rule_results', m, true));
+                                               'evaluation_runs', wval._month_partition('wval.evaluation_runs', m, true));
     END LOOP;
 
     -- chained in import order (the order of the array).  The links are
@@ -751,7 +735,8 @@ BEGIN
                                       updated_at = now()
         WHERE h.world_id = wid;
     END LOOP;
-    -- the runs with their links and rule results, in import order, no event (run.c)
+    -- the runs with their links (and results: wval.rule_results derives its
+    -- rows from them), in import order, no event (run.c)
     n := 0;
     FOR rec IN
         SELECT jsonb_populate_record(NULL::wval.evaluation_runs, to_jsonb(i) - 'ord' - 'work_id') AS r

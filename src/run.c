@@ -1,19 +1,21 @@
 /*-------------------------------------------------------------------------
  *
  * run.c
- *	  The one writer of evaluation runs.  Storing a run is four writes in
+ *	  The one writer of evaluation runs.  Storing a run is three writes in
  *	  the caller's transaction, always in this order:
  *
- *	  1. its rule results: one wval.rule_results row per check of
- *		 run.results;
- *	  2. its event evaluation_run_created (unless the run is imported):
+ *	  1. its event evaluation_run_created (unless the run is imported):
  *		 the row of wval.events, one wval.deliveries row per consumer group
  *		 that receives it, and the wake-up of the listeners after commit;
- *	  3. the run row of wval.evaluation_runs (the only INSERT into it in
+ *	  2. the run row of wval.evaluation_runs (the only INSERT into it in
  *		 wval), RETURNING the stored row;
- *	  4. the hash chain: the BEFORE INSERT trigger wval_chain (store.c)
+ *	  3. the hash chain: the BEFORE INSERT trigger wval_chain (store.c)
  *		 links the row into its world's chain and refuses any row that
  *		 does not come from one of wval's writers.
+ *
+ * The run's check results are stored once, in its results column; the
+ * view wval.rule_results derives one row per check from it (there is no
+ * second copy to write or to keep in step).
  *
  * The run comes last because its insert takes the world's chain-head lock,
  * which is then held only until commit.
@@ -71,21 +73,6 @@ static WvalPlan plan_insert_run = WVAL_PLAN(
 	UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
 	JSONBOID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
 	JSONBOID, UUIDOID, UUIDOID, DATEOID, TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTOID, TEXTOID);
-
-/*
- * One row per check; an imported result may lack severity, owner,
- * reason_code and tags (a computed one always has them).
- */
-static WvalPlan plan_insert_results = WVAL_PLAN(
-	"INSERT INTO wval.rule_results (run_id, world_id, strategy_id, stage, rule, layer, status, "
-	"severity, owner, reason_code, reason, tags, details, created_at) "
-	"SELECT $1, $2, $3, $4, r.key, pg_catalog.split_part(r.key, '.', 1), r.value->>'status', "
-	"coalesce(r.value->>'severity', 'blocking'), coalesce(r.value->>'owner', 'quant'), "
-	"coalesce(r.value->>'reason_code', 'imported'), r.value->>'reason', "
-	"ARRAY(SELECT pg_catalog.jsonb_array_elements_text(coalesce(r.value->'tags', '[]'))), "
-	"coalesce(r.value->'details', '{}'), $6 "
-	"FROM pg_catalog.jsonb_each($5) r",
-	6, UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TIMESTAMPTZOID);
 
 /* ---------------------------------------------------------------------
  * The event
@@ -180,23 +167,6 @@ run_fill_defaults(WvalRun *run)
 	}
 }
 
-/* One rule_results row per check of the run. */
-static void
-store_rule_results(const WvalRun *run)
-{
-	Datum		args[6];
-
-	if (JB_ROOT_COUNT(run->results) == 0)
-		return;
-	args[0] = run->run_id;
-	args[1] = CStringGetTextDatum(run->world_id);
-	args[2] = CStringGetTextDatum(run->strategy_id);
-	args[3] = CStringGetTextDatum(run->stage);
-	args[4] = JsonbPGetDatum(run->results);
-	args[5] = TimestampTzGetDatum(run->created_at);
-	wval_spi_exec(&plan_insert_results, args, NULL, false, 0, SPI_OK_INSERT);
-}
-
 /* The run's evaluation_run_created event. */
 static void
 emit_run_created(const WvalRun *run)
@@ -275,10 +245,10 @@ insert_run_row(const WvalRun *run)
 }
 
 /*
- * Stores a run (the file header): rule results, event (and the follow-up
- * event of the caller), row, chain.  The
- * caller is connected to SPI; returns the stored row as a composite Datum
- * of wval.evaluation_runs in the caller's memory context.
+ * Stores a run (the file header): event (and the follow-up event of the
+ * caller), row, chain.  The caller is connected to SPI; returns the stored
+ * row as a composite Datum of wval.evaluation_runs in the caller's memory
+ * context.
  */
 Datum
 wval_run_store(WvalRun *run)
@@ -290,7 +260,6 @@ wval_run_store(WvalRun *run)
 						run->strategy_id == NULL ? "strategy_id" : "stage"),
 				 errhint("Give the run its world, strategy and stage.")));
 	run_fill_defaults(run);
-	store_rule_results(run);
 	if (run->emit)
 		emit_run_created(run);
 	if (run->followup != NULL)

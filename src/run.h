@@ -50,7 +50,7 @@ typedef struct WvalRun
 	const char *status;
 	const char *recommended_stage;
 	Jsonb	   *recommendation;
-	Jsonb	   *results;		/* check key -> RuleResult; one rule_results row each */
+	Jsonb	   *results;		/* check key -> RuleResult (wval.rule_results derives its rows) */
 	Datum		linked_run_id;	/* uuid Datum or (Datum) 0 */
 	Datum		supersedes;		/* uuid Datum or (Datum) 0 */
 	bool		has_as_of;

@@ -9,4 +9,4 @@ CREATE FUNCTION wval._store_run(run wval.evaluation_runs, emit boolean DEFAULT t
 RETURNS wval.evaluation_runs
     AS 'MODULE_PATHNAME', 'wval_store_run'
     LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION wval._store_run(wval.evaluation_runs, boolean) IS 'internal: stores a run in the caller''s transaction: its rule results (one row per check of run.results), its evaluation_run_created event (unless emit is false: imported runs) and the run row, which the chain trigger links into the world''s hash chain; null run_id, kind, context, metrics, results and created_at take their defaults; returns the stored row';
+COMMENT ON FUNCTION wval._store_run(wval.evaluation_runs, boolean) IS 'internal: stores a run in the caller''s transaction: its evaluation_run_created event (unless emit is false: imported runs) and the run row, which the chain trigger links into the world''s hash chain; null run_id, kind, context, metrics, results and created_at take their defaults; returns the stored row';

@@ -286,7 +286,8 @@ COMMENT ON COLUMN wval.policy_activations.row_hash IS '''sha256:'' || hex of sha
 SELECT wval._protect('wval.policy_activations', 'policy_activations');
 
 ------------------------------------------------------------------------------
--- Evaluation runs and rule results (partitioned by time, see wval_maintain)
+-- Evaluation runs (partitioned by time, see wval_maintain) and the rule
+-- results derived from them
 --
 -- The partitioned parents carry no indexes: each partition gets its own
 -- (wval._index_partition, from wval.partition_indexes).  Indexes on an
@@ -400,27 +401,19 @@ SELECT wval._index_partition('wval.evaluation_runs_default');
 SELECT wval._protect('wval.evaluation_runs', 'evaluation_runs');
 SELECT wval._protect('wval.evaluation_runs_default');
 
-CREATE TABLE wval.rule_results (
-    run_id      uuid NOT NULL,
-    world_id    text NOT NULL,
-    strategy_id text NOT NULL,
-    stage       wval.stage NOT NULL,
-    rule        text NOT NULL,
-    layer       text NOT NULL,
-    status      text NOT NULL CHECK (status IN ('pass', 'warn', 'fail')),
-    severity    text NOT NULL CHECK (severity IN ('blocking', 'soft', 'info')),
-    owner       text NOT NULL CHECK (owner IN ('quant', 'risk', 'ops')),
-    reason_code text NOT NULL,
-    reason      text,
-    tags        text[] NOT NULL DEFAULT '{}',
-    details     jsonb NOT NULL DEFAULT '{}',
-    created_at  timestamptz NOT NULL
-) PARTITION BY RANGE (created_at);
-SELECT wval._secure('wval.rule_results');
-INSERT INTO wval.partition_indexes (parent, spec) VALUES
-    ('rule_results', 'PRIMARY KEY (world_id, run_id, rule, created_at)'),
-    ('rule_results', '(world_id, rule, status)');
-COMMENT ON TABLE wval.rule_results IS 'one row per check result of a run (the same RuleResults as evaluation_runs.results, indexable by world, rule and status)';
+-- Rule results are stored once, in evaluation_runs.results; the per-check
+-- rows analysts query are derived from it (docs/store.md, "Rule results").
+-- The defaults are those of runs imported without them (wval_import_runs).
+CREATE VIEW wval.rule_results AS
+SELECT e.run_id, e.world_id, e.strategy_id, e.stage, r.key AS rule, pg_catalog.split_part(r.key, '.', 1) AS layer,
+       r.value ->> 'status' AS status, coalesce(r.value ->> 'severity', 'blocking') AS severity,
+       coalesce(r.value ->> 'owner', 'quant') AS owner, coalesce(r.value ->> 'reason_code', 'imported') AS reason_code,
+       r.value ->> 'reason' AS reason,
+       ARRAY(SELECT pg_catalog.jsonb_array_elements_text(coalesce(r.value -> 'tags', '[]'))) AS tags,
+       coalesce(r.value -> 'details', '{}') AS details, e.created_at
+FROM wval.evaluation_runs e
+CROSS JOIN LATERAL pg_catalog.jsonb_each(e.results) r;
+COMMENT ON VIEW wval.rule_results IS 'one row per check result of a run, derived from evaluation_runs.results (stored once there); filter by world_id and created_at, and by run_id, to read only the runs you need';
 COMMENT ON COLUMN wval.rule_results.run_id IS 'the run (wval.evaluation_runs.run_id)';
 COMMENT ON COLUMN wval.rule_results.world_id IS 'the world (wval.worlds.world_id)';
 COMMENT ON COLUMN wval.rule_results.strategy_id IS 'strategy of the run';
@@ -435,11 +428,6 @@ COMMENT ON COLUMN wval.rule_results.reason IS 'human-readable explanation naming
 COMMENT ON COLUMN wval.rule_results.tags IS 'tags of the check (its layer, plus any the policy gives); {} when none';
 COMMENT ON COLUMN wval.rule_results.details IS 'the check''s evidence: {metric, value, op, threshold, mode} (mode enforce or warn)';
 COMMENT ON COLUMN wval.rule_results.created_at IS 'created_at of the run (the partition key)';
-CREATE TABLE wval.rule_results_default PARTITION OF wval.rule_results DEFAULT;
-SELECT wval._secure('wval.rule_results_default');
-SELECT wval._index_partition('wval.rule_results_default');
-SELECT wval._protect('wval.rule_results');
-SELECT wval._protect('wval.rule_results_default');
 
 ------------------------------------------------------------------------------
 -- Overrides and ex-post failures
@@ -1384,30 +1372,9 @@ BEGIN
     END IF;
 
     -- tables outside the chain are checked against the chained rows that
-    -- record them: rule results against their run's results ...
-    RETURN QUERY
-    WITH want AS (
-        SELECT e.run_id, e.chain_seq,
-               (SELECT jsonb_object_agg(k.key, jsonb_build_array(k.value ->> 'status', coalesce(k.value ->> 'severity', 'blocking'),
-                                                                 coalesce(k.value ->> 'reason_code', 'imported')))
-                FROM jsonb_each(e.results) k) AS res
-        FROM wval.evaluation_runs e WHERE e.world_id = key
-    ), got AS (
-        SELECT r.run_id, jsonb_object_agg(r.rule, jsonb_build_array(r.status, coalesce(r.severity, 'blocking'),
-                                                                    coalesce(r.reason_code, 'imported'))) AS res
-        FROM wval.rule_results r WHERE r.world_id = key GROUP BY r.run_id
-    )
-    SELECT 'rule_results'::text, w.chain_seq,
-           format('rule results of run %s do not match the results recorded in the run', coalesce(w.run_id, g.run_id)),
-           coalesce(w.res::text, 'no run'), coalesce(g.res::text, 'no rule results')
-    FROM want w FULL JOIN got g ON g.run_id = w.run_id
-    WHERE w.res IS DISTINCT FROM g.res
-    ORDER BY w.chain_seq NULLS FIRST LIMIT 1;
-    IF FOUND THEN
-        RETURN;
-    END IF;
-
-    -- ... the world's configuration against its latest audited change ...
+    -- record them (rule results need no check: wval.rule_results is derived
+    -- from the runs' results): the world's configuration against its latest
+    -- audited change ...
     RETURN QUERY
     SELECT 'worlds'::text, a.chain_seq,
            CASE WHEN a.id IS NULL THEN 'the world has no world_created or world_updated audit row'
@@ -1457,7 +1424,7 @@ BEGIN
     ORDER BY g.role_name, g.privilege LIMIT 1;
 END
 $$;
-COMMENT ON FUNCTION public.wval_chain_problems(text) IS 'the first broken link of a world''s hash chain (table, chain_seq, problem, expected, found), else the first row of rule_results, worlds or world_grants that its chained record (the run, the audit log) does not account for; no row when intact. Pass null for the chain of global audit rows';
+COMMENT ON FUNCTION public.wval_chain_problems(text) IS 'the first broken link of a world''s hash chain (table, chain_seq, problem, expected, found), else the first row of worlds or world_grants that the audit log does not account for; no row when intact. Pass null for the chain of global audit rows';
 
 CREATE FUNCTION public.wval_verify_chain(world_id text) RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
@@ -1635,7 +1602,6 @@ SELECT pg_catalog.pg_extension_config_dump('wval.policy_versions', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.policy_activations', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.policy_activations_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.evaluation_runs_default', '');
-SELECT pg_catalog.pg_extension_config_dump('wval.rule_results_default', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.overrides', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.overrides_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.ex_post_failures', '');
@@ -1650,7 +1616,7 @@ SELECT pg_catalog.pg_extension_config_dump('wval.audit_log_id_seq', '');
 ------------------------------------------------------------------------------
 
 GRANT SELECT ON wval.worlds, wval.policy_versions, wval.policy_activations, wval.active_policy_versions, wval.evaluation_runs,
-      wval.evaluation_runs_default, wval.rule_results, wval.rule_results_default, wval.overrides,
+      wval.evaluation_runs_default, wval.rule_results, wval.overrides,
       wval.ex_post_failures, wval.audit_log, wval.governance_exceptions,
       wval.chain_heads, wval.chain_tombstones,
       wval.current_overrides, wval.latest_runs, wval.override_queue, wval.ex_post_cases

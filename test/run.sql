@@ -1,10 +1,11 @@
 -- pgTAP: the one run writer (src/run.c, docs/development.md): every kind of
--- run stores its rule results, its evaluation_run_created event (payload,
+-- run stores its results once (wval.rule_results derives one row per check
+-- from them), its evaluation_run_created event (payload,
 -- deliveries and dedupe exactly as wval._emit writes them) and its row,
 -- linked into the world's chain; imported runs emit nothing; the chain
 -- trigger still refuses a write that does not come from a wval writer.
 BEGIN;
-SELECT plan(16);
+SELECT plan(23);
 SET client_min_messages = warning;
 
 SELECT wval_world_upsert('tap_run');
@@ -111,6 +112,45 @@ SELECT is((SELECT array_agg(row(r.rule, r.status, r.severity, r.owner, r.reason_
            FROM wval.evaluation_runs e, jsonb_each(e.results) k WHERE e.run_id = :'single_run'),
           'the rule_results rows of a single run are its results');
 SELECT ok(wval_verify_chain('tap_run'), 'the world''s chain verifies');
+
+-- rule results are stored once: the view's rows are exactly the results of
+-- the runs, for every case of every shipped scenario set under the sample policy
+SELECT wval_world_upsert('tap_run_sc');
+SELECT wval_policy_publish('tap_run_sc', (SELECT policy FROM wval.sample_policies WHERE name = 'sample'), 'alice');
+SELECT wval_policy_activate('tap_run_sc', 1, 'bob', 'tap');
+SELECT count(*) FROM wval.scenario_cases c, wval_evaluate('tap_run_sc', c.strategy_id, 'backtest', NULL, c.metrics,
+                                                          jsonb_build_object('run_id', c.set_name || '/' || c.case_id))
+WHERE c.shipped;
+SELECT is((SELECT count(DISTINCT e.client_run_id)::int FROM wval.evaluation_runs e WHERE e.world_id = 'tap_run_sc'),
+          (SELECT count(*)::int FROM wval.scenario_cases WHERE shipped), 'one run per shipped scenario case');
+SELECT is((SELECT count(*)::int FROM wval.rule_results WHERE world_id = 'tap_run_sc'),
+          (SELECT sum((SELECT count(*) FROM jsonb_object_keys(e.results)))::int FROM wval.evaluation_runs e
+           WHERE e.world_id = 'tap_run_sc'),
+          'as many rule_results rows as checks in the runs'' results');
+SELECT is((SELECT count(*)::int FROM wval.evaluation_runs e WHERE e.world_id = 'tap_run_sc'
+             AND (SELECT count(*) FROM wval.rule_results rr WHERE rr.run_id = e.run_id)
+                 <> (SELECT count(*) FROM jsonb_object_keys(e.results))), 0,
+          'every run has exactly one row per check');
+SELECT is_empty($$SELECT rr.run_id, rr.rule FROM wval.rule_results rr JOIN wval.evaluation_runs e ON e.run_id = rr.run_id
+                  WHERE rr.world_id = 'tap_run_sc'
+                    AND (e.results -> rr.rule IS DISTINCT FROM
+                         jsonb_build_object('status', rr.status, 'severity', rr.severity, 'owner', rr.owner,
+                                            'reason_code', rr.reason_code, 'reason', rr.reason,
+                                            'tags', to_jsonb(rr.tags), 'details', rr.details)
+                         OR rr.layer <> split_part(rr.rule, '.', 1) OR rr.world_id <> e.world_id
+                         OR rr.strategy_id <> e.strategy_id OR rr.stage <> e.stage OR rr.created_at <> e.created_at)$$,
+                'every row carries exactly its run''s result (status, severity, owner, reason code, reason, tags, details) and the run''s columns');
+SELECT ok((SELECT array_agg(DISTINCT status) FROM wval.rule_results WHERE world_id = 'tap_run_sc') @> ARRAY['fail', 'pass'],
+          'the scenario runs have passed and failed checks');
+-- an imported result is a RuleResult the view can show, else nothing is imported
+SELECT throws_ok($$SELECT wval_import_runs(jsonb_build_array(jsonb_build_object('world_id', 'tap_run', 'strategy_id', 'old2',
+                     'created_at', '2021-01-11T00:00:00Z', 'status', 'fail', 'metrics', '{}'::jsonb,
+                     'results', '{"performance.sharpe_min": {"status": "failed"}}'::jsonb)))$$,
+                 '22023', '"runs[0].results" has an invalid result "performance.sharpe_min"', 'an imported result with an unknown status: 22023');
+SELECT throws_ok($$SELECT wval_import_runs(jsonb_build_array(jsonb_build_object('world_id', 'tap_run', 'strategy_id', 'old2',
+                     'created_at', '2021-01-11T00:00:00Z', 'status', 'fail', 'metrics', '{}'::jsonb,
+                     'results', '{"performance.sharpe_min": {"status": "fail", "tags": "risk"}}'::jsonb)))$$,
+                 '22023', '"runs[0].results" has an invalid result "performance.sharpe_min"', 'an imported result with tags that are not an array: 22023');
 
 -- the chain trigger stays the guard: only wval's writers chain a row
 SELECT throws_ok($$SELECT wval._store_run(ROW(NULL, 'tap_run', 'z', 'backtest', 'single', NULL, NULL, NULL, NULL, NULL,

@@ -1,14 +1,14 @@
 -- pgTAP: the store's behaviour for roles, privileges, guards, audit and dump registration
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(69);
+SELECT plan(70);
 
 -- the tables and views of spec store.md
 SELECT has_table('wval', t, 'table wval.' || t) FROM unnest(ARRAY['worlds', 'policy_versions',
-    'policy_activations', 'evaluation_runs', 'rule_results', 'overrides', 'ex_post_failures',
+    'policy_activations', 'evaluation_runs', 'overrides', 'ex_post_failures',
     'audit_log', 'events']) AS t;
 SELECT has_view('wval', v, 'view wval.' || v) FROM unnest(ARRAY['latest_runs', 'override_queue',
-    'current_overrides', 'ex_post_cases']) AS v;
+    'current_overrides', 'ex_post_cases', 'rule_results']) AS v;
 
 -- the four roles exist and cannot log in
 SELECT is((SELECT count(*)::int FROM pg_roles WHERE rolname IN ('wval_admin', 'wval_validator',
@@ -27,7 +27,7 @@ SELECT is((SELECT count(*)::int FROM pg_class c WHERE c.relnamespace = 'wval'::r
 -- every data table is dumped with the database
 SELECT ok((SELECT bool_and(to_regclass('wval.' || t) = ANY (e.extconfig))
            FROM pg_extension e, unnest(ARRAY['worlds', 'policy_versions', 'policy_activations',
-                'evaluation_runs_default', 'rule_results_default', 'overrides', 'ex_post_failures',
+                'evaluation_runs_default', 'overrides', 'ex_post_failures',
                 'audit_log', 'events', 'chain_heads', 'chain_tombstones']) AS t
            WHERE e.extname = 'wval'), 'data tables are registered with pg_extension_config_dump');
 
@@ -142,16 +142,17 @@ FROM wval.chain_heads h WHERE h.world_id = 'tap-store-r';
 SELECT results_eq($$SELECT table_name, problem FROM wval_chain_problems('tap-store-r')$$,
                   $$VALUES ('evaluation_runs'::text, 'row content does not match its row_hash'::text)$$,
                   'a forged "restored" run is a chain problem');
--- rule results: a forged row (a plain INSERT is what a restore does, so it is accepted) is shown
-INSERT INTO wval.rule_results (run_id, world_id, strategy_id, stage, rule, layer, status, severity, owner, reason_code, created_at)
-SELECT run_id, world_id, strategy_id, stage, 'performance.sharpe_min', 'performance', 'pass', 'blocking', 'quant', 'ok', created_at
-FROM wval.evaluation_runs WHERE run_id = '00000000-0000-0000-0000-0000000000aa';
+-- rule results are derived from the run's results (wval.rule_results is a
+-- view): there is no row to forge or change, so nothing can disagree
+SELECT throws_ok($$INSERT INTO wval.rule_results (run_id, world_id, strategy_id, stage, rule, layer, status, severity, owner, reason_code, created_at)
+                   SELECT run_id, world_id, strategy_id, stage, 'performance.sharpe_min', 'performance', 'pass', 'blocking', 'quant', 'ok', created_at
+                   FROM wval.evaluation_runs WHERE run_id = '00000000-0000-0000-0000-0000000000aa'$$,
+                 '55000', NULL, 'a rule result cannot be inserted: it is derived from its run');
 SELECT throws_ok($$SET LOCAL session_replication_role = replica; UPDATE wval.rule_results SET status = 'fail' WHERE world_id = 'tap-store'$$,
-                 'WV003', NULL, 'replica + UPDATE of rule results: WV003');
+                 '55000', NULL, 'replica + UPDATE of rule results: refused, nothing to update');
 RESET session_replication_role;
-SELECT results_eq($$SELECT table_name, chain_seq IS NOT NULL FROM wval_chain_problems('tap-store')$$,
-                  $$VALUES ('rule_results'::text, true)$$, 'a rule result the run does not record is a chain problem');
-SELECT ok(NOT wval_verify_chain('tap-store'), 'and wval_verify_chain says false');
+SELECT is_empty($$SELECT * FROM wval_chain_problems('tap-store')$$, 'no chain problem in the world');
+SELECT ok(wval_verify_chain('tap-store'), 'and wval_verify_chain says true');
 -- a world changed with its trigger disabled: shown, and the DDL is audited
 SELECT lives_ok($$SELECT wval_world_upsert('tap-store-w', 'medium', actor => 'dba')$$, 'second world');
 ALTER TABLE wval.worlds DISABLE TRIGGER wval_writer_only;

@@ -73,16 +73,6 @@ CREATE UNLOGGED TABLE wval.work_purge_runs (
 );
 SELECT wval._secure('wval.work_purge_runs');
 CREATE INDEX ON wval.work_purge_runs (work_id, run_id);
-CREATE UNLOGGED TABLE wval.work_purge_results (
-    work_id    bigint NOT NULL,
-    part       oid NOT NULL,
-    world_id   text NOT NULL,
-    run_id     uuid NOT NULL,
-    rule       text NOT NULL,
-    created_at timestamptz NOT NULL
-);
-SELECT wval._secure('wval.work_purge_results');
-CREATE INDEX ON wval.work_purge_results (work_id, run_id);
 CREATE UNLOGGED TABLE wval.work_purge_overrides (
     work_id     bigint NOT NULL,
     world_id    text NOT NULL,
@@ -157,7 +147,44 @@ DROP VIEW wval.metrics, wval.latest_runs, wval.current_stage, wval.open_demotion
 ALTER TABLE wval.evaluation_runs DROP CONSTRAINT evaluation_runs_stage_check,
     DROP CONSTRAINT evaluation_runs_recommended_stage_check,
     ALTER COLUMN stage TYPE wval.stage, ALTER COLUMN recommended_stage TYPE wval.recommended_stage;
-ALTER TABLE wval.rule_results ALTER COLUMN stage TYPE wval.stage;
+-- Rule results are stored once (issue 13): wval.rule_results becomes a view
+-- over evaluation_runs.results (created below, -- @view).  Every stored row
+-- must be one the view derives, or the update stops before dropping a fact.
+DO $rr$
+DECLARE
+    n bigint;
+    first text;
+BEGIN
+    WITH stored AS (
+        SELECT r.run_id, r.world_id, r.strategy_id, r.stage::text AS stage, r.rule, r.layer, r.status, r.severity,
+               r.owner, r.reason_code, r.reason, r.tags, r.details, r.created_at
+        FROM wval.rule_results r
+    ), derived AS (
+        SELECT e.run_id, e.world_id, e.strategy_id, e.stage::text AS stage, k.key AS rule,
+               split_part(k.key, '.', 1) AS layer, k.value ->> 'status' AS status,
+               coalesce(k.value ->> 'severity', 'blocking') AS severity, coalesce(k.value ->> 'owner', 'quant') AS owner,
+               coalesce(k.value ->> 'reason_code', 'imported') AS reason_code, k.value ->> 'reason' AS reason,
+               ARRAY(SELECT jsonb_array_elements_text(coalesce(k.value -> 'tags', '[]'))) AS tags,
+               coalesce(k.value -> 'details', '{}') AS details, e.created_at
+        FROM wval.evaluation_runs e CROSS JOIN LATERAL jsonb_each(e.results) k
+        WHERE jsonb_typeof(e.results) = 'object'
+    ), lost AS (SELECT * FROM stored EXCEPT ALL SELECT * FROM derived)
+    SELECT (SELECT count(*) FROM lost), (SELECT l::text FROM lost l ORDER BY l.world_id, l.created_at, l.run_id, l.rule LIMIT 1)
+    INTO n, first;
+    IF n > 0 THEN
+        RAISE EXCEPTION 'wval.rule_results holds % row(s) that the results of their runs do not record', n
+            USING ERRCODE = 'XX000',
+                  DETAIL = format('The first is %s.', first),
+                  HINT = 'wval 0.2.0 derives rule_results from evaluation_runs.results; nothing was changed. '
+                         'Save these rows (SELECT ... FROM wval.rule_results EXCEPT the derived rows), then remove them '
+                         'or correct the runs with a DBA''s care, and update again.';
+    END IF;
+END
+$rr$;
+-- (leaving the extension takes the default partition off the config-dump list)
+ALTER EXTENSION wval DROP TABLE wval.rule_results_default;
+DROP TABLE wval.rule_results;
+DELETE FROM wval.partition_indexes WHERE parent = 'rule_results';
 ALTER TABLE wval.risk_snapshots DROP CONSTRAINT risk_snapshots_stage_check, ALTER COLUMN stage TYPE wval.stage;
 ALTER TABLE wval.snapshot_counters ALTER COLUMN stage TYPE wval.stage;
 ALTER TABLE wval.selections ALTER COLUMN stage TYPE wval.stage;
@@ -302,6 +329,9 @@ CREATE POLICY wval_world_read ON wval.bus_counters FOR ALL USING ((SELECT wval._
 -- @view wval.latest_runs
 -- @view wval.current_stage
 -- @view wval.snapshot_freshness
+
+-- rule results stored once, in evaluation_runs.results (the table was dropped above)
+-- @view wval.rule_results
 
 -- lifecycle (issue 15): before wval.metrics, which reads them
 -- @view wval.active_policy_versions

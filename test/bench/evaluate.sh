@@ -3,7 +3,7 @@
 # run at all (not part of the test suite).
 #
 #   A  SELECT wval_evaluate(...) on a 2,520-element daily return series with
-#      the sample policy: metrics, policy, run row, rule rows, hash chain,
+#      the sample policy: metrics, policy, run row (results included), hash chain,
 #      event, in one transaction
 #   B  the floor: a plain INSERT of a run-sized row (the same array literal,
 #      parsed and stored, plus a jsonb of the size of a run's metrics and

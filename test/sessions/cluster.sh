@@ -250,10 +250,8 @@ step "moving a world to another shard: export, import, placement"
 from=$(as cl_admin -c "SELECT wval_proxy_world_shard('cw-03')")
 to=$(( (from + 1) % 4 ))
 src=s$from dst=s$to
-on "$src" -c "SELECT jsonb_agg(to_jsonb(r) - 'chain_seq' - 'prev_hash' - 'row_hash'
-                    || jsonb_build_object('results', (SELECT jsonb_object_agg(rr.rule, jsonb_build_object('status', rr.status,
-                           'severity', rr.severity, 'owner', rr.owner, 'reason_code', rr.reason_code))
-                        FROM wval.rule_results rr WHERE rr.run_id = r.run_id)) ORDER BY r.chain_seq)
+# (the runs carry their rule results: wval.rule_results derives its rows from results)
+on "$src" -c "SELECT jsonb_agg(to_jsonb(r) - 'chain_seq' - 'prev_hash' - 'row_hash' ORDER BY r.chain_seq)
               FROM wval.evaluation_runs r WHERE r.world_id = 'cw-03'" >"$DIR/export.json"
 on "$dst" >/dev/null <<SQL
 SELECT wval_world_upsert('cw-03', 'medium', actor => 'dba');
@@ -271,6 +269,12 @@ as cl_gw -c "SELECT wval_evaluate('cw-03', 'strat-9', returns => ARRAY[0.01, 0.0
 [ "$(on "$dst" -c "SELECT string_agg(md5(metrics::text) || status, ',' ORDER BY chain_seq) FROM wval.evaluation_runs WHERE world_id = 'cw-03' AND strategy_id <> 'strat-9'")" = \
   "$(on "$src" -c "SELECT string_agg(md5(metrics::text) || status, ',' ORDER BY chain_seq) FROM wval.evaluation_runs WHERE world_id = 'cw-03'")" ] ||
 	fail "the moved runs differ (metrics, status, order)"
+rr="SELECT count(*) || ':' || md5(string_agg(concat_ws('|', rr.strategy_id, rr.stage, rr.rule, rr.layer, rr.status, rr.severity,
+                     rr.owner, rr.reason_code, rr.reason, rr.tags::text, rr.details::text, rr.created_at), ',' ORDER BY e.chain_seq, rr.rule))
+    FROM wval.rule_results rr JOIN wval.evaluation_runs e ON e.run_id = rr.run_id WHERE rr.world_id = 'cw-03'"
+[ "$(on "$dst" -c "$rr AND rr.strategy_id <> 'strat-9'")" = "$(on "$src" -c "$rr")" ] &&
+	[ "$(on "$src" -c "SELECT count(*) FROM wval.rule_results WHERE world_id = 'cw-03'")" -gt 0 ] ||
+	fail "the moved runs' rule results differ"
 # a mixed import is refused by the proxy (one world per call)
 [ "$(state cl_admin "SELECT wval_import_runs('[{\"world_id\": \"cw-01\"}, {\"world_id\": \"cw-02\"}]')")" = 22023 ] ||
 	fail "an import of two worlds through the proxy: not 22023"

@@ -100,7 +100,10 @@ SQL
 # partitions counted in their parents), chain heads, row hashes
 tables=$(psql -d "$upd" -c "SELECT string_agg(quote_literal(c.oid::regclass::text), ',' ORDER BY c.oid::regclass::text)
                             FROM pg_class c WHERE c.relnamespace = 'wval'::regnamespace AND c.relkind IN ('r', 'p')
-                              AND c.relpersistence = 'p' AND NOT c.relispartition")
+                              AND c.relpersistence = 'p' AND NOT c.relispartition
+                              AND c.oid <> 'wval.partition_indexes'::regclass")
+# (partition_indexes is configuration: 0.2.0 drops the two rows of rule_results,
+# which became a view; the rows of rule_results themselves are compared below)
 history() {
 	psql -d "$1" <<-SQL
 		SELECT string_agg(format('%s=%s', t, (xpath('/row/c/text()',
@@ -109,6 +112,8 @@ history() {
 		SELECT string_agg(world_id || '=' || seq || ':' || head_hash, ' ' ORDER BY world_id) FROM wval.chain_heads;
 		SELECT md5(string_agg(row_hash, ',' ORDER BY world_id, chain_seq)) FROM wval.evaluation_runs;
 		SELECT md5(string_agg(row_hash, ',' ORDER BY world_id, chain_seq)) FROM wval.audit_log;
+		-- every rule result, column by column (0.1.0's table, 0.2.0's view over the runs' results)
+		SELECT count(*) || ':' || md5(string_agg(r::text, ',' ORDER BY r::text)) FROM wval.rule_results r;
 	SQL
 }
 verify_chains() {
@@ -120,6 +125,21 @@ verify_chains() {
 }
 verify_chains "$upd"
 before=$(history "$upd")
+
+echo "== a rule_results row that no run's results record stops the update (then rolled back)"
+out=$(psql -d "$upd" 2>&1 <<'SQL' || true
+BEGIN;
+INSERT INTO wval.rule_results (run_id, world_id, strategy_id, stage, rule, layer, status, severity, owner, reason_code, created_at)
+SELECT run_id, world_id, strategy_id, stage, 'performance.forged_min', 'performance', 'fail', 'blocking', 'quant', 'forged', created_at
+FROM wval.evaluation_runs WHERE strategy_id = 'neg';
+ALTER EXTENSION wval UPDATE;
+ROLLBACK;
+SQL
+)
+grep -q 'wval.rule_results holds 1 row(s) that the results of their runs do not record' <<<"$out" ||
+	{ echo "$out"; fail "the update did not refuse a rule_results row it would lose"; }
+[ "$(psql -d "$upd" -c "SELECT extversion FROM pg_extension WHERE extname = 'wval'")" = "$old_version" ] ||
+	fail "the refused update changed the version"
 
 echo "== ALTER EXTENSION wval UPDATE ($old_version -> $new_version)"
 psql -d "$upd" -c "ALTER EXTENSION wval UPDATE"
