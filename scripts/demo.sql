@@ -4,7 +4,11 @@
 \set SHOW_CONTEXT never
 \set QUIET on
 SET client_min_messages = warning;
+-- pg_cron lives in the database cron.database_name names (the demo cluster's is this one)
+SELECT current_setting('cron.database_name', true) = current_database() AS cron_here \gset
+\if :cron_here
 CREATE EXTENSION IF NOT EXISTS pg_cron;
+\endif
 CREATE EXTENSION IF NOT EXISTS wval CASCADE;
 SELECT wval_maintain() \gset
 RESET client_min_messages;
@@ -61,16 +65,19 @@ SELECT s.strategy_id,
 FROM demo_strategies s, generate_series(1, s.n_months) i
 GROUP BY s.strategy_id;
 
+-- each request (returns, supplied metrics, context with the caller's run_id), kept for step 5
+CREATE TEMP TABLE demo_requests AS
+SELECT s.strategy_id, r.returns,
+       jsonb_build_object('sample', jsonb_build_object('n_trades_total', s.n_trades),
+                          'risk', jsonb_build_object('adv_utilization_p95', s.adv_p95,
+                                                     'participation_rate_p95', s.participation_p95)) AS metrics,
+       jsonb_build_object('run_id', s.strategy_id || '-bt-1', 'periods_per_year', 12, 'model_card_version', 'mc-1.0',
+                          'code_hash', 'git:demo', 'actor', 'backtester') AS context
+FROM demo_strategies s JOIN demo_returns r USING (strategy_id);
 CREATE TEMP TABLE demo_runs AS
 SELECT e.*
-FROM demo_strategies s
-JOIN demo_returns r USING (strategy_id),
-LATERAL wval_evaluate('demo-fund', s.strategy_id, 'backtest', r.returns,
-    jsonb_build_object('sample', jsonb_build_object('n_trades_total', s.n_trades),
-                       'risk', jsonb_build_object('adv_utilization_p95', s.adv_p95,
-                                                  'participation_rate_p95', s.participation_p95)),
-    jsonb_build_object('run_id', s.strategy_id || '-bt-1', 'periods_per_year', 12, 'model_card_version', 'mc-1.0',
-                       'code_hash', 'git:demo', 'actor', 'backtester')) e;
+FROM demo_requests q,
+LATERAL wval_evaluate('demo-fund', q.strategy_id, 'backtest', q.returns, q.metrics, q.context) e;
 
 \echo
 \echo '=== 3. the outcome: status, recommended stage and the checks that did not pass'
@@ -88,10 +95,16 @@ FROM demo_runs r ORDER BY r.strategy_id;
 SELECT wval_run_explain(run_id) AS explain FROM demo_runs WHERE strategy_id = 'trend_follower' \g (format=unaligned tuples_only)
 
 \echo
-\echo '=== 5. calling again with the same run_id records nothing new (idempotent)'
-SELECT (wval_evaluate('demo-fund', 'steady_carry', 'backtest', NULL, '{}', '{"run_id": "steady_carry-bt-1"}')).run_id
+\echo '=== 5. repeating a request with the same run_id records nothing new (idempotent)'
+SELECT (SELECT e.run_id FROM demo_requests q,
+        LATERAL wval_evaluate('demo-fund', q.strategy_id, 'backtest', q.returns, q.metrics, q.context) e
+        WHERE q.strategy_id = 'steady_carry')
        = (SELECT run_id FROM demo_runs WHERE strategy_id = 'steady_carry') AS same_run,
        (SELECT count(*) FROM wval.evaluation_runs WHERE world_id = 'demo-fund') AS runs_stored;
+\set ON_ERROR_STOP off
+\echo 'trying: the same run_id with other returns (a retry must repeat the request exactly)'
+SELECT wval_evaluate('demo-fund', 'steady_carry', 'backtest', '{0.01, 0.02}', '{}', '{"run_id": "steady_carry-bt-1"}');
+\set ON_ERROR_STOP on
 
 \echo
 \echo '=== 6. a stricter policy (backtest sharpe_min 0.5 -> 1.2): replayed over history before it may go live'
