@@ -67,6 +67,11 @@ EXTRA_CLEAN = $(DATA_built) $(addsuffix .tmp,$(DATA_built)) .build/doc
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# src/util.c hashes with OpenSSL's SHA256_* when the server is built with OpenSSL
+ifeq ($(with_ssl),openssl)
+SHLIB_LINK += -lcrypto
+endif
+
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control $(INSTALL_SCRIPT_INPUTS)
 	python3 scripts/install-script.py $(SQL_SOURCES) > $@.tmp
 	mv $@.tmp $@

@@ -8,8 +8,10 @@
  * wval.current_world_grants (the latest grant per role and world, membership
  * counting).  Asking SQL each time planned a SECURITY DEFINER SQL function
  * on every call (a sixth of wval_evaluate's CPU for a non-superuser); here
- * the grants in force for a role are loaded once and kept until something
- * that can change the answer happens:
+ * the grants in force for a role are loaded once, by an index scan of
+ * wval.world_grants (no statement to plan: a sixth of the first call of a
+ * new session was planning one), and kept until something that can change
+ * the answer happens:
  *
  *	 - a row of wval.world_grants is written: the table's statement trigger
  *	   wval._grants_changed() sends a relcache invalidation of the table,
@@ -24,9 +26,8 @@
  *
  * Callbacks only mark the cache stale; the next look-up rebuilds it, so no
  * memory a caller still uses is freed inside an invalidation.  A cache miss
- * reads the grants as the owner of wval.world_grants with search_path
- * pg_catalog, pg_temp (the table is not readable by every role, and a
- * caller's search_path must not steer the query).
+ * reads the table directly (spi.h, key scans): no privilege check and no
+ * row-level security apply, and no caller's search_path steers anything.
  *
  * IDENTIFICATION
  *	  src/access.c
@@ -38,11 +39,13 @@
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
@@ -79,15 +82,6 @@ static int	access_next_victim = 0;
 static bool access_stale = false;
 static bool access_callbacks_registered = false;
 static Oid	access_grants_relid = InvalidOid;
-/* the grants in force for a role: membership counts, a grant of a dropped role names no role */
-static WvalPlan access_load_plan =
-WVAL_PLAN("SELECT g.world_id, bool_or(g.privilege OPERATOR(pg_catalog.=) 'write') "
-		  "FROM wval.current_world_grants g "
-		  "JOIN pg_catalog.pg_roles gr ON gr.rolname OPERATOR(pg_catalog.=) g.role_name "
-		  "WHERE g.privilege OPERATOR(pg_catalog.<>) 'none' "
-		  "AND pg_catalog.pg_has_role($1, gr.oid, 'MEMBER') "
-		  "GROUP BY g.world_id", 1, OIDOID);
-
 /* Relcache callback: wval.world_grants changed (or every relation did). */
 static void
 access_relcache_callback(Datum arg, Oid relid)
@@ -131,33 +125,50 @@ access_validate(void)
 	}
 }
 
-/* The owner of wval.world_grants: the role the grants are read as. */
-static Oid
-access_grants_owner(void)
+/*
+ * Adds to slot the grant in force for one (role_name, world_id): the latest
+ * row of the pair, when it grants something to a role that exists and that
+ * role is a member of (membership counts; a grant of a dropped role names
+ * no role).
+ */
+static void
+access_add_in_force(AccessRole *slot, Oid role, HeapTuple latest, TupleDesc desc, int *max)
 {
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(access_grants_relid));
-	Oid			owner;
+	bool		isnull;
+	char	   *privilege = TextDatumGetCString(heap_getattr(latest, 3, desc, &isnull));
+	Oid			grantee;
 
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", access_grants_relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
+	if (strcmp(privilege, "none") == 0)
+		return;
+	grantee = get_role_oid(NameStr(*DatumGetName(heap_getattr(latest, 1, desc, &isnull))), true);
+	if (!OidIsValid(grantee) || !is_member_of_role(role, grantee))
+		return;
+	if (slot->ngrants == *max)
+	{
+		*max *= 2;
+		slot->grants = repalloc(slot->grants, sizeof(AccessGrant) * *max);
+	}
+	slot->grants[slot->ngrants].world_id = TextDatumGetCString(heap_getattr(latest, 2, desc, &isnull));
+	slot->grants[slot->ngrants].write = strcmp(privilege, "write") == 0;
+	slot->ngrants++;
 }
 
 /*
  * Loads the grants in force for role into slot (the caller has validated
- * the cache and names the slot's role once this returns).  Runs as the
- * table's owner with a fixed search_path.
+ * the cache and names the slot's role once this returns).  Reads
+ * wval.world_grants in primary-key order (role_name, world_id, granted_at):
+ * the last row of each (role_name, world_id) is the one in force, as in
+ * the view wval.current_world_grants.  No statement: nothing to parse or
+ * plan in a new backend, and no caller's search_path involved.
  */
 static void
 access_load(AccessRole *slot, Oid role)
 {
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
-	Datum		args[1];
-	uint64		i;
+	WvalKeyScan scan;
+	HeapTuple	tup;
+	HeapTuple	prev = NULL;
+	TupleDesc	desc;
+	int			max = 8;
 	MemoryContext oldcxt;
 
 	slot->superuser = superuser_arg(role);
@@ -166,33 +177,40 @@ access_load(AccessRole *slot, Oid role)
 	if (slot->superuser)
 		return;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(access_grants_owner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	args[0] = ObjectIdGetDatum(role);
-	(void) wval_spi_exec(&access_load_plan, args, NULL, true, 0, SPI_OK_SELECT);
-
 	oldcxt = MemoryContextSwitchTo(access_cxt);
-	slot->grants = palloc0(sizeof(AccessGrant) * Max(SPI_processed, 1));
-	for (i = 0; i < SPI_processed; i++)
-	{
-		if (wval_spi_isnull(i, 1))
-			continue;
-		slot->grants[slot->ngrants].world_id = wval_spi_text(i, 1);
-		slot->grants[slot->ngrants].write = wval_spi_bool(i, 2, false);
-		slot->ngrants++;
-	}
+	slot->grants = palloc0(sizeof(AccessGrant) * max);
 	MemoryContextSwitchTo(oldcxt);
-	SPI_finish();
+	wval_key_scan_begin(&scan, "world_grants", 0, NULL);
+	desc = RelationGetDescr(scan.rel);
+	if (SPI_fnumber(desc, "role_name") != 1 || SPI_fnumber(desc, "world_id") != 2 ||
+		SPI_fnumber(desc, "privilege") != 3)
+		elog(ERROR, "unexpected columns of wval.world_grants");
+	while ((tup = wval_key_scan_next(&scan, false)) != NULL)
+	{
+		bool		isnull;
 
-	AtEOXact_GUC(true, save_nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+		if (prev != NULL &&
+			(strcmp(NameStr(*DatumGetName(heap_getattr(prev, 1, desc, &isnull))),
+					NameStr(*DatumGetName(heap_getattr(tup, 1, desc, &isnull)))) != 0 ||
+			 !DatumGetBool(DirectFunctionCall2Coll(texteq, C_COLLATION_OID,
+												   heap_getattr(prev, 2, desc, &isnull),
+												   heap_getattr(tup, 2, desc, &isnull)))))
+		{
+			oldcxt = MemoryContextSwitchTo(access_cxt);
+			access_add_in_force(slot, role, prev, desc, &max);
+			MemoryContextSwitchTo(oldcxt);
+		}
+		if (prev != NULL)
+			heap_freetuple(prev);
+		prev = heap_copytuple(tup);
+	}
+	if (prev != NULL)
+	{
+		oldcxt = MemoryContextSwitchTo(access_cxt);
+		access_add_in_force(slot, role, prev, desc, &max);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	wval_key_scan_end(&scan);
 }
 
 /* The cached grants of role, loaded on first use. */

@@ -17,6 +17,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/backendid.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
 #include "utils/guc.h"
@@ -29,6 +30,7 @@
 #include "utils/array.h"
 #include "utils/uuid.h"
 
+#include "access.h"
 #include "evaluate.h"
 #include "jsonb.h"
 #include "metrics.h"
@@ -739,19 +741,17 @@ static WvalPlan plan_find_client_run = WVAL_PLAN(
 	"SELECT * FROM wval.evaluation_runs WHERE world_id = $1 AND strategy_id = $2 "
 	"AND client_run_id = $3 AND wval._can_read($1) ORDER BY created_at LIMIT 1",
 	3, TEXTOID, TEXTOID, TEXTOID);
-static WvalPlan plan_world = WVAL_PLAN(
-	"SELECT w.risk_tier, w.client_critical, "
-	"(SELECT a.version FROM wval.policy_activations a WHERE a.world_id = w.world_id "
-	"AND (a.stages IS NULL OR $2 = ANY (a.stages)) "
-	"ORDER BY a.activation_id DESC LIMIT 1) FROM wval.worlds w "
-	"WHERE w.world_id = $1 AND wval._can_read($1)",
-	2, TEXTOID, TEXTOID);
 static WvalPlan plan_baseline = WVAL_PLAN(
 	"SELECT run_id, metrics FROM wval.evaluation_runs WHERE world_id = $1 "
 	"AND strategy_id = $2 AND stage = 'backtest' AND kind = 'single' "
 	"AND status <> 'unvalidated' AND NOT wval._imported(context) "
 	"ORDER BY created_at DESC LIMIT 1",
 	2, TEXTOID, TEXTOID);
+static WvalPlan plan_stats_update = WVAL_PLAN(
+	"UPDATE wval.evaluation_stats AS s SET runs = s.runs + 1, seconds_sum = s.seconds_sum + $5, "
+	"buckets[$6] = s.buckets[$6] + 1 "
+	"WHERE s.world_id = $1 AND s.stage = $2 AND s.status = $3 AND s.shard = $4",
+	6, TEXTOID, TEXTOID, TEXTOID, INT2OID, FLOAT8OID, INT4OID);
 static WvalPlan plan_stats = WVAL_PLAN(
 	"INSERT INTO wval.evaluation_stats AS s (world_id, stage, status, shard, runs, seconds_sum, buckets) "
 	"VALUES ($1, $2, $3, $4, 1, $5, $7) ON CONFLICT (world_id, stage, status, shard) DO UPDATE "
@@ -762,10 +762,19 @@ static WvalPlan plan_stats = WVAL_PLAN(
 /* buckets of the latency histogram: one per bound (observability.c) plus +Inf */
 #define NLATENCY_BUCKETS (WVAL_NLATENCY_BOUNDS + 1)
 
+/* counter rows per world, stage and status: one per backend slot, modulo this */
+#define EVALUATION_STATS_SHARDS 64
+
 /*
  * Counts one evaluation and its latency in wval.evaluation_stats, in the
- * evaluating transaction; sharded by backend so that concurrent evaluations
- * of a world do not queue on one row.
+ * evaluating transaction (a rolled back evaluation is not counted).  The
+ * row is the backend's own: shard = the backend's slot number (MyBackendId,
+ * unique among the backends alive at a time, the lowest free one given to a
+ * new connection) modulo 64, so concurrent evaluations of a world never
+ * update the same counter row, up to 64 concurrent backends (pid % 8 made
+ * two of four concurrent backends share a row more often than not).  A
+ * plain UPDATE of that row; the upsert (safe should two backends share a
+ * shard) only when the row does not exist yet: no tuple lock record.
  */
 static void
 record_evaluation_stats(const char *world, const char *stage, const char *status, double seconds)
@@ -775,14 +784,18 @@ record_evaluation_stats(const char *world, const char *stage, const char *status
 	int			bucket = wval_latency_bucket(seconds);
 	int			i;
 
-	for (i = 0; i < NLATENCY_BUCKETS; i++)
-		onehot[i] = Int64GetDatum(i == bucket ? 1 : 0);
 	args[0] = CStringGetTextDatum(world);
 	args[1] = CStringGetTextDatum(stage);
 	args[2] = CStringGetTextDatum(status);
-	args[3] = Int16GetDatum((int16) (MyProcPid % 8));
+	args[3] = Int16GetDatum((int16) (MyBackendId % EVALUATION_STATS_SHARDS));
 	args[4] = Float8GetDatum(seconds);
 	args[5] = Int32GetDatum(bucket + 1);
+	/* the backend's row exists but for its first evaluation of the world, stage and status */
+	wval_spi_exec(&plan_stats_update, args, NULL, false, 0, SPI_OK_UPDATE);
+	if (SPI_processed == 1)
+		return;
+	for (i = 0; i < NLATENCY_BUCKETS; i++)
+		onehot[i] = Int64GetDatum(i == bucket ? 1 : 0);
 	args[6] = PointerGetDatum(construct_array(onehot, NLATENCY_BUCKETS, INT8OID, sizeof(int64),
 											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	wval_spi_exec(&plan_stats, args, NULL, false, 0, SPI_OK_INSERT);
@@ -1207,28 +1220,39 @@ eval_find_retry(const EvalRequest *req, Datum *stored)
 	return true;
 }
 
-/* Reads the world and its active policy version (WV010 when either is missing). */
+/*
+ * Reads the world and its active policy version (WV010 when either is
+ * missing; a world the caller may not read does not exist).  By primary
+ * key, not by SQL: nothing to parse or plan, in a new backend either.
+ */
 static void
 eval_load(const EvalRequest *req, EvalWorld *w)
 {
-	Datum		args[2];
+	Datum		key = CStringGetTextDatum(req->world);
+	WvalKeyScan scan;
+	HeapTuple	tup = NULL;
 	bool		isnull;
-	bool		fail_closed;
+	bool		fail_closed = false;
 
-	/* the version active at the run's stage (a staged rollout) */
-	args[0] = CStringGetTextDatum(req->world);
-	args[1] = CStringGetTextDatum(req->stage);
-	wval_spi_exec(&plan_world, args, NULL, true, 1, SPI_OK_SELECT);
-	if (SPI_processed != 1)
+	if (wval_access_allowed(GetOuterUserId(), req->world, false))
+	{
+		wval_key_scan_begin(&scan, "worlds", 1, &key);
+		tup = wval_key_scan_next(&scan, false);
+		if (tup != NULL)
+		{
+			w->risk_tier = TextDatumGetCString(wval_key_scan_attr(&scan, tup, "risk_tier", &isnull));
+			fail_closed = strcmp(w->risk_tier, "high") == 0 &&
+				DatumGetBool(wval_key_scan_attr(&scan, tup, "client_critical", &isnull));
+		}
+		wval_key_scan_end(&scan);
+	}
+	if (tup == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
 				 errmsg("world \"%s\" does not exist", req->world),
 				 errhint("Create it first with wval_world_upsert(world_id, risk_tier, client_critical).")));
-	w->risk_tier = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	fail_closed = strcmp(w->risk_tier, "high") == 0 &&
-		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	w->version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	if (isnull)
+	/* the version active at the run's stage (a staged rollout) */
+	if (!wval_policy_active_version(req->world, req->stage, &w->version))
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
 				 errmsg("world \"%s\" has no active policy version", req->world),

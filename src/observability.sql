@@ -27,7 +27,7 @@ COMMENT ON TABLE wval.evaluation_stats IS 'counters of wval_evaluate per world, 
 COMMENT ON COLUMN wval.evaluation_stats.world_id IS 'the world (wval.worlds.world_id)';
 COMMENT ON COLUMN wval.evaluation_stats.stage IS 'backtest | paper | shadow | live: the stage argument of the evaluations';
 COMMENT ON COLUMN wval.evaluation_stats.status IS 'pass | warn | fail | unvalidated: the stored status of the evaluations';
-COMMENT ON COLUMN wval.evaluation_stats.shard IS 'pg_backend_pid() % 8 of the evaluating backend; sum over shards';
+COMMENT ON COLUMN wval.evaluation_stats.shard IS 'the evaluating backend''s slot number modulo 64 (concurrent backends have different slots); sum over shards';
 COMMENT ON COLUMN wval.evaluation_stats.runs IS 'evaluations counted (counter; wval_evaluations_total)';
 COMMENT ON COLUMN wval.evaluation_stats.seconds_sum IS 'total wval_evaluate time of those evaluations, in seconds';
 COMMENT ON COLUMN wval.evaluation_stats.buckets IS 'latency histogram: evaluations per bucket of wval._latency_bounds() (seconds; the last element is +Inf), not cumulative';

@@ -119,6 +119,7 @@ extern WvalPolicy *wval_policy_build(Jsonb *doc, bool fail_closed, MemoryContext
 extern void wval_policy_free(WvalPolicy *policy);
 extern void wval_policy_materialise(WvalRuleset *rs);
 extern WvalPolicy *wval_policy_for_version(const char *world_id, int version, bool fail_closed);
+extern bool wval_policy_active_version(const char *world_id, const char *stage, int *version);
 extern int	wval_policy_profile_for_stage(const WvalPolicy *policy, const char *stage);
 extern WvalRuleset *wval_policy_ruleset_by_name(const WvalPolicy *policy, const char *name);
 extern const char *wval_severity_name(WvalSeverity s);

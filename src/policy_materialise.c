@@ -39,6 +39,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
@@ -160,9 +161,6 @@ typedef struct PolicyCacheEntry
 static PolicyCacheEntry policy_cache[POLICY_CACHE_SIZE];
 static uint64 policy_cache_clock = 0;
 static MemoryContext policy_cache_cxt = NULL;
-static WvalPlan plan_policy_load = WVAL_PLAN(
-	"SELECT policy FROM wval.policy_versions WHERE world_id = $1 AND version = $2",
-	2, TEXTOID, INT4OID);
 
 /* OID of the wval.policy_versions the entries were loaded from (InvalidOid: not known) */
 static Oid	policy_cache_relid = InvalidOid;
@@ -213,7 +211,7 @@ policy_cache_validate(void)
 
 /*
  * The materialised policy version (world, version), from the cache or
- * loaded with SPI (the caller must be connected).  Other versions of the
+ * read by primary key (the caller has checked the world access).  Other versions of the
  * same world stay: during a staged rollout stages apply different ones.
  */
 WvalPolicy *
@@ -221,9 +219,11 @@ wval_policy_for_version(const char *world_id, int version, bool fail_closed)
 {
 	int			i;
 	int			victim = 0;
-	Datum		args[2];
+	Datum		keys[2];
+	WvalKeyScan scan;
+	HeapTuple	tup;
 	bool		isnull;
-	Jsonb	   *doc;
+	Jsonb	   *doc = NULL;
 	WvalPolicy *policy;
 
 	policy_cache_validate();
@@ -243,15 +243,19 @@ wval_policy_for_version(const char *world_id, int version, bool fail_closed)
 	if (policy_cache_cxt == NULL)
 		policy_cache_cxt = AllocSetContextCreate(TopMemoryContext, "wval policy cache",
 												 ALLOCSET_DEFAULT_SIZES);
-	args[0] = CStringGetTextDatum(world_id);
-	args[1] = Int32GetDatum(version);
-	wval_spi_exec(&plan_policy_load, args, NULL, true, 1, SPI_OK_SELECT);
-	if (SPI_processed != 1)
+	/* by primary key (spi.h): nothing to parse or plan in a new backend */
+	keys[0] = CStringGetTextDatum(world_id);
+	keys[1] = Int32GetDatum(version);
+	wval_key_scan_begin(&scan, "policy_versions", 2, keys);
+	tup = wval_key_scan_next(&scan, false);
+	if (tup != NULL)
+		doc = DatumGetJsonbPCopy(wval_key_scan_attr(&scan, tup, "policy", &isnull));
+	wval_key_scan_end(&scan);
+	if (tup == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_WVAL_UNKNOWN_OBJECT),
 				 errmsg("policy version %d of world \"%s\" does not exist", version, world_id),
 				 errhint("See wval.policy_versions for the published versions.")));
-	doc = DatumGetJsonbP(wval_spi_datum(0, 1, &isnull));
 
 	policy = wval_policy_build(doc, fail_closed, policy_cache_cxt);
 
@@ -273,6 +277,52 @@ wval_policy_for_version(const char *world_id, int version, bool fail_closed)
 	policy_cache[victim].last_used = ++policy_cache_clock;
 	policy_cache[victim].policy = policy;
 	return policy;
+}
+
+/*
+ * The policy version active for a stage of a world: the latest activation
+ * (highest activation_id) that names the stage or names no stages (a
+ * staged rollout, docs/policy.md).  False when there is none.  Read by
+ * primary key, newest first; the caller has checked the world access.
+ */
+bool
+wval_policy_active_version(const char *world_id, const char *stage, int *version)
+{
+	Datum		key = CStringGetTextDatum(world_id);
+	WvalKeyScan scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	wval_key_scan_begin(&scan, "policy_activations", 1, &key);
+	while (!found && (tup = wval_key_scan_next(&scan, true)) != NULL)
+	{
+		bool		isnull;
+		Datum		stages = wval_key_scan_attr(&scan, tup, "stages", &isnull);
+
+		if (!isnull)
+		{
+			Datum	   *elems;
+			bool	   *nulls;
+			int			n,
+						i;
+
+			deconstruct_array(DatumGetArrayTypeP(stages), TEXTOID, -1, false, TYPALIGN_INT,
+							  &elems, &nulls, &n);
+			for (i = 0; i < n && !found; i++)
+			{
+				text	   *t = DatumGetTextPP(elems[i]);
+
+				found = !nulls[i] && VARSIZE_ANY_EXHDR(t) == strlen(stage) &&
+					memcmp(VARDATA_ANY(t), stage, VARSIZE_ANY_EXHDR(t)) == 0;
+			}
+			if (!found)
+				continue;
+		}
+		found = true;
+		*version = DatumGetInt32(wval_key_scan_attr(&scan, tup, "version", &isnull));
+	}
+	wval_key_scan_end(&scan);
+	return found;
 }
 
 /* ---------------------------------------------------------------------

@@ -33,11 +33,6 @@ PG_FUNCTION_INFO_V1(wval_store_returns);
 PG_FUNCTION_INFO_V1(wval_recompute_metrics);
 PG_FUNCTION_INFO_V1(wval_returns_array);
 
-/* the world's store_returns setting */
-static WvalPlan plan_setting = WVAL_PLAN(
-	"SELECT coalesce(w.settings -> 'store_returns' = 'true'::jsonb, false) "
-	"FROM wval.worlds w WHERE w.world_id = $1", 1, TEXTOID);
-
 /* the series, unless the world has it already */
 static WvalPlan plan_store = WVAL_PLAN(
 	"INSERT INTO wval.run_returns (world_id, returns_hash, n_periods, returns) "
@@ -69,6 +64,37 @@ returns_bytes(const double *r, int n)
 }
 
 /*
+ * The world's store_returns setting (settings.store_returns is true), read
+ * by primary key (spi.h): no statement to plan on every evaluation.
+ */
+static bool
+store_returns_setting(const char *world)
+{
+	Datum		key = CStringGetTextDatum(world);
+	WvalKeyScan scan;
+	HeapTuple	tup;
+	bool		on = false;
+
+	wval_key_scan_begin(&scan, "worlds", 1, &key);
+	tup = wval_key_scan_next(&scan, false);
+	if (tup != NULL)
+	{
+		bool		isnull;
+		Datum		d = wval_key_scan_attr(&scan, tup, "settings", &isnull);
+		JsonbValue	k;
+		JsonbValue *v;
+
+		k.type = jbvString;
+		k.val.string.val = "store_returns";
+		k.val.string.len = strlen("store_returns");
+		v = isnull ? NULL : findJsonbValueFromContainer(&DatumGetJsonbP(d)->root, JB_FOBJECT, &k);
+		on = v != NULL && v->type == jbvBool && v->val.boolean;
+	}
+	wval_key_scan_end(&scan);
+	return on;
+}
+
+/*
  * Stores a run's returns (see returns.h).  Concurrent evaluations of the
  * same series in a world serialise on an advisory lock of (world, hash), and
  * the existence check runs after it with a new snapshot (read_only = false),
@@ -84,11 +110,10 @@ wval_store_run_returns(const char *world, const char *rhash, const double *r, in
 
 	if (world == NULL || rhash == NULL)
 		return false;
-	args[0] = CStringGetTextDatum(world);
-	wval_spi_exec(&plan_setting, args, NULL, true, 1, SPI_OK_SELECT);
-	if (SPI_processed != 1 || !wval_spi_bool(0, 1, false))
+	if (!store_returns_setting(world))
 		return false;
 
+	args[0] = CStringGetTextDatum(world);
 	initStringInfo(&key);
 	appendStringInfo(&key, "wval:run_returns:%s:%s", world, rhash);
 	DirectFunctionCall1(pg_advisory_xact_lock_int8,

@@ -4,14 +4,25 @@
  *	  The one SPI layer of wval: kept plans, one exec function, getters.
  *
  * See spi.h.  Every C statement wval runs through SPI is a WvalPlan run
- * by wval_spi_exec; the getters read the current SPI_tuptable.
+ * by wval_spi_exec; the getters read the current SPI_tuptable.  The key
+ * scans (wval_key_scan_*) read rows of wval's tables by primary key
+ * without SPI, for the look-ups of the evaluation's hot path.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 
 #include "spi.h"
 
@@ -106,4 +117,73 @@ wval_spi_float8(int row, int col, double if_null)
 	Datum		d = wval_spi_datum(row, col, &isnull);
 
 	return isnull ? if_null : DatumGetFloat8(d);
+}
+
+/*
+ * Opens wval.<table> and its primary key and starts an ordered scan of the
+ * rows whose leading key columns equal keys (text, integer or bigint
+ * Datums, in the key's column order; no keys: every row).  The text keys
+ * compare with the index's collation, as the index orders them.  The scan
+ * sees what a statement would: the active snapshot.
+ */
+void
+wval_key_scan_begin(WvalKeyScan *s, const char *table, int nkeys, const Datum *keys)
+{
+	Oid			relid = get_relname_relid(table, get_namespace_oid("wval", false));
+	Oid			pk;
+	ScanKeyData sk[INDEX_MAX_KEYS];
+	int			i;
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation \"wval.%s\" does not exist", table);
+	s->rel = table_open(relid, AccessShareLock);
+	pk = RelationGetPrimaryKeyIndex(s->rel);
+	if (!OidIsValid(pk))
+		elog(ERROR, "relation \"wval.%s\" has no primary key", table);
+	s->idx = index_open(pk, AccessShareLock);
+	if (nkeys < 0 || nkeys > IndexRelationGetNumberOfKeyAttributes(s->idx))
+		elog(ERROR, "wrong number of keys (%d) for the primary key of \"wval.%s\"", nkeys, table);
+	for (i = 0; i < nkeys; i++)
+	{
+		Oid			type = TupleDescAttr(RelationGetDescr(s->idx), i)->atttypid;
+		RegProcedure eq = type == TEXTOID ? F_TEXTEQ : type == INT4OID ? F_INT4EQ :
+			type == INT8OID ? F_INT8EQ : InvalidOid;
+
+		if (eq == InvalidOid)
+			elog(ERROR, "unsupported key type %u in the primary key of \"wval.%s\"", type, table);
+		/* systable scans take heap attribute numbers and map them to the index's */
+		ScanKeyEntryInitialize(&sk[i], 0, s->idx->rd_index->indkey.values[i], BTEqualStrategyNumber,
+							   InvalidOid, s->idx->rd_indcollation[i], eq, keys[i]);
+	}
+	s->scan = systable_beginscan_ordered(s->rel, s->idx,
+										 ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(),
+										 nkeys, sk);
+}
+
+/* The next row of a key scan (in key order, or backwards); NULL at the end. */
+HeapTuple
+wval_key_scan_next(WvalKeyScan *s, bool backward)
+{
+	return systable_getnext_ordered(s->scan, backward ? BackwardScanDirection : ForwardScanDirection);
+}
+
+/* A column of a row of a key scan, by name (valid until the scan moves on). */
+Datum
+wval_key_scan_attr(WvalKeyScan *s, HeapTuple tup, const char *column, bool *isnull)
+{
+	TupleDesc	desc = RelationGetDescr(s->rel);
+	int			att = SPI_fnumber(desc, column);
+
+	if (att <= 0)
+		elog(ERROR, "column \"%s\" of \"wval.%s\" does not exist", column, RelationGetRelationName(s->rel));
+	return heap_getattr(tup, att, desc, isnull);
+}
+
+/* Ends a key scan and closes its relations (the locks stay until the end of the transaction). */
+void
+wval_key_scan_end(WvalKeyScan *s)
+{
+	systable_endscan_ordered(s->scan);
+	index_close(s->idx, AccessShareLock);
+	table_close(s->rel, AccessShareLock);
 }

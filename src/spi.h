@@ -21,7 +21,9 @@
 
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "executor/spi.h"
+#include "utils/rel.h"
 
 /* the most arguments a kept statement takes (the run row of run.c: 29) */
 #define WVAL_PLAN_MAX_ARGS 32
@@ -49,5 +51,25 @@ extern char *wval_spi_text(int row, int col);
 extern bool wval_spi_bool(int row, int col, bool if_null);
 extern int64 wval_spi_int64(int row, int col, int64 if_null);
 extern double wval_spi_float8(int row, int col, double if_null);
+
+/*
+ * Primary-key look-ups without SPI: the hot path reads a few rows by key
+ * (a world, its activations, a policy version) with an index scan instead
+ * of a statement that is parsed and planned in every new backend.  Like a
+ * SPI query run by the extension's definer code, the scan sees the rows of
+ * the active snapshot and ignores row-level security: the caller checks the
+ * world access first.
+ */
+typedef struct WvalKeyScan
+{
+	Relation	rel;
+	Relation	idx;
+	SysScanDesc scan;
+} WvalKeyScan;
+
+extern void wval_key_scan_begin(WvalKeyScan *s, const char *table, int nkeys, const Datum *keys);
+extern HeapTuple wval_key_scan_next(WvalKeyScan *s, bool backward);
+extern Datum wval_key_scan_attr(WvalKeyScan *s, HeapTuple tup, const char *column, bool *isnull);
+extern void wval_key_scan_end(WvalKeyScan *s);
 
 #endif							/* WVAL_SPI_H */

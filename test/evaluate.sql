@@ -1,7 +1,7 @@
 -- pgTAP: wval_evaluate for roles, reports, explain, and what must never happen
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(43);
+SELECT plan(49);
 
 SELECT lives_ok($$SELECT wval_world_upsert('tap-eval', actor => 'dba')$$, 'world');
 SELECT lives_ok($$SELECT wval_policy_publish('tap-eval', (SELECT policy FROM wval.sample_policies), 'alice'),
@@ -137,6 +137,28 @@ SELECT ok((SELECT context -> 'request_digest' ->> 'metrics' ~ '^sha256:[0-9a-f]{
 SELECT is(pg_temp.err($$SELECT wval_evaluate('tap-eval', 'h3', 'backtest', NULL, '{}', '{"run_id": "h-r3"}')$$ ||
                       $$; SELECT wval_evaluate('tap-eval', 'h3', 'backtest', NULL, NULL, '{"run_id": "h-r3"}')$$),
           'ok', 'metrics {} and null are the same request');
+
+-- look-ups by primary key (src/spi.c key scans): the world, the version active at the
+-- run's stage (the latest activation naming the stage or no stages), the policy version
+SELECT lives_ok($$SELECT wval_policy_publish('tap-eval', (SELECT policy FROM wval.sample_policies), 'alice', 'v2'),
+                         wval_policy_activate('tap-eval', 2, 'bob', 'paper first', stages => '{paper}')$$,
+                'version 2 activated for paper only');
+SELECT is(ARRAY[(wval_evaluate('tap-eval', 'ks', 'backtest', NULL, '{}')).policy_version,
+                (wval_evaluate('tap-eval', 'ks', 'paper', NULL, '{}')).policy_version,
+                (wval_evaluate('tap-eval', 'ks', 'live', NULL, '{}')).policy_version], ARRAY[1, 2, 1],
+          'each stage is evaluated with the version active for it');
+SELECT lives_ok($$SELECT wval_policy_activate('tap-eval', 1, 'bob', 'back to one')$$, 'version 1 activated for every stage');
+SELECT is((wval_evaluate('tap-eval', 'ks', 'paper', NULL, '{}')).policy_version, 1,
+          'the latest activation wins over an earlier stage-specific one');
+SELECT throws_ok($$SELECT wval_evaluate('tap-no-such-world', 'ks', 'backtest', NULL, '{}')$$, 'WV010',
+                 'world "tap-no-such-world" does not exist', 'an unknown world is WV010');
+
+-- wval's sha256 (util.c, no OpenSSL) is sha256(): chain links over 0..300 bytes and multibyte text
+SELECT is((SELECT count(*)::int FROM generate_series(0, 300) n
+           WHERE wval._chain_link('sha256:p', 't', n, repeat('é', n % 5) || repeat('x', n))
+                 <> 'sha256:' || encode(sha256(convert_to('sha256:p' || E'\n' || 't' || E'\n' || n || E'\n' ||
+                                                          repeat('é', n % 5) || repeat('x', n), 'UTF8')), 'hex')), 0,
+          'chain links hash as sha256() does, at every length');
 
 SELECT * FROM finish();
 ROLLBACK;
