@@ -22,7 +22,9 @@
 -- visible_at to now + visibility on every event handed out, and a world with
 -- an event in a consumer's hands (leased, visibility not yet passed) is not
 -- handed out at all, so the world is busy until those events are acked,
--- nacked or time out.  Two
+-- nacked or time out.  Only the latest hand-out of a world can be in hands;
+-- wval.delivery_leases keeps its range, so that the check reads those
+-- events and not the world's whole queue.  Two
 -- consumers racing for the same world are serialised by a transaction-level
 -- advisory lock on (group, world), taken with pg_try_advisory_xact_lock()
 -- (the loser skips the world, SKIP LOCKED style); the winner then re-reads
@@ -131,7 +133,9 @@ CREATE TABLE wval.deliveries (
 ) WITH (fillfactor = 80);
 CREATE INDEX deliveries_queue_idx ON wval.deliveries (group_name, world_key, event_id) WHERE done_at IS NULL;
 CREATE INDEX deliveries_expiry_idx ON wval.deliveries (group_name, expires_at) WHERE done_at IS NULL AND expires_at IS NOT NULL;
-CREATE INDEX deliveries_event_idx ON wval.deliveries (event_id);
+-- No index on event_id alone: every ack updates an indexed column (done_at,
+-- the predicate of the queue index), so each index costs an insert per ack;
+-- wval_bus_prune reaches a delivery through the primary key, group by group.
 COMMENT ON TABLE wval.deliveries IS 'one row per (consumer group, event), written with the event: the group''s queue, its delivery state and the raw numbers of wval.bus_health. Operational state (not history): changed only by the wval_* bus functions';
 COMMENT ON COLUMN wval.deliveries.world_key IS 'world_id of the event, '''' for events of no world: the unit of per-world order';
 COMMENT ON COLUMN wval.deliveries.enqueued_at IS 'when the event was emitted (events.created_at)';
@@ -148,6 +152,23 @@ COMMENT ON COLUMN wval.deliveries.group_name IS 'the consumer group (wval.consum
 COMMENT ON COLUMN wval.deliveries.event_id IS 'the event delivered (wval.events.event_id)';
 COMMENT ON COLUMN wval.deliveries.type IS 'event type (copy of wval.events.type)';
 COMMENT ON COLUMN wval.deliveries.expires_at IS 'copy of wval.events.expires_at: not handed out after this time (outcome expired); null for events without a TTL';
+
+CREATE TABLE wval.delivery_leases (
+    group_name     text NOT NULL,
+    world_key      text NOT NULL,
+    first_event_id bigint NOT NULL,
+    last_event_id  bigint NOT NULL,
+    leased_at      timestamptz NOT NULL,
+    visible_at     timestamptz NOT NULL,
+    PRIMARY KEY (group_name, world_key)
+);
+COMMENT ON TABLE wval.delivery_leases IS 'per consumer group and world: the latest hand-out of the world''s queue (wval_consume), so that the next hand-out checks only those events for one still in a consumer''s hands instead of reading the whole queue of the world. Operational state, written only by wval_consume';
+COMMENT ON COLUMN wval.delivery_leases.group_name IS 'the consumer group (wval.consumer_groups.group_name)';
+COMMENT ON COLUMN wval.delivery_leases.world_key IS 'world_id of the events, '''' for events of no world (wval.deliveries.world_key)';
+COMMENT ON COLUMN wval.delivery_leases.first_event_id IS 'smallest event_id leased by the latest hand-out of this world';
+COMMENT ON COLUMN wval.delivery_leases.last_event_id IS 'largest event_id leased by the latest hand-out of this world';
+COMMENT ON COLUMN wval.delivery_leases.leased_at IS 'time of the latest hand-out of this world';
+COMMENT ON COLUMN wval.delivery_leases.visible_at IS 'end of the visibility timeout of that hand-out: after it, none of its events is in a consumer''s hands';
 
 CREATE TABLE wval.bus_counters (
     group_name    text NOT NULL,
@@ -188,12 +209,16 @@ COMMENT ON COLUMN wval.internal_handlers.registered_at IS 'when the handler was 
 -- Members of the owner, wval_admin and superusers; internal groups (owner
 -- null) only the latter two.
 CREATE FUNCTION wval._group_access(p_owner name) RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
-    SELECT r.rolsuper
-        OR pg_catalog.pg_has_role(r.oid, 'wval_admin', 'MEMBER')
-        OR (p_owner IS NOT NULL AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles o WHERE o.rolname = p_owner)
-            AND pg_catalog.pg_has_role(r.oid, p_owner, 'MEMBER'))
-    FROM pg_catalog.pg_roles r WHERE r.rolname = wval._invoker()
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
+BEGIN
+    -- plpgsql rather than sql: its plan is kept for the session instead of
+    -- planned on every call (it runs on every consume and ack)
+    RETURN (SELECT r.rolsuper
+                OR pg_catalog.pg_has_role(r.oid, 'wval_admin', 'MEMBER')
+                OR (p_owner IS NOT NULL AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles o WHERE o.rolname = p_owner)
+                    AND pg_catalog.pg_has_role(r.oid, p_owner, 'MEMBER'))
+            FROM pg_catalog.pg_roles r WHERE r.rolname = wval._invoker());
+END
 $$;
 COMMENT ON FUNCTION wval._group_access(name) IS 'true when the calling role may use a consumer group of this owner: a member of the owner, a wval_admin or a superuser (internal groups, owner null: the latter two)';
 
@@ -204,6 +229,9 @@ CREATE POLICY wval_world_read ON wval.deliveries FOR ALL USING (
     (SELECT wval._visible_worlds()) IS NULL OR world_key = '' OR world_key = ANY ((SELECT wval._visible_worlds())::text[]));
 ALTER TABLE wval.bus_counters ENABLE ROW LEVEL SECURITY;
 CREATE POLICY wval_world_read ON wval.bus_counters FOR ALL USING ((SELECT wval._visible_worlds()) IS NULL);
+ALTER TABLE wval.delivery_leases ENABLE ROW LEVEL SECURITY;
+CREATE POLICY wval_world_read ON wval.delivery_leases FOR ALL USING (
+    (SELECT wval._visible_worlds()) IS NULL OR world_key = '' OR world_key = ANY ((SELECT wval._visible_worlds())::text[]));
 
 CREATE FUNCTION wval._group(p_group text) RETURNS wval.consumer_groups
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wval, pg_temp AS $$
@@ -382,6 +410,7 @@ BEGIN
     PERFORM 1 FROM wval.consumer_groups WHERE group_name = g.group_name FOR UPDATE;
     SELECT count(*) INTO outstanding FROM wval.deliveries WHERE group_name = g.group_name AND done_at IS NULL;
     DELETE FROM wval.deliveries WHERE group_name = g.group_name;
+    DELETE FROM wval.delivery_leases WHERE group_name = g.group_name;
     DELETE FROM wval.bus_counters WHERE group_name = g.group_name;
     DELETE FROM wval.consumer_groups WHERE group_name = g.group_name;
     PERFORM wval._audit(NULL, 'bus_unsubscribed', session_user,
@@ -410,6 +439,8 @@ DECLARE
     died bigint[];
     n integer;
     taken integer;
+    lease record;
+    busy boolean;
 BEGIN
     IF budget IS NULL OR budget < 1 OR budget > 1000 THEN
         RAISE EXCEPTION 'invalid value for "max"' USING ERRCODE = '22023',
@@ -417,35 +448,40 @@ BEGIN
             HINT = 'Ask for between 1 and 1000 events per call.';
     END IF;
 
-    -- expired events nobody holds: counted as expired and acknowledged
-    UPDATE wval.deliveries d SET done_at = t, outcome = 'expired', leased = false
-    WHERE (d.group_name, d.event_id) IN (
-        SELECT x.group_name, x.event_id FROM wval.deliveries x
-        WHERE x.group_name = g.group_name AND x.done_at IS NULL
-          AND x.expires_at <= t AND x.visible_at <= t
-        FOR UPDATE SKIP LOCKED);
+    -- expired events nobody holds: counted as expired and acknowledged (the
+    -- probe first: its plan is kept, the UPDATE's is made on every run; "IS
+    -- NOT NULL" spelled out keeps its generic plan on the expiry index)
+    IF EXISTS (SELECT 1 FROM wval.deliveries x
+               WHERE x.group_name = g.group_name AND x.done_at IS NULL
+                 AND x.expires_at IS NOT NULL AND x.expires_at <= t) THEN
+        UPDATE wval.deliveries d SET done_at = t, outcome = 'expired', leased = false
+        WHERE (d.group_name, d.event_id) IN (
+            SELECT x.group_name, x.event_id FROM wval.deliveries x
+            WHERE x.group_name = g.group_name AND x.done_at IS NULL
+              AND x.expires_at <= t AND x.visible_at <= t
+            FOR UPDATE SKIP LOCKED);
+    END IF;
 
     -- worlds whose queue head may be handed out, oldest head first.  The
-    -- recursive part walks the distinct worlds of the queue index (one probe
-    -- per world) instead of reading the whole backlog.
+    -- recursive part walks the distinct worlds of the queue index, one probe
+    -- per world that lands on the world's head (its first outstanding
+    -- event_id), instead of reading the whole backlog.
     FOR w IN
-        WITH RECURSIVE worlds AS (
-            (SELECT x.world_key FROM wval.deliveries x
+        WITH RECURSIVE heads AS (
+            (SELECT x.world_key, x.event_id, x.visible_at FROM wval.deliveries x
              WHERE x.group_name = g.group_name AND x.done_at IS NULL
-             ORDER BY x.world_key LIMIT 1)
+             ORDER BY x.world_key, x.event_id LIMIT 1)
             UNION ALL
-            SELECT (SELECT x.world_key FROM wval.deliveries x
-                    WHERE x.group_name = g.group_name AND x.done_at IS NULL AND x.world_key > ws.world_key
-                    ORDER BY x.world_key LIMIT 1)
-            FROM worlds ws WHERE ws.world_key IS NOT NULL)
-        SELECT ws.world_key
-        FROM worlds ws
-        CROSS JOIN LATERAL (
-            SELECT x.event_id, x.visible_at FROM wval.deliveries x
-            WHERE x.group_name = g.group_name AND x.world_key = ws.world_key AND x.done_at IS NULL
-            ORDER BY x.event_id LIMIT 1) h
-        WHERE ws.world_key IS NOT NULL AND h.visible_at <= t
-        ORDER BY h.event_id
+            SELECT n.world_key, n.event_id, n.visible_at
+            FROM heads hs
+            CROSS JOIN LATERAL (
+                SELECT x.world_key, x.event_id, x.visible_at FROM wval.deliveries x
+                WHERE x.group_name = g.group_name AND x.done_at IS NULL AND x.world_key > hs.world_key
+                ORDER BY x.world_key, x.event_id LIMIT 1) n)
+        SELECT hs.world_key
+        FROM heads hs
+        WHERE hs.visible_at <= t
+        ORDER BY hs.event_id
         LIMIT wval_consume.max
     LOOP
         EXIT WHEN budget <= 0;
@@ -454,29 +490,48 @@ BEGIN
         CONTINUE WHEN w.world_key <> '' AND NOT wval._world_access(me, w.world_key, 'read');
         -- another consumer is claiming this world right now: skip it
         CONTINUE WHEN NOT pg_try_advisory_xact_lock(2004312429, hashtext(g.group_name || '/' || w.world_key));
-        -- One statement, so a new snapshot: it sees every claim committed
-        -- before the lock was granted.  Take the visible prefix of the queue,
-        -- unless something of this world is in another consumer's hands, and
-        -- lease, expire or dead-letter each of its events in place.  The
-        -- conditions are re-checked on rows changed meanwhile by a late ack
-        -- or nack of an earlier holder (they take no world lock), so what
-        -- RETURNING gives is exactly what this call took.  "outcome IS NULL"
-        -- is "done_at IS NULL" (CHECK constraint) in a form that keeps the
-        -- planner on the primary key even with stale statistics instead of
-        -- walking the partial queue index.
+        -- Is something of this world in another consumer's hands (leased,
+        -- visibility not yet passed)?  A new statement, so a new snapshot: it
+        -- sees every claim committed before the lock was granted.  Only the
+        -- latest hand-out of a world can be in hands (a world is not handed
+        -- out while any of it is), and wval.delivery_leases keeps its range:
+        -- look at the outstanding events in that range, and at none once its
+        -- visibility has passed.  Without a row (a world never handed out
+        -- since the group's leases were recorded) read the whole queue.
+        SELECT l.first_event_id, l.last_event_id, l.visible_at INTO lease
+        FROM wval.delivery_leases l
+        WHERE l.group_name = g.group_name AND l.world_key = w.world_key;
+        IF NOT FOUND THEN
+            busy := EXISTS (SELECT 1 FROM wval.deliveries z
+                            WHERE z.group_name = g.group_name AND z.world_key = w.world_key
+                              AND z.done_at IS NULL AND z.leased AND z.visible_at > t);
+        ELSE
+            busy := lease.visible_at > t
+                    AND EXISTS (SELECT 1 FROM wval.deliveries z
+                                WHERE z.group_name = g.group_name AND z.world_key = w.world_key
+                                  AND z.event_id BETWEEN lease.first_event_id AND lease.last_event_id
+                                  AND z.done_at IS NULL AND z.leased AND z.visible_at > t);
+        END IF;
+        CONTINUE WHEN busy;
+        -- Take the visible prefix of the queue and lease, expire or
+        -- dead-letter each of its events in place.  The conditions are
+        -- re-checked on rows changed meanwhile by a late ack or nack of an
+        -- earlier holder (they take no world lock), so what RETURNING gives
+        -- is exactly what this call took (a row changed meanwhile is
+        -- followed to its latest version and re-checked: such a change is a
+        -- late ack, nack or expiry, which the conditions then skip).  The
+        -- rows are updated where the read found them (ctid, a TID scan)
+        -- instead of through a second descent of the primary key.
         WITH p AS (
-            SELECT r.event_id, r.act
-            FROM (SELECT q.event_id,
+            SELECT r.tid, r.event_id, r.act
+            FROM (SELECT q.tid, q.event_id,
                          CASE WHEN q.expires_at <= t THEN 'expire'
                               WHEN q.attempts >= g.max_attempts THEN 'dead'
                               ELSE 'lease' END AS act,
                          bool_and(q.visible_at <= t) OVER (ORDER BY q.event_id) AS open
-                  FROM (SELECT x.event_id, x.attempts, x.expires_at, x.visible_at
+                  FROM (SELECT x.ctid AS tid, x.event_id, x.attempts, x.expires_at, x.visible_at
                         FROM wval.deliveries x
                         WHERE x.group_name = g.group_name AND x.world_key = w.world_key AND x.done_at IS NULL
-                          AND NOT EXISTS (SELECT 1 FROM wval.deliveries z
-                                          WHERE z.group_name = g.group_name AND z.world_key = w.world_key
-                                            AND z.done_at IS NULL AND z.leased AND z.visible_at > t)
                         ORDER BY x.event_id
                         LIMIT budget) q) r
             WHERE r.open),
@@ -495,7 +550,7 @@ BEGIN
                                        'attempt', d.attempts, 'at', t, 'error', 'visibility timeout expired'))
                               ELSE d.errors END
             FROM p
-            WHERE d.group_name = g.group_name AND d.event_id = p.event_id
+            WHERE d.ctid = p.tid AND d.group_name = g.group_name AND d.event_id = p.event_id
               AND d.outcome IS NULL AND d.visible_at <= t
             RETURNING d.event_id, p.act)
         SELECT coalesce(array_agg(u.event_id ORDER BY u.event_id) FILTER (WHERE u.act = 'lease'), '{}'),
@@ -508,6 +563,13 @@ BEGIN
         -- meanwhile by a late ack is neither handed out nor counted)
         handed := handed || got;
         budget := budget - taken;
+        IF cardinality(got) > 0 THEN
+            INSERT INTO wval.delivery_leases AS l (group_name, world_key, first_event_id, last_event_id, leased_at, visible_at)
+            VALUES (g.group_name, w.world_key, got[1], got[cardinality(got)], t, t + g.visibility)
+            ON CONFLICT (group_name, world_key) DO UPDATE
+                SET first_event_id = excluded.first_event_id, last_event_id = excluded.last_event_id,
+                    leased_at = excluded.leased_at, visible_at = excluded.visible_at;
+        END IF;
         FOR i IN 1 .. cardinality(died) LOOP
             -- handed out max_attempts times and never acked nor nacked
             PERFORM wval._dead_lettered(g.group_name, died[i]);
@@ -525,13 +587,14 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS
 DECLARE
     d wval.deliveries;
 BEGIN
+    -- a group the caller may not use does not exist for it (WV010)
+    PERFORM wval._group(wval_ack.group_name);
     UPDATE wval.deliveries SET done_at = clock_timestamp(), outcome = 'acked', leased = false
     WHERE group_name = wval_ack.group_name AND event_id = wval_ack.event_id
       AND done_at IS NULL AND attempts > 0;
     IF FOUND THEN
         RETURN true;
     END IF;
-    PERFORM wval._group(wval_ack.group_name);
     SELECT * INTO d FROM wval.deliveries WHERE group_name = wval_ack.group_name AND event_id = wval_ack.event_id;
     IF NOT FOUND THEN
         PERFORM wval._delivery_missing(wval_ack.group_name, wval_ack.event_id);
@@ -887,15 +950,16 @@ BEGIN
     SELECT coalesce(array_agg(e.event_id), '{}') INTO cand
     FROM wval.events e
     WHERE e.created_at < cutoff
-      AND NOT EXISTS (SELECT 1 FROM wval.deliveries d
-                      WHERE d.event_id = e.event_id
-                        AND (d.done_at IS NULL OR d.done_at >= cutoff
+      AND NOT EXISTS (SELECT 1 FROM wval.consumer_groups cg
+                      JOIN wval.deliveries d ON d.group_name = cg.group_name AND d.event_id = e.event_id
+                      WHERE (d.done_at IS NULL OR d.done_at >= cutoff
                              OR (d.outcome = 'dead' AND NOT coalesce(include_dead_letters, false))));
     -- fold the counters first; DELETE re-checks each row it locks, so a
     -- delivery redriven meanwhile stays (and so does its event, below)
     WITH gone AS (
         DELETE FROM wval.deliveries d
-        WHERE d.event_id = ANY (cand) AND d.done_at IS NOT NULL AND d.done_at < cutoff
+        WHERE d.group_name IN (SELECT cg.group_name FROM wval.consumer_groups cg)
+          AND d.event_id = ANY (cand) AND d.done_at IS NOT NULL AND d.done_at < cutoff
           AND (d.outcome <> 'dead' OR coalesce(include_dead_letters, false))
         RETURNING d.*),
     folded AS (
@@ -912,7 +976,8 @@ BEGIN
     PERFORM wval._purge_guard(true);
     DELETE FROM wval.events e
     WHERE e.event_id = ANY (cand)
-      AND NOT EXISTS (SELECT 1 FROM wval.deliveries d WHERE d.event_id = e.event_id);
+      AND NOT EXISTS (SELECT 1 FROM wval.consumer_groups cg
+                      JOIN wval.deliveries d ON d.group_name = cg.group_name AND d.event_id = e.event_id);
     GET DIAGNOSTICS n_events = ROW_COUNT;
     PERFORM wval._purge_guard(false);
 
@@ -935,9 +1000,10 @@ SELECT pg_catalog.pg_extension_config_dump('wval.events_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.event_dedupe_hits', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.consumer_groups', 'WHERE NOT internal');
 SELECT pg_catalog.pg_extension_config_dump('wval.deliveries', '');
+SELECT pg_catalog.pg_extension_config_dump('wval.delivery_leases', '');
 SELECT pg_catalog.pg_extension_config_dump('wval.bus_counters', '');
 
-GRANT SELECT ON wval.events, wval.event_dedupe_hits, wval.consumer_groups, wval.deliveries,
+GRANT SELECT ON wval.events, wval.event_dedupe_hits, wval.consumer_groups, wval.deliveries, wval.delivery_leases,
       wval.bus_counters, wval.internal_handlers, wval.dead_letters, wval.bus_health
    TO wval_analyst;
 GRANT EXECUTE ON FUNCTION public.wval_subscribe(text, text[], integer, text, text),

@@ -6,7 +6,7 @@
 \set QUIET on
 SET client_min_messages = warning;
 BEGIN;
-SELECT plan(115);
+SELECT plan(126);
 
 ------------------------------------------------------------------------------
 -- objects
@@ -128,6 +128,36 @@ SELECT results_eq($$SELECT event_id FROM wval_consume('t-order', 10)$$, $$SELECT
 SELECT is(wval_ack('t-order', ARRAY(SELECT id FROM ids WHERE i IN (2, 3, 5))), 3, 'batch ack');
 SELECT results_eq($$SELECT event_id FROM wval_consume('t-order', 10)$$, $$SELECT id FROM ids WHERE i = 6$$,
                   'then the last event');
+SELECT results_eq($$SELECT first_event_id, last_event_id, visible_at - leased_at FROM wval.delivery_leases
+                    WHERE group_name = 't-order' AND world_key = 'ow1'$$,
+                  $$SELECT (SELECT id FROM ids WHERE i = 3), (SELECT id FROM ids WHERE i = 5), interval '30 seconds'$$,
+                  'the latest hand-out of a world is recorded (its range and visibility)');
+-- the oldest outstanding events all belong to a busy world: beyond that
+-- window, the walk over the worlds finds the next one
+SELECT wval_subscribe('t-walk', ARRAY['t.walk']);
+CREATE TEMP TABLE wids AS
+SELECT i, wval._emit('t.walk', CASE WHEN i < 5 THEN 'wa' ELSE 'wb' END, 's' || i, 't.walk:' || i, '{}') AS id
+FROM generate_series(1, 5) i;
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-walk', 1)$$, $$SELECT id FROM wids WHERE i = 1$$,
+                  'walk: the oldest world first');
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-walk', 1)$$, $$SELECT id FROM wids WHERE i = 5$$,
+                  'walk: a busy world fills the window of oldest events, the walk finds the other world');
+-- the head of a world can be visible while later events of the same
+-- hand-out are still in hands (a nack without backoff): the world waits
+SELECT wval_subscribe('t-lease', ARRAY['t.lease'], 3, interval '0', interval '30 seconds');
+CREATE TEMP TABLE lids AS
+SELECT i, wval._emit('t.lease', 'lw', 's' || i, 't.lease:' || i, '{}') AS id FROM generate_series(1, 3) i;
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-lease', 10)$$, $$SELECT id FROM lids ORDER BY i$$,
+                  'lease: one hand-out of three events');
+SELECT is(wval_nack('t-lease', (SELECT id FROM lids WHERE i = 1), 'x'), 'retry', 'lease: the head is nacked, visible at once');
+SELECT is_empty($$SELECT event_id FROM wval_consume('t-lease', 10)$$,
+                'lease: the world waits while the rest of its hand-out is in hands');
+DELETE FROM wval.delivery_leases WHERE group_name = 't-lease';
+SELECT is_empty($$SELECT event_id FROM wval_consume('t-lease', 10)$$,
+                'lease: without the recorded hand-out (rows of 0.1.0) the whole queue is read, same answer');
+SELECT is(wval_ack('t-lease', ARRAY(SELECT id FROM lids WHERE i > 1)), 2, 'lease: the rest is acked');
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-lease', 10)$$, $$SELECT id FROM lids WHERE i = 1$$,
+                  'lease: then the head is handed out again');
 SELECT throws_ok(format('SELECT wval_ack(%L, %s)', 't-order', (SELECT id FROM ids WHERE i = 4)), 'WV010',
                  NULL, 'ack of an event of another type is WV010');
 SELECT is(wval._emit('t.order', 'ow3', 's7', 't.order:7', '{}') IS NOT NULL, true, 'a fresh event');
@@ -272,12 +302,17 @@ SELECT lives_ok($$SELECT * FROM wval.bus_health$$, 'analysts read bus_health');
 SELECT lives_ok($$SELECT * FROM wval.dead_letters$$, 'analysts read dead_letters');
 SELECT throws_ok($$SELECT * FROM wval_consume('t-order')$$, '42501', NULL, 'analysts cannot consume');
 RESET ROLE;
+SELECT id AS t_order_6 FROM ids WHERE i = 6 \gset
 SET LOCAL ROLE wval_producer;
 SELECT lives_ok($$SELECT wval_subscribe('t-producer', ARRAY['t.p'])$$, 'producers subscribe');
 SELECT is_empty($$SELECT * FROM wval_consume('t-producer')$$, 'and consume');
 SELECT throws_ok($$SELECT wval_redrive('t-dlq')$$, '42501', NULL, 'producers cannot redrive');
 SELECT throws_ok($$SELECT wval._emit('t.p', 'w', 's', 'k-producer', '{}')$$, '42501', NULL, 'producers cannot emit directly');
+SELECT throws_ok(format('SELECT wval_ack(%L, %s)', 't-order', :t_order_6), 'WV010', NULL,
+                 'a role that may not use a group cannot ack its events (the group does not exist for it)');
 RESET ROLE;
+SELECT is((SELECT outcome FROM wval.deliveries WHERE group_name = 't-order' AND event_id = (SELECT id FROM ids WHERE i = 6)),
+          NULL, 'that event is still outstanding');
 SET LOCAL ROLE wval_admin;
 SELECT is(wval_redrive('t-vis'), 1, 'admins redrive (all dead letters of a group)');
 RESET ROLE;

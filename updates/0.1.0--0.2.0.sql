@@ -318,6 +318,27 @@ CREATE POLICY wval_world_read ON wval.deliveries FOR ALL USING (
 ALTER TABLE wval.bus_counters ENABLE ROW LEVEL SECURITY;
 CREATE POLICY wval_world_read ON wval.bus_counters FOR ALL USING ((SELECT wval._visible_worlds()) IS NULL);
 
+-- the bus: the latest hand-out of each world per group (issue 13), so that a
+-- hand-out checks only those events for one still in a consumer's hands;
+-- without a row wval_consume reads the world's whole queue, as 0.1.0 did
+CREATE TABLE wval.delivery_leases (
+    group_name     text NOT NULL,
+    world_key      text NOT NULL,
+    first_event_id bigint NOT NULL,
+    last_event_id  bigint NOT NULL,
+    leased_at      timestamptz NOT NULL,
+    visible_at     timestamptz NOT NULL,
+    PRIMARY KEY (group_name, world_key)
+);
+ALTER TABLE wval.delivery_leases ENABLE ROW LEVEL SECURITY;
+CREATE POLICY wval_world_read ON wval.delivery_leases FOR ALL USING (
+    (SELECT wval._visible_worlds()) IS NULL OR world_key = '' OR world_key = ANY ((SELECT wval._visible_worlds())::text[]));
+SELECT pg_catalog.pg_extension_config_dump('wval.delivery_leases', '');
+-- every ack changes an indexed column (done_at, the queue index's
+-- predicate), so every index costs an insert per ack: wval_bus_prune reaches
+-- deliveries through the primary key instead
+DROP INDEX wval.deliveries_event_idx;
+
 -- o.* of this view was expanded when 0.1.0 created it: take in overrides.login
 -- (the last column in both install paths)
 -- @view wval.current_overrides

@@ -12,11 +12,13 @@
 #      transaction NOTIFYs, as before the notifier), as a ratio;
 #   2. drain: 3 consumer threads (test/bench/bus_drain.py), wval_consume 100
 #      at a time, once acknowledging each event with wval_ack(group, id)
-#      and once with one wval_ack(group, ids[]) per batch -> events/s.
+#      and once with one wval_ack(group, ids[]) per batch; then 1 consumer
+#      (ack per batch) -> events/s.
 # The baseline, in the same cluster: a pgmq-style queue table. Publish: the
 # same row insert plus an insert into the queue and a pg_notify in the same
-# transaction; drain: 3 threads reading 100 at a time (UPDATE ... FOR UPDATE
-# SKIP LOCKED setting a visibility timeout) and deleting what they read.
+# transaction; drain: 3 threads, then 1, reading 100 at a time (UPDATE ...
+# FOR UPDATE SKIP LOCKED setting a visibility timeout) and deleting what they
+# read.
 # Printed as ratios wval / queue.
 # Prints the numbers; keep the machine otherwise idle for comparable runs.
 
@@ -86,12 +88,30 @@ printf 'publish, queue baseline (insert + pg_notify): %.0f events/s (latency ave
 printf '%s events published in 2 x %ss\n' "$events" "$secs"
 
 py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3
-# the queue gets as many messages as each group has events
-"$BIN/psql" -q -X -v ON_ERROR_STOP=1 -c "DELETE FROM bench_queue" -c "INSERT INTO bench_queue (payload)
-    SELECT e.payload FROM wval.events e ORDER BY e.event_id" -c "VACUUM ANALYZE bench_queue" -c "ANALYZE wval.deliveries"
-"$py" "$(dirname "$0")/bus_drain.py" bench-per-event one
-b=$("$py" "$(dirname "$0")/bus_drain.py" bench-batch batch); echo "$b"
-q=$("$py" "$(dirname "$0")/bus_drain.py" bench_queue queue); echo "$q"
+drain=$(dirname "$0")/bus_drain.py
+# fill_queue: the queue gets as many messages as each group has events
+fill_queue() {
+	"$BIN/psql" -q -X -v ON_ERROR_STOP=1 -c "DELETE FROM bench_queue" -c "INSERT INTO bench_queue (payload)
+	    SELECT e.payload FROM wval.events e ORDER BY e.event_id" -c "VACUUM ANALYZE bench_queue" -c "ANALYZE wval.deliveries"
+}
 rate() { sed -n 's/.*, \([0-9]*\) events\/s.*/\1/p' <<<"$1"; }
-printf 'drain, wval (ack per batch) / queue: %.2f\n' "$(awk -v a="$(rate "$b")" -v b="$(rate "$q")" 'BEGIN {print a / b}')"
+ratio() { awk -v a="$(rate "$1")" -v b="$(rate "$2")" 'BEGIN {printf "%.2f", a / b}'; }
+fill_queue
+"$py" "$drain" bench-per-event one
+b3=$("$py" "$drain" bench-batch batch 3); echo "$b3"
+q3=$("$py" "$drain" bench_queue queue 3); echo "$q3"
+# one consumer: the group bench-single gets the deliveries the emitter
+# would have written (it is subscribed only now, so that publishing above
+# wrote two delivery rows per event, not three), the queue its messages again
+"$BIN/psql" -q -X -v ON_ERROR_STOP=1 <<'SQL'
+SELECT group_name FROM wval_subscribe('bench-single', ARRAY['bench.run_created'], 3, '500ms', '5min') \gset
+INSERT INTO wval.deliveries (group_name, event_id, type, world_key, enqueued_at, expires_at, visible_at)
+SELECT 'bench-single', e.event_id, e.type, coalesce(e.world_id, ''), e.created_at, e.expires_at, e.created_at
+FROM wval.events e WHERE e.type = 'bench.run_created' ORDER BY e.event_id;
+SQL
+fill_queue
+b1=$("$py" "$drain" bench-single batch 1); echo "$b1"
+q1=$("$py" "$drain" bench_queue queue 1); echo "$q1"
+printf 'drain, wval (ack per batch) / queue: 3 consumers %s, 1 consumer %s\n' "$(ratio "$b3" "$q3")" "$(ratio "$b1" "$q1")"
 "$BIN/psql" -X -c "SELECT group_name, backlog, processed, retried, latency_p95_ms FROM wval.bus_health ORDER BY 1"
+printf 'load average (1, 5, 15 min): %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"

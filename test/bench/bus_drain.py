@@ -1,6 +1,6 @@
-"""Drains one consumer group with 3 threads and prints events/s (test/bench/bus.sh).
+"""Drains one consumer group with N threads (default 3) and prints events/s (test/bench/bus.sh).
 
-    python3 bus_drain.py GROUP one|batch|queue
+    python3 bus_drain.py GROUP one|batch|queue [N]
 
 one: wval_ack(group, event_id) per event; batch: wval_ack(group, ids[]) per batch;
 queue: the baseline, a pgmq-style queue table (GROUP names it): read 100 with
@@ -13,7 +13,8 @@ import time
 import psycopg2
 
 group, mode = sys.argv[1], sys.argv[2]
-counts = [0, 0, 0]
+consumers = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+counts = [0] * consumers
 
 
 def work(i):
@@ -48,13 +49,13 @@ def work(i):
 
 
 t0 = time.monotonic()
-threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+threads = [threading.Thread(target=work, args=(i,)) for i in range(consumers)]
 for t in threads:
     t.start()
 for t in threads:
     t.join()
 dt = time.monotonic() - t0
 n = sum(counts)
-print("drain (%s, 3 consumers, ack %s): %d events in %.1fs, %.0f events/s (per consumer %s)"
-      % (group, {"one": "per event", "batch": "per batch", "queue": "by delete"}[mode], n, dt, n / dt, counts),
+print("drain (%s, %d consumer%s, ack %s): %d events in %.1fs, %.0f events/s (per consumer %s)"
+      % (group, consumers, "s" if consumers > 1 else "", {"one": "per event", "batch": "per batch", "queue": "by delete"}[mode], n, dt, n / dt, counts),
       flush=True)
