@@ -23,7 +23,9 @@
 # the production role: a login in wval_producer (world access checked on every
 # call, RLS in force) against the floor B run by the same login.
 # Last, the first evaluation of a new session against a warm one (psql
-# \timing, NEW_SESSIONS sessions of two calls each).
+# \timing, NEW_SESSIONS sessions of ten calls each; warm: the median of calls
+# 6 to 10), first with the libraries loaded by each backend, then after a
+# restart with shared_preload_libraries = 'pg_cron,wval,plpgsql'.
 #
 # Usage: test/bench/evaluate.sh [seconds per run, default 10] [clients, default 1,4,16] [rounds, default 3]
 #   clients: one count or a comma-separated list; each count is measured in turn
@@ -141,16 +143,26 @@ printf '%7s %12s %12s %5s %6s %12s %5s %6s %12s %5s %6s %12s %12s %5s %8s\n' cli
 	"A own/self" A/B p95 "A one" A/B p95 "B prod" "A prod" A/B one/own
 printf '%s\n' "${SUMMARY[@]}"
 
-# the first evaluation of a new session against the second (warm) one
+# the first evaluation of a new session against a warm one, with
+# the libraries loaded by each backend (the default) and preloaded by the
+# server (docs/install.md, "The first call of a session")
 NEW_SESSIONS=${NEW_SESSIONS:-10}
 CALL="SELECT status FROM wval_evaluate('bench-0', 'first-call', 'backtest', '$LITERAL',
     '{\"sample\": {\"n_trades_total\": 900}, \"risk\": {\"adv_utilization_p95\": 0.1, \"participation_rate_p95\": 0.05}}');"
-FIRST=() WARM=()
-for ((i = 1; i <= NEW_SESSIONS; i++)); do
-	mapfile -t ms < <(printf '\\timing on\n%s\n%s\n' "$CALL" "$CALL" |
-		"$BIN/psql" -X -At -U bench_producer -d bench 2>&1 | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p')
-	FIRST+=("${ms[0]}"); WARM+=("${ms[1]}")
-done
-f=$(printf '%s\n' "${FIRST[@]}" | median); w=$(printf '%s\n' "${WARM[@]}" | median)
+first_calls() {
+	local label=$1 f w i FIRST=() WARM=() ms
+	for ((i = 1; i <= NEW_SESSIONS; i++)); do
+		# ten calls: the first, and the median of the sixth to the tenth (warm: by
+		# then the plan cache has settled its plans, after five custom plans)
+		mapfile -t ms < <({ echo '\timing on'; for _ in 1 2 3 4 5 6 7 8 9 10; do echo "$CALL"; done; } |
+			"$BIN/psql" -X -At -U bench_producer -d bench 2>&1 | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p')
+		FIRST+=("${ms[0]}"); WARM+=("$(printf '%s\n' "${ms[@]:5:5}" | median)")
+	done
+	f=$(printf '%s\n' "${FIRST[@]}" | median); w=$(printf '%s\n' "${WARM[@]}" | median)
+	echo "first call of a new session, $label (wval_producer, median of $NEW_SESSIONS): ${f} ms; warm (calls 6-10): ${w} ms; first/warm $(ratio "$f" "$w")"
+}
 echo
-echo "first call of a new session (wval_producer, median of $NEW_SESSIONS): ${f} ms; the second: ${w} ms; first/warm $(ratio "$f" "$w")"
+first_calls "libraries loaded by the backend"
+"${PSQL[@]}" -d postgres -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_cron', 'wval', 'plpgsql'" >/dev/null
+as_pg "$BIN/pg_ctl" -D "$WORK/cluster/pgdata" -l "$WORK/cluster/server.log" -w restart >/dev/null
+first_calls "shared_preload_libraries = 'pg_cron,wval,plpgsql'"
