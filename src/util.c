@@ -25,6 +25,9 @@
 /* SHA256_Init/Update/Final: see wval_sha256_hex */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/sha.h>
+#else
+#include "common/cryptohash.h"
+#include "common/sha2.h"
 #endif
 
 #include "wval.h"
@@ -264,132 +267,43 @@ wval_check_identifier(const char *field, const char *value)
 }
 
 /*
- * SHA-256, not through pg_cryptohash: with an OpenSSL build of PostgreSQL,
- * pg_cryptohash goes through OpenSSL's EVP layer, whose first digest in a
- * backend fetches the implementation from OpenSSL's provider (3 to 4 ms,
- * measured on a fresh process; a sizeable part of the first evaluation of
- * a new session), and every digest allocates a context.  OpenSSL's
- * low-level SHA256_* functions (deprecated in OpenSSL 3 but present) run
- * the same CPU-specific code without the provider; PostgreSQL built
- * without OpenSSL gets the portable FIPS 180-4 code below (about five times
- * slower).  The digests are the same (test/evaluate.sql compares them with
- * sha256()).
+ * Writes the lowercase hex sha256 of data into out (65 bytes with NUL).
+ *
+ * With an OpenSSL build of PostgreSQL, pg_cryptohash goes through OpenSSL's
+ * EVP layer, whose first digest in a backend fetches the implementation
+ * from OpenSSL's provider (3 to 4 ms, measured on a fresh process: a sizeable
+ * part of the first evaluation of a new session), and every digest
+ * allocates a context.  OpenSSL's low-level SHA256_* functions (deprecated
+ * in OpenSSL 3 but present) run the same CPU-specific code without the
+ * provider.  Without OpenSSL, pg_cryptohash is PostgreSQL's own sha2.c,
+ * which has no such cost.  The digests are the same (test/evaluate.sql
+ * compares them with sha256()).
  */
-#ifndef USE_OPENSSL
-static const uint32 sha256_k[64] = {
-	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-	0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-	0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-	0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-	0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-	0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-	0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-	0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2
-};
-
-#define SHA256_ROTR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
-
-/* Runs the SHA-256 compression function over one 64-byte block. */
-static void
-sha256_block(uint32 h[8], const uint8 *block)
-{
-	uint32		w[64];
-	uint32		a = h[0],
-				b = h[1],
-				c = h[2],
-				d = h[3],
-				e = h[4],
-				f = h[5],
-				g = h[6],
-				k = h[7];
-	int			i;
-
-	for (i = 0; i < 16; i++)
-		w[i] = ((uint32) block[4 * i] << 24) | ((uint32) block[4 * i + 1] << 16) |
-			((uint32) block[4 * i + 2] << 8) | (uint32) block[4 * i + 3];
-	for (i = 16; i < 64; i++)
-	{
-		uint32		s0 = SHA256_ROTR(w[i - 15], 7) ^ SHA256_ROTR(w[i - 15], 18) ^ (w[i - 15] >> 3);
-		uint32		s1 = SHA256_ROTR(w[i - 2], 17) ^ SHA256_ROTR(w[i - 2], 19) ^ (w[i - 2] >> 10);
-
-		w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-	}
-	for (i = 0; i < 64; i++)
-	{
-		uint32		t1 = k + (SHA256_ROTR(e, 6) ^ SHA256_ROTR(e, 11) ^ SHA256_ROTR(e, 25)) +
-			((e & f) ^ (~e & g)) + sha256_k[i] + w[i];
-		uint32		t2 = (SHA256_ROTR(a, 2) ^ SHA256_ROTR(a, 13) ^ SHA256_ROTR(a, 22)) +
-			((a & b) ^ (a & c) ^ (b & c));
-
-		k = g;
-		g = f;
-		f = e;
-		e = d + t1;
-		d = c;
-		c = b;
-		b = a;
-		a = t1 + t2;
-	}
-	h[0] += a;
-	h[1] += b;
-	h[2] += c;
-	h[3] += d;
-	h[4] += e;
-	h[5] += f;
-	h[6] += g;
-	h[7] += k;
-}
-
-#endif							/* !USE_OPENSSL */
-
-/* Writes the lowercase hex sha256 of data into out (65 bytes with NUL). */
 void
 wval_sha256_hex(const char *data, size_t len, char *out)
 {
 	static const char hex[] = "0123456789abcdef";
+	uint8		digest[32];
 	int			i;
 #ifdef USE_OPENSSL
 	SHA256_CTX	ctx;
-	uint8		digest[SHA256_DIGEST_LENGTH];
 
 	if (!SHA256_Init(&ctx) || !SHA256_Update(&ctx, data, len) || !SHA256_Final(digest, &ctx))
 		elog(ERROR, "could not compute sha256");
+#else
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0 ||
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+		elog(ERROR, "could not compute sha256");
+	pg_cryptohash_free(ctx);
+#endif
 	for (i = 0; i < 32; i++)
 	{
 		out[2 * i] = hex[digest[i] >> 4];
 		out[2 * i + 1] = hex[digest[i] & 0x0f];
 	}
-#else
-	uint32		h[8] = {
-		0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19
-	};
-	const uint8 *p = (const uint8 *) data;
-	size_t		left = len;
-	uint8		tail[128];
-	size_t		ntail;
-	uint64		bits = (uint64) len * 8;
-
-	for (; left >= 64; p += 64, left -= 64)
-		sha256_block(h, p);
-	/* the rest, 0x80, zeros, and the length in bits (big-endian): one or two blocks */
-	memset(tail, 0, sizeof(tail));
-	if (left > 0)
-		memcpy(tail, p, left);
-	tail[left] = 0x80;
-	ntail = left + 1 + 8 <= 64 ? 64 : 128;
-	for (i = 0; i < 8; i++)
-		tail[ntail - 1 - i] = (uint8) (bits >> (8 * i));
-	sha256_block(h, tail);
-	if (ntail == 128)
-		sha256_block(h, tail + 64);
-	for (i = 0; i < 32; i++)
-	{
-		uint8		byte = (uint8) (h[i / 4] >> (24 - 8 * (i % 4)));
-
-		out[2 * i] = hex[byte >> 4];
-		out[2 * i + 1] = hex[byte & 0x0f];
-	}
-#endif
 	out[64] = '\0';
 }
 
