@@ -73,7 +73,8 @@ $$;
 COMMENT ON FUNCTION wval._chart_open(text, text, integer, integer) IS 'the opening of a chart: figure with id chart-<id>, svg element, background and escaped title';
 
 -- wval._chart_yaxis(lo, hi, y0, y1, x0, x1): horizontal grid lines and labels
--- at the ticks of [lo, hi], mapped onto pixel rows y0 (hi) .. y1 (lo).
+-- at the ticks of [lo, hi], mapped onto pixel rows y0 (hi) .. y1 (lo), then
+-- the two axes: x = x0 from y0 to y1, y = y1 from x0 to x1.
 CREATE FUNCTION wval._chart_yaxis(lo float8, hi float8, y0 float8, y1 float8, x0 float8, x1 float8) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     WITH t AS (SELECT wval._chart_ticks(lo, hi, 5) AS ticks),
@@ -82,10 +83,12 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                                       '<text x="%s" y="%s" font-size="11" text-anchor="end">%s</text>',
                                       wval._chart_c(x0), wval._chart_c(y), wval._chart_c(x1), wval._chart_c(y),
                                       wval._chart_c(x0 - 4), wval._chart_c(y + 4), wval._chart_num(v, s.step)), '' ORDER BY v), '')
+           || format('<line x1="%1$s" y1="%2$s" x2="%1$s" y2="%3$s" stroke="#999"/><line x1="%1$s" y1="%3$s" x2="%4$s" y2="%3$s" stroke="#999"/>',
+                     x0, y0, y1, x1)
     FROM s, unnest(s.ticks) v, LATERAL (SELECT y1 - (v - lo) / (hi - lo) * (y1 - y0) AS y) p
     WHERE v BETWEEN lo AND hi
 $$;
-COMMENT ON FUNCTION wval._chart_yaxis(float8, float8, float8, float8, float8, float8) IS 'grid lines and labels of a chart''s value axis at round ticks';
+COMMENT ON FUNCTION wval._chart_yaxis(float8, float8, float8, float8, float8, float8) IS 'grid lines and labels of a chart''s value axis at round ticks, and the two axes';
 
 -- wval._chart_finite(vals): the finite values of an array, in order
 CREATE FUNCTION wval._chart_finite(vals float8[]) RETURNS float8[]
@@ -190,8 +193,6 @@ BEGIN
 
     RETURN wval._chart_open(id, title, w, h)
         || wval._chart_yaxis(lo, hi, t, h - b, l, w - rgt)
-        || format('<line x1="%1$s" y1="%2$s" x2="%1$s" y2="%3$s" stroke="#999"/><line x1="%1$s" y1="%3$s" x2="%4$s" y2="%3$s" stroke="#999"/>',
-                  l, t, h - b, w - rgt)
         || xs
         || CASE WHEN fill THEN format('<polygon fill="%s" fill-opacity="0.25" stroke="none" points="%s,%s %s %s,%s"/>',
                                       wval._html(color), l, wval._chart_c(t + hi / (hi - lo) * (h - t - b)), line,
@@ -290,8 +291,6 @@ BEGIN
 
     RETURN wval._chart_open(id, title, w, h)
         || wval._chart_yaxis(0, top, t, h - b, l, w - rgt)
-        || format('<line x1="%1$s" y1="%2$s" x2="%1$s" y2="%3$s" stroke="#999"/><line x1="%1$s" y1="%3$s" x2="%4$s" y2="%3$s" stroke="#999"/>',
-                  l, t, h - b, w - rgt)
         || bars || xs || ms
         || '</svg></figure>';
 END
@@ -359,8 +358,6 @@ BEGIN
     END LOOP;
     RETURN wval._chart_open(id, title, w, h)
         || wval._chart_yaxis(0, top, t, h - b, l, w - rgt)
-        || format('<line x1="%1$s" y1="%2$s" x2="%1$s" y2="%3$s" stroke="#999"/><line x1="%1$s" y1="%3$s" x2="%4$s" y2="%3$s" stroke="#999"/>',
-                  l, t, h - b, w - rgt)
         || out || '</svg></figure>';
 END
 $$;
