@@ -95,12 +95,34 @@ store_returns_setting(const char *world)
 }
 
 /*
- * Stores a run's returns (see returns.h).  Concurrent evaluations of the
- * same series in a world serialise on an advisory lock of (world, hash), and
- * the existence check runs after it with a new snapshot (read_only = false),
- * so at READ COMMITTED the second one sees the first one's row; at higher
- * levels the chain trigger's update of the world's chain head fails with
- * 40001 first, as for runs.
+ * True when the statement's snapshot already sees the world's copy of the
+ * series (a primary-key probe, no lock).
+ */
+static bool
+run_returns_visible(const char *world, const char *rhash)
+{
+	Datum		keys[2];
+	WvalKeyScan scan;
+	bool		found;
+
+	keys[0] = CStringGetTextDatum(world);
+	keys[1] = CStringGetTextDatum(rhash);
+	wval_key_scan_begin(&scan, "run_returns", 2, keys);
+	found = wval_key_scan_next(&scan, false) != NULL;
+	wval_key_scan_end(&scan);
+	return found;
+}
+
+/*
+ * Stores a run's returns (see returns.h).  A series the snapshot already
+ * sees stored is not written again, and nothing is locked for it: the
+ * common case of a series evaluated again (another stage, another policy
+ * version) does not queue behind other evaluations of the same series.
+ * Otherwise concurrent evaluations of the same series in a world serialise
+ * on an advisory lock of (world, hash), and the existence check runs after
+ * it with a new snapshot (read_only = false), so at READ COMMITTED the
+ * second one sees the first one's row; at higher levels the chain trigger's
+ * update of the world's chain head fails with 40001 first, as for runs.
  */
 bool
 wval_store_run_returns(const char *world, const char *rhash, const double *r, int n)
@@ -110,7 +132,7 @@ wval_store_run_returns(const char *world, const char *rhash, const double *r, in
 
 	if (world == NULL || rhash == NULL)
 		return false;
-	if (!store_returns_setting(world))
+	if (!store_returns_setting(world) || run_returns_visible(world, rhash))
 		return false;
 
 	args[0] = CStringGetTextDatum(world);
