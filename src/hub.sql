@@ -41,8 +41,8 @@ COMMENT ON COLUMN wval.producers.registration_id IS 'number of the row (sequence
 COMMENT ON COLUMN wval.producers.world_id IS 'the world (wval.worlds.world_id) the producer may publish to';
 COMMENT ON COLUMN wval.producers.actor IS 'the producer''s name, as given in every snapshot''s actor field';
 COMMENT ON COLUMN wval.producers.registered_at IS 'when the registration or revocation was recorded';
-COMMENT ON COLUMN wval.producers.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
-COMMENT ON COLUMN wval.producers.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.producers.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps; in a world with settings.chain_lanes > 1, lane k counts from k * 2^40 + 1); set by the chain trigger';
+COMMENT ON COLUMN wval.producers.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table; in the same lane); ''sha256:'' and 64 zeros for a world''s first link';
 COMMENT ON COLUMN wval.producers.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.producers', 'producers');
 
@@ -125,8 +125,8 @@ COMMENT ON COLUMN wval.risk_snapshots.blob_refs IS 'the wval-blob references of 
 COMMENT ON COLUMN wval.risk_snapshots.snapshot_id IS 'number of the snapshot (sequence wval.risk_snapshots_id_seq)';
 COMMENT ON COLUMN wval.risk_snapshots.world_id IS 'the world (wval.worlds.world_id)';
 COMMENT ON COLUMN wval.risk_snapshots.version IS 'the producer''s version label (non-empty, at most 200 bytes); (world_id, version) identifies the snapshot';
-COMMENT ON COLUMN wval.risk_snapshots.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
-COMMENT ON COLUMN wval.risk_snapshots.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.risk_snapshots.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps; in a world with settings.chain_lanes > 1, lane k counts from k * 2^40 + 1); set by the chain trigger';
+COMMENT ON COLUMN wval.risk_snapshots.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table; in the same lane); ''sha256:'' and 64 zeros for a world''s first link';
 COMMENT ON COLUMN wval.risk_snapshots.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.risk_snapshots', 'risk_snapshots');
 

@@ -338,8 +338,8 @@ COMMENT ON COLUMN wval.override_requests.approvals_required IS 'approvals needed
 COMMENT ON COLUMN wval.override_requests.due_at IS 'the request must be decided by then: requested_at + the world''s override_request_sla (default 2 days), fixed when requested';
 COMMENT ON COLUMN wval.override_requests.override_id IS 'the override the final approval recorded (wval.overrides.override_id); null otherwise';
 COMMENT ON COLUMN wval.override_requests.recorded_at IS 'when the transition was recorded';
-COMMENT ON COLUMN wval.override_requests.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
-COMMENT ON COLUMN wval.override_requests.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.override_requests.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps; in a world with settings.chain_lanes > 1, lane k counts from k * 2^40 + 1); set by the chain trigger';
+COMMENT ON COLUMN wval.override_requests.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table; in the same lane); ''sha256:'' and 64 zeros for a world''s first link';
 COMMENT ON COLUMN wval.override_requests.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.override_requests', 'override_requests');
 SELECT pg_catalog.pg_extension_config_dump('wval.override_requests', '');

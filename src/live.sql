@@ -40,8 +40,8 @@ COMMENT ON COLUMN wval.live_returns.entry_id IS 'number of the row (sequence wva
 COMMENT ON COLUMN wval.live_returns.world_id IS 'the world (wval.worlds.world_id)';
 COMMENT ON COLUMN wval.live_returns.strategy_id IS 'the deployed strategy';
 COMMENT ON COLUMN wval.live_returns.recorded_at IS 'when the row was recorded';
-COMMENT ON COLUMN wval.live_returns.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
-COMMENT ON COLUMN wval.live_returns.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.live_returns.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps; in a world with settings.chain_lanes > 1, lane k counts from k * 2^40 + 1); set by the chain trigger';
+COMMENT ON COLUMN wval.live_returns.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table; in the same lane); ''sha256:'' and 64 zeros for a world''s first link';
 COMMENT ON COLUMN wval.live_returns.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.live_returns', 'live_returns');
 
@@ -130,8 +130,8 @@ COMMENT ON COLUMN wval.deployments.world_id IS 'the world (wval.worlds.world_id)
 COMMENT ON COLUMN wval.deployments.strategy_id IS 'the strategy moved, kept or retired';
 COMMENT ON COLUMN wval.deployments.actor IS 'the person the deciding validator named (a label; login is who acted)';
 COMMENT ON COLUMN wval.deployments.reason IS 'why the decision was made (required free text)';
-COMMENT ON COLUMN wval.deployments.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
-COMMENT ON COLUMN wval.deployments.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.deployments.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps; in a world with settings.chain_lanes > 1, lane k counts from k * 2^40 + 1); set by the chain trigger';
+COMMENT ON COLUMN wval.deployments.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table; in the same lane); ''sha256:'' and 64 zeros for a world''s first link';
 COMMENT ON COLUMN wval.deployments.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.deployments', 'deployments');
 
@@ -329,8 +329,8 @@ COMMENT ON COLUMN wval.demotion_candidates.run_id IS 'the run that flagged the s
 COMMENT ON COLUMN wval.demotion_candidates.as_of IS 'as_of day of that live run (the day its realized windows end); for revalidation, the day (UTC) of the re-check';
 COMMENT ON COLUMN wval.demotion_candidates.demote_after IS 'live_monitoring.demote_after of the policy version the run applied (soft-fail streak length that flags; default 2)';
 COMMENT ON COLUMN wval.demotion_candidates.flagged_at IS 'when the flag was recorded (clock time, ordered against stage decisions of the same transaction)';
-COMMENT ON COLUMN wval.demotion_candidates.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
-COMMENT ON COLUMN wval.demotion_candidates.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.demotion_candidates.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps; in a world with settings.chain_lanes > 1, lane k counts from k * 2^40 + 1); set by the chain trigger';
+COMMENT ON COLUMN wval.demotion_candidates.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table; in the same lane); ''sha256:'' and 64 zeros for a world''s first link';
 COMMENT ON COLUMN wval.demotion_candidates.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.demotion_candidates', 'demotion_candidates');
 
@@ -358,8 +358,8 @@ COMMENT ON COLUMN wval.open_demotion_candidates.breached IS 'the failed checks: 
 COMMENT ON COLUMN wval.open_demotion_candidates.consecutive_runs IS 'live runs in a row (this one included) with a blocking or soft fail';
 COMMENT ON COLUMN wval.open_demotion_candidates.demote_after IS 'live_monitoring.demote_after of the policy version the run applied (soft-fail streak length that flags; default 2)';
 COMMENT ON COLUMN wval.open_demotion_candidates.flagged_at IS 'when the flag was recorded (clock time, ordered against stage decisions of the same transaction)';
-COMMENT ON COLUMN wval.open_demotion_candidates.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
-COMMENT ON COLUMN wval.open_demotion_candidates.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.open_demotion_candidates.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps; in a world with settings.chain_lanes > 1, lane k counts from k * 2^40 + 1); set by the chain trigger';
+COMMENT ON COLUMN wval.open_demotion_candidates.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table; in the same lane); ''sha256:'' and 64 zeros for a world''s first link';
 COMMENT ON COLUMN wval.open_demotion_candidates.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 
 -- wval._live_flag(run, demote_after): records the run as a demotion

@@ -705,17 +705,17 @@ BEGIN
     END LOOP;
 
     -- chained in import order (the order of the array).  The links are
-    -- computed here, one world at a time under the lock of its chain head,
-    -- and the head moves once: the chain trigger, which moves the head for
+    -- computed here, one world at a time under the lock of its chain head
+    -- (lane 0), and the head moves once: the chain trigger, which moves the head for
     -- every row, would make a large import quadratic (every update of the
     -- head row in one transaction lengthens its version chain).  Rows that
     -- arrive with their links set are accepted from the extension owner.
     FOR wid IN SELECT DISTINCT i.world_id FROM wval.work_import i WHERE i.work_id = v_work ORDER BY 1 LOOP
         PERFORM wval._require_world_access(wid, 'write');
-        INSERT INTO wval.chain_heads (world_id, seq, prev_hash, head_hash)
-        VALUES (wid, 0, 'sha256:' || repeat('0', 64), 'sha256:' || repeat('0', 64))
-        ON CONFLICT (world_id) DO NOTHING;
-        SELECT h.seq, h.head_hash INTO cseq, prev FROM wval.chain_heads h WHERE h.world_id = wid FOR UPDATE;
+        INSERT INTO wval.chain_heads (world_id, lane, seq, prev_hash, head_hash)
+        VALUES (wid, 0, 0, 'sha256:' || repeat('0', 64), 'sha256:' || repeat('0', 64))
+        ON CONFLICT (world_id, lane) DO NOTHING;
+        SELECT h.seq, h.head_hash INTO cseq, prev FROM wval.chain_heads h WHERE h.world_id = wid AND h.lane = 0 FOR UPDATE;
         ords := '{}'; seqs := '{}'; prevs := '{}'; hashes := '{}';
         FOR rec IN
             SELECT i.ord, jsonb_populate_record(NULL::wval.evaluation_runs, to_jsonb(i) - 'ord' - 'work_id') AS r
@@ -733,7 +733,7 @@ BEGIN
         WHERE i.work_id = v_work AND i.ord = u.ord;
         UPDATE wval.chain_heads h SET seq = cseq, prev_hash = prevs[cardinality(prevs)], head_hash = prev,
                                       updated_at = now()
-        WHERE h.world_id = wid;
+        WHERE h.world_id = wid AND h.lane = 0;
     END LOOP;
     -- the runs with their links (and results: wval.rule_results derives its
     -- rows from them), in import order, no event (run.c)

@@ -32,8 +32,8 @@ COMMENT ON COLUMN wval.run_returns.returns_hash IS 'sha256 of the series (wval.e
 COMMENT ON COLUMN wval.run_returns.n_periods IS 'number of returns in the series';
 COMMENT ON COLUMN wval.run_returns.returns IS 'the simple periodic returns, oldest first, exactly as evaluated: float8send(r_1) || ... || float8send(r_n) (8 bytes each, big-endian), the bytes returns_hash is the sha256 of; wval._returns_array() makes them a float8[]';
 COMMENT ON COLUMN wval.run_returns.stored_at IS 'when the series was first stored (the transaction of the first run evaluated from it)';
-COMMENT ON COLUMN wval.run_returns.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
-COMMENT ON COLUMN wval.run_returns.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.run_returns.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps; in a world with settings.chain_lanes > 1, lane k counts from k * 2^40 + 1); set by the chain trigger';
+COMMENT ON COLUMN wval.run_returns.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table; in the same lane); ''sha256:'' and 64 zeros for a world''s first link';
 COMMENT ON COLUMN wval.run_returns.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.run_returns', 'run_returns');
 SELECT pg_catalog.pg_extension_config_dump('wval.run_returns', '');

@@ -253,8 +253,8 @@ COMMENT ON COLUMN wval.regression_reports.world_id IS 'the world (wval.worlds.wo
 COMMENT ON COLUMN wval.regression_reports.breached IS 'true when a scenario gate or the impact gate failed (then impact_threshold_exceeded is emitted)';
 COMMENT ON COLUMN wval.regression_reports.created_by IS 'the database role that ran the regression';
 COMMENT ON COLUMN wval.regression_reports.created_at IS 'when the regression ran';
-COMMENT ON COLUMN wval.regression_reports.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
-COMMENT ON COLUMN wval.regression_reports.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.regression_reports.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps; in a world with settings.chain_lanes > 1, lane k counts from k * 2^40 + 1); set by the chain trigger';
+COMMENT ON COLUMN wval.regression_reports.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table; in the same lane); ''sha256:'' and 64 zeros for a world''s first link';
 COMMENT ON COLUMN wval.regression_reports.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.regression_reports', 'regression_reports');
 

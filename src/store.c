@@ -18,7 +18,9 @@
  * columns are left out so that a column added by an upgrade does not change
  * the hash of older rows.  The head of each world's chain lives in
  * wval.chain_heads; the row lock taken there orders concurrent writers of
- * one world.
+ * one world.  A world whose settings allow several chain lanes has a head
+ * per lane, and concurrent writers take different lanes (see "Chain lanes"
+ * below).
  *
  * A row that arrives with row_hash already set is a restore (pg_dump data)
  * and is accepted as is from a superuser (the chain heads come from the same
@@ -62,6 +64,8 @@
 #include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
@@ -81,6 +85,18 @@
 static bool purge_guard = false;
 
 /*
+ * Chain lanes.  A world's chain is one lane (0) unless its settings allow
+ * more (settings.chain_lanes, 1 .. CHAIN_MAX_LANES): then a writer that
+ * finds the lanes in use by other transactions takes a free one instead of
+ * waiting for their commits.  Each lane is a chain of its own (it starts
+ * from the genesis hash and has its head row in wval.chain_heads); lane k
+ * numbers its links from k * 2^CHAIN_LANE_SHIFT + 1, so that chain_seq stays
+ * unique per world and lane 0 is numbered 1, 2, 3 ... as a one-lane chain.
+ */
+#define CHAIN_LANE_SHIFT 40
+#define CHAIN_MAX_LANES 64
+
+/*
  * The statements that move a chain head.  The head moves in one UPDATE that
  * also computes the new row hash, so that every insert leaves one dead
  * version of the head row, not two (the head row of a busy world is the
@@ -89,13 +105,32 @@ static bool purge_guard = false;
 static WvalPlan plan_chain_advance = WVAL_PLAN(
 	"UPDATE wval.chain_heads h SET seq = h.seq + 1, prev_hash = h.head_hash, "
 	"head_hash = wval._chain_link(h.head_hash, $2, h.seq + 1, $3), updated_at = now() "
-	"WHERE h.world_id = $1 RETURNING h.seq, h.prev_hash, h.head_hash",
-	3, TEXTOID, TEXTOID, TEXTOID);
+	"WHERE h.world_id = $1 AND h.lane = $4 RETURNING h.seq, h.prev_hash, h.head_hash",
+	4, TEXTOID, TEXTOID, TEXTOID, INT4OID);
 static WvalPlan plan_chain_start = WVAL_PLAN(
-	"INSERT INTO wval.chain_heads (world_id, seq, prev_hash, head_hash) "
-	"VALUES ($1, 1, '" GENESIS_HASH "', wval._chain_link('" GENESIS_HASH "', $2, 1, $3)) "
-	"ON CONFLICT (world_id) DO NOTHING RETURNING seq, prev_hash, head_hash",
-	3, TEXTOID, TEXTOID, TEXTOID);
+	"INSERT INTO wval.chain_heads (world_id, lane, seq, prev_hash, head_hash) "
+	"VALUES ($1, $4, ($4::bigint << 40) + 1, '" GENESIS_HASH "', "
+	"wval._chain_link('" GENESIS_HASH "', $2, ($4::bigint << 40) + 1, $3)) "
+	"ON CONFLICT (world_id, lane) DO NOTHING RETURNING seq, prev_hash, head_hash",
+	4, TEXTOID, TEXTOID, TEXTOID, INT4OID);
+/* the first lane below the limit that no other transaction holds, locked */
+static WvalPlan plan_chain_free_lane = WVAL_PLAN(
+	"SELECT h.lane::bigint FROM wval.chain_heads h WHERE h.world_id = $1 AND h.lane < $2 "
+	"ORDER BY h.lane LIMIT 1 FOR UPDATE SKIP LOCKED",
+	2, TEXTOID, INT4OID);
+static WvalPlan plan_chain_lane_count = WVAL_PLAN(
+	"SELECT count(*) FROM wval.chain_heads h WHERE h.world_id = $1 AND h.lane < $2",
+	2, TEXTOID, INT4OID);
+
+/*
+ * The lane this transaction last appended to, per world (one world is
+ * remembered: a transaction writes one world).  Its head row stays locked
+ * until the transaction ends, so the transaction's next rows of the world
+ * go to the same lane instead of holding a second one.
+ */
+static LocalTransactionId lane_memo_lxid = InvalidLocalTransactionId;
+static char *lane_memo_world = NULL;
+static int	lane_memo = 0;
 
 static void append_canonical_value(StringInfo buf, Datum value, Oid typid);
 
@@ -112,6 +147,9 @@ store_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			purge_guard = false;
+			/* the lane memo lives in TopTransactionContext */
+			lane_memo_world = NULL;
+			lane_memo_lxid = InvalidLocalTransactionId;
 			break;
 		default:
 			break;
@@ -674,6 +712,121 @@ check_world_write(const char *world)
 			 errhint("A wval_admin grants worlds with wval_world_grant(role, world_id, 'write').")));
 }
 
+/*
+ * The world's settings.chain_lanes (1 .. CHAIN_MAX_LANES; anything else, and
+ * the global chain "", is one lane), read by primary key.
+ */
+static int
+chain_lanes_setting(const char *world)
+{
+	Datum		key;
+	WvalKeyScan scan;
+	HeapTuple	tup;
+	int			lanes = 1;
+
+	if (world[0] == '\0')
+		return 1;
+	key = CStringGetTextDatum(world);
+	wval_key_scan_begin(&scan, "worlds", 1, &key);
+	tup = wval_key_scan_next(&scan, false);
+	if (tup != NULL)
+	{
+		bool		isnull;
+		Datum		d = wval_key_scan_attr(&scan, tup, "settings", &isnull);
+		JsonbValue	k;
+		JsonbValue *v;
+
+		k.type = jbvString;
+		k.val.string.val = "chain_lanes";
+		k.val.string.len = strlen("chain_lanes");
+		v = isnull ? NULL : findJsonbValueFromContainer(&DatumGetJsonbP(d)->root, JB_FOBJECT, &k);
+		if (v != NULL && v->type == jbvNumeric)
+		{
+			int32		n = DatumGetInt32(DirectFunctionCall1(numeric_int4,
+															  NumericGetDatum(v->val.numeric)));
+
+			if (n >= 1 && n <= CHAIN_MAX_LANES)
+				lanes = n;
+		}
+	}
+	wval_key_scan_end(&scan);
+	return lanes;
+}
+
+/*
+ * Appends a link to the world's chain: moves the head of a lane and leaves
+ * the statement's row (seq, prev_hash, head_hash) in SPI_tuptable.  args are
+ * world, table, canonical text and (set here) the lane.  With one lane this
+ * waits for the transaction that holds the head; with more, a free lane is
+ * taken (and created, up to the limit) before anyone is waited for.
+ */
+static void
+chain_append(Datum *args, const char *world, int lanes)
+{
+	int			lane = 0;
+
+	if (lanes > 1 && lane_memo_lxid == MyProc->lxid && lane_memo_world != NULL &&
+		strcmp(lane_memo_world, world) == 0 && lane_memo < lanes)
+		lane = lane_memo;
+	else if (lanes > 1)
+	{
+		int			attempt;
+		Datum		probe[2];
+
+		probe[0] = args[0];
+		probe[1] = Int32GetDatum(lanes);
+		lane = MyProcPid % lanes;
+		for (attempt = 0; attempt <= lanes; attempt++)
+		{
+			int64		n;
+
+			wval_spi_exec(&plan_chain_free_lane, probe, NULL, false, 1, SPI_OK_SELECT);
+			if (SPI_processed == 1)
+			{
+				lane = (int) wval_spi_int64(0, 1, 0);
+				break;
+			}
+			/* every lane is held: open the next one, while the limit allows */
+			wval_spi_exec(&plan_chain_lane_count, probe, NULL, false, 1, SPI_OK_SELECT);
+			n = wval_spi_int64(0, 1, lanes);
+			if (n >= lanes)
+				break;
+			args[3] = Int32GetDatum((int32) n);
+			wval_spi_exec(&plan_chain_start, args, NULL, false, 1, SPI_OK_INSERT_RETURNING);
+			if (SPI_processed == 1)
+			{
+				lane = (int) n;
+				goto remember;
+			}
+			/* a concurrent writer opened lane n first: look again */
+		}
+	}
+
+	args[3] = Int32GetDatum(lane);
+	wval_spi_exec(&plan_chain_advance, args, NULL, false, 1, SPI_OK_UPDATE_RETURNING);
+	if (SPI_processed == 0)
+	{
+		/* the lane's first row; a concurrent first row makes us update after all */
+		wval_spi_exec(&plan_chain_start, args, NULL, false, 1, SPI_OK_INSERT_RETURNING);
+		if (SPI_processed == 0)
+			wval_spi_exec(&plan_chain_advance, args, NULL, false, 1, SPI_OK_UPDATE_RETURNING);
+		if (SPI_processed != 1)
+			elog(ERROR, "could not advance the hash chain of world \"%s\"", world);
+	}
+
+remember:
+	if (lanes > 1)
+	{
+		if (lane_memo_lxid != MyProc->lxid || lane_memo_world == NULL ||
+			strcmp(lane_memo_world, world) != 0)
+		{
+			lane_memo_world = MemoryContextStrdup(TopTransactionContext, world);
+			lane_memo_lxid = MyProc->lxid;
+		}
+		lane_memo = lane;
+	}
+}
+
 PG_FUNCTION_INFO_V1(wval_chain);
 
 /*
@@ -695,7 +848,7 @@ wval_chain(PG_FUNCTION_ARGS)
 	bool		isnull;
 	Datum		d;
 	char	   *world;
-	Datum		args[3];
+	Datum		args[4];
 	StringInfoData canonical;
 	int64		seq;
 	char	   *prev_hash;
@@ -759,16 +912,7 @@ wval_chain(PG_FUNCTION_ARGS)
 	args[0] = CStringGetTextDatum(world);
 	args[1] = CStringGetTextDatum(table);
 	args[2] = PointerGetDatum(cstring_to_text_with_len(canonical.data, canonical.len));
-	wval_spi_exec(&plan_chain_advance, args, NULL, false, 1, SPI_OK_UPDATE_RETURNING);
-	if (SPI_processed == 0)
-	{
-		/* the world's first row; a concurrent first row makes us update after all */
-		wval_spi_exec(&plan_chain_start, args, NULL, false, 1, SPI_OK_INSERT_RETURNING);
-		if (SPI_processed == 0)
-			wval_spi_exec(&plan_chain_advance, args, NULL, false, 1, SPI_OK_UPDATE_RETURNING);
-		if (SPI_processed != 1)
-			elog(ERROR, "could not advance the hash chain of world \"%s\"", world);
-	}
+	chain_append(args, world, chain_lanes_setting(world));
 	seq = wval_spi_int64(0, 1, 0);
 	prev_hash = MemoryContextStrdup(caller_cxt, wval_spi_text(0, 2));
 	row_hash = MemoryContextStrdup(caller_cxt, wval_spi_text(0, 3));

@@ -143,21 +143,24 @@ COMMENT ON FUNCTION wval._protect_in_place(regclass) IS 'installs the wval_write
 ------------------------------------------------------------------------------
 
 CREATE TABLE wval.chain_heads (
-    world_id   text PRIMARY KEY,
+    world_id   text NOT NULL,
     seq        bigint NOT NULL,
     prev_hash  text NOT NULL,
     head_hash  text NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now()
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    lane       integer NOT NULL DEFAULT 0 CHECK (lane BETWEEN 0 AND 63),
+    PRIMARY KEY (world_id, lane)
 );
 SELECT wval._secure('wval.chain_heads');
 -- the heads move only with the chain (the chain trigger, the import); a
 -- restore brings them back with INSERT
 SELECT wval._protect_in_place('wval.chain_heads');
-COMMENT ON TABLE wval.chain_heads IS 'head (last chain_seq and row_hash) of each world''s hash chain; the empty world_id is the chain of global audit rows. Publish head_hash outside the database to anchor the chain.';
+COMMENT ON TABLE wval.chain_heads IS 'head (last chain_seq and row_hash) of each lane of each world''s hash chain (one lane, 0, unless the world''s settings.chain_lanes allows more); the empty world_id is the chain of global audit rows. Publish head_hash outside the database to anchor the chain.';
+COMMENT ON COLUMN wval.chain_heads.lane IS 'the lane of the world''s chain (0 .. settings.chain_lanes - 1); lane k numbers its links from k * 2^40 + 1';
 COMMENT ON COLUMN wval.chain_heads.world_id IS 'the world (wval.worlds.world_id) whose chain this is; '''' (empty) for the chain of audit rows that concern no single world';
-COMMENT ON COLUMN wval.chain_heads.seq IS 'chain_seq of the world''s last link (the number of links ever appended, purged ones included)';
-COMMENT ON COLUMN wval.chain_heads.prev_hash IS 'prev_hash of the world''s last link';
-COMMENT ON COLUMN wval.chain_heads.head_hash IS 'row_hash of the world''s last link: publish it outside the database to anchor the chain; wval_verify_chain compares it with the stored rows';
+COMMENT ON COLUMN wval.chain_heads.seq IS 'chain_seq of the lane''s last link (lane * 2^40 + the number of links ever appended to the lane, purged ones included)';
+COMMENT ON COLUMN wval.chain_heads.prev_hash IS 'prev_hash of the lane''s last link';
+COMMENT ON COLUMN wval.chain_heads.head_hash IS 'row_hash of the lane''s last link: publish it outside the database to anchor the chain; wval_verify_chain compares it with the stored rows';
 COMMENT ON COLUMN wval.chain_heads.updated_at IS 'when the head last moved (start of the appending transaction)';
 
 CREATE TABLE wval.chain_tombstones (
@@ -204,7 +207,7 @@ COMMENT ON TABLE wval.worlds IS 'worlds (portfolios / trading environments); mut
 COMMENT ON COLUMN wval.worlds.risk_tier IS 'high | medium | low; high + client_critical forces fail-closed validation';
 COMMENT ON COLUMN wval.worlds.client_critical IS 'true for worlds that trade client money; with risk_tier high: always fail-closed, 30-day override reviews';
 COMMENT ON COLUMN wval.worlds.legal_hold IS 'a world under legal hold is never purged';
-COMMENT ON COLUMN wval.worlds.settings IS 'per-world settings (jsonb object), e.g. store_returns (true: keep the returns of each run in wval.run_returns; new worlds start with true), fail_impact_ratio, offload_threshold';
+COMMENT ON COLUMN wval.worlds.settings IS 'per-world settings (jsonb object), e.g. store_returns (true: keep the returns of each run in wval.run_returns; new worlds start with true), fail_impact_ratio, offload_threshold, chain_lanes (1 .. 64 lanes of the world''s hash chain that concurrent writers may use; default 1)';
 COMMENT ON COLUMN wval.worlds.world_id IS 'identifier of the world (a portfolio or trading environment); every world-scoped row of wval names it';
 COMMENT ON COLUMN wval.worlds.max_capital_at_risk_pct IS 'the world''s cap on capital at risk, in percent (0 to 100) of its capital; null when not set';
 COMMENT ON COLUMN wval.worlds.created_by IS 'who created the world (the actor given to wval_world_upsert)';
@@ -240,8 +243,8 @@ COMMENT ON COLUMN wval.policy_versions.version IS '1, 2, 3 ... per world without
 COMMENT ON COLUMN wval.policy_versions.policy IS 'the policy document as published (the DSL of docs/policy.md)';
 COMMENT ON COLUMN wval.policy_versions.note IS 'the publisher''s note; null when none';
 COMMENT ON COLUMN wval.policy_versions.created_at IS 'when the version was published';
-COMMENT ON COLUMN wval.policy_versions.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
-COMMENT ON COLUMN wval.policy_versions.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.policy_versions.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps; in a world with settings.chain_lanes > 1, lane k counts from k * 2^40 + 1); set by the chain trigger';
+COMMENT ON COLUMN wval.policy_versions.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table; in the same lane); ''sha256:'' and 64 zeros for a world''s first link';
 COMMENT ON COLUMN wval.policy_versions.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.policy_versions', 'policy_versions');
 
@@ -280,8 +283,8 @@ COMMENT ON COLUMN wval.policy_activations.reason IS 'why the version was activat
 COMMENT ON COLUMN wval.policy_activations.forced IS 'true when activated with force => true; details.governance_exceptions lists what force waived (impact gate, fail-closed relaxation)';
 COMMENT ON COLUMN wval.policy_activations.details IS '{governance_exceptions: [rules waived by force], previous_versions: {stage: version active before at each stage of the activation}, impact_gate: the replay of the change over history at each of those stages against the version active there (absent when no stage had another version)}';
 COMMENT ON COLUMN wval.policy_activations.activated_at IS 'when the version became active';
-COMMENT ON COLUMN wval.policy_activations.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
-COMMENT ON COLUMN wval.policy_activations.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.policy_activations.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps; in a world with settings.chain_lanes > 1, lane k counts from k * 2^40 + 1); set by the chain trigger';
+COMMENT ON COLUMN wval.policy_activations.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table; in the same lane); ''sha256:'' and 64 zeros for a world''s first link';
 COMMENT ON COLUMN wval.policy_activations.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.policy_activations', 'policy_activations');
 
@@ -391,8 +394,8 @@ COMMENT ON COLUMN wval.evaluation_runs.ruleset_hash IS 'sha256 of the materialis
 COMMENT ON COLUMN wval.evaluation_runs.profile IS 'name of the validation profile of the run''s stage that decided the stored status; null when no profile applied';
 COMMENT ON COLUMN wval.evaluation_runs.created_by IS 'who made the run: context.actor (or the actor of wval_record_run), else the calling database role';
 COMMENT ON COLUMN wval.evaluation_runs.created_at IS 'transaction start time of the evaluation; the partition key (one partition per month)';
-COMMENT ON COLUMN wval.evaluation_runs.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
-COMMENT ON COLUMN wval.evaluation_runs.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.evaluation_runs.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps; in a world with settings.chain_lanes > 1, lane k counts from k * 2^40 + 1); set by the chain trigger';
+COMMENT ON COLUMN wval.evaluation_runs.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table; in the same lane); ''sha256:'' and 64 zeros for a world''s first link';
 COMMENT ON COLUMN wval.evaluation_runs.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 
 CREATE TABLE wval.evaluation_runs_default PARTITION OF wval.evaluation_runs DEFAULT;
@@ -464,8 +467,8 @@ COMMENT ON COLUMN wval.overrides.strategy_id IS 'strategy of the run';
 COMMENT ON COLUMN wval.overrides.status IS 'approved (the run may be used despite its outcome) | rejected | revoked (ends an earlier approval)';
 COMMENT ON COLUMN wval.overrides.reason IS 'why the validator decided so; empty reasons show in wval.override_queue.missing_fields';
 COMMENT ON COLUMN wval.overrides.actor IS 'the person the validator named (a label; login is who acted)';
-COMMENT ON COLUMN wval.overrides.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
-COMMENT ON COLUMN wval.overrides.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.overrides.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps; in a world with settings.chain_lanes > 1, lane k counts from k * 2^40 + 1); set by the chain trigger';
+COMMENT ON COLUMN wval.overrides.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table; in the same lane); ''sha256:'' and 64 zeros for a world''s first link';
 COMMENT ON COLUMN wval.overrides.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.overrides', 'overrides');
 
@@ -508,8 +511,8 @@ COMMENT ON COLUMN wval.ex_post_failures.evidence_url IS 'link to the evidence (i
 COMMENT ON COLUMN wval.ex_post_failures.notes IS 'free-text notes; null when none';
 COMMENT ON COLUMN wval.ex_post_failures.source IS 'manual | auto: whether a person or an automated process recorded the state (the source argument of wval_record_failure)';
 COMMENT ON COLUMN wval.ex_post_failures.recorded_at IS 'when this state was recorded';
-COMMENT ON COLUMN wval.ex_post_failures.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
-COMMENT ON COLUMN wval.ex_post_failures.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.ex_post_failures.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps; in a world with settings.chain_lanes > 1, lane k counts from k * 2^40 + 1); set by the chain trigger';
+COMMENT ON COLUMN wval.ex_post_failures.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table; in the same lane); ''sha256:'' and 64 zeros for a world''s first link';
 COMMENT ON COLUMN wval.ex_post_failures.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.ex_post_failures', 'ex_post_failures');
 
@@ -543,8 +546,8 @@ COMMENT ON COLUMN wval.audit_log.id IS 'number of the audit row (sequence wval.a
 COMMENT ON COLUMN wval.audit_log.action IS 'what was done, e.g. world_created, world_updated, world_granted, policy_published, policy_activated, override_approved, ex_post_failure_confirmed, stage_promotion, purge, retention_set, schedule_set, ddl_on_wval';
 COMMENT ON COLUMN wval.audit_log.details IS 'what the act changed or decided (jsonb object, e.g. old and new values of a world change, the ids written); {} when nothing more';
 COMMENT ON COLUMN wval.audit_log.recorded_at IS 'transaction start time of the act';
-COMMENT ON COLUMN wval.audit_log.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
-COMMENT ON COLUMN wval.audit_log.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.audit_log.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps; in a world with settings.chain_lanes > 1, lane k counts from k * 2^40 + 1); set by the chain trigger';
+COMMENT ON COLUMN wval.audit_log.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table; in the same lane); ''sha256:'' and 64 zeros for a world''s first link';
 COMMENT ON COLUMN wval.audit_log.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.audit_log', 'audit_log');
 
@@ -598,8 +601,8 @@ COMMENT ON COLUMN wval.governance_exceptions.reason IS 'why one login may play b
 COMMENT ON COLUMN wval.governance_exceptions.actor IS 'the person the granting admin named';
 COMMENT ON COLUMN wval.governance_exceptions.granted_at IS 'when the exception was recorded';
 COMMENT ON COLUMN wval.governance_exceptions.expires_at IS 'the exception applies until this time (granted_at + valid_for, default one day)';
-COMMENT ON COLUMN wval.governance_exceptions.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
-COMMENT ON COLUMN wval.governance_exceptions.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.governance_exceptions.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps; in a world with settings.chain_lanes > 1, lane k counts from k * 2^40 + 1); set by the chain trigger';
+COMMENT ON COLUMN wval.governance_exceptions.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table; in the same lane); ''sha256:'' and 64 zeros for a world''s first link';
 COMMENT ON COLUMN wval.governance_exceptions.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 SELECT wval._protect('wval.governance_exceptions', 'governance_exceptions');
 
@@ -855,6 +858,13 @@ BEGIN
     IF settings IS NOT NULL AND jsonb_typeof(settings) <> 'object' THEN
         RAISE EXCEPTION 'invalid value for "settings"' USING ERRCODE = '22023',
             DETAIL = format('settings is %s.', settings), HINT = 'Pass a jsonb object.';
+    END IF;
+    IF settings ? 'chain_lanes' AND NOT (jsonb_typeof(settings -> 'chain_lanes') = 'number'
+                                         AND (settings ->> 'chain_lanes')::numeric BETWEEN 1 AND 64
+                                         AND (settings ->> 'chain_lanes')::numeric % 1 = 0) THEN
+        RAISE EXCEPTION 'invalid value for "settings.chain_lanes"' USING ERRCODE = '22023',
+            DETAIL = format('chain_lanes is %s.', settings -> 'chain_lanes'),
+            HINT = 'Pass a whole number of hash-chain lanes from 1 to 64 (docs/store.md, "Chain lanes").';
     END IF;
     IF max_capital_at_risk_pct IS NOT NULL AND NOT (max_capital_at_risk_pct >= 0 AND max_capital_at_risk_pct <= 100) THEN
         RAISE EXCEPTION 'invalid value for "max_capital_at_risk_pct"' USING ERRCODE = '22023',
@@ -1309,7 +1319,6 @@ DECLARE
     key text := coalesce(world_id, '');
     parts text[] := '{}';
     t record;
-    head wval.chain_heads;
     last record;
 BEGIN
     FOR t IN
@@ -1331,20 +1340,21 @@ BEGIN
 
     RETURN QUERY EXECUTE format(
         'WITH r AS (%s),
-              o AS (SELECT r.*, lag(r.row_hash) OVER w AS lag_hash, lag(r.end_seq) OVER w AS lag_seq
-                    FROM r WINDOW w AS (ORDER BY r.chain_seq))
+              o AS (SELECT r.*, lag(r.row_hash) OVER w AS lag_hash,
+                           coalesce(lag(r.end_seq) OVER w, (r.chain_seq >> 40) << 40) AS lag_seq
+                    FROM r WINDOW w AS (PARTITION BY r.chain_seq >> 40 ORDER BY r.chain_seq))
          SELECT o.t, o.chain_seq,
-                CASE WHEN o.chain_seq <> coalesce(o.lag_seq, 0) + 1 THEN ''missing or duplicate rows before this one''
+                CASE WHEN o.chain_seq <> o.lag_seq + 1 THEN ''missing or duplicate rows before this one''
                      WHEN o.prev_hash IS DISTINCT FROM coalesce(o.lag_hash, %L) THEN ''prev_hash does not match the previous row''
                      ELSE ''row content does not match its row_hash'' END,
-                CASE WHEN o.chain_seq <> coalesce(o.lag_seq, 0) + 1 THEN (coalesce(o.lag_seq, 0) + 1)::text
+                CASE WHEN o.chain_seq <> o.lag_seq + 1 THEN (o.lag_seq + 1)::text
                      WHEN o.prev_hash IS DISTINCT FROM coalesce(o.lag_hash, %L) THEN coalesce(o.lag_hash, %L)
                      ELSE o.calc END,
-                CASE WHEN o.chain_seq <> coalesce(o.lag_seq, 0) + 1 THEN o.chain_seq::text
+                CASE WHEN o.chain_seq <> o.lag_seq + 1 THEN o.chain_seq::text
                      WHEN o.prev_hash IS DISTINCT FROM coalesce(o.lag_hash, %L) THEN o.prev_hash
                      ELSE o.row_hash END
          FROM o
-         WHERE o.chain_seq <> coalesce(o.lag_seq, 0) + 1
+         WHERE o.chain_seq <> o.lag_seq + 1
             OR o.prev_hash IS DISTINCT FROM coalesce(o.lag_hash, %L)
             OR o.calc IS DISTINCT FROM o.row_hash
          ORDER BY o.chain_seq LIMIT 1',
@@ -1356,18 +1366,25 @@ BEGIN
         RETURN;
     END IF;
 
-    -- rows removed at the end of the chain leave the head pointing past them
-    SELECT * INTO head FROM wval.chain_heads h WHERE h.world_id = key;
-    EXECUTE format('SELECT r.t, r.end_seq AS chain_seq, r.row_hash FROM (%s) r ORDER BY r.chain_seq DESC LIMIT 1',
-                   array_to_string(parts, ' UNION ALL '))
+    -- rows removed at the end of a lane leave its head pointing past them
+    EXECUTE format(
+        'WITH r AS (%s),
+              l AS (SELECT DISTINCT ON (r.chain_seq >> 40) (r.chain_seq >> 40)::integer AS lane,
+                           r.t, r.end_seq, r.row_hash
+                    FROM r ORDER BY r.chain_seq >> 40, r.chain_seq DESC)
+         SELECT l.t, l.end_seq AS chain_seq, l.row_hash, h.seq AS head_seq, h.head_hash
+         FROM wval.chain_heads h LEFT JOIN l ON l.lane = h.lane
+         WHERE h.world_id = $1 AND (l.end_seq IS DISTINCT FROM h.seq OR l.row_hash IS DISTINCT FROM h.head_hash)
+         ORDER BY h.lane LIMIT 1',
+        array_to_string(parts, ' UNION ALL '))
         INTO last USING key;
-    IF head.world_id IS NOT NULL AND (last.chain_seq IS DISTINCT FROM head.seq OR last.row_hash IS DISTINCT FROM head.head_hash) THEN
-        table_name := coalesce(last.t, 'wval.chain_heads');
-        chain_seq := last.chain_seq;
-        problem := 'the chain ends before its recorded head (rows missing at the end)';
-        expected := head.seq || ' ' || head.head_hash;
-        found := coalesce(last.chain_seq::text || ' ' || last.row_hash, 'no rows');
-        RETURN NEXT;
+    IF last.head_seq IS NOT NULL THEN
+        -- (returned as a row: an assignment to the column "found" would set
+        -- PL/pgSQL's FOUND instead)
+        RETURN QUERY SELECT coalesce(last.t, 'wval.chain_heads'), last.chain_seq,
+                            'the chain ends before its recorded head (rows missing at the end)'::text,
+                            last.head_seq || ' ' || last.head_hash,
+                            coalesce(last.chain_seq::text || ' ' || last.row_hash, 'no rows');
         RETURN;
     END IF;
 
@@ -1508,8 +1525,8 @@ COMMENT ON COLUMN wval.current_overrides.actor IS 'the person the validator name
 COMMENT ON COLUMN wval.current_overrides.login IS 'the database login that recorded the override (session_user); actor is the person it named; null for overrides recorded before 0.2.0';
 COMMENT ON COLUMN wval.current_overrides.recorded_at IS 'when the decision was recorded (clock time once the run''s lock is held, so that the latest row of a run is its last decision, also within one transaction)';
 COMMENT ON COLUMN wval.current_overrides.review_due_at IS 'approvals must be reviewed by then: recorded_at + 30 days for live runs or high-tier client-critical worlds, + 90 days otherwise';
-COMMENT ON COLUMN wval.current_overrides.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
-COMMENT ON COLUMN wval.current_overrides.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.current_overrides.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps; in a world with settings.chain_lanes > 1, lane k counts from k * 2^40 + 1); set by the chain trigger';
+COMMENT ON COLUMN wval.current_overrides.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table; in the same lane); ''sha256:'' and 64 zeros for a world''s first link';
 COMMENT ON COLUMN wval.current_overrides.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 
 CREATE VIEW wval.latest_runs AS
@@ -1587,8 +1604,8 @@ COMMENT ON COLUMN wval.ex_post_cases.evidence_url IS 'link to the evidence (inci
 COMMENT ON COLUMN wval.ex_post_cases.notes IS 'free-text notes; null when none';
 COMMENT ON COLUMN wval.ex_post_cases.source IS 'manual | auto: whether a person or an automated process recorded the state (the source argument of wval_record_failure)';
 COMMENT ON COLUMN wval.ex_post_cases.recorded_at IS 'when this state was recorded';
-COMMENT ON COLUMN wval.ex_post_cases.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps); set by the chain trigger';
-COMMENT ON COLUMN wval.ex_post_cases.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table); ''sha256:'' and 64 zeros for a world''s first link';
+COMMENT ON COLUMN wval.ex_post_cases.chain_seq IS 'position of the row in its world''s hash chain, shared by every chained table of the world (1, 2, 3 ... without gaps; in a world with settings.chain_lanes > 1, lane k counts from k * 2^40 + 1); set by the chain trigger';
+COMMENT ON COLUMN wval.ex_post_cases.prev_hash IS 'row_hash of the previous link of the same world''s chain (in any table; in the same lane); ''sha256:'' and 64 zeros for a world''s first link';
 COMMENT ON COLUMN wval.ex_post_cases.row_hash IS '''sha256:'' || hex of sha256 over prev_hash, table name, chain_seq and the row''s canonical text, newline-separated (docs/store.md); recomputed by wval_verify_chain';
 
 ------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 -- pgTAP: the store's behaviour for roles, privileges, guards, audit and dump registration
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(70);
+SELECT plan(76);
 
 -- the tables and views of spec store.md
 SELECT has_table('wval', t, 'table wval.' || t) FROM unnest(ARRAY['worlds', 'policy_versions',
@@ -175,6 +175,16 @@ SELECT lives_ok($$SELECT wval_world_upsert('tap-store-ok', actor => 'dba');
                   SELECT wval_world_grant('tap_analyst', 'tap-store-ok', 'read', actor => 'dba');
                   SELECT wval_world_revoke('tap_analyst', 'tap-store-ok', actor => 'dba')$$, 'a world, a grant and a revoke through wval');
 SELECT ok(wval_verify_chain('tap-store-ok'), 'the chain check accounts for rows written by wval');
+
+-- settings.chain_lanes: a whole number of lanes from 1 to 64; alone, a
+-- writer stays on lane 0 (chain_seq 1, 2, 3 ...)
+SELECT throws_ok(format($$SELECT wval_world_upsert('tap-store-l', settings => %L, actor => 'dba')$$, s), '22023',
+                 'invalid value for "settings.chain_lanes"', 'chain_lanes ' || s || ': 22023')
+FROM unnest(ARRAY['{"chain_lanes": 0}', '{"chain_lanes": 65}', '{"chain_lanes": 2.5}', '{"chain_lanes": "4"}']) s;
+SELECT is((wval_world_upsert('tap-store-l', settings => '{"chain_lanes": 4}', actor => 'dba')).settings -> 'chain_lanes',
+          '4'::jsonb, 'chain_lanes 4 is kept');
+SELECT results_eq($$SELECT lane, seq FROM wval.chain_heads WHERE world_id = 'tap-store-l'$$,
+                  $$VALUES (0, 1::bigint)$$, 'one writer: one lane, its first link');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -231,6 +231,11 @@ ALTER TABLE wval.retention
     ADD CONSTRAINT retention_events_global CHECK (table_name <> 'events' OR world_id = '*');
 ALTER TABLE wval.chain_tombstones ADD COLUMN last_seq bigint CHECK (last_seq > chain_seq);
 
+-- chain lanes (settings.chain_lanes): a head per lane of a world's chain;
+-- the heads that exist are lane 0, so every stored link keeps its place
+ALTER TABLE wval.chain_heads ADD COLUMN lane integer NOT NULL DEFAULT 0 CHECK (lane BETWEEN 0 AND 63);
+ALTER TABLE wval.chain_heads DROP CONSTRAINT chain_heads_pkey, ADD PRIMARY KEY (world_id, lane);
+
 -- lifecycle (issue 15): staged rollout (the stages of an activation, null
 -- for every stage: rows of 0.1.0 keep null), revalidation runs and their
 -- demotion candidates, the re-validation queue and override requests

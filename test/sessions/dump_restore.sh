@@ -35,7 +35,7 @@ snapshot() {
 	       (SELECT count(*) FROM wval.ex_post_failures) || ' failures, ' ||
 	       (SELECT count(*) FROM wval.audit_log) || ' audit rows, ' ||
 	       (SELECT count(*) FROM wval.events) || ' events, heads ' ||
-	       (SELECT string_agg(world_id || '=' || seq || ':' || head_hash, ' ' ORDER BY world_id) FROM wval.chain_heads) || ', runs hash ' ||
+	       (SELECT string_agg(world_id || '=' || seq || ':' || head_hash, ' ' ORDER BY world_id, lane) FROM wval.chain_heads) || ', runs hash ' ||
 	       (SELECT md5(string_agg(row_hash, ',' ORDER BY chain_seq)) FROM wval.evaluation_runs)"
 }
 before=$(snapshot "$src")
