@@ -1193,8 +1193,10 @@ eval_parse(FunctionCallInfo fcinfo, EvalRequest *req, TimestampTz now)
  * after the advisory lock with a new snapshot (read_only = false): at READ
  * COMMITTED it then sees a run that a concurrent caller committed while we
  * waited.  At REPEATABLE READ and SERIALIZABLE the transaction snapshot
- * cannot see it; the insert of our own run then fails with 40001 on the
- * world's chain head, which that run updated.
+ * cannot see it: a look-up with a snapshot taken now finds it, and the call
+ * fails with 40001 (the retried transaction returns the run).  The world's
+ * chain head does not tell: with chain lanes the other run may be on a lane
+ * this transaction does not touch.
  */
 static bool
 eval_find_retry(const EvalRequest *req, Datum *stored)
@@ -1213,7 +1215,20 @@ eval_find_retry(const EvalRequest *req, Datum *stored)
 	args[2] = CStringGetTextDatum(req->client_run_id);
 	wval_spi_exec(&plan_find_client_run, args, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed != 1)
+	{
+		if (IsolationUsesXactSnapshot())
+		{
+			wval_spi_exec_latest(&plan_find_client_run, args, NULL, 1);
+			if (SPI_processed == 1)
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to concurrent update"),
+						 errdetail("Run \"%s\" of strategy \"%s\" in world \"%s\" was stored by a transaction that committed after this transaction's snapshot.",
+								   req->client_run_id, req->strategy, req->world),
+						 errhint("Retry the transaction: the retry returns the stored run.")));
+		}
 		return false;
+	}
 	check_same_request(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, req->client_run_id, req->stage,
 					   req->rhash, req->metrics_digest, req->bench_digest, req->context);
 	*stored = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));

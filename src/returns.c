@@ -94,6 +94,10 @@ store_returns_setting(const char *world)
 	return on;
 }
 
+static WvalPlan plan_stored = WVAL_PLAN(
+	"SELECT 1 FROM wval.run_returns x WHERE x.world_id = $1 AND x.returns_hash = $2",
+	2, TEXTOID, TEXTOID);
+
 /*
  * True when the statement's snapshot already sees the world's copy of the
  * series (a primary-key probe, no lock).
@@ -120,9 +124,12 @@ run_returns_visible(const char *world, const char *rhash)
  * version) does not queue behind other evaluations of the same series.
  * Otherwise concurrent evaluations of the same series in a world serialise
  * on an advisory lock of (world, hash), and the existence check runs after
- * it with a new snapshot (read_only = false), so at READ COMMITTED the
- * second one sees the first one's row; at higher levels the chain trigger's
- * update of the world's chain head fails with 40001 first, as for runs.
+ * it with a snapshot taken then: the second one sees the first one's row and
+ * stores nothing, also at REPEATABLE READ and SERIALIZABLE, where the
+ * transaction's snapshot cannot see that row (the run only names the series
+ * by its hash).  Before chain lanes the conflict on the world's chain head
+ * stopped that case with 40001; two transactions on different lanes do not
+ * meet there.
  */
 bool
 wval_store_run_returns(const char *world, const char *rhash, const double *r, int n)
@@ -141,6 +148,9 @@ wval_store_run_returns(const char *world, const char *rhash, const double *r, in
 	DirectFunctionCall1(pg_advisory_xact_lock_int8,
 						Int64GetDatum((int64) hash_bytes_extended((const unsigned char *) key.data, key.len, 0)));
 	args[1] = CStringGetTextDatum(rhash);
+	wval_spi_exec_latest(&plan_stored, args, NULL, 1);
+	if (SPI_processed == 1)
+		return false;
 	args[2] = PointerGetDatum(returns_bytes(r, n));
 	wval_spi_exec(&plan_store, args, NULL, false, 0, SPI_OK_INSERT);
 	return SPI_processed == 1;

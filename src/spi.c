@@ -65,6 +65,26 @@ wval_spi_exec(WvalPlan *p, Datum *values, const char *nulls,
 	return ret;
 }
 
+/*
+ * Runs a kept read-only statement with a snapshot taken now instead of the
+ * transaction's: at REPEATABLE READ and SERIALIZABLE it shows rows that
+ * transactions committed after this one's snapshot (as the foreign-key
+ * checks look for them).  Returns the SPI result code.
+ */
+int
+wval_spi_exec_latest(WvalPlan *p, Datum *values, const char *nulls, long count)
+{
+	int			ret;
+
+	if (p->plan == NULL)
+		spi_prepare_kept(p);
+	ret = SPI_execute_snapshot(p->plan, values, nulls, GetLatestSnapshot(), InvalidSnapshot,
+							   true, false, count);
+	if (ret < 0)
+		elog(ERROR, "statement \"%s\" failed: %s", p->sql, SPI_result_code_string(ret));
+	return ret;
+}
+
 /* True when column col (1-based) of result row row is null. */
 bool
 wval_spi_isnull(int row, int col)

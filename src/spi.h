@@ -45,6 +45,7 @@ typedef struct WvalPlan
 
 extern int	wval_spi_exec(WvalPlan *p, Datum *values, const char *nulls,
 						  bool read_only, long count, int expected);
+extern int	wval_spi_exec_latest(WvalPlan *p, Datum *values, const char *nulls, long count);
 extern bool wval_spi_isnull(int row, int col);
 extern Datum wval_spi_datum(int row, int col, bool *isnull);
 extern char *wval_spi_text(int row, int col);
