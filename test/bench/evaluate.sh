@@ -15,7 +15,9 @@
 # the p95 latency of A from pgbench's per-transaction log. Two layouts of A:
 # every client in its own world (the usual production shape: writers of
 # different worlds never wait for each other), and all clients in one world
-# (they queue on that world's hash-chain head). And the same own-world load
+# (they queue on that world's hash-chain head), and all clients in one world
+# with eight chain lanes (settings.chain_lanes: a writer takes a free lane of
+# the world's chain instead of waiting). And the same own-world load
 # with wval.notify_interval = 0 (set through PGOPTIONS): every evaluating
 # transaction NOTIFYs wval_events itself, as wval did before the notifier
 # worker (src/notifier.c), and queues on NOTIFY's cluster-wide commit lock;
@@ -52,10 +54,12 @@ LITERAL=$("$BIN/psql" -X -At -d postgres -c \
 	SELECT wval_maintain(1);
 	SELECT wval_world_upsert('bench-' || c, actor => 'bench') FROM generate_series(0, $CLIENTS) c;
 	SELECT wval_world_upsert('bench-shared', actor => 'bench');
+	SELECT wval_world_upsert('bench-lanes', settings => '{"store_returns": true, "chain_lanes": 8}', actor => 'bench');
 	CREATE ROLE bench_producer LOGIN IN ROLE wval_producer;
 	SELECT wval_policy_publish(w, (SELECT policy FROM wval.sample_policies WHERE name = 'sample'), 'alice'),
 	       wval_policy_activate(w, 1, 'bob', 'bench')
-	FROM (SELECT 'bench-' || c AS w FROM generate_series(0, $CLIENTS) c UNION ALL SELECT 'bench-shared') x;
+	FROM (SELECT 'bench-' || c AS w FROM generate_series(0, $CLIENTS) c UNION ALL SELECT 'bench-shared'
+	      UNION ALL SELECT 'bench-lanes') x;
 	-- the floor table: a run-sized row with the same kind of indexes as wval.evaluation_runs
 	CREATE TABLE floor_runs (
 	    run_id uuid NOT NULL DEFAULT gen_random_uuid(),
@@ -83,6 +87,10 @@ cat >"$WORK/a_shared.sql" <<-SQL
 	SELECT status FROM wval_evaluate('bench-shared', 's' || :client_id, 'backtest', '$LITERAL',
 	    '{"sample": {"n_trades_total": 900}, "risk": {"adv_utilization_p95": 0.1, "participation_rate_p95": 0.05}}');
 SQL
+cat >"$WORK/a_lanes.sql" <<-SQL
+	SELECT status FROM wval_evaluate('bench-lanes', 's' || :client_id, 'backtest', '$LITERAL',
+	    '{"sample": {"n_trades_total": 900}, "risk": {"adv_utilization_p95": 0.1, "participation_rate_p95": 0.05}}');
+SQL
 cat >"$WORK/b.sql" <<-SQL
 	INSERT INTO floor_runs (world_id, strategy_id, stage, status, returns, outcome)
 	VALUES ('bench-' || :client_id, 's' || :client_id, 'backtest', 'pass', '$LITERAL', '$OUTCOME');
@@ -106,18 +114,19 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
 SUMMARY=()
 for CLIENTS in ${CLIENT_LIST//,/ }; do
-	A_OWN=() A_SELF=() A_SHARED=() B=() P95_OWN=() P95_SELF=() P95_SHARED=() A_PROD=() B_PROD=()
+	A_OWN=() A_SELF=() A_SHARED=() A_LANES=() B=() P95_OWN=() P95_SELF=() P95_SHARED=() A_PROD=() B_PROD=()
 	echo "clients $CLIENTS (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
 	for ((i = 1; i <= ROUNDS; i++)); do
 		read -r t p < <(run b "$WORK/b.sql"); B+=("$t")
 		read -r t p < <(run a_own "$WORK/a_own.sql"); A_OWN+=("$t"); P95_OWN+=("$p")
 		read -r t p < <(run a_self "$WORK/a_own.sql" "-c wval.notify_interval=0"); A_SELF+=("$t"); P95_SELF+=("$p")
 		read -r t p < <(run a_shared "$WORK/a_shared.sql"); A_SHARED+=("$t"); P95_SHARED+=("$p")
+		read -r t p < <(run a_lanes "$WORK/a_lanes.sql"); A_LANES+=("$t")
 		read -r t p < <(run b_prod "$WORK/b.sql" "" bench_producer); B_PROD+=("$t")
 		read -r t p < <(run a_prod "$WORK/a_own.sql" "" bench_producer); A_PROD+=("$t")
 		echo "  round $i: B ${B[-1]} tps, A(own world) ${A_OWN[-1]} tps p95 ${P95_OWN[-1]} ms," \
 			"A(own world, NOTIFY in transaction) ${A_SELF[-1]} tps p95 ${P95_SELF[-1]} ms," \
-			"A(one world) ${A_SHARED[-1]} tps p95 ${P95_SHARED[-1]} ms," \
+			"A(one world) ${A_SHARED[-1]} tps p95 ${P95_SHARED[-1]} ms, A(one world, 8 lanes) ${A_LANES[-1]} tps," \
 			"B(producer) ${B_PROD[-1]} tps, A(own world, producer) ${A_PROD[-1]} tps"
 	done
 	b=$(printf '%s\n' "${B[@]}" | median)
@@ -126,11 +135,12 @@ for CLIENTS in ${CLIENT_LIST//,/ }; do
 	a2=$(printf '%s\n' "${A_SHARED[@]}" | median)
 	bp=$(printf '%s\n' "${B_PROD[@]}" | median)
 	ap=$(printf '%s\n' "${A_PROD[@]}" | median)
-	SUMMARY+=("$(printf '%7s %12.1f %12.1f %5s %6s %12.1f %5s %6s %12.1f %5s %6s %12.1f %12.1f %5s %8s' "$CLIENTS" \
+	al=$(printf '%s\n' "${A_LANES[@]}" | median)
+	SUMMARY+=("$(printf '%7s %12.1f %12.1f %5s %6s %12.1f %5s %6s %12.1f %5s %6s %12.1f %12.1f %5s %8s %12.1f %10s' "$CLIENTS" \
 		"$b" "$a1" "$(ratio "$a1" "$b")" "$(printf '%s\n' "${P95_OWN[@]}" | median)" \
 		"$a0" "$(ratio "$a0" "$b")" "$(printf '%s\n' "${P95_SELF[@]}" | median)" \
 		"$a2" "$(ratio "$a2" "$b")" "$(printf '%s\n' "${P95_SHARED[@]}" | median)" \
-		"$bp" "$ap" "$(ratio "$ap" "$bp")" "$(ratio "$a2" "$a1")")")
+		"$bp" "$ap" "$(ratio "$ap" "$bp")" "$(ratio "$a2" "$a1")" "$al" "$(ratio "$al" "$a1")")")
 done
 
 runs=$("$BIN/psql" -X -At -d bench -c "SELECT count(*) FROM wval.evaluation_runs")
@@ -139,8 +149,9 @@ echo "$SECS s per run, $ROUNDS rounds (medians, TPS and ratio to the floor B, p9
 echo "A own: each client its own world, wake-ups from the notifier; A own/self-NOTIFY: the same with"
 echo "wval.notify_interval = 0 (every transaction NOTIFYs, as before the notifier); A one: all in one world"
 echo "B prod / A prod: the floor and the own-world load as a wval_producer login; one/own: A one ÷ A own"
-printf '%7s %12s %12s %5s %6s %12s %5s %6s %12s %5s %6s %12s %12s %5s %8s\n' clients "B floor" "A own" A/B p95 \
-	"A own/self" A/B p95 "A one" A/B p95 "B prod" "A prod" A/B one/own
+echo "A lanes: all in one world with settings.chain_lanes = 8; lanes/own: A lanes ÷ A own"
+printf '%7s %12s %12s %5s %6s %12s %5s %6s %12s %5s %6s %12s %12s %5s %8s %12s %10s\n' clients "B floor" "A own" A/B p95 \
+	"A own/self" A/B p95 "A one" A/B p95 "B prod" "A prod" A/B one/own "A lanes" lanes/own
 printf '%s\n' "${SUMMARY[@]}"
 
 # the first evaluation of a new session against a warm one, with
