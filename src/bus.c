@@ -17,14 +17,19 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "bus.h"
@@ -34,10 +39,6 @@
 
 /* the bus's advisory lock class: emitters share (BUS_LOCK_CLASS, 0), see bus.sql */
 #define BUS_LOCK_CLASS 2004312428
-
-static WvalPlan plan_next_event = WVAL_PLAN(
-	"SELECT pg_catalog.nextval('wval.events_id_seq')",
-	0, InvalidOid);
 
 static WvalPlan plan_insert_event = WVAL_PLAN(
 	"INSERT INTO wval.events (event_id, type, world_id, subject, idempotency_key, payload, expires_at) "
@@ -93,6 +94,43 @@ event_payload(int64 event_id, const char *type, const char *world_id, const char
  * a dedupe hit) when the idempotency key exists.  The caller is connected
  * to SPI.
  */
+/*
+ * True when a consumer group subscribes to the type: a filter before the
+ * statement that writes the deliveries, which stays the authority (owner's
+ * world access, the snapshot).  The scan uses a snapshot taken now, at
+ * least as new as the statement's, so it sees every group the statement
+ * can; with no such group (a type nobody consumes) the statement is not run.
+ */
+static bool
+any_group_for_type(const char *type)
+{
+	WvalKeyScan scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	PushActiveSnapshot(GetLatestSnapshot());
+	wval_key_scan_begin(&scan, "consumer_groups", 0, NULL);
+	while (!found && (tup = wval_key_scan_next(&scan, false)) != NULL)
+	{
+		bool		isnull;
+		Datum		d = wval_key_scan_attr(&scan, tup, "types", &isnull);
+		Datum	   *elems;
+		bool	   *elem_nulls;
+		int			n;
+		int			i;
+
+		if (isnull)
+			continue;
+		deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &elem_nulls, &n);
+		for (i = 0; i < n && !found; i++)
+			found = !elem_nulls[i] && strcmp(TextDatumGetCString(elems[i]), type) == 0;
+	}
+	wval_key_scan_end(&scan);
+	PopActiveSnapshot();
+	return found;
+}
+
 int64
 wval_emit_event(const WvalEvent *event)
 {
@@ -101,14 +139,12 @@ wval_emit_event(const WvalEvent *event)
 	const char *subject = event->subject;
 	Datum		args[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', 'n'};
-	bool		isnull;
 	int64		event_id;
 
 	/* shared with other emitters, exclusive for wval_subscribe (bus.sql) */
 	DirectFunctionCall2(pg_advisory_xact_lock_shared_int4,
 						Int32GetDatum(BUS_LOCK_CLASS), Int32GetDatum(0));
-	wval_spi_exec(&plan_next_event, NULL, NULL, false, 1, SPI_OK_SELECT);
-	event_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	event_id = nextval_internal(get_relname_relid("events_id_seq", get_namespace_oid("wval", false)), true);
 
 	args[0] = Int64GetDatum(event_id);
 	args[1] = CStringGetTextDatum(type);
@@ -132,7 +168,8 @@ wval_emit_event(const WvalEvent *event)
 	/* deliveries: event_id, type, world, ttl */
 	args[3] = args[6];
 	nulls[3] = nulls[6];
-	wval_spi_exec(&plan_insert_deliveries, args, nulls, false, 0, SPI_OK_INSERT);
+	if (any_group_for_type(type))
+		wval_spi_exec(&plan_insert_deliveries, args, nulls, false, 0, SPI_OK_INSERT);
 	wval_wake_listeners();
 	return event_id;
 }
