@@ -251,7 +251,7 @@ from=$(as cl_admin -c "SELECT wval_proxy_world_shard('cw-03')")
 to=$(( (from + 1) % 4 ))
 src=s$from dst=s$to
 # (the runs carry their rule results: wval.rule_results derives its rows from results)
-on "$src" -c "SELECT jsonb_agg(to_jsonb(r) - 'chain_seq' - 'prev_hash' - 'row_hash' ORDER BY r.chain_seq)
+on "$src" -c "SELECT jsonb_agg(to_jsonb(r) - 'chain_seq' - 'prev_hash' - 'row_hash' ORDER BY r.created_at, r.chain_seq)
               FROM wval.evaluation_runs r WHERE r.world_id = 'cw-03'" >"$DIR/export.json"
 on "$dst" >/dev/null <<SQL
 SELECT wval_world_upsert('cw-03', 'medium', actor => 'dba');
