@@ -109,8 +109,8 @@ static WvalPlan plan_chain_advance = WVAL_PLAN(
 	4, TEXTOID, TEXTOID, TEXTOID, INT4OID);
 static WvalPlan plan_chain_start = WVAL_PLAN(
 	"INSERT INTO wval.chain_heads (world_id, lane, seq, prev_hash, head_hash) "
-	"VALUES ($1, $4, ($4::bigint << 40) + 1, '" GENESIS_HASH "', "
-	"wval._chain_link('" GENESIS_HASH "', $2, ($4::bigint << 40) + 1, $3)) "
+	"VALUES ($1, $4, ($4::bigint << " CppAsString2(CHAIN_LANE_SHIFT) ") + 1, '" GENESIS_HASH "', "
+	"wval._chain_link('" GENESIS_HASH "', $2, ($4::bigint << " CppAsString2(CHAIN_LANE_SHIFT) ") + 1, $3)) "
 	"ON CONFLICT (world_id, lane) DO NOTHING RETURNING seq, prev_hash, head_hash",
 	4, TEXTOID, TEXTOID, TEXTOID, INT4OID);
 /* the first lane below the limit that no other transaction holds, locked */
@@ -764,6 +764,7 @@ static void
 chain_append(Datum *args, const char *world, int lanes)
 {
 	int			lane = 0;
+	bool		opened = false;
 
 	if (lanes > 1 && lane_memo_lxid == MyProc->lxid && lane_memo_world != NULL &&
 		strcmp(lane_memo_world, world) == 0 && lane_memo < lanes)
@@ -796,15 +797,17 @@ chain_append(Datum *args, const char *world, int lanes)
 			if (SPI_processed == 1)
 			{
 				lane = (int) n;
-				goto remember;
+				opened = true;
+				break;
 			}
 			/* a concurrent writer opened lane n first: look again */
 		}
 	}
 
 	args[3] = Int32GetDatum(lane);
-	wval_spi_exec(&plan_chain_advance, args, NULL, false, 1, SPI_OK_UPDATE_RETURNING);
-	if (SPI_processed == 0)
+	if (!opened)
+		wval_spi_exec(&plan_chain_advance, args, NULL, false, 1, SPI_OK_UPDATE_RETURNING);
+	if (!opened && SPI_processed == 0)
 	{
 		/* the lane's first row; a concurrent first row makes us update after all */
 		wval_spi_exec(&plan_chain_start, args, NULL, false, 1, SPI_OK_INSERT_RETURNING);
@@ -814,7 +817,6 @@ chain_append(Datum *args, const char *world, int lanes)
 			elog(ERROR, "could not advance the hash chain of world \"%s\"", world);
 	}
 
-remember:
 	if (lanes > 1)
 	{
 		if (lane_memo_lxid != MyProc->lxid || lane_memo_world == NULL ||
