@@ -70,28 +70,9 @@ returns_bytes(const double *r, int n)
 static bool
 store_returns_setting(const char *world)
 {
-	Datum		key = CStringGetTextDatum(world);
-	WvalKeyScan scan;
-	HeapTuple	tup;
-	bool		on = false;
+	JsonbValue *v = wval_world_setting(world, "store_returns");
 
-	wval_key_scan_begin(&scan, "worlds", 1, &key);
-	tup = wval_key_scan_next(&scan, false);
-	if (tup != NULL)
-	{
-		bool		isnull;
-		Datum		d = wval_key_scan_attr(&scan, tup, "settings", &isnull);
-		JsonbValue	k;
-		JsonbValue *v;
-
-		k.type = jbvString;
-		k.val.string.val = "store_returns";
-		k.val.string.len = strlen("store_returns");
-		v = isnull ? NULL : findJsonbValueFromContainer(&DatumGetJsonbP(d)->root, JB_FOBJECT, &k);
-		on = v != NULL && v->type == jbvBool && v->val.boolean;
-	}
-	wval_key_scan_end(&scan);
-	return on;
+	return v != NULL && v->type == jbvBool && v->val.boolean;
 }
 
 static WvalPlan plan_stored = WVAL_PLAN(

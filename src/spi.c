@@ -21,6 +21,8 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
@@ -206,4 +208,44 @@ wval_key_scan_end(WvalKeyScan *s)
 	systable_endscan_ordered(s->scan);
 	index_close(s->idx, AccessShareLock);
 	table_close(s->rel, AccessShareLock);
+}
+
+/*
+ * A scalar of a world's settings (wval.worlds.settings -> key), read by
+ * primary key like the other look-ups of the hot path: NULL when the world
+ * or the key is missing, or the value is an array or object.  The value is
+ * copied into the current memory context.
+ */
+JsonbValue *
+wval_world_setting(const char *world, const char *key)
+{
+	Datum		k = CStringGetTextDatum(world);
+	WvalKeyScan scan;
+	HeapTuple	tup;
+	JsonbValue *res = NULL;
+
+	wval_key_scan_begin(&scan, "worlds", 1, &k);
+	tup = wval_key_scan_next(&scan, false);
+	if (tup != NULL)
+	{
+		bool		isnull;
+		Datum		d = wval_key_scan_attr(&scan, tup, "settings", &isnull);
+		JsonbValue	name;
+		JsonbValue *v;
+
+		name.type = jbvString;
+		name.val.string.val = (char *) key;
+		name.val.string.len = strlen(key);
+		v = isnull ? NULL : findJsonbValueFromContainer(&DatumGetJsonbP(d)->root, JB_FOBJECT, &name);
+		if (v != NULL && v->type != jbvBinary)
+		{
+			res = v;
+			if (v->type == jbvString)
+				res->val.string.val = pnstrdup(v->val.string.val, v->val.string.len);
+			else if (v->type == jbvNumeric)
+				res->val.numeric = DatumGetNumericCopy(NumericGetDatum(v->val.numeric));
+		}
+	}
+	wval_key_scan_end(&scan);
+	return res;
 }

@@ -72,5 +72,6 @@ extern void wval_key_scan_begin(WvalKeyScan *s, const char *table, int nkeys, co
 extern HeapTuple wval_key_scan_next(WvalKeyScan *s, bool backward);
 extern Datum wval_key_scan_attr(WvalKeyScan *s, HeapTuple tup, const char *column, bool *isnull);
 extern void wval_key_scan_end(WvalKeyScan *s);
+extern struct JsonbValue *wval_world_setting(const char *world, const char *key);
 
 #endif							/* WVAL_SPI_H */

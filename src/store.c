@@ -719,38 +719,16 @@ check_world_write(const char *world)
 static int
 chain_lanes_setting(const char *world)
 {
-	Datum		key;
-	WvalKeyScan scan;
-	HeapTuple	tup;
-	int			lanes = 1;
+	JsonbValue *v;
+	int32		n;
 
 	if (world[0] == '\0')
 		return 1;
-	key = CStringGetTextDatum(world);
-	wval_key_scan_begin(&scan, "worlds", 1, &key);
-	tup = wval_key_scan_next(&scan, false);
-	if (tup != NULL)
-	{
-		bool		isnull;
-		Datum		d = wval_key_scan_attr(&scan, tup, "settings", &isnull);
-		JsonbValue	k;
-		JsonbValue *v;
-
-		k.type = jbvString;
-		k.val.string.val = "chain_lanes";
-		k.val.string.len = strlen("chain_lanes");
-		v = isnull ? NULL : findJsonbValueFromContainer(&DatumGetJsonbP(d)->root, JB_FOBJECT, &k);
-		if (v != NULL && v->type == jbvNumeric)
-		{
-			int32		n = DatumGetInt32(DirectFunctionCall1(numeric_int4,
-															  NumericGetDatum(v->val.numeric)));
-
-			if (n >= 1 && n <= CHAIN_MAX_LANES)
-				lanes = n;
-		}
-	}
-	wval_key_scan_end(&scan);
-	return lanes;
+	v = wval_world_setting(world, "chain_lanes");
+	if (v == NULL || v->type != jbvNumeric)
+		return 1;
+	n = DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(v->val.numeric)));
+	return n >= 1 && n <= CHAIN_MAX_LANES ? n : 1;
 }
 
 /*
