@@ -113,8 +113,9 @@ median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
 SUMMARY=()
+PAIRS=()
 for CLIENTS in ${CLIENT_LIST//,/ }; do
-	A_OWN=() A_SELF=() A_SHARED=() A_LANES=() B=() P95_OWN=() P95_SELF=() P95_SHARED=() A_PROD=() B_PROD=()
+	A_OWN=() A_SELF=() A_SHARED=() A_LANES=() B=() P95_OWN=() P95_SELF=() P95_SHARED=() A_PROD=() B_PROD=() PAIR=()
 	echo "clients $CLIENTS (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
 	for ((i = 1; i <= ROUNDS; i++)); do
 		read -r t p < <(run b "$WORK/b.sql"); B+=("$t")
@@ -124,6 +125,7 @@ for CLIENTS in ${CLIENT_LIST//,/ }; do
 		read -r t p < <(run a_lanes "$WORK/a_lanes.sql"); A_LANES+=("$t")
 		read -r t p < <(run b_prod "$WORK/b.sql" "" bench_producer); B_PROD+=("$t")
 		read -r t p < <(run a_prod "$WORK/a_own.sql" "" bench_producer); A_PROD+=("$t")
+		PAIR+=("$(ratio "${A_PROD[-1]}" "${B_PROD[-1]}")")
 		echo "  round $i: B ${B[-1]} tps, A(own world) ${A_OWN[-1]} tps p95 ${P95_OWN[-1]} ms," \
 			"A(own world, NOTIFY in transaction) ${A_SELF[-1]} tps p95 ${P95_SELF[-1]} ms," \
 			"A(one world) ${A_SHARED[-1]} tps p95 ${P95_SHARED[-1]} ms, A(one world, 8 lanes) ${A_LANES[-1]} tps," \
@@ -136,6 +138,7 @@ for CLIENTS in ${CLIENT_LIST//,/ }; do
 	bp=$(printf '%s\n' "${B_PROD[@]}" | median)
 	ap=$(printf '%s\n' "${A_PROD[@]}" | median)
 	al=$(printf '%s\n' "${A_LANES[@]}" | median)
+	PAIRS+=("$(printf '%7s  %s  median %s' "$CLIENTS" "${PAIR[*]}" "$(printf '%s\n' "${PAIR[@]}" | median)")")
 	SUMMARY+=("$(printf '%7s %12.1f %12.1f %5s %6s %12.1f %5s %6s %12.1f %5s %6s %12.1f %12.1f %5s %8s %12.1f %10s' "$CLIENTS" \
 		"$b" "$a1" "$(ratio "$a1" "$b")" "$(printf '%s\n' "${P95_OWN[@]}" | median)" \
 		"$a0" "$(ratio "$a0" "$b")" "$(printf '%s\n' "${P95_SELF[@]}" | median)" \
@@ -153,6 +156,9 @@ echo "A lanes: all in one world with settings.chain_lanes = 8; lanes/own: A lane
 printf '%7s %12s %12s %5s %6s %12s %5s %6s %12s %5s %6s %12s %12s %5s %8s %12s %10s\n' clients "B floor" "A own" A/B p95 \
 	"A own/self" A/B p95 "A one" A/B p95 "B prod" "A prod" A/B one/own "A lanes" lanes/own
 printf '%s\n' "${SUMMARY[@]}"
+echo
+echo "A prod ÷ B prod per round (the two runs back to back, so drift of the machine between rounds cancels out):"
+printf '%s\n' "${PAIRS[@]}"
 
 # the first evaluation of a new session against a warm one, with
 # the libraries loaded by each backend (the default) and preloaded by the
