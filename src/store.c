@@ -48,6 +48,7 @@
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "datatype/timestamp.h"
 #include "commands/event_trigger.h"
 #include "tcop/deparse_utility.h"
@@ -113,14 +114,14 @@ static WvalPlan plan_chain_start = WVAL_PLAN(
 	"wval._chain_link('" GENESIS_HASH "', $2, ($4::bigint << " CppAsString2(CHAIN_LANE_SHIFT) ") + 1, $3)) "
 	"ON CONFLICT (world_id, lane) DO NOTHING RETURNING seq, prev_hash, head_hash",
 	4, TEXTOID, TEXTOID, TEXTOID, INT4OID);
-/* the first lane below the limit that no other transaction holds, locked */
-static WvalPlan plan_chain_free_lane = WVAL_PLAN(
-	"SELECT h.lane::bigint FROM wval.chain_heads h WHERE h.world_id = $1 AND h.lane < $2 "
-	"ORDER BY h.lane LIMIT 1 FOR UPDATE SKIP LOCKED",
-	2, TEXTOID, INT4OID);
-static WvalPlan plan_chain_lane_count = WVAL_PLAN(
-	"SELECT count(*) FROM wval.chain_heads h WHERE h.world_id = $1 AND h.lane < $2",
-	2, TEXTOID, INT4OID);
+/*
+ * Which lane a writer takes is decided with transaction-level advisory locks
+ * (class CHAIN_LANE_LOCK_CLASS, key: the world's hash and the lane), taken
+ * with a try first: no statement, no WAL, nothing to wait for.  The head
+ * row's lock, taken by the UPDATE that follows, still orders the writers of
+ * a lane; the advisory lock only steers writers to different lanes.
+ */
+#define CHAIN_LANE_LOCK_CLASS 2004312430
 
 /*
  * The lane this transaction last appended to, per world (one world is
@@ -731,61 +732,53 @@ chain_lanes_setting(const char *world)
 	return n >= 1 && n <= CHAIN_MAX_LANES ? n : 1;
 }
 
+/* The advisory lock key of a lane of a world (collisions only share a lane). */
+static Datum
+lane_lock_key(const char *world, int lane)
+{
+	uint32		h = hash_bytes((const unsigned char *) world, strlen(world));
+
+	return Int32GetDatum((int32) ((h << 6) | (uint32) lane));
+}
+
 /*
  * Appends a link to the world's chain: moves the head of a lane and leaves
  * the statement's row (seq, prev_hash, head_hash) in SPI_tuptable.  args are
  * world, table, canonical text and (set here) the lane.  With one lane this
- * waits for the transaction that holds the head; with more, a free lane is
- * taken (and created, up to the limit) before anyone is waited for.
+ * waits for the transaction that holds the head.  With more, the writer
+ * takes the first lane no other transaction holds (opening it when it does
+ * not exist yet), and waits only when every lane is held, on the lane its
+ * process id picks.
  */
 static void
 chain_append(Datum *args, const char *world, int lanes)
 {
 	int			lane = 0;
-	bool		opened = false;
 
 	if (lanes > 1 && lane_memo_lxid == MyProc->lxid && lane_memo_world != NULL &&
 		strcmp(lane_memo_world, world) == 0 && lane_memo < lanes)
 		lane = lane_memo;
 	else if (lanes > 1)
 	{
-		int			attempt;
-		Datum		probe[2];
+		int			k;
 
-		probe[0] = args[0];
-		probe[1] = Int32GetDatum(lanes);
-		lane = MyProcPid % lanes;
-		for (attempt = 0; attempt <= lanes; attempt++)
+		lane = -1;
+		for (k = 0; k < lanes && lane < 0; k++)
+			if (DatumGetBool(DirectFunctionCall2(pg_try_advisory_xact_lock_int4,
+												 Int32GetDatum(CHAIN_LANE_LOCK_CLASS),
+												 lane_lock_key(world, k))))
+				lane = k;
+		if (lane < 0)
 		{
-			int64		n;
-
-			wval_spi_exec(&plan_chain_free_lane, probe, NULL, false, 1, SPI_OK_SELECT);
-			if (SPI_processed == 1)
-			{
-				lane = (int) wval_spi_int64(0, 1, 0);
-				break;
-			}
-			/* every lane is held: open the next one, while the limit allows */
-			wval_spi_exec(&plan_chain_lane_count, probe, NULL, false, 1, SPI_OK_SELECT);
-			n = wval_spi_int64(0, 1, lanes);
-			if (n >= lanes)
-				break;
-			args[3] = Int32GetDatum((int32) n);
-			wval_spi_exec(&plan_chain_start, args, NULL, false, 1, SPI_OK_INSERT_RETURNING);
-			if (SPI_processed == 1)
-			{
-				lane = (int) n;
-				opened = true;
-				break;
-			}
-			/* a concurrent writer opened lane n first: look again */
+			lane = MyProcPid % lanes;
+			DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(CHAIN_LANE_LOCK_CLASS),
+								lane_lock_key(world, lane));
 		}
 	}
 
 	args[3] = Int32GetDatum(lane);
-	if (!opened)
-		wval_spi_exec(&plan_chain_advance, args, NULL, false, 1, SPI_OK_UPDATE_RETURNING);
-	if (!opened && SPI_processed == 0)
+	wval_spi_exec(&plan_chain_advance, args, NULL, false, 1, SPI_OK_UPDATE_RETURNING);
+	if (SPI_processed == 0)
 	{
 		/* the lane's first row; a concurrent first row makes us update after all */
 		wval_spi_exec(&plan_chain_start, args, NULL, false, 1, SPI_OK_INSERT_RETURNING);

@@ -1,7 +1,7 @@
 -- pgTAP: the store's behaviour for roles, privileges, guards, audit and dump registration
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(76);
+SELECT plan(78);
 
 -- the tables and views of spec store.md
 SELECT has_table('wval', t, 'table wval.' || t) FROM unnest(ARRAY['worlds', 'policy_versions',
@@ -185,6 +185,14 @@ SELECT is((wval_world_upsert('tap-store-l', settings => '{"chain_lanes": 4}', ac
           '4'::jsonb, 'chain_lanes 4 is kept');
 SELECT results_eq($$SELECT lane, seq FROM wval.chain_heads WHERE world_id = 'tap-store-l'$$,
                   $$VALUES (0, 1::bigint)$$, 'one writer: one lane, its first link');
+-- a row cut from the end of a chain shows against the recorded head
+SELECT lives_ok($$SELECT wval_world_upsert('tap-store-l', 'low', actor => 'dba')$$, 'a second link (world_updated)');
+ALTER TABLE wval.audit_log DISABLE TRIGGER wval_append_only;
+DELETE FROM wval.audit_log WHERE world_id = 'tap-store-l' AND chain_seq = 2;
+ALTER TABLE wval.audit_log ENABLE ALWAYS TRIGGER wval_append_only;
+SELECT results_eq($$SELECT table_name, chain_seq, problem, split_part(expected, ' ', 1) FROM wval_chain_problems('tap-store-l')$$,
+                  $$VALUES ('audit_log'::text, 1::bigint, 'the chain ends before its recorded head (rows missing at the end)'::text, '2'::text)$$,
+                  'the last link deleted: the chain ends before its head');
 
 SELECT * FROM finish();
 ROLLBACK;
