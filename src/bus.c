@@ -89,12 +89,6 @@ event_payload(int64 event_id, const char *type, const char *world_id, const char
 }
 
 /*
- * Writes one event with its deliveries in the caller's transaction and
- * wakes the listeners after commit; returns the event_id, or 0 (and counts
- * a dedupe hit) when the idempotency key exists.  The caller is connected
- * to SPI.
- */
-/*
  * True when a consumer group subscribes to the type: a filter before the
  * statement that writes the deliveries, which stays the authority (owner's
  * world access, the snapshot).  The scan uses a snapshot taken now, at
@@ -131,6 +125,12 @@ any_group_for_type(const char *type)
 	return found;
 }
 
+/*
+ * Writes one event with its deliveries in the caller's transaction and
+ * wakes the listeners after commit; returns the event_id, or 0 (and counts
+ * a dedupe hit) when the idempotency key exists.  The caller is connected
+ * to SPI.
+ */
 int64
 wval_emit_event(const WvalEvent *event)
 {
