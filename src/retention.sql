@@ -706,10 +706,10 @@ BEGIN
 
     -- chained in import order (the order of the array).  The links are
     -- computed here, one world at a time under the lock of its chain head
-    -- (lane 0), and the head moves once: the chain trigger, which moves the head for
-    -- every row, would make a large import quadratic (every update of the
-    -- head row in one transaction lengthens its version chain).  Rows that
-    -- arrive with their links set are accepted from the extension owner.
+    -- (lane 0), and the head moves once: the chain trigger, which moves the
+    -- head for every row, would make a large import quadratic (every update
+    -- of the head row in one transaction lengthens its version chain).  Rows
+    -- that arrive with their links set are accepted from the extension owner.
     FOR wid IN SELECT DISTINCT i.world_id FROM wval.work_import i WHERE i.work_id = v_work ORDER BY 1 LOOP
         PERFORM wval._require_world_access(wid, 'write');
         INSERT INTO wval.chain_heads (world_id, lane, seq, prev_hash, head_hash)
