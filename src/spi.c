@@ -111,16 +111,6 @@ wval_spi_text(int row, int col)
 	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
 }
 
-/* A boolean column; if_null when null. */
-bool
-wval_spi_bool(int row, int col, bool if_null)
-{
-	bool		isnull;
-	Datum		d = wval_spi_datum(row, col, &isnull);
-
-	return isnull ? if_null : DatumGetBool(d);
-}
-
 /* A bigint column; if_null when null. */
 int64
 wval_spi_int64(int row, int col, int64 if_null)
@@ -129,16 +119,6 @@ wval_spi_int64(int row, int col, int64 if_null)
 	Datum		d = wval_spi_datum(row, col, &isnull);
 
 	return isnull ? if_null : DatumGetInt64(d);
-}
-
-/* A double precision column; if_null when null. */
-double
-wval_spi_float8(int row, int col, double if_null)
-{
-	bool		isnull;
-	Datum		d = wval_spi_datum(row, col, &isnull);
-
-	return isnull ? if_null : DatumGetFloat8(d);
 }
 
 /*

@@ -49,9 +49,7 @@ extern int	wval_spi_exec_latest(WvalPlan *p, Datum *values, const char *nulls, l
 extern bool wval_spi_isnull(int row, int col);
 extern Datum wval_spi_datum(int row, int col, bool *isnull);
 extern char *wval_spi_text(int row, int col);
-extern bool wval_spi_bool(int row, int col, bool if_null);
 extern int64 wval_spi_int64(int row, int col, int64 if_null);
-extern double wval_spi_float8(int row, int col, double if_null);
 
 /*
  * Primary-key look-ups without SPI: the hot path reads a few rows by key

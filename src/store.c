@@ -127,9 +127,10 @@ static WvalPlan plan_chain_start = WVAL_PLAN(
  * The lane this transaction last appended to, per world (one world is
  * remembered: a transaction writes one world).  Its head row stays locked
  * until the transaction ends, so the transaction's next rows of the world
- * go to the same lane instead of holding a second one.
+ * go to the same lane instead of holding a second one.  The world's name
+ * lives in TopTransactionContext; store_xact_callback forgets it when the
+ * transaction ends.
  */
-static LocalTransactionId lane_memo_lxid = InvalidLocalTransactionId;
 static char *lane_memo_world = NULL;
 static int	lane_memo = 0;
 
@@ -150,7 +151,6 @@ store_xact_callback(XactEvent event, void *arg)
 			purge_guard = false;
 			/* the lane memo lives in TopTransactionContext */
 			lane_memo_world = NULL;
-			lane_memo_lxid = InvalidLocalTransactionId;
 			break;
 		default:
 			break;
@@ -755,8 +755,8 @@ chain_append(Datum *args, const char *world, int lanes)
 {
 	int			lane = 0;
 
-	if (lanes > 1 && lane_memo_lxid == MyProc->lxid && lane_memo_world != NULL &&
-		strcmp(lane_memo_world, world) == 0 && lane_memo < lanes)
+	if (lanes > 1 && lane_memo_world != NULL && strcmp(lane_memo_world, world) == 0 &&
+		lane_memo < lanes)
 		lane = lane_memo;
 	else if (lanes > 1)
 	{
@@ -790,12 +790,8 @@ chain_append(Datum *args, const char *world, int lanes)
 
 	if (lanes > 1)
 	{
-		if (lane_memo_lxid != MyProc->lxid || lane_memo_world == NULL ||
-			strcmp(lane_memo_world, world) != 0)
-		{
+		if (lane_memo_world == NULL || strcmp(lane_memo_world, world) != 0)
 			lane_memo_world = MemoryContextStrdup(TopTransactionContext, world);
-			lane_memo_lxid = MyProc->lxid;
-		}
 		lane_memo = lane;
 	}
 }
