@@ -23,6 +23,7 @@
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -212,4 +213,50 @@ wval_emit(PG_FUNCTION_ARGS)
 	if (id == 0)
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(id);
+}
+
+PG_FUNCTION_INFO_V1(wval_queue_scan);
+
+/*
+ * wval._queue_scan(group_name, after, n) → (world_key, event_id,
+ * visible_at): the group's next n outstanding deliveries after event_id
+ * after, in event_id order, read through the order index
+ * (deliveries_order_idx, done_at IS NULL) with the active snapshot.  A
+ * statement could be planned on the primary key instead, which has the
+ * same order and walks every finished delivery of the group too: with
+ * statistics taken while most deliveries were outstanding the planner
+ * rates the two alike.  wval_consume reads the queue in these slices.
+ */
+Datum
+wval_queue_scan(PG_FUNCTION_ARGS)
+{
+	Datum		group = PointerGetDatum(PG_GETARG_TEXT_PP(0));
+	Datum		after = Int64GetDatum(PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1));
+	int32		n = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	WvalKeyScan scan;
+	HeapTuple	tup;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (n <= 0)
+		return (Datum) 0;
+	wval_index_scan_begin(&scan, "deliveries", "deliveries_order_idx", 1, &group, &after);
+	while (n > 0 && (tup = wval_key_scan_next(&scan, false)) != NULL)
+	{
+		Datum		values[3];
+		bool		nulls[3];
+		bool		done_null;
+
+		/* the visible version of an entry of the partial index is outstanding (HOT keeps done_at) */
+		(void) wval_key_scan_attr(&scan, tup, "done_at", &done_null);
+		if (!done_null)
+			continue;
+		values[0] = wval_key_scan_attr(&scan, tup, "world_key", &nulls[0]);
+		values[1] = wval_key_scan_attr(&scan, tup, "event_id", &nulls[1]);
+		values[2] = wval_key_scan_attr(&scan, tup, "visible_at", &nulls[2]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		n--;
+	}
+	wval_key_scan_end(&scan);
+	return (Datum) 0;
 }

@@ -131,35 +131,55 @@ wval_spi_int64(int row, int col, int64 if_null)
 void
 wval_key_scan_begin(WvalKeyScan *s, const char *table, int nkeys, const Datum *keys)
 {
-	Oid			relid = get_relname_relid(table, get_namespace_oid("wval", false));
-	Oid			pk;
+	wval_index_scan_begin(s, table, NULL, nkeys, keys, NULL);
+}
+
+/*
+ * wval_key_scan_begin through the index wval.<index> of the table (NULL:
+ * its primary key).  With after, the scan starts past it: only the rows
+ * whose next key column (the one after the nkeys equal ones) is greater
+ * than *after.  A partial index yields only the rows of its predicate.
+ */
+void
+wval_index_scan_begin(WvalKeyScan *s, const char *table, const char *index, int nkeys, const Datum *keys,
+					  const Datum *after)
+{
+	Oid			nsp = get_namespace_oid("wval", false);
+	Oid			relid = get_relname_relid(table, nsp);
+	Oid			idxid;
 	ScanKeyData sk[INDEX_MAX_KEYS];
+	int			nsk = nkeys + (after != NULL ? 1 : 0);
 	int			i;
 
 	if (!OidIsValid(relid))
 		elog(ERROR, "relation \"wval.%s\" does not exist", table);
 	s->rel = table_open(relid, AccessShareLock);
-	pk = RelationGetPrimaryKeyIndex(s->rel);
-	if (!OidIsValid(pk))
-		elog(ERROR, "relation \"wval.%s\" has no primary key", table);
-	s->idx = index_open(pk, AccessShareLock);
-	if (nkeys < 0 || nkeys > IndexRelationGetNumberOfKeyAttributes(s->idx))
-		elog(ERROR, "wrong number of keys (%d) for the primary key of \"wval.%s\"", nkeys, table);
-	for (i = 0; i < nkeys; i++)
+	idxid = index != NULL ? get_relname_relid(index, nsp) : RelationGetPrimaryKeyIndex(s->rel);
+	if (!OidIsValid(idxid))
+		elog(ERROR, "index \"wval.%s\" of \"wval.%s\" does not exist", index != NULL ? index : "(primary key)", table);
+	s->idx = index_open(idxid, AccessShareLock);
+	if (s->idx->rd_index->indrelid != relid)
+		elog(ERROR, "\"wval.%s\" is not an index of \"wval.%s\"", RelationGetRelationName(s->idx), table);
+	if (nkeys < 0 || nsk > IndexRelationGetNumberOfKeyAttributes(s->idx))
+		elog(ERROR, "wrong number of keys (%d) for the index \"wval.%s\"", nsk, RelationGetRelationName(s->idx));
+	for (i = 0; i < nsk; i++)
 	{
 		Oid			type = TupleDescAttr(RelationGetDescr(s->idx), i)->atttypid;
-		RegProcedure eq = type == TEXTOID ? F_TEXTEQ : type == INT4OID ? F_INT4EQ :
-			type == INT8OID ? F_INT8EQ : InvalidOid;
+		bool		bound = i == nkeys;
+		RegProcedure op = type == TEXTOID ? (bound ? F_TEXT_GT : F_TEXTEQ) :
+			type == INT4OID ? (bound ? F_INT4GT : F_INT4EQ) :
+			type == INT8OID ? (bound ? F_INT8GT : F_INT8EQ) : InvalidOid;
 
-		if (eq == InvalidOid)
-			elog(ERROR, "unsupported key type %u in the primary key of \"wval.%s\"", type, table);
+		if (op == InvalidOid)
+			elog(ERROR, "unsupported key type %u in the index \"wval.%s\"", type, RelationGetRelationName(s->idx));
 		/* systable scans take heap attribute numbers and map them to the index's */
-		ScanKeyEntryInitialize(&sk[i], 0, s->idx->rd_index->indkey.values[i], BTEqualStrategyNumber,
-							   InvalidOid, s->idx->rd_indcollation[i], eq, keys[i]);
+		ScanKeyEntryInitialize(&sk[i], 0, s->idx->rd_index->indkey.values[i],
+							   bound ? BTGreaterStrategyNumber : BTEqualStrategyNumber,
+							   InvalidOid, s->idx->rd_indcollation[i], op, bound ? *after : keys[i]);
 	}
 	s->scan = systable_beginscan_ordered(s->rel, s->idx,
 										 ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(),
-										 nkeys, sk);
+										 nsk, sk);
 }
 
 /* The next row of a key scan (in key order, or backwards); NULL at the end. */

@@ -57,7 +57,8 @@ extern int64 wval_spi_int64(int row, int col, int64 if_null);
  * of a statement that is parsed and planned in every new backend.  Like a
  * SPI query run by the extension's definer code, the scan sees the rows of
  * the active snapshot and ignores row-level security: the caller checks the
- * world access first.
+ * world access first.  wval_index_scan_begin reads through another index
+ * of the table, optionally from past a bound on the next key column.
  */
 typedef struct WvalKeyScan
 {
@@ -67,6 +68,8 @@ typedef struct WvalKeyScan
 } WvalKeyScan;
 
 extern void wval_key_scan_begin(WvalKeyScan *s, const char *table, int nkeys, const Datum *keys);
+extern void wval_index_scan_begin(WvalKeyScan *s, const char *table, const char *index, int nkeys,
+								  const Datum *keys, const Datum *after);
 extern HeapTuple wval_key_scan_next(WvalKeyScan *s, bool backward);
 extern Datum wval_key_scan_attr(WvalKeyScan *s, HeapTuple tup, const char *column, bool *isnull);
 extern void wval_key_scan_end(WvalKeyScan *s);

@@ -6,7 +6,7 @@
 \set QUIET on
 SET client_min_messages = warning;
 BEGIN;
-SELECT plan(126);
+SELECT plan(132);
 
 ------------------------------------------------------------------------------
 -- objects
@@ -142,6 +142,25 @@ SELECT results_eq($$SELECT event_id FROM wval_consume('t-walk', 1)$$, $$SELECT i
                   'walk: the oldest world first');
 SELECT results_eq($$SELECT event_id FROM wval_consume('t-walk', 1)$$, $$SELECT id FROM wids WHERE i = 5$$,
                   'walk: a busy world fills the window of oldest events, the walk finds the other world');
+-- more outstanding events of a busy world than one call reads in event_id
+-- order (1024) lie before the next world: the walk over the worlds finds it
+SELECT wval_subscribe('t-cap', ARRAY['t.cap']);
+CREATE TEMP TABLE cids AS
+SELECT i, wval._emit('t.cap', CASE WHEN i <= 1100 THEN 'ca' ELSE 'cb' END, 's' || i, 't.cap:' || i, '{}') AS id
+FROM generate_series(1, 1102) i;
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-cap', 1)$$, $$SELECT id FROM cids WHERE i = 1$$,
+                  'cap: the oldest world first');
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-cap', 5)$$, $$SELECT id FROM cids WHERE i > 1100 ORDER BY i$$,
+                  'cap: 1,099 events of the busy world lie before the next world, which is handed out');
+-- the slices of the queue that wval_consume reads (wval._queue_scan)
+SELECT results_eq($$SELECT world_key, event_id FROM wval._queue_scan('t-cap', (SELECT id FROM cids WHERE i = 1099), 3)$$,
+                  $$SELECT CASE WHEN i <= 1100 THEN 'ca' ELSE 'cb' END, id FROM cids WHERE i BETWEEN 1100 AND 1102 ORDER BY i$$,
+                  'queue scan: the next outstanding deliveries after an event_id, in order, n of them');
+SELECT is(wval_ack('t-cap', (SELECT id FROM cids WHERE i = 1)), true, 'cap: the first event acked');
+SELECT is((SELECT min(event_id) FROM wval._queue_scan('t-cap', 0, 1)), (SELECT id FROM cids WHERE i = 2),
+          'queue scan: a finished delivery is not outstanding');
+SELECT is((SELECT count(*) FROM wval._queue_scan('t-cap', 0, 0)), 0::bigint, 'queue scan: n = 0 reads nothing');
+SELECT is((SELECT count(*) FROM wval._queue_scan('t-nothing', 0, 10)), 0::bigint, 'queue scan: a group without deliveries');
 -- the head of a world can be visible while later events of the same
 -- hand-out are still in hands (a nack without backoff): the world waits
 SELECT wval_subscribe('t-lease', ARRAY['t.lease'], 3, interval '0', interval '30 seconds');
@@ -152,9 +171,6 @@ SELECT results_eq($$SELECT event_id FROM wval_consume('t-lease', 10)$$, $$SELECT
 SELECT is(wval_nack('t-lease', (SELECT id FROM lids WHERE i = 1), 'x'), 'retry', 'lease: the head is nacked, visible at once');
 SELECT is_empty($$SELECT event_id FROM wval_consume('t-lease', 10)$$,
                 'lease: the world waits while the rest of its hand-out is in hands');
-DELETE FROM wval.delivery_leases WHERE group_name = 't-lease';
-SELECT is_empty($$SELECT event_id FROM wval_consume('t-lease', 10)$$,
-                'lease: without the recorded hand-out (rows of 0.1.0) the whole queue is read, same answer');
 SELECT is(wval_ack('t-lease', ARRAY(SELECT id FROM lids WHERE i > 1)), 2, 'lease: the rest is acked');
 SELECT results_eq($$SELECT event_id FROM wval_consume('t-lease', 10)$$, $$SELECT id FROM lids WHERE i = 1$$,
                   'lease: then the head is handed out again');

@@ -339,10 +339,24 @@ ALTER TABLE wval.delivery_leases ENABLE ROW LEVEL SECURITY;
 CREATE POLICY wval_world_read ON wval.delivery_leases FOR ALL USING (
     (SELECT wval._visible_worlds()) IS NULL OR world_key = '' OR world_key = ANY ((SELECT wval._visible_worlds())::text[]));
 SELECT pg_catalog.pg_extension_config_dump('wval.delivery_leases', '');
+-- the worlds in a consumer's hands now: wval_consume takes a world without a
+-- row for one never handed out.  A world is not handed out while any of it
+-- is in hands, so its leased events belong to one hand-out; the range over
+-- all its leased events covers that one (the check looks at each event's
+-- own visibility inside the range).
+INSERT INTO wval.delivery_leases (group_name, world_key, first_event_id, last_event_id, leased_at, visible_at)
+SELECT d.group_name, d.world_key, min(d.event_id), max(d.event_id), coalesce(max(d.leased_at), now()), max(d.visible_at)
+FROM wval.deliveries d
+WHERE d.done_at IS NULL AND d.leased
+GROUP BY d.group_name, d.world_key;
 -- every ack changes an indexed column (done_at, the queue index's
 -- predicate), so every index costs an insert per ack: wval_bus_prune reaches
 -- deliveries through the primary key instead
 DROP INDEX wval.deliveries_event_idx;
+-- the group's outstanding events in order: wval_consume meets each world at
+-- its head, oldest head first, without visiting every world (partial, so an
+-- ack adds nothing to it)
+CREATE INDEX deliveries_order_idx ON wval.deliveries (group_name, event_id) WHERE done_at IS NULL;
 
 -- o.* of this view was expanded when 0.1.0 created it: take in overrides.login
 -- (the last column in both install paths)

@@ -74,7 +74,7 @@ SELECT wval_policy_publish(w, '{
     "live_monitoring": {"sharpe_min": 0.5, "decay_threshold": 0.2, "demote_after": 3, "windows_days": [10, 30]}}', 'alice')
 FROM unnest(ARRAY['w-up', 'w-two']) w;
 SELECT wval_policy_activate(w, 1, 'bob', 'rollout') FROM unnest(ARRAY['w-up', 'w-two']) w;
-SELECT wval_subscribe('upg-group', ARRAY['*']);
+SELECT wval_subscribe('upg-group', ARRAY['evaluation_run_created'], 3, '0s', '1 hour');
 SELECT wval_evaluate(w, s, 'backtest',
                      ARRAY(SELECT 0.004 + 0.01 * sin(i * k) FROM generate_series(1, 40) i))
 FROM unnest(ARRAY['w-up', 'w-two']) w, generate_series(1, 4) k, LATERAL (SELECT 'strat-' || k) AS t(s);
@@ -93,6 +93,9 @@ SELECT wval_snapshot_publish('w-up', jsonb_build_object(
            'version', 'v1', 'weights', jsonb_build_object('a', 0.5, 'b', 0.5),
            'covariance', jsonb_build_object('a,a', 0.01, 'b,b', 0.04)), 'gw', 'paper');
 SELECT count(*) FROM wval_consume('upg-group', 5);
+-- the first of them is nacked (no backoff: visible again at once), the
+-- other four stay in the consumer's hands, so their world is busy
+SELECT wval_nack('upg-group', (SELECT min(event_id) FROM wval.deliveries WHERE group_name = 'upg-group' AND leased), 'retry');
 SELECT wval_policy_publish('w-up', '{"validation_profiles": {"backtest": {"performance": {"sharpe_min": 0.7}}}}', 'alice', 'stricter');
 SQL
 
@@ -155,6 +158,28 @@ fi
 tr ' ' '\n' <<<"${after%%$'\n'*}" | grep -E 'evaluation_runs=|overrides=|policy_versions=|audit_log=|events='
 
 verify_chains "$upd"
+
+echo "== events handed out before the update stay in the consumer's hands"
+# 0.1.0 has no wval.delivery_leases; the update records the worlds in hands,
+# and a later wval_consume hands out none of their events, not even the
+# nacked head that is visible again
+out=$(psql -d "$upd" <<'SQL'
+SELECT count(*) || ' ' || count(DISTINCT world_key) FROM wval.deliveries
+WHERE group_name = 'upg-group' AND leased AND done_at IS NULL AND visible_at > now();
+SELECT count(*) FROM wval.delivery_leases l
+WHERE l.group_name = 'upg-group'
+  AND l.world_key IN (SELECT d.world_key FROM wval.deliveries d
+                      WHERE d.group_name = 'upg-group' AND d.leased AND d.done_at IS NULL);
+CREATE TEMP TABLE in_hands AS
+SELECT DISTINCT world_key FROM wval.deliveries WHERE group_name = 'upg-group' AND leased AND done_at IS NULL;
+CREATE TEMP TABLE handed AS SELECT event_id, world_id FROM wval_consume('upg-group', 1000);
+SELECT (SELECT count(*) FROM handed) || ' ' || (SELECT count(*) FROM handed h JOIN in_hands i ON i.world_key = coalesce(h.world_id, ''));
+SQL
+)
+read -r held held_worlds leases handed again <<<"$(tr '\n' ' ' <<<"$out")"
+echo "in hands: $held events of $held_worlds world(s); lease rows: $leases; handed out now: $handed, of those worlds: $again"
+[ "$held" = 4 ] && [ "$held_worlds" = 1 ] && [ "$leases" = 1 ] && [ "$handed" -gt 0 ] && [ "$again" = 0 ] ||
+	fail "the update lost the leases of the events in hands"
 
 echo "== the catalogue equals a fresh $new_version install"
 psql -d postgres -c "CREATE DATABASE $fresh"
