@@ -230,9 +230,9 @@ PG_FUNCTION_INFO_V1(wval_queue_scan);
 Datum
 wval_queue_scan(PG_FUNCTION_ARGS)
 {
-	Datum		group = PointerGetDatum(PG_GETARG_TEXT_PP(0));
-	Datum		after = Int64GetDatum(PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1));
-	int32		n = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2);
+	Datum		group = PointerGetDatum(PG_GETARG_TEXT_PP(0));	/* STRICT: no nulls */
+	Datum		after = Int64GetDatum(PG_GETARG_INT64(1));
+	int32		n = PG_GETARG_INT32(2);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	WvalKeyScan scan;
 	HeapTuple	tup;
