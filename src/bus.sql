@@ -558,7 +558,7 @@ DECLARE
     me oid := (SELECT a.oid FROM pg_catalog.pg_roles a WHERE a.rolname = wval._invoker());
     budget integer := wval_consume.max;
     scan_cap constant integer := 1024;
-    slice constant integer := 32;
+    slice integer := 32;
     sliced integer;
     last_id bigint := 0;
     w record;
@@ -589,17 +589,19 @@ BEGIN
 
     -- Worlds whose queue head may be handed out, oldest head first.  The
     -- group's outstanding events in event_id order (the order index) meet
-    -- each world first at its head: read them in slices (_queue_scan), take
-    -- the worlds whose head is visible as they come, and stop reading once
-    -- the budget is spent, which in a queue spread over worlds is within the
-    -- first slice.  A backlog dominated by
-    -- a world in a consumer's hands (or in backoff) could make that read
-    -- long, so it stops after scan_cap rows; the worlds not met by then are
-    -- found by a walk of the queue index, one probe per world that lands on
-    -- the world's head (its first outstanding event_id), oldest head first.
+    -- each world first at its head: read them in growing slices
+    -- (_queue_scan), take the worlds whose head is visible as they come, and
+    -- stop reading once the budget is spent, which in a queue spread over
+    -- worlds is within the first slice.  A backlog dominated by a world in a
+    -- consumer's hands (or in backoff) could make that read long, so it
+    -- stops after scan_cap rows; the worlds not met by then are found by a
+    -- walk of the queue index, one probe per world that lands on the world's
+    -- head (its first outstanding event_id), oldest head first.
     <<scan>>
     LOOP
         sliced := 0;
+        -- slices of 32, 64, 128 … events, never past scan_cap in all
+        slice := least(slice, scan_cap - scanned);
         FOR w IN SELECT * FROM wval._queue_scan(g.group_name, last_id, slice) LOOP
             sliced := sliced + 1;
             last_id := w.event_id;
@@ -615,6 +617,7 @@ BEGIN
         END LOOP;
         scanned := scanned + sliced;
         EXIT WHEN budget <= 0 OR sliced < slice OR scanned >= scan_cap;
+        slice := slice * 2;
     END LOOP;
     IF budget > 0 AND scanned >= scan_cap THEN
         FOR w IN
