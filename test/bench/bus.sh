@@ -19,6 +19,8 @@
 # transaction; drain: 3 threads, then 1, reading 100 at a time (UPDATE ...
 # FOR UPDATE SKIP LOCKED setting a visibility timeout) and deleting what they
 # read.
+# Both tables are vacuumed before each drain (wval's groups share
+# wval.deliveries: a drain would otherwise prune what the one before left).
 # Printed as ratios wval / queue.
 # Prints the numbers; keep the machine otherwise idle for comparable runs.
 
@@ -89,15 +91,18 @@ printf '%s events published in 2 x %ss\n' "$events" "$secs"
 
 py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3
 drain=$(dirname "$0")/bus_drain.py
-# fill_queue: the queue gets as many messages as each group has events
+# fill_queue: the queue gets as many messages as each group has events; both
+# tables are vacuumed, so that neither drain starts by pruning the row
+# versions an earlier drain left (wval's groups share wval.deliveries)
 fill_queue() {
 	"$BIN/psql" -q -X -v ON_ERROR_STOP=1 -c "DELETE FROM bench_queue" -c "INSERT INTO bench_queue (payload)
-	    SELECT e.payload FROM wval.events e ORDER BY e.event_id" -c "VACUUM ANALYZE bench_queue" -c "ANALYZE wval.deliveries"
+	    SELECT e.payload FROM wval.events e ORDER BY e.event_id" -c "VACUUM ANALYZE bench_queue" -c "VACUUM ANALYZE wval.deliveries"
 }
 rate() { sed -n 's/.*, \([0-9]*\) events\/s.*/\1/p' <<<"$1"; }
 ratio() { awk -v a="$(rate "$1")" -v b="$(rate "$2")" 'BEGIN {printf "%.2f", a / b}'; }
 fill_queue
 "$py" "$drain" bench-per-event one
+"$BIN/psql" -q -X -c "VACUUM ANALYZE wval.deliveries"
 b3=$("$py" "$drain" bench-batch batch 3); echo "$b3"
 q3=$("$py" "$drain" bench_queue queue 3); echo "$q3"
 # one consumer: the group bench-single gets the deliveries the emitter
