@@ -160,6 +160,9 @@ wval_index_scan_begin(WvalKeyScan *s, const char *table, const char *index, int 
 	s->idx = index_open(idxid, AccessShareLock);
 	if (s->idx->rd_index->indrelid != relid)
 		elog(ERROR, "\"wval.%s\" is not an index of \"wval.%s\"", RelationGetRelationName(s->idx), table);
+	/* an index left invalid (a failed concurrent build) may lack rows */
+	if (!s->idx->rd_index->indisvalid)
+		elog(ERROR, "index \"wval.%s\" is not valid; REINDEX it", RelationGetRelationName(s->idx));
 	if (nkeys < 0 || nsk > IndexRelationGetNumberOfKeyAttributes(s->idx))
 		elog(ERROR, "wrong number of keys (%d) for the index \"wval.%s\"", nsk, RelationGetRelationName(s->idx));
 	for (i = 0; i < nsk; i++)
