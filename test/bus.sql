@@ -132,8 +132,8 @@ SELECT results_eq($$SELECT first_event_id, last_event_id, visible_at - leased_at
                     WHERE group_name = 't-order' AND world_key = 'ow1'$$,
                   $$SELECT (SELECT id FROM ids WHERE i = 3), (SELECT id FROM ids WHERE i = 5), interval '30 seconds'$$,
                   'the latest hand-out of a world is recorded (its range and visibility)');
--- the oldest outstanding events all belong to a busy world: beyond that
--- window, the walk over the worlds finds the next one
+-- the oldest outstanding events all belong to a busy world: reading on in
+-- event_id order finds the next world
 SELECT wval_subscribe('t-walk', ARRAY['t.walk']);
 CREATE TEMP TABLE wids AS
 SELECT i, wval._emit('t.walk', CASE WHEN i < 5 THEN 'wa' ELSE 'wb' END, 's' || i, 't.walk:' || i, '{}') AS id
@@ -141,7 +141,7 @@ FROM generate_series(1, 5) i;
 SELECT results_eq($$SELECT event_id FROM wval_consume('t-walk', 1)$$, $$SELECT id FROM wids WHERE i = 1$$,
                   'walk: the oldest world first');
 SELECT results_eq($$SELECT event_id FROM wval_consume('t-walk', 1)$$, $$SELECT id FROM wids WHERE i = 5$$,
-                  'walk: a busy world fills the window of oldest events, the walk finds the other world');
+                  'walk: the oldest events all belong to a busy world, the read goes on to the other world');
 -- more outstanding events of a busy world than one call reads in event_id
 -- order (1024) lie before the next world: the walk over the worlds finds it
 SELECT wval_subscribe('t-cap', ARRAY['t.cap']);
