@@ -1,6 +1,6 @@
 """Multi-session tests of the event bus (run by test/sessions/bus_*.sh).
 
-    python3 bus_sessions.py notify|late_commit|concurrent
+    python3 bus_sessions.py notify|late_commit|concurrent|concurrent_busy
 
 Each test connects with the libpq environment that scripts/test.sh exports
 (PGHOST, PGPORT, PGUSER, PGDATABASE), prints what it checks, and exits
@@ -161,6 +161,27 @@ def test_concurrent():
                                              jsonb_build_object('i', i)))
                       FROM generate_series(%s, %s) i""",
             (typ, n_worlds, typ + ":", chunk * 600 + 1, chunk * 600 + 600))
+    drain_concurrently(admin, group, n_events)
+
+
+def test_concurrent_busy():
+    """3 concurrent consumers drain a world of 1,500 events emitted before 10 worlds of 30:
+    while one consumer holds the big world, the others read past more of its events than
+    wval_consume reads in event order (1,024) and find the small worlds by the walk."""
+    typ = "s.busy." + RUN
+    group = "busy-" + RUN
+    admin = connect()
+    one(admin, "SELECT group_name FROM wval_subscribe(%s, %s, 3, '500ms', '5min')", (group, [typ]))
+    one(admin, """SELECT count(wval._emit(%s, CASE WHEN i <= 1500 THEN 'big' ELSE 'small' || (i %% 10) END,
+                                         's' || i, %s || i, jsonb_build_object('i', i)))
+                  FROM generate_series(1, 1800) i""", (typ, typ + ":"))
+    drain_concurrently(admin, group, 1800)
+
+
+def drain_concurrently(admin, group, n_events):
+    """3 threads consume (uneven small batches) and ack one by one until the group is
+    drained; checks that every event was handed out once, in order per world, and that
+    no world was in two consumers' hands at once."""
     check(one(admin, "SELECT count(*) FROM wval.deliveries WHERE group_name = %s", (group,)) == n_events,
           "%d deliveries queued" % n_events)
 
@@ -247,4 +268,5 @@ def test_concurrent():
 
 
 if __name__ == "__main__":
-    {"notify": test_notify, "late_commit": test_late_commit, "concurrent": test_concurrent}[sys.argv[1]]()
+    {"notify": test_notify, "late_commit": test_late_commit, "concurrent": test_concurrent,
+     "concurrent_busy": test_concurrent_busy}[sys.argv[1]]()
