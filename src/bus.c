@@ -245,12 +245,11 @@ wval_queue_scan(PG_FUNCTION_ARGS)
 	{
 		Datum		values[3];
 		bool		nulls[3];
-		bool		done_null;
 
-		/* the visible version of an entry of the partial index is outstanding (HOT keeps done_at) */
-		(void) wval_key_scan_attr(&scan, tup, "done_at", &done_null);
-		if (!done_null)
-			continue;
+		/*
+		 * No check of done_at: an ack is not a HOT update (done_at is in the
+		 * index's predicate), so an entry leads only to outstanding versions.
+		 */
 		values[0] = wval_key_scan_attr(&scan, tup, "world_key", &nulls[0]);
 		values[1] = wval_key_scan_attr(&scan, tup, "event_id", &nulls[1]);
 		values[2] = wval_key_scan_attr(&scan, tup, "visible_at", &nulls[2]);

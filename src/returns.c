@@ -21,6 +21,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/snapmgr.h"
 
 #include "metrics.h"
 #include "policy.h"
@@ -75,16 +76,13 @@ store_returns_setting(const char *world)
 	return v != NULL && v->type == jbvBool && v->val.boolean;
 }
 
-static WvalPlan plan_stored = WVAL_PLAN(
-	"SELECT 1 FROM wval.run_returns x WHERE x.world_id = $1 AND x.returns_hash = $2",
-	2, TEXTOID, TEXTOID);
-
 /*
- * True when the statement's snapshot already sees the world's copy of the
- * series (a primary-key probe, no lock).
+ * True when the world's copy of the series is stored (a primary-key probe):
+ * as the statement's snapshot sees it, or with latest, as a snapshot taken
+ * now sees it (rows committed after this transaction's snapshot too).
  */
 static bool
-run_returns_visible(const char *world, const char *rhash)
+run_returns_visible(const char *world, const char *rhash, bool latest)
 {
 	Datum		keys[2];
 	WvalKeyScan scan;
@@ -92,9 +90,13 @@ run_returns_visible(const char *world, const char *rhash)
 
 	keys[0] = CStringGetTextDatum(world);
 	keys[1] = CStringGetTextDatum(rhash);
+	if (latest)
+		PushActiveSnapshot(GetLatestSnapshot());
 	wval_key_scan_begin(&scan, "run_returns", 2, keys);
 	found = wval_key_scan_next(&scan, false) != NULL;
 	wval_key_scan_end(&scan);
+	if (latest)
+		PopActiveSnapshot();
 	return found;
 }
 
@@ -120,7 +122,7 @@ wval_store_run_returns(const char *world, const char *rhash, const double *r, in
 
 	if (world == NULL || rhash == NULL)
 		return false;
-	if (!store_returns_setting(world) || run_returns_visible(world, rhash))
+	if (!store_returns_setting(world) || run_returns_visible(world, rhash, false))
 		return false;
 
 	args[0] = CStringGetTextDatum(world);
@@ -128,10 +130,9 @@ wval_store_run_returns(const char *world, const char *rhash, const double *r, in
 	appendStringInfo(&key, "wval:run_returns:%s:%s", world, rhash);
 	DirectFunctionCall1(pg_advisory_xact_lock_int8,
 						Int64GetDatum((int64) hash_bytes_extended((const unsigned char *) key.data, key.len, 0)));
-	args[1] = CStringGetTextDatum(rhash);
-	wval_spi_exec_latest(&plan_stored, args, NULL, 1);
-	if (SPI_processed == 1)
+	if (run_returns_visible(world, rhash, true))
 		return false;
+	args[1] = CStringGetTextDatum(rhash);
 	args[2] = PointerGetDatum(returns_bytes(r, n));
 	wval_spi_exec(&plan_store, args, NULL, false, 0, SPI_OK_INSERT);
 	return SPI_processed == 1;
