@@ -128,17 +128,26 @@ CREATE TABLE wval.deliveries (
     outcome     text CHECK (outcome IN ('acked', 'expired', 'dead')),
     dead_count  integer NOT NULL DEFAULT 0,
     errors      jsonb NOT NULL DEFAULT '[]',
-    PRIMARY KEY (group_name, event_id),
     CHECK ((done_at IS NULL) = (outcome IS NULL))
 ) WITH (fillfactor = 80);
+-- Indexes.  An ack changes done_at, the predicate of the queue indexes, so
+-- it is never a HOT update: its new row version gets an entry in every
+-- index whose predicate it meets.  So no B-tree here covers finished
+-- deliveries (but dead letters, few and waiting for an operator), and the
+-- table has no primary key: an ack writes the row version and no index
+-- entry.  One row per (group, event) is kept by the writers (wval._emit
+-- inserts one per group for a new event_id; nothing else inserts) and, for
+-- the outstanding ones, by the unique order index; a finished delivery is
+-- found by key through the block-range index on event_id (deliveries are
+-- written in event_id order), which an ack leaves as it is unless its row
+-- version lands in another range.
 CREATE INDEX deliveries_queue_idx ON wval.deliveries (group_name, world_key, event_id) WHERE done_at IS NULL;
 -- the group's outstanding events in order: wval_consume meets each world at
 -- its head, oldest head first, without visiting every world
-CREATE INDEX deliveries_order_idx ON wval.deliveries (group_name, event_id) WHERE done_at IS NULL;
+CREATE UNIQUE INDEX deliveries_order_idx ON wval.deliveries (group_name, event_id) WHERE done_at IS NULL;
 CREATE INDEX deliveries_expiry_idx ON wval.deliveries (group_name, expires_at) WHERE done_at IS NULL AND expires_at IS NOT NULL;
--- No index on event_id alone: every ack updates an indexed column (done_at,
--- the predicate of the queue index), so each index costs an insert per ack;
--- wval_bus_prune reaches a delivery through the primary key, group by group.
+CREATE INDEX deliveries_dead_idx ON wval.deliveries (group_name, event_id) WHERE outcome = 'dead';
+CREATE INDEX deliveries_event_brin ON wval.deliveries USING brin (event_id) WITH (pages_per_range = 32, autosummarize = on);
 COMMENT ON TABLE wval.deliveries IS 'one row per (consumer group, event), written with the event: the group''s queue, its delivery state and the raw numbers of wval.bus_health. Operational state (not history): changed only by the wval_* bus functions';
 COMMENT ON COLUMN wval.deliveries.world_key IS 'world_id of the event, '''' for events of no world: the unit of per-world order';
 COMMENT ON COLUMN wval.deliveries.enqueued_at IS 'when the event was emitted (events.created_at)';
@@ -276,7 +285,8 @@ DECLARE
     d wval.deliveries;
     e wval.events;
 BEGIN
-    SELECT * INTO d FROM wval.deliveries x WHERE x.group_name = p_group AND x.event_id = p_event_id;
+    -- the delivery was dead-lettered just now (the dead-letter index)
+    SELECT * INTO d FROM wval.deliveries x WHERE x.group_name = p_group AND x.event_id = p_event_id AND x.outcome = 'dead';
     SELECT * INTO e FROM wval.events x WHERE x.event_id = p_event_id;
     IF d.type = 'event_dead_lettered' THEN
         RETURN NULL;
@@ -579,12 +589,14 @@ BEGIN
     IF EXISTS (SELECT 1 FROM wval.deliveries x
                WHERE x.group_name = g.group_name AND x.done_at IS NULL
                  AND x.expires_at IS NOT NULL AND x.expires_at <= t) THEN
+        -- the rows are updated where the locking read found them (ctid: the
+        -- table has no index on finished and outstanding deliveries alike)
         UPDATE wval.deliveries d SET done_at = t, outcome = 'expired', leased = false
-        WHERE (d.group_name, d.event_id) IN (
-            SELECT x.group_name, x.event_id FROM wval.deliveries x
-            WHERE x.group_name = g.group_name AND x.done_at IS NULL
-              AND x.expires_at <= t AND x.visible_at <= t
-            FOR UPDATE SKIP LOCKED);
+        FROM (SELECT x.ctid AS tid, x.event_id FROM wval.deliveries x
+              WHERE x.group_name = g.group_name AND x.done_at IS NULL
+                AND x.expires_at IS NOT NULL AND x.expires_at <= t AND x.visible_at <= t
+              FOR UPDATE SKIP LOCKED) p
+        WHERE d.ctid = p.tid AND d.group_name = g.group_name AND d.event_id = p.event_id AND d.done_at IS NULL;
     END IF;
 
     -- Worlds whose queue head may be handed out, oldest head first.  The
@@ -687,7 +699,7 @@ DECLARE
 BEGIN
     PERFORM wval._group(wval_ack.group_name);
     UPDATE wval.deliveries SET done_at = clock_timestamp(), outcome = 'acked', leased = false
-    WHERE group_name = wval_ack.group_name AND event_id = ANY (wval_ack.event_ids) AND outcome IS NULL
+    WHERE group_name = wval_ack.group_name AND event_id = ANY (wval_ack.event_ids) AND done_at IS NULL
       AND attempts > 0;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n < cardinality(wval_ack.event_ids) THEN
@@ -716,13 +728,16 @@ DECLARE
     entry jsonb;
 BEGIN
     PERFORM wval._require_text('error', wval_nack.error, '22023', 'Say why the event could not be processed; it is kept with the dead letter.');
+    -- the outstanding delivery (the order index); when there is none, a
+    -- finished one (acked by a redelivery, expired, dead) is ignored
     SELECT * INTO d FROM wval.deliveries
-    WHERE group_name = g.group_name AND event_id = wval_nack.event_id FOR UPDATE;
+    WHERE group_name = g.group_name AND event_id = wval_nack.event_id AND done_at IS NULL FOR UPDATE;
     IF NOT FOUND THEN
-        PERFORM wval._delivery_missing(g.group_name, wval_nack.event_id);
-    END IF;
-    IF d.done_at IS NOT NULL THEN
-        RETURN 'ignored';	-- finished already (acked by a redelivery, expired, dead)
+        PERFORM 1 FROM wval.deliveries WHERE group_name = g.group_name AND event_id = wval_nack.event_id;
+        IF NOT FOUND THEN
+            PERFORM wval._delivery_missing(g.group_name, wval_nack.event_id);
+        END IF;
+        RETURN 'ignored';
     END IF;
     IF d.attempts = 0 THEN
         RAISE EXCEPTION 'event % has not been handed out to consumer group "%"', d.event_id, d.group_name
@@ -773,11 +788,13 @@ DECLARE
 BEGIN
     IF wval_redrive.event_id IS NOT NULL THEN
         SELECT * INTO d FROM wval.deliveries
-        WHERE group_name = g.group_name AND event_id = wval_redrive.event_id FOR UPDATE;
+        WHERE group_name = g.group_name AND event_id = wval_redrive.event_id AND outcome = 'dead' FOR UPDATE;
         IF NOT FOUND THEN
-            PERFORM wval._delivery_missing(g.group_name, wval_redrive.event_id);
-        END IF;
-        IF d.outcome IS DISTINCT FROM 'dead' THEN
+            SELECT * INTO d FROM wval.deliveries
+            WHERE group_name = g.group_name AND event_id = wval_redrive.event_id;
+            IF NOT FOUND THEN
+                PERFORM wval._delivery_missing(g.group_name, wval_redrive.event_id);
+            END IF;
             RAISE EXCEPTION 'event % is not a dead letter of consumer group "%"', d.event_id, g.group_name
                 USING ERRCODE = '22023',
                       DETAIL = format('event_id is %s, state is %s.', d.event_id, coalesce(d.outcome, 'outstanding')),
@@ -998,7 +1015,9 @@ RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp AS $$
 DECLARE
     cutoff timestamptz;
-    cand bigint[];
+    hi bigint;
+    tids tid[];
+    ppr integer;
     n_deliveries bigint;
     n_events bigint;
     report jsonb;
@@ -1014,21 +1033,30 @@ BEGIN
         -- a period longer than the timestamp range: nothing is that old
         cutoff := '-infinity';
     END;
-    -- events old enough whose every delivery is finished (dead letters only
-    -- when asked): never an event some group still owes
-    SELECT coalesce(array_agg(e.event_id), '{}') INTO cand
-    FROM wval.events e
-    WHERE e.created_at < cutoff
-      AND NOT EXISTS (SELECT 1 FROM wval.consumer_groups cg
-                      JOIN wval.deliveries d ON d.group_name = cg.group_name AND d.event_id = e.event_id
-                      WHERE (d.done_at IS NULL OR d.done_at >= cutoff
-                             OR (d.outcome = 'dead' AND NOT coalesce(include_dead_letters, false))));
+    -- The deliveries of the events old enough, read once: they are those
+    -- up to the newest such event_id (deliveries carry their event's time,
+    -- enqueued_at; wval.deliveries has no B-tree over finished rows, and the
+    -- block-range index on event_id reads just the old part of the table).
+    -- Per event: does some group still owe it (outstanding, finished within
+    -- the period, or a dead letter unless asked)?  Those no group owes go,
+    -- each delivery where the read found it.
+    hi := (SELECT max(e.event_id) FROM wval.events e WHERE e.created_at < cutoff);
+    WITH x AS (
+        SELECT d.ctid AS tid, d.event_id,
+               d.done_at IS NULL OR d.done_at >= cutoff OR d.enqueued_at >= cutoff
+               OR (d.outcome = 'dead' AND NOT coalesce(include_dead_letters, false)) AS owed
+        FROM wval.deliveries d
+        WHERE d.event_id <= hi AND d.group_name IN (SELECT cg.group_name FROM wval.consumer_groups cg)),
+    v AS (
+        SELECT x.event_id, bool_or(x.owed) AS owed, array_agg(x.tid) AS tids FROM x GROUP BY x.event_id)
+    SELECT coalesce(array_agg(t.tid), '{}') INTO tids
+    FROM v CROSS JOIN LATERAL unnest(v.tids) t(tid)
+    WHERE NOT v.owed;
     -- fold the counters first; DELETE re-checks each row it locks, so a
     -- delivery redriven meanwhile stays (and so does its event, below)
     WITH gone AS (
         DELETE FROM wval.deliveries d
-        WHERE d.group_name IN (SELECT cg.group_name FROM wval.consumer_groups cg)
-          AND d.event_id = ANY (cand) AND d.done_at IS NOT NULL AND d.done_at < cutoff
+        WHERE d.ctid = ANY (tids) AND d.event_id <= hi AND d.done_at IS NOT NULL AND d.done_at < cutoff
           AND (d.outcome <> 'dead' OR coalesce(include_dead_letters, false))
         RETURNING d.*),
     folded AS (
@@ -1041,12 +1069,27 @@ BEGIN
                 dead_lettered = c.dead_lettered + excluded.dead_lettered, expired = c.expired + excluded.expired
         RETURNING 1)
     SELECT count(*) INTO n_deliveries FROM gone;
+    -- The block ranges the prune emptied (in part) lose their summary, and
+    -- the next vacuum summarizes them afresh from what is left.  Otherwise
+    -- the rows later written into the freed space (new events) would widen
+    -- the old summaries until a lookup by event_id read every range.
+    IF n_deliveries > 0 THEN
+        ppr := coalesce((SELECT o.option_value::integer
+                         FROM pg_catalog.pg_class c, pg_catalog.pg_options_to_table(c.reloptions) o
+                         WHERE c.oid = 'wval.deliveries_event_brin'::regclass AND o.option_name = 'pages_per_range'), 128);
+        PERFORM pg_catalog.brin_desummarize_range('wval.deliveries_event_brin'::regclass, r.blk * ppr)
+        FROM (SELECT DISTINCT ((t.tid::text::point)[0])::bigint / ppr AS blk FROM unnest(tids) t(tid)) r;
+    END IF;
 
+    -- the events old enough that have no delivery left (a second read of
+    -- the old part of the deliveries)
     PERFORM wval._purge_guard(true);
     DELETE FROM wval.events e
-    WHERE e.event_id = ANY (cand)
-      AND NOT EXISTS (SELECT 1 FROM wval.consumer_groups cg
-                      JOIN wval.deliveries d ON d.group_name = cg.group_name AND d.event_id = e.event_id);
+    WHERE e.event_id = ANY (ARRAY(
+        SELECT o.event_id FROM wval.events o WHERE o.created_at < cutoff
+        EXCEPT
+        SELECT d.event_id FROM wval.deliveries d
+        WHERE d.event_id <= hi AND d.group_name IN (SELECT cg.group_name FROM wval.consumer_groups cg)));
     GET DIAGNOSTICS n_events = ROW_COUNT;
     PERFORM wval._purge_guard(false);
 

@@ -6,7 +6,7 @@
 \set QUIET on
 SET client_min_messages = warning;
 BEGIN;
-SELECT plan(132);
+SELECT plan(141);
 
 ------------------------------------------------------------------------------
 -- objects
@@ -222,6 +222,37 @@ SELECT results_eq($$SELECT attempts, dead_count, done_at IS NULL FROM wval.deliv
                   $$VALUES (1, 1, true)$$, 'with fresh attempts');
 SELECT ok(wval_ack('t-dlq', (SELECT id FROM dl)), 'and acked');
 SELECT is_empty($$SELECT * FROM wval.dead_letters WHERE group_name = 't-dlq'$$, 'no dead letter left');
+
+------------------------------------------------------------------------------
+-- wval.deliveries keeps no B-tree over finished deliveries (but dead
+-- letters): an ack, never a HOT update, writes no index entry
+------------------------------------------------------------------------------
+SELECT is(
+    (SELECT string_agg(format('%s %s%s %s', c.relname, a.amname, CASE WHEN i.indisunique THEN ' unique' ELSE '' END,
+                              coalesce(pg_get_expr(i.indpred, i.indrelid), 'all rows')), '; ' ORDER BY c.relname)
+     FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam
+     WHERE i.indrelid = 'wval.deliveries'::regclass),
+    'deliveries_dead_idx btree (outcome = ''dead''::text); deliveries_event_brin brin all rows; '
+    'deliveries_expiry_idx btree ((done_at IS NULL) AND (expires_at IS NOT NULL)); '
+    'deliveries_order_idx btree unique (done_at IS NULL); deliveries_queue_idx btree (done_at IS NULL)',
+    'deliveries: every B-tree is partial on outstanding rows or dead letters, finished rows are found by the block-range index');
+SELECT throws_ok(format($$INSERT INTO wval.deliveries (group_name, event_id, type, world_key, enqueued_at, visible_at)
+                         VALUES ('t-order', %s, 't.order', 'ow2', now(), now())$$, (SELECT id FROM ids WHERE i = 6)),
+                 '23505', NULL, 'a second outstanding delivery of an event to a group is refused (unique order index)');
+SELECT throws_ok(format('SELECT wval_nack(%L, %s, %L)', 't-dlq', (SELECT id FROM ids WHERE i = 1), 'x'), 'WV010', NULL,
+                 'nack of an event the group never received is WV010');
+SELECT is(wval_nack('t-order', (SELECT id FROM ids WHERE i = 1), 'late'), 'ignored', 'nack of an acked event is ignored');
+SELECT throws_ok(format('SELECT wval_redrive(%L, %s)', 't-order', (SELECT id FROM ids WHERE i = 1)), '22023',
+                 'event ' || (SELECT id FROM ids WHERE i = 1) || ' is not a dead letter of consumer group "t-order"',
+                 'redrive of an acked event is 22023');
+SELECT throws_ok(format('SELECT wval_redrive(%L, %s)', 't-order', (SELECT id FROM ids WHERE i = 4)), 'WV010', NULL,
+                 'redrive of an event the group never received is WV010');
+SELECT is(wval_ack('t-cap', ARRAY(SELECT id FROM cids WHERE i IN (1, 1101))), 1,
+          'batch ack of an acked and a handed-out event: counts the one acked now');
+SELECT throws_ok(format('SELECT wval_ack(%L, %L::bigint[])', 't-cap', ARRAY[(SELECT id FROM cids WHERE i = 1102), (SELECT id FROM ids WHERE i = 1)]),
+                 'WV010', NULL, 'batch ack with an event the group never received is WV010');
+SELECT is((SELECT outcome FROM wval.deliveries WHERE group_name = 't-cap' AND event_id = (SELECT id FROM cids WHERE i = 1102)),
+          NULL, 'and acks none of the batch');
 
 ------------------------------------------------------------------------------
 -- visibility timeout

@@ -350,13 +350,18 @@ FROM wval.deliveries d
 WHERE d.done_at IS NULL AND d.leased
 GROUP BY d.group_name, d.world_key;
 -- every ack changes an indexed column (done_at, the queue index's
--- predicate), so every index costs an insert per ack: wval_bus_prune reaches
--- deliveries through the primary key instead
+-- predicate), so it is never a HOT update and every index a finished row
+-- belongs to costs an entry per ack: no B-tree covers finished deliveries
+-- (but dead letters), the outstanding ones are unique in the order index,
+-- and a finished delivery is found by key through a block-range index
 DROP INDEX wval.deliveries_event_idx;
+ALTER TABLE wval.deliveries DROP CONSTRAINT deliveries_pkey;
 -- the group's outstanding events in order: wval_consume meets each world at
 -- its head, oldest head first, without visiting every world (partial, so an
 -- ack adds nothing to it)
-CREATE INDEX deliveries_order_idx ON wval.deliveries (group_name, event_id) WHERE done_at IS NULL;
+CREATE UNIQUE INDEX deliveries_order_idx ON wval.deliveries (group_name, event_id) WHERE done_at IS NULL;
+CREATE INDEX deliveries_dead_idx ON wval.deliveries (group_name, event_id) WHERE outcome = 'dead';
+CREATE INDEX deliveries_event_brin ON wval.deliveries USING brin (event_id) WITH (pages_per_range = 32, autosummarize = on);
 
 -- o.* of this view was expanded when 0.1.0 created it: take in overrides.login
 -- (the last column in both install paths)
