@@ -4,21 +4,29 @@
 #   test/bench/bus.sh [seconds]       (default 20 s of publishing)
 #
 # On a throw-away cluster (PostgreSQL defaults: fsync and synchronous_commit
-# on; BUS_BENCH_FAST=1 turns them off):
+# on; BUS_BENCH_FAST=1 turns them off), one consumer group against one queue
+# (each group of wval is a queue of its own; a pgmq deployment with two
+# groups would keep two queue tables):
 #   1. publish: pgbench, 4 clients, each transaction inserts a row into a
-#      table and emits its event with wval._emit (a consumer group is
+#      table and emits its event with wval._emit (one consumer group is
 #      subscribed, so every event also gets its delivery row) -> events/s,
 #      with the notifier's wake-ups and with wval.notify_interval = 0 (each
 #      transaction NOTIFYs, as before the notifier), as a ratio;
-#   2. drain: 3 consumer threads (test/bench/bus_drain.py), wval_consume 100
-#      at a time, once acknowledging each event with wval_ack(group, id)
-#      and once with one wval_ack(group, ids[]) per batch; then 1 consumer
-#      (ack per batch) -> events/s.
+#   2. drain, 3 consumer threads (test/bench/bus_drain.py), wval_consume 100
+#      at a time and one wval_ack(group, ids[]) per batch, against the queue:
+#      BUS_BENCH_ROUNDS rounds (default 3), wval first in odd rounds, the
+#      queue first in even ones.  Round 1 drains the group that publishing
+#      filled; each later round a new group whose deliveries are written in
+#      event order (the layout one group's publishing leaves);
+#   3. once each: 3 consumers acknowledging each event with
+#      wval_ack(group, id); 1 consumer (ack per batch) against the queue;
+#      and 3 consumers of one of two groups whose deliveries alternate in
+#      the table (as two groups' publishing leaves them: each batch spans
+#      twice the pages) against the queue.
 # The baseline, in the same cluster: a pgmq-style queue table. Publish: the
 # same row insert plus an insert into the queue and a pg_notify in the same
-# transaction; drain: 3 threads, then 1, reading 100 at a time (UPDATE ...
-# FOR UPDATE SKIP LOCKED setting a visibility timeout) and deleting what they
-# read.
+# transaction; drain: reading 100 at a time (UPDATE ... FOR UPDATE SKIP
+# LOCKED setting a visibility timeout) and deleting what they read.
 # Both tables are vacuumed before each drain (wval's groups share
 # wval.deliveries: a drain would otherwise prune what the one before left).
 # Printed as ratios wval / queue.
@@ -39,7 +47,6 @@ SET client_min_messages = warning;
 CREATE EXTENSION wval CASCADE;
 CREATE TABLE bench_runs (id bigserial PRIMARY KEY, world_id text NOT NULL, metrics jsonb NOT NULL,
                          created_at timestamptz NOT NULL DEFAULT now());
-SELECT group_name FROM wval_subscribe('bench-per-event', ARRAY['bench.run_created'], 3, '500ms', '5min');
 SELECT group_name FROM wval_subscribe('bench-batch', ARRAY['bench.run_created'], 3, '500ms', '5min');
 CREATE TABLE bench_queue (id bigserial PRIMARY KEY, vt timestamptz NOT NULL DEFAULT clock_timestamp(),
                           read_ct integer NOT NULL DEFAULT 0, enqueued_at timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -100,23 +107,54 @@ fill_queue() {
 }
 rate() { sed -n 's/.*, \([0-9]*\) events\/s.*/\1/p' <<<"$1"; }
 ratio() { awk -v a="$(rate "$1")" -v b="$(rate "$2")" 'BEGIN {printf "%.2f", a / b}'; }
+# deliveries GROUP...: subscribes the groups now and writes their deliveries
+# of every event, in event order (groups alternating within an event), as
+# the emitter would have written them had they been subscribed
+deliveries() {
+	local values="" g
+	for g in "$@"; do values="$values${values:+, }('$g')"; done
+	"$BIN/psql" -q -X -v ON_ERROR_STOP=1 >/dev/null <<-SQL
+	SELECT wval_subscribe(g, ARRAY['bench.run_created'], 3, '500ms', '5min') FROM (VALUES $values) v(g);
+	INSERT INTO wval.deliveries (group_name, event_id, type, world_key, enqueued_at, expires_at, visible_at)
+	SELECT v.g, e.event_id, e.type, coalesce(e.world_id, ''), e.created_at, e.expires_at, e.created_at
+	FROM wval.events e CROSS JOIN (VALUES $values) v(g)
+	WHERE e.type = 'bench.run_created' ORDER BY e.event_id, v.g;
+	SQL
+}
+# pair GROUP CONSUMERS QUEUE_FIRST: one drain of the group and one of the
+# queue (refilled), each on vacuumed tables; prints both lines, then the ratio
+pair() {
+	local w q
+	if [ "$3" = yes ]; then
+		fill_queue; q=$("$py" "$drain" bench_queue queue "$2")
+		fill_queue; w=$("$py" "$drain" "$1" batch "$2")
+	else
+		fill_queue; w=$("$py" "$drain" "$1" batch "$2")
+		fill_queue; q=$("$py" "$drain" bench_queue queue "$2")
+	fi
+	echo "$w"; echo "$q"; echo "ratio $(ratio "$w" "$q")"
+}
+rounds=${BUS_BENCH_ROUNDS:-3}
+r3=()
+for r in $(seq 1 "$rounds"); do
+	g=bench-batch
+	[ "$r" -gt 1 ] && { g=bench-batch-$r; deliveries "$g"; }
+	out=$(pair "$g" 3 "$([ $((r % 2)) = 0 ] && echo yes || echo no)")
+	sed '$d' <<<"$out"
+	r3+=("$(tail -1 <<<"$out" | cut -d' ' -f2)")
+done
+median=$(printf '%s\n' "${r3[@]}" | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}')
+
+deliveries bench-per-event
 fill_queue
 "$py" "$drain" bench-per-event one
-"$BIN/psql" -q -X -c "VACUUM ANALYZE wval.deliveries"
-b3=$("$py" "$drain" bench-batch batch 3); echo "$b3"
-q3=$("$py" "$drain" bench_queue queue 3); echo "$q3"
-# one consumer: the group bench-single gets the deliveries the emitter
-# would have written (it is subscribed only now, so that publishing above
-# wrote two delivery rows per event, not three), the queue its messages again
-"$BIN/psql" -q -X -v ON_ERROR_STOP=1 <<'SQL'
-SELECT group_name FROM wval_subscribe('bench-single', ARRAY['bench.run_created'], 3, '500ms', '5min') \gset
-INSERT INTO wval.deliveries (group_name, event_id, type, world_key, enqueued_at, expires_at, visible_at)
-SELECT 'bench-single', e.event_id, e.type, coalesce(e.world_id, ''), e.created_at, e.expires_at, e.created_at
-FROM wval.events e WHERE e.type = 'bench.run_created' ORDER BY e.event_id;
-SQL
-fill_queue
-b1=$("$py" "$drain" bench-single batch 1); echo "$b1"
-q1=$("$py" "$drain" bench_queue queue 1); echo "$q1"
-printf 'drain, wval (ack per batch) / queue: 3 consumers %s, 1 consumer %s\n' "$(ratio "$b3" "$q3")" "$(ratio "$b1" "$q1")"
+deliveries bench-single
+out1=$(pair bench-single 1 no); sed '$d' <<<"$out1"
+deliveries bench-x bench-y
+outx=$(pair bench-x 3 no); sed '$d' <<<"$outx"
+
+printf 'drain, 3 consumers, wval (ack per batch) / queue, per round: %s; median %s\n' "${r3[*]}" "$median"
+printf 'drain, 1 consumer, wval / queue: %s\n' "$(tail -1 <<<"$out1" | cut -d' ' -f2)"
+printf 'drain, 3 consumers, one of two groups whose deliveries alternate, wval / queue: %s\n' "$(tail -1 <<<"$outx" | cut -d' ' -f2)"
 "$BIN/psql" -X -c "SELECT group_name, backlog, processed, retried, latency_p95_ms FROM wval.bus_health ORDER BY 1"
 printf 'load average (1, 5, 15 min): %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
