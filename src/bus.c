@@ -221,11 +221,11 @@ PG_FUNCTION_INFO_V1(wval_queue_scan);
  * wval._queue_scan(group_name, after, n) → (world_key, event_id,
  * visible_at): the group's next n outstanding deliveries after event_id
  * after, in event_id order, read through the order index
- * (deliveries_order_idx, done_at IS NULL) with the active snapshot.  A
- * statement could be planned on the primary key instead, which has the
- * same order and walks every finished delivery of the group too: with
- * statistics taken while most deliveries were outstanding the planner
- * rates the two alike.  wval_consume reads the queue in these slices.
+ * (deliveries_order_idx, done_at IS NULL) with the active snapshot, so
+ * that the read does not depend on statistics (a statement was planned on
+ * the primary key the table had, which has the same order and walks every
+ * finished delivery of the group too).  wval_consume reads the queue in
+ * these slices.
  */
 Datum
 wval_queue_scan(PG_FUNCTION_ARGS)

@@ -568,7 +568,7 @@ DECLARE
     me oid := (SELECT a.oid FROM pg_catalog.pg_roles a WHERE a.rolname = wval._invoker());
     budget integer := wval_consume.max;
     scan_cap constant integer := 1024;
-    slice integer := 32;
+    slice integer := 4;
     sliced integer;
     last_id bigint := 0;
     w record;
@@ -612,7 +612,9 @@ BEGIN
     <<scan>>
     LOOP
         sliced := 0;
-        -- slices of 32, 64, 128 … events, never past scan_cap in all
+        -- slices of 4, 8, 16 … events, never past scan_cap in all (a
+        -- slice is read whole, and the first world met usually takes the
+        -- budget: a first slice of 32 cost 0.04 ms more per call, measured)
         slice := least(slice, scan_cap - scanned);
         FOR w IN SELECT * FROM wval._queue_scan(g.group_name, last_id, slice) LOOP
             sliced := sliced + 1;
