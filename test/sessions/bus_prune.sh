@@ -18,7 +18,7 @@ psql -d postgres -c "CREATE DATABASE $db"
 q() { psql -d "$db" -c "$1"; }
 
 # two groups get every event: 3,000 events in 5 worlds, 6,000 deliveries
-# over some 150 pages (block ranges of 32 pages); autovacuum stays out of
+# over some 260 pages (block ranges of 32 pages); autovacuum stays out of
 # the way so that the summaries are the test's to check
 psql -d "$db" >/dev/null <<'SQL'
 SET client_min_messages = warning;
