@@ -41,20 +41,20 @@
 /* the bus's advisory lock class: emitters share (BUS_LOCK_CLASS, 0), see bus.sql */
 #define BUS_LOCK_CLASS 2004312428
 
-static WvalPlan plan_insert_event = WVAL_PLAN(
+static WvalPlan plan_insert_event = WVAL_PLAN_GENERIC(
 	"INSERT INTO wval.events (event_id, type, world_id, subject, idempotency_key, payload, expires_at) "
 	"VALUES ($1, $2, $3, $4, $5, $6, now() + $7) ON CONFLICT (idempotency_key) DO NOTHING "
 	"RETURNING event_id",
 	7, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID);
 
-static WvalPlan plan_dedupe_hit = WVAL_PLAN(
+static WvalPlan plan_dedupe_hit = WVAL_PLAN_GENERIC(
 	"INSERT INTO wval.event_dedupe_hits AS h (type, shard, hits, last_key, last_hit_at) "
 	"VALUES ($1, $2, 1, $3, now()) ON CONFLICT (type, shard) DO UPDATE "
 	"SET hits = h.hits + 1, last_key = excluded.last_key, last_hit_at = excluded.last_hit_at",
 	3, TEXTOID, INT2OID, TEXTOID);
 
 /* a group receives only events of worlds its owner may read */
-static WvalPlan plan_insert_deliveries = WVAL_PLAN(
+static WvalPlan plan_insert_deliveries = WVAL_PLAN_GENERIC(
 	"INSERT INTO wval.deliveries (group_name, event_id, type, world_key, enqueued_at, expires_at, visible_at) "
 	"SELECT g.group_name, $1, $2, coalesce($3, ''), now(), now() + $4, now() "
 	"FROM wval.consumer_groups g "

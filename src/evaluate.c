@@ -737,22 +737,22 @@ wval_check(PG_FUNCTION_ARGS)
  */
 
 /* Statements of wval_evaluate, kept for the life of the backend (spi.h) */
-static WvalPlan plan_find_client_run = WVAL_PLAN(
+static WvalPlan plan_find_client_run = WVAL_PLAN_GENERIC(
 	"SELECT * FROM wval.evaluation_runs WHERE world_id = $1 AND strategy_id = $2 "
 	"AND client_run_id = $3 AND wval._can_read($1) ORDER BY created_at LIMIT 1",
 	3, TEXTOID, TEXTOID, TEXTOID);
-static WvalPlan plan_baseline = WVAL_PLAN(
+static WvalPlan plan_baseline = WVAL_PLAN_GENERIC(
 	"SELECT run_id, metrics FROM wval.evaluation_runs WHERE world_id = $1 "
 	"AND strategy_id = $2 AND stage = 'backtest' AND kind = 'single' "
 	"AND status <> 'unvalidated' AND NOT wval._imported(context) "
 	"ORDER BY created_at DESC LIMIT 1",
 	2, TEXTOID, TEXTOID);
-static WvalPlan plan_stats_update = WVAL_PLAN(
+static WvalPlan plan_stats_update = WVAL_PLAN_GENERIC(
 	"UPDATE wval.evaluation_stats AS s SET runs = s.runs + 1, seconds_sum = s.seconds_sum + $5, "
 	"buckets[$6] = s.buckets[$6] + 1 "
 	"WHERE s.world_id = $1 AND s.stage = $2 AND s.status = $3 AND s.shard = $4",
 	6, TEXTOID, TEXTOID, TEXTOID, INT2OID, FLOAT8OID, INT4OID);
-static WvalPlan plan_stats = WVAL_PLAN(
+static WvalPlan plan_stats = WVAL_PLAN_GENERIC(
 	"INSERT INTO wval.evaluation_stats AS s (world_id, stage, status, shard, runs, seconds_sum, buckets) "
 	"VALUES ($1, $2, $3, $4, 1, $5, $7) ON CONFLICT (world_id, stage, status, shard) DO UPDATE "
 	"SET runs = s.runs + 1, seconds_sum = s.seconds_sum + excluded.seconds_sum, "

@@ -92,51 +92,36 @@ int			wval_offload_threshold = 100;
 static WvalSnapshotStoredHook stored_hooks[MAX_STORED_HOOKS];
 static int	nstored_hooks = 0;
 
-static WvalPlan plan_world = {
+static WvalPlan plan_world = WVAL_PLAN(
 	"SELECT settings FROM wval.worlds WHERE world_id = $1 AND wval._can_read($1)",
-	1, {TEXTOID},
-	NULL
-};
-static WvalPlan plan_existing = {
+	1, TEXTOID);
+static WvalPlan plan_existing = WVAL_PLAN(
 	"SELECT * FROM wval.risk_snapshots WHERE world_id = $1 AND version = $2",
-	2, {TEXTOID, TEXTOID},
-	NULL
-};
-static WvalPlan plan_blob_insert = {
+	2, TEXTOID, TEXTOID);
+static WvalPlan plan_blob_insert = WVAL_PLAN(
 	"INSERT INTO wval.blobs (world_id, blob_hash, kind, content, size_bytes, created_by) "
 	"VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (world_id, blob_hash) DO NOTHING",
-	6, {TEXTOID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID},
-	NULL
-};
-static WvalPlan plan_insert = {
+	6, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID);
+static WvalPlan plan_insert = WVAL_PLAN(
 	"INSERT INTO wval.risk_snapshots (world_id, version, hash, payload, actor, stage, "
 	"as_of, ttl_sec, received_at, signed, blob_refs) "
 	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *",
-	11, {TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
-	INT4OID, TIMESTAMPTZOID, BOOLOID, TEXTARRAYOID},
-	NULL
-};
-static WvalPlan plan_count = {
+	11, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, BOOLOID, TEXTARRAYOID);
+static WvalPlan plan_count = WVAL_PLAN(
 	"INSERT INTO wval.snapshot_counters AS c (world_id, stage, shard, processed, dedupe) "
 	"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (world_id, stage, shard) DO UPDATE "
 	"SET processed = c.processed + excluded.processed, dedupe = c.dedupe + excluded.dedupe, "
 	"updated_at = now()",
-	5, {TEXTOID, TEXTOID, INT2OID, INT8OID, INT8OID},
-	NULL
-};
-static WvalPlan plan_emit = {
+	5, TEXTOID, TEXTOID, INT2OID, INT8OID, INT8OID);
+static WvalPlan plan_emit = WVAL_PLAN(
 	"SELECT wval._emit('risk_snapshot_updated', $1, $2, $3, $4, make_interval(secs => $5))",
-	5, {TEXTOID, TEXTOID, TEXTOID, JSONBOID, FLOAT8OID},
-	NULL
-};
-static WvalPlan plan_latest = {
+	5, TEXTOID, TEXTOID, TEXTOID, JSONBOID, FLOAT8OID);
+static WvalPlan plan_latest = WVAL_PLAN(
 	"SELECT s.version, s.hash, s.stage, s.actor, s.as_of, s.payload, "
 	"wval._snapshot_expand(s.world_id, s.payload) "
 	"FROM wval.risk_snapshots s WHERE s.world_id = $1 AND ($2::text IS NULL OR s.stage = $2) "
 	"ORDER BY s.as_of DESC, s.snapshot_id DESC LIMIT 1",
-	2, {TEXTOID, TEXTOID},
-	NULL
-};
+	2, TEXTOID, TEXTOID);
 
 /* Registers the hub's settings (called from _PG_init). */
 void

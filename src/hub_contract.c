@@ -43,17 +43,13 @@ static const char *const snapshot_fields[] = {
 const char *const wval_part_field[NUM_PARTS] = {"covariance", "realized_returns", "stress"};
 const char *const wval_part_ref_field[NUM_PARTS] = {"covariance_ref", "realized_returns_ref", "stress_ref"};
 
-static WvalPlan plan_blob_kind = {
+static WvalPlan plan_blob_kind = WVAL_PLAN(
 	"SELECT kind FROM wval.blobs WHERE world_id = $1 AND blob_hash = $2",
-	2, {TEXTOID, TEXTOID},
-	NULL
-};
-static WvalPlan plan_producer = {
+	2, TEXTOID, TEXTOID);
+static WvalPlan plan_producer = WVAL_PLAN(
 	"SELECT status, hmac_key FROM wval.producers WHERE world_id = $1 AND actor = $2 "
 	"ORDER BY registration_id DESC LIMIT 1",
-	2, {TEXTOID, TEXTOID},
-	NULL
-};
+	2, TEXTOID, TEXTOID);
 /* NULL when s is a valid identifier, else what is wrong with it (wval_identifier_problem). */
 static const char *
 identifier_problem(const char *s, int len)

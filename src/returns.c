@@ -35,7 +35,7 @@ PG_FUNCTION_INFO_V1(wval_recompute_metrics);
 PG_FUNCTION_INFO_V1(wval_returns_array);
 
 /* the series, unless the world has it already */
-static WvalPlan plan_store = WVAL_PLAN(
+static WvalPlan plan_store = WVAL_PLAN_GENERIC(
 	"INSERT INTO wval.run_returns (world_id, returns_hash, n_periods, returns) "
 	"SELECT $1, $2, pg_catalog.length($3) / 8, $3 WHERE NOT EXISTS "
 	"(SELECT 1 FROM wval.run_returns x WHERE x.world_id = $1 AND x.returns_hash = $2)",

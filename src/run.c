@@ -62,7 +62,7 @@
 /* the columns of wval.evaluation_runs, in the order of the insert's arguments */
 #define RUN_NCOLUMNS 29
 
-static WvalPlan plan_insert_run = WVAL_PLAN(
+static WvalPlan plan_insert_run = WVAL_PLAN_GENERIC(
 	"INSERT INTO wval.evaluation_runs (run_id, world_id, strategy_id, stage, kind, campaign_id, "
 	"risk_tier, model_card_version, code_hash, data_snapshot, context, client_run_id, returns_hash, "
 	"metrics, policy_version, ruleset_hash, profile, status, recommended_stage, recommendation, "

@@ -35,7 +35,8 @@ spi_prepare_kept(WvalPlan *p)
 	SPIPlanPtr	plan;
 
 	Assert(p->nargs >= 0 && p->nargs <= WVAL_PLAN_MAX_ARGS);
-	plan = SPI_prepare(p->sql, p->nargs, p->types);
+	plan = SPI_prepare_cursor(p->sql, p->nargs, p->types,
+							  p->generic ? CURSOR_OPT_GENERIC_PLAN : 0);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare statement \"%s\": %s",
 			 p->sql, SPI_result_code_string(SPI_result));

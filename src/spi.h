@@ -34,11 +34,22 @@ typedef struct WvalPlan
 	const char *sql;
 	int			nargs;
 	Oid			types[WVAL_PLAN_MAX_ARGS];
+	bool		generic;		/* one plan for all arguments, built once */
 	SPIPlanPtr	plan;			/* NULL until first use */
 } WvalPlan;
 
 /* initialiser of a static WvalPlan: SQL, argument count, argument types */
-#define WVAL_PLAN(sql_, nargs_, ...) {(sql_), (nargs_), {__VA_ARGS__}, NULL}
+#define WVAL_PLAN(sql_, nargs_, ...) \
+	{.sql = (sql_), .nargs = (nargs_), .types = {__VA_ARGS__}}
+
+/*
+ * The same for a statement of the evaluation's hot path whose best plan
+ * does not depend on its arguments (a row by key, an INSERT): the plan cache
+ * builds its generic plan once per backend instead of planning each of the
+ * first five runs for their arguments (CURSOR_OPT_GENERIC_PLAN).
+ */
+#define WVAL_PLAN_GENERIC(sql_, nargs_, ...) \
+	{.sql = (sql_), .nargs = (nargs_), .types = {__VA_ARGS__}, .generic = true}
 
 /* wval_spi_exec's expected: any non-error result */
 #define WVAL_SPI_ANY 0

@@ -103,12 +103,12 @@ static bool purge_guard = false;
  * version of the head row, not two (the head row of a busy world is the
  * hottest row of the store).
  */
-static WvalPlan plan_chain_advance = WVAL_PLAN(
+static WvalPlan plan_chain_advance = WVAL_PLAN_GENERIC(
 	"UPDATE wval.chain_heads h SET seq = h.seq + 1, prev_hash = h.head_hash, "
 	"head_hash = wval._chain_link(h.head_hash, $2, h.seq + 1, $3), updated_at = now() "
 	"WHERE h.world_id = $1 AND h.lane = $4 RETURNING h.seq, h.prev_hash, h.head_hash",
 	4, TEXTOID, TEXTOID, TEXTOID, INT4OID);
-static WvalPlan plan_chain_start = WVAL_PLAN(
+static WvalPlan plan_chain_start = WVAL_PLAN_GENERIC(
 	"INSERT INTO wval.chain_heads (world_id, lane, seq, prev_hash, head_hash) "
 	"VALUES ($1, $4, ($4::bigint << " CppAsString2(CHAIN_LANE_SHIFT) ") + 1, '" GENESIS_HASH "', "
 	"wval._chain_link('" GENESIS_HASH "', $2, ($4::bigint << " CppAsString2(CHAIN_LANE_SHIFT) ") + 1, $3)) "
