@@ -1449,6 +1449,86 @@ evaluate_request(EvalRequest *req)
 	return result;
 }
 
+PG_FUNCTION_INFO_V1(wval_warm);
+
+/*
+ * wval_warm(world_id, periods) → void: the first wval_evaluate of a session
+ * done ahead, for a connection pool's connect hook (docs/install.md, "The
+ * first call of a session").  It evaluates a synthetic series of periods
+ * returns in the world (strategy "wval_warm", a fresh context.run_id, so the
+ * idempotency look-up runs too) through the whole path, store included, in
+ * a subtransaction it then rolls back: the backend keeps what the call
+ * loaded (library, catalogue caches, plans), the database keeps nothing.
+ * An error of the evaluation (no such world, no active policy, no write
+ * access) is raised after the rollback, as wval_evaluate would raise it.
+ */
+Datum
+wval_warm(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	int			periods = PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1);
+	Datum	   *r;
+	char	   *context;
+	EvalRequest req;
+	int			i;
+
+	LOCAL_FCINFO(args, 6);
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"world_id\" must not be null"),
+				 errhint("Pass the world the session will evaluate in.")));
+	if (periods < 2 || periods > WVAL_MAX_RETURNS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"periods\" must be between 2 and %d", WVAL_MAX_RETURNS),
+				 errhint("Pass the length of the series the session will evaluate.")));
+	/* a deterministic series of daily-like returns */
+	r = palloc(sizeof(Datum) * periods);
+	for (i = 0; i < periods; i++)
+		r[i] = Float8GetDatum(0.0005 + 0.011 * sin(i * 1.37) + 0.004 * cos(i * 0.05));
+	context = psprintf("{\"run_id\": \"%s\"}",
+					   DatumGetCString(DirectFunctionCall1(uuid_out,
+														   DirectFunctionCall1(gen_random_uuid, (Datum) 0))));
+	InitFunctionCallInfoData(*args, NULL, 6, InvalidOid, NULL, NULL);
+	args->args[0].value = PG_GETARG_DATUM(0);
+	args->args[1].value = CStringGetTextDatum("wval_warm");
+	args->args[2].value = CStringGetTextDatum("backtest");
+	args->args[3].value = PointerGetDatum(construct_array(r, periods, FLOAT8OID, sizeof(float8),
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args->args[4].value = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+	args->args[5].value = DirectFunctionCall1(jsonb_in, CStringGetDatum(context));
+	for (i = 0; i < 6; i++)
+		args->args[i].isnull = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		eval_parse(args, &req, GetCurrentTransactionStartTimestamp());
+		(void) evaluate_request(&req);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	PG_RETURN_VOID();
+}
+
 PG_FUNCTION_INFO_V1(wval_apply_rules);
 
 /*

@@ -18,6 +18,14 @@ RETURNS wval.evaluation_runs
     LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp;
 COMMENT ON FUNCTION public.wval_evaluate(text, text, text, float8[], jsonb, jsonb) IS 'computes metrics from returns (computed values win over supplied ones), applies the world''s active policy version, stores the run with its provenance, rule results and evaluation_run_created event in one transaction, and returns it; context.run_id makes the call idempotent';
 
+-- wval_warm: the first evaluation of a session done ahead and rolled back
+-- (docs/install.md, "The first call of a session")
+CREATE FUNCTION public.wval_warm(world_id text, periods integer DEFAULT 2520)
+RETURNS void
+    AS 'MODULE_PATHNAME', 'wval_warm'
+    LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp;
+COMMENT ON FUNCTION public.wval_warm(text, integer) IS 'evaluates a synthetic series of periods returns in the world through the whole path of wval_evaluate, store included, and rolls it back: the session keeps the caches and plans the first evaluation would have built, the database keeps nothing; for a connection pool''s connect hook';
+
 -- wval._evaluate_linked: wval_evaluate storing a run of another kind that
 -- references an earlier run (the re-validation job's runs, lifecycle.sql);
 -- granted to no role.
@@ -158,6 +166,7 @@ $$;
 COMMENT ON FUNCTION public.wval_run_explain(uuid) IS 'a human-readable account of one run: every check with value, threshold and outcome, why the recommended stage stopped where it did, metrics, override state';
 
 GRANT EXECUTE ON FUNCTION public.wval_evaluate(text, text, text, float8[], jsonb, jsonb) TO wval_producer;
+GRANT EXECUTE ON FUNCTION public.wval_warm(text, integer) TO wval_producer;
 GRANT EXECUTE ON FUNCTION public.wval_record_run(text, text, text, jsonb, text, text, jsonb) TO wval_admin;
 GRANT EXECUTE ON FUNCTION public.wval_run_explain(uuid) TO wval_analyst;
 

@@ -1,7 +1,7 @@
 -- pgTAP: wval_evaluate for roles, reports, explain, and what must never happen
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(49);
+SELECT plan(65);
 
 SELECT lives_ok($$SELECT wval_world_upsert('tap-eval', actor => 'dba')$$, 'world');
 SELECT lives_ok($$SELECT wval_policy_publish('tap-eval', (SELECT policy FROM wval.sample_policies), 'alice'),
@@ -159,6 +159,62 @@ SELECT is((SELECT count(*)::int FROM generate_series(0, 300) n
                  <> 'sha256:' || encode(sha256(convert_to('sha256:p' || E'\n' || 't' || E'\n' || n || E'\n' ||
                                                           repeat('é', n % 5) || repeat('x', n), 'UTF8')), 'hex')), 0,
           'chain links hash as sha256() does, at every length');
+
+-- wval_warm (docs/install.md, "The first call of a session"): the first evaluation of a
+-- session done ahead, store included, in a subtransaction that is rolled back
+SELECT lives_ok($$SELECT wval_world_upsert('tap-warm', settings => '{"store_returns": true}', actor => 'dba'),
+                         wval_policy_publish('tap-warm', (SELECT policy FROM wval.sample_policies), 'alice'),
+                         wval_policy_activate('tap-warm', 1, 'bob', 'sample'),
+                         wval_subscribe('tap-warm-group', '{evaluation_run_created}')$$,
+                'a world that stores returns, a group that receives its runs');
+CREATE TEMP VIEW warm_state AS SELECT
+    (SELECT count(*) FROM wval.evaluation_runs WHERE world_id = 'tap-warm') AS runs,
+    (SELECT count(*) FROM wval.events) AS events,
+    (SELECT count(*) FROM wval.deliveries) AS deliveries,
+    (SELECT count(*) FROM wval.chain_heads WHERE world_id = 'tap-warm') AS heads,
+    (SELECT count(*) FROM wval.evaluation_stats WHERE world_id = 'tap-warm') AS counters,
+    (SELECT count(*) FROM wval.run_returns WHERE world_id = 'tap-warm') AS returns,
+    (SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype IN ('advisory', 'tuple')) AS locks;
+CREATE TEMP TABLE warm_before AS SELECT * FROM warm_state;
+-- this transaction's write counters (they count rolled back writes too)
+CREATE TEMP VIEW warm_writes AS
+    SELECT regexp_replace(relname, '_(p[0-9]+|default)$', '') AS tbl, sum(n_tup_ins + n_tup_upd) AS n
+    FROM pg_stat_xact_user_tables WHERE schemaname = 'wval' GROUP BY 1;
+CREATE TEMP TABLE warm_writes_before AS SELECT * FROM warm_writes;
+SET ROLE tap_gateway;
+SELECT lives_ok($$SELECT wval_warm('tap-warm')$$, 'a producer warms its session for a world');
+SELECT lives_ok($$SELECT wval_warm('tap-warm', 2)$$, 'with a series of two returns');
+RESET ROLE;
+SELECT is((SELECT array_agg(w.tbl || ' +' || (w.n - coalesce(b.n, 0)) ORDER BY w.tbl)
+           FROM warm_writes w LEFT JOIN warm_writes_before b USING (tbl) WHERE w.n > coalesce(b.n, 0)),
+          ARRAY['chain_heads +4', 'deliveries +2', 'evaluation_runs +2', 'evaluation_stats +2', 'events +2',
+                'run_returns +2'],
+          'each warm-up went through the whole store: series, event, delivery, run, two chain links, counter');
+SELECT is((SELECT w::text FROM warm_state w), (SELECT b::text FROM warm_before b),
+          'nothing stays: runs, events, deliveries, chain heads, counters, stored returns, advisory locks');
+SELECT is((wval_evaluate('tap-warm', 'w1', 'backtest', '{0.01, -0.02, 0.015}')).chain_seq,
+          (SELECT max(seq) + 2 FROM wval.chain_heads WHERE world_id = 'tap-warm'),
+          'the first real run takes the next links of the world''s chain (the stored series, then the run)');
+SELECT ok(wval_verify_chain('tap-warm'), 'and the chain is intact');
+SELECT is((SELECT count(*)::int FROM wval.deliveries WHERE group_name = 'tap-warm-group'), 1,
+          'the group receives that one event');
+SELECT throws_ok($$SELECT wval_warm(NULL)$$, '22023', '"world_id" must not be null', 'a null world: 22023');
+SELECT throws_ok($$SELECT wval_warm('tap-warm', 1)$$, '22023', NULL, 'a series of one return: 22023');
+SELECT throws_ok($$SELECT wval_warm('tap-no-such-world')$$, 'WV010', 'world "tap-no-such-world" does not exist',
+                 'an unknown world is WV010, as for wval_evaluate');
+SET ROLE tap_reader;
+SELECT throws_ok($$SELECT wval_warm('tap-warm')$$, '42501', NULL, 'an analyst may not warm an evaluation');
+RESET ROLE;
+-- an error inside the evaluation is raised after the rollback: a producer that may only read
+SELECT ok(wval_world_revoke('wval_producer', '*', 'dba'), 'producers lose their grant of every world');
+SELECT is((wval_world_grant('tap_gateway', 'tap-warm', 'read', 'dba')).privilege, 'read', 'the gateway may read tap-warm');
+TRUNCATE warm_before;
+INSERT INTO warm_before SELECT * FROM warm_state;
+SET ROLE tap_gateway;
+SELECT throws_ok($$SELECT wval_warm('tap-warm')$$, '42501', 'role "tap_gateway" may not write world "tap-warm"',
+                 'a reader of the world gets the evaluation''s 42501');
+RESET ROLE;
+SELECT is((SELECT w::text FROM warm_state w), (SELECT b::text FROM warm_before b), 'and nothing stays of it');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -27,7 +27,10 @@
 # Last, the first evaluation of a new session against a warm one (psql
 # \timing, NEW_SESSIONS sessions of ten calls each; warm: the median of calls
 # 6 to 10), first with the libraries loaded by each backend, then after a
-# restart with shared_preload_libraries = 'pg_cron,wval,plpgsql'.
+# restart with shared_preload_libraries = 'pg_cron,wval,plpgsql'; each way
+# also with SELECT wval_warm(world) run first in the session (what a pool's
+# connect hook does), whose own time is printed too; and, for scale, the
+# same for the floor B (a plain INSERT also pays for a cold backend).
 #
 # Usage: test/bench/evaluate.sh [seconds per run, default 10] [clients, default 1,4,16] [rounds, default 3]
 #   clients: one count or a comma-separated list; each count is measured in turn
@@ -171,19 +174,26 @@ NEW_SESSIONS=${NEW_SESSIONS:-10}
 CALL="SELECT status FROM wval_evaluate('bench-0', 'first-call', 'backtest', '$LITERAL',
     '{\"sample\": {\"n_trades_total\": 900}, \"risk\": {\"adv_utilization_p95\": 0.1, \"participation_rate_p95\": 0.05}}');"
 first_calls() {
-	local label=$1 f w i FIRST=() WARM=() ms
+	local label=$1 pre=${2:-} call=${3:-$CALL} f w u i FIRST=() WARM=() WARMUP=() ms
 	for ((i = 1; i <= NEW_SESSIONS; i++)); do
 		# ten calls: the first, and the median of the sixth to the tenth (warm: by
-		# then the plan cache has settled its plans, after five custom plans)
-		mapfile -t ms < <({ echo '\timing on'; for _ in 1 2 3 4 5 6 7 8 9 10; do echo "$CALL"; done; } |
+		# then the plan cache has settled its plans, after five custom plans);
+		# with pre, its own time first
+		mapfile -t ms < <({ echo '\timing on'; [ -z "$pre" ] || echo "$pre"
+		                    for _ in 1 2 3 4 5 6 7 8 9 10; do echo "$call"; done; } |
 			"$BIN/psql" -X -At -U bench_producer -d bench 2>&1 | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p')
+		if [ -n "$pre" ]; then WARMUP+=("${ms[0]}"); ms=("${ms[@]:1}"); fi
 		FIRST+=("${ms[0]}"); WARM+=("$(printf '%s\n' "${ms[@]:5:5}" | median)")
 	done
 	f=$(printf '%s\n' "${FIRST[@]}" | median); w=$(printf '%s\n' "${WARM[@]}" | median)
-	echo "first call of a new session, $label (wval_producer, median of $NEW_SESSIONS): ${f} ms; warm (calls 6-10): ${w} ms; first/warm $(ratio "$f" "$w")"
+	[ -z "$pre" ] || u="; ${pre%;} itself: $(printf '%s\n' "${WARMUP[@]}" | median) ms"
+	echo "first call of a new session, $label (bench_producer, median of $NEW_SESSIONS): ${f} ms; warm (calls 6-10): ${w} ms; first/warm $(ratio "$f" "$w")${u:-}"
 }
 echo
+first_calls "the floor B: a plain INSERT of a run-sized row" "" "$(sed "s/:client_id/0/g" "$WORK/b.sql")"
 first_calls "libraries loaded by the backend"
+first_calls "after wval_warm at connect" "SELECT wval_warm('bench-0');"
 "${PSQL[@]}" -d postgres -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_cron', 'wval', 'plpgsql'" >/dev/null
 as_pg "$BIN/pg_ctl" -D "$WORK/cluster/pgdata" -l "$WORK/cluster/server.log" -w restart >/dev/null
 first_calls "shared_preload_libraries = 'pg_cron,wval,plpgsql'"
+first_calls "preloaded, after wval_warm at connect" "SELECT wval_warm('bench-0');"
