@@ -781,6 +781,15 @@ $$;
 COMMENT ON FUNCTION public.wval_verify_chain(world_id text) IS 'wval_proxy: wval_verify_chain of wval, on the world''s shard, on every shard for NULL or * (bool_and)';
 GRANT EXECUTE ON FUNCTION public.wval_verify_chain(world_id text) TO wval_analyst;
 
+CREATE FUNCTION public.wval_warm(world_id text, periods integer DEFAULT 2520)
+RETURNS void
+LANGUAGE plproxy AS $$
+    CLUSTER 'wval_cluster';
+    RUN ON wval_proxy.world_shard(world_id);
+$$;
+COMMENT ON FUNCTION public.wval_warm(world_id text, periods integer) IS 'wval_proxy: wval_warm of wval, run on wval_proxy.world_shard(world_id)';
+GRANT EXECUTE ON FUNCTION public.wval_warm(world_id text, periods integer) TO wval_producer;
+
 CREATE FUNCTION wval_proxy.wval_world_grant_on(role_name name, world_id text, privilege text, actor text)
 RETURNS SETOF wval.world_grants
 LANGUAGE plproxy AS $$
