@@ -156,6 +156,13 @@ SQL
 # a run id that no shard has: the shard's own WV010
 [ "$(state cl_alice "SELECT wval_run_explain('00000000-0000-0000-0000-000000000000')")" = WV010 ] || fail "unknown run id: not WV010"
 [ "$(state cl_gw "SELECT wval_ack('cl-consumer', 4, 1)")" = 22023 ] || fail "ack on shard 4 of 4: not 22023"
+# wval_warm through the proxy: on the world's shard, which keeps nothing of it
+warm_shard="s$(as cl_admin -c "SELECT wval_proxy_world_shard('cw-02')")"
+runs_before=$(on "$warm_shard" -c "SELECT count(*) || '/' || (SELECT count(*) FROM wval.events) FROM wval.evaluation_runs")
+[ "$(state cl_gw "SELECT wval_warm('cw-02', 64)")" = ok ] || fail "wval_warm through the proxy"
+[ "$(state cl_gw "SELECT wval_warm('cw-no-such-world')")" = WV010 ] || fail "wval_warm of an unknown world: not WV010"
+[ "$(on "$warm_shard" -c "SELECT count(*) || '/' || (SELECT count(*) FROM wval.events) FROM wval.evaluation_runs")" = "$runs_before" ] ||
+	fail "wval_warm left runs or events on $warm_shard"
 
 step "each world lives on exactly one shard, the one the proxy names"
 as cl_admin -c "SELECT w || ' ' || wval_proxy_world_shard(w) FROM unnest($wlist) w" | sort >"$DIR/placement"
