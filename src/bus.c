@@ -17,6 +17,7 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
@@ -234,13 +235,20 @@ wval_queue_scan(PG_FUNCTION_ARGS)
 	Datum		after = Int64GetDatum(PG_GETARG_INT64(1));
 	int32		n = PG_GETARG_INT32(2);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	static const char *const columns[3] = {"world_key", "event_id", "visible_at"};
+	AttrNumber	attnums[3];
 	WvalKeyScan scan;
 	HeapTuple	tup;
+	int			i;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (n <= 0)
 		return (Datum) 0;
 	wval_index_scan_begin(&scan, "deliveries", "deliveries_order_idx", 1, &group, &after);
+	/* the columns by name once, not for every row */
+	for (i = 0; i < 3; i++)
+		if ((attnums[i] = SPI_fnumber(RelationGetDescr(scan.rel), columns[i])) <= 0)
+			elog(ERROR, "column \"%s\" of \"wval.deliveries\" does not exist", columns[i]);
 	while (n > 0 && (tup = wval_key_scan_next(&scan, false)) != NULL)
 	{
 		Datum		values[3];
@@ -250,9 +258,8 @@ wval_queue_scan(PG_FUNCTION_ARGS)
 		 * No check of done_at: an ack is not a HOT update (done_at is in the
 		 * index's predicate), so an entry leads only to outstanding versions.
 		 */
-		values[0] = wval_key_scan_attr(&scan, tup, "world_key", &nulls[0]);
-		values[1] = wval_key_scan_attr(&scan, tup, "event_id", &nulls[1]);
-		values[2] = wval_key_scan_attr(&scan, tup, "visible_at", &nulls[2]);
+		for (i = 0; i < 3; i++)
+			values[i] = heap_getattr(tup, attnums[i], RelationGetDescr(scan.rel), &nulls[i]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		n--;
 	}

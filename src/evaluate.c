@@ -1475,11 +1475,6 @@ wval_warm(PG_FUNCTION_ARGS)
 
 	LOCAL_FCINFO(args, 6);
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("\"world_id\" must not be null"),
-				 errhint("Pass the world the session will evaluate in.")));
 	if (periods < 2 || periods > WVAL_MAX_RETURNS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -1502,6 +1497,7 @@ wval_warm(PG_FUNCTION_ARGS)
 	args->args[5].value = DirectFunctionCall1(jsonb_in, CStringGetDatum(context));
 	for (i = 0; i < 6; i++)
 		args->args[i].isnull = false;
+	args->args[0].isnull = PG_ARGISNULL(0);	/* eval_parse raises 22023 for it */
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);

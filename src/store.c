@@ -129,10 +129,12 @@ static WvalPlan plan_chain_start = WVAL_PLAN_GENERIC(
  * until the transaction ends, so the transaction's next rows of the world
  * go to the same lane instead of holding a second one.  The world's name
  * lives in TopTransactionContext; store_xact_callback forgets it when the
- * transaction ends.
+ * transaction ends, store_subxact_callback when the subtransaction that
+ * took the lane (or one it belongs to) rolls back and so releases the lane.
  */
 static char *lane_memo_world = NULL;
 static int	lane_memo = 0;
+static int	lane_memo_level = 0;	/* transaction nesting level that took it */
 
 static void append_canonical_value(StringInfo buf, Datum value, Oid typid);
 
@@ -157,11 +159,27 @@ store_xact_callback(XactEvent event, void *arg)
 	}
 }
 
-/* Registers the store's transaction callback (called from _PG_init). */
+/* Forgets the lane memo when the subtransaction that holds its lane rolls back. */
+static void
+store_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	(void) mySubid;
+	(void) parentSubid;
+	(void) arg;
+	if (event == SUBXACT_EVENT_ABORT_SUB && lane_memo_world != NULL &&
+		lane_memo_level >= GetCurrentTransactionNestLevel())
+		lane_memo_world = NULL;
+	else if (event == SUBXACT_EVENT_COMMIT_SUB && lane_memo_level >= GetCurrentTransactionNestLevel())
+		lane_memo_level = GetCurrentTransactionNestLevel() - 1;	/* the parent holds it now */
+}
+
+/* Registers the store's transaction callbacks (called from _PG_init). */
 void
 wval_store_init(void)
 {
 	RegisterXactCallback(store_xact_callback, NULL);
+	RegisterSubXactCallback(store_subxact_callback, NULL);
 }
 
 /* True while the retention path may remove history rows. */
@@ -774,6 +792,11 @@ chain_append(Datum *args, const char *world, int lanes)
 			DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(CHAIN_LANE_LOCK_CLASS),
 								lane_lock_key(world, lane));
 		}
+		/* this (sub)transaction holds the lane now: remember it */
+		if (lane_memo_world == NULL || strcmp(lane_memo_world, world) != 0)
+			lane_memo_world = MemoryContextStrdup(TopTransactionContext, world);
+		lane_memo = lane;
+		lane_memo_level = GetCurrentTransactionNestLevel();
 	}
 
 	args[3] = Int32GetDatum(lane);
@@ -786,13 +809,6 @@ chain_append(Datum *args, const char *world, int lanes)
 			wval_spi_exec(&plan_chain_advance, args, NULL, false, 1, SPI_OK_UPDATE_RETURNING);
 		if (SPI_processed != 1)
 			elog(ERROR, "could not advance the hash chain of world \"%s\"", world);
-	}
-
-	if (lanes > 1)
-	{
-		if (lane_memo_world == NULL || strcmp(lane_memo_world, world) != 0)
-			lane_memo_world = MemoryContextStrdup(TopTransactionContext, world);
-		lane_memo = lane;
 	}
 }
 
