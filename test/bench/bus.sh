@@ -13,7 +13,8 @@
 #      with the notifier's wake-ups and with wval.notify_interval = 0 (each
 #      transaction NOTIFYs, as before the notifier), as a ratio;
 #   2. drain, 3 consumer threads (test/bench/bus_drain.py), wval_consume 100
-#      at a time and one wval_ack(group, ids[]) per batch, against the queue:
+#      at a time and one wval_ack(group, ids[]) per batch, against the queue
+#      (both fetch each message's id and payload, the payload as text):
 #      BUS_BENCH_ROUNDS rounds (default 3), wval first in odd rounds, the
 #      queue first in even ones.  Round 1 drains the group that publishing
 #      filled; each later round a new group whose deliveries are written in

@@ -5,12 +5,18 @@
 one: wval_ack(group, event_id) per event; batch: wval_ack(group, ids[]) per batch;
 queue: the baseline, a pgmq-style queue table (GROUP names it): read 100 with
 UPDATE ... FOR UPDATE SKIP LOCKED (visibility timeout), then DELETE them by id.
+Both sides fetch the id and the payload of each message, the payload as text.
 """
 import sys
 import threading
 import time
 
 import psycopg2
+import psycopg2.extras
+
+# payloads arrive as text on both sides: parsing JSON in Python (under the
+# GIL of this one process) would measure the client, not the server
+psycopg2.extras.register_default_jsonb(globally=True, loads=lambda text: text)
 
 group, mode = sys.argv[1], sys.argv[2]
 consumers = int(sys.argv[3]) if len(sys.argv) > 3 else 3
@@ -32,7 +38,7 @@ def work(i):
             cur.execute("DELETE FROM " + group + " WHERE id = ANY(%s)", (ids,))
             counts[i] += len(ids)
             continue
-        cur.execute("SELECT event_id FROM wval_consume(%s, 100)", (group,))
+        cur.execute("SELECT event_id, payload FROM wval_consume(%s, 100)", (group,))
         ids = [r[0] for r in cur.fetchall()]
         if not ids:
             # nothing visible: the group is drained, or its other worlds are
