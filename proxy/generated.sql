@@ -1073,6 +1073,39 @@ CREATE VIEW wval.dead_letters AS SELECT * FROM wval_proxy.dead_letters();
 COMMENT ON VIEW wval.dead_letters IS 'wval_proxy: wval.dead_letters of every shard (RUN ON ALL), with the shard number';
 GRANT SELECT ON wval.dead_letters TO wval_analyst;
 
+CREATE TYPE wval_proxy.deliveries AS (
+    shard integer,
+    group_name text,
+    event_id bigint,
+    type text,
+    world_key text,
+    enqueued_at timestamp with time zone,
+    expires_at timestamp with time zone,
+    visible_at timestamp with time zone,
+    attempts integer,
+    handouts integer,
+    leased boolean,
+    leased_at timestamp with time zone,
+    done_at timestamp with time zone,
+    outcome text,
+    dead_count integer,
+    errors jsonb
+);
+COMMENT ON TYPE wval_proxy.deliveries IS 'wval_proxy: a row of wval.deliveries with its shard';
+CREATE FUNCTION wval_proxy.deliveries(shards integer[] DEFAULT wval_proxy.all_shards())
+RETURNS SETOF wval_proxy.deliveries
+LANGUAGE plproxy AS $$
+    CLUSTER 'wval_cluster';
+    SPLIT shards;
+    RUN ON shards;
+    SELECT (shards)[1] AS shard, v.* FROM wval.deliveries v;
+$$;
+COMMENT ON FUNCTION wval_proxy.deliveries(integer[]) IS 'wval_proxy: the rows of wval.deliveries on the given shards (default all), with the shard number';
+GRANT EXECUTE ON FUNCTION wval_proxy.deliveries(integer[]) TO wval_analyst;
+CREATE VIEW wval.deliveries AS SELECT * FROM wval_proxy.deliveries();
+COMMENT ON VIEW wval.deliveries IS 'wval_proxy: wval.deliveries of every shard (RUN ON ALL), with the shard number';
+GRANT SELECT ON wval.deliveries TO wval_analyst;
+
 CREATE TYPE wval_proxy.ex_post_cases AS (
     shard integer,
     entry_id bigint,

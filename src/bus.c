@@ -5,7 +5,7 @@
  *	  in the caller's transaction: the shared bus lock that orders emitters
  *	  against wval_subscribe, the row of wval.events with its CloudEvents 1.0
  *	  envelope (or a dedupe hit when the idempotency key exists), one
- *	  wval.deliveries row per consumer group that subscribed to the type and
+ *	  wval.delivery_store row per consumer group that subscribed to the type and
  *	  whose owner may read the world, and the wake-up of the listeners after
  *	  commit (notifier.c).  C callers (the run writer, run.c) call it
  *	  directly; SQL calls it through wval._emit.
@@ -56,7 +56,7 @@ static WvalPlan plan_dedupe_hit = WVAL_PLAN_GENERIC(
 
 /* a group receives only events of worlds its owner may read */
 static WvalPlan plan_insert_deliveries = WVAL_PLAN_GENERIC(
-	"INSERT INTO wval.deliveries (group_name, event_id, type, world_key, enqueued_at, expires_at, visible_at) "
+	"INSERT INTO wval.delivery_store (group_name, event_id, type, world_key, enqueued_at, expires_at, visible_at) "
 	"SELECT g.group_name, $1, $2, coalesce($3, ''), now(), now() + $4, now() "
 	"FROM wval.consumer_groups g "
 	"WHERE $2 = ANY (g.types) "
@@ -244,11 +244,11 @@ wval_queue_scan(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	if (n <= 0)
 		return (Datum) 0;
-	wval_index_scan_begin(&scan, "deliveries", "deliveries_order_idx", 1, &group, &after);
+	wval_index_scan_begin(&scan, "delivery_store", "deliveries_order_idx", 1, &group, &after);
 	/* the columns by name once, not for every row */
 	for (i = 0; i < 3; i++)
 		if ((attnums[i] = SPI_fnumber(RelationGetDescr(scan.rel), columns[i])) <= 0)
-			elog(ERROR, "column \"%s\" of \"wval.deliveries\" does not exist", columns[i]);
+			elog(ERROR, "column \"%s\" of \"wval.delivery_store\" does not exist", columns[i]);
 	while (n > 0 && (tup = wval_key_scan_next(&scan, false)) != NULL)
 	{
 		Datum		values[3];

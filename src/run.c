@@ -5,7 +5,7 @@
  *	  the caller's transaction, always in this order:
  *
  *	  1. its event evaluation_run_created (unless the run is imported):
- *		 the row of wval.events, one wval.deliveries row per consumer group
+ *		 the row of wval.events, one wval.delivery_store row per consumer group
  *		 that receives it, and the wake-up of the listeners after commit;
  *	  2. the run row of wval.evaluation_runs (the only INSERT into it in
  *		 wval), RETURNING the stored row;

@@ -6,13 +6,14 @@
 \set QUIET on
 SET client_min_messages = warning;
 BEGIN;
-SELECT plan(141);
+SELECT plan(160);
 
 ------------------------------------------------------------------------------
 -- objects
 ------------------------------------------------------------------------------
 SELECT has_table('wval', 'events', 'outbox table exists');
-SELECT has_table('wval', 'deliveries', 'deliveries table exists');
+SELECT has_table('wval', 'delivery_store', 'deliveries table exists');
+SELECT has_view('wval', 'deliveries', 'deliveries view exists');
 SELECT has_table('wval', 'consumer_groups', 'consumer groups table exists');
 SELECT has_table('wval', 'internal_handlers', 'internal handler registry exists');
 SELECT has_view('wval', 'dead_letters', 'dead letters view exists');
@@ -224,19 +225,19 @@ SELECT ok(wval_ack('t-dlq', (SELECT id FROM dl)), 'and acked');
 SELECT is_empty($$SELECT * FROM wval.dead_letters WHERE group_name = 't-dlq'$$, 'no dead letter left');
 
 ------------------------------------------------------------------------------
--- wval.deliveries keeps no B-tree over finished deliveries (but dead
+-- wval.delivery_store keeps no B-tree over finished deliveries (but dead
 -- letters): an ack, never a HOT update, writes no index entry
 ------------------------------------------------------------------------------
 SELECT is(
     (SELECT string_agg(format('%s %s%s %s', c.relname, a.amname, CASE WHEN i.indisunique THEN ' unique' ELSE '' END,
                               coalesce(pg_get_expr(i.indpred, i.indrelid), 'all rows')), '; ' ORDER BY c.relname)
      FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam
-     WHERE i.indrelid = 'wval.deliveries'::regclass),
+     WHERE i.indrelid = 'wval.delivery_store'::regclass),
     'deliveries_dead_idx btree (outcome = ''dead''::text); deliveries_event_brin brin all rows; '
     'deliveries_expiry_idx btree ((done_at IS NULL) AND (expires_at IS NOT NULL)); '
     'deliveries_order_idx btree unique (done_at IS NULL); deliveries_queue_idx btree (done_at IS NULL)',
     'deliveries: every B-tree is partial on outstanding rows or dead letters, finished rows are found by the block-range index');
-SELECT throws_ok(format($$INSERT INTO wval.deliveries (group_name, event_id, type, world_key, enqueued_at, visible_at)
+SELECT throws_ok(format($$INSERT INTO wval.delivery_store (group_name, event_id, type, world_key, enqueued_at, visible_at)
                          VALUES ('t-order', %s, 't.order', 'ow2', now(), now())$$, (SELECT id FROM ids WHERE i = 6)),
                  '23505', NULL, 'a second outstanding delivery of an event to a group is refused (unique order index)');
 SELECT throws_ok(format('SELECT wval_nack(%L, %s, %L)', 't-dlq', (SELECT id FROM ids WHERE i = 1), 'x'), 'WV010', NULL,
@@ -255,6 +256,53 @@ SELECT is((SELECT outcome FROM wval.deliveries WHERE group_name = 't-cap' AND ev
           NULL, 'and acks none of the batch');
 
 ------------------------------------------------------------------------------
+-- a hand-out writes its world's lease row and no delivery; each delivery is
+-- written when its part of the hand-out ends (ack, nack, timeout), and
+-- wval.deliveries shows the hand-out in progress meanwhile
+------------------------------------------------------------------------------
+SELECT wval_subscribe('t-ho', ARRAY['t.ho'], 3, '0s', '1h');
+CREATE TEMP TABLE hids AS
+SELECT i, wval._emit('t.ho', 'hw', 's' || i, 't.ho:' || i, '{}') AS id FROM generate_series(1, 3) i;
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-ho', 10)$$, $$SELECT id FROM hids ORDER BY i$$,
+                  'hand-out: three events');
+SELECT results_eq($$SELECT attempts, handouts, leased, leased_at IS NULL FROM wval.delivery_store
+                    WHERE group_name = 't-ho' ORDER BY event_id$$,
+                  $$VALUES (0, 0, false, true), (0, 0, false, true), (0, 0, false, true)$$,
+                  'hand-out: the stored deliveries are not written');
+SELECT results_eq($$SELECT event_ids = ARRAY(SELECT id FROM hids ORDER BY i), visible_at - leased_at
+                    FROM wval.delivery_leases WHERE group_name = 't-ho'$$,
+                  $$VALUES (true, interval '1 hour')$$, 'hand-out: the lease row lists its events, with its visibility');
+SELECT results_eq($$SELECT d.attempts, d.handouts, d.leased, d.leased_at = l.leased_at, d.visible_at = l.visible_at
+                    FROM wval.deliveries d JOIN wval.delivery_leases l USING (group_name, world_key)
+                    WHERE d.group_name = 't-ho' ORDER BY d.event_id$$,
+                  $$VALUES (1, 1, true, true, true), (1, 1, true, true, true), (1, 1, true, true, true)$$,
+                  'hand-out: wval.deliveries shows it on each of its events');
+SELECT is((SELECT in_flight FROM wval.bus_health WHERE group_name = 't-ho'), 3::bigint, 'hand-out: three in flight');
+SELECT is(wval_ack('t-ho', (SELECT id FROM hids WHERE i = 1)), true, 'hand-out: the first is acked');
+SELECT is(wval_nack('t-ho', (SELECT id FROM hids WHERE i = 2), 'x'), 'retry', 'hand-out: the second is nacked');
+SELECT results_eq($$SELECT d.attempts, d.handouts, d.leased, d.leased_at IS NOT DISTINCT FROM l.leased_at, d.outcome
+                    FROM wval.delivery_store d JOIN wval.delivery_leases l USING (group_name, world_key)
+                    WHERE d.group_name = 't-ho' ORDER BY d.event_id$$,
+                  $$VALUES (1, 1, false, true, 'acked'), (1, 1, false, true, NULL::text), (0, 0, false, false, NULL)$$,
+                  'hand-out: the ack and the nack write it with their delivery, the third is still in it');
+SELECT results_eq($$SELECT attempts, leased FROM wval.deliveries WHERE group_name = 't-ho' ORDER BY event_id$$,
+                  $$VALUES (1, false), (1, false), (1, true)$$, 'hand-out: wval.deliveries after the ack and the nack');
+SELECT is((SELECT in_flight FROM wval.bus_health WHERE group_name = 't-ho'), 1::bigint, 'hand-out: one in flight');
+SELECT is_empty($$SELECT * FROM wval_consume('t-ho', 10)$$, 'hand-out: the world waits for the third');
+SELECT is(wval_ack('t-ho', ARRAY[(SELECT id FROM hids WHERE i = 3)]), 1, 'hand-out: the third is acked');
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-ho', 10)$$, $$SELECT id FROM hids WHERE i = 2$$,
+                  'hand-out: then the nacked one is handed out again');
+SELECT results_eq($$SELECT s.attempts, d.attempts, d.handouts, d.leased FROM wval.delivery_store s JOIN wval.deliveries d USING (group_name, event_id)
+                    WHERE s.group_name = 't-ho' AND s.event_id = (SELECT id FROM hids WHERE i = 2)$$,
+                  $$VALUES (1, 2, 2, true)$$, 'hand-out: the second hand-out is shown on top of the first, which is stored');
+SELECT is(wval_ack('t-ho', ARRAY[(SELECT id FROM hids WHERE i = 2)]), 1, 'hand-out: acked');
+SELECT results_eq($$SELECT attempts, handouts, jsonb_array_length(errors) FROM wval.delivery_store
+                    WHERE group_name = 't-ho' AND event_id = (SELECT id FROM hids WHERE i = 2)$$,
+                  $$VALUES (2, 2, 1)$$, 'hand-out: both hand-outs and the nack are stored');
+SELECT results_eq($$SELECT processed, retried, in_flight, backlog FROM wval.bus_health WHERE group_name = 't-ho'$$,
+                  $$VALUES (3::bigint, 1::bigint, 0::bigint, 0::bigint)$$, 'hand-out: health counts three processed, one retried');
+
+------------------------------------------------------------------------------
 -- visibility timeout
 ------------------------------------------------------------------------------
 SELECT wval_subscribe('t-vis', ARRAY['t.vis'], 2, '0s', '250ms');
@@ -266,6 +314,8 @@ SELECT results_eq($$SELECT event_id FROM wval_consume('t-vis')$$, $$SELECT id FR
                   'neither acked nor nacked within visibility: handed out again');
 SELECT results_eq($$SELECT attempts, errors->0->>'error' FROM wval.deliveries WHERE group_name = 't-vis'$$,
                   $$VALUES (2, 'visibility timeout expired')$$, 'the timeout counts as a failed attempt');
+SELECT results_eq($$SELECT attempts, handouts, leased, jsonb_array_length(errors) FROM wval.delivery_store WHERE group_name = 't-vis'$$,
+                  $$VALUES (1, 1, true, 1)$$, 'the hand-out that timed out is stored by the next one, once');
 SELECT pg_sleep(0.26);
 SELECT is_empty($$SELECT * FROM wval_consume('t-vis')$$, 'after max_attempts timeouts the event is not handed out');
 SELECT results_eq($$SELECT attempts, last_error FROM wval.dead_letters WHERE group_name = 't-vis'$$,

@@ -187,7 +187,7 @@ SELECT lives_ok($$SELECT wval_warm('tap-warm', 2)$$, 'with a series of two retur
 RESET ROLE;
 SELECT is((SELECT array_agg(w.tbl || ' +' || (w.n - coalesce(b.n, 0)) ORDER BY w.tbl)
            FROM warm_writes w LEFT JOIN warm_writes_before b USING (tbl) WHERE w.n > coalesce(b.n, 0)),
-          ARRAY['chain_heads +4', 'deliveries +2', 'evaluation_runs +2', 'evaluation_stats +2', 'events +2',
+          ARRAY['chain_heads +4', 'delivery_store +2', 'evaluation_runs +2', 'evaluation_stats +2', 'events +2',
                 'run_returns +2'],
           'each warm-up went through the whole store: series, event, delivery, run, two chain links, counter');
 SELECT is((SELECT w::text FROM warm_state w), (SELECT b::text FROM warm_before b),

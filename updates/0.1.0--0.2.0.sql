@@ -323,9 +323,11 @@ CREATE POLICY wval_world_read ON wval.deliveries FOR ALL USING (
 ALTER TABLE wval.bus_counters ENABLE ROW LEVEL SECURITY;
 CREATE POLICY wval_world_read ON wval.bus_counters FOR ALL USING ((SELECT wval._visible_worlds()) IS NULL);
 
--- the bus: the latest hand-out of each world per group (issue 13), so that a
--- hand-out checks only those events for one still in a consumer's hands;
--- without a row wval_consume reads the world's whole queue, as 0.1.0 did
+-- the bus: the latest hand-out of each world per group (issue 13).  A
+-- hand-out writes this row only, and each event's row is written when its
+-- part of the hand-out ends (ack, nack, timeout); the table of deliveries
+-- becomes wval.delivery_store, and wval.deliveries a view of it with the
+-- hand-outs in progress
 CREATE TABLE wval.delivery_leases (
     group_name     text NOT NULL,
     world_key      text NOT NULL,
@@ -333,22 +335,36 @@ CREATE TABLE wval.delivery_leases (
     last_event_id  bigint NOT NULL,
     leased_at      timestamptz NOT NULL,
     visible_at     timestamptz NOT NULL,
+    event_ids      bigint[] NOT NULL DEFAULT '{}',
     PRIMARY KEY (group_name, world_key)
 );
 ALTER TABLE wval.delivery_leases ENABLE ROW LEVEL SECURITY;
 CREATE POLICY wval_world_read ON wval.delivery_leases FOR ALL USING (
     (SELECT wval._visible_worlds()) IS NULL OR world_key = '' OR world_key = ANY ((SELECT wval._visible_worlds())::text[]));
 SELECT pg_catalog.pg_extension_config_dump('wval.delivery_leases', '');
--- the worlds in a consumer's hands now: wval_consume takes a world without a
--- row for one never handed out.  A world is not handed out while any of it
--- is in hands, so its leased events belong to one hand-out; the range over
--- all its leased events covers that one (the check looks at each event's
--- own visibility inside the range).
-INSERT INTO wval.delivery_leases (group_name, world_key, first_event_id, last_event_id, leased_at, visible_at)
-SELECT d.group_name, d.world_key, min(d.event_id), max(d.event_id), coalesce(max(d.leased_at), now()), max(d.visible_at)
+-- The hand-outs in progress (0.1.0 wrote each event's lease on its row):
+-- per world its latest one, the leased events of its latest lease time.
+-- Older leased events (a hand-out that timed out and was not handed out
+-- again) get their timeout written, as wval_consume writes it now; the
+-- events of the latest hand-out go back to their state before it, which
+-- their ack, nack or timeout writes again.
+INSERT INTO wval.delivery_leases (group_name, world_key, first_event_id, last_event_id, leased_at, visible_at, event_ids)
+SELECT d.group_name, d.world_key, min(d.event_id), max(d.event_id), d.leased_at, max(d.visible_at),
+       array_agg(d.event_id ORDER BY d.event_id)
 FROM wval.deliveries d
 WHERE d.done_at IS NULL AND d.leased
-GROUP BY d.group_name, d.world_key;
+  AND d.leased_at = (SELECT max(x.leased_at) FROM wval.deliveries x
+                     WHERE x.group_name = d.group_name AND x.world_key = d.world_key AND x.done_at IS NULL AND x.leased)
+GROUP BY d.group_name, d.world_key, d.leased_at;
+UPDATE wval.deliveries d
+SET errors = d.errors || jsonb_build_array(jsonb_build_object('attempt', d.attempts, 'at', now(), 'error', 'visibility timeout expired'))
+WHERE d.done_at IS NULL AND d.leased
+  AND NOT EXISTS (SELECT 1 FROM wval.delivery_leases l
+                  WHERE l.group_name = d.group_name AND l.world_key = d.world_key AND d.event_id = ANY (l.event_ids));
+UPDATE wval.deliveries d
+SET attempts = d.attempts - 1, handouts = d.handouts - 1, leased = false, leased_at = NULL
+FROM wval.delivery_leases l
+WHERE l.group_name = d.group_name AND l.world_key = d.world_key AND d.done_at IS NULL AND d.event_id = ANY (l.event_ids);
 -- every ack changes an indexed column (done_at, the queue index's
 -- predicate), so it is never a HOT update and every index a finished row
 -- belongs to costs an entry per ack: no B-tree covers finished deliveries
@@ -362,6 +378,14 @@ ALTER TABLE wval.deliveries DROP CONSTRAINT deliveries_pkey;
 CREATE UNIQUE INDEX deliveries_order_idx ON wval.deliveries (group_name, event_id) WHERE done_at IS NULL;
 CREATE INDEX deliveries_dead_idx ON wval.deliveries (group_name, event_id) WHERE outcome = 'dead';
 CREATE INDEX deliveries_event_brin ON wval.deliveries USING brin (event_id) WITH (pages_per_range = 32, autosummarize = on);
+-- the stored deliveries, and the view that adds the hand-outs in progress
+-- (wval.bus_health counts what is in flight from it)
+ALTER TABLE wval.deliveries RENAME TO delivery_store;
+ALTER TABLE wval.delivery_store RENAME CONSTRAINT deliveries_check TO delivery_store_check;
+ALTER TABLE wval.delivery_store RENAME CONSTRAINT deliveries_outcome_check TO delivery_store_outcome_check;
+-- @view wval.deliveries
+-- @view wval.dead_letters
+-- @view wval.bus_health
 
 -- o.* of this view was expanded when 0.1.0 created it: take in overrides.login
 -- (the last column in both install paths)

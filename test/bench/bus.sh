@@ -29,7 +29,7 @@
 # transaction; drain: reading 100 at a time (UPDATE ... FOR UPDATE SKIP
 # LOCKED setting a visibility timeout) and deleting what they read.
 # Both tables are vacuumed before each drain (wval's groups share
-# wval.deliveries: a drain would otherwise prune what the one before left),
+# wval.delivery_store: a drain would otherwise prune what the one before left),
 # and a checkpoint follows.
 # Printed as ratios wval / queue.
 # Prints the numbers; keep the machine otherwise idle for comparable runs.
@@ -102,13 +102,13 @@ py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3
 drain=$(dirname "$0")/bus_drain.py
 # fill_queue: the queue gets as many messages as each group has events; both
 # tables are vacuumed, so that neither drain starts by pruning the row
-# versions an earlier drain left (wval's groups share wval.deliveries), and
+# versions an earlier drain left (wval's groups share wval.delivery_store), and
 # a checkpoint follows, so that every drain writes the full-page images of
 # the pages it changes (a checkpoint falling inside one drain and not the
 # other moved single ratios by 10-15 %)
 fill_queue() {
 	"$BIN/psql" -q -X -v ON_ERROR_STOP=1 -c "DELETE FROM bench_queue" -c "INSERT INTO bench_queue (payload)
-	    SELECT e.payload FROM wval.events e ORDER BY e.event_id" -c "VACUUM ANALYZE bench_queue" -c "VACUUM ANALYZE wval.deliveries" \
+	    SELECT e.payload FROM wval.events e ORDER BY e.event_id" -c "VACUUM ANALYZE bench_queue" -c "VACUUM ANALYZE wval.delivery_store" \
 		-c "CHECKPOINT"
 }
 rate() { sed -n 's/.*, \([0-9]*\) events\/s.*/\1/p' <<<"$1"; }
@@ -121,7 +121,7 @@ deliveries() {
 	for g in "$@"; do values="$values${values:+, }('$g')"; done
 	"$BIN/psql" -q -X -v ON_ERROR_STOP=1 >/dev/null <<-SQL
 	SELECT wval_subscribe(g, ARRAY['bench.run_created'], 3, '500ms', '5min') FROM (VALUES $values) v(g);
-	INSERT INTO wval.deliveries (group_name, event_id, type, world_key, enqueued_at, expires_at, visible_at)
+	INSERT INTO wval.delivery_store (group_name, event_id, type, world_key, enqueued_at, expires_at, visible_at)
 	SELECT v.g, e.event_id, e.type, coalesce(e.world_id, ''), e.created_at, e.expires_at, e.created_at
 	FROM wval.events e CROSS JOIN (VALUES $values) v(g)
 	WHERE e.type = 'bench.run_created' ORDER BY e.event_id, v.g;

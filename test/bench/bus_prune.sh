@@ -4,7 +4,7 @@
 #
 #   test/bench/bus_prune.sh [cycles 8] [events per cycle 20000]
 #
-# wval.deliveries has no B-tree over finished deliveries: a second ack or a
+# wval.delivery_store has no B-tree over finished deliveries: a second ack or a
 # late nack finds its delivery through the block-range index on event_id
 # (docs/bus.md, "Throughput").  Each cycle publishes EVENTS events of 50
 # worlds to one group, drains them (one consumer, ack per batch), prunes
@@ -32,7 +32,7 @@ for db in shipped baseline; do
 	"${PSQL[@]}" -d $db >/dev/null <<-'SQL'
 	SET client_min_messages = warning;
 	CREATE EXTENSION wval CASCADE;
-	ALTER TABLE wval.deliveries SET (autovacuum_enabled = off);
+	ALTER TABLE wval.delivery_store SET (autovacuum_enabled = off);
 	SELECT wval_subscribe('g', ARRAY['c.e']);
 	SQL
 done
@@ -48,7 +48,7 @@ for c in $(seq 1 "$cycles"); do
 		"${PSQL[@]}" -d $db -c "SELECT count(wval._emit('c.e', 'w' || (i % 50), 's' || i, 'c.e:$c:' || i, '{}'))
 		                        FROM generate_series(1, $events) i" >/dev/null
 		PGDATABASE=$db "$py" "$drain" g batch 1 >/dev/null
-		"${PSQL[@]}" -d $db -c "SELECT wval_bus_prune('8 seconds')" -c "VACUUM ANALYZE wval.deliveries" >/dev/null
+		"${PSQL[@]}" -d $db -c "SELECT wval_bus_prune('8 seconds')" -c "VACUUM ANALYZE wval.delivery_store" >/dev/null
 	done
 	sleep 5
 done
@@ -63,7 +63,7 @@ printf '%-9s %7s %8s  %s\n' database pages rows "heap pages read by a lookup: ne
 for db in shipped baseline; do
 	read -r lo hi < <("$BIN/psql" -X -At -F' ' -d $db -c "SELECT min(event_id), max(event_id) FROM wval.deliveries")
 	printf '%-9s %7s %8s  %s / %s / %s\n' $db \
-		"$("$BIN/psql" -X -At -d $db -c "SELECT pg_relation_size('wval.deliveries') / 8192")" \
+		"$("$BIN/psql" -X -At -d $db -c "SELECT pg_relation_size('wval.delivery_store') / 8192")" \
 		"$("$BIN/psql" -X -At -d $db -c "SELECT count(*) FROM wval.deliveries")" \
 		"$(lookup $db $((hi - 5)))" "$(lookup $db $(((lo + hi) / 2)))" "$(lookup $db $((lo + 100)))"
 done

@@ -69,7 +69,7 @@ SQL
 
 sizes() {
 	"${PSQL[@]}" -d bench -t -A -F ' ' <<-'SQL'
-		VACUUM wval.risk_snapshots, wval.blobs, wval.events, wval.deliveries, wval.chain_tombstones;
+		VACUUM wval.risk_snapshots, wval.blobs, wval.events, wval.delivery_store, wval.chain_tombstones;
 		SELECT string_agg(format('%s=%s/%s', t, n, pg_size_pretty(pg_total_relation_size(('wval.' || t)::regclass))), '  ' ORDER BY o)
 		FROM (VALUES (1, 'risk_snapshots', (SELECT count(*) FROM wval.risk_snapshots)),
 		             (2, 'blobs', (SELECT count(*) FROM wval.blobs)),

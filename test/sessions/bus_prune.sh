@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# wval_bus_prune over a table of many pages: wval.deliveries has no B-tree
+# wval_bus_prune over a table of many pages: wval.delivery_store has no B-tree
 # over finished deliveries, so the prune reads the old part of the table
 # once (block-range index on event_id) and deletes each delivery where it
 # found it.  Checks what goes and what stays (an event some group still
@@ -23,7 +23,7 @@ q() { psql -d "$db" -c "$1"; }
 psql -d "$db" >/dev/null <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION wval CASCADE;
-ALTER TABLE wval.deliveries SET (autovacuum_enabled = off);
+ALTER TABLE wval.delivery_store SET (autovacuum_enabled = off);
 SELECT wval_subscribe('pa', ARRAY['p.e']);
 SELECT wval_subscribe('pb', ARRAY['p.e'], 1);
 SELECT wval._emit('p.e', 'w' || (i % 5), 's' || i, 'p.e:' || i, jsonb_build_object('i', i))
@@ -54,11 +54,11 @@ BEGIN
 END \$\$" >/dev/null
 # w4's events were handed out to pb too (the loop above skips them): they are outstanding
 [ "$(q "SELECT count(*) FILTER (WHERE outcome = 'acked') || ' ' || count(*) FILTER (WHERE done_at IS NULL) || ' ' ||
-        count(*) FILTER (WHERE outcome = 'dead') FROM wval.deliveries")" = "5399 600 1" ] ||
-	fail "setup: acked, outstanding, dead: $(q "SELECT count(*) FILTER (WHERE outcome = 'acked'), count(*) FILTER (WHERE done_at IS NULL) FROM wval.deliveries")"
-q "VACUUM wval.deliveries"
+        count(*) FILTER (WHERE outcome = 'dead') FROM wval.delivery_store")" = "5399 600 1" ] ||
+	fail "setup: acked, outstanding, dead: $(q "SELECT count(*) FILTER (WHERE outcome = 'acked'), count(*) FILTER (WHERE done_at IS NULL) FROM wval.delivery_store")"
+q "VACUUM wval.delivery_store"
 q "SELECT brin_summarize_new_values('wval.deliveries_event_brin')" >/dev/null	# the last, partial range
-pages=$(q "SELECT pg_relation_size('wval.deliveries') / 8192")
+pages=$(q "SELECT pg_relation_size('wval.delivery_store') / 8192")
 [ "$pages" -ge 64 ] || fail "the deliveries fill $pages pages, fewer than two block ranges"
 [ "$(q "SELECT brin_summarize_new_values('wval.deliveries_event_brin')")" = 0 ] || fail "vacuum left ranges unsummarized"
 health() { q "SELECT string_agg(group_name || ':' || processed || '/' || dead_lettered, ' ' ORDER BY group_name) FROM wval.bus_health WHERE type = 'p.e'"; }
@@ -75,9 +75,9 @@ resummarized=$(sed -n 2p <<<"$out")
 # the event_dead_lettered event, which no group receives
 [ "$report" = "2400|4798" ] || fail "prune: events, deliveries deleted: $report"
 ok "the prune removes the 2,399 events both groups finished with their 4,798 deliveries, and one event no group received"
-[ "$(q "SELECT count(*) FROM wval.events WHERE type = 'p.e'") $(q "SELECT count(*) FROM wval.deliveries")" = "601 1202" ] ||
-	fail "left: $(q "SELECT count(*) FROM wval.events WHERE type = 'p.e'") events, $(q "SELECT count(*) FROM wval.deliveries") deliveries"
-[ "$(q "SELECT count(*) FROM wval.deliveries d JOIN wval.events e USING (event_id)
+[ "$(q "SELECT count(*) FROM wval.events WHERE type = 'p.e'") $(q "SELECT count(*) FROM wval.delivery_store")" = "601 1202" ] ||
+	fail "left: $(q "SELECT count(*) FROM wval.events WHERE type = 'p.e'") events, $(q "SELECT count(*) FROM wval.delivery_store") deliveries"
+[ "$(q "SELECT count(*) FROM wval.delivery_store d JOIN wval.events e USING (event_id)
         WHERE e.world_id = 'w4' AND d.group_name = 'pa' AND d.outcome = 'acked'")" = 600 ] ||
 	fail "the events pb still owes lost pa's finished deliveries"
 ok "the 600 events pb still owes stay with both deliveries, and the dead letter with its two"
@@ -97,5 +97,5 @@ ok "after the prune an acked delivery is still found by key (ack false, nack ign
 # dead letters go when asked
 report=$(q "SELECT r->>'events_deleted', r->>'deliveries_deleted' FROM wval_bus_prune('0', include_dead_letters => true) r")
 [ "$report" = "1|2" ] || fail "prune with dead letters: events, deliveries deleted: $report"
-[ "$(q "SELECT count(*) FROM wval.deliveries WHERE event_id = $dead")" = 0 ] || fail "the dead letter stayed"
+[ "$(q "SELECT count(*) FROM wval.delivery_store WHERE event_id = $dead")" = 0 ] || fail "the dead letter stayed"
 ok "with include_dead_letters the dead letter goes with its event"
