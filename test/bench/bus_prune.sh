@@ -56,7 +56,7 @@ done
 # heap pages a lookup of one finished delivery reads (Bitmap Heap Scan)
 lookup() {
 	"$BIN/psql" -X -At -d "$1" -c "EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF)
-	    SELECT * FROM wval.deliveries WHERE group_name = 'g' AND event_id = $2" |
+	    SELECT * FROM wval.delivery_store WHERE group_name = 'g' AND event_id = $2" |
 		sed -n 's/.*Heap Blocks: \(.*\)$/\1/p'
 }
 printf '%-9s %7s %8s  %s\n' database pages rows "heap pages read by a lookup: newest / in between / oldest kept"

@@ -21,7 +21,7 @@
 #
 # Printed: for each simulated day, after that day's prune, the rows and the
 # on-disk size (pg_total_relation_size, after a plain VACUUM so freed space
-# is reused) of risk_snapshots, blobs, events, deliveries and
+# is reused) of risk_snapshots, blobs, events, delivery_store and
 # chain_tombstones, the deliveries not yet finished (backlog), plus what the
 # prune removed.  Bounded storage shows as
 # rows and sizes that stop growing once the retention periods are reached
@@ -74,7 +74,7 @@ sizes() {
 		FROM (VALUES (1, 'risk_snapshots', (SELECT count(*) FROM wval.risk_snapshots)),
 		             (2, 'blobs', (SELECT count(*) FROM wval.blobs)),
 		             (3, 'events', (SELECT count(*) FROM wval.events)),
-		             (4, 'deliveries', (SELECT count(*) FROM wval.deliveries)),
+		             (4, 'delivery_store', (SELECT count(*) FROM wval.delivery_store)),
 		             (5, 'chain_tombstones', (SELECT count(*) FROM wval.chain_tombstones))) x(o, t, n)
 		UNION ALL SELECT 'backlog=' || count(*) FROM wval.deliveries WHERE done_at IS NULL;
 	SQL
