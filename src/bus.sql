@@ -29,10 +29,12 @@
 -- pg_try_advisory_xact_lock() (the loser skips the world, SKIP LOCKED
 -- style); the winner then re-reads the world's lease row in a new
 -- statement, whose snapshot includes every hand-out committed before it got
--- the lock.  Whatever writes a world's deliveries first locks its lease row
--- (hand-outs and expiry FOR NO KEY UPDATE SKIP LOCKED, acks and nacks FOR
--- SHARE), so a hand-out reads the queue as the acks and nacks left it, and
--- an ack counts the hand-out it acknowledges.
+-- the lock.  Hand-outs, expiry, acks and nacks, which change a world's
+-- outstanding deliveries, first lock its lease row (the first two FOR NO
+-- KEY UPDATE SKIP LOCKED, acks and nacks FOR SHARE), so a hand-out reads
+-- the queue as the acks and nacks left it, and an ack counts the hand-out
+-- it acknowledges.  (A redrive makes a finished delivery outstanding again
+-- without it: the delivery is settled, so no hand-out holds it.)
 --
 -- Subscriptions and concurrent emitters.  _emit() holds a shared advisory
 -- lock (BUS_LOCK, 0) until its transaction ends; wval_subscribe() takes it
@@ -504,9 +506,9 @@ COMMENT ON FUNCTION wval._queue_scan(text, bigint, integer) IS 'the next outstan
 -- timeout written here by the next hand-out of the world), and
 -- wval.deliveries shows the hand-out in progress meanwhile.  A delivery
 -- row whose leased_at equals the hand-out's has had its part end ("is
--- settled").  Everything that writes a world's delivery rows (acks, nacks,
--- expiry, this) first locks its lease row, so a hand-out reads the queue
--- as those left it.
+-- settled").  Acks, nacks, the expiry and this lock the world's lease row
+-- before they change its outstanding deliveries, so a hand-out reads the
+-- queue as those left it.
 CREATE FUNCTION wval._consume_world(g wval.consumer_groups, p_world text, t timestamptz, p_budget integer, me oid,
                                     OUT got bigint[], OUT taken integer)
 LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
