@@ -189,6 +189,20 @@ COMMENT ON COLUMN wval.delivery_leases.last_event_id IS 'largest event_id leased
 COMMENT ON COLUMN wval.delivery_leases.leased_at IS 'time of the latest hand-out of this world';
 COMMENT ON COLUMN wval.delivery_leases.visible_at IS 'end of the visibility timeout of that hand-out: after it, none of its events is in a consumer''s hands';
 
+-- wval._in_handout(event_id, leased_at, handout_ids, handout_at): is an
+-- outstanding delivery (its event_id and stored leased_at) still part of a
+-- hand-out (the event_ids and leased_at of its wval.delivery_leases row)?
+-- It is listed, and its part has not ended: an ack, nack or timeout sets
+-- its leased_at to the hand-out's ("settled").  Null without a hand-out.
+-- A plain SQL expression, inlined where it is used (no SET clause).
+CREATE FUNCTION wval._in_handout(event_id bigint, leased_at timestamptz, handout_ids bigint[], handout_at timestamptz)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT event_id = ANY (handout_ids) AND leased_at IS DISTINCT FROM handout_at
+$$;
+COMMENT ON FUNCTION wval._in_handout(bigint, timestamptz, bigint[], timestamptz) IS 'true when an outstanding delivery is listed in its world''s hand-out and its part of it has not ended (its leased_at is not the hand-out''s)';
+GRANT EXECUTE ON FUNCTION wval._in_handout(bigint, timestamptz, bigint[], timestamptz) TO wval_analyst;
+
 -- wval.deliveries: the delivery state as the documented columns give it,
 -- the stored state with the hand-out in progress added (an event in its
 -- world's latest hand-out, not finished and not yet acked, nacked or
@@ -209,7 +223,7 @@ LEFT JOIN LATERAL (
     SELECT true AS held, l.leased_at, l.visible_at
     FROM wval.delivery_leases l
     WHERE d.done_at IS NULL AND l.group_name = d.group_name AND l.world_key = d.world_key
-      AND d.event_id = ANY (l.event_ids) AND l.leased_at IS DISTINCT FROM d.leased_at) h ON true;
+      AND wval._in_handout(d.event_id, d.leased_at, l.event_ids, l.leased_at)) h ON true;
 COMMENT ON VIEW wval.deliveries IS 'one row per (consumer group, event): the group''s queue, its delivery state and the raw numbers of wval.bus_health (wval.delivery_store with the hand-outs in progress of wval.delivery_leases). Operational state (not history): changed only by the wval_* bus functions';
 COMMENT ON COLUMN wval.deliveries.world_key IS 'world_id of the event, '''' for events of no world: the unit of per-world order';
 COMMENT ON COLUMN wval.deliveries.enqueued_at IS 'when the event was emitted (events.created_at)';
@@ -543,8 +557,8 @@ BEGIN
            AND EXISTS (SELECT 1 FROM wval.delivery_store z
                        WHERE z.group_name = g.group_name AND z.world_key = p_world
                          AND z.event_id BETWEEN lease.first_event_id AND lease.last_event_id
-                         AND z.done_at IS NULL AND z.event_id = ANY (lease.event_ids)
-                         AND z.leased_at IS DISTINCT FROM lease.leased_at) THEN
+                         AND z.done_at IS NULL
+                         AND wval._in_handout(z.event_id, z.leased_at, lease.event_ids, lease.leased_at)) THEN
             RETURN;
         END IF;
         -- lock it (an ack or nack of the world holding it right now: skip
@@ -566,8 +580,7 @@ BEGIN
                              'attempt', d.attempts + 1, 'at', t, 'error', 'visibility timeout expired'))
             WHERE d.group_name = g.group_name AND d.world_key = p_world
               AND d.event_id BETWEEN lease.first_event_id AND lease.last_event_id
-              AND d.done_at IS NULL AND d.event_id = ANY (lease.event_ids)
-              AND d.leased_at IS DISTINCT FROM lease.leased_at;
+              AND d.done_at IS NULL AND wval._in_handout(d.event_id, d.leased_at, lease.event_ids, lease.leased_at);
         END IF;
         -- a hand-out's time tells its settled events from the others: the
         -- next one gets a later time even if the clock did not move on
@@ -665,9 +678,6 @@ BEGIN
             -- for a later call: the world lock and its lease row (locked
             -- from here to the end of the call, as a hand-out locks it)
             CONTINUE WHEN NOT pg_try_advisory_xact_lock(2004312429, hashtext(g.group_name || '/' || w.world_key));
-            l_ids := '{}';
-            l_at := NULL;
-            l_vis := NULL;
             SELECT l.event_ids, l.leased_at, l.visible_at INTO l_ids, l_at, l_vis
             FROM wval.delivery_leases l
             WHERE l.group_name = g.group_name AND l.world_key = w.world_key
@@ -683,7 +693,7 @@ BEGIN
                 leased_at = CASE WHEN p.held THEN l_at ELSE d.leased_at END,
                 visible_at = CASE WHEN p.held THEN l_vis ELSE d.visible_at END
             FROM (SELECT x.ctid AS tid, x.event_id,
-                         coalesce(x.event_id = ANY (l_ids) AND x.leased_at IS DISTINCT FROM l_at, false) AS held
+                         coalesce(wval._in_handout(x.event_id, x.leased_at, l_ids, l_at), false) AS held
                   FROM wval.delivery_store x
                   WHERE x.group_name = g.group_name AND x.world_key = w.world_key AND x.done_at IS NULL
                     AND x.expires_at IS NOT NULL AND x.expires_at <= t) p
@@ -786,7 +796,7 @@ BEGIN
                  FROM (SELECT h.event_ids, h.leased_at, h.visible_at FROM wval.delivery_leases h
                        WHERE h.group_name = d.group_name AND h.world_key = d.world_key
                        FOR SHARE) l
-                 WHERE d.event_id = ANY (l.event_ids) AND l.leased_at IS DISTINCT FROM d.leased_at)
+                 WHERE wval._in_handout(d.event_id, d.leased_at, l.event_ids, l.leased_at))
         WHERE d.group_name = p_group AND d.event_id = ANY (p_ids) AND d.done_at IS NULL
         RETURNING d.ctid, d.event_id, d.world_key, d.leased_at, d.attempts)
     SELECT count(*), min(u.event_id) FILTER (WHERE u.attempts = 0),
@@ -800,7 +810,7 @@ BEGIN
     SELECT array_agg(x.tid) INTO missed
     FROM unnest(tids, ids, worlds, ats) x(tid, event_id, world_key, leased_at)
     JOIN wval.delivery_leases l ON l.group_name = p_group AND l.world_key = x.world_key
-    WHERE x.event_id = ANY (l.event_ids) AND l.leased_at IS DISTINCT FROM x.leased_at;
+    WHERE wval._in_handout(x.event_id, x.leased_at, l.event_ids, l.leased_at);
     IF missed IS NOT NULL THEN
         UPDATE wval.delivery_store d
         SET attempts = d.attempts + 1, handouts = d.handouts + 1, leased_at = l.leased_at, visible_at = l.visible_at
@@ -900,7 +910,7 @@ BEGIN
         RETURN 'ignored';
     END IF;
     -- still in the hand-out: it is written now
-    IF d.event_id = ANY (l_ids) AND d.leased_at IS DISTINCT FROM l_at THEN
+    IF wval._in_handout(d.event_id, d.leased_at, l_ids, l_at) THEN
         d.attempts := d.attempts + 1;
         d.handouts := d.handouts + 1;
         d.leased_at := l_at;

@@ -109,7 +109,8 @@ INSERT INTO sweep_world_free VALUES
     ('wval_policy_diff_gate(jsonb,jsonb,jsonb,text,double precision,boolean)', 'pure: replays the runs it is given'),
     ('wval_policy_diff(jsonb,jsonb,jsonb,text)', 'pure: replays the runs it is given'),
     ('wval_policy_diff_render', 'pure: renders the diff report it is given'),
-    ('_returns_array', 'pure: decodes the bytes of a series it is given');
+    ('_returns_array', 'pure: decodes the bytes of a series it is given'),
+    ('_in_handout', 'pure: compares the event id and lease time it is given with the hand-out it is given');
 
 -- -------------------------------------------------------------- the sweep
 -- sw_arg(fn, arg, type, w): the value of one argument when the call names world w
