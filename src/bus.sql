@@ -497,276 +497,75 @@ COMMENT ON FUNCTION public.wval_unsubscribe(text) IS 'drops a consumer group wit
 ------------------------------------------------------------------------------
 
 -- wval._queue_scan(group, after, n): the group's next n outstanding
--- deliveries after event_id after, in event_id order, from the order index
--- (C, bus.c: a statement could be planned on the primary key, which has
--- the same order but also walks every finished delivery).
+-- deliveries after event_id after, in event_id order, from the order index:
+-- the slices wval_consume reads (bus.c reads them without this function;
+-- it is here for tests and inspection).
 CREATE FUNCTION wval._queue_scan(p_group text, p_after bigint, p_n integer,
                                  OUT world_key text, OUT event_id bigint, OUT visible_at timestamptz)
 RETURNS SETOF record
     AS 'MODULE_PATHNAME', 'wval_queue_scan' LANGUAGE C STABLE STRICT SET search_path = pg_catalog, wval, pg_temp;
 COMMENT ON FUNCTION wval._queue_scan(text, bigint, integer) IS 'the next outstanding deliveries of a consumer group after an event_id, in event_id order (wval_consume''s walk of the queue)';
 
--- wval._consume_world(group, world, t, budget, role): one world of a
--- wval_consume() call.  Unless the caller may not read the world, another
--- consumer is claiming it or some of it is in a consumer's hands, it hands
--- out (or expires, or dead-letters) the visible prefix of the world's
--- queue, at most budget events.  got: the events handed out, in order;
--- taken: every event finished or handed out (what counts against the
--- caller's budget).
---
--- A hand-out writes one row, the world's wval.delivery_leases row (its
--- events, time and visibility), and no delivery: each event's row is
--- written when its part of the hand-out ends (wval_ack, wval_nack, or the
--- timeout written here by the next hand-out of the world), and
--- wval.deliveries shows the hand-out in progress meanwhile.  A delivery
--- row whose leased_at equals the hand-out's has had its part end ("is
--- settled").  Acks, nacks, the expiry and this lock the world's lease row
--- before they change its outstanding deliveries, so a hand-out reads the
--- queue as those left it.
-CREATE FUNCTION wval._consume_world(g wval.consumer_groups, p_world text, t timestamptz, p_budget integer, me oid,
-                                    OUT got bigint[], OUT taken integer)
-LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp AS $$
+-- wval._expire_due(group, t): the first step of a wval_consume() call that
+-- found expired events (its probe, bus.c): those nobody holds are counted
+-- as expired and acknowledged, world by world.  Generic plans: left to
+-- choose, the plan cache made a custom plan of these statements on every
+-- call.
+CREATE FUNCTION wval._expire_due(p_group text, t timestamptz) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, wval, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
-    died bigint[] := '{}';
-    fin tid[];
-    lease record;
-    lt timestamptz := t;
-BEGIN
-    got := '{}';
-    taken := 0;
-    -- a world the caller may no longer read (its grant was revoked after
-    -- the events were emitted) stays in the queue for others
-    IF p_world <> '' AND NOT wval._world_access(me, p_world, 'read') THEN
-        RETURN;
-    END IF;
-    -- another consumer is claiming this world right now: skip it
-    IF NOT pg_try_advisory_xact_lock(2004312429, hashtext(g.group_name || '/' || p_world)) THEN
-        RETURN;
-    END IF;
-    -- The world's latest hand-out (a new statement, so a new snapshot: it
-    -- sees every hand-out committed before the lock was granted).  Without
-    -- a row the world was never handed out.  Is some of it still in a
-    -- consumer's hands: visibility not passed, and an event of it neither
-    -- finished nor settled?  (The range of its ids keeps the probe to one
-    -- descent of the queue index.)
-    SELECT l.first_event_id, l.last_event_id, l.event_ids, l.leased_at, l.visible_at INTO lease
-    FROM wval.delivery_leases l
-    WHERE l.group_name = g.group_name AND l.world_key = p_world;
-    IF FOUND THEN
-        IF lease.visible_at > t
-           AND EXISTS (SELECT 1 FROM wval.delivery_store z
-                       WHERE z.group_name = g.group_name AND z.world_key = p_world
-                         AND z.event_id BETWEEN lease.first_event_id AND lease.last_event_id
-                         AND z.done_at IS NULL
-                         AND wval._in_handout(z.event_id, z.leased_at, lease.event_ids, lease.leased_at)) THEN
-            RETURN;
-        END IF;
-        -- lock it (an ack or nack of the world holding it right now: skip
-        -- the world); nothing but this function changes the row, and only
-        -- under the advisory lock held, so what was read is what is locked
-        PERFORM 1 FROM wval.delivery_leases l
-        WHERE l.group_name = g.group_name AND l.world_key = p_world
-        FOR NO KEY UPDATE SKIP LOCKED;
-        IF NOT FOUND THEN
-            RETURN;
-        END IF;
-        -- its events not settled timed out: write that hand-out (one more,
-        -- the time, the error) where each delivery is
-        IF lease.visible_at <= t THEN
-            UPDATE wval.delivery_store d
-            SET attempts = d.attempts + 1, handouts = d.handouts + 1, leased = true,
-                leased_at = lease.leased_at, visible_at = lease.visible_at,
-                errors = d.errors || jsonb_build_array(jsonb_build_object(
-                             'attempt', d.attempts + 1, 'at', t, 'error', 'visibility timeout expired'))
-            WHERE d.group_name = g.group_name AND d.world_key = p_world
-              AND d.event_id BETWEEN lease.first_event_id AND lease.last_event_id
-              AND d.done_at IS NULL AND wval._in_handout(d.event_id, d.leased_at, lease.event_ids, lease.leased_at);
-        END IF;
-        -- a hand-out's time tells its settled events from the others: the
-        -- next one gets a later time even if the clock did not move on
-        lt := greatest(t, lease.leased_at + interval '1 microsecond');
-    END IF;
-    -- The visible prefix of the queue, at most budget events: each one is
-    -- handed out, or expired or dead-lettered in place (the rows where the
-    -- read found them, ctid).  The world's lease row is locked (or, for a
-    -- world never handed out, nothing of it can be acked or nacked), so no
-    -- ack or nack changes these rows before this transaction ends.
-    SELECT coalesce(array_agg(r.event_id ORDER BY r.event_id) FILTER (WHERE r.act = 'lease'), '{}'),
-           coalesce(array_agg(r.tid) FILTER (WHERE r.act <> 'lease'), '{}'),
-           count(*)
-    INTO got, fin, taken
-    FROM (SELECT q.tid, q.event_id,
-                 CASE WHEN q.expires_at <= t THEN 'expire'
-                      WHEN q.attempts >= g.max_attempts THEN 'dead'
-                      ELSE 'lease' END AS act,
-                 bool_and(q.visible_at <= t) OVER (ORDER BY q.event_id) AS open
-          FROM (SELECT x.ctid AS tid, x.event_id, x.attempts, x.expires_at, x.visible_at
-                FROM wval.delivery_store x
-                WHERE x.group_name = g.group_name AND x.world_key = p_world AND x.done_at IS NULL
-                ORDER BY x.event_id
-                LIMIT p_budget) q) r
-    WHERE r.open;
-    IF cardinality(fin) > 0 THEN
-        -- expired or dead (handed out max_attempts times, the last one
-        -- timed out): finished in place
-        WITH u AS (
-            UPDATE wval.delivery_store d
-            SET done_at = t, leased = false,
-                outcome = CASE WHEN d.expires_at <= t THEN 'expired' ELSE 'dead' END,
-                dead_count = CASE WHEN d.expires_at <= t THEN d.dead_count ELSE d.dead_count + 1 END
-            WHERE d.ctid = ANY (fin) AND d.group_name = g.group_name AND d.world_key = p_world AND d.done_at IS NULL
-            RETURNING d.event_id, d.outcome)
-        SELECT coalesce(array_agg(u.event_id ORDER BY u.event_id) FILTER (WHERE u.outcome = 'dead'), '{}')
-        INTO died FROM u;
-    END IF;
-    IF cardinality(got) > 0 THEN
-        INSERT INTO wval.delivery_leases AS l (group_name, world_key, first_event_id, last_event_id, leased_at, visible_at, event_ids)
-        VALUES (g.group_name, p_world, got[1], got[cardinality(got)], lt, lt + g.visibility, got)
-        ON CONFLICT (group_name, world_key) DO UPDATE
-            SET first_event_id = excluded.first_event_id, last_event_id = excluded.last_event_id,
-                leased_at = excluded.leased_at, visible_at = excluded.visible_at, event_ids = excluded.event_ids;
-    END IF;
-    FOR i IN 1 .. cardinality(died) LOOP
-        PERFORM wval._dead_lettered(g.group_name, died[i]);
-    END LOOP;
-END
-$$;
-COMMENT ON FUNCTION wval._consume_world(wval.consumer_groups, text, timestamptz, integer, oid) IS 'wval_consume() for one world: leases the visible prefix of its queue unless the world is busy or not readable by the caller';
-
--- plan_cache_mode: the statements below (and in _consume_world) run with
--- the same shapes of parameters on every call; left to choose, the plan
--- cache made a custom plan of the lease statement and of the expiry probe
--- on every call (about a fifth of a call's time, measured).
-CREATE FUNCTION public.wval_consume(group_name text, max integer DEFAULT 100)
-RETURNS SETOF wval.events
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp SET plan_cache_mode = force_generic_plan AS $$
-#variable_conflict use_column
-DECLARE
-    g wval.consumer_groups := wval._group(wval_consume.group_name);
-    t timestamptz := clock_timestamp();
-    me oid := (SELECT a.oid FROM pg_catalog.pg_roles a WHERE a.rolname = wval._invoker());
-    budget integer := wval_consume.max;
-    scan_cap constant integer := 1024;
-    slice integer := 4;
-    sliced integer;
-    last_id bigint := 0;
     w record;
-    handed bigint[] := '{}';
-    r record;
-    seen text[] := '{}';
-    scanned integer := 0;
     l_ids bigint[];
     l_at timestamptz;
     l_vis timestamptz;
 BEGIN
-    IF budget IS NULL OR budget < 1 OR budget > 1000 THEN
-        RAISE EXCEPTION 'invalid value for "max"' USING ERRCODE = '22023',
-            DETAIL = format('max is %s.', coalesce(budget::text, 'null')),
-            HINT = 'Ask for between 1 and 1000 events per call.';
-    END IF;
-
-    -- expired events nobody holds: counted as expired and acknowledged (the
-    -- probe first, one index probe when none has expired; "IS NOT NULL"
-    -- spelled out lets its generic plan use the expiry index)
-    IF EXISTS (SELECT 1 FROM wval.delivery_store x
-               WHERE x.group_name = g.group_name AND x.done_at IS NULL
-                 AND x.expires_at IS NOT NULL AND x.expires_at <= t) THEN
-        FOR w IN SELECT DISTINCT x.world_key FROM wval.delivery_store x
-                 WHERE x.group_name = g.group_name AND x.done_at IS NULL
-                   AND x.expires_at IS NOT NULL AND x.expires_at <= t LOOP
-            -- a world being handed out, acked or nacked right now is left
-            -- for a later call: the world lock and its lease row (locked
-            -- from here to the end of the call, as a hand-out locks it)
-            CONTINUE WHEN NOT pg_try_advisory_xact_lock(2004312429, hashtext(g.group_name || '/' || w.world_key));
-            SELECT l.event_ids, l.leased_at, l.visible_at INTO l_ids, l_at, l_vis
-            FROM wval.delivery_leases l
-            WHERE l.group_name = g.group_name AND l.world_key = w.world_key
-            FOR NO KEY UPDATE SKIP LOCKED;
-            CONTINUE WHEN NOT FOUND AND EXISTS (SELECT 1 FROM wval.delivery_leases l
-                                                WHERE l.group_name = g.group_name AND l.world_key = w.world_key);
-            -- not in a consumer's hands: not in the world's hand-out
-            -- (and not in backoff), or in it after its visibility passed
-            -- (that hand-out counts); the rows where the read found them
-            UPDATE wval.delivery_store d
-            SET done_at = t, outcome = 'expired', leased = false,
-                attempts = d.attempts + p.held::integer, handouts = d.handouts + p.held::integer,
-                leased_at = CASE WHEN p.held THEN l_at ELSE d.leased_at END,
-                visible_at = CASE WHEN p.held THEN l_vis ELSE d.visible_at END
-            FROM (SELECT x.ctid AS tid, x.event_id,
-                         coalesce(wval._in_handout(x.event_id, x.leased_at, l_ids, l_at), false) AS held
-                  FROM wval.delivery_store x
-                  WHERE x.group_name = g.group_name AND x.world_key = w.world_key AND x.done_at IS NULL
-                    AND x.expires_at IS NOT NULL AND x.expires_at <= t) p
-            WHERE d.ctid = p.tid AND d.group_name = g.group_name AND d.event_id = p.event_id AND d.done_at IS NULL
-              AND CASE WHEN p.held THEN l_vis <= t ELSE d.visible_at <= t END;
-        END LOOP;
-    END IF;
-
-    -- Worlds whose queue head may be handed out, oldest head first.  The
-    -- group's outstanding events in event_id order (the order index) meet
-    -- each world first at its head: read them in growing slices
-    -- (_queue_scan), take the worlds whose head is visible as they come
-    -- (stored visibility: a head in backoff is skipped here, a head in a
-    -- hand-out by _consume_world), and
-    -- stop reading once the budget is spent, which in a queue spread over
-    -- worlds is within the first slice.  A backlog dominated by a world in a
-    -- consumer's hands (or in backoff) could make that read long, so it
-    -- stops after scan_cap rows; the worlds not met by then are found by a
-    -- walk of the queue index, one probe per world that lands on the world's
-    -- head (its first outstanding event_id), oldest head first.
-    <<scan>>
-    LOOP
-        sliced := 0;
-        -- slices of 4, 8, 16 … events, never past scan_cap in all (a
-        -- slice is read whole, and the first world met usually takes the
-        -- budget: a first slice of 32 cost 0.04 ms more per call, measured)
-        slice := least(slice, scan_cap - scanned);
-        FOR w IN SELECT * FROM wval._queue_scan(g.group_name, last_id, slice) LOOP
-            sliced := sliced + 1;
-            last_id := w.event_id;
-            EXIT scan WHEN budget <= 0;
-            CONTINUE WHEN w.world_key = ANY (seen);
-            seen := seen || w.world_key;
-            CONTINUE WHEN w.visible_at > t;
-            r := wval._consume_world(g, w.world_key, t, budget, me);
-            -- what this call took counts against the budget (a row finished
-            -- meanwhile by a late ack is neither handed out nor counted)
-            handed := handed || r.got;
-            budget := budget - r.taken;
-        END LOOP;
-        scanned := scanned + sliced;
-        EXIT WHEN budget <= 0 OR sliced < slice OR scanned >= scan_cap;
-        slice := slice * 2;
+    FOR w IN SELECT DISTINCT x.world_key FROM wval.delivery_store x
+             WHERE x.group_name = p_group AND x.done_at IS NULL
+               AND x.expires_at IS NOT NULL AND x.expires_at <= t LOOP
+        -- a world being handed out, acked or nacked right now is left for
+        -- a later call: the world lock (the one of the hand-out, bus.c) and
+        -- its lease row (locked from here to the end of the call, as a
+        -- hand-out locks it)
+        CONTINUE WHEN NOT pg_try_advisory_xact_lock(2004312429, hashtext(p_group || '/' || w.world_key));
+        SELECT l.event_ids, l.leased_at, l.visible_at INTO l_ids, l_at, l_vis
+        FROM wval.delivery_leases l
+        WHERE l.group_name = p_group AND l.world_key = w.world_key
+        FOR NO KEY UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND AND EXISTS (SELECT 1 FROM wval.delivery_leases l
+                                            WHERE l.group_name = p_group AND l.world_key = w.world_key);
+        -- not in a consumer's hands: not in the world's hand-out (and not
+        -- in backoff), or in it after its visibility passed (that hand-out
+        -- counts); the rows where the read found them
+        UPDATE wval.delivery_store d
+        SET done_at = t, outcome = 'expired', leased = false,
+            attempts = d.attempts + p.held::integer, handouts = d.handouts + p.held::integer,
+            leased_at = CASE WHEN p.held THEN l_at ELSE d.leased_at END,
+            visible_at = CASE WHEN p.held THEN l_vis ELSE d.visible_at END
+        FROM (SELECT x.ctid AS tid, x.event_id,
+                     coalesce(wval._in_handout(x.event_id, x.leased_at, l_ids, l_at), false) AS held
+              FROM wval.delivery_store x
+              WHERE x.group_name = p_group AND x.world_key = w.world_key AND x.done_at IS NULL
+                AND x.expires_at IS NOT NULL AND x.expires_at <= t) p
+        WHERE d.ctid = p.tid AND d.group_name = p_group AND d.event_id = p.event_id AND d.done_at IS NULL
+          AND CASE WHEN p.held THEN l_vis <= t ELSE d.visible_at <= t END;
     END LOOP;
-    IF budget > 0 AND scanned >= scan_cap THEN
-        FOR w IN
-            WITH RECURSIVE heads AS (
-                (SELECT x.world_key, x.event_id, x.visible_at FROM wval.delivery_store x
-                 WHERE x.group_name = g.group_name AND x.done_at IS NULL
-                 ORDER BY x.world_key, x.event_id LIMIT 1)
-                UNION ALL
-                SELECT n.world_key, n.event_id, n.visible_at
-                FROM heads hs
-                CROSS JOIN LATERAL (
-                    SELECT x.world_key, x.event_id, x.visible_at FROM wval.delivery_store x
-                    WHERE x.group_name = g.group_name AND x.done_at IS NULL AND x.world_key > hs.world_key
-                    ORDER BY x.world_key, x.event_id LIMIT 1) n)
-            SELECT hs.world_key
-            FROM heads hs
-            WHERE hs.visible_at <= t AND NOT (hs.world_key = ANY (seen))
-            ORDER BY hs.event_id
-            LIMIT wval_consume.max
-        LOOP
-            EXIT WHEN budget <= 0;
-            r := wval._consume_world(g, w.world_key, t, budget, me);
-            handed := handed || r.got;
-            budget := budget - r.taken;
-        END LOOP;
-    END IF;
-
-    RETURN QUERY SELECT e.* FROM wval.events e WHERE e.event_id = ANY (handed) ORDER BY e.event_id;
 END
 $$;
+COMMENT ON FUNCTION wval._expire_due(text, timestamptz) IS 'wval_consume() when events of the group have expired: finishes those nobody holds as expired, world by world, skipping worlds being handed out, acked or nacked right now';
+
+-- wval_consume(group, max): C (bus.c, "The hand-out"), since a call's
+-- PL/pgSQL steps cost a third of its time.  A hand-out writes one row, the
+-- world's wval.delivery_leases row (its events, time and visibility), and
+-- no delivery: each event's row is written when its part of the hand-out
+-- ends (wval_ack, wval_nack, or the timeout written by the next hand-out
+-- of the world), and wval.deliveries shows the hand-out in progress
+-- meanwhile.  A delivery row whose leased_at equals the hand-out's has had
+-- its part end ("is settled").  Acks, nacks, the expiry and the hand-out
+-- lock the world's lease row before they change its outstanding
+-- deliveries, so a hand-out reads the queue as those left it.
+CREATE FUNCTION public.wval_consume(group_name text, max integer DEFAULT 100)
+RETURNS SETOF wval.events
+    AS 'MODULE_PATHNAME', 'wval_consume' LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, wval, pg_temp;
 COMMENT ON FUNCTION public.wval_consume(text, integer) IS 'hands out up to max events the group has not finished, oldest first, per-world order kept (a world''s events go to one consumer at a time); concurrent callers never get the same event';
 
 -- wval._ack(group, ids): acknowledges the group's outstanding deliveries
