@@ -25,6 +25,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/skey.h"
 #include "access/heaptoast.h"
 #include "access/htup_details.h"
 #include "access/stratnum.h"
@@ -355,6 +356,10 @@ typedef struct Handout
 	int			budget;			/* events the call may still take */
 	int64	   *handed;			/* the events handed out, world after world */
 	int			nhanded;
+	/* a world's read, sized for the whole budget, reused world after world */
+	int64	   *got;			/* events to hand out */
+	ItemPointerData *fin;		/* rows to finish in place (expired, dead) */
+	int64	   *died;			/* of those, the dead letters */
 } Handout;
 
 /* An index scan of the group's outstanding deliveries in event order. */
@@ -514,9 +519,9 @@ consume_world(Handout *h, const char *world_key)
 {
 	Datum		world = CStringGetTextDatum(world_key);
 	Datum		keys[2] = {h->group, world};
-	int64	   *got = palloc(sizeof(int64) * h->budget);
-	ItemPointerData *fin = palloc(sizeof(ItemPointerData) * h->budget);
-	int64	   *died;
+	int64	   *got = h->got;
+	ItemPointerData *fin = h->fin;
+	int64	   *died = h->died;
 	int			ngot = 0;
 	int			nfin = 0;
 	int			ndied = 0;
@@ -575,7 +580,6 @@ consume_world(Handout *h, const char *world_key)
 	wval_key_scan_end(&scan);
 	PopActiveSnapshot();
 
-	died = palloc(sizeof(int64) * Max(nfin, 1));
 	if (nfin > 0)
 	{
 		Datum	   *tids = palloc(sizeof(Datum) * nfin);
@@ -807,6 +811,9 @@ wval_consume(PG_FUNCTION_ARGS)
 	h.budget = max;
 	h.handed = palloc(sizeof(int64) * max);
 	h.nhanded = 0;
+	h.got = palloc(sizeof(int64) * max);
+	h.fin = palloc(sizeof(ItemPointerData) * max);
+	h.died = palloc(sizeof(int64) * max);
 
 	/* expired events nobody holds: counted as expired and acknowledged */
 	args[0] = h.group;
@@ -820,6 +827,274 @@ wval_consume(PG_FUNCTION_ARGS)
 	put_events(rsinfo, h.handed, h.nhanded);
 	SPI_finish();
 	return (Datum) 0;
+}
+
+/* ----------------------------------------------------------------
+ * The ack
+ *
+ * wval._ack(group, ids) finishes the group's outstanding deliveries of ids
+ * as acked, each with the hand-out in progress it ends written into its row
+ * (one more attempt and hand-out, the hand-out's time and visibility).
+ * The lease rows of their worlds are read locked first (FOR SHARE: a
+ * hand-out of one of these worlds being written is waited for, and its
+ * latest version read), once per world, so the update that follows knows
+ * for each event the hand-out that is in progress and no hand-out can
+ * change it before this transaction ends.  The update decides per row
+ * version whether the event's part of that hand-out has ended (its stored
+ * leased_at is the hand-out's), so a row a hand-out or a nack changed while
+ * the ack waited for it is judged as it is now.
+ * ----------------------------------------------------------------
+ */
+
+static WvalPlan plan_ack_leases = WVAL_PLAN_GENERIC(
+	"SELECT l.world_key, l.event_ids, l.leased_at, l.visible_at FROM wval.delivery_leases l "
+	"WHERE l.group_name = $1 AND l.world_key = ANY ($2) FOR SHARE",
+	2, TEXTOID, TEXTARRAYOID);
+
+/*
+ * h.at: the time of the hand-out that lists the event (null: none), so the
+ * event is in a hand-out whose part has not ended when its leased_at is not
+ * h.at: wval._in_handout's rule, with the listing decided by the caller
+ * (spelled out here, not called: the function would scan the hand-out's
+ * list for every row, three times).
+ */
+static WvalPlan plan_ack = WVAL_PLAN_GENERIC(
+	"UPDATE wval.delivery_store d "
+	"SET done_at = clock_timestamp(), outcome = 'acked', leased = false, "
+	"attempts = d.attempts + (h.at IS NOT NULL AND d.leased_at IS DISTINCT FROM h.at)::integer, "
+	"handouts = d.handouts + (h.at IS NOT NULL AND d.leased_at IS DISTINCT FROM h.at)::integer, "
+	"leased_at = coalesce(h.at, d.leased_at), "
+	"visible_at = CASE WHEN h.at IS NOT NULL AND d.leased_at IS DISTINCT FROM h.at THEN h.until ELSE d.visible_at END "
+	"FROM unnest($2, $3, $4) h(event_id, at, until) "
+	"WHERE d.group_name = $1 AND d.event_id = h.event_id AND d.done_at IS NULL "
+	"RETURNING d.event_id, d.attempts",
+	4, TEXTOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID);
+
+/* An event to acknowledge: its world and the hand-out that lists it. */
+typedef struct AckItem
+{
+	int64		event_id;
+	char	   *world;			/* NULL: no outstanding delivery */
+	bool		listed;			/* listed in its world's latest hand-out */
+	TimestampTz at;
+	TimestampTz until;
+} AckItem;
+
+/* The distinct, non-null ids of a bigint[], sorted; returns how many. */
+static int
+sorted_ids(ArrayType *arr, AckItem **items)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	int			k = 0;
+	int64	   *ids;
+
+	deconstruct_array(arr, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &n);
+	ids = palloc(sizeof(int64) * Max(n, 1));
+	for (i = 0; i < n; i++)
+		if (!nulls[i])
+			ids[k++] = DatumGetInt64(elems[i]);
+	qsort(ids, k, sizeof(int64), int64_cmp);
+	*items = palloc0(sizeof(AckItem) * Max(k, 1));
+	n = 0;
+	for (i = 0; i < k; i++)
+		if (i == 0 || ids[i] != ids[i - 1])
+			(*items)[n++].event_id = ids[i];
+	return n;
+}
+
+/*
+ * The world of each item's outstanding delivery, read through the order
+ * index (group_name, event_id; done_at IS NULL) with a snapshot taken now.
+ */
+static void
+ack_worlds(Datum group, AckItem *items, int n)
+{
+	Relation	rel = table_open(get_relname_relid("delivery_store", get_namespace_oid("wval", false)), AccessShareLock);
+	Relation	idx = index_open(get_relname_relid("deliveries_order_idx", get_namespace_oid("wval", false)),
+								 AccessShareLock);
+	AttrNumber	a_world = store_column(rel, "world_key");
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	IndexScanDesc scan;
+	ScanKeyData keys[2];
+	int			i;
+
+	if (idx->rd_index->indrelid != RelationGetRelid(rel) || !idx->rd_index->indisvalid)
+		elog(ERROR, "\"wval.deliveries_order_idx\" is not a valid index of \"wval.delivery_store\"");
+	PushCopiedSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 2, 0);
+	for (i = 0; i < n; i++)
+	{
+		ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+							   idx->rd_indcollation[0], F_TEXTEQ, group);
+		ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+							   idx->rd_indcollation[1], F_INT8EQ, Int64GetDatum(items[i].event_id));
+		index_rescan(scan, keys, 2, NULL, 0);
+		if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			bool		isnull;
+			Datum		w = slot_getattr(slot, a_world, &isnull);
+
+			items[i].world = TextDatumGetCString(w);
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	PopActiveSnapshot();
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+}
+
+/*
+ * Locks the lease rows of the items' worlds (FOR SHARE) and marks each item
+ * listed in its world's hand-out with that hand-out's time and visibility.
+ */
+static void
+ack_handouts(Datum group, AckItem *items, int n)
+{
+	Datum	   *worlds = palloc(sizeof(Datum) * Max(n, 1));
+	int			nworlds = 0;
+	Datum		args[2];
+	int			r;
+	int			i;
+	char	  **names = palloc(sizeof(char *) * Max(n, 1));
+
+	for (i = 0; i < n; i++)
+		if (items[i].world != NULL && !seen_world(names, nworlds, items[i].world))
+		{
+			names[nworlds] = items[i].world;
+			worlds[nworlds++] = CStringGetTextDatum(items[i].world);
+		}
+	if (nworlds == 0)
+		return;
+	args[0] = group;
+	args[1] = PointerGetDatum(construct_array(worlds, nworlds, TEXTOID, -1, false, TYPALIGN_INT));
+	wval_spi_exec(&plan_ack_leases, args, NULL, false, 0, SPI_OK_SELECT);
+	for (r = 0; r < (int) SPI_processed; r++)
+	{
+		char	   *world = wval_spi_text(r, 1);
+		bool		isnull;
+		ArrayType  *listed = DatumGetArrayTypeP(wval_spi_datum(r, 2, &isnull));
+		TimestampTz at = DatumGetTimestampTz(wval_spi_datum(r, 3, &isnull));
+		TimestampTz until = DatumGetTimestampTz(wval_spi_datum(r, 4, &isnull));
+		Datum	   *elems;
+		bool	   *nulls;
+		int			nlisted;
+		int			j;
+
+		deconstruct_array(listed, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+						  &elems, &nulls, &nlisted);
+		/* items are sorted by event_id; a hand-out lists a few of them */
+		for (j = 0; j < nlisted; j++)
+		{
+			int64		id = DatumGetInt64(elems[j]);
+			int			lo = 0;
+			int			hi = n - 1;
+
+			while (lo <= hi)
+			{
+				int			mid = lo + (hi - lo) / 2;
+
+				if (items[mid].event_id < id)
+					lo = mid + 1;
+				else if (items[mid].event_id > id)
+					hi = mid - 1;
+				else
+				{
+					if (items[mid].world != NULL && strcmp(items[mid].world, world) == 0)
+					{
+						items[mid].listed = true;
+						items[mid].at = at;
+						items[mid].until = until;
+					}
+					break;
+				}
+			}
+		}
+	}
+}
+
+PG_FUNCTION_INFO_V1(wval_ack);
+
+/*
+ * wval._ack(group_name, event_ids) → (acked integer, unsent bigint): how
+ * many outstanding deliveries of these events were acknowledged, and one
+ * of them that had never been handed out (the caller raises an error,
+ * which undoes the acks); see "The ack".
+ */
+Datum
+wval_ack(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		result[2] = {Int32GetDatum(0), (Datum) 0};
+	bool		result_null[2] = {false, true};
+	AckItem    *items;
+	int			n;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "wval._ack must return a record");
+	desc = BlessTupleDesc(desc);
+	n = PG_ARGISNULL(0) || PG_ARGISNULL(1) ? 0 : sorted_ids(PG_GETARG_ARRAYTYPE_P(1), &items);
+	if (n > 0)
+	{
+		Datum		group = PG_GETARG_DATUM(0);
+		Datum	   *ids = palloc(sizeof(Datum) * n);
+		Datum	   *ats = palloc(sizeof(Datum) * n);
+		Datum	   *untils = palloc(sizeof(Datum) * n);
+		bool	   *nulls = palloc(sizeof(bool) * n);
+		int			dims[1];
+		int			lbs[1] = {1};
+		Datum		args[4];
+		int			k = 0;
+		int			i;
+		int64		unsent = 0;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		ack_worlds(group, items, n);
+		ack_handouts(group, items, n);
+		for (i = 0; i < n; i++)
+		{
+			if (items[i].world == NULL)
+				continue;		/* finished before, or never delivered */
+			ids[k] = Int64GetDatum(items[i].event_id);
+			ats[k] = TimestampTzGetDatum(items[i].at);
+			untils[k] = TimestampTzGetDatum(items[i].until);
+			nulls[k] = !items[i].listed;
+			k++;
+		}
+		if (k > 0)
+		{
+			dims[0] = k;
+			args[0] = group;
+			args[1] = PointerGetDatum(construct_array(ids, k, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+													  TYPALIGN_DOUBLE));
+			args[2] = PointerGetDatum(construct_md_array(ats, nulls, 1, dims, lbs, TIMESTAMPTZOID,
+														 sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+			args[3] = PointerGetDatum(construct_md_array(untils, nulls, 1, dims, lbs, TIMESTAMPTZOID,
+														 sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+			wval_spi_exec(&plan_ack, args, NULL, false, 0, SPI_OK_UPDATE_RETURNING);
+			result[0] = Int32GetDatum((int32) SPI_processed);
+			for (i = 0; i < (int) SPI_processed; i++)
+			{
+				bool		isnull;
+				int64		id = wval_spi_int64(i, 1, 0);
+
+				if (DatumGetInt32(wval_spi_datum(i, 2, &isnull)) == 0 && (unsent == 0 || id < unsent))
+					unsent = id;
+			}
+			if (unsent != 0)
+			{
+				result[1] = Int64GetDatum(unsent);
+				result_null[1] = false;
+			}
+		}
+		SPI_finish();
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, result, result_null)));
 }
 
 PG_FUNCTION_INFO_V1(wval_queue_scan);
