@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * bus.c
- *	  The bus's emitter and its hand-out (docs/bus.md).
+ *	  The bus's emitter, its hand-out and its ack (docs/bus.md).
  *
  *	  wval_emit_event writes an event
  *	  in the caller's transaction: the shared bus lock that orders emitters
@@ -15,7 +15,9 @@
  *	  wval_consume hands out a consumer group's next events: it walks the
  *	  group's queue in event order, and for each world met at its head
  *	  leases the visible prefix of that world's queue with one row of
- *	  wval.delivery_leases (see "The hand-out" below).
+ *	  wval.delivery_leases (see "The hand-out" below); wval._ack finishes
+ *	  the deliveries of acknowledged events, each with the hand-out it ends
+ *	  ("The ack").
  *
  * IDENTIFICATION
  *	  src/bus.c
@@ -25,9 +27,9 @@
 #include "postgres.h"
 
 #include "access/genam.h"
-#include "access/skey.h"
 #include "access/heaptoast.h"
 #include "access/htup_details.h"
+#include "access/skey.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -51,9 +53,9 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "access.h"
 #include "bus.h"
 #include "jsonb.h"
-#include "access.h"
 #include "spi.h"
 #include "wval.h"
 
@@ -723,9 +725,9 @@ consume_worlds(Handout *h, int max)
 /*
  * The events handed out, oldest first, into the call's result: each read
  * through wval.events' primary key with a snapshot taken now, one index
- * scan for all (a statement over "= ANY" cost a third more, measured).
- * The rows go out as stored, their external values inlined: the table's
- * row type is what the function returns.
+ * scan rescanned for each (a statement would build each row as a composite
+ * value and sort them).  The rows go out as stored, their external values
+ * inlined: the table's row type is what the function returns.
  */
 static void
 put_events(ReturnSetInfo *rsinfo, int64 *ids, int n)
@@ -837,9 +839,9 @@ wval_consume(PG_FUNCTION_ARGS)
  * (one more attempt and hand-out, the hand-out's time and visibility).
  * The lease rows of their worlds are read locked first (FOR SHARE: a
  * hand-out of one of these worlds being written is waited for, and its
- * latest version read), once per world, so the update that follows knows
+ * latest version read), once per world, so the updates that follow know
  * for each event the hand-out that is in progress and no hand-out can
- * change it before this transaction ends.  The update decides per row
+ * change it before this transaction ends.  An update decides per row
  * version whether the event's part of that hand-out has ended (its stored
  * leased_at is the hand-out's), so a row a hand-out or a nack changed while
  * the ack waited for it is judged as it is now.
@@ -852,29 +854,50 @@ static WvalPlan plan_ack_leases = WVAL_PLAN_GENERIC(
 	2, TEXTOID, TEXTARRAYOID);
 
 /*
- * h.at: the time of the hand-out that lists the event (null: none), so the
- * event is in a hand-out whose part has not ended when its leased_at is not
- * h.at: wval._in_handout's rule, with the listing decided by the caller
- * (spelled out here, not called: the function would scan the hand-out's
- * list for every row, three times).
+ * The ack's updates.  The events of one world listed in its hand-out ($3:
+ * its time, $4: its visibility): an event whose part of it has not ended
+ * (its leased_at is not the hand-out's: wval._in_handout's rule, the
+ * listing decided by the caller) gets the hand-out written.  Events in no
+ * hand-out are acknowledged as they are.  Each update comes twice: by the
+ * rows the read of the worlds found ($2 tid[], a TID scan), and by event_id
+ * ($2 bigint[]) for the events whose row changed since (a hand-out the lock
+ * waited for wrote their timeout, or a nack).  By row, "outstanding" is
+ * spelled "outcome IS NULL" (the same, by the table's check): with "done_at
+ * IS NULL" the planner may prefer a scan of the group's queue through a
+ * partial index when the statistics say the queue is empty, as they do
+ * after a drain, and keep that generic plan through the next backlog.
  */
-static WvalPlan plan_ack = WVAL_PLAN_GENERIC(
-	"UPDATE wval.delivery_store d "
-	"SET done_at = clock_timestamp(), outcome = 'acked', leased = false, "
-	"attempts = d.attempts + (h.at IS NOT NULL AND d.leased_at IS DISTINCT FROM h.at)::integer, "
-	"handouts = d.handouts + (h.at IS NOT NULL AND d.leased_at IS DISTINCT FROM h.at)::integer, "
-	"leased_at = coalesce(h.at, d.leased_at), "
-	"visible_at = CASE WHEN h.at IS NOT NULL AND d.leased_at IS DISTINCT FROM h.at THEN h.until ELSE d.visible_at END "
-	"FROM unnest($2, $3, $4) h(event_id, at, until) "
-	"WHERE d.group_name = $1 AND d.event_id = h.event_id AND d.done_at IS NULL "
-	"RETURNING d.event_id, d.attempts",
-	4, TEXTOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID);
+#define ACK_LISTED_SET \
+	"SET done_at = clock_timestamp(), outcome = 'acked', leased = false, " \
+	"attempts = d.attempts + (d.leased_at IS DISTINCT FROM $3)::integer, " \
+	"handouts = d.handouts + (d.leased_at IS DISTINCT FROM $3)::integer, " \
+	"leased_at = $3, " \
+	"visible_at = CASE WHEN d.leased_at IS DISTINCT FROM $3 THEN $4 ELSE d.visible_at END "
+#define ACK_UNLISTED_SET \
+	"SET done_at = clock_timestamp(), outcome = 'acked', leased = false "
+#define ACK_BY_ROW "WHERE d.ctid = ANY ($2) AND d.group_name = $1 AND d.outcome IS NULL RETURNING d.event_id, d.attempts"
+#define ACK_BY_ID "WHERE d.group_name = $1 AND d.event_id = ANY ($2) AND d.done_at IS NULL RETURNING d.event_id, d.attempts"
+
+static WvalPlan plan_ack_listed_rows = WVAL_PLAN_GENERIC(
+	"UPDATE wval.delivery_store d " ACK_LISTED_SET ACK_BY_ROW,
+	4, TEXTOID, TIDARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID);
+static WvalPlan plan_ack_listed_ids = WVAL_PLAN_GENERIC(
+	"UPDATE wval.delivery_store d " ACK_LISTED_SET ACK_BY_ID,
+	4, TEXTOID, INT8ARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID);
+static WvalPlan plan_ack_unlisted_rows = WVAL_PLAN_GENERIC(
+	"UPDATE wval.delivery_store d " ACK_UNLISTED_SET ACK_BY_ROW,
+	2, TEXTOID, TIDARRAYOID);
+static WvalPlan plan_ack_unlisted_ids = WVAL_PLAN_GENERIC(
+	"UPDATE wval.delivery_store d " ACK_UNLISTED_SET ACK_BY_ID,
+	2, TEXTOID, INT8ARRAYOID);
 
 /* An event to acknowledge: its world and the hand-out that lists it. */
 typedef struct AckItem
 {
 	int64		event_id;
 	char	   *world;			/* NULL: no outstanding delivery */
+	ItemPointerData row;		/* where the read of the worlds found it */
+	bool		acked;			/* by this call */
 	bool		listed;			/* listed in its world's latest hand-out */
 	TimestampTz at;
 	TimestampTz until;
@@ -905,9 +928,31 @@ sorted_ids(ArrayType *arr, AckItem **items)
 	return n;
 }
 
+/* The item of an event_id (items sorted by event_id), or NULL. */
+static AckItem *
+ack_item(AckItem *items, int n, int64 id)
+{
+	int			lo = 0;
+	int			hi = n - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (items[mid].event_id < id)
+			lo = mid + 1;
+		else if (items[mid].event_id > id)
+			hi = mid - 1;
+		else
+			return &items[mid];
+	}
+	return NULL;
+}
+
 /*
- * The world of each item's outstanding delivery, read through the order
- * index (group_name, event_id; done_at IS NULL) with a snapshot taken now.
+ * The world of each item's outstanding delivery and where its row is, read
+ * through the order index (group_name, event_id; done_at IS NULL) with a
+ * snapshot taken now.
  */
 static void
 ack_worlds(Datum group, AckItem *items, int n)
@@ -939,6 +984,7 @@ ack_worlds(Datum group, AckItem *items, int n)
 			Datum		w = slot_getattr(slot, a_world, &isnull);
 
 			items[i].world = TextDatumGetCString(w);
+			items[i].row = slot->tts_tid;
 		}
 	}
 	index_endscan(scan);
@@ -987,34 +1033,77 @@ ack_handouts(Datum group, AckItem *items, int n)
 
 		deconstruct_array(listed, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
 						  &elems, &nulls, &nlisted);
-		/* items are sorted by event_id; a hand-out lists a few of them */
 		for (j = 0; j < nlisted; j++)
 		{
-			int64		id = DatumGetInt64(elems[j]);
-			int			lo = 0;
-			int			hi = n - 1;
+			AckItem    *item = ack_item(items, n, DatumGetInt64(elems[j]));
 
-			while (lo <= hi)
+			if (item != NULL && item->world != NULL && strcmp(item->world, world) == 0)
 			{
-				int			mid = lo + (hi - lo) / 2;
-
-				if (items[mid].event_id < id)
-					lo = mid + 1;
-				else if (items[mid].event_id > id)
-					hi = mid - 1;
-				else
-				{
-					if (items[mid].world != NULL && strcmp(items[mid].world, world) == 0)
-					{
-						items[mid].listed = true;
-						items[mid].at = at;
-						items[mid].until = until;
-					}
-					break;
-				}
+				item->listed = true;
+				item->at = at;
+				item->until = until;
 			}
 		}
 	}
+}
+
+/*
+ * One pass of the ack's updates over the items not acked yet: for each
+ * world, those its hand-out lists, then those in no hand-out; by their rows
+ * (by_row) or by event_id.  Marks what was acknowledged, adds it to *acked
+ * and keeps in *unsent the least event never handed out (0: none; event ids
+ * start at 1).  Returns how many items it tried.
+ */
+static int
+ack_pass(Datum group, AckItem *items, int n, bool by_row, int *acked, int64 *unsent)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	bool	   *taken = palloc0(sizeof(bool) * n);
+	int			tried = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		AckItem    *first = &items[i];
+		Datum		args[4];
+		int			k = 0;
+		int			j;
+		int			r;
+
+		if (taken[i] || first->world == NULL || first->acked)
+			continue;
+		/* the items of first's kind: listed in the same world's hand-out, or in none */
+		for (j = i; j < n; j++)
+			if (!taken[j] && items[j].world != NULL && !items[j].acked && items[j].listed == first->listed &&
+				(!first->listed || strcmp(items[j].world, first->world) == 0))
+			{
+				elems[k++] = by_row ? PointerGetDatum(&items[j].row) : Int64GetDatum(items[j].event_id);
+				taken[j] = true;
+			}
+		args[0] = group;
+		args[1] = by_row ?
+			PointerGetDatum(construct_array(elems, k, TIDOID, sizeof(ItemPointerData), false, TYPALIGN_SHORT)) :
+			PointerGetDatum(construct_array(elems, k, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[2] = TimestampTzGetDatum(first->at);
+		args[3] = TimestampTzGetDatum(first->until);
+		wval_spi_exec(first->listed ? (by_row ? &plan_ack_listed_rows : &plan_ack_listed_ids) :
+					  (by_row ? &plan_ack_unlisted_rows : &plan_ack_unlisted_ids),
+					  args, NULL, false, 0, SPI_OK_UPDATE_RETURNING);
+		tried += k;
+		*acked += (int) SPI_processed;
+		for (r = 0; r < (int) SPI_processed; r++)
+		{
+			bool		isnull;
+			int64		id = wval_spi_int64(r, 1, 0);
+			AckItem    *item = ack_item(items, n, id);
+
+			if (item != NULL)
+				item->acked = true;
+			if (DatumGetInt32(wval_spi_datum(r, 2, &isnull)) == 0 && (*unsent == 0 || id < *unsent))
+				*unsent = id;
+		}
+	}
+	return tried;
 }
 
 PG_FUNCTION_INFO_V1(wval_ack);
@@ -1029,10 +1118,12 @@ Datum
 wval_ack(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
-	Datum		result[2] = {Int32GetDatum(0), (Datum) 0};
+	Datum		result[2];
 	bool		result_null[2] = {false, true};
 	AckItem    *items;
 	int			n;
+	int			acked = 0;
+	int64		unsent = 0;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "wval._ack must return a record");
@@ -1041,59 +1132,19 @@ wval_ack(PG_FUNCTION_ARGS)
 	if (n > 0)
 	{
 		Datum		group = PG_GETARG_DATUM(0);
-		Datum	   *ids = palloc(sizeof(Datum) * n);
-		Datum	   *ats = palloc(sizeof(Datum) * n);
-		Datum	   *untils = palloc(sizeof(Datum) * n);
-		bool	   *nulls = palloc(sizeof(bool) * n);
-		int			dims[1];
-		int			lbs[1] = {1};
-		Datum		args[4];
-		int			k = 0;
-		int			i;
-		int64		unsent = 0;
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		ack_worlds(group, items, n);
 		ack_handouts(group, items, n);
-		for (i = 0; i < n; i++)
-		{
-			if (items[i].world == NULL)
-				continue;		/* finished before, or never delivered */
-			ids[k] = Int64GetDatum(items[i].event_id);
-			ats[k] = TimestampTzGetDatum(items[i].at);
-			untils[k] = TimestampTzGetDatum(items[i].until);
-			nulls[k] = !items[i].listed;
-			k++;
-		}
-		if (k > 0)
-		{
-			dims[0] = k;
-			args[0] = group;
-			args[1] = PointerGetDatum(construct_array(ids, k, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
-													  TYPALIGN_DOUBLE));
-			args[2] = PointerGetDatum(construct_md_array(ats, nulls, 1, dims, lbs, TIMESTAMPTZOID,
-														 sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-			args[3] = PointerGetDatum(construct_md_array(untils, nulls, 1, dims, lbs, TIMESTAMPTZOID,
-														 sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-			wval_spi_exec(&plan_ack, args, NULL, false, 0, SPI_OK_UPDATE_RETURNING);
-			result[0] = Int32GetDatum((int32) SPI_processed);
-			for (i = 0; i < (int) SPI_processed; i++)
-			{
-				bool		isnull;
-				int64		id = wval_spi_int64(i, 1, 0);
-
-				if (DatumGetInt32(wval_spi_datum(i, 2, &isnull)) == 0 && (unsent == 0 || id < unsent))
-					unsent = id;
-			}
-			if (unsent != 0)
-			{
-				result[1] = Int64GetDatum(unsent);
-				result_null[1] = false;
-			}
-		}
+		/* rows changed since the read (or finished meanwhile): again by event_id */
+		if (ack_pass(group, items, n, true, &acked, &unsent) > acked)
+			ack_pass(group, items, n, false, &acked, &unsent);
 		SPI_finish();
 	}
+	result[0] = Int32GetDatum(acked);
+	result[1] = Int64GetDatum(unsent);
+	result_null[1] = unsent == 0;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, result, result_null)));
 }
 

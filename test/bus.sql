@@ -6,7 +6,7 @@
 \set QUIET on
 SET client_min_messages = warning;
 BEGIN;
-SELECT plan(160);
+SELECT plan(165);
 
 ------------------------------------------------------------------------------
 -- objects
@@ -301,6 +301,25 @@ SELECT results_eq($$SELECT attempts, handouts, jsonb_array_length(errors) FROM w
                   $$VALUES (2, 2, 1)$$, 'hand-out: both hand-outs and the nack are stored');
 SELECT results_eq($$SELECT processed, retried, in_flight, backlog FROM wval.bus_health WHERE group_name = 't-ho'$$,
                   $$VALUES (3::bigint, 1::bigint, 0::bigint, 0::bigint)$$, 'hand-out: health counts three processed, one retried');
+
+-- one ack over two worlds' hand-outs, one of its events settled by a nack
+-- (its hand-out is stored already: counted once)
+SELECT wval_subscribe('t-ack2', ARRAY['t.ack2'], 3, '1h', '1h');
+CREATE TEMP TABLE a2ids AS
+SELECT i, wval._emit('t.ack2', CASE WHEN i < 3 THEN 'aw' ELSE 'bw' END, 's' || i, 't.ack2:' || i, '{}') AS id
+FROM generate_series(1, 3) i;
+SELECT results_eq($$SELECT event_id FROM wval_consume('t-ack2', 10)$$, $$SELECT id FROM a2ids ORDER BY i$$,
+                  'ack over worlds: both worlds handed out in one call');
+SELECT is(wval_nack('t-ack2', (SELECT id FROM a2ids WHERE i = 2), 'x'), 'retry', 'ack over worlds: the second is nacked');
+SELECT is(wval_ack('t-ack2', ARRAY(SELECT id FROM a2ids ORDER BY i DESC)), 3, 'ack over worlds: all three acked in one call');
+SELECT results_eq($$SELECT d.attempts, d.handouts, d.outcome, d.leased_at = l.leased_at,
+                           d.visible_at = l.visible_at, jsonb_array_length(d.errors)
+                    FROM wval.delivery_store d JOIN wval.delivery_leases l USING (group_name, world_key)
+                    WHERE d.group_name = 't-ack2' ORDER BY d.event_id$$,
+                  $$VALUES (1, 1, 'acked', true, true, 0), (1, 1, 'acked', true, false, 1), (1, 1, 'acked', true, true, 0)$$,
+                  'ack over worlds: each hand-out written once, with its world''s time; the nacked one keeps its backoff');
+SELECT results_eq($$SELECT world_key, cardinality(event_ids) FROM wval.delivery_leases WHERE group_name = 't-ack2' ORDER BY 1$$,
+                  $$VALUES ('aw', 2), ('bw', 1)$$, 'ack over worlds: one hand-out per world');
 
 ------------------------------------------------------------------------------
 -- visibility timeout
