@@ -26,13 +26,8 @@
  */
 #include "postgres.h"
 
-#include "access/genam.h"
 #include "access/heaptoast.h"
 #include "access/htup_details.h"
-#include "access/skey.h"
-#include "access/stratnum.h"
-#include "access/table.h"
-#include "access/tableam.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
@@ -46,7 +41,6 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
-#include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -732,41 +726,31 @@ consume_worlds(Handout *h, int max)
 static void
 put_events(ReturnSetInfo *rsinfo, int64 *ids, int n)
 {
-	Relation	rel;
-	Relation	idx;
-	TupleTableSlot *slot;
-	IndexScanDesc scan;
+	WvalKeyLookup events;
 	int			i;
 
 	if (n == 0)
 		return;
 	qsort(ids, n, sizeof(int64), int64_cmp);
-	rel = table_open(get_relname_relid("events", get_namespace_oid("wval", false)), AccessShareLock);
-	idx = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
-	slot = table_slot_create(rel, NULL);
 	PushCopiedSnapshot(GetTransactionSnapshot());
 	UpdateActiveSnapshotCommandId();
-	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
+	wval_key_lookup_begin(&events, "events", NULL, 1);
 	for (i = 0; i < n; i++)
 	{
-		ScanKeyData key;
+		Datum		key = Int64GetDatum(ids[i]);
+		TupleTableSlot *slot = wval_key_lookup(&events, &key);
 
-		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(ids[i]));
-		index_rescan(scan, &key, 1, NULL, 0);
-		if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		if (slot != NULL)
 		{
 			HeapTuple	tup = ExecFetchSlotHeapTuple(slot, false, NULL);
 
 			if (HeapTupleHasExternal(tup))
-				tup = toast_flatten_tuple(tup, RelationGetDescr(rel));
+				tup = toast_flatten_tuple(tup, RelationGetDescr(events.rel));
 			tuplestore_puttuple(rsinfo->setResult, tup);
 		}
 	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
+	wval_key_lookup_end(&events);
 	PopActiveSnapshot();
-	index_close(idx, AccessShareLock);
-	table_close(rel, AccessShareLock);
 }
 
 PG_FUNCTION_INFO_V1(wval_consume);
@@ -957,41 +941,27 @@ ack_item(AckItem *items, int n, int64 id)
 static void
 ack_worlds(Datum group, AckItem *items, int n)
 {
-	Relation	rel = table_open(get_relname_relid("delivery_store", get_namespace_oid("wval", false)), AccessShareLock);
-	Relation	idx = index_open(get_relname_relid("deliveries_order_idx", get_namespace_oid("wval", false)),
-								 AccessShareLock);
-	AttrNumber	a_world = store_column(rel, "world_key");
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	IndexScanDesc scan;
-	ScanKeyData keys[2];
+	WvalKeyLookup deliveries;
+	AttrNumber	a_world;
 	int			i;
 
-	if (idx->rd_index->indrelid != RelationGetRelid(rel) || !idx->rd_index->indisvalid)
-		elog(ERROR, "\"wval.deliveries_order_idx\" is not a valid index of \"wval.delivery_store\"");
 	PushCopiedSnapshot(GetTransactionSnapshot());
 	UpdateActiveSnapshotCommandId();
-	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 2, 0);
+	wval_key_lookup_begin(&deliveries, "delivery_store", "deliveries_order_idx", 2);
+	a_world = store_column(deliveries.rel, "world_key");
 	for (i = 0; i < n; i++)
 	{
-		ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-							   idx->rd_indcollation[0], F_TEXTEQ, group);
-		ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
-							   idx->rd_indcollation[1], F_INT8EQ, Int64GetDatum(items[i].event_id));
-		index_rescan(scan, keys, 2, NULL, 0);
-		if (index_getnext_slot(scan, ForwardScanDirection, slot))
-		{
-			bool		isnull;
-			Datum		w = slot_getattr(slot, a_world, &isnull);
+		Datum		keys[2] = {group, Int64GetDatum(items[i].event_id)};
+		TupleTableSlot *slot = wval_key_lookup(&deliveries, keys);
+		bool		isnull;
 
-			items[i].world = TextDatumGetCString(w);
-			items[i].row = slot->tts_tid;
-		}
+		if (slot == NULL)
+			continue;
+		items[i].world = TextDatumGetCString(slot_getattr(slot, a_world, &isnull));
+		items[i].row = slot->tts_tid;
 	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
+	wval_key_lookup_end(&deliveries);
 	PopActiveSnapshot();
-	index_close(idx, AccessShareLock);
-	table_close(rel, AccessShareLock);
 }
 
 /*

@@ -16,9 +16,11 @@
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/jsonb.h"
@@ -141,46 +143,65 @@ wval_key_scan_begin(WvalKeyScan *s, const char *table, int nkeys, const Datum *k
  * whose next key column (the one after the nkeys equal ones) is greater
  * than *after.  A partial index yields only the rows of its predicate.
  */
-void
-wval_index_scan_begin(WvalKeyScan *s, const char *table, const char *index, int nkeys, const Datum *keys,
-					  const Datum *after)
+/*
+ * Opens wval.<table> and its index wval.<index> (NULL: the primary key),
+ * checked: an index of that table, valid, with at least nkeys key columns.
+ */
+static void
+open_indexed(const char *table, const char *index, int nkeys, Relation *rel, Relation *idx)
 {
 	Oid			nsp = get_namespace_oid("wval", false);
 	Oid			relid = get_relname_relid(table, nsp);
 	Oid			idxid;
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation \"wval.%s\" does not exist", table);
+	*rel = table_open(relid, AccessShareLock);
+	idxid = index != NULL ? get_relname_relid(index, nsp) : RelationGetPrimaryKeyIndex(*rel);
+	if (!OidIsValid(idxid))
+		elog(ERROR, "index \"wval.%s\" of \"wval.%s\" does not exist", index != NULL ? index : "(primary key)", table);
+	*idx = index_open(idxid, AccessShareLock);
+	if ((*idx)->rd_index->indrelid != relid)
+		elog(ERROR, "\"wval.%s\" is not an index of \"wval.%s\"", RelationGetRelationName(*idx), table);
+	/* an index left invalid (a failed concurrent build) may lack rows */
+	if (!(*idx)->rd_index->indisvalid)
+		elog(ERROR, "index \"wval.%s\" is not valid; REINDEX it", RelationGetRelationName(*idx));
+	if (nkeys < 0 || nkeys > IndexRelationGetNumberOfKeyAttributes(*idx))
+		elog(ERROR, "wrong number of keys (%d) for the index \"wval.%s\"", nkeys, RelationGetRelationName(*idx));
+}
+
+/*
+ * The scan key of the index's column i (0-based): equal to value, or
+ * greater than it (bound); text compares with the index's collation.  attno
+ * is the column's number as the scan wants it (systable scans: the heap's).
+ */
+static void
+key_entry(ScanKey key, Relation idx, int i, AttrNumber attno, bool bound, Datum value)
+{
+	Oid			type = TupleDescAttr(RelationGetDescr(idx), i)->atttypid;
+	RegProcedure op = type == TEXTOID ? (bound ? F_TEXT_GT : F_TEXTEQ) :
+		type == INT4OID ? (bound ? F_INT4GT : F_INT4EQ) :
+		type == INT8OID ? (bound ? F_INT8GT : F_INT8EQ) : InvalidOid;
+
+	if (op == InvalidOid)
+		elog(ERROR, "unsupported key type %u in the index \"wval.%s\"", type, RelationGetRelationName(idx));
+	ScanKeyEntryInitialize(key, 0, attno, bound ? BTGreaterStrategyNumber : BTEqualStrategyNumber,
+						   InvalidOid, idx->rd_indcollation[i], op, value);
+}
+
+void
+wval_index_scan_begin(WvalKeyScan *s, const char *table, const char *index, int nkeys, const Datum *keys,
+					  const Datum *after)
+{
 	ScanKeyData sk[INDEX_MAX_KEYS];
 	int			nsk = nkeys + (after != NULL ? 1 : 0);
 	int			i;
 
-	if (!OidIsValid(relid))
-		elog(ERROR, "relation \"wval.%s\" does not exist", table);
-	s->rel = table_open(relid, AccessShareLock);
-	idxid = index != NULL ? get_relname_relid(index, nsp) : RelationGetPrimaryKeyIndex(s->rel);
-	if (!OidIsValid(idxid))
-		elog(ERROR, "index \"wval.%s\" of \"wval.%s\" does not exist", index != NULL ? index : "(primary key)", table);
-	s->idx = index_open(idxid, AccessShareLock);
-	if (s->idx->rd_index->indrelid != relid)
-		elog(ERROR, "\"wval.%s\" is not an index of \"wval.%s\"", RelationGetRelationName(s->idx), table);
-	/* an index left invalid (a failed concurrent build) may lack rows */
-	if (!s->idx->rd_index->indisvalid)
-		elog(ERROR, "index \"wval.%s\" is not valid; REINDEX it", RelationGetRelationName(s->idx));
-	if (nkeys < 0 || nsk > IndexRelationGetNumberOfKeyAttributes(s->idx))
-		elog(ERROR, "wrong number of keys (%d) for the index \"wval.%s\"", nsk, RelationGetRelationName(s->idx));
+	open_indexed(table, index, nsk, &s->rel, &s->idx);
+	/* systable scans take heap attribute numbers and map them to the index's */
 	for (i = 0; i < nsk; i++)
-	{
-		Oid			type = TupleDescAttr(RelationGetDescr(s->idx), i)->atttypid;
-		bool		bound = i == nkeys;
-		RegProcedure op = type == TEXTOID ? (bound ? F_TEXT_GT : F_TEXTEQ) :
-			type == INT4OID ? (bound ? F_INT4GT : F_INT4EQ) :
-			type == INT8OID ? (bound ? F_INT8GT : F_INT8EQ) : InvalidOid;
-
-		if (op == InvalidOid)
-			elog(ERROR, "unsupported key type %u in the index \"wval.%s\"", type, RelationGetRelationName(s->idx));
-		/* systable scans take heap attribute numbers and map them to the index's */
-		ScanKeyEntryInitialize(&sk[i], 0, s->idx->rd_index->indkey.values[i],
-							   bound ? BTGreaterStrategyNumber : BTEqualStrategyNumber,
-							   InvalidOid, s->idx->rd_indcollation[i], op, bound ? *after : keys[i]);
-	}
+		key_entry(&sk[i], s->idx, i, s->idx->rd_index->indkey.values[i], i == nkeys,
+				  i == nkeys ? *after : keys[i]);
 	s->scan = systable_beginscan_ordered(s->rel, s->idx,
 										 ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(),
 										 nsk, sk);
@@ -212,6 +233,44 @@ wval_key_scan_end(WvalKeyScan *s)
 	systable_endscan_ordered(s->scan);
 	index_close(s->idx, AccessShareLock);
 	table_close(s->rel, AccessShareLock);
+}
+
+/*
+ * Key look-ups: one row per key, for many keys, through one index scan
+ * rescanned for each (no scan, relation or key set up per key).  nkeys
+ * leading columns of wval.<index> of the table (NULL: its primary key),
+ * compared as wval_key_scan_begin compares them; the active snapshot.
+ */
+void
+wval_key_lookup_begin(WvalKeyLookup *l, const char *table, const char *index, int nkeys)
+{
+	open_indexed(table, index, nkeys, &l->rel, &l->idx);
+	l->nkeys = nkeys;
+	l->slot = table_slot_create(l->rel, NULL);
+	l->scan = index_beginscan(l->rel, l->idx, GetActiveSnapshot(), nkeys, 0);
+}
+
+/* The row of these keys (valid until the next look-up), or NULL. */
+TupleTableSlot *
+wval_key_lookup(WvalKeyLookup *l, const Datum *keys)
+{
+	ScanKeyData sk[INDEX_MAX_KEYS];
+	int			i;
+
+	for (i = 0; i < l->nkeys; i++)
+		key_entry(&sk[i], l->idx, i, i + 1, false, keys[i]);
+	index_rescan(l->scan, sk, l->nkeys, NULL, 0);
+	return index_getnext_slot(l->scan, ForwardScanDirection, l->slot) ? l->slot : NULL;
+}
+
+/* Ends the look-ups and closes the relations (the locks stay until the end of the transaction). */
+void
+wval_key_lookup_end(WvalKeyLookup *l)
+{
+	index_endscan(l->scan);
+	ExecDropSingleTupleTableSlot(l->slot);
+	index_close(l->idx, AccessShareLock);
+	table_close(l->rel, AccessShareLock);
 }
 
 /*

@@ -84,6 +84,23 @@ extern void wval_index_scan_begin(WvalKeyScan *s, const char *table, const char 
 extern HeapTuple wval_key_scan_next(WvalKeyScan *s, bool backward);
 extern Datum wval_key_scan_attr(WvalKeyScan *s, HeapTuple tup, const char *column, bool *isnull);
 extern void wval_key_scan_end(WvalKeyScan *s);
+
+/*
+ * Key look-ups: one row per key for many keys, through one index scan
+ * rescanned for each (wval_key_lookup_begin in spi.c).
+ */
+typedef struct WvalKeyLookup
+{
+	Relation	rel;
+	Relation	idx;
+	IndexScanDesc scan;
+	struct TupleTableSlot *slot;
+	int			nkeys;
+} WvalKeyLookup;
+
+extern void wval_key_lookup_begin(WvalKeyLookup *l, const char *table, const char *index, int nkeys);
+extern struct TupleTableSlot *wval_key_lookup(WvalKeyLookup *l, const Datum *keys);
+extern void wval_key_lookup_end(WvalKeyLookup *l);
 extern struct JsonbValue *wval_world_setting(const char *world, const char *key);
 
 #endif							/* WVAL_SPI_H */
